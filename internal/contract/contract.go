@@ -1,0 +1,176 @@
+// Package contract checks every request against openapi.yaml before any
+// handler runs, and turns each violation into a problem located by JSON
+// Pointer, parameter or header.
+package contract
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/problem"
+)
+
+// Validator validates requests against the contract. Build it once with New.
+type Validator struct {
+	spec    *openapi3.T
+	router  routers.Router
+	options *openapi3filter.Options
+	// bodyLimits maps an operationId to its maximum request body size;
+	// operations not listed get defaultBodyLimit.
+	bodyLimits       map[string]int64
+	defaultBodyLimit int64
+}
+
+// methods are the HTTP methods the contract may declare, in Allow order.
+var methods = []string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodTrace,
+}
+
+// New loads the embedded contract and compiles its router.
+// defaultBodyLimit applies to every operation not in bodyLimits
+// (operationId to bytes). It returns an error when the contract is invalid.
+func New(defaultBodyLimit int64, bodyLimits map[string]int64) (*Validator, error) {
+	spec, err := api.GetSwagger()
+	if err != nil {
+		return nil, fmt.Errorf("load contract: %w", err)
+	}
+	// Match paths whatever host the server is reached on.
+	spec.Servers = nil
+	router, err := legacy.NewRouter(spec)
+	if err != nil {
+		return nil, fmt.Errorf("build contract router: %w", err)
+	}
+	return &Validator{
+		spec:   spec,
+		router: router,
+		options: &openapi3filter.Options{
+			MultiError: true,
+			SchemaValidationOptions: []openapi3.SchemaValidationOption{
+				openapi3.WithStringFormatValidator("uuid",
+					openapi3.NewRegexpFormatValidator(openapi3.FormatOfStringForUUIDOfRFC9562)),
+			},
+		},
+		bodyLimits:       bodyLimits,
+		defaultBodyLimit: defaultBodyLimit,
+	}, nil
+}
+
+// Spec returns the parsed contract. Callers must not modify it.
+func (v *Validator) Spec() *openapi3.T { return v.spec }
+
+// Middleware answers requests that break the contract with a problem and
+// passes the rest to next: unknown route 404, wrong method 405 with Allow,
+// body over the operation's limit 413, wrong content type 415, malformed
+// JSON 400, anything else that violates the contract 422 listing every
+// violation. onProblem renders the problem.
+func (v *Validator) Middleware(onProblem func(http.ResponseWriter, *http.Request, *problem.Problem)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if p := v.check(r); p != nil {
+				onProblem(w, r, p)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// check validates r, replacing r.Body with a size-limited reader. It returns
+// nil when r keeps the contract.
+func (v *Validator) check(r *http.Request) *problem.Problem {
+	route, pathParams, err := v.router.FindRoute(r)
+	if err != nil {
+		return v.routeProblem(r, err)
+	}
+	op := route.Operation
+	if op.RequestBody != nil {
+		limit := v.defaultBodyLimit
+		if l, ok := v.bodyLimits[op.OperationID]; ok {
+			limit = l
+		}
+		if r.ContentLength > limit {
+			return tooLarge(limit)
+		}
+		if p := checkContentType(r, op.RequestBody.Value); p != nil {
+			return p
+		}
+		r.Body = http.MaxBytesReader(nil, r.Body, limit)
+	}
+	err = openapi3filter.ValidateRequest(r.Context(), &openapi3filter.RequestValidationInput{
+		Request:    r,
+		PathParams: pathParams,
+		Route:      route,
+		Options:    v.options,
+	})
+	if err == nil {
+		return nil
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return tooLarge(tooBig.Limit)
+	}
+	return Problem(err)
+}
+
+func tooLarge(limit int64) *problem.Problem {
+	return problem.New(http.StatusRequestEntityTooLarge, problem.TypeTooLarge,
+		fmt.Sprintf("request body exceeds the limit of %d bytes", limit))
+}
+
+// routeProblem explains why no operation matched r.
+func (v *Validator) routeProblem(r *http.Request, err error) *problem.Problem {
+	var routeErr *routers.RouteError
+	if errors.As(err, &routeErr) && routeErr.Reason == routers.ErrMethodNotAllowed.Error() {
+		allow := strings.Join(v.allowed(r), ", ")
+		return problem.New(http.StatusMethodNotAllowed, problem.TypeMethodNotAllowed,
+			fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow)).
+			WithHeader("Allow", allow)
+	}
+	return problem.New(http.StatusNotFound, problem.TypeNotFound,
+		fmt.Sprintf("no operation at %s", r.URL.Path))
+}
+
+// allowed lists the methods the contract declares for r's path.
+func (v *Validator) allowed(r *http.Request) []string {
+	var allow []string
+	for _, m := range methods {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, _, err := v.router.FindRoute(probe); err == nil {
+			allow = append(allow, m)
+		}
+	}
+	return allow
+}
+
+// checkContentType answers 415 unless r's media type is one body declares.
+func checkContentType(r *http.Request, body *openapi3.RequestBody) *problem.Problem {
+	declared := make([]string, 0, len(body.Content))
+	for mt := range body.Content {
+		declared = append(declared, mt)
+	}
+	slices.Sort(declared)
+	got := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(got)
+	if err == nil && body.Content.Get(mt) != nil {
+		return nil
+	}
+	detail := fmt.Sprintf("Content-Type %q is not supported; use %s", got, strings.Join(declared, " or "))
+	if got == "" {
+		detail = "Content-Type is missing; use " + strings.Join(declared, " or ")
+	}
+	p := problem.New(http.StatusUnsupportedMediaType, problem.TypeUnsupportedMedia, detail)
+	p.Errors = []api.FieldError{problem.Header("Content-Type", detail)}
+	return p.WithHeader("Accept", strings.Join(declared, ", "))
+}
