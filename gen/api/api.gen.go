@@ -2105,7 +2105,7 @@ func (r ListSystemLogsResponse) ContentType() string {
 
 // CreateSystemLogResponse201Headers the declared response headers of an HTTP 201 response for CreateSystemLog
 type CreateSystemLogResponse201Headers struct {
-	Location   *string
+	Location   string
 	XRequestID string
 }
 
@@ -3190,10 +3190,10 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 		var headers CreateSystemLogResponse201Headers
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
-			headers.Location = &value
+			headers.Location = value
 		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
@@ -4724,7 +4724,7 @@ type CreateSystemLogResponseObject interface {
 }
 
 type CreateSystemLog201ResponseHeaders struct {
-	Location   *string
+	Location   string
 	XRequestID string
 }
 
@@ -4740,9 +4740,7 @@ func (response CreateSystemLog201JSONResponse) VisitCreateSystemLogResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if response.Headers.Location != nil {
-		w.Header().Set("Location", fmt.Sprint(*response.Headers.Location))
-	}
+	w.Header().Set("Location", fmt.Sprint(response.Headers.Location))
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(201)
 	_, err := buf.WriteTo(w)
@@ -5557,12 +5555,12 @@ var swaggerSpec = []string{
 	"K8N3JCsyvWpr7fbXrq8g2p0Rw78VgGJX+dV2F6NcwILwwtadv1kzzr0ibQuqPVK0d/jy0VJ0RCW387Mu",
 	"trIdAH+9OObSfMBm9xvcejnZKij7Ce16cg7HKecUMAvuv2pA1G4xeGILT5PhCaOMg729R0QYVUi1eX/z",
 	"a7anyLakqvqiBJoRvAlbPpovOnz9GdN9l8Yd13M16AO7ZXzJUN2YQdh8ifYrxG7ctx082FZu3WH54tja",
-	"/HrDbYbxtFJU9rfbbRAdY9x3hHj36Y/vK1c2hhfWY+Qzbo/0TdydlRN96+/3V0vDL1MHq9lbq8PB7v4j",
-	"9x8+bv/zV8+fBVGAcK1hXf1cSzSG03JYZqParg97NEZGxghT6mQjQ1yEdbZt3LuZqgyvGeMMImQiYGQ+",
-	"C5zi+HZ9CMeTLqxpvB3uec5q3xzM+bN031LpYQPQMwj1VA7tnxr8eRrc8LCaO1qXlMBM4ricTt6s1J9I",
-	"cr+puvk0/jPsm5xYfSObqVeOTQG+jP2Sjf/g4YGhzT8m/uvt9Hl85pcpyMH/NwH+AVQ7yPNIq37B1F6t",
-	"yK1/JBdjihJYAOV5Bjo1nGT4FpAo2GSnNY8wHg53915Fo2gU7Y6/HX07MsbdndbxZNVIhymMNwY+okbm",
-	"pzHsCnbZZAgb/5dAA3F1bJPm28EO89jqGxeyAdlV+vxKU7X6iZJAZ1GzTuEasvcf7/8vAAD//w==",
+	"/HrDbYbxtFJU9rfbbRAdY9x3hHj36Y/vK1c2hhfWY+Qzbo/0TdydlRN96+/3f6zbbfZ9kXpYTd9aPQ52",
+	"9x+5//Bx+5+/uv4siAKEa43r6uta4jGclsMzG9V4ffijMUIyRphSJysZ4iKss2/j7s2UZXjNGGcQIRMR",
+	"I/OZ4BTHt+tDOZ70Yc0C2GGf52wGmoM6f5YtsFR62CD0DEY9lYP7pwZ/ngY3PK7mjtYlJTCTOC6nlTcr",
+	"9SeS3G+qdj6NPw37JilW38hmKpZjU5AvY8Fkow95YIjzj4kHezt/Hh/6ZQpy8P9NgH8A1Q76PNKqXzC1",
+	"WCty6x/NxZiiBBZAeZ6BThUnGb4FJAo22WnNJ4yHw929V9EoGkW7429H346McXendTxZNeJhCuWNAZCo",
+	"kQlqDLuCXTYdwsb/KdBAXF3bpP120MM8tvrGhWxAdpU/v9JUrX+iJNBZ1KxbuAbt/cf7/wsAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -56,7 +56,6 @@ func summary(n int) string {
 	return "the request has " + strconv.Itoa(n) + " invalid fields"
 }
 
-
 // flatten unpacks nested openapi3.MultiErrors into their leaves.
 func flatten(err error) []error {
 	if multi, ok := err.(openapi3.MultiError); ok {

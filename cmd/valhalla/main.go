@@ -1,0 +1,63 @@
+// Command valhalla serves Valhalla's API: standardized errors, the system
+// log audit trail, request correlation and health probes.
+//
+//	valhalla serve            serve the API (the default)
+//	valhalla migrate up       apply pending migrations
+//	valhalla migrate status   list migrations and whether they are applied
+//	valhalla version          print the build version
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "valhalla:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: valhalla <command> [flags]
+
+commands:
+  serve            serve the API (flags: valhalla serve -h)
+  migrate up       apply pending database migrations
+  migrate status   list migrations and whether they are applied
+  version          print the build version
+`
+
+// run is the whole program: it parses args, reads the environment only
+// through getenv, and writes only to stdout and stderr. It returns when the
+// command is done or, for serve, when ctx is cancelled and shutdown is over.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		args = []string{"serve"}
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], getenv, stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}

@@ -1,0 +1,135 @@
+// Package database opens Valhalla's PostgreSQL pool, applies the embedded
+// goose migrations, and tells a database outage apart from other errors.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/valhalla-platform/valhalla/migrations"
+)
+
+// Open connects a pool to the database at url and waits up to wait for it to
+// answer a ping. Every connection plans each query for its actual
+// parameters (plan_cache_mode=force_custom_plan), so the optional filters of
+// the list query always get a plan that uses the matching index.
+// It returns an error when url does not parse or the database never answers.
+func Open(ctx context.Context, url string, wait time.Duration, logger *slog.Logger) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "valhalla"
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 5*time.Second {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create pool: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		err = pool.Ping(ctx)
+		if err == nil {
+			return pool, nil
+		}
+		if time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
+			pool.Close()
+			return nil, fmt.Errorf("connect to database: %w", err)
+		}
+		logger.Warn("database not reachable yet, retrying", "error", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+	}
+}
+
+// provider returns a goose provider over pool for the embedded migrations.
+// A PostgreSQL advisory lock serialises replicas migrating at once.
+func provider(pool *pgxpool.Pool) (*goose.Provider, *sql.DB, error) {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, nil, fmt.Errorf("create migration lock: %w", err)
+	}
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS, goose.WithSessionLocker(locker))
+	if err != nil {
+		sqlDB.Close()
+		return nil, nil, fmt.Errorf("load migrations: %w", err)
+	}
+	return p, sqlDB, nil
+}
+
+// Migrate applies every pending migration and returns what it applied.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]*goose.MigrationResult, error) {
+	p, sqlDB, err := provider(pool)
+	if err != nil {
+		return nil, err
+	}
+	defer sqlDB.Close()
+	results, err := p.Up(ctx)
+	if err != nil {
+		return results, fmt.Errorf("migrate up: %w", err)
+	}
+	return results, nil
+}
+
+// MigrationStatus reports every known migration and whether it is applied.
+func MigrationStatus(ctx context.Context, pool *pgxpool.Pool) ([]*goose.MigrationStatus, error) {
+	p, sqlDB, err := provider(pool)
+	if err != nil {
+		return nil, err
+	}
+	defer sqlDB.Close()
+	status, err := p.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migration status: %w", err)
+	}
+	return status, nil
+}
+
+// IsUnavailable reports whether err means the database cannot be reached or
+// is not accepting work right now (connection refused or lost, shutting
+// down, starting up, out of connections), as opposed to a bad query.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case len(pgErr.Code) == 5 && pgErr.Code[:2] == "08": // connection_exception
+			return true
+		case pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // shutdown, crash, starting up
+			pgErr.Code == "53300": // too_many_connections
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, io.EOF) || pgconn.Timeout(err)
+}

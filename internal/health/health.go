@@ -1,0 +1,120 @@
+// Package health answers Kubernetes probes and keeps the process counters
+// behind the metrics endpoint.
+package health
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valhalla-platform/valhalla/gen/api"
+)
+
+// Check is one readiness check. Run must honour ctx's deadline.
+type Check struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// ErrShuttingDown fails readiness once the server has begun to drain.
+var ErrShuttingDown = errors.New("server is shutting down")
+
+// Checker runs the readiness checks and tracks the process's uptime.
+type Checker struct {
+	checks   []Check
+	timeout  time.Duration
+	started  time.Time
+	version  string
+	logger   *slog.Logger
+	draining atomic.Bool
+}
+
+// NewChecker returns a checker that runs checks, each bounded by timeout.
+func NewChecker(version string, timeout time.Duration, logger *slog.Logger, checks ...Check) *Checker {
+	return &Checker{checks: checks, timeout: timeout, started: time.Now(), version: version, logger: logger}
+}
+
+// Drain makes readiness fail from now on, so load balancers stop sending
+// traffic while in-flight requests finish.
+func (c *Checker) Drain() { c.draining.Store(true) }
+
+// Version returns the build version.
+func (c *Checker) Version() string { return c.version }
+
+// StartedAt returns when the checker, and so the process, started.
+func (c *Checker) StartedAt() time.Time { return c.started }
+
+// Uptime returns the time since start.
+func (c *Checker) Uptime() time.Duration { return time.Since(c.started) }
+
+// Ready runs every check concurrently and reports whether all passed. Failed
+// checks carry a short summary; the cause is logged, never returned.
+func (c *Checker) Ready(ctx context.Context) (bool, []api.Check) {
+	results := make([]api.Check, len(c.checks)+1)
+	var wg sync.WaitGroup
+	for i, check := range c.checks {
+		wg.Go(func() {
+			results[i] = c.run(ctx, check)
+		})
+	}
+	wg.Wait()
+	results[len(c.checks)] = api.Check{Name: "shutdown", Status: api.CheckStatusOk}
+	if c.draining.Load() {
+		msg := ErrShuttingDown.Error()
+		results[len(c.checks)] = api.Check{Name: "shutdown", Status: api.CheckStatusFail, Error: &msg}
+	}
+	ok := true
+	for _, r := range results {
+		ok = ok && r.Status == api.CheckStatusOk
+	}
+	return ok, results
+}
+
+func (c *Checker) run(ctx context.Context, check Check) api.Check {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	start := time.Now()
+	err := check.Run(ctx)
+	result := api.Check{
+		Name:       check.Name,
+		Status:     api.CheckStatusOk,
+		DurationMs: float64(time.Since(start).Microseconds()) / 1000,
+	}
+	if err != nil {
+		msg := "check failed"
+		if errors.Is(err, context.DeadlineExceeded) {
+			msg = "check timed out after " + c.timeout.String()
+		}
+		c.logger.WarnContext(ctx, "readiness check failed", "check", check.Name, "error", err)
+		result.Status, result.Error = api.CheckStatusFail, &msg
+	}
+	return result
+}
+
+// Counters counts requests served. The zero value is ready to use.
+type Counters struct {
+	total    atomic.Int64
+	inFlight atomic.Int64
+}
+
+// Total returns the number of completed requests.
+func (c *Counters) Total() int64 { return c.total.Load() }
+
+// InFlight returns the number of requests being served.
+func (c *Counters) InFlight() int64 { return c.inFlight.Load() }
+
+// Middleware counts every request that passes through it.
+func (c *Counters) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.inFlight.Add(1)
+		defer func() {
+			c.inFlight.Add(-1)
+			c.total.Add(1)
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,146 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/logstore"
+	"github.com/valhalla-platform/valhalla/internal/problem"
+	"github.com/valhalla-platform/valhalla/internal/requestid"
+)
+
+// retryAfterSeconds is what a client is told to wait when the database is down.
+const retryAfterSeconds = 5
+
+// problemFor is the one table from error to problem. Anything not listed is
+// a 500 whose detail says nothing about the cause.
+func problemFor(err error) *problem.Problem {
+	var p *problem.Problem
+	switch {
+	case errors.As(err, &p):
+		return p
+	case errors.Is(err, logstore.ErrNotFound):
+		p = problem.New(http.StatusNotFound, problem.TypeNotFound, "no log entry has this id")
+	case errors.Is(err, logstore.ErrInvalidCursor):
+		p = problem.Invalid("the cursor is not valid",
+			problem.Parameter("cursor", "not a cursor returned by this server; start again without it"))
+	case errors.Is(err, logstore.ErrInvalidText):
+		p = problem.Invalid("a value contains characters that cannot be stored")
+	case errors.Is(err, logstore.ErrUnavailable):
+		p = problem.New(http.StatusServiceUnavailable, problem.TypeUnavailable,
+			"the database is unavailable; retry later").
+			WithHeader("Retry-After", strconv.Itoa(retryAfterSeconds))
+	default:
+		p = problem.New(http.StatusInternalServerError, problem.TypeInternal,
+			"an unexpected error occurred; quote the correlation_id when reporting it")
+	}
+	p.Cause = err
+	return p
+}
+
+// writeError answers r with the problem err maps to. It is the generated
+// strict server's response error hook, so handler errors land here.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	s.writeProblem(w, r, problemFor(err))
+}
+
+// writeProblem logs server-side failures with the request id, then renders p.
+func (s *server) writeProblem(w http.ResponseWriter, r *http.Request, p *problem.Problem) {
+	if p.Status >= 500 {
+		s.Logger.ErrorContext(r.Context(), "request failed",
+			"request_id", requestid.FromContext(r.Context()),
+			"method", r.Method, "path", r.URL.Path, "status", p.Status, "error", p.Cause)
+	}
+	problem.Write(w, r, p)
+}
+
+// bodyDecodeError is the strict server's request error hook: the body passed
+// the contract but did not decode into the generated type.
+func (s *server) bodyDecodeError(w http.ResponseWriter, r *http.Request, err error) {
+	p := problem.New(http.StatusBadRequest, problem.TypeMalformed, "request body could not be decoded")
+	p.Cause = err
+	s.writeProblem(w, r, p)
+}
+
+// parameterError is the generated router's parameter binding hook.
+func (s *server) parameterError(w http.ResponseWriter, r *http.Request, err error) {
+	name := ""
+	var (
+		invalid  *api.InvalidParamFormatError
+		tooMany  *api.TooManyValuesForParamError
+		required *api.RequiredParamError
+		header   *api.RequiredHeaderError
+	)
+	switch {
+	case errors.As(err, &invalid):
+		name = invalid.ParamName
+	case errors.As(err, &tooMany):
+		name = tooMany.ParamName
+	case errors.As(err, &required):
+		name = required.ParamName
+	case errors.As(err, &header):
+		p := problem.Invalid("a required header is missing", problem.Header(header.ParamName, "is required"))
+		p.Cause = err
+		s.writeProblem(w, r, p)
+		return
+	}
+	var p *problem.Problem
+	if name == "" {
+		p = problem.New(http.StatusBadRequest, problem.TypeMalformed, "request parameters could not be read")
+	} else {
+		p = problem.Invalid("a parameter is not valid", problem.Parameter(name, "value is not valid"))
+	}
+	p.Cause = err
+	s.writeProblem(w, r, p)
+}
+
+// notFound answers any path the routes do not cover.
+func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.writeProblem(w, r, problem.New(http.StatusNotFound, problem.TypeNotFound, "no operation at "+r.URL.Path))
+}
+
+// recoverPanics turns a panic into a 500 problem; the stack goes to the log.
+func (s *server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tw := &trackingWriter{ResponseWriter: w}
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.Logger.ErrorContext(r.Context(), "panic serving request",
+				"request_id", requestid.FromContext(r.Context()),
+				"method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			if !tw.wroteHeader {
+				problem.Write(w, r, problem.New(http.StatusInternalServerError, problem.TypeInternal,
+					"an unexpected error occurred; quote the correlation_id when reporting it"))
+			}
+		}()
+		next.ServeHTTP(tw, r)
+	})
+}
+
+// trackingWriter records whether the response has started.
+type trackingWriter struct {
+	http.ResponseWriter
+	wroteHeader bool
+}
+
+func (t *trackingWriter) WriteHeader(code int) {
+	t.wroteHeader = true
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wroteHeader = true
+	return t.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }

@@ -1,0 +1,183 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/logstore"
+	"github.com/valhalla-platform/valhalla/internal/problem"
+	"github.com/valhalla-platform/valhalla/internal/requestid"
+)
+
+// Defaults the contract declares for an entry.
+const (
+	defaultLevel    = api.LogLevel("INFO")
+	defaultCategory = "general"
+	defaultLimit    = 50
+)
+
+// CreateSystemLog stores one entry.
+func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogRequestObject) (api.CreateSystemLogResponseObject, error) {
+	entry, errs := entryFromAPI(ctx, *req.Body, "")
+	if len(errs) > 0 {
+		return nil, problem.Invalid("a value contains characters that cannot be stored", errs...)
+	}
+	stored, err := s.Store.Insert(ctx, entry)
+	if err != nil {
+		return nil, err
+	}
+	return api.CreateSystemLog201JSONResponse{
+		Body: logToAPI(stored),
+		Headers: api.CreateSystemLog201ResponseHeaders{
+			Location:   "/system/logs/" + stored.ID.String(),
+			XRequestID: requestid.FromContext(ctx),
+		},
+	}, nil
+}
+
+// CreateSystemLogBatch stores every entry in one transaction, or none.
+func (s *server) CreateSystemLogBatch(ctx context.Context, req api.CreateSystemLogBatchRequestObject) (api.CreateSystemLogBatchResponseObject, error) {
+	entries := make([]logstore.Entry, len(req.Body.Entries))
+	var errs []api.FieldError
+	for i, in := range req.Body.Entries {
+		var entryErrs []api.FieldError
+		entries[i], entryErrs = entryFromAPI(ctx, in, "/entries/"+strconv.Itoa(i))
+		errs = append(errs, entryErrs...)
+	}
+	if len(errs) > 0 {
+		return nil, problem.Invalid("a value contains characters that cannot be stored", errs...)
+	}
+	stored, err := s.Store.InsertBatch(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]api.SystemLog, len(stored))
+	for i, row := range stored {
+		items[i] = logToAPI(row)
+	}
+	return api.CreateSystemLogBatch201JSONResponse{
+		Body:    api.SystemLogBatch{Items: items},
+		Headers: api.CreateSystemLogBatch201ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
+	}, nil
+}
+
+// GetSystemLog returns one entry.
+func (s *server) GetSystemLog(ctx context.Context, req api.GetSystemLogRequestObject) (api.GetSystemLogResponseObject, error) {
+	stored, err := s.Store.Get(ctx, req.Id)
+	if err != nil {
+		return nil, err
+	}
+	return api.GetSystemLog200JSONResponse{
+		Body:    logToAPI(stored),
+		Headers: api.GetSystemLog200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
+	}, nil
+}
+
+// ListSystemLogs returns one page of entries, newest first.
+func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsRequestObject) (api.ListSystemLogsResponseObject, error) {
+	p := req.Params
+	filter := logstore.Filter{
+		Category:      p.Category,
+		CorrelationID: p.CorrelationId,
+		UserID:        p.UserId,
+		Since:         p.Since,
+		Until:         p.Until,
+	}
+	if p.Level != nil {
+		for _, l := range *p.Level {
+			filter.Levels = append(filter.Levels, string(l))
+		}
+	}
+	if p.MinLevel != nil {
+		filter.MinLevel = string(*p.MinLevel)
+	}
+	limit := int32(defaultLimit)
+	if p.Limit != nil {
+		limit = *p.Limit
+	}
+	cursor := ""
+	if p.Cursor != nil {
+		cursor = *p.Cursor
+	}
+	page, err := s.Store.List(ctx, filter, limit, cursor, p.IncludeTotal != nil && *p.IncludeTotal)
+	if err != nil {
+		return nil, err
+	}
+	body := api.SystemLogList{Items: make([]api.SystemLog, len(page.Items)), Total: page.Total}
+	for i, row := range page.Items {
+		body.Items[i] = logToAPI(row)
+	}
+	if page.NextCursor != "" {
+		body.NextCursor = &page.NextCursor
+	}
+	return api.ListSystemLogs200JSONResponse{
+		Body:    body,
+		Headers: api.ListSystemLogs200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
+	}, nil
+}
+
+// entryFromAPI applies the contract's defaults to in; the correlation id
+// defaults to the request's. PostgreSQL cannot store NUL characters, so each
+// string holding one is reported, located under pointer.
+func entryFromAPI(ctx context.Context, in api.SystemLogCreate, pointer string) (logstore.Entry, []api.FieldError) {
+	e := logstore.Entry{
+		Level:         string(defaultLevel),
+		Category:      defaultCategory,
+		Message:       in.Message,
+		CorrelationID: requestid.FromContext(ctx),
+		UserID:        in.UserId,
+	}
+	if in.Level != nil {
+		e.Level = string(*in.Level)
+	}
+	if in.Category != nil {
+		e.Category = *in.Category
+	}
+	if in.CorrelationId != nil {
+		e.CorrelationID = *in.CorrelationId
+	}
+	if in.Context != nil {
+		e.Context = *in.Context
+	}
+	var errs []api.FieldError
+	for _, f := range []struct {
+		name  string
+		value string
+	}{
+		{"category", e.Category}, {"message", e.Message}, {"correlation_id", e.CorrelationID},
+		{"user_id", deref(e.UserID)},
+	} {
+		if strings.IndexByte(f.value, 0) >= 0 {
+			errs = append(errs, problem.Pointer(pointer+"/"+f.name, "must not contain a NUL character"))
+		}
+	}
+	if bytes.Contains(e.Context, []byte(`\u0000`)) {
+		errs = append(errs, problem.Pointer(pointer+"/context", "must not contain a NUL character"))
+	}
+	return e, errs
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// logToAPI converts a stored row to the contract's SystemLog.
+func logToAPI(row db.SystemLog) api.SystemLog {
+	return api.SystemLog{
+		Id:            row.ID,
+		Timestamp:     row.Timestamp,
+		Level:         api.LogLevel(row.Level),
+		Category:      row.Category,
+		Message:       row.Message,
+		CorrelationId: row.CorrelationID,
+		UserId:        row.UserID,
+		Context:       row.Context,
+	}
+}

@@ -1,0 +1,246 @@
+// Package logstore is the system log: it stores and reads audit entries in
+// PostgreSQL through the sqlc queries in gen/db, and turns database errors
+// into the few sentinels the HTTP layer maps to statuses.
+package logstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/database"
+)
+
+// Errors the store returns, wrapped with context; test with errors.Is.
+var (
+	// ErrNotFound means no entry has the requested id.
+	ErrNotFound = errors.New("log entry not found")
+	// ErrUnavailable means the database cannot be reached right now.
+	ErrUnavailable = errors.New("database unavailable")
+	// ErrInvalidCursor means a cursor did not come from this server.
+	ErrInvalidCursor = errors.New("cursor is not valid")
+	// ErrInvalidText means the database refused a value, such as a NUL character.
+	ErrInvalidText = errors.New("value cannot be stored")
+)
+
+// Levels lists the severities from lowest to highest.
+var Levels = []string{"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+// Entry is a log entry to store; the store assigns its id and timestamp.
+type Entry struct {
+	Level         string
+	Category      string
+	Message       string
+	CorrelationID string
+	UserID        *string
+	// Context is a JSON object; nil stores {}.
+	Context json.RawMessage
+}
+
+// Store reads and writes system_logs.
+type Store struct {
+	pool    *pgxpool.Pool
+	q       *db.Queries
+	written atomic.Int64
+}
+
+// New returns a store over pool. The schema must be migrated.
+func New(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool, q: db.New(pool)}
+}
+
+// Written returns how many entries this store has stored since it was created.
+func (s *Store) Written() int64 { return s.written.Load() }
+
+// row assigns e its id (a UUIDv7) and timestamp (now, at the database's
+// microsecond precision).
+func row(e Entry, now time.Time) (db.CopyLogsParams, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return db.CopyLogsParams{}, fmt.Errorf("mint id: %w", err)
+	}
+	ctx := e.Context
+	if len(bytes.TrimSpace(ctx)) == 0 {
+		ctx = json.RawMessage("{}")
+	}
+	return db.CopyLogsParams{
+		ID:            id,
+		Timestamp:     now,
+		Level:         e.Level,
+		Category:      e.Category,
+		Message:       e.Message,
+		CorrelationID: e.CorrelationID,
+		UserID:        e.UserID,
+		Context:       ctx,
+	}, nil
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// Insert stores e and returns it as stored.
+// It returns ErrUnavailable or ErrInvalidText (wrapped) on failure.
+func (s *Store) Insert(ctx context.Context, e Entry) (db.SystemLog, error) {
+	p, err := row(e, now())
+	if err != nil {
+		return db.SystemLog{}, err
+	}
+	stored, err := s.q.InsertLog(ctx, db.InsertLogParams(p))
+	if err != nil {
+		return db.SystemLog{}, fmt.Errorf("insert log: %w", translate(err))
+	}
+	s.written.Add(1)
+	return stored, nil
+}
+
+// InsertBatch stores every entry or, on any error, none: one COPY is one
+// statement and so one transaction. It returns the stored entries in input
+// order, or ErrUnavailable or ErrInvalidText (wrapped).
+func (s *Store) InsertBatch(ctx context.Context, entries []Entry) ([]db.SystemLog, error) {
+	t := now()
+	rows := make([]db.CopyLogsParams, len(entries))
+	for i, e := range entries {
+		p, err := row(e, t)
+		if err != nil {
+			return nil, err
+		}
+		rows[i] = p
+	}
+	n, err := s.q.CopyLogs(ctx, rows)
+	if err != nil {
+		return nil, fmt.Errorf("copy %d logs: %w", len(rows), translate(err))
+	}
+	if n != int64(len(rows)) {
+		return nil, fmt.Errorf("copy logs: stored %d of %d rows", n, len(rows))
+	}
+	s.written.Add(n)
+	out := make([]db.SystemLog, len(rows))
+	for i, r := range rows {
+		out[i] = db.SystemLog(r)
+	}
+	return out, nil
+}
+
+// Get returns the entry with id, or ErrNotFound or ErrUnavailable (wrapped).
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (db.SystemLog, error) {
+	stored, err := s.q.GetLog(ctx, id)
+	if err != nil {
+		return db.SystemLog{}, fmt.Errorf("get log %s: %w", id, translate(err))
+	}
+	return stored, nil
+}
+
+// Filter selects entries; zero fields do not filter. All set fields must match.
+type Filter struct {
+	// Levels keeps entries with one of these levels.
+	Levels []string
+	// MinLevel keeps entries at or above this severity.
+	MinLevel      string
+	Category      *string
+	CorrelationID *string
+	UserID        *string
+	// Since is inclusive, Until exclusive.
+	Since, Until *time.Time
+}
+
+// levels returns the levels f admits, or nil when f does not filter by level.
+func (f Filter) levels() []string {
+	if len(f.Levels) == 0 && f.MinLevel == "" {
+		return nil
+	}
+	admitted := []string{} // not nil: an empty set matches nothing
+	floor := max(slices.Index(Levels, f.MinLevel), 0)
+	for _, l := range Levels[floor:] {
+		if len(f.Levels) == 0 || slices.Contains(f.Levels, l) {
+			admitted = append(admitted, l)
+		}
+	}
+	return admitted
+}
+
+// Page is one page of entries, newest first.
+type Page struct {
+	Items []db.SystemLog
+	// NextCursor is "" on the last page.
+	NextCursor string
+	// Total counts every entry matching the filter; nil unless asked for.
+	Total *int64
+}
+
+// List returns up to limit entries matching f, newest first (ties broken by
+// id), starting after cursor ("" for the first page). Pagination is by
+// keyset, so a deep page costs what the first does and entries written
+// between calls are neither skipped nor repeated. withTotal also counts
+// every match. It returns ErrInvalidCursor or ErrUnavailable (wrapped).
+func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, withTotal bool) (Page, error) {
+	params := db.ListLogsParams{
+		Levels:        f.levels(),
+		Category:      f.Category,
+		CorrelationID: f.CorrelationID,
+		UserID:        f.UserID,
+		Since:         f.Since,
+		Until:         f.Until,
+		RowLimit:      limit + 1, // one more tells whether a next page exists
+	}
+	if cursor != "" {
+		ts, id, err := DecodeCursor(cursor)
+		if err != nil {
+			return Page{}, err
+		}
+		params.AfterTs, params.AfterID = &ts, &id
+	}
+	rows, err := s.q.ListLogs(ctx, params)
+	if err != nil {
+		return Page{}, fmt.Errorf("list logs: %w", translate(err))
+	}
+	page := Page{Items: rows}
+	if len(rows) > int(limit) {
+		page.Items = rows[:limit]
+		last := page.Items[limit-1]
+		page.NextCursor = EncodeCursor(last.Timestamp, last.ID)
+	}
+	if withTotal {
+		total, err := s.q.CountLogs(ctx, db.CountLogsParams{
+			Levels:        params.Levels,
+			Category:      params.Category,
+			CorrelationID: params.CorrelationID,
+			UserID:        params.UserID,
+			Since:         params.Since,
+			Until:         params.Until,
+		})
+		if err != nil {
+			return Page{}, fmt.Errorf("count logs: %w", translate(err))
+		}
+		page.Total = &total
+	}
+	return page, nil
+}
+
+// translate maps database errors to the store's sentinels, keeping the
+// original in the chain for logs.
+func translate(err error) error {
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return ErrNotFound
+	case database.IsUnavailable(err):
+		return errors.Join(ErrUnavailable, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "22021", "22P05": // character_not_in_repertoire, untranslatable_character
+			return errors.Join(ErrInvalidText, err)
+		}
+	}
+	return err
+}
