@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	valhalla "github.com/valhalla-platform/valhalla"
+	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/pgtest"
+	"github.com/valhalla-platform/valhalla/internal/requestid"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// instance is one running server, started through run() as `valhalla serve`.
+type instance struct {
+	URL    string
+	Client *api.ClientWithResponses
+	// HTTP sends raw requests; every response is checked against the contract.
+	HTTP   *http.Client
+	Output *syncBuffer
+	stop   func() error
+}
+
+// setup starts a server on a fresh database of the shared test cluster.
+func setup(t *testing.T) *instance {
+	t.Helper()
+	return startServer(t, map[string]string{"DATABASE_URL": pgtest.NewDatabase(t)})
+}
+
+// startServer runs `valhalla serve` on a free port with env as its whole
+// environment, waits until it listens, and stops it at cleanup (failing the
+// test if run returns an error).
+func startServer(t *testing.T, env map[string]string, args ...string) *instance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	getenv := func(k string) string { return env[k] }
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), getenv, out, out)
+	}()
+	addr, err := waitListening(out, done, 90*time.Second)
+	if err != nil {
+		cancel()
+		t.Fatalf("server did not start: %v\noutput:\n%s", err, out)
+	}
+	var once sync.Once
+	var stopErr error
+	inst := &instance{URL: "http://" + addr, Output: out}
+	inst.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(60 * time.Second):
+				stopErr = errors.New("server did not stop within 60s")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := inst.stop(); err != nil {
+			t.Errorf("server stopped with error: %v\noutput:\n%s", err, out)
+		}
+	})
+	inst.HTTP = &http.Client{Transport: &conformance{t: t, base: http.DefaultTransport}, Timeout: 30 * time.Second}
+	inst.Client, err = api.NewClientWithResponses(inst.URL, api.WithHTTPClient(inst.HTTP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inst
+}
+
+// waitListening polls the server's log for its "listening" record.
+func waitListening(out *syncBuffer, done <-chan error, timeout time.Duration) (string, error) {
+	deadline := time.After(timeout)
+	for {
+		for _, line := range strings.Split(out.String(), "\n") {
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
+				return rec.Addr, nil
+			}
+		}
+		select {
+		case err := <-done:
+			return "", fmt.Errorf("run returned early: %v", err)
+		case <-deadline:
+			return "", errors.New("timed out")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server and the test at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// contract is openapi.yaml, loaded once for response validation.
+var contract = sync.OnceValues(func() (*openapi3.T, error) {
+	loader := openapi3.NewLoader()
+	spec, err := loader.LoadFromData(valhalla.OpenAPIYAML)
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(loader.Context); err != nil {
+		return nil, err
+	}
+	spec.Servers = nil
+	return spec, nil
+})
+
+var contractRouter = sync.OnceValues(func() (routers.Router, error) {
+	spec, err := contract()
+	if err != nil {
+		return nil, err
+	}
+	return legacy.NewRouter(spec)
+})
+
+// conformance is an http.RoundTripper that checks every response against
+// openapi.yaml: its status is declared for the operation, its headers and
+// body match the declared schemas, it carries a sane X-Request-ID, and an
+// error is problem+json whose correlation_id equals that header.
+type conformance struct {
+	t    testing.TB
+	base http.RoundTripper
+}
+
+func (c *conformance) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if err := checkResponse(req, resp, body); err != nil {
+		c.t.Errorf("%s %s -> %d breaks the contract: %v\nbody: %s", req.Method, req.URL, resp.StatusCode, err, body)
+	}
+	return resp, nil
+}
+
+func checkResponse(req *http.Request, resp *http.Response, body []byte) error {
+	spec, err := contract()
+	if err != nil {
+		return err
+	}
+	router, err := contractRouter()
+	if err != nil {
+		return err
+	}
+	id := resp.Header.Get(requestid.Header)
+	if !requestid.Valid(id) {
+		return fmt.Errorf("X-Request-ID %q is missing or not sane", id)
+	}
+	if resp.StatusCode >= 400 {
+		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+			return fmt.Errorf("error with Content-Type %q, want application/problem+json", ct)
+		}
+		var p api.ProblemDetails
+		if err := json.Unmarshal(body, &p); err != nil {
+			return fmt.Errorf("problem body: %w", err)
+		}
+		if p.CorrelationId != id || p.Status != resp.StatusCode || p.Instance != req.URL.Path {
+			return fmt.Errorf("problem correlation_id/status/instance = %q/%d/%q, want %q/%d/%q",
+				p.CorrelationId, p.Status, p.Instance, id, resp.StatusCode, req.URL.Path)
+		}
+	}
+	route, pathParams, err := router.FindRoute(req)
+	if err != nil {
+		// No operation: only 404 or 405, with a ProblemDetails body.
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+			return fmt.Errorf("no operation matches, yet status %d", resp.StatusCode)
+		}
+		var v any
+		if err := json.Unmarshal(body, &v); err != nil {
+			return err
+		}
+		return spec.Components.Schemas["ProblemDetails"].Value.VisitJSON(v, openapi3.MultiErrors())
+	}
+	return openapi3filter.ValidateResponse(req.Context(), &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{
+			Request: req, PathParams: pathParams, Route: route,
+		},
+		Status: resp.StatusCode,
+		Header: resp.Header,
+		Body:   io.NopCloser(bytes.NewReader(body)),
+		Options: &openapi3filter.Options{
+			IncludeResponseStatus: true,
+			MultiError:            true,
+			SchemaValidationOptions: []openapi3.SchemaValidationOption{
+				openapi3.WithStringFormatValidator("uuid",
+					openapi3.NewRegexpFormatValidator(openapi3.FormatOfStringForUUIDOfRFC9562)),
+			},
+		},
+	})
+}
+
+// ctx returns a context bounded by the test's deadline.
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// withRequestID sets the X-Request-ID header on a generated client's request.
+func withRequestID(id string) api.RequestEditorFn {
+	return func(_ context.Context, req *http.Request) error {
+		req.Header.Set(requestid.Header, id)
+		return nil
+	}
+}
+
+// ptr returns a pointer to v.
+func ptr[T any](v T) *T { return &v }
+
+// problemOf decodes a problem body, failing the test when it is not one.
+func problemOf(t *testing.T, body []byte) api.ProblemDetails {
+	t.Helper()
+	var p api.ProblemDetails
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatalf("not a problem body: %v: %s", err, body)
+	}
+	return p
+}
+
+// do sends a raw request through the conforming client.
+func (in *instance) do(t *testing.T, method, path, contentType string, body io.Reader, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx(t), method, in.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := in.HTTP.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
