@@ -16,15 +16,16 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	valhalla "github.com/valhalla-platform/valhalla"
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/problem"
 )
 
 // Validator validates requests against the contract. Build it once with New.
 type Validator struct {
-	spec    *openapi3.T
 	router  routers.Router
 	options *openapi3filter.Options
+	json    []byte
 	// bodyLimits maps an operationId to its maximum request body size;
 	// operations not listed get defaultBodyLimit.
 	bodyLimits       map[string]int64
@@ -37,13 +38,21 @@ var methods = []string{
 	http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodTrace,
 }
 
-// New loads the embedded contract and compiles its router.
+// New loads the embedded openapi.yaml and compiles its router.
 // defaultBodyLimit applies to every operation not in bodyLimits
 // (operationId to bytes). It returns an error when the contract is invalid.
 func New(defaultBodyLimit int64, bodyLimits map[string]int64) (*Validator, error) {
-	spec, err := api.GetSwagger()
+	loader := openapi3.NewLoader()
+	spec, err := loader.LoadFromData(valhalla.OpenAPIYAML)
 	if err != nil {
 		return nil, fmt.Errorf("load contract: %w", err)
+	}
+	if err := spec.Validate(loader.Context); err != nil {
+		return nil, fmt.Errorf("contract is invalid: %w", err)
+	}
+	specJSON, err := spec.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("encode contract as JSON: %w", err)
 	}
 	// Match paths whatever host the server is reached on.
 	spec.Servers = nil
@@ -52,8 +61,8 @@ func New(defaultBodyLimit int64, bodyLimits map[string]int64) (*Validator, error
 		return nil, fmt.Errorf("build contract router: %w", err)
 	}
 	return &Validator{
-		spec:   spec,
 		router: router,
+		json:   specJSON,
 		options: &openapi3filter.Options{
 			MultiError: true,
 			SchemaValidationOptions: []openapi3.SchemaValidationOption{
@@ -66,8 +75,8 @@ func New(defaultBodyLimit int64, bodyLimits map[string]int64) (*Validator, error
 	}, nil
 }
 
-// Spec returns the parsed contract. Callers must not modify it.
-func (v *Validator) Spec() *openapi3.T { return v.spec }
+// JSON returns the contract as JSON. Callers must not modify it.
+func (v *Validator) JSON() []byte { return v.json }
 
 // Middleware answers requests that break the contract with a problem and
 // passes the rest to next: unknown route 404, wrong method 405 with Allow,
@@ -91,7 +100,7 @@ func (v *Validator) Middleware(onProblem func(http.ResponseWriter, *http.Request
 func (v *Validator) check(r *http.Request) *problem.Problem {
 	route, pathParams, err := v.router.FindRoute(r)
 	if err != nil {
-		return v.routeProblem(r, err)
+		return v.routeProblem(r)
 	}
 	op := route.Operation
 	if op.RequestBody != nil {
@@ -128,11 +137,12 @@ func tooLarge(limit int64) *problem.Problem {
 		fmt.Sprintf("request body exceeds the limit of %d bytes", limit))
 }
 
-// routeProblem explains why no operation matched r.
-func (v *Validator) routeProblem(r *http.Request, err error) *problem.Problem {
-	var routeErr *routers.RouteError
-	if errors.As(err, &routeErr) && routeErr.Reason == routers.ErrMethodNotAllowed.Error() {
-		allow := strings.Join(v.allowed(r), ", ")
+// routeProblem explains why no operation matched r: 405 with Allow when the
+// path has other methods (the router reports some of those as not found),
+// 404 otherwise.
+func (v *Validator) routeProblem(r *http.Request) *problem.Problem {
+	if allowed := v.allowed(r); len(allowed) > 0 {
+		allow := strings.Join(allowed, ", ")
 		return problem.New(http.StatusMethodNotAllowed, problem.TypeMethodNotAllowed,
 			fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow)).
 			WithHeader("Allow", allow)

@@ -4,7 +4,6 @@
 package httpapi
 
 import (
-	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -52,15 +51,7 @@ func NewServer(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := api.GetSwagger()
-	if err != nil {
-		return nil, fmt.Errorf("load contract: %w", err)
-	}
-	specJSON, err := spec.MarshalJSON()
-	if err != nil {
-		return nil, fmt.Errorf("encode contract as JSON: %w", err)
-	}
-	s := &server{Deps: d, openapiJSON: specJSON}
+	s := &server{Deps: d, openapiJSON: validator.JSON()}
 
 	mux := http.NewServeMux()
 	// The validator answers unknown routes first; this is the backstop.
