@@ -47,15 +47,12 @@ func (e CheckStatus) Valid() bool {
 
 // Defines values for HealthStatus.
 const (
-	HealthStatusDegraded HealthStatus = "degraded"
-	HealthStatusOk       HealthStatus = "ok"
+	HealthStatusOk HealthStatus = "ok"
 )
 
 // Valid indicates whether the value is a known member of the HealthStatus enum.
 func (e HealthStatus) Valid() bool {
 	switch e {
-	case HealthStatusDegraded:
-		return true
 	case HealthStatusOk:
 		return true
 	default:
@@ -107,16 +104,13 @@ func (e LogLevel) Valid() bool {
 
 // Defines values for ReadinessStatus.
 const (
-	ReadinessStatusOk          ReadinessStatus = "ok"
-	ReadinessStatusUnavailable ReadinessStatus = "unavailable"
+	ReadinessStatusOk ReadinessStatus = "ok"
 )
 
 // Valid indicates whether the value is a known member of the ReadinessStatus enum.
 func (e ReadinessStatus) Valid() bool {
 	switch e {
 	case ReadinessStatusOk:
-		return true
-	case ReadinessStatusUnavailable:
 		return true
 	default:
 		return false
@@ -142,6 +136,9 @@ type Check struct {
 
 // CheckStatus Outcome of a check.
 type CheckStatus string
+
+// Checks Each check, with its outcome and duration.
+type Checks = []Check
 
 // FieldError One violation. Exactly one of `pointer` (a JSON Pointer into the body),
 // `parameter` (a query or path parameter) or `header` locates it.
@@ -169,13 +166,13 @@ type FieldError struct {
 
 // Health Overall health.
 type Health struct {
-	// Checks Each check.
-	Checks []Check `json:"checks"`
+	// Checks Each check, with its outcome and duration.
+	Checks Checks `json:"checks"`
 
 	// StartedAt When the process started.
 	StartedAt time.Time `json:"started_at"`
 
-	// Status `ok` when every check passed, else `degraded`.
+	// Status Always `ok`; degraded health is answered with a HealthProblem.
 	Status HealthStatus `json:"status"`
 
 	// UptimeSeconds Seconds since start.
@@ -187,8 +184,52 @@ type Health struct {
 	Version string `json:"version"`
 }
 
-// HealthStatus `ok` when every check passed, else `degraded`.
+// HealthStatus Always `ok`; degraded health is answered with a HealthProblem.
 type HealthStatus string
+
+// HealthProblem Degraded health, as an RFC 9457 problem with version, uptime and every check.
+type HealthProblem struct {
+	// Checks Each check, with its outcome and duration.
+	Checks Checks `json:"checks"`
+
+	// CorrelationId Equal to the response's X-Request-ID.
+	CorrelationId string `json:"correlation_id"`
+
+	// Detail Explanation of this occurrence.
+	Detail string `json:"detail"`
+
+	// Errors Every violation, for invalid input.
+	Errors *[]FieldError `json:"errors,omitempty"`
+
+	// Instance The request path this occurrence happened on.
+	//
+	// Example: /system/logs
+	Instance string `json:"instance"`
+
+	// StartedAt When the process started.
+	StartedAt time.Time `json:"started_at"`
+
+	// Status HTTP status code.
+	//
+	// Example: 422
+	Status int `json:"status"`
+
+	// Title Short summary of the problem type.
+	//
+	// Example: Validation failed
+	Title string `json:"title"`
+
+	// Type URI reference identifying the problem type.
+	//
+	// Example: https://valhalla.dev/problems/validation
+	Type string `json:"type"`
+
+	// UptimeSeconds Seconds since start.
+	UptimeSeconds float64 `json:"uptime_seconds"`
+
+	// Version Build version.
+	Version string `json:"version"`
+}
 
 // Liveness Liveness.
 type Liveness struct {
@@ -277,15 +318,50 @@ type ProblemDetails struct {
 
 // Readiness Readiness with every check.
 type Readiness struct {
-	// Checks Each check.
-	Checks []Check `json:"checks"`
+	// Checks Each check, with its outcome and duration.
+	Checks Checks `json:"checks"`
 
-	// Status `ok` when every check passed, else `unavailable`.
+	// Status Always `ok`; failures are answered with a ReadinessProblem.
 	Status ReadinessStatus `json:"status"`
 }
 
-// ReadinessStatus `ok` when every check passed, else `unavailable`.
+// ReadinessStatus Always `ok`; failures are answered with a ReadinessProblem.
 type ReadinessStatus string
+
+// ReadinessProblem A failed readiness probe, as an RFC 9457 problem that lists every check.
+type ReadinessProblem struct {
+	// Checks Each check, with its outcome and duration.
+	Checks Checks `json:"checks"`
+
+	// CorrelationId Equal to the response's X-Request-ID.
+	CorrelationId string `json:"correlation_id"`
+
+	// Detail Explanation of this occurrence.
+	Detail string `json:"detail"`
+
+	// Errors Every violation, for invalid input.
+	Errors *[]FieldError `json:"errors,omitempty"`
+
+	// Instance The request path this occurrence happened on.
+	//
+	// Example: /system/logs
+	Instance string `json:"instance"`
+
+	// Status HTTP status code.
+	//
+	// Example: 422
+	Status int `json:"status"`
+
+	// Title Short summary of the problem type.
+	//
+	// Example: Validation failed
+	Title string `json:"title"`
+
+	// Type URI reference identifying the problem type.
+	//
+	// Example: https://valhalla.dev/problems/validation
+	Type string `json:"type"`
+}
 
 // SystemLog A stored log entry.
 type SystemLog struct {
@@ -585,7 +661,7 @@ type ClientInterface interface {
 	// GetHealth Overall health
 	//
 	// Overall status with version and uptime. `200` when every check passes,
-	// `503` (same body, status `degraded`) when one fails.
+	// `503` problem (with the same members) when one fails.
 	//
 	// Corresponds with GET /system-health (the `GetHealth` operationId).
 	GetHealth(ctx context.Context, params *GetHealthParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -604,8 +680,9 @@ type ClientInterface interface {
 
 	// GetReadiness Readiness probe
 	//
-	// `200` when every check passes, `503` when one fails or the server is
-	// shutting down. The database check pings with a short timeout.
+	// `200` when every check passes; a `503` problem listing every check when
+	// one fails or the server is shutting down. The database check pings
+	// with a short timeout.
 	//
 	// Corresponds with GET /system-health/ready (the `GetReadiness` operationId).
 	GetReadiness(ctx context.Context, params *GetReadinessParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -696,7 +773,7 @@ func (c *Client) GetOpenAPIYAML(ctx context.Context, params *GetOpenAPIYAMLParam
 // GetHealth Overall health
 //
 // Overall status with version and uptime. `200` when every check passes,
-// `503` (same body, status `degraded`) when one fails.
+// `503` problem (with the same members) when one fails.
 //
 // Corresponds with GET /system-health (the `GetHealth` operationId).
 func (c *Client) GetHealth(ctx context.Context, params *GetHealthParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -745,8 +822,9 @@ func (c *Client) GetMetrics(ctx context.Context, params *GetMetricsParams, reqEd
 
 // GetReadiness Readiness probe
 //
-// `200` when every check passes, `503` when one fails or the server is
-// shutting down. The database check pings with a short timeout.
+// `200` when every check passes; a `503` problem listing every check when
+// one fails or the server is shutting down. The database check pings
+// with a short timeout.
 //
 // Corresponds with GET /system-health/ready (the `GetReadiness` operationId).
 func (c *Client) GetReadiness(ctx context.Context, params *GetReadinessParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1522,7 +1600,7 @@ type ClientWithResponsesInterface interface {
 	// GetHealthWithResponse Overall health
 	//
 	// Overall status with version and uptime. `200` when every check passes,
-	// `503` (same body, status `degraded`) when one fails.
+	// `503` problem (with the same members) when one fails.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -1547,8 +1625,9 @@ type ClientWithResponsesInterface interface {
 
 	// GetReadinessWithResponse Readiness probe
 	//
-	// `200` when every check passes, `503` when one fails or the server is
-	// shutting down. The database check pings with a short timeout.
+	// `200` when every check passes; a `503` problem listing every check when
+	// one fails or the server is shutting down. The database check pings
+	// with a short timeout.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -1688,7 +1767,7 @@ type GetOpenAPIYAMLResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *string
+	YAML200 *map[string]interface{}
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -1698,7 +1777,7 @@ type GetOpenAPIYAMLResponse struct {
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r GetOpenAPIYAMLResponse) GetYAML200() *string {
+func (r GetOpenAPIYAMLResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
 }
 
@@ -1756,8 +1835,8 @@ type GetHealthResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Health
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *HealthProblem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -1773,9 +1852,9 @@ func (r GetHealthResponse) GetJSON200() *Health {
 	return r.JSON200
 }
 
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetHealthResponse) GetJSON503() *Health {
-	return r.JSON503
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetHealthResponse) GetApplicationproblemJSON503() *HealthProblem {
+	return r.ApplicationproblemJSON503
 }
 
 // GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
@@ -1956,8 +2035,8 @@ type GetReadinessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Readiness
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Readiness
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ReadinessProblem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -1973,9 +2052,9 @@ func (r GetReadinessResponse) GetJSON200() *Readiness {
 	return r.JSON200
 }
 
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetReadinessResponse) GetJSON503() *Readiness {
-	return r.JSON503
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetReadinessResponse) GetApplicationproblemJSON503() *ReadinessProblem {
+	return r.ApplicationproblemJSON503
 }
 
 // GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
@@ -2504,7 +2583,7 @@ func (c *ClientWithResponses) GetOpenAPIYAMLWithResponse(ctx context.Context, pa
 // GetHealthWithResponse Overall health
 //
 // Overall status with version and uptime. `200` when every check passes,
-// `503` (same body, status `degraded`) when one fails.
+// `503` problem (with the same members) when one fails.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -2547,8 +2626,9 @@ func (c *ClientWithResponses) GetMetricsWithResponse(ctx context.Context, params
 
 // GetReadinessWithResponse Readiness probe
 //
-// `200` when every check passes, `503` when one fails or the server is
-// shutting down. The database check pings with a short timeout.
+// `200` when every check passes; a `503` problem listing every check when
+// one fails or the server is shutting down. The database check pings
+// with a short timeout.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -2724,7 +2804,7 @@ func ParseGetOpenAPIYAMLResponse(rsp *http.Response) (*GetOpenAPIYAMLResponse, e
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest string
+		var dest map[string]interface{}
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -2787,11 +2867,11 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Health
+		var dest HealthProblem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.JSON503 = &dest
+		response.ApplicationproblemJSON503 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
@@ -2972,11 +3052,11 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Readiness
+		var dest ReadinessProblem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.JSON503 = &dest
+		response.ApplicationproblemJSON503 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
@@ -4418,18 +4498,18 @@ type GetHealth503ResponseHeaders struct {
 	XRequestID string
 }
 
-type GetHealth503JSONResponse struct {
-	Body    Health
+type GetHealth503ApplicationProblemPlusJSONResponse struct {
+	Body    HealthProblem
 	Headers GetHealth503ResponseHeaders
 }
 
-func (response GetHealth503JSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+func (response GetHealth503ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
@@ -4587,18 +4667,18 @@ type GetReadiness503ResponseHeaders struct {
 	XRequestID string
 }
 
-type GetReadiness503JSONResponse struct {
-	Body    Readiness
+type GetReadiness503ApplicationProblemPlusJSONResponse struct {
+	Body    ReadinessProblem
 	Headers GetReadiness503ResponseHeaders
 }
 
-func (response GetReadiness503JSONResponse) VisitGetReadinessResponse(w http.ResponseWriter) error {
+func (response GetReadiness503ApplicationProblemPlusJSONResponse) VisitGetReadinessResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
@@ -5496,71 +5576,74 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Dzrctu2mq+C4Z6ZxnMoSr4ljTr7w3Hc1mddx2snp2e3zloQ+YlCDQIsAEpWM57Zd9g33CfZwYU3EZTl",
-	"xGk9O+efRYAfPnz3G/0piHmWcwZMyWD8KZgDTkCYP/9xCb8VINXpW/0rARkLkivCWTAO3s8BCbv8jUQx",
-	"FwIo1muIJOiFmgOKMaUgvpEh4gJxBigjTEGCpiuklyWIBYidKAgDDYcISIKxEgWEgYznkGF9ZobvzoCl",
-	"ah6Md/e+DYOMsOp3GORYKRAam//65Wjwn3jw+2jwOroZDz7+9S9BGKhVDsE4kEoQlgb39/f6DYEzUFvc",
-	"77h1owj9G+QKLefAEFGISLT7v//9P7t736J4jgWONUTEZ2iyhsfku2vG1RzEkkhoXNvQQiKMPnw4fbt4",
-	"FaEjusQriSCec0gQYWavAJlzJiG6ZkEYwB3OcqpvNNp9vTcbxYeDl/glDF4lu/Hg9ewQBvvTXbwXHySH",
-	"8HIWhAHR97DsDMKA4Uy/+4+Bu/Tg9G3QJLWHWuX5hlgXgk8pZPrPmDMFTOk/cZ5TEhsyDXO746+/Sk3B",
-	"Tw3YfxEwC8bBvwxrURvaVTl0cN+CwoRKe3CbFUcMXX5/jF4fHL5C7gwtNU1BbV6q5zy3fdhgujnrA8ML",
-	"TCieatL+4XfTapRghadYgharosbmOyRAiRXCMwXCyENKFsBQAhSv1ghwqXcOjvTOrihfQcxZIpHiaImJ",
-	"QlOYcQEWOmFp5BMDraopiEBj/PnUvS8hGySP5xDfdtF7xzQuOCEMpESx3qRRygXPQShipS8phGHETSa7",
-	"EH7kS0Q5Sw2RDACkOL8NtR5lhFIiLQU02BkXGVbBOEh4oVlemQlWZFN94TAAIbiHjD/PV40DZphQSNAL",
-	"jOScCxUiiWeAZJFlWKyMVVtTqFIDu2CxQkvsbg5J1FL1UjZ88KTCqpAPyaCh+pXdapW6NLa/WIwqQGGL",
-	"yh+rE/n0V4iVPrEJq8vHQsU8A20Gcc1GYEWmj+K3mviY0Abg+irfE6DJiZ/uWj4WhFtbHKGTOxwrujIe",
-	"RVvcnGtZFRPNir9dvTtHF/YBIkxxw7ApT1Y74TWbVNbfbP6tALHSvinHao6qtR39aGLleYIoj7ECiYiy",
-	"RnhNKo1i9/CUSLQU3OpXzdAFpoXRdMZVeQeNJKaULyFBZl362O0seeewc5xVUJxHRnZv++Rja9kG7zVg",
-	"D/yKApuP6CFb+yxKMqK8h1jmdI9ose6FtvcvX492d2oullfT3GwfNgSmBAE53B9SWAD1uP622Du2+ST8",
-	"R8BURxcdIVyAwJRqwlI179onI+8epTjB8bxWBqIg205hNS4OOSwEXjl9FwqSG6x8Egc2ZsgFj7UddZvb",
-	"Jg8rGCiSPWBN2pAn/HZiAx9YaM5b85djKSEJEVAJaJJAKnACyaSj8eWKV+uLXCNz46xzv+OShMVgb7Sl",
-	"CV+AkMR66jbINwWhCXLLa5q5G42i0YPCUxnL8ozOPVqcCkvR8EnbmXboID1XL1e6ktbHJxdBanatceHj",
-	"llfyYsjTM6NTHuYsQBC1CpE2XFLp8GJO0jlI1Tz/7cmbDz8EYXB6/v27IAx+Pro8Pz3XD04uL99dBmFw",
-	"fHn6/vT46EwfXzPDbe+IzE+gBIk9179wch/zgploHLOkjqxyzilKcZGCh6LJ9EavPxjMcU6175MaD8pT",
-	"ebMURClgN4or7KHQGU+RM01IKi4g6ZVkwtTLg/q+VfRl+QRSyRvCbmaUpHOP8ruYS6IpEJbaFCNBjC8f",
-	"e0bPRSr4mioU1Gdd5Otar+dgSjYr2WYjURuTNWZ4JcArf2ElyD5FrqXXm8pXmhJzxiA2aa+G1dUWHNs7",
-	"3eid0pc4lwCkjr8LCesCsr/nFRCSUOgDeprQJmpyS5AZvuuDqOmBJPkdkIlVtgRoKN0H8l0O7NFIrklJ",
-	"84AWScJ1wjdv52V4O/fs+gtPVo1O7hQwLYgoA60AEmV4haaAcJJYdVwLe+oqyQ1JPOHPbwWmqIrgbDnh",
-	"G4maKaU3V+qLrE/ucoqZLcuYgJRIxOO4EAJYDF5QJp3zhWYmnKkyixDNuE4aFpiSBBGWF2rrkK2Rvnji",
-	"NsKkwiyGjUU0G06v3QfNcZ4DgwStBytDuZIKsqG2A4+J5n58//4C2UUU8wRaUA/29rxCTxT1IH+l894y",
-	"4y2zAydJSENpY/x3TVfLOJs7+9C2D9ZP+nB5igTMwNKEJMAUma2IS/j7j5wrlcvxcLjAdI4pxVECi7KS",
-	"I4eLCqEHbbdyKZMhRDNftlLaYHG4rhI+1bwsqx0+V1sWQpZEzZsh95+Wc3x2VtCoZXUTg8bi1gHqxlj6",
-	"yijEGU+Nk0oSojHF9KJBshmmEjrVxTI2oy5cW3kojRWkXKw83s6ttAUPF2ruE29TXLxT/Rja+veanilR",
-	"xKrQKGagsPbUDTvnCBAGd4OUD9zDXyVn0SVe/gRS4hTs0Zst9bGngq/jCxBr5hoVjGr5NMXInfa9DXt4",
-	"oQavZvvYRwDfye9JBgMuEtA3dPXwzyl3V662KIjXuNAykdmkCVXCo8MHR74Oyo6ubTQLCQJJkjJTwPda",
-	"N5KBVDjLN0TArj/gZFI/qWRyy0hYgvByWDsbg2MFVAcrMQhmWzSsoLR7o8GBjlr0mq2QWwndrK6W/NVl",
-	"S8qHtR7VtO1IZn2DWl826vsbrGJPxebKUtAlYKYWbJw6MqLW1fHKTnapJlugtjaqtUXqGNZ1ghlwD9/y",
-	"WABW8EgDd+JSUMXtRRBWPCMxptRj6dwdu3Qw/a7RaPT5VHDI27D81L6qIZquXvn7AUKV6G0k1WdR6ai2",
-	"/xWlHnIEM1xQrY8pMBA2A2vB/F4ADLTWovK9EEGURmiiHcQkRBMJcSGIWum/Z4TpEGISobcWsmHZxAGf",
-	"eD1Moz/68mC9Pfr13E8bw0/3beQ+BSQPxsHeaD8aRbu7+9GrhgJ8JX9Vsuw7lDRQU60m9XrS0e+3Nred",
-	"v6Jj+bHIMBsIwIm2tijbys80sR2VCrUJ389xEX2e4VGkWtPmkgwbtfmMSOVvCuU4NV2JysQzMIXIGRG2",
-	"Brm1gS+rdJzZDCx3RP9SMx8GDO7UTVwI6etsHZvnJu/UBNd7zdGVO7YIAaJYqgqpB3yxK1J40gJ3yUx7",
-	"kjJ5mhFqqqUvOKMrm3NMCItpkYAtK/2rPmSys1WRz+vV2jTosvreZMgz3kX47y5tQ0QaXDUzsTVaaIrj",
-	"26lrn2GGji5OUU6x0iiOdX7LEiwS8jsk16yqcthCQKj34yIhCimBCdUQbDKtPUBVqSUMXXCpUgFX/34W",
-	"XrMyTW9Ouqi54EU6R5OmZZmEpvRsG0UmOQUZXbNrZusNBomqFKKvNumbM5gYQDEW1n3PocKiM3ETIQu9",
-	"gmsGSeQaZraFSUkMTBrj42ZCjnIcz2GwZ7ofhaCN1Hm5XEbYLEdcpEP3rhyenR6fnF+d6Heiucpoo05Q",
-	"8a1R1hwHtrlyHwY8B4ZzEowD7R72AzPGMzdaNnRrUTllkYJR/Yrxp0kwDn4A9S4HdnRx+rerd+dBe6jn",
-	"F7+u1ltaEwof12Zc9kajDTMg3dmPR/k0//AHZFNIEki0oVUCx1rC2AKEAuPU9BWfcNililn8r1XEKCdX",
-	"jE67Eo9BmMgK0RBhiRwLFE418YNyLfioX6z4ucIZ3YKf/3H009kfyM8Sq40zUFtwLETTlQJjxvUfz5ld",
-	"jsI97LJmcDCveuCOX/5WuKsiGp/h9NwYLNvoiNBkbzTqqxHJ8JpNDkf7E/RC4syOaIQlxLqdvGNf13Z+",
-	"hgmV1oB1xMc17f9MS7ApQHDoecTJrqyeUGIOR/t/AN5vHYOej6i35zMaIu4eeAR8SMkCeqX8faMbSSQq",
-	"ciPbEsSCsDRCpmBqhnhMKAV3CgTDpn7SEc+qy/9cBbRC0Dd8qan0fPhcomoDq+34nNUzA30OqBwreK4c",
-	"KvHzMOi4OfBQjzg8D3a9wZLEKKuouwW3dPK76lXLzU4FWZ/SdhrIpVeuskrkNZPzQimttwlfsgi1G+AW",
-	"IGGp821uwhNpr8YL1eOD6p7Oc5WhGkOPFOnF5+qHNiJ+zpWZHl49H6Gve3hbGCnbwe0T9zMilazKE836",
-	"Bnqh9KOp4LfA0HSFSBIi/TKwhLB0x8ruLawkqGuW45TYrvnY6AqaNJLyCZoJnhmFMSUVLNGkXFEcpaCq",
-	"8kR0zY4oraoGMc+mhIE96+j8rU839BWqEsmXaUfYrQLRVUUdg0Q9USsBmbqcRC8E5KDVm4LrV+WUJ1X9",
-	"xHwmYaZa668kyoZFLaBblYJaNb6qyH3oa6uuTKo84yJ76F5YaQuGp3wBtjol3eRdFPiRzwi76V5gO7wf",
-	"wIW4AlncaHv6UGg0erwf8zxYrN6G1xaTdh2kD5/1HtO2nxg9Di1bydPhorQtJh8udXvr6yDh5MV9NUI0",
-	"06TCTKEXprAnycKqgQ83Mx7XwmybpuMDCLnvTdq4wN1DuBRMEfoEuFxomybJ79B3UDmsXh9UOYDDkWeE",
-	"K8N3JCsyvWpr7fbXrq8g2p0Rw78VgGJX+dV2F6NcwILwwtadv1kzzr0ibQuqPVK0d/jy0VJ0RCW387Mu",
-	"trIdAH+9OObSfMBm9xvcejnZKij7Ce16cg7HKecUMAvuv2pA1G4xeGILT5PhCaOMg729R0QYVUi1eX/z",
-	"a7anyLakqvqiBJoRvAlbPpovOnz9GdN9l8Yd13M16AO7ZXzJUN2YQdh8ifYrxG7ctx082FZu3WH54tja",
-	"/HrDbYbxtFJU9rfbbRAdY9x3hHj36Y/vK1c2hhfWY+Qzbo/0TdydlRN96+/3f6zbbfZ9kXpYTd9aPQ52",
-	"9x+5//Bx+5+/uv4siAKEa43r6uta4jGclsMzG9V4ffijMUIyRphSJysZ4iKss2/j7s2UZXjNGGcQIRMR",
-	"I/OZ4BTHt+tDOZ70Yc0C2GGf52wGmoM6f5YtsFR62CD0DEY9lYP7pwZ/ngY3PK7mjtYlJTCTOC6nlTcr",
-	"9SeS3G+qdj6NPw37JilW38hmKpZjU5AvY8Fkow95YIjzj4kHezt/Hh/6ZQpy8P9NgH8A1Q76PNKqXzC1",
-	"WCty6x/NxZiiBBZAeZ6BThUnGb4FJAo22WnNJ4yHw929V9EoGkW7429H346McXendTxZNeJhCuWNAZCo",
-	"kQlqDLuCXTYdwsb/KdBAXF3bpP120MM8tvrGhWxAdpU/v9JUrX+iJNBZ1KxbuAbt/cf7/wsAAP//",
+	"7Ft7c9u4dv8qGPbOJJ5LUfIr2SjTPxzHu+tbr+3ayd3brlMLIo8krEGAC4CStRnP9Dv0G/aTdPAgxQco",
+	"yYmz62n7n8QHcHDe53cOPwcxTzPOgCkZDD8HM8AJCPPzH1fwWw5Snb7X/xKQsSCZIpwFw+DDDJCwt19I",
+	"FHMhgGJ9D5EEvVQzQDGmFMQLGSIuEGeAUsIUJGi8RPq2BDEHsRMFYaDXIQKSYKhEDmEg4xmkWO+Z4vsz",
+	"YFM1C4a7e9+FQUpY+T8MMqwUCE3Nf/xy1Pt33Pt90HsT3Q57n/76lyAM1DKDYBhIJQibBg8PD/oNgVNQ",
+	"W5zvuHaiCP0LZAotZsAQUYhItPvf//lfu3vfoXiGBY71iohP0KhBx+jtDeNqBmJBJFSObXghEUYfP56+",
+	"n7+O0BFd4KVEEM84JIgw86wAmXEmIbphQRjAPU4zqk802H2zNxnEh71X+BX0Xie7ce/N5BB6++NdvBcf",
+	"JIfwahKEAdHnsOIMwoDhVL/7j547dO/0fVBltYdbxf6GWZeCjymk+mfMmQKm9E+cZZTEhk39zD7x11+l",
+	"5uDnytp/ETAJhsE/9Veq1rd3Zd+t+x4UJlTajeuiOGLo6vtj9Obg8DVye2itqSpq9VAd+7nH+xWhm70+",
+	"MjzHhOKxZu0ffjZtRglWeIwlaLXKV9S8RQKUWCI8USCMPkzJHBhKgOJlgwFX+snekX6yrcrXEHOWSKQ4",
+	"WmCi0BgmXIBdnbBp5FMDbapTEIGm+Mu5+1CsbIg8nkF81ybvgmlacEIYSIli/ZAmKRM8A6GI1b4kF0YQ",
+	"t6lsr/AjXyDK2dQwySyAFOd3obajlFBKpOWAXnbCRYpVMAwSnmuRl26C5elYHzgMQAjuYePPs2Vlgwkm",
+	"FBL0EiM540KFSOIJIJmnKRZL49UaBlVYYHtZrNACu5NDEtVMvdAN33pSYZXLTTpouH5tH7VGXTjbXyxF",
+	"5UJhjcufyh35+FeIld6xulZbjrmKeQraDeKVGIHlqd6K32nmY0IrC6+OYhb2rHmC45ldK0QLomaIKIm4",
+	"2wizBBUU662IgnQ7dugtHQ1YCLzU/78nQJMTv+i1is4Jt+EgQif3OFZ0aYKadvoZ1+YiRlob/nZ9cY4u",
+	"7QVEmOJGZ8Y8We6EN2xUBiDz8G85iKUOjxlWM1Te29GXRtakRojyGCuQiCgbBxqGYXxLh1oRiRaCWxNf",
+	"6dQc09w4G8ZVcQZNJKaULyBB5r70aZwLJq3NznFaruKSAmSfre98bJ1r74Ne2LN+yYH1W3Swrb4XJSlR",
+	"3k2scNpb1ET3UoecV28GuzsrKRZH09Ksb9YHpgQB2d/vU5gD9WQfdctzYvMZ2Y+AqU5wWko4B4Ep1Yyl",
+	"atZ2kXFpQxv1Xzr3IRQkt1j5tAdsCpIJHmu37B6ue1CsoKdIusE5NYK5TXRG/G70FiUwFTiBxJ1J6yRm",
+	"cgECEmvuGFluXK7CfsWh+DxJnmmKbp3H7w6GkrAY7LG2DAtzEJLY6F9f8l1OaILc7Yap7UaDaLBRG0oH",
+	"XOzROkdNXGEh6271qWRrmNKLSTD85XGpSvj5WavXcxDzepl+tSg/NXPF93VrCRHW5tLKja3luO1DZHc3",
+	"wRLm2m+60PwQBmc6nwTpYV9xp+1ltrDrjVbq136fMp/x6Znxpx4Bz0EQtQyRDlpS6ex2RqYzkKq6//uT",
+	"dx9/CMLg9Pz7iyAMfj66Oj891xdOrq4uroIwOL46/XB6fHSmt1/ZrXu8pXY/gRIk9hz/0ilyzHNmikGT",
+	"nBSJfcY5RVOcT8HD0WR8q+9vrCU4pzr1MsZF+VTeLgRRCtit4gp7OHTGp8iFJSQV1z61yxoIU68OVuct",
+	"k38rJ5BK3hJ2O6FkOvNYs0v5JRoDYVNb4SaI8cVj9+g4SLm+5goF9UUH+b/ujtY7oZWzagjDqwFe/QtL",
+	"RfYZ8kp7vUhSaSkxZwxig7rotdrWgmN7plv9pPThNsUCUpd/uYSmguzveRWEJBS6Fj1NaJU0ueWSKb7v",
+	"WlHzA0nyOyCTp265oOF015IXGbBHE9nQkuoGNZaETcZXT+cVeD2faMcLD6iDTu4VMK2IKAVtABKleInG",
+	"gHCSWHNs5CQrkO6WJJ7y8bccU1Rm7xbNeiFRFdHwlupdVdXJfUYxs6igKUaIRDyOcyGAxeBdyqAJvtLW",
+	"BOOyqgzRhOuCcY4pSRBhWa62rmkrpaunsCVMKsxiWIvh2lKqcR40w1kGDBLUzGv7cikVpH3tBx6T/f/4",
+	"4cMlsjdRzBOorXqwt+dVeqKoh/jrGReqAFyKyrBIgfQqdYr/rvlqBWehGx/Z9kJzp49Xp0jABCxPSAJM",
+	"kcmSOLype8uZUpkc9vtzTGeYUhwlMC+ARNmflwRt9N3KlcuGEVW4xmppRcRh0yR8pnlVgG2+UFvgcCaJ",
+	"rCWMT1Bvbq4ItWxyARJhAa1asKRu23Kwq8xaUz419/jTKqgG7duXCUcFNrkCVbXSQWe9oGZYIUp0htWs",
+	"EK6NmZ/xqWFDkhC9B6aXlXNNMJXQpsFlnNQloUuP/mAFUy6Wnhju7tTNCedq5jNag9jfq24KbVOp4T2U",
+	"yGOVaxJTUFjnHxXv7XgbBve9Ke+5i79KzqIrvPgJpMRTsFuvjz/HnraYzppANIIQyhnVgjII/0793EYa",
+	"PFe915N97GOAb+cPJIUeF4kxH9dk+pIeUplA5DnxukxalGfrdLos43RS5NjXItnxtU5mLkEgSabMdMW8",
+	"PpukIBVOszV5vWu6OZ3UV0qd3DK/lyC8EtYh1NBYLqpTsBgEs31PllPaPlHvQOdi+p5tO1kNXe+8LPvL",
+	"wxacD1d2tOJtSzNXJ1jZi8/7lfb+DqvYg0FeWw66stI0WEyqgoyqtW28TF/aXJO1pbbOdVYeqZXqNBlm",
+	"ltt8ymMBWMEjHdyJK6wVtwdBWPGUxJhSj6dzZ2zzwTSRB4PBl3PBEW+LjVP7ql7RtMqL/xsYVZC3llVf",
+	"xKWjlf8vObUpEExwTrU9ToGBsHVlbc3vBUBPWy0q3gsRRNMIjXSAGIVoJCHOBVFL/XtCmE6MRhF6b1c2",
+	"Ihu5xUfeCFMZOnh10Jw5+Hbhp07h54c6cZ8DkgXDYG+wHw2i3d396HXFAL5RvCpE9hYlFdJUbfKjWUp1",
+	"x631sxzfMLD8mKeY9XQ2pL0tSreKM1VqB4VBraP3S0JEV2R4FKsa1lywYa01nxGp/G3ODE9Nn6108QwM",
+	"vDohwiKrWzv4AnvkzNaVmWP617r5MGBwr27jXEhfr/bYXDfVtGa4ftZsXYZjSxAgiqUqidoQix304qni",
+	"3SFTHUmKknBCqMGAX3JGl7Z4GREW0zwBC5b9s95ktLMVdOmNanUetEX9YOr+CW8T/HdXjCIiDa1amNg6",
+	"LTTG8d3YNYQxQ0eXpyijWGkSh7pqZwkWCfkdkhtWFhEW3gj18zhPiEJKYEL1ChYi0BGgxJ8JQ5dcqqmA",
+	"6389C29YAT5Ux8fUTPB8OkOjqmcZhQZQd21CU87I6IbdMIuiGCJKgEcfbdQ1vDMyC8VY2PA9g5KK1hhb",
+	"hOzq5bpmOks2KLNNeUpiYNI4HzdodZTheAa9PdP+ywWtAAKLxSLC5nbExbTv3pX9s9Pjk/PrE/1ONFMp",
+	"raAfpdwqYO0wsN3FhzDgGTCckWAY6PCwH5jZuJmxsr67FxWjS1Mwpl8K/jQJhsEPoC4yYEeXp3+7vjgP",
+	"6pNyHYXv6pHa2M+nxuDY3mCwZrCqPVDV9iSOMpTwOE+BqUdXav65K0jHkCSQaHesBI61HrI5CAUm9GlG",
+	"POGcWZnZ+F8rWVbgCMbyHbxlCCayJNSU8k5QCk+lAQjcveCTfrGU+hKndAup/9vRT2d/oNQLqr5O6tvK",
+	"NUTjpQITEvSP5yxUJ4cOoVqX2puVEyJOqv5BEYezVtvBxvnZVlCERnuDwcjOtFZwH5RhKUGGN2x0ONgf",
+	"lSjRS7OOqaZxCgVAv2Pf10FjggmV1hu2tMzNtPyZbmVdtuHI8+iTvbN8QpU5HOw/+ZxpfebDc4xidMBi",
+	"gPVJAS1SF1iLrkvZbnkeZlKffKqYh7vgMY4+JXPotJAPlV4vkSjPjF1IEHPCphGyECxiXJmUDu4VCIYN",
+	"jtPS7HKG4rnqdkmgb7Jac+n5yLkg1SZ428k5XU1kdIW4YmjjuUqooM8joOPqOMlqgOR5iOsdliRGacnd",
+	"LaSli/Blp1muDUhvEUb1iESJVMY+K8/ql29YGY6QqwIdAEwkkrNcmbcSvmARqg8f2O0Im8ob5npOZrob",
+	"6YDJc9UR3VYNteeqYisKPUqmbz73CNdqy3nOcc6V6XktG1HOoyfPx4iu6k269WZk++1d5nNmW3gOkaji",
+	"Nuil0pfGgt8BQ+MlIkmI9MvAEsKmOzYRuIOlBHXDMjwldsZhaGwPjSpgwwhNBE9NwmegIizRqLijOJqC",
+	"KmGX6IYdUVqiITFPx4SB3evo/L3PmPQRSujn68wpbKNbdFlyxxCxmn2XgAzeKNFLARloh0DB9eEyypMS",
+	"FzLfVJn589UnVUUjZqXJW0FcNeyyBO8P23CXVEsDAUy4SDedCyvt8vCYz8GibtLNSUaBn/iUsNv2Abaj",
+	"ewMtxAF/caWd6yOh0sDyfvm3EYTfRtaWkjq+00VPs3e27feIjyPLIpQ6/ZS2deajZdW2+zZEOH1xn5gR",
+	"LTSpMFPopQEsJZlbM/DRZoYZa5Rt00zdQJD7OK1OC9xvoiVnitAnoOVS+zRJfoeujYrPSqrIhQsAhwPP",
+	"wF2K70map/qu7SHYf7s+oLc90Yd/ywHFDtHWfldHNZgTnls8/UXDOXeqtAWKO7Ro7/DVo7XoiEpup51d",
+	"XLWdDT8OHnNpvna1zxvaOiVZA8r9jHa9RkfjmHMKmAUP3zSDqrdOPNmHp3nyhFnGwd7eIzKMMgdb/3z1",
+	"09enqN6kKvu9BKoVgUlbPplvr3x9JzNVIE04Xs0LoY/sjvEFQ6uGkxkKE/ArxG44u5482Bb1qnP01cm4",
+	"+feO24rlabWo6NvX2zs6x3hoKfHu02/fBZ1WhjKaFcEZt1v65iPPivnL5vvdX/a3m5hfZR7W0rc2j4Pd",
+	"/Uc+f/i455+/uf4siAKEVxbXttdG4dEfF0NBa824OdRSGY0ZIkyp05UUcRGu0GMT7s1MbHjDdAEfIZMR",
+	"I/Op7xjHd81hI0/50PAAdojpObuB6gDSn+ULLJc2O4SOga+nCnD/b8FfZsGViKulo21JCcwkjovZ8vVG",
+	"/ZkkD+vQ06eJp2HXhMjyhayWYhk2AH+RCyZrY8iG4dQ/Jh/s7EJ6YujXGcjB/zYF/gFUPenzaKt+wYC3",
+	"VuWanzjGmKIE5kB5loIuFUcpvgMkcjbaqc1dDPv93b3X0SAaRLvD7wbfDYxzd7u1Ilk5umKA98pgS1Sp",
+	"BDWFbcUumhhhZf5eL+JwclP22wEWc9naGxeysrJD/vxGUw4rECWBTqIqbuGaxQ+fHv4nAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -3,9 +3,12 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"strings"
 
 	valhalla "github.com/valhalla-platform/valhalla"
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/problem"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
 
@@ -17,13 +20,22 @@ func (s *server) GetLiveness(ctx context.Context, _ api.GetLivenessRequestObject
 	}, nil
 }
 
-// GetReadiness runs every readiness check: 200 when all pass, else 503.
+// GetReadiness runs every readiness check: 200 when all pass, else a 503
+// problem listing every check.
 func (s *server) GetReadiness(ctx context.Context, _ api.GetReadinessRequestObject) (api.GetReadinessResponseObject, error) {
 	ok, checks := s.Checker.Ready(ctx)
 	id := requestid.FromContext(ctx)
 	if !ok {
-		return api.GetReadiness503JSONResponse{
-			Body:    api.Readiness{Status: api.ReadinessStatusUnavailable, Checks: checks},
+		return api.GetReadiness503ApplicationProblemPlusJSONResponse{
+			Body: api.ReadinessProblem{
+				Type:          problem.TypeUnavailable,
+				Title:         http.StatusText(http.StatusServiceUnavailable),
+				Status:        http.StatusServiceUnavailable,
+				Detail:        "not ready: " + failedChecks(checks),
+				Instance:      "/system-health/ready",
+				CorrelationId: id,
+				Checks:        checks,
+			},
 			Headers: api.GetReadiness503ResponseHeaders{XRequestID: id},
 		}, nil
 	}
@@ -34,22 +46,48 @@ func (s *server) GetReadiness(ctx context.Context, _ api.GetReadinessRequestObje
 }
 
 // GetHealth reports overall status, version and uptime: 200 when every
-// check passes, else 503 with status degraded.
+// check passes, else a 503 problem with the same members.
 func (s *server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (api.GetHealthResponseObject, error) {
 	ok, checks := s.Checker.Ready(ctx)
-	body := api.Health{
-		Status:        api.HealthStatusOk,
-		Version:       s.Checker.Version(),
-		UptimeSeconds: s.Checker.Uptime().Seconds(),
-		StartedAt:     s.Checker.StartedAt().UTC(),
-		Checks:        checks,
-	}
 	id := requestid.FromContext(ctx)
 	if !ok {
-		body.Status = api.HealthStatusDegraded
-		return api.GetHealth503JSONResponse{Body: body, Headers: api.GetHealth503ResponseHeaders{XRequestID: id}}, nil
+		return api.GetHealth503ApplicationProblemPlusJSONResponse{
+			Body: api.HealthProblem{
+				Type:          problem.TypeUnavailable,
+				Title:         http.StatusText(http.StatusServiceUnavailable),
+				Status:        http.StatusServiceUnavailable,
+				Detail:        "degraded: " + failedChecks(checks),
+				Instance:      "/system-health",
+				CorrelationId: id,
+				Version:       s.Checker.Version(),
+				UptimeSeconds: s.Checker.Uptime().Seconds(),
+				StartedAt:     s.Checker.StartedAt().UTC(),
+				Checks:        checks,
+			},
+			Headers: api.GetHealth503ResponseHeaders{XRequestID: id},
+		}, nil
 	}
-	return api.GetHealth200JSONResponse{Body: body, Headers: api.GetHealth200ResponseHeaders{XRequestID: id}}, nil
+	return api.GetHealth200JSONResponse{
+		Body: api.Health{
+			Status:        api.HealthStatusOk,
+			Version:       s.Checker.Version(),
+			UptimeSeconds: s.Checker.Uptime().Seconds(),
+			StartedAt:     s.Checker.StartedAt().UTC(),
+			Checks:        checks,
+		},
+		Headers: api.GetHealth200ResponseHeaders{XRequestID: id},
+	}, nil
+}
+
+// failedChecks names the checks that failed, e.g. "database check failed".
+func failedChecks(checks []api.Check) string {
+	var failed []string
+	for _, c := range checks {
+		if c.Status != api.CheckStatusOk {
+			failed = append(failed, c.Name)
+		}
+	}
+	return strings.Join(failed, ", ") + " check failed"
 }
 
 // GetMetrics reports process counters and the database pool's gauges.
