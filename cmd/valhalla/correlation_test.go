@@ -20,8 +20,8 @@ func TestRequestIDKeptOrMinted(t *testing.T) {
 		{"GET", "/system/logs", "", ""},
 		{"POST", "/system/logs", "application/json", `{"message":"m"}`},
 		{"POST", "/system/logs", "application/json", `{"message":`}, // 400
-		{"GET", "/no/such/route", "", ""},                            // 404
-		{"PATCH", "/system/logs", "", ""},                            // 405
+		{"GET", "/no/such/route", "", ""},                           // 404
+		{"PATCH", "/system/logs", "", ""},                           // 405
 	}
 	ids := []struct {
 		name, incoming string

@@ -4,8 +4,11 @@
 package contract
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"slices"
@@ -114,7 +117,9 @@ func (v *Validator) check(r *http.Request) *problem.Problem {
 		if p := checkContentType(r, op.RequestBody.Value); p != nil {
 			return p
 		}
-		r.Body = http.MaxBytesReader(nil, r.Body, limit)
+		if p := readBody(r, limit); p != nil {
+			return p
+		}
 	}
 	err = openapi3filter.ValidateRequest(r.Context(), &openapi3filter.RequestValidationInput{
 		Request:    r,
@@ -125,11 +130,30 @@ func (v *Validator) check(r *http.Request) *problem.Problem {
 	if err == nil {
 		return nil
 	}
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return tooLarge(tooBig.Limit)
-	}
 	return Problem(err)
+}
+
+// readBody reads r's body, up to limit bytes (chunked or not), and puts it
+// back for the validator and the handler. The body must be one well-formed
+// JSON value: decoders that stop after the first value would accept
+// trailing garbage.
+func readBody(r *http.Request, limit int64) *problem.Problem {
+	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	r.Body.Close()
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return tooLarge(tooBig.Limit)
+	case err != nil:
+		p := problem.New(http.StatusBadRequest, problem.TypeMalformed, "request body could not be read")
+		p.Cause = err
+		return p
+	case len(data) > 0 && !json.Valid(data):
+		return problem.New(http.StatusBadRequest, problem.TypeMalformed, "request body is not well-formed JSON")
+	}
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	r.ContentLength = int64(len(data))
+	return nil
 }
 
 func tooLarge(limit int64) *problem.Problem {

@@ -27,7 +27,11 @@ import (
 // parameters (plan_cache_mode=force_custom_plan), so the optional filters of
 // the list query always get a plan that uses the matching index.
 // It returns an error when url does not parse or the database never answers.
+// A nil logger discards the retry messages.
 func Open(ctx context.Context, url string, wait time.Duration, logger *slog.Logger) (*pgxpool.Pool, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)

@@ -1,0 +1,126 @@
+package contract_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/valhalla-platform/valhalla/internal/contract"
+	"github.com/valhalla-platform/valhalla/internal/problem"
+)
+
+// check runs one request through the validator and returns the problem it
+// raised, or nil when the request reached the handler.
+func check(t *testing.T, v *contract.Validator, method, target, contentType, body string) *problem.Problem {
+	t.Helper()
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
+	if contentType != "" {
+		r.Header.Set("Content-Type", contentType)
+	}
+	var got *problem.Problem
+	passed := false
+	v.Middleware(func(_ http.ResponseWriter, _ *http.Request, p *problem.Problem) { got = p })(
+		http.HandlerFunc(func(http.ResponseWriter, *http.Request) { passed = true })).
+		ServeHTTP(httptest.NewRecorder(), r)
+	if passed == (got != nil) {
+		t.Fatalf("passed=%v with problem %v", passed, got)
+	}
+	return got
+}
+
+func where(p *problem.Problem) []string {
+	var out []string
+	for _, e := range p.Errors {
+		switch {
+		case e.Pointer != nil:
+			out = append(out, *e.Pointer)
+		case e.Parameter != nil:
+			out = append(out, "?"+*e.Parameter)
+		case e.Header != nil:
+			out = append(out, "header:"+*e.Header)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestValidationProblems(t *testing.T) {
+	t.Parallel()
+	v, err := contract.New(1<<10, map[string]int64{"createSystemLogBatch": 1 << 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, method, target, contentType, body string
+		status                                  int // 0: passes
+		where                                   []string
+	}{
+		{"valid write", "POST", "/system/logs", "application/json", `{"message":"m"}`, 0, nil},
+		{"valid write with charset", "POST", "/system/logs", "application/json; charset=utf-8", `{"message":"m"}`, 0, nil},
+		{"every violation at once", "POST", "/system/logs", "application/json",
+			`{"message":"","level":"x","category":"","context":1,"user_id":7,"correlation_id":"","extra":true}`, 422,
+			[]string{"/category", "/context", "/correlation_id", "/extra", "/level", "/message", "/user_id"}},
+		{"JSON Pointer escapes ~ and /", "POST", "/system/logs", "application/json", `{"message":"m","a/b~c":1}`, 422, []string{"/a~1b~0c"}},
+		{"nested batch pointer", "POST", "/system/logs/batch", "application/json",
+			`{"entries":[{"message":"ok"},{"message":"ok","level":"NOPE"},{}]}`, 422, []string{"/entries/1/level", "/entries/2/message"}},
+		{"malformed", "POST", "/system/logs", "application/json", `{"message":"m"`, 400, nil},
+		{"trailing garbage", "POST", "/system/logs", "application/json", `{"message":"m"} x`, 400, nil},
+		{"single write over its limit", "POST", "/system/logs", "application/json", `{"message":"` + strings.Repeat("m", 2000) + `"}`, 413, nil},
+		{"batch allowed its larger limit", "POST", "/system/logs/batch", "application/json", `{"entries":[{"message":"` + strings.Repeat("m", 2000) + `"}]}`, 0, nil},
+		{"415", "POST", "/system/logs", "application/xml", `<m/>`, 415, []string{"header:Content-Type"}},
+		{"parameters", "GET", "/system/logs?limit=x&min_level=LOUD&until=never", "", "", 422, []string{"?limit", "?min_level", "?until"}},
+		{"repeated level", "GET", "/system/logs?level=INFO&level=ERROR", "", "", 0, nil},
+		{"uuid format", "GET", "/system/logs/zzzzzzzz-6a6e-7d1c-9f5e-3b1a2c4d5e6f", "", "", 422, []string{"?id"}},
+		{"unknown path", "GET", "/system/logz", "", "", 404, nil},
+		{"wrong method", "PUT", "/system-health/ready", "", "", 405, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := check(t, v, tt.method, tt.target, tt.contentType, tt.body)
+			if tt.status == 0 {
+				if p != nil {
+					t.Fatalf("rejected: %v %+v", p, p.Errors)
+				}
+				return
+			}
+			if p == nil || p.Status != tt.status {
+				t.Fatalf("problem %v, want status %d", p, tt.status)
+			}
+			if got := where(p); strings.Join(got, " ") != strings.Join(tt.where, " ") {
+				t.Errorf("located at %v, want %v", got, tt.where)
+			}
+			for _, e := range p.Errors {
+				if e.Detail == "" || strings.Contains(e.Detail, "Schema:") || strings.Contains(e.Detail, "^(") {
+					t.Errorf("detail %q is empty or leaks the schema", e.Detail)
+				}
+			}
+		})
+	}
+}
+
+func TestServesContractAsJSON(t *testing.T) {
+	t.Parallel()
+	v, err := contract.New(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Servers []any `json:"servers"`
+		Paths   map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(v.JSON(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Servers) == 0 {
+		t.Error("served contract lost its servers")
+	}
+	if got := doc.Paths["/system/logs/batch"]["post"].OperationID; got != "createSystemLogBatch" {
+		t.Errorf("operationId %q, want it as written in openapi.yaml", got)
+	}
+}

@@ -1,0 +1,92 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/logstore"
+	"github.com/valhalla-platform/valhalla/internal/problem"
+	"github.com/valhalla-platform/valhalla/internal/requestid"
+)
+
+// serve runs h behind the correlation middleware, as NewServer does, and
+// returns the response, its decoded problem and the log.
+func serve(t *testing.T, h func(s *server) http.Handler) (*httptest.ResponseRecorder, api.ProblemDetails, string) {
+	t.Helper()
+	var logs bytes.Buffer
+	s := &server{Deps: Deps{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}}
+	r := httptest.NewRequest("GET", "/system/logs", nil)
+	r.Header.Set(requestid.Header, "req-under-test")
+	w := httptest.NewRecorder()
+	requestid.Middleware(h(s)).ServeHTTP(w, r)
+	var p api.ProblemDetails
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+		t.Fatalf("not a problem: %v: %s", err, w.Body)
+	}
+	if w.Header().Get("Content-Type") != problem.ContentType || p.CorrelationId != "req-under-test" ||
+		w.Header().Get(requestid.Header) != "req-under-test" {
+		t.Errorf("problem %+v with headers %v", p, w.Header())
+	}
+	return w, p, logs.String()
+}
+
+// TestPanicIs500WithoutStack: the client gets a generic problem with the
+// request id; the stack and the panic value go to the log only.
+func TestPanicIs500WithoutStack(t *testing.T) {
+	t.Parallel()
+	w, p, logs := serve(t, func(s *server) http.Handler {
+		return s.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+			panic("secret internal state /srv/app/main.go")
+		}))
+	})
+	if w.Code != 500 || p.Status != 500 || p.Type != problem.TypeInternal {
+		t.Fatalf("status %d, problem %+v", w.Code, p)
+	}
+	if strings.Contains(w.Body.String(), "secret") || strings.Contains(w.Body.String(), "goroutine") {
+		t.Errorf("panic leaked to the client: %s", w.Body)
+	}
+	if !strings.Contains(logs, "secret internal state") || !strings.Contains(logs, "req-under-test") || !strings.Contains(logs, "goroutine") {
+		t.Errorf("panic not logged with request id and stack: %s", logs)
+	}
+}
+
+// TestErrorTable: each store error becomes its status; anything else is a
+// generic 500 that is logged with the request id and never sent.
+func TestErrorTable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err    error
+		status int
+		typ    string
+	}{
+		{fmt.Errorf("get: %w", logstore.ErrNotFound), 404, problem.TypeNotFound},
+		{fmt.Errorf("list: %w", logstore.ErrInvalidCursor), 422, problem.TypeValidation},
+		{errors.Join(logstore.ErrUnavailable, errors.New("dial unix /tmp/.s.PGSQL.5432")), 503, problem.TypeUnavailable},
+		{errors.New(`ERROR: relation "system_logs" does not exist (SQLSTATE 42P01)`), 500, problem.TypeInternal},
+	}
+	for _, tt := range tests {
+		w, p, logs := serve(t, func(s *server) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, tt.err) })
+		})
+		if w.Code != tt.status || p.Type != tt.typ {
+			t.Errorf("%v: status %d type %s, want %d %s", tt.err, w.Code, p.Type, tt.status, tt.typ)
+		}
+		if strings.Contains(w.Body.String(), "SQLSTATE") || strings.Contains(w.Body.String(), "/tmp") {
+			t.Errorf("%v: internals leaked: %s", tt.err, w.Body)
+		}
+		if tt.status >= 500 && (!strings.Contains(logs, "req-under-test") || !strings.Contains(logs, "error")) {
+			t.Errorf("%v: 5xx not logged with request id: %s", tt.err, logs)
+		}
+		if tt.status == 503 && w.Header().Get("Retry-After") == "" {
+			t.Errorf("503 without Retry-After")
+		}
+	}
+}
