@@ -24,6 +24,22 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
 
+// The seed's fifteen cases and where they are checked:
+//
+//	errors:      problem format on validation errors  TestErrorStatuses, TestErrorsCarryCorrelationAndInstance
+//	             HTTP errors carry correlation_id      TestErrorsCarryCorrelationAndInstance (and every error, in conformance)
+//	             instance field                        TestErrorsCarryCorrelationAndInstance (and every error, in conformance)
+//	correlation: X-Request-ID on responses            TestRequestIDKeptOrMinted (and every response, in conformance)
+//	             incoming id preserved                 TestRequestIDKeptOrMinted
+//	             minted ids are valid UUIDs            TestRequestIDKeptOrMinted, TestMintedIDsAreUnique
+//	logs:        write and read                        TestWriteAndRead
+//	             level and category filters            TestListFilters
+//	             correlation id tracking               TestCorrelationTracking
+//	             all fields present                    TestWriteAndRead, TestWriteDefaults
+//	health:      liveness returns ok                   TestLiveness
+//	             readiness checks the database         TestReadinessChecksDatabase, TestDatabaseOutage
+//	             metrics return uptime                 TestMetricsCount
+//	             overall health endpoint               TestOverallHealth
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // instance is one running server, started through run() as `valhalla serve`.
