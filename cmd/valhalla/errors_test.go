@@ -110,7 +110,7 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 	srv := setup(t)
 	for path, allow := range map[string]string{
 		"/system/logs":       "GET, POST",
-		"/system/logs/batch": "GET, POST", // GET reaches getSystemLog with id "batch"
+		"/system/logs/batch": "POST", // the literal path, not /system/logs/{id}
 		"/system/logs/0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f": "GET",
 		"/system-health/live":                               "GET",
 	} {
@@ -198,5 +198,23 @@ func TestErrorsCarryCorrelationAndInstance(t *testing.T) {
 	v := create.ApplicationproblemJSON422
 	if v == nil || v.Status != 422 || v.Instance != "/system/logs" || v.Errors == nil || len(*v.Errors) != 2 {
 		t.Fatalf("validation problem: %s", create.Body)
+	}
+}
+
+// TestExplicitNullIsRejected: null is not a value for a string property,
+// even one with a default (Schemathesis found it stored as the default).
+func TestExplicitNullIsRejected(t *testing.T) {
+	t.Parallel()
+	srv := setup(t)
+	for _, field := range []string{"category", "level", "context", "user_id", "correlation_id"} {
+		resp, body := srv.do(t, "POST", "/system/logs", "application/json",
+			strings.NewReader(`{"message":"m","`+field+`":null}`))
+		if resp.StatusCode != 422 {
+			t.Errorf("%s: null answered %d: %s", field, resp.StatusCode, body)
+			continue
+		}
+		if got := locations(problemOf(t, body)); strings.Join(got, ",") != "pointer /"+field {
+			t.Errorf("%s: located at %v", field, got)
+		}
 	}
 }

@@ -421,7 +421,10 @@ type SystemLogCreate struct {
 	// Example: auth
 	Category *string `json:"category,omitempty"`
 
-	// Context Structured metadata. Defaults to `{}`.
+	// Context Structured metadata. Defaults to `{}`. Its keys and strings must
+	// not contain U+0000 (PostgreSQL's jsonb cannot store it): such a
+	// context is answered with a 422 pointing at `/context`.
+	//
 	//
 	// Example: {"ip":"203.0.113.7"}
 	Context *json.RawMessage `json:"context,omitempty"`
@@ -436,7 +439,7 @@ type SystemLogCreate struct {
 	// Example: INFO
 	Level *LogLevel `json:"level,omitempty"`
 
-	// Message Human-readable message.
+	// Message Human-readable message. Any Unicode text but U+0000, which PostgreSQL cannot store.
 	//
 	// Example: user signed in
 	Message string `json:"message"`
@@ -536,7 +539,9 @@ type ListSystemLogsParams struct {
 	// Limit Page size.
 	Limit *int32 `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Cursor Opaque cursor from a previous page's `next_cursor`.
+	// Cursor Opaque cursor from a previous page's `next_cursor`; pass it back
+	// unchanged. Its shape is fixed by the pattern, its content is not
+	// part of the contract.
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// IncludeTotal Also count every entry matching the filters (costs a count query).
@@ -1696,6 +1701,11 @@ type GetOpenAPIJSONResponse200Headers struct {
 	XRequestID string
 }
 
+// GetOpenAPIJSONResponse500Headers the declared response headers of an HTTP 500 response for GetOpenAPIJSON
+type GetOpenAPIJSONResponse500Headers struct {
+	XRequestID string
+}
+
 // GetOpenAPIJSONResponseDefaultHeaders the declared response headers of an HTTP default response for GetOpenAPIJSON
 type GetOpenAPIJSONResponseDefaultHeaders struct {
 	XRequestID string
@@ -1706,10 +1716,14 @@ type GetOpenAPIJSONResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *json.RawMessage
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetOpenAPIJSONResponse200Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetOpenAPIJSONResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
 	HeadersDefault *GetOpenAPIJSONResponseDefaultHeaders
 }
@@ -1717,6 +1731,11 @@ type GetOpenAPIJSONResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetOpenAPIJSONResponse) GetJSON200() *json.RawMessage {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetOpenAPIJSONResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
@@ -1758,6 +1777,11 @@ type GetOpenAPIYAMLResponse200Headers struct {
 	XRequestID string
 }
 
+// GetOpenAPIYAMLResponse500Headers the declared response headers of an HTTP 500 response for GetOpenAPIYAML
+type GetOpenAPIYAMLResponse500Headers struct {
+	XRequestID string
+}
+
 // GetOpenAPIYAMLResponseDefaultHeaders the declared response headers of an HTTP default response for GetOpenAPIYAML
 type GetOpenAPIYAMLResponseDefaultHeaders struct {
 	XRequestID string
@@ -1768,10 +1792,14 @@ type GetOpenAPIYAMLResponse struct {
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
 	YAML200 *map[string]interface{}
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetOpenAPIYAMLResponse200Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetOpenAPIYAMLResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
 	HeadersDefault *GetOpenAPIYAMLResponseDefaultHeaders
 }
@@ -1779,6 +1807,11 @@ type GetOpenAPIYAMLResponse struct {
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
 func (r GetOpenAPIYAMLResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetOpenAPIYAMLResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
@@ -1820,6 +1853,11 @@ type GetHealthResponse200Headers struct {
 	XRequestID string
 }
 
+// GetHealthResponse500Headers the declared response headers of an HTTP 500 response for GetHealth
+type GetHealthResponse500Headers struct {
+	XRequestID string
+}
+
 // GetHealthResponse503Headers the declared response headers of an HTTP 503 response for GetHealth
 type GetHealthResponse503Headers struct {
 	XRequestID string
@@ -1835,12 +1873,16 @@ type GetHealthResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *HealthProblem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetHealthResponse200Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetHealthResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *GetHealthResponse503Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -1850,6 +1892,11 @@ type GetHealthResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetHealthResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetHealthResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -1896,6 +1943,11 @@ type GetLivenessResponse200Headers struct {
 	XRequestID string
 }
 
+// GetLivenessResponse500Headers the declared response headers of an HTTP 500 response for GetLiveness
+type GetLivenessResponse500Headers struct {
+	XRequestID string
+}
+
 // GetLivenessResponseDefaultHeaders the declared response headers of an HTTP default response for GetLiveness
 type GetLivenessResponseDefaultHeaders struct {
 	XRequestID string
@@ -1906,10 +1958,14 @@ type GetLivenessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Liveness
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetLivenessResponse200Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetLivenessResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
 	HeadersDefault *GetLivenessResponseDefaultHeaders
 }
@@ -1917,6 +1973,11 @@ type GetLivenessResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetLivenessResponse) GetJSON200() *Liveness {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetLivenessResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
@@ -1958,6 +2019,11 @@ type GetMetricsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetMetricsResponse500Headers the declared response headers of an HTTP 500 response for GetMetrics
+type GetMetricsResponse500Headers struct {
+	XRequestID string
+}
+
 // GetMetricsResponseDefaultHeaders the declared response headers of an HTTP default response for GetMetrics
 type GetMetricsResponseDefaultHeaders struct {
 	XRequestID string
@@ -1968,10 +2034,14 @@ type GetMetricsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Metrics
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetMetricsResponse200Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetMetricsResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
 	HeadersDefault *GetMetricsResponseDefaultHeaders
 }
@@ -1979,6 +2049,11 @@ type GetMetricsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetMetricsResponse) GetJSON200() *Metrics {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
@@ -2020,6 +2095,11 @@ type GetReadinessResponse200Headers struct {
 	XRequestID string
 }
 
+// GetReadinessResponse500Headers the declared response headers of an HTTP 500 response for GetReadiness
+type GetReadinessResponse500Headers struct {
+	XRequestID string
+}
+
 // GetReadinessResponse503Headers the declared response headers of an HTTP 503 response for GetReadiness
 type GetReadinessResponse503Headers struct {
 	XRequestID string
@@ -2035,12 +2115,16 @@ type GetReadinessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Readiness
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *ReadinessProblem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetReadinessResponse200Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetReadinessResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *GetReadinessResponse503Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -2050,6 +2134,11 @@ type GetReadinessResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetReadinessResponse) GetJSON200() *Readiness {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetReadinessResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -2101,6 +2190,11 @@ type ListSystemLogsResponse422Headers struct {
 	XRequestID string
 }
 
+// ListSystemLogsResponse500Headers the declared response headers of an HTTP 500 response for ListSystemLogs
+type ListSystemLogsResponse500Headers struct {
+	XRequestID string
+}
+
 // ListSystemLogsResponse503Headers the declared response headers of an HTTP 503 response for ListSystemLogs
 type ListSystemLogsResponse503Headers struct {
 	RetryAfter *int
@@ -2119,6 +2213,8 @@ type ListSystemLogsResponse struct {
 	JSON200 *SystemLogList
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
@@ -2127,6 +2223,8 @@ type ListSystemLogsResponse struct {
 	Headers200 *ListSystemLogsResponse200Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *ListSystemLogsResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListSystemLogsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *ListSystemLogsResponse503Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -2141,6 +2239,11 @@ func (r ListSystemLogsResponse) GetJSON200() *SystemLogList {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ListSystemLogsResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListSystemLogsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -2208,6 +2311,11 @@ type CreateSystemLogResponse422Headers struct {
 	XRequestID string
 }
 
+// CreateSystemLogResponse500Headers the declared response headers of an HTTP 500 response for CreateSystemLog
+type CreateSystemLogResponse500Headers struct {
+	XRequestID string
+}
+
 // CreateSystemLogResponse503Headers the declared response headers of an HTTP 503 response for CreateSystemLog
 type CreateSystemLogResponse503Headers struct {
 	RetryAfter *int
@@ -2232,6 +2340,8 @@ type CreateSystemLogResponse struct {
 	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
@@ -2246,6 +2356,8 @@ type CreateSystemLogResponse struct {
 	Headers415 *CreateSystemLogResponse415Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *CreateSystemLogResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *CreateSystemLogResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *CreateSystemLogResponse503Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -2275,6 +2387,11 @@ func (r CreateSystemLogResponse) GetApplicationproblemJSON415() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r CreateSystemLogResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateSystemLogResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -2341,6 +2458,11 @@ type CreateSystemLogBatchResponse422Headers struct {
 	XRequestID string
 }
 
+// CreateSystemLogBatchResponse500Headers the declared response headers of an HTTP 500 response for CreateSystemLogBatch
+type CreateSystemLogBatchResponse500Headers struct {
+	XRequestID string
+}
+
 // CreateSystemLogBatchResponse503Headers the declared response headers of an HTTP 503 response for CreateSystemLogBatch
 type CreateSystemLogBatchResponse503Headers struct {
 	RetryAfter *int
@@ -2365,6 +2487,8 @@ type CreateSystemLogBatchResponse struct {
 	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
@@ -2379,6 +2503,8 @@ type CreateSystemLogBatchResponse struct {
 	Headers415 *CreateSystemLogBatchResponse415Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *CreateSystemLogBatchResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *CreateSystemLogBatchResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *CreateSystemLogBatchResponse503Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -2408,6 +2534,11 @@ func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON415() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -2464,6 +2595,11 @@ type GetSystemLogResponse422Headers struct {
 	XRequestID string
 }
 
+// GetSystemLogResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLog
+type GetSystemLogResponse500Headers struct {
+	XRequestID string
+}
+
 // GetSystemLogResponse503Headers the declared response headers of an HTTP 503 response for GetSystemLog
 type GetSystemLogResponse503Headers struct {
 	RetryAfter *int
@@ -2484,6 +2620,8 @@ type GetSystemLogResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
@@ -2494,6 +2632,8 @@ type GetSystemLogResponse struct {
 	Headers404 *GetSystemLogResponse404Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetSystemLogResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetSystemLogResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *GetSystemLogResponse503Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -2513,6 +2653,11 @@ func (r GetSystemLogResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetSystemLogResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetSystemLogResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -2754,6 +2899,13 @@ func ParseGetOpenAPIJSONResponse(rsp *http.Response) (*GetOpenAPIJSONResponse, e
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2774,6 +2926,16 @@ func ParseGetOpenAPIJSONResponse(rsp *http.Response) (*GetOpenAPIJSONResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetOpenAPIJSONResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
 	case true:
 		var headers GetOpenAPIJSONResponseDefaultHeaders
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -2810,6 +2972,13 @@ func ParseGetOpenAPIYAMLResponse(rsp *http.Response) (*GetOpenAPIYAMLResponse, e
 		}
 		response.YAML200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2830,6 +2999,16 @@ func ParseGetOpenAPIYAMLResponse(rsp *http.Response) (*GetOpenAPIYAMLResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetOpenAPIYAMLResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
 	case true:
 		var headers GetOpenAPIYAMLResponseDefaultHeaders
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -2866,6 +3045,13 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest HealthProblem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2893,6 +3079,16 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetHealthResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetHealthResponse503Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -2939,6 +3135,13 @@ func ParseGetLivenessResponse(rsp *http.Response) (*GetLivenessResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2959,6 +3162,16 @@ func ParseGetLivenessResponse(rsp *http.Response) (*GetLivenessResponse, error) 
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetLivenessResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
 	case true:
 		var headers GetLivenessResponseDefaultHeaders
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -2995,6 +3208,13 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3015,6 +3235,16 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetMetricsResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
 	case true:
 		var headers GetMetricsResponseDefaultHeaders
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3051,6 +3281,13 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest ReadinessProblem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3078,6 +3315,16 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetReadinessResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetReadinessResponse503Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3131,6 +3378,13 @@ func ParseListSystemLogsResponse(rsp *http.Response) (*ListSystemLogsResponse, e
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3168,6 +3422,16 @@ func ParseListSystemLogsResponse(rsp *http.Response) (*ListSystemLogsResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListSystemLogsResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListSystemLogsResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -3249,6 +3513,13 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3323,6 +3594,16 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers CreateSystemLogResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers CreateSystemLogResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -3404,6 +3685,13 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3471,6 +3759,16 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers CreateSystemLogBatchResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers CreateSystemLogBatchResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -3538,6 +3836,13 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3585,6 +3890,16 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetSystemLogResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetSystemLogResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -4392,9 +4707,30 @@ func (response GetOpenAPIJSON200JSONResponse) VisitGetOpenAPIJSONResponse(w http
 	return err
 }
 
+type GetOpenAPIJSON500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetOpenAPIJSON500ApplicationProblemPlusJSONResponse) VisitGetOpenAPIJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetOpenAPIJSONdefaultResponseHeaders struct {
+	XRequestID string
+}
+
 type GetOpenAPIJSONdefaultApplicationProblemPlusJSONResponse struct {
 	Body       ProblemDetails
-	Headers    ProblemResponseHeaders
+	Headers    GetOpenAPIJSONdefaultResponseHeaders
 	StatusCode int
 }
 
@@ -4445,9 +4781,30 @@ func (response GetOpenAPIYAML200ApplicationyamlResponse) VisitGetOpenAPIYAMLResp
 	return err
 }
 
+type GetOpenAPIYAML500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetOpenAPIYAML500ApplicationProblemPlusJSONResponse) VisitGetOpenAPIYAMLResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetOpenAPIYAMLdefaultResponseHeaders struct {
+	XRequestID string
+}
+
 type GetOpenAPIYAMLdefaultApplicationProblemPlusJSONResponse struct {
 	Body       ProblemDetails
-	Headers    ProblemResponseHeaders
+	Headers    GetOpenAPIYAMLdefaultResponseHeaders
 	StatusCode int
 }
 
@@ -4494,6 +4851,23 @@ func (response GetHealth200JSONResponse) VisitGetHealthResponse(w http.ResponseW
 	return err
 }
 
+type GetHealth500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth500ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealth503ResponseHeaders struct {
 	XRequestID string
 }
@@ -4516,9 +4890,13 @@ func (response GetHealth503ApplicationProblemPlusJSONResponse) VisitGetHealthRes
 	return err
 }
 
+type GetHealthdefaultResponseHeaders struct {
+	XRequestID string
+}
+
 type GetHealthdefaultApplicationProblemPlusJSONResponse struct {
 	Body       ProblemDetails
-	Headers    ProblemResponseHeaders
+	Headers    GetHealthdefaultResponseHeaders
 	StatusCode int
 }
 
@@ -4565,9 +4943,30 @@ func (response GetLiveness200JSONResponse) VisitGetLivenessResponse(w http.Respo
 	return err
 }
 
+type GetLiveness500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetLiveness500ApplicationProblemPlusJSONResponse) VisitGetLivenessResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLivenessdefaultResponseHeaders struct {
+	XRequestID string
+}
+
 type GetLivenessdefaultApplicationProblemPlusJSONResponse struct {
 	Body       ProblemDetails
-	Headers    ProblemResponseHeaders
+	Headers    GetLivenessdefaultResponseHeaders
 	StatusCode int
 }
 
@@ -4614,9 +5013,30 @@ func (response GetMetrics200JSONResponse) VisitGetMetricsResponse(w http.Respons
 	return err
 }
 
+type GetMetrics500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetMetrics500ApplicationProblemPlusJSONResponse) VisitGetMetricsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMetricsdefaultResponseHeaders struct {
+	XRequestID string
+}
+
 type GetMetricsdefaultApplicationProblemPlusJSONResponse struct {
 	Body       ProblemDetails
-	Headers    ProblemResponseHeaders
+	Headers    GetMetricsdefaultResponseHeaders
 	StatusCode int
 }
 
@@ -4663,6 +5083,23 @@ func (response GetReadiness200JSONResponse) VisitGetReadinessResponse(w http.Res
 	return err
 }
 
+type GetReadiness500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetReadiness500ApplicationProblemPlusJSONResponse) VisitGetReadinessResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetReadiness503ResponseHeaders struct {
 	XRequestID string
 }
@@ -4685,9 +5122,13 @@ func (response GetReadiness503ApplicationProblemPlusJSONResponse) VisitGetReadin
 	return err
 }
 
+type GetReadinessdefaultResponseHeaders struct {
+	XRequestID string
+}
+
 type GetReadinessdefaultApplicationProblemPlusJSONResponse struct {
 	Body       ProblemDetails
-	Headers    ProblemResponseHeaders
+	Headers    GetReadinessdefaultResponseHeaders
 	StatusCode int
 }
 
@@ -4747,6 +5188,28 @@ func (response ListSystemLogs422ApplicationProblemPlusJSONResponse) VisitListSys
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSystemLogs500ResponseHeaders struct {
+	XRequestID string
+}
+
+type ListSystemLogs500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers ListSystemLogs500ResponseHeaders
+}
+
+func (response ListSystemLogs500ApplicationProblemPlusJSONResponse) VisitListSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4910,6 +5373,28 @@ func (response CreateSystemLog422ApplicationProblemPlusJSONResponse) VisitCreate
 	return err
 }
 
+type CreateSystemLog500ResponseHeaders struct {
+	XRequestID string
+}
+
+type CreateSystemLog500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers CreateSystemLog500ResponseHeaders
+}
+
+func (response CreateSystemLog500ApplicationProblemPlusJSONResponse) VisitCreateSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateSystemLog503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -5067,6 +5552,28 @@ func (response CreateSystemLogBatch422ApplicationProblemPlusJSONResponse) VisitC
 	return err
 }
 
+type CreateSystemLogBatch500ResponseHeaders struct {
+	XRequestID string
+}
+
+type CreateSystemLogBatch500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers CreateSystemLogBatch500ResponseHeaders
+}
+
+func (response CreateSystemLogBatch500ApplicationProblemPlusJSONResponse) VisitCreateSystemLogBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateSystemLogBatch503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -5176,6 +5683,28 @@ func (response GetSystemLog422ApplicationProblemPlusJSONResponse) VisitGetSystem
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLog500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLog500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetSystemLog500ResponseHeaders
+}
+
+func (response GetSystemLog500ApplicationProblemPlusJSONResponse) VisitGetSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5576,74 +6105,81 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Ft7c9u4dv8qGPbOJJ5LUfIr2SjTPxzHu+tbr+3ayd3brlMLIo8krEGAC4CStRnP9Dv0G/aTdPAgxQco",
-	"yYmz62n7n8QHcHDe53cOPwcxTzPOgCkZDD8HM8AJCPPzH1fwWw5Snb7X/xKQsSCZIpwFw+DDDJCwt19I",
-	"FHMhgGJ9D5EEvVQzQDGmFMQLGSIuEGeAUsIUJGi8RPq2BDEHsRMFYaDXIQKSYKhEDmEg4xmkWO+Z4vsz",
-	"YFM1C4a7e9+FQUpY+T8MMqwUCE3Nf/xy1Pt33Pt90HsT3Q57n/76lyAM1DKDYBhIJQibBg8PD/oNgVNQ",
-	"W5zvuHaiCP0LZAotZsAQUYhItPvf//lfu3vfoXiGBY71iohP0KhBx+jtDeNqBmJBJFSObXghEUYfP56+",
-	"n7+O0BFd4KVEEM84JIgw86wAmXEmIbphQRjAPU4zqk802H2zNxnEh71X+BX0Xie7ce/N5BB6++NdvBcf",
-	"JIfwahKEAdHnsOIMwoDhVL/7j547dO/0fVBltYdbxf6GWZeCjymk+mfMmQKm9E+cZZTEhk39zD7x11+l",
-	"5uDnytp/ETAJhsE/9Veq1rd3Zd+t+x4UJlTajeuiOGLo6vtj9Obg8DVye2itqSpq9VAd+7nH+xWhm70+",
-	"MjzHhOKxZu0ffjZtRglWeIwlaLXKV9S8RQKUWCI8USCMPkzJHBhKgOJlgwFX+snekX6yrcrXEHOWSKQ4",
-	"WmCi0BgmXIBdnbBp5FMDbapTEIGm+Mu5+1CsbIg8nkF81ybvgmlacEIYSIli/ZAmKRM8A6GI1b4kF0YQ",
-	"t6lsr/AjXyDK2dQwySyAFOd3obajlFBKpOWAXnbCRYpVMAwSnmuRl26C5elYHzgMQAjuYePPs2Vlgwkm",
-	"FBL0EiM540KFSOIJIJmnKRZL49UaBlVYYHtZrNACu5NDEtVMvdAN33pSYZXLTTpouH5tH7VGXTjbXyxF",
-	"5UJhjcufyh35+FeIld6xulZbjrmKeQraDeKVGIHlqd6K32nmY0IrC6+OYhb2rHmC45ldK0QLomaIKIm4",
-	"2wizBBUU662IgnQ7dugtHQ1YCLzU/78nQJMTv+i1is4Jt+EgQif3OFZ0aYKadvoZ1+YiRlob/nZ9cY4u",
-	"7QVEmOJGZ8Y8We6EN2xUBiDz8G85iKUOjxlWM1Te29GXRtakRojyGCuQiCgbBxqGYXxLh1oRiRaCWxNf",
-	"6dQc09w4G8ZVcQZNJKaULyBB5r70aZwLJq3NznFaruKSAmSfre98bJ1r74Ne2LN+yYH1W3Swrb4XJSlR",
-	"3k2scNpb1ET3UoecV28GuzsrKRZH09Ksb9YHpgQB2d/vU5gD9WQfdctzYvMZ2Y+AqU5wWko4B4Ep1Yyl",
-	"atZ2kXFpQxv1Xzr3IRQkt1j5tAdsCpIJHmu37B6ue1CsoKdIusE5NYK5TXRG/G70FiUwFTiBxJ1J6yRm",
-	"cgECEmvuGFluXK7CfsWh+DxJnmmKbp3H7w6GkrAY7LG2DAtzEJLY6F9f8l1OaILc7Yap7UaDaLBRG0oH",
-	"XOzROkdNXGEh6271qWRrmNKLSTD85XGpSvj5WavXcxDzepl+tSg/NXPF93VrCRHW5tLKja3luO1DZHc3",
-	"wRLm2m+60PwQBmc6nwTpYV9xp+1ltrDrjVbq136fMp/x6Znxpx4Bz0EQtQyRDlpS6ex2RqYzkKq6//uT",
-	"dx9/CMLg9Pz7iyAMfj66Oj891xdOrq4uroIwOL46/XB6fHSmt1/ZrXu8pXY/gRIk9hz/0ilyzHNmikGT",
-	"nBSJfcY5RVOcT8HD0WR8q+9vrCU4pzr1MsZF+VTeLgRRCtit4gp7OHTGp8iFJSQV1z61yxoIU68OVuct",
-	"k38rJ5BK3hJ2O6FkOvNYs0v5JRoDYVNb4SaI8cVj9+g4SLm+5goF9UUH+b/ujtY7oZWzagjDqwFe/QtL",
-	"RfYZ8kp7vUhSaSkxZwxig7rotdrWgmN7plv9pPThNsUCUpd/uYSmguzveRWEJBS6Fj1NaJU0ueWSKb7v",
-	"WlHzA0nyOyCTp265oOF015IXGbBHE9nQkuoGNZaETcZXT+cVeD2faMcLD6iDTu4VMK2IKAVtABKleInG",
-	"gHCSWHNs5CQrkO6WJJ7y8bccU1Rm7xbNeiFRFdHwlupdVdXJfUYxs6igKUaIRDyOcyGAxeBdyqAJvtLW",
-	"BOOyqgzRhOuCcY4pSRBhWa62rmkrpaunsCVMKsxiWIvh2lKqcR40w1kGDBLUzGv7cikVpH3tBx6T/f/4",
-	"4cMlsjdRzBOorXqwt+dVeqKoh/jrGReqAFyKyrBIgfQqdYr/rvlqBWehGx/Z9kJzp49Xp0jABCxPSAJM",
-	"kcmSOLype8uZUpkc9vtzTGeYUhwlMC+ARNmflwRt9N3KlcuGEVW4xmppRcRh0yR8pnlVgG2+UFvgcCaJ",
-	"rCWMT1Bvbq4ItWxyARJhAa1asKRu23Kwq8xaUz419/jTKqgG7duXCUcFNrkCVbXSQWe9oGZYIUp0htWs",
-	"EK6NmZ/xqWFDkhC9B6aXlXNNMJXQpsFlnNQloUuP/mAFUy6Wnhju7tTNCedq5jNag9jfq24KbVOp4T2U",
-	"yGOVaxJTUFjnHxXv7XgbBve9Ke+5i79KzqIrvPgJpMRTsFuvjz/HnraYzppANIIQyhnVgjII/0793EYa",
-	"PFe915N97GOAb+cPJIUeF4kxH9dk+pIeUplA5DnxukxalGfrdLos43RS5NjXItnxtU5mLkEgSabMdMW8",
-	"PpukIBVOszV5vWu6OZ3UV0qd3DK/lyC8EtYh1NBYLqpTsBgEs31PllPaPlHvQOdi+p5tO1kNXe+8LPvL",
-	"wxacD1d2tOJtSzNXJ1jZi8/7lfb+DqvYg0FeWw66stI0WEyqgoyqtW28TF/aXJO1pbbOdVYeqZXqNBlm",
-	"ltt8ymMBWMEjHdyJK6wVtwdBWPGUxJhSj6dzZ2zzwTSRB4PBl3PBEW+LjVP7ql7RtMqL/xsYVZC3llVf",
-	"xKWjlf8vObUpEExwTrU9ToGBsHVlbc3vBUBPWy0q3gsRRNMIjXSAGIVoJCHOBVFL/XtCmE6MRhF6b1c2",
-	"Ihu5xUfeCFMZOnh10Jw5+Hbhp07h54c6cZ8DkgXDYG+wHw2i3d396HXFAL5RvCpE9hYlFdJUbfKjWUp1",
-	"x631sxzfMLD8mKeY9XQ2pL0tSreKM1VqB4VBraP3S0JEV2R4FKsa1lywYa01nxGp/G3ODE9Nn6108QwM",
-	"vDohwiKrWzv4AnvkzNaVmWP617r5MGBwr27jXEhfr/bYXDfVtGa4ftZsXYZjSxAgiqUqidoQix304qni",
-	"3SFTHUmKknBCqMGAX3JGl7Z4GREW0zwBC5b9s95ktLMVdOmNanUetEX9YOr+CW8T/HdXjCIiDa1amNg6",
-	"LTTG8d3YNYQxQ0eXpyijWGkSh7pqZwkWCfkdkhtWFhEW3gj18zhPiEJKYEL1ChYi0BGgxJ8JQ5dcqqmA",
-	"6389C29YAT5Ux8fUTPB8OkOjqmcZhQZQd21CU87I6IbdMIuiGCJKgEcfbdQ1vDMyC8VY2PA9g5KK1hhb",
-	"hOzq5bpmOks2KLNNeUpiYNI4HzdodZTheAa9PdP+ywWtAAKLxSLC5nbExbTv3pX9s9Pjk/PrE/1ONFMp",
-	"raAfpdwqYO0wsN3FhzDgGTCckWAY6PCwH5jZuJmxsr67FxWjS1Mwpl8K/jQJhsEPoC4yYEeXp3+7vjgP",
-	"6pNyHYXv6pHa2M+nxuDY3mCwZrCqPVDV9iSOMpTwOE+BqUdXav65K0jHkCSQaHesBI61HrI5CAUm9GlG",
-	"POGcWZnZ+F8rWVbgCMbyHbxlCCayJNSU8k5QCk+lAQjcveCTfrGU+hKndAup/9vRT2d/oNQLqr5O6tvK",
-	"NUTjpQITEvSP5yxUJ4cOoVqX2puVEyJOqv5BEYezVtvBxvnZVlCERnuDwcjOtFZwH5RhKUGGN2x0ONgf",
-	"lSjRS7OOqaZxCgVAv2Pf10FjggmV1hu2tMzNtPyZbmVdtuHI8+iTvbN8QpU5HOw/+ZxpfebDc4xidMBi",
-	"gPVJAS1SF1iLrkvZbnkeZlKffKqYh7vgMY4+JXPotJAPlV4vkSjPjF1IEHPCphGyECxiXJmUDu4VCIYN",
-	"jtPS7HKG4rnqdkmgb7Jac+n5yLkg1SZ428k5XU1kdIW4YmjjuUqooM8joOPqOMlqgOR5iOsdliRGacnd",
-	"LaSli/Blp1muDUhvEUb1iESJVMY+K8/ql29YGY6QqwIdAEwkkrNcmbcSvmARqg8f2O0Im8ob5npOZrob",
-	"6YDJc9UR3VYNteeqYisKPUqmbz73CNdqy3nOcc6V6XktG1HOoyfPx4iu6k269WZk++1d5nNmW3gOkaji",
-	"Nuil0pfGgt8BQ+MlIkmI9MvAEsKmOzYRuIOlBHXDMjwldsZhaGwPjSpgwwhNBE9NwmegIizRqLijOJqC",
-	"KmGX6IYdUVqiITFPx4SB3evo/L3PmPQRSujn68wpbKNbdFlyxxCxmn2XgAzeKNFLARloh0DB9eEyypMS",
-	"FzLfVJn589UnVUUjZqXJW0FcNeyyBO8P23CXVEsDAUy4SDedCyvt8vCYz8GibtLNSUaBn/iUsNv2Abaj",
-	"ewMtxAF/caWd6yOh0sDyfvm3EYTfRtaWkjq+00VPs3e27feIjyPLIpQ6/ZS2deajZdW2+zZEOH1xn5gR",
-	"LTSpMFPopQEsJZlbM/DRZoYZa5Rt00zdQJD7OK1OC9xvoiVnitAnoOVS+zRJfoeujYrPSqrIhQsAhwPP",
-	"wF2K70map/qu7SHYf7s+oLc90Yd/ywHFDtHWfldHNZgTnls8/UXDOXeqtAWKO7Ro7/DVo7XoiEpup51d",
-	"XLWdDT8OHnNpvna1zxvaOiVZA8r9jHa9RkfjmHMKmAUP3zSDqrdOPNmHp3nyhFnGwd7eIzKMMgdb/3z1",
-	"09enqN6kKvu9BKoVgUlbPplvr3x9JzNVIE04Xs0LoY/sjvEFQ6uGkxkKE/ArxG44u5482Bb1qnP01cm4",
-	"+feO24rlabWo6NvX2zs6x3hoKfHu02/fBZ1WhjKaFcEZt1v65iPPivnL5vvdX/a3m5hfZR7W0rc2j4Pd",
-	"/Uc+f/i455+/uf4siAKEVxbXttdG4dEfF0NBa824OdRSGY0ZIkyp05UUcRGu0GMT7s1MbHjDdAEfIZMR",
-	"I/Op7xjHd81hI0/50PAAdojpObuB6gDSn+ULLJc2O4SOga+nCnD/b8FfZsGViKulo21JCcwkjovZ8vVG",
-	"/ZkkD+vQ06eJp2HXhMjyhayWYhk2AH+RCyZrY8iG4dQ/Jh/s7EJ6YujXGcjB/zYF/gFUPenzaKt+wYC3",
-	"VuWanzjGmKIE5kB5loIuFUcpvgMkcjbaqc1dDPv93b3X0SAaRLvD7wbfDYxzd7u1Ilk5umKA98pgS1Sp",
-	"BDWFbcUumhhhZf5eL+JwclP22wEWc9naGxeysrJD/vxGUw4rECWBTqIqbuGaxQ+fHv4nAAD//w==",
+	"7Dzrctu2mq+C4elM7C118S1pldkfquOkPus6ru2ctlv7WBD5SUINAgwASlY8ntl32DfcJ9nBhRQv0MWJ",
+	"22Ryzj+LBD98+O43+D6IeJJyBkzJoHcfTADHIMyfv57D+wykOn6lf8UgI0FSRTgLesHlBJCwr59JFHEh",
+	"gGL9DpEYbakJoAhTCuKZDBEXiDNACWEKYjScI/1agpiC2G4HYaDhEAFx0FMigzCQ0QQSrPdM8N0JsLGa",
+	"BL2d3e/CICGs+B0GKVYKhMbmn7/3W/+NWx+6re/bN73W9bffBGGg5ikEvUAqQdg4eHh40F8InIDa4HyH",
+	"lRO10X9BqtBsAgwRhYhEO//3P/+7s/sdiiZY4EhDRHyEBjU8Bi+vGFcTEDMioXRsQwuJMHr37vjV9EUb",
+	"9ekMzyWCaMIhRoSZtQJkypmE9hULwgDucJJSfaLuzve7o2500HqOn0PrRbwTtb4fHUBrb7iDd6P9+ACe",
+	"j4IwIPoclp1BGDCc6G9/bblDt45fBWVSe6iV72+IdSb4kEKi/4w4U8CU/hOnKSWRIVMntSu+/UNqCt6X",
+	"YH8jYBT0gr91FqLWsW9lx8F9BQoTKu3GVVb0GTp/fYi+3z94gdweWmrKglo+1JL93PJOielmr3cMTzGh",
+	"eKhJ+5efTatRjBUeYglarLIFNi+RACXmCI8UCCMPYzIFhmKgeF4jwLle2errlU1RvoCIs1gixdEME4WG",
+	"MOICLHTCxm2fGGhVHYMINMYfT92HHLJB8nAC0W0TvbdM44JjwkBKFOlFGqVU8BSEIlb64kwYRtwksgnh",
+	"Rz5DlLOxIZIBgBTnt6HWo4RQSqSlgAY74iLBKugFMc80ywszwbJkqA8cBiAE95Dxl8m8tMEIEwox2sJI",
+	"TrhQIZJ4BEhmSYLF3Fi1mkLlGtgEixWaYXdyiNsVVc9lwwdPKqwyuU4GDdUv7FKr1Lmx/d1iVAAKK1S+",
+	"Lnbkwz8gUnrHMqwmHzMV8QS0GcQLNgLLEr0Vv9XEx4SWAC+OYgB7YB7haGJhhWhG1AQRJRF3G2EWoxxj",
+	"vRVRkGxGDr2lwwELgef692sCND7ys16L6JRw6w7a6OgOR4rOjVPTRj/lWl3EQEvD3y/enqIz+wARpriR",
+	"mSGP59vhFRsUDsgsfp+BmGv3mGI1QcW7bf1oYFVqgCiPsAKJiLJ+oKYYxrYsESsi0Uxwq+ILmZpimhlj",
+	"w7jKz6CRxJTyGcTIvJc+iXPOpLHZKU4KKC4oQHZtdedDa1xblxqwB35BgdVbLCFbdS9KEqK8m1jmNLeo",
+	"sG5Lu5zn33d3thdczI+muVndrANMCQKys9ehMAXqiT6qmufY5lOyHwFTHeA0hHAKAlOqCUvVpGkio0KH",
+	"1sq/dOZDKIhvsPJJD9gQJBU80mbZLa5aUKygpUiyxjjVnLkNdAb8dvASxTAWOIbYnUnLJGZyBgJiq+4Y",
+	"WWqcLdx+yaD4LEmWaoxunMVf7gwlYRHYY23oFqYgJLHevwryh4zQGLnXNVXbaXfb3bXSUBjgfI/GOSrs",
+	"CnNeLxefUrSGKX07Cnq/Py5UCe+/aPH6Eti8mqefzMrreqz4qqotIcJaXRqxsdUct32I7O7GWcJU203n",
+	"mh/C4ETHkyA95MvfNK3MBnq9Vkv90u8T5hM+PjH21MPgKQii5iHSTksqHd1OyHgCUpX3f3X0w7s3QRgc",
+	"n75+G4TBL/3z0+NT/eDo/PzteRAGh+fHl8eH/RO9/UJv3fKG2P0ESpDIc/wzJ8gRz5hJBk1wkgf2KecU",
+	"jXE2Bg9F4+GNfr82l+Cc6tDLKBflY3kzE0QpYDeKK+yh0AkfI+eWkFRc29Rl2kCYer6/OG8R/Fs+gVTy",
+	"hrCbESXjiUebXcgv0RAIG9sMN0aMzx67x5KDFPA1VSiojzrIv7o5Wm2EFsaqxgyvBHjlLywE2afIC+n1",
+	"VpIKTYk4YxCZqouG1dQWHNkz3eiV0le3yQFInf5lEuoCsrfrFRASU1gG9DimZdTkhiATfLcMoqYHkuQD",
+	"IBOnbgjQUHoZyLcpsEcjWZOS8gYVkoR1wpdP52V4NZ5o+gtPUQcd3SlgWhBRAloBJErwHA0B4Ti26liL",
+	"SRZFuhsSe9LH9xmmqIjebTXrmUTlioY3VV+WVR3dpRQzWxU0yQiRiEdRJgSwCLygTDXBl9oaZ1xklSEa",
+	"cZ0wTjElMSIszdTGOW0pdfUktoRJhVkEK2u4NpWqnQdNcJoCgxjV49qOnEsFSUfbgcdE/z9eXp4h+xJF",
+	"PIYK1P3dXa/QE0U9yF9MuFB5wSXPDPMQSEOpYvwPTVfLOFu68aFtH9R3end+jASMwNKExMAUGc2Jqzct",
+	"33KiVCp7nc4U0wmmFLdjmOaFRNmZFgittd3KpcuGEOVyjZXSEovDukr4VPM8L7b5XG1ehzNBZCVgfIJ8",
+	"c31GqHmTCZAIC2jkggV2m6aDy9KsFelTfY/PlkHVcN88TejntclFUVULHSzNF9QEK0SJjrDqGcKFUfMT",
+	"PjZkiGOi98D0rHSuEaYSmji4iJO6IHTukR+sYMzF3OPD3ZuqOuFMTXxKayr2d2o5hrapVLMeSmSRyjSK",
+	"CSis44+S9Xa0DYO71pi33MM/JGftczz7CaTEY7Bbr/Y/h562mI6aQNScEMoY1YwyFf7t6rkNN3imWi9G",
+	"e9hHAN/OlySBFhexUR/XZPqYHlIRQGQZ8ZpMmqdnq2S6SON0UOTI10DZ0bWKZiZBIEnGzHTFvDabJCAV",
+	"TtIVcb1rujmZ1E8KmdwwvpcgvBzWLtTgWADVIVgEgtm+J8sobZ6ota9jMf3Otp2shK42Xpb8xWFzyocL",
+	"PVrQtiGZixMs9MVn/Qp9/wGryFODvLAUdGmlabCYUAUZUWvqeBG+NKkmK6A2jnUWFqkR6tQJZsCtP+Wh",
+	"AKzgkQbuyCXWituDIKx4QiJMqcfSuTM26WCayN1u9+Op4JC3ycax/VRDNK3y/PcaQuXorSTVR1Gpv7D/",
+	"BaXWOYIRzqjWxzEwEDavrMB8LQBaWmtR/l2IoD1uo4F2EIMQDSREmSBqrv8eEaYDo0EbvbKQDcsGDvjA",
+	"62FKQwfP91fNHPzz6uqu273+j2/+VLdUxfz+YdBGx0qiW5jbKpPdUqIkk+qKMa60BVKYMPTu264Wrq0z",
+	"LtVYwMXPJ88k0m5siCJsVlrZJWq7h2QWTRC+Yg5vXy1+f3cXme6Jjn2xQoOOWzyoTSjcByQNesFud6/d",
+	"be/s7LVflLT1T3KuuXy9RHGJXqoyplLP+5Y72c0HT1YKwdN5xx+zBLOWDum0y0BuXRv12Ry9Y0QnU8jw",
+	"bZgpx/gQzSYkmqAF+ytsX+NoyxTo5hblY2jwMb5zmct8ErbUzF9O8pXm74RI5e8Lp3hsGpOFT2Rg6tEj",
+	"ImwpemOPmBdrObOJeOqioU/1i2HA4E7dRJmQvub2oXluyg+aEXqt2bqIXyxCgCiWqkCqHryUaN///efW",
+	"5fViEuqmdX2/t/vgFY4lJd/cvSbaQeeZ9ohQU1rf4ozOrU0aEBbRLAZbg/xPjcpge6OKsDdYqFKqKRAP",
+	"ppwy4k2E/+FyfG02Na6a5djafDTE0e3Q9dkxQ/2zY5RSrDSKPaQT9xiLmHyA+IoVuZmtGoV6Pc5iopAS",
+	"mFANwVZetGMtyvqElXQ8vGJ5Tac8lacmgmfjCRqUbeAgNB7EdV9NlijbV+yK2eKUQaKom+mjDZbNRA0M",
+	"oAgLGxVNoMCiMR3YRhZ6AdcMvckaZtajUBIBk8Ycuvm1foqjCbR2TVc1E7RUZ5nNZm1sXre5GHfct7Jz",
+	"cnx4dHpxpL9pT1RCS0Wlgm+lGngvsE3bhzDgKTCckqAXaEe2Fxgxnxhd7Lh37XwibAzGQBSMP46DXvAG",
+	"1NsUWP/s+O8Xb0+D6gDiknrCYkllmuq6No+32+2umFdrzqk17Y3DDMU8yhJg6tEJsH+cDZIhxDHEJgwR",
+	"ODLxyBSEAuOkNSGecHzvwJLB90lBrrw0Yyu7LsDc+JuHMMgjyqD3+3UYuJqjOS6RxTFNfcWxWeGxNFUb",
+	"9y641mAKmZnjhG4gM7/1fzr5C2Umx+rTZGZTqQjRcK7AuB39x9crEo6LS0TCmvPWpBj6cTLhn/1xpfNy",
+	"h98YXtvda6PBbrc7sGPKpVIeSrGUIMMrNjjo7g2Kwt+WgWMKJDiBvOeybb/XDmuECZXWEjdk1I0pfU6T",
+	"tioecuh5pNG+mX9GgTvo7j35qHF17Mdz7Hx6xJaBq8MiWgRcEJA33oqO2xPR6EmVrDoKV1Iu98CjWh1K",
+	"prBUvy5LzX8iUZbazBrElLBxG9maPGJcmWAU7nSoi01hr6EXxVDNl6oZBYK+UXtNpa/FFOcHtYHtZlKS",
+	"LAZ8ljnnfAboS+Vvjp+HvYfl6aTFPNLXwOwfsCQRSgrebMBrATieLzUJK13pS4RR1ZdSIk1ZrLxWf3zF",
+	"CkeKXIbtuhFEIjnJlPkq5jPWRtVJGLsdYWN5xVwBzlw1QNrV80wt8cuL7u6XKqALDD0iql9+bb650VP2",
+	"nPuUK9Owndf8s0euvlSvfF7tN69WQjs6skz5Tmw32lWByhU1tKX0o6Hgt8DQcI5IHCL9MbCYsPG2DWhu",
+	"YS5BXbEUj4kd1+kZzUWDUoFngEaCJybQNUU8LNEgf6M4GoMqCmLtK9antKhARTwZEgZ2r/7pK58q6iMU",
+	"RblPU8awWXek84I6BonFNQ4JyFSdJdoSkII2JxRcSzmlPC4qduZ6oLlKsbgdmPcUF3K9UfGxUsEu+lAH",
+	"zUKkVHNTdhlxkaw7F1baYOIhn4Kth0o38tsO/MgnhN00D7AZ3mtwIa4kG5UmE3wolHqx3kuszX5Soza9",
+	"ntcWk2pNbRk+9TbwpldrH4eWrR3rwFnaLrAPl0UH+s9BwsmLuy1JNNOkwkyhLVMklmRq1cCHm5nLrWC2",
+	"yVzAGoTcPcsqLnC3DpeMKUKfAJczbdMk+QDLNspvSJXrPc4dHHQ9s6MJviNJlui3thtkf+34iuvN4VT8",
+	"PgMUuV6Dtrvax8GU8Mx2Op7VjPNLa7CJMvXzK5axaILZGGLb/pQTnJqS9IjcLS6Vuy5EaO4JOh/ubrpp",
+	"ZyBUPiiYV2HqV6v7P/ffnP/48+WO7PdF9/Dij+9ej86P3v/6ovvht7fJxcFvs2WaZnsGZWp+VEukSbo+",
+	"ldzeK3BBgG2V+VsjEZfmXrldb3BcKmiV3olfDlxX3+E45JwCZsHDnxoeVntunlDJ03V7qpAoDChhdkbv",
+	"FO7UmbcVe1nukvUW9bOcCbYzlUcSUocR/IpVI48tPJRaNuuttW1fKEFXhRL3uej19DHdPwwY8nj+t065",
+	"mWVvY+/v7j4yGv6o6Hn1+vKN+6fP+aUqhk4IlDNBE3Bemwugvl6uGW2SJpBaDC2id+yW8RlDiyaumUwV",
+	"8AdE7oZIlVd2TmbRjf3kJMz8+oHbTPVpFSwfHqo2Q3V0+NDQ752n335Zq6A0GVbPBE+43dI3pH2S2/b6",
+	"98v/vUhzMOApLMcbUJaysRucXX3EMHdeAxIPGv/6oyFgY1DLpOvejII2zACJc+1/pDbv7+w9cv3B49Z/",
+	"7dboF0EUILwwKE1zVMuIO8N88HKllaoPDpbGD3sIU+pUIUFchIt2jolDzb2D8IoxzkCHUpCYfBZMmFUf",
+	"6PQ4o5qBs4OiX7KVKw95fi5TZ6m03t4tGap94tDmDajXRMi1VsoWXMq2KjexRkqfxDZp+et0/22jPrON",
+	"KoVMWv60tVACM4mj/IbSarN1T+KHVU2TpwmIwmVjc/NnslwFSbHpCuZ5TrwyCFhzxeGvyXWWjk14gqBP",
+	"Kfjud/f/Lf5l8X8Dqhrze2TdfC6mucDWr9lHmKIYpkB5muicbmuQ4FtAImOD7cqQWq/T2dl90e62u+2d",
+	"3nfd77rG+bndGp6+mPMz3brSFGC7VMLRGDbVIu98hqU7YBqIa4+Zep2d9jOPrbZyIUuQXcner3LFZBdR",
+	"EuioXS44uumWh+uH/w8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -68,6 +68,9 @@ func New(defaultBodyLimit int64, bodyLimits map[string]int64) (*Validator, error
 		json:   specJSON,
 		options: &openapi3filter.Options{
 			MultiError: true,
+			// Defaults are applied by the handlers; setting them here would
+			// also turn an explicit null into the default instead of an error.
+			SkipSettingDefaults: true,
 			SchemaValidationOptions: []openapi3.SchemaValidationOption{
 				openapi3.WithStringFormatValidator("uuid",
 					openapi3.NewRegexpFormatValidator(openapi3.FormatOfStringForUUIDOfRFC9562)),
@@ -175,14 +178,32 @@ func (v *Validator) routeProblem(r *http.Request) *problem.Problem {
 		fmt.Sprintf("no operation at %s", r.URL.Path))
 }
 
-// allowed lists the methods the contract declares for r's path.
+// allowed lists the methods the contract declares for r's path. When a
+// literal path and a templated one both match (/system/logs/batch and
+// /system/logs/{id}), the path is the literal one, as OpenAPI matches paths.
 func (v *Validator) allowed(r *http.Request) []string {
-	var allow []string
+	type match struct{ method, path string }
+	var matches []match
 	for _, m := range methods {
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, _, err := v.router.FindRoute(probe); err == nil {
-			allow = append(allow, m)
+		if route, _, err := v.router.FindRoute(probe); err == nil {
+			matches = append(matches, match{m, route.Path})
+		}
+	}
+	if len(matches) == 0 {
+		return nil
+	}
+	path := matches[0].path
+	for _, m := range matches[1:] {
+		if strings.Count(m.path, "{") < strings.Count(path, "{") {
+			path = m.path
+		}
+	}
+	var allow []string
+	for _, m := range matches {
+		if m.path == path {
+			allow = append(allow, m.method)
 		}
 	}
 	return allow

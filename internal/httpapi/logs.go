@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"strconv"
-	"strings"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/gen/db"
@@ -121,8 +120,8 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 }
 
 // entryFromAPI applies the contract's defaults to in; the correlation id
-// defaults to the request's. PostgreSQL cannot store NUL characters, so each
-// string holding one is reported, located under pointer.
+// defaults to the request's. PostgreSQL cannot store U+0000, so a context
+// holding one is reported, located under pointer.
 func entryFromAPI(ctx context.Context, in api.SystemLogCreate, pointer string) (logstore.Entry, []api.FieldError) {
 	e := logstore.Entry{
 		Level:         string(defaultLevel),
@@ -143,29 +142,33 @@ func entryFromAPI(ctx context.Context, in api.SystemLogCreate, pointer string) (
 	if in.Context != nil {
 		e.Context = *in.Context
 	}
-	var errs []api.FieldError
-	for _, f := range []struct {
-		name  string
-		value string
-	}{
-		{"category", e.Category}, {"message", e.Message}, {"correlation_id", e.CorrelationID},
-		{"user_id", deref(e.UserID)},
-	} {
-		if strings.IndexByte(f.value, 0) >= 0 {
-			errs = append(errs, problem.Pointer(pointer+"/"+f.name, "must not contain a NUL character"))
-		}
+	// The contract keeps U+0000 out of the typed strings; a free-form context
+	// can only be checked here.
+	if containsNUL(e.Context) {
+		return e, []api.FieldError{problem.Pointer(pointer+"/context", "must not contain U+0000 (NUL)")}
 	}
-	if bytes.Contains(e.Context, []byte(`\u0000`)) {
-		errs = append(errs, problem.Pointer(pointer+"/context", "must not contain a NUL character"))
-	}
-	return e, errs
+	return e, nil
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
+// containsNUL reports whether the JSON text raw encodes U+0000: an escape
+// \u0000 that is not itself an escaped backslash followed by "u0000".
+// (Raw NUL bytes cannot occur: they are invalid in JSON text.)
+func containsNUL(raw []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(raw[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		backslashes := 0
+		for k := at; k >= 0 && raw[k] == '\\'; k-- {
+			backslashes++
+		}
+		if backslashes%2 == 1 {
+			return true
+		}
+		i = at + 1
 	}
-	return *s
 }
 
 // logToAPI converts a stored row to the contract's SystemLog.
