@@ -28,7 +28,10 @@ import (
 type Validator struct {
 	router  routers.Router
 	options *openapi3filter.Options
-	json    []byte
+	// literalPaths are the contract's paths without parameters: a request
+	// for one of them never belongs to a templated path.
+	literalPaths map[string]bool
+	json         []byte
 	// bodyLimits maps an operationId to its maximum request body size;
 	// operations not listed get defaultBodyLimit.
 	bodyLimits       map[string]int64
@@ -63,9 +66,16 @@ func New(defaultBodyLimit int64, bodyLimits map[string]int64) (*Validator, error
 	if err != nil {
 		return nil, fmt.Errorf("build contract router: %w", err)
 	}
+	literal := map[string]bool{}
+	for path := range spec.Paths.Map() {
+		if !strings.Contains(path, "{") {
+			literal[path] = true
+		}
+	}
 	return &Validator{
-		router: router,
-		json:   specJSON,
+		router:       router,
+		literalPaths: literal,
+		json:         specJSON,
 		options: &openapi3filter.Options{
 			MultiError: true,
 			// Defaults are applied by the handlers; setting them here would
@@ -105,7 +115,9 @@ func (v *Validator) Middleware(onProblem func(http.ResponseWriter, *http.Request
 // nil when r keeps the contract.
 func (v *Validator) check(r *http.Request) *problem.Problem {
 	route, pathParams, err := v.router.FindRoute(r)
-	if err != nil {
+	// The router lets /system/logs/{id} take GET /system/logs/batch; OpenAPI
+	// matches the literal path first, and it has no GET.
+	if err != nil || (v.literalPaths[r.URL.Path] && route.Path != r.URL.Path) {
 		return v.routeProblem(r)
 	}
 	op := route.Operation

@@ -76,6 +76,7 @@ func TestValidationProblems(t *testing.T) {
 		{"uuid format", "GET", "/system/logs/zzzzzzzz-6a6e-7d1c-9f5e-3b1a2c4d5e6f", "", "", 422, []string{"?id"}},
 		{"unknown path", "GET", "/system/logz", "", "", 404, nil},
 		{"wrong method", "PUT", "/system-health/ready", "", "", 405, nil},
+		{"literal path wins over a template", "GET", "/system/logs/batch", "", "", 405, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
