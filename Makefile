@@ -6,7 +6,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 GO_FILES = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: help run build test generate check-generated lint postgres
+.PHONY: help run build test test-go test-ts conformance api-diff generate check-generated lint lint-spec postgres
+
+# API_DIFF_BASE is the git ref whose openapi.yaml `make api-diff` compares against.
+API_DIFF_BASE ?= HEAD~1
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -17,12 +20,36 @@ run: postgres ## Serve on 127.0.0.1:8080 with a local PostgreSQL cluster under .
 build: ## Build bin/valhalla
 	go build -ldflags "$(LDFLAGS)" -o bin/valhalla ./cmd/valhalla
 
-test: postgres lint ## Lint, then run every test (race detector, real PostgreSQL)
+test: postgres lint test-go test-ts conformance ## Lint, Go tests, the TypeScript client test and Schemathesis
+
+test-go: postgres ## Go tests (race detector, real PostgreSQL)
 	go test -race -count=1 ./...
 
-generate: ## Regenerate gen/ from openapi.yaml, queries/ and migrations/
+test-ts: node_modules build ## The TypeScript client's tests against a live server
+	npm run --silent build:ts
+	scripts/with-server.sh npm run --silent test:ts
+
+conformance: .venv/.installed build ## Schemathesis (every check, positive+negative, stateful) against a live server
+	scripts/with-server.sh conformance/run.sh
+
+api-diff: ## Fail on breaking changes to openapi.yaml since API_DIFF_BASE (default: the previous commit)
+	@if ! git cat-file -e "$(API_DIFF_BASE):openapi.yaml" 2>/dev/null; then \
+		echo "api-diff: no openapi.yaml at $(API_DIFF_BASE); nothing to compare"; exit 0; fi
+	@base=$$(mktemp --suffix=.yaml); trap 'rm -f $$base' EXIT; \
+	git show "$(API_DIFF_BASE):openapi.yaml" > $$base; \
+	if go tool oasdiff breaking $$base openapi.yaml --fail-on ERR --color never; then \
+		echo "api-diff: no breaking changes since $(API_DIFF_BASE)"; \
+	elif [ "$${API_BREAK_INTENDED:-}" = 1 ] || git log -1 --format=%B | grep -qi '^API-Break:'; then \
+		echo "api-diff: breaking changes above are declared intended (API_BREAK_INTENDED=1 or an API-Break: trailer)"; \
+	else \
+		echo "api-diff: breaking changes to openapi.yaml; if intended, add an 'API-Break: <why>' trailer to the commit message or set API_BREAK_INTENDED=1"; \
+		exit 1; \
+	fi
+
+generate: node_modules ## Regenerate gen/ (Go server, models and client; sqlc queries; TypeScript types)
 	go tool oapi-codegen -config oapi-codegen.yaml openapi.yaml
 	go tool sqlc generate
+	npm run --silent gen:ts
 
 check-generated: generate ## Fail when gen/ differs from what the generators produce
 	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
@@ -30,10 +57,22 @@ check-generated: generate ## Fail when gen/ differs from what the generators pro
 		git status --porcelain -- gen; git --no-pager diff --stat -- gen; exit 1; \
 	fi
 
-lint: ## go vet and gofmt
+lint: lint-spec ## go vet, gofmt and the spec linter
 	go vet ./...
 	@unformatted="$$(gofmt -l $(GO_FILES))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+
+lint-spec: node_modules ## Redocly's recommended ruleset on openapi.yaml (exceptions in redocly.yaml)
+	npm run --silent lint:spec
+
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch node_modules
+
+.venv/.installed: conformance/requirements.txt
+	python3 -m venv .venv
+	.venv/bin/pip install --quiet --disable-pip-version-check -r conformance/requirements.txt
+	@touch $@
 
 postgres: ## Install the PostgreSQL server binaries if this machine has none
 	@if [ -n "$$PG_BINDIR" ] || [ -n "$$DATABASE_URL" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \

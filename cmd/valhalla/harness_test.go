@@ -259,9 +259,6 @@ func withRequestID(id string) api.RequestEditorFn {
 	}
 }
 
-// ptr returns a pointer to v.
-func ptr[T any](v T) *T { return &v }
-
 // problemOf decodes a problem body, failing the test when it is not one.
 func problemOf(t *testing.T, body []byte) api.ProblemDetails {
 	t.Helper()

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/requestid"
+)
+
+const logsUsage = `usage:
+  valhalla logs write [flags] MESSAGE   write an entry (--level, --category, --user, --correlation-id, --context JSON)
+  valhalla logs get [flags] ID          show one entry
+  valhalla logs list [flags]            list entries, newest first (--level, --min-level, --category,
+                                        --correlation-id, --user, --since, --until, --limit, --all)
+
+common flags: --server URL (VALHALLA_URL), --token T (VALHALLA_TOKEN), --json, --request-id ID
+`
+
+// clientFlags are the flags every logs command takes.
+type clientFlags struct {
+	server    string
+	token     string
+	requestID string
+	json      bool
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet, getenv func(string) string) {
+	fs.StringVar(&c.server, "server", envOr(getenv, "VALHALLA_URL", "http://127.0.0.1:8080"), "Valhalla's base URL (VALHALLA_URL)")
+	fs.StringVar(&c.token, "token", getenv("VALHALLA_TOKEN"), "bearer token (VALHALLA_TOKEN)")
+	fs.StringVar(&c.requestID, "request-id", "", "X-Request-ID to send (default: the server mints one)")
+	fs.BoolVar(&c.json, "json", false, "print JSON lines instead of a table")
+}
+
+// client returns the generated client, sending the token and request id.
+func (c *clientFlags) client() (*api.ClientWithResponses, error) {
+	return api.NewClientWithResponses(c.server, api.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		if c.requestID != "" {
+			req.Header.Set(requestid.Header, c.requestID)
+		}
+		return nil
+	}))
+}
+
+// levelList collects a repeatable --level flag.
+type levelList []api.LogLevel
+
+func (l *levelList) String() string { return fmt.Sprint(*l) }
+
+func (l *levelList) Set(v string) error {
+	*l = append(*l, api.LogLevel(strings.ToUpper(v)))
+	return nil
+}
+
+// logsCommand runs `valhalla logs write|get|list` against a server through
+// the generated client. A problem answer becomes a one-line error naming the
+// request id.
+func logsCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, logsUsage)
+		return errors.New("logs: missing command")
+	}
+	fs := flag.NewFlagSet("valhalla logs "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs, getenv)
+	switch args[0] {
+	case "write":
+		return logsWrite(ctx, fs, &cf, args[1:], stdout)
+	case "get":
+		return logsGet(ctx, fs, &cf, args[1:], stdout)
+	case "list":
+		return logsList(ctx, fs, &cf, args[1:], stdout)
+	default:
+		fmt.Fprint(stderr, logsUsage)
+		return fmt.Errorf("logs: unknown command %q", args[0])
+	}
+}
+
+func logsWrite(ctx context.Context, fs *flag.FlagSet, cf *clientFlags, args []string, stdout io.Writer) error {
+	level := fs.String("level", "", "DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)")
+	category := fs.String("category", "", "category (default general)")
+	user := fs.String("user", "", "user id")
+	correlation := fs.String("correlation-id", "", "correlation id (default: the request id)")
+	contextJSON := fs.String("context", "", "context, a JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("logs write: want exactly one MESSAGE argument (quote it)")
+	}
+	body := api.SystemLogCreate{Message: fs.Arg(0)}
+	if *level != "" {
+		body.Level = ptr(api.LogLevel(strings.ToUpper(*level)))
+	}
+	body.Category = nonEmpty(*category)
+	body.UserId = nonEmpty(*user)
+	body.CorrelationId = nonEmpty(*correlation)
+	if *contextJSON != "" {
+		raw := json.RawMessage(*contextJSON)
+		if !json.Valid(raw) {
+			return errors.New("logs write: --context is not valid JSON")
+		}
+		body.Context = &raw
+	}
+	client, err := cf.client()
+	if err != nil {
+		return err
+	}
+	resp, err := client.CreateSystemLogWithResponse(ctx, &api.CreateSystemLogParams{}, body)
+	if err != nil {
+		return fmt.Errorf("logs write: %w", err)
+	}
+	if resp.JSON201 == nil {
+		return answerError(resp.HTTPResponse, resp.Body)
+	}
+	return printLogs(stdout, cf.json, []api.SystemLog{*resp.JSON201})
+}
+
+func logsGet(ctx context.Context, fs *flag.FlagSet, cf *clientFlags, args []string, stdout io.Writer) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("logs get: want exactly one ID argument")
+	}
+	id, err := uuid.Parse(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("logs get: %q is not an id (a UUID)", fs.Arg(0))
+	}
+	client, err := cf.client()
+	if err != nil {
+		return err
+	}
+	resp, err := client.GetSystemLogWithResponse(ctx, id, &api.GetSystemLogParams{})
+	if err != nil {
+		return fmt.Errorf("logs get: %w", err)
+	}
+	if resp.JSON200 == nil {
+		return answerError(resp.HTTPResponse, resp.Body)
+	}
+	return printLogs(stdout, cf.json, []api.SystemLog{*resp.JSON200})
+}
+
+func logsList(ctx context.Context, fs *flag.FlagSet, cf *clientFlags, args []string, stdout io.Writer) error {
+	var levels levelList
+	fs.Var(&levels, "level", "only this level (repeatable)")
+	minLevel := fs.String("min-level", "", "only this severity and above")
+	category := fs.String("category", "", "only this category")
+	correlation := fs.String("correlation-id", "", "only this correlation id")
+	user := fs.String("user", "", "only this user id")
+	since := fs.String("since", "", "only at or after this RFC 3339 time")
+	until := fs.String("until", "", "only before this RFC 3339 time")
+	limit := fs.Int("limit", 50, "entries per page (1-500)")
+	all := fs.Bool("all", false, "follow cursors to the last page")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("logs list: unexpected arguments %q", fs.Args())
+	}
+	params := api.ListSystemLogsParams{
+		Category:      nonEmpty(*category),
+		CorrelationId: nonEmpty(*correlation),
+		UserId:        nonEmpty(*user),
+		Limit:         ptr(int32(*limit)),
+	}
+	if len(levels) > 0 {
+		params.Level = ptr([]api.LogLevel(levels))
+	}
+	if *minLevel != "" {
+		params.MinLevel = ptr(api.LogLevel(strings.ToUpper(*minLevel)))
+	}
+	for _, t := range []struct {
+		flag, value string
+		into        **time.Time
+	}{{"since", *since, &params.Since}, {"until", *until, &params.Until}} {
+		if t.value == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339, t.value)
+		if err != nil {
+			return fmt.Errorf("logs list: --%s %q is not an RFC 3339 time", t.flag, t.value)
+		}
+		*t.into = &v
+	}
+	client, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var items []api.SystemLog
+	for {
+		resp, err := client.ListSystemLogsWithResponse(ctx, &params)
+		if err != nil {
+			return fmt.Errorf("logs list: %w", err)
+		}
+		if resp.JSON200 == nil {
+			return answerError(resp.HTTPResponse, resp.Body)
+		}
+		page := resp.JSON200
+		if cf.json { // stream JSON lines page by page
+			if err := printLogs(stdout, true, page.Items); err != nil {
+				return err
+			}
+		} else {
+			items = append(items, page.Items...)
+		}
+		if !*all || page.NextCursor == nil {
+			break
+		}
+		params.Cursor = page.NextCursor
+	}
+	if cf.json {
+		return nil
+	}
+	return printLogs(stdout, false, items)
+}
+
+// answerError turns a non-success answer into one line: the problem's status,
+// title, detail and violations, and the request id.
+func answerError(resp *http.Response, body []byte) error {
+	id := resp.Header.Get(requestid.Header)
+	var p api.ProblemDetails
+	if err := json.Unmarshal(body, &p); err != nil || p.Status == 0 {
+		return fmt.Errorf("unexpected answer %s (request id %s)", resp.Status, id)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s: %s", p.Status, p.Title, p.Detail)
+	if p.Errors != nil {
+		for _, e := range *p.Errors {
+			where := ""
+			switch {
+			case e.Pointer != nil:
+				where = *e.Pointer
+			case e.Parameter != nil:
+				where = *e.Parameter
+			case e.Header != nil:
+				where = *e.Header
+			}
+			fmt.Fprintf(&b, "; %s: %s", where, e.Detail)
+		}
+	}
+	fmt.Fprintf(&b, " (request id %s)", p.CorrelationId)
+	return errors.New(oneLine(b.String(), 0))
+}
+
+// printLogs writes entries as JSON lines or as a table.
+func printLogs(w io.Writer, asJSON bool, items []api.SystemLog) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		for _, l := range items {
+			if err := enc.Encode(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIMESTAMP\tLEVEL\tCATEGORY\tUSER\tCORRELATION ID\tID\tMESSAGE")
+	for _, l := range items {
+		user := "-"
+		if l.UserId != nil {
+			user = *l.UserId
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			l.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z"), l.Level, oneLine(l.Category, 32), oneLine(user, 32),
+			oneLine(l.CorrelationId, 40), l.Id, oneLine(l.Message, 100))
+	}
+	return tw.Flush()
+}
+
+// oneLine flattens control characters to spaces and, when max > 0, cuts s
+// to max runes, so one entry stays one table row.
+func oneLine(s string, max int) string {
+	r := []rune(strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s))
+	if max > 0 && len(r) > max {
+		return string(r[:max-1]) + "…"
+	}
+	return string(r)
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// ptr returns a pointer to v.
+func ptr[T any](v T) *T { return &v }
