@@ -37,7 +37,7 @@ api-diff: ## Fail on breaking changes to openapi.yaml since API_DIFF_BASE (defau
 		echo "api-diff: no openapi.yaml at $(API_DIFF_BASE); nothing to compare"; exit 0; fi
 	@base=$$(mktemp --suffix=.yaml); trap 'rm -f $$base' EXIT; \
 	git show "$(API_DIFF_BASE):openapi.yaml" > $$base; \
-	if go tool oasdiff breaking $$base openapi.yaml --fail-on ERR --color never; then \
+	if go tool oasdiff breaking $$base openapi.yaml --fail-on ERR --flatten-allof --color never; then \
 		echo "api-diff: no breaking changes since $(API_DIFF_BASE)"; \
 	elif [ "$${API_BREAK_INTENDED:-}" = 1 ] || git log -1 --format=%B | grep -qi '^API-Break:'; then \
 		echo "api-diff: breaking changes above are declared intended (API_BREAK_INTENDED=1 or an API-Break: trailer)"; \
