@@ -26,6 +26,7 @@ test-go: postgres ## Go tests (race detector, real PostgreSQL)
 	go test -race -count=1 ./...
 
 test-ts: node_modules build ## The TypeScript client's tests against a live server
+	rm -rf clients/ts/dist
 	npm run --silent build:ts
 	scripts/with-server.sh npm run --silent test:ts
 

@@ -214,14 +214,14 @@ type HealthProblem struct {
 	// Example: 422
 	Status int `json:"status"`
 
-	// Title Short summary of the problem type.
+	// Title Short summary of the problem type (the status's reason phrase).
 	//
-	// Example: Validation failed
+	// Example: Unprocessable Entity
 	Title string `json:"title"`
 
 	// Type URI reference identifying the problem type.
 	//
-	// Example: https://valhalla.dev/problems/validation
+	// Example: urn:valhalla:problem:validation-failed
 	Type string `json:"type"`
 
 	// UptimeSeconds Seconds since start.
@@ -305,14 +305,14 @@ type ProblemDetails struct {
 	// Example: 422
 	Status int `json:"status"`
 
-	// Title Short summary of the problem type.
+	// Title Short summary of the problem type (the status's reason phrase).
 	//
-	// Example: Validation failed
+	// Example: Unprocessable Entity
 	Title string `json:"title"`
 
 	// Type URI reference identifying the problem type.
 	//
-	// Example: https://valhalla.dev/problems/validation
+	// Example: urn:valhalla:problem:validation-failed
 	Type string `json:"type"`
 }
 
@@ -352,14 +352,14 @@ type ReadinessProblem struct {
 	// Example: 422
 	Status int `json:"status"`
 
-	// Title Short summary of the problem type.
+	// Title Short summary of the problem type (the status's reason phrase).
 	//
-	// Example: Validation failed
+	// Example: Unprocessable Entity
 	Title string `json:"title"`
 
 	// Type URI reference identifying the problem type.
 	//
-	// Example: https://valhalla.dev/problems/validation
+	// Example: urn:valhalla:problem:validation-failed
 	Type string `json:"type"`
 }
 
@@ -434,9 +434,7 @@ type SystemLogCreate struct {
 	// Example: checkout-7f3a
 	CorrelationId *string `json:"correlation_id,omitempty"`
 
-	// Level Severity, lowest to highest.
-	//
-	// Example: INFO
+	// Level Severity. Defaults to `INFO`.
 	Level *LogLevel `json:"level,omitempty"`
 
 	// Message Human-readable message. Any Unicode text but U+0000, which PostgreSQL cannot store.
@@ -6105,81 +6103,82 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Dzrctu2mq+C4elM7C118S1pldkfquOkPus6ru2ctlv7WBD5SUINAgwASlY8ntl32DfcJ9nBhRQv0MWJ",
-	"22Ryzj+LBD98+O43+D6IeJJyBkzJoHcfTADHIMyfv57D+wykOn6lf8UgI0FSRTgLesHlBJCwr59JFHEh",
-	"gGL9DpEYbakJoAhTCuKZDBEXiDNACWEKYjScI/1agpiC2G4HYaDhEAFx0FMigzCQ0QQSrPdM8N0JsLGa",
-	"BL2d3e/CICGs+B0GKVYKhMbmn7/3W/+NWx+6re/bN73W9bffBGGg5ikEvUAqQdg4eHh40F8InIDa4HyH",
-	"lRO10X9BqtBsAgwRhYhEO//3P/+7s/sdiiZY4EhDRHyEBjU8Bi+vGFcTEDMioXRsQwuJMHr37vjV9EUb",
-	"9ekMzyWCaMIhRoSZtQJkypmE9hULwgDucJJSfaLuzve7o2500HqOn0PrRbwTtb4fHUBrb7iDd6P9+ACe",
-	"j4IwIPoclp1BGDCc6G9/bblDt45fBWVSe6iV72+IdSb4kEKi/4w4U8CU/hOnKSWRIVMntSu+/UNqCt6X",
-	"YH8jYBT0gr91FqLWsW9lx8F9BQoTKu3GVVb0GTp/fYi+3z94gdweWmrKglo+1JL93PJOielmr3cMTzGh",
-	"eKhJ+5efTatRjBUeYglarLIFNi+RACXmCI8UCCMPYzIFhmKgeF4jwLle2errlU1RvoCIs1gixdEME4WG",
-	"MOICLHTCxm2fGGhVHYMINMYfT92HHLJB8nAC0W0TvbdM44JjwkBKFOlFGqVU8BSEIlb64kwYRtwksgnh",
-	"Rz5DlLOxIZIBgBTnt6HWo4RQSqSlgAY74iLBKugFMc80ywszwbJkqA8cBiAE95Dxl8m8tMEIEwox2sJI",
-	"TrhQIZJ4BEhmSYLF3Fi1mkLlGtgEixWaYXdyiNsVVc9lwwdPKqwyuU4GDdUv7FKr1Lmx/d1iVAAKK1S+",
-	"Lnbkwz8gUnrHMqwmHzMV8QS0GcQLNgLLEr0Vv9XEx4SWAC+OYgB7YB7haGJhhWhG1AQRJRF3G2EWoxxj",
-	"vRVRkGxGDr2lwwELgef692sCND7ys16L6JRw6w7a6OgOR4rOjVPTRj/lWl3EQEvD3y/enqIz+wARpriR",
-	"mSGP59vhFRsUDsgsfp+BmGv3mGI1QcW7bf1oYFVqgCiPsAKJiLJ+oKYYxrYsESsi0Uxwq+ILmZpimhlj",
-	"w7jKz6CRxJTyGcTIvJc+iXPOpLHZKU4KKC4oQHZtdedDa1xblxqwB35BgdVbLCFbdS9KEqK8m1jmNLeo",
-	"sG5Lu5zn33d3thdczI+muVndrANMCQKys9ehMAXqiT6qmufY5lOyHwFTHeA0hHAKAlOqCUvVpGkio0KH",
-	"1sq/dOZDKIhvsPJJD9gQJBU80mbZLa5aUKygpUiyxjjVnLkNdAb8dvASxTAWOIbYnUnLJGZyBgJiq+4Y",
-	"WWqcLdx+yaD4LEmWaoxunMVf7gwlYRHYY23oFqYgJLHevwryh4zQGLnXNVXbaXfb3bXSUBjgfI/GOSrs",
-	"CnNeLxefUrSGKX07Cnq/Py5UCe+/aPH6Eti8mqefzMrreqz4qqotIcJaXRqxsdUct32I7O7GWcJU203n",
-	"mh/C4ETHkyA95MvfNK3MBnq9Vkv90u8T5hM+PjH21MPgKQii5iHSTksqHd1OyHgCUpX3f3X0w7s3QRgc",
-	"n75+G4TBL/3z0+NT/eDo/PzteRAGh+fHl8eH/RO9/UJv3fKG2P0ESpDIc/wzJ8gRz5hJBk1wkgf2KecU",
-	"jXE2Bg9F4+GNfr82l+Cc6tDLKBflY3kzE0QpYDeKK+yh0AkfI+eWkFRc29Rl2kCYer6/OG8R/Fs+gVTy",
-	"hrCbESXjiUebXcgv0RAIG9sMN0aMzx67x5KDFPA1VSiojzrIv7o5Wm2EFsaqxgyvBHjlLywE2afIC+n1",
-	"VpIKTYk4YxCZqouG1dQWHNkz3eiV0le3yQFInf5lEuoCsrfrFRASU1gG9DimZdTkhiATfLcMoqYHkuQD",
-	"IBOnbgjQUHoZyLcpsEcjWZOS8gYVkoR1wpdP52V4NZ5o+gtPUQcd3SlgWhBRAloBJErwHA0B4Ti26liL",
-	"SRZFuhsSe9LH9xmmqIjebTXrmUTlioY3VV+WVR3dpRQzWxU0yQiRiEdRJgSwCLygTDXBl9oaZ1xklSEa",
-	"cZ0wTjElMSIszdTGOW0pdfUktoRJhVkEK2u4NpWqnQdNcJoCgxjV49qOnEsFSUfbgcdE/z9eXp4h+xJF",
-	"PIYK1P3dXa/QE0U9yF9MuFB5wSXPDPMQSEOpYvwPTVfLOFu68aFtH9R3end+jASMwNKExMAUGc2Jqzct",
-	"33KiVCp7nc4U0wmmFLdjmOaFRNmZFgittd3KpcuGEOVyjZXSEovDukr4VPM8L7b5XG1ehzNBZCVgfIJ8",
-	"c31GqHmTCZAIC2jkggV2m6aDy9KsFelTfY/PlkHVcN88TejntclFUVULHSzNF9QEK0SJjrDqGcKFUfMT",
-	"PjZkiGOi98D0rHSuEaYSmji4iJO6IHTukR+sYMzF3OPD3ZuqOuFMTXxKayr2d2o5hrapVLMeSmSRyjSK",
-	"CSis44+S9Xa0DYO71pi33MM/JGftczz7CaTEY7Bbr/Y/h562mI6aQNScEMoY1YwyFf7t6rkNN3imWi9G",
-	"e9hHAN/OlySBFhexUR/XZPqYHlIRQGQZ8ZpMmqdnq2S6SON0UOTI10DZ0bWKZiZBIEnGzHTFvDabJCAV",
-	"TtIVcb1rujmZ1E8KmdwwvpcgvBzWLtTgWADVIVgEgtm+J8sobZ6ota9jMf3Otp2shK42Xpb8xWFzyocL",
-	"PVrQtiGZixMs9MVn/Qp9/wGryFODvLAUdGmlabCYUAUZUWvqeBG+NKkmK6A2jnUWFqkR6tQJZsCtP+Wh",
-	"AKzgkQbuyCXWituDIKx4QiJMqcfSuTM26WCayN1u9+Op4JC3ycax/VRDNK3y/PcaQuXorSTVR1Gpv7D/",
-	"BaXWOYIRzqjWxzEwEDavrMB8LQBaWmtR/l2IoD1uo4F2EIMQDSREmSBqrv8eEaYDo0EbvbKQDcsGDvjA",
-	"62FKQwfP91fNHPzz6uqu273+j2/+VLdUxfz+YdBGx0qiW5jbKpPdUqIkk+qKMa60BVKYMPTu264Wrq0z",
-	"LtVYwMXPJ88k0m5siCJsVlrZJWq7h2QWTRC+Yg5vXy1+f3cXme6Jjn2xQoOOWzyoTSjcByQNesFud6/d",
-	"be/s7LVflLT1T3KuuXy9RHGJXqoyplLP+5Y72c0HT1YKwdN5xx+zBLOWDum0y0BuXRv12Ry9Y0QnU8jw",
-	"bZgpx/gQzSYkmqAF+ytsX+NoyxTo5hblY2jwMb5zmct8ErbUzF9O8pXm74RI5e8Lp3hsGpOFT2Rg6tEj",
-	"ImwpemOPmBdrObOJeOqioU/1i2HA4E7dRJmQvub2oXluyg+aEXqt2bqIXyxCgCiWqkCqHryUaN///efW",
-	"5fViEuqmdX2/t/vgFY4lJd/cvSbaQeeZ9ohQU1rf4ozOrU0aEBbRLAZbg/xPjcpge6OKsDdYqFKqKRAP",
-	"ppwy4k2E/+FyfG02Na6a5djafDTE0e3Q9dkxQ/2zY5RSrDSKPaQT9xiLmHyA+IoVuZmtGoV6Pc5iopAS",
-	"mFANwVZetGMtyvqElXQ8vGJ5Tac8lacmgmfjCRqUbeAgNB7EdV9NlijbV+yK2eKUQaKom+mjDZbNRA0M",
-	"oAgLGxVNoMCiMR3YRhZ6AdcMvckaZtajUBIBk8Ycuvm1foqjCbR2TVc1E7RUZ5nNZm1sXre5GHfct7Jz",
-	"cnx4dHpxpL9pT1RCS0Wlgm+lGngvsE3bhzDgKTCckqAXaEe2Fxgxnxhd7Lh37XwibAzGQBSMP46DXvAG",
-	"1NsUWP/s+O8Xb0+D6gDiknrCYkllmuq6No+32+2umFdrzqk17Y3DDMU8yhJg6tEJsH+cDZIhxDHEJgwR",
-	"ODLxyBSEAuOkNSGecHzvwJLB90lBrrw0Yyu7LsDc+JuHMMgjyqD3+3UYuJqjOS6RxTFNfcWxWeGxNFUb",
-	"9y641mAKmZnjhG4gM7/1fzr5C2Umx+rTZGZTqQjRcK7AuB39x9crEo6LS0TCmvPWpBj6cTLhn/1xpfNy",
-	"h98YXtvda6PBbrc7sGPKpVIeSrGUIMMrNjjo7g2Kwt+WgWMKJDiBvOeybb/XDmuECZXWEjdk1I0pfU6T",
-	"tioecuh5pNG+mX9GgTvo7j35qHF17Mdz7Hx6xJaBq8MiWgRcEJA33oqO2xPR6EmVrDoKV1Iu98CjWh1K",
-	"prBUvy5LzX8iUZbazBrElLBxG9maPGJcmWAU7nSoi01hr6EXxVDNl6oZBYK+UXtNpa/FFOcHtYHtZlKS",
-	"LAZ8ljnnfAboS+Vvjp+HvYfl6aTFPNLXwOwfsCQRSgrebMBrATieLzUJK13pS4RR1ZdSIk1ZrLxWf3zF",
-	"CkeKXIbtuhFEIjnJlPkq5jPWRtVJGLsdYWN5xVwBzlw1QNrV80wt8cuL7u6XKqALDD0iql9+bb650VP2",
-	"nPuUK9Owndf8s0euvlSvfF7tN69WQjs6skz5Tmw32lWByhU1tKX0o6Hgt8DQcI5IHCL9MbCYsPG2DWhu",
-	"YS5BXbEUj4kd1+kZzUWDUoFngEaCJybQNUU8LNEgf6M4GoMqCmLtK9antKhARTwZEgZ2r/7pK58q6iMU",
-	"RblPU8awWXek84I6BonFNQ4JyFSdJdoSkII2JxRcSzmlPC4qduZ6oLlKsbgdmPcUF3K9UfGxUsEu+lAH",
-	"zUKkVHNTdhlxkaw7F1baYOIhn4Kth0o38tsO/MgnhN00D7AZ3mtwIa4kG5UmE3wolHqx3kuszX5Soza9",
-	"ntcWk2pNbRk+9TbwpldrH4eWrR3rwFnaLrAPl0UH+s9BwsmLuy1JNNOkwkyhLVMklmRq1cCHm5nLrWC2",
-	"yVzAGoTcPcsqLnC3DpeMKUKfAJczbdMk+QDLNspvSJXrPc4dHHQ9s6MJviNJlui3thtkf+34iuvN4VT8",
-	"PgMUuV6Dtrvax8GU8Mx2Op7VjPNLa7CJMvXzK5axaILZGGLb/pQTnJqS9IjcLS6Vuy5EaO4JOh/ubrpp",
-	"ZyBUPiiYV2HqV6v7P/ffnP/48+WO7PdF9/Dij+9ej86P3v/6ovvht7fJxcFvs2WaZnsGZWp+VEukSbo+",
-	"ldzeK3BBgG2V+VsjEZfmXrldb3BcKmiV3olfDlxX3+E45JwCZsHDnxoeVntunlDJ03V7qpAoDChhdkbv",
-	"FO7UmbcVe1nukvUW9bOcCbYzlUcSUocR/IpVI48tPJRaNuuttW1fKEFXhRL3uej19DHdPwwY8nj+t065",
-	"mWVvY+/v7j4yGv6o6Hn1+vKN+6fP+aUqhk4IlDNBE3Bemwugvl6uGW2SJpBaDC2id+yW8RlDiyaumUwV",
-	"8AdE7oZIlVd2TmbRjf3kJMz8+oHbTPVpFSwfHqo2Q3V0+NDQ752n335Zq6A0GVbPBE+43dI3pH2S2/b6",
-	"98v/vUhzMOApLMcbUJaysRucXX3EMHdeAxIPGv/6oyFgY1DLpOvejII2zACJc+1/pDbv7+w9cv3B49Z/",
-	"7dboF0EUILwwKE1zVMuIO8N88HKllaoPDpbGD3sIU+pUIUFchIt2jolDzb2D8IoxzkCHUpCYfBZMmFUf",
-	"6PQ4o5qBs4OiX7KVKw95fi5TZ6m03t4tGap94tDmDajXRMi1VsoWXMq2KjexRkqfxDZp+et0/22jPrON",
-	"KoVMWv60tVACM4mj/IbSarN1T+KHVU2TpwmIwmVjc/NnslwFSbHpCuZ5TrwyCFhzxeGvyXWWjk14gqBP",
-	"Kfjud/f/Lf5l8X8Dqhrze2TdfC6mucDWr9lHmKIYpkB5muicbmuQ4FtAImOD7cqQWq/T2dl90e62u+2d",
-	"3nfd77rG+bndGp6+mPMz3brSFGC7VMLRGDbVIu98hqU7YBqIa4+Zep2d9jOPrbZyIUuQXcner3LFZBdR",
-	"EuioXS44uumWh+uH/w8AAP//",
+	"7Fx7c9u2lv8qGN47E3tLPfxKWmX2D9VxUt91Hdd2tu3WvhZEHkmIQYABQMmKxzP7HfYb7ifZwYMUH9DD",
+	"idtksvc/iwSBg4Pz/J0D3wcRT1LOgCkZ9O6DCeAYhPnzt3P4kIFUx6/0rxhkJEiqCGdBL7icABL29TOJ",
+	"Ii4EUKzfIRKjLTUBFGFKQTyTIeICcQYoIUxBjIZzpF9LEFMQ2+0gDPQ8REAc9JTIIAxkNIEE6zUTfHcC",
+	"bKwmQW9n9/swSAgrfodBipUCoan55x/91n/h1sdu64f2Ta91/d3fgzBQ8xSCXiCVIGwcPDw86C8ETkBt",
+	"sL/Dyo7a6D8gVWg2AYaIQkSinf/97//Z2f0eRRMscKRnRHyEBjU6Bi+vGFcTEDMiobRtwwuJMHr37vjV",
+	"9EUb9ekMzyWCaMIhRoSZsQJkypmE9hULwgDucJJSvaPuzg+7o2500HqOn0PrRbwTtX4YHUBrb7iDd6P9",
+	"+ACej4IwIHof9jiDMGA40d/+1nKbbh2/Csqs9nArX98w60zwIYVE/xlxpoAp/SdOU0oiw6ZOakd8915q",
+	"Dt6X5v67gFHQC/7WWYhax76VHTfvK1CYUGkXrh5Fn6Hz14foh/2DF8itoaWmLKjlTS1Zzw3vlA7drPWO",
+	"4SkmFA81a//yvWk1irHCQyxBi1W2oOYlEqDEHOGRAmHkYUymwFAMFM9rDDjXI1t9PbIpyhcQcRZLpDia",
+	"YaLQEEZcgJ2dsHHbJwZaVccgAk3xp3P3IZ/ZEHk4gei2Sd5bpmnBMWEgJYr0IE1SKngKQhErfXEmzEHc",
+	"JLI5w098hihnY8MkMwFSnN+GWo8SQimRlgN62hEXCVZBL4h5po+8MBMsS4Z6w2EAQnAPG3+dzEsLjDCh",
+	"EKMtjOSECxUiiUeAZJYkWMyNVaspVK6BzWmxQjPsdg5xu6LquWz45pMKq0yuk0HD9Qs71Cp1bmz/sBQV",
+	"E4UVLl8XK/Lhe4iUXrE8V/McMxXxBLQZxItjBJYleil+q5mPCS1NvNiKmdgz5xGOJnauEM2ImiCiJOJu",
+	"IcxilFOslyIKks3YoZd0NGAh8Fz/fk2Axkf+o9ciOiXcuoM2OrrDkaJz49S00U+5Vhcx0NLwj4u3p+jM",
+	"PkCEKW5kZsjj+XZ4xQaFAzKDP2Qg5to9plhNUPFuWz8aWJUaIMojrEAioqwfqCmGsS1LxIpINBPcqvhC",
+	"pqaYZsbYMK7yPWgiMaV8BjEy76VP4pwzaSx2ipNiFhcUIDu2uvKhNa6tSz2xZ/6CA6uXWMK26lqUJER5",
+	"F7GH01yicnRb2uU8/6G7s704xXxr+jSri3WAKUFAdvY6FKZAPdFHVfPcsfmU7CfAVAc4DSGcgsCUasZS",
+	"NWmayKjQobXyL535EAriG6x80gM2BEkFj7RZdoOrFhQraCmSrDFONWduA50Bvx28RDGMBY4hdnvSMomZ",
+	"nIGA2Ko7RpYbZwu3XzIoPkuSpZqiG2fxlztDSVgEdlsbuoUpCEms969O+WNGaIzc65qq7bS77e5aaSgM",
+	"cL5GYx+V4wrzs14uPqVoDVP6dhT0/nhcqBLef9Xi9TUc8+oz/eyjvK7Hiq+q2hIirNWlERtbzXHLh8iu",
+	"bpwlTLXddK75IQxOdDwJ0sO+/E3Tymyg12u11C/9PmE+4eMTY089BzwFQdQ8RNppSaWj2wkZT0Cq8vqv",
+	"jn589yYIg+PT12+DMPi1f356fKofHJ2fvz0PwuDw/Pjy+LB/opdf6K0b3hC7n0EJEnm2f+YEOeIZM8mg",
+	"CU7ywD7lnKIxzsbg4Wg8vNHv1+YSnFMdehnlonwsb2aCKAXsRnGFPRw64WPk3BKSimubukwbCFPP9xf7",
+	"LYJ/e04glbwh7GZEyXji0WYX8ks0BMLGNsONEeOzx66xZCPF/JorFNQnbeT/uzlabYQWxqp2GF4J8Mpf",
+	"WAiyT5EX0utFkgpNiThjEBnURc/V1BYc2T3d6JHSh9vkE0id/mUS6gKyt+sVEBJTWDbpcUzLpMkNp0zw",
+	"3bIZNT+QJB8BmTh1wwkNp5dN+TYF9mgia1JSXqDCkrDO+PLuvAdejSea/sID6qCjOwVMCyJKQCuARAme",
+	"oyEgHMdWHWsxyQKkuyGxJ338kGGKiujdolnPJCojGt5UfVlWdXSXUswsKmiSESIRj6JMCGAReKcyaIIv",
+	"tTXOuMgqQzTiOmGcYkpiRFiaqY1z2lLq6klsCZMKswhWYrg2lartB01wmgKDGNXj2o6cSwVJR9uBx0T/",
+	"P11eniH7EkU8hsqs+7u7XqEninqIv5hwoXLAJc8M8xBIz2JRaLvYM4kEYKmtykRgCdvV7bxjzvLjIQV0",
+	"xBRRc9+27IM6Je/Oj5GAEViekRiYIqM5cXhUmaTqqplgvSmmE0wp7rlhPXP+RiJaFmJaa9mVS6YNm8pg",
+	"jpXhkgCEdYXxKe55DsX5HHGO0pkQsxJOPkE2uj5f1BzJBEiEBTQyxYK6TZPFZUnYiuSqvsYXy69qtG+e",
+	"RPRz5HIBuWrRg6XZhJpghSjR8Vc9f7gwRuCEjw0b4pjoNTA9K+1rhKmEJg0uHqUuRJ175AcrGHMx93h4",
+	"96aqTDhTE5/KGjz/Ti2n0JacarZFiSxSmSYxAYV1dFKy7Y63YXDXGvOWe/hectY+x7OftRUZg116tXc6",
+	"9BTNdEwFouaiUMaoPiiD/9dMlzkNnqnWi9Ee9jHAt/IlSaDFRWzUx5WgPqXCVIQXWUZi3+I0T95WyXSR",
+	"5OmQybGvQbLja82CShBIkjEzNTOvxSYJSIWTdEXU70pyTib1k0ImN4z+JQjvCWsHa2gsJtUBWgSC2aoo",
+	"yyht7qi1ryM1/c4WpayErjZelv3FZnPOhws9WvC2IZmLHSz0xWf9Cn3/EavIg1BeWA66pNOUX0wgg4yo",
+	"NXW8CG6aXJOVqTaOhBYWqREI1Rlmplu/y0MBWMEjDdyRS7sVtxtBWPGERJhSj6Vze2zywZSYu93up3PB",
+	"EW9TkWP7qZ7RFNLz32sYlZO3klWfxKX+wv4XnFrnCEY4o1ofx8BA2KyzMudrAdDSWovy70IE7XEbDbSD",
+	"GIRoICHKBFFz/feIMB0YDdrolZ3ZHNnATT7wephSS8Lz/VUdCf+8urrrdq//7e9/qluqUn7/MGijYyXR",
+	"LcwtBmWXlCjJpLpijCttgRQmDL37rquFa+uMSzUWcPHLyTOJtBsbogibkVZ2idruIZlFE4SvmKPbh9Tv",
+	"7+4iU1vRkS9WaNBxgwe1/oX7gKRBL9jt7rW77Z2dvfaLkrb+Sc41l6+XKC7xS1WaWOpZ4XInu3lbykoh",
+	"KLzjZiHkwk+aqC5XBYdV+uHRmnzosYP2Skf7U5Zg1tLRoUmG3Lg26rM5eseIztqQEYFhppwMhWg2IdEE",
+	"LSSpIkFrfHaZmd3cOH0KOz/FDS/zvk9ywjVLmrN8pSU9IVL5C9ApHpsKaOFeGRjge0SExbw3dq45KsyZ",
+	"zfhTF1h9rosNAwZ36ibKhPRV0Q/Nc4Nz6IPQY83SRShkCQJEsVQFUfU4qMT7/h+/tC6vFy1XN63r+73d",
+	"B69wLMGWc0+daF+fp+wjQg2Gv8UZnVvzNiAsolkMFuz8d03KYHsj6Nkbd1Q51RSIB4PbjHiT4P90gIG2",
+	"wJpWfeTYug80xNHt0BX0MUP9s2OUUqw0iT0kFWYxFjH5CPEVK9I8C0+FejzOYqKQEphQPYOFeLSPLuoH",
+	"hJV0PLxiOXhUbv9TE8Gz8QQNyuZ0EBpn5Mq8JuGU7St2xSwKZogoADq9tcGy5quBmSjCwgZYEyioaLQh",
+	"tpGdvZjXdNfJGmXWOVESAZPGHLpGuX6Kowm0dk35NhM06AUTpVLZ63Rms1kbm9dtLsYd963snBwfHp1e",
+	"HOlv2hOV0BJ6VZxbCWzvBbY6/BAGPAWGUxL0Au0T9wIj5hOjix33rp23no3BGIji4I/joBe8AfU2BdY/",
+	"O/7HxdvToNrpuMSvLIZU2raua41/u93uisa4ZkNc0944ylDMoywBph6dS/v75iAZQhxDbCIagSMT2kxB",
+	"KDD+XjPiCfsEDywbfJ8U7MpRHgshOwe98TcPYZAHp0Hvj+swcOCm2S6RxTYNVOOOWeGxNACQexdc62kK",
+	"mZnjhG4gM7/3fz75C2Ump+rzZGZTqQjRcK7AuB39x7crEu4Ul4iENeetSdFd5GTC32TkMPpyK4ExvLaM",
+	"2EaD3W53YPuhS6ggSrGUIMMrNjjo7g0KDHHLzGOwFpxAXtzZtt9rhzXChEpriRsy6vqhvqRJWxUPOfI8",
+	"0mjfzL+gwB109568p7naX+TZdt6mYhHlaleKFgEXBOQVvqK090Q8elIlq/bclZTLPfCoVoeSKSzVr8tS",
+	"lwGRKEttkg5iSti4jSy8jxhXJhiFOx3qYoMRNvSi6N75WjWjINDX06+59K2Y4nyjNrDdTEqSRSfRMuec",
+	"Nxt9reeb0+c53sNyG9Si8elbOOwfsSQRSoqz2eCsBeB4vtQkrHSlLxFGVV9KiTQIW3ms/viKFY4UuQzb",
+	"FTaIRHKSKfNVzGesjaotN3Y5wsbyijksz9xpQNrV80wt8cuLQvHXKqALCj0iql9+a765UZ727PuUK1P7",
+	"ndf8s0euvlavfF4tXa9WQtujskz5Tmxh26FAZUQNbSn9aCj4LTA0nCMSh0h/DCwmbLxtA5pbmEtQVyzF",
+	"Y2L7gnpGc9GgBPAM0EjwxAS6BsTDEg3yN4qjMagCEGtfsT6lBQIV8WRIGNi1+qevfKqot1CAcp+njGET",
+	"d6TzgjuGiMV9EQnIANgSbQlIQZsTmjfWpJTHBWJn7iGaOxuLa4h5eXIh1xuBj5VScVHSOmgCkVLNDewy",
+	"4iJZty+stMHEQz4Fi4fKHDwP/MQnhN00N7AZ3WtoIQ6SjUpNDj4SSmVd723ZZmmqgU2vP2tLSRVTW0ZP",
+	"vaK86R3ex5FlsWMdOEtbUPbRsihm/zlEOHlx1zKJPjSpMFNoy4DEkkytGvhoMw3AFco2aTFYQ5C70Fml",
+	"Be7W0ZIxRegT0HKmbZokH2HZQvlVrDLe49zBQdfTpJrgO5JkiX5rq0H2144PXG92weIPGaDI1Rq03dU+",
+	"DqaEZ7bS8axmnF9ag02Uwc+vWMaiCWZjiG0lVU5waiDpEblb3F53VYjQXEh0PtxdqdPOQKi8IzFHYep3",
+	"uPu/9N+c//TL5Y7s90X38OL9969H50cffnvR/fj72+Ti4PfZMk2zNYMyNz+pJNJkXZ9Kbi8wuCDAlsr8",
+	"pZGIS3OB3Y43NC4VtErtxC8HrkHA0TjknAJmwcOfGh5Wa26eUMlTdXuqkCgMKGG23e8U7tSZtxR7Wa6S",
+	"9Rb4WX4ItjKVRxJShxH8ilUjjy08lFo266W1bV8oQVeFEve56PX0Nt1/JhjyeP63TrmYZa997+/uPjIa",
+	"/qToefX48tX+p8/5pSr6VwiUM0ETcF6bm6a+Wq7pkpImkFr0P6J37JbxGUOLIq5pchXwHiJ3FaV6Vrbl",
+	"ZlGN/ewkzPz6kdtM9WkVLO9DqhZDdXT40NDvnadfflmpoNRkVs8ET7hd0tftfZLb9vr3y/+PSbMx4Cks",
+	"xxtQlrOx68FdvcUwd14DEg8a/2OkIWBjUMuk6950lTbMAIlz7X+kNu/v7D1y/MHjxn/r1uhXQRQgvDAo",
+	"TXNUy4g7w7yHc6WVqvcgljoZewhT6lQhQVyEi3KOiUPNTYbwijHOQIdSkJh8FkyYVe8N9TijmoGzPadf",
+	"s5Ur94t+KVNnubTe3i3pz33i0OYNqNdEyLVWygIuZVuVm1gjpU9im7T8dbr/slFf2EaVQiYtf9paKIGZ",
+	"xObS4nqzdU/ih1VFk6cJiMJlbXPzZ7KMgqTYVAXzPCdeGQSsuS3x1+Q6S9smPEHQ5wC++939f4l/Wfzf",
+	"gKrG/B5ZN5+LaS6w9fv8EaYohilQniY6p9saJPgWkMjYYLvSpNbrdHZ2X7S77W57p/d99/uucX5utYan",
+	"L/r8TLWu1AXYLkE4msKmWuSVz7B0nUxP4spjBq+z3X7msdVWLmRpZgfZ+1Wu6OwiSgIdtcuAo+tuebh+",
+	"+L8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -125,3 +125,17 @@ func TestServesContractAsJSON(t *testing.T) {
 		t.Errorf("operationId %q, want it as written in openapi.yaml", got)
 	}
 }
+
+// TestDetailSaysWhy: the detail names the rule broken, even through the
+// allOf that carries the level's default.
+func TestDetailSaysWhy(t *testing.T) {
+	t.Parallel()
+	v, err := contract.New(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := check(t, v, "POST", "/system/logs", "application/json", `{"message":"m","level":"LOUD"}`)
+	if p == nil || len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Detail, "allowed values") {
+		t.Fatalf("problem %+v", p)
+	}
+}

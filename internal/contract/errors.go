@@ -127,6 +127,12 @@ func schemaPath(err *openapi3.SchemaError) []string {
 // reason is a schema error's reason without the regular expression that
 // kin-openapi appends to format errors.
 func reason(err *openapi3.SchemaError) string {
+	// A property declared as allOf [$ref] (to carry a default beside the
+	// ref) fails as a whole; its first inner violation says why.
+	var inner *openapi3.SchemaError
+	if err.SchemaField == "allOf" && errors.As(err.Origin, &inner) {
+		return reason(inner)
+	}
 	if strings.HasPrefix(err.Reason, "string doesn't match the format") {
 		if i := strings.Index(err.Reason, " ("); i > 0 {
 			return err.Reason[:i]
