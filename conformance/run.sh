@@ -23,6 +23,7 @@ exec "$st" run "$VALHALLA_URL/openapi.yaml" \
 	--max-examples "${CONFORMANCE_EXAMPLES:-100}" \
 	--seed "${CONFORMANCE_SEED:-1}" \
 	--generation-allow-x00 false \
+	--generation-database none \
 	--request-timeout 10 \
 	--no-color \
 	--report junit --report-dir "$report"
