@@ -120,9 +120,13 @@ func (e ReadinessStatus) Valid() bool {
 // Check One readiness check.
 type Check struct {
 	// DurationMs How long the check took, in milliseconds.
+	//
+	// Example: 0.42
 	DurationMs float64 `json:"duration_ms"`
 
 	// Error Why the check failed (a short, safe summary).
+	//
+	// Example: check timed out after 1s
 	Error *string `json:"error,omitempty"`
 
 	// Name What was checked.
@@ -170,12 +174,16 @@ type Health struct {
 	Checks Checks `json:"checks"`
 
 	// StartedAt When the process started.
+	//
+	// Example: 2026-11-26T00:00:00Z
 	StartedAt time.Time `json:"started_at"`
 
 	// Status Always `ok`; degraded health is answered with a HealthProblem.
 	Status HealthStatus `json:"status"`
 
 	// UptimeSeconds Seconds since start.
+	//
+	// Example: 3600.5
 	UptimeSeconds float64 `json:"uptime_seconds"`
 
 	// Version Build version.
@@ -193,9 +201,13 @@ type HealthProblem struct {
 	Checks Checks `json:"checks"`
 
 	// CorrelationId Equal to the response's X-Request-ID.
+	//
+	// Example: checkout-7f3a
 	CorrelationId string `json:"correlation_id"`
 
 	// Detail Explanation of this occurrence.
+	//
+	// Example: the request has 1 invalid field
 	Detail string `json:"detail"`
 
 	// Errors Every violation, for invalid input.
@@ -207,6 +219,8 @@ type HealthProblem struct {
 	Instance string `json:"instance"`
 
 	// StartedAt When the process started.
+	//
+	// Example: 2026-11-26T00:00:00Z
 	StartedAt time.Time `json:"started_at"`
 
 	// Status HTTP status code.
@@ -225,6 +239,8 @@ type HealthProblem struct {
 	Type string `json:"type"`
 
 	// UptimeSeconds Seconds since start.
+	//
+	// Example: 3600.5
 	UptimeSeconds float64 `json:"uptime_seconds"`
 
 	// Version Build version.
@@ -251,18 +267,26 @@ type Metrics struct {
 	DbPool PoolStats `json:"db_pool"`
 
 	// LogsWrittenTotal Log entries stored since start.
+	//
+	// Example: 640
 	LogsWrittenTotal int64 `json:"logs_written_total"`
 
 	// RequestsInFlight Requests being served now.
 	RequestsInFlight int64 `json:"requests_in_flight"`
 
 	// RequestsTotal Requests completed since start.
+	//
+	// Example: 1024
 	RequestsTotal int64 `json:"requests_total"`
 
 	// StartedAt When the process started.
+	//
+	// Example: 2026-11-26T00:00:00Z
 	StartedAt time.Time `json:"started_at"`
 
 	// UptimeSeconds Seconds since start.
+	//
+	// Example: 3600.5
 	UptimeSeconds float64 `json:"uptime_seconds"`
 
 	// Version Build version.
@@ -287,9 +311,13 @@ type PoolStats struct {
 // ProblemDetails An RFC 9457 problem. Extension members may be added.
 type ProblemDetails struct {
 	// CorrelationId Equal to the response's X-Request-ID.
+	//
+	// Example: checkout-7f3a
 	CorrelationId string `json:"correlation_id"`
 
 	// Detail Explanation of this occurrence.
+	//
+	// Example: the request has 1 invalid field
 	Detail string `json:"detail"`
 
 	// Errors Every violation, for invalid input.
@@ -334,9 +362,13 @@ type ReadinessProblem struct {
 	Checks Checks `json:"checks"`
 
 	// CorrelationId Equal to the response's X-Request-ID.
+	//
+	// Example: checkout-7f3a
 	CorrelationId string `json:"correlation_id"`
 
 	// Detail Explanation of this occurrence.
+	//
+	// Example: the request has 1 invalid field
 	Detail string `json:"detail"`
 
 	// Errors Every violation, for invalid input.
@@ -394,6 +426,8 @@ type SystemLog struct {
 	Message string `json:"message"`
 
 	// Timestamp When the server stored the entry.
+	//
+	// Example: 2026-11-26T00:24:54.711561Z
 	Timestamp time.Time `json:"timestamp"`
 
 	// UserId The user the entry concerns, or null.
@@ -454,9 +488,13 @@ type SystemLogList struct {
 	Items []SystemLog `json:"items"`
 
 	// NextCursor Cursor for the next page, or null on the last page.
+	//
+	// Example: AQAGRHQT1sAAr0CSj8FfREqX70zYOmS5Yw
 	NextCursor *string `json:"next_cursor"`
 
 	// Total Entries matching the filters (only with `include_total=true`).
+	//
+	// Example: 1234
 	Total *int64 `json:"total,omitempty"`
 }
 
@@ -6103,82 +6141,83 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Fx7c9u2lv8qGN47E3tLPfxKWmX2D9VxUt91Hdd2tu3WvhZEHkmIQYABQMmKxzP7HfYb7ifZwYMUH9DD",
-	"idtksvc/iwSBg4Pz/J0D3wcRT1LOgCkZ9O6DCeAYhPnzt3P4kIFUx6/0rxhkJEiqCGdBL7icABL29TOJ",
-	"Ii4EUKzfIRKjLTUBFGFKQTyTIeICcQYoIUxBjIZzpF9LEFMQ2+0gDPQ8REAc9JTIIAxkNIEE6zUTfHcC",
-	"bKwmQW9n9/swSAgrfodBipUCoan55x/91n/h1sdu64f2Ta91/d3fgzBQ8xSCXiCVIGwcPDw86C8ETkBt",
-	"sL/Dyo7a6D8gVWg2AYaIQkSinf/97//Z2f0eRRMscKRnRHyEBjU6Bi+vGFcTEDMiobRtwwuJMHr37vjV",
-	"9EUb9ekMzyWCaMIhRoSZsQJkypmE9hULwgDucJJSvaPuzg+7o2500HqOn0PrRbwTtX4YHUBrb7iDd6P9",
-	"+ACej4IwIHof9jiDMGA40d/+1nKbbh2/Csqs9nArX98w60zwIYVE/xlxpoAp/SdOU0oiw6ZOakd8915q",
-	"Dt6X5v67gFHQC/7WWYhax76VHTfvK1CYUGkXrh5Fn6Hz14foh/2DF8itoaWmLKjlTS1Zzw3vlA7drPWO",
-	"4SkmFA81a//yvWk1irHCQyxBi1W2oOYlEqDEHOGRAmHkYUymwFAMFM9rDDjXI1t9PbIpyhcQcRZLpDia",
-	"YaLQEEZcgJ2dsHHbJwZaVccgAk3xp3P3IZ/ZEHk4gei2Sd5bpmnBMWEgJYr0IE1SKngKQhErfXEmzEHc",
-	"JLI5w098hihnY8MkMwFSnN+GWo8SQimRlgN62hEXCVZBL4h5po+8MBMsS4Z6w2EAQnAPG3+dzEsLjDCh",
-	"EKMtjOSECxUiiUeAZJYkWMyNVaspVK6BzWmxQjPsdg5xu6LquWz45pMKq0yuk0HD9Qs71Cp1bmz/sBQV",
-	"E4UVLl8XK/Lhe4iUXrE8V/McMxXxBLQZxItjBJYleil+q5mPCS1NvNiKmdgz5xGOJnauEM2ImiCiJOJu",
-	"IcxilFOslyIKks3YoZd0NGAh8Fz/fk2Axkf+o9ciOiXcuoM2OrrDkaJz49S00U+5Vhcx0NLwj4u3p+jM",
-	"PkCEKW5kZsjj+XZ4xQaFAzKDP2Qg5to9plhNUPFuWz8aWJUaIMojrEAioqwfqCmGsS1LxIpINBPcqvhC",
-	"pqaYZsbYMK7yPWgiMaV8BjEy76VP4pwzaSx2ipNiFhcUIDu2uvKhNa6tSz2xZ/6CA6uXWMK26lqUJER5",
-	"F7GH01yicnRb2uU8/6G7s704xXxr+jSri3WAKUFAdvY6FKZAPdFHVfPcsfmU7CfAVAc4DSGcgsCUasZS",
-	"NWmayKjQobXyL535EAriG6x80gM2BEkFj7RZdoOrFhQraCmSrDFONWduA50Bvx28RDGMBY4hdnvSMomZ",
-	"nIGA2Ko7RpYbZwu3XzIoPkuSpZqiG2fxlztDSVgEdlsbuoUpCEms969O+WNGaIzc65qq7bS77e5aaSgM",
-	"cL5GYx+V4wrzs14uPqVoDVP6dhT0/nhcqBLef9Xi9TUc8+oz/eyjvK7Hiq+q2hIirNWlERtbzXHLh8iu",
-	"bpwlTLXddK75IQxOdDwJ0sO+/E3Tymyg12u11C/9PmE+4eMTY089BzwFQdQ8RNppSaWj2wkZT0Cq8vqv",
-	"jn589yYIg+PT12+DMPi1f356fKofHJ2fvz0PwuDw/Pjy+LB/opdf6K0b3hC7n0EJEnm2f+YEOeIZM8mg",
-	"CU7ywD7lnKIxzsbg4Wg8vNHv1+YSnFMdehnlonwsb2aCKAXsRnGFPRw64WPk3BKSimubukwbCFPP9xf7",
-	"LYJ/e04glbwh7GZEyXji0WYX8ks0BMLGNsONEeOzx66xZCPF/JorFNQnbeT/uzlabYQWxqp2GF4J8Mpf",
-	"WAiyT5EX0utFkgpNiThjEBnURc/V1BYc2T3d6JHSh9vkE0id/mUS6gKyt+sVEBJTWDbpcUzLpMkNp0zw",
-	"3bIZNT+QJB8BmTh1wwkNp5dN+TYF9mgia1JSXqDCkrDO+PLuvAdejSea/sID6qCjOwVMCyJKQCuARAme",
-	"oyEgHMdWHWsxyQKkuyGxJ338kGGKiujdolnPJCojGt5UfVlWdXSXUswsKmiSESIRj6JMCGAReKcyaIIv",
-	"tTXOuMgqQzTiOmGcYkpiRFiaqY1z2lLq6klsCZMKswhWYrg2lartB01wmgKDGNXj2o6cSwVJR9uBx0T/",
-	"P11eniH7EkU8hsqs+7u7XqEninqIv5hwoXLAJc8M8xBIz2JRaLvYM4kEYKmtykRgCdvV7bxjzvLjIQV0",
-	"xBRRc9+27IM6Je/Oj5GAEViekRiYIqM5cXhUmaTqqplgvSmmE0wp7rlhPXP+RiJaFmJaa9mVS6YNm8pg",
-	"jpXhkgCEdYXxKe55DsX5HHGO0pkQsxJOPkE2uj5f1BzJBEiEBTQyxYK6TZPFZUnYiuSqvsYXy69qtG+e",
-	"RPRz5HIBuWrRg6XZhJpghSjR8Vc9f7gwRuCEjw0b4pjoNTA9K+1rhKmEJg0uHqUuRJ175AcrGHMx93h4",
-	"96aqTDhTE5/KGjz/Ti2n0JacarZFiSxSmSYxAYV1dFKy7Y63YXDXGvOWe/hectY+x7OftRUZg116tXc6",
-	"9BTNdEwFouaiUMaoPiiD/9dMlzkNnqnWi9Ee9jHAt/IlSaDFRWzUx5WgPqXCVIQXWUZi3+I0T95WyXSR",
-	"5OmQybGvQbLja82CShBIkjEzNTOvxSYJSIWTdEXU70pyTib1k0ImN4z+JQjvCWsHa2gsJtUBWgSC2aoo",
-	"yyht7qi1ryM1/c4WpayErjZelv3FZnPOhws9WvC2IZmLHSz0xWf9Cn3/EavIg1BeWA66pNOUX0wgg4yo",
-	"NXW8CG6aXJOVqTaOhBYWqREI1Rlmplu/y0MBWMEjDdyRS7sVtxtBWPGERJhSj6Vze2zywZSYu93up3PB",
-	"EW9TkWP7qZ7RFNLz32sYlZO3klWfxKX+wv4XnFrnCEY4o1ofx8BA2KyzMudrAdDSWovy70IE7XEbDbSD",
-	"GIRoICHKBFFz/feIMB0YDdrolZ3ZHNnATT7wephSS8Lz/VUdCf+8urrrdq//7e9/qluqUn7/MGijYyXR",
-	"LcwtBmWXlCjJpLpijCttgRQmDL37rquFa+uMSzUWcPHLyTOJtBsbogibkVZ2idruIZlFE4SvmKPbh9Tv",
-	"7+4iU1vRkS9WaNBxgwe1/oX7gKRBL9jt7rW77Z2dvfaLkrb+Sc41l6+XKC7xS1WaWOpZ4XInu3lbykoh",
-	"KLzjZiHkwk+aqC5XBYdV+uHRmnzosYP2Skf7U5Zg1tLRoUmG3Lg26rM5eseIztqQEYFhppwMhWg2IdEE",
-	"LSSpIkFrfHaZmd3cOH0KOz/FDS/zvk9ywjVLmrN8pSU9IVL5C9ApHpsKaOFeGRjge0SExbw3dq45KsyZ",
-	"zfhTF1h9rosNAwZ36ibKhPRV0Q/Nc4Nz6IPQY83SRShkCQJEsVQFUfU4qMT7/h+/tC6vFy1XN63r+73d",
-	"B69wLMGWc0+daF+fp+wjQg2Gv8UZnVvzNiAsolkMFuz8d03KYHsj6Nkbd1Q51RSIB4PbjHiT4P90gIG2",
-	"wJpWfeTYug80xNHt0BX0MUP9s2OUUqw0iT0kFWYxFjH5CPEVK9I8C0+FejzOYqKQEphQPYOFeLSPLuoH",
-	"hJV0PLxiOXhUbv9TE8Gz8QQNyuZ0EBpn5Mq8JuGU7St2xSwKZogoADq9tcGy5quBmSjCwgZYEyioaLQh",
-	"tpGdvZjXdNfJGmXWOVESAZPGHLpGuX6Kowm0dk35NhM06AUTpVLZ63Rms1kbm9dtLsYd963snBwfHp1e",
-	"HOlv2hOV0BJ6VZxbCWzvBbY6/BAGPAWGUxL0Au0T9wIj5hOjix33rp23no3BGIji4I/joBe8AfU2BdY/",
-	"O/7HxdvToNrpuMSvLIZU2raua41/u93uisa4ZkNc0944ylDMoywBph6dS/v75iAZQhxDbCIagSMT2kxB",
-	"KDD+XjPiCfsEDywbfJ8U7MpRHgshOwe98TcPYZAHp0Hvj+swcOCm2S6RxTYNVOOOWeGxNACQexdc62kK",
-	"mZnjhG4gM7/3fz75C2Ump+rzZGZTqQjRcK7AuB39x7crEu4Ul4iENeetSdFd5GTC32TkMPpyK4ExvLaM",
-	"2EaD3W53YPuhS6ggSrGUIMMrNjjo7g0KDHHLzGOwFpxAXtzZtt9rhzXChEpriRsy6vqhvqRJWxUPOfI8",
-	"0mjfzL+gwB109568p7naX+TZdt6mYhHlaleKFgEXBOQVvqK090Q8elIlq/bclZTLPfCoVoeSKSzVr8tS",
-	"lwGRKEttkg5iSti4jSy8jxhXJhiFOx3qYoMRNvSi6N75WjWjINDX06+59K2Y4nyjNrDdTEqSRSfRMuec",
-	"Nxt9reeb0+c53sNyG9Si8elbOOwfsSQRSoqz2eCsBeB4vtQkrHSlLxFGVV9KiTQIW3ms/viKFY4UuQzb",
-	"FTaIRHKSKfNVzGesjaotN3Y5wsbyijksz9xpQNrV80wt8cuLQvHXKqALCj0iql9+a765UZ727PuUK1P7",
-	"ndf8s0euvlavfF4tXa9WQtujskz5Tmxh26FAZUQNbSn9aCj4LTA0nCMSh0h/DCwmbLxtA5pbmEtQVyzF",
-	"Y2L7gnpGc9GgBPAM0EjwxAS6BsTDEg3yN4qjMagCEGtfsT6lBQIV8WRIGNi1+qevfKqot1CAcp+njGET",
-	"d6TzgjuGiMV9EQnIANgSbQlIQZsTmjfWpJTHBWJn7iGaOxuLa4h5eXIh1xuBj5VScVHSOmgCkVLNDewy",
-	"4iJZty+stMHEQz4Fi4fKHDwP/MQnhN00N7AZ3WtoIQ6SjUpNDj4SSmVd723ZZmmqgU2vP2tLSRVTW0ZP",
-	"vaK86R3ex5FlsWMdOEtbUPbRsihm/zlEOHlx1zKJPjSpMFNoy4DEkkytGvhoMw3AFco2aTFYQ5C70Fml",
-	"Be7W0ZIxRegT0HKmbZokH2HZQvlVrDLe49zBQdfTpJrgO5JkiX5rq0H2144PXG92weIPGaDI1Rq03dU+",
-	"DqaEZ7bS8axmnF9ag02Uwc+vWMaiCWZjiG0lVU5waiDpEblb3F53VYjQXEh0PtxdqdPOQKi8IzFHYep3",
-	"uPu/9N+c//TL5Y7s90X38OL9969H50cffnvR/fj72+Ti4PfZMk2zNYMyNz+pJNJkXZ9Kbi8wuCDAlsr8",
-	"pZGIS3OB3Y43NC4VtErtxC8HrkHA0TjknAJmwcOfGh5Wa26eUMlTdXuqkCgMKGG23e8U7tSZtxR7Wa6S",
-	"9Rb4WX4ItjKVRxJShxH8ilUjjy08lFo266W1bV8oQVeFEve56PX0Nt1/JhjyeP63TrmYZa997+/uPjIa",
-	"/qToefX48tX+p8/5pSr6VwiUM0ETcF6bm6a+Wq7pkpImkFr0P6J37JbxGUOLIq5pchXwHiJ3FaV6Vrbl",
-	"ZlGN/ewkzPz6kdtM9WkVLO9DqhZDdXT40NDvnadfflmpoNRkVs8ET7hd0tftfZLb9vr3y/+PSbMx4Cks",
-	"xxtQlrOx68FdvcUwd14DEg8a/2OkIWBjUMuk6950lTbMAIlz7X+kNu/v7D1y/MHjxn/r1uhXQRQgvDAo",
-	"TXNUy4g7w7yHc6WVqvcgljoZewhT6lQhQVyEi3KOiUPNTYbwijHOQIdSkJh8FkyYVe8N9TijmoGzPadf",
-	"s5Ur94t+KVNnubTe3i3pz33i0OYNqNdEyLVWygIuZVuVm1gjpU9im7T8dbr/slFf2EaVQiYtf9paKIGZ",
-	"xObS4nqzdU/ih1VFk6cJiMJlbXPzZ7KMgqTYVAXzPCdeGQSsuS3x1+Q6S9smPEHQ5wC++939f4l/Wfzf",
-	"gKrG/B5ZN5+LaS6w9fv8EaYohilQniY6p9saJPgWkMjYYLvSpNbrdHZ2X7S77W57p/d99/uucX5utYan",
-	"L/r8TLWu1AXYLkE4msKmWuSVz7B0nUxP4spjBq+z3X7msdVWLmRpZgfZ+1Wu6OwiSgIdtcuAo+tuebh+",
-	"+L8AAAD//w==",
+	"7Hzrctu2tv+rYLg7E/tf6upLWmX+H1THSb2Pm7i2c9ru2tuCyCUJDQiwAChZzXjmvMN5w/MkZ3AhxQt0",
+	"ceK2OZ3O+IMlklgLC791X9SHIOJJyhkwJYPBh2AGOAZh/v3xEn7NQKqzl/pTDDISJFWEs2AQXM8ACXv5",
+	"mUQRFwIo1tcQidGemgGKMKUgnskQcYE4A5QQpiBG4yXSlyWIOYj9dhAGeh0iIA4GSmQQBjKaQYI1zQTf",
+	"nwObqlkw6PW/CoOEsOJzGKRYKRCam3//PGz9C7d+67a+bt8NWrdffhGEgVqmEAwCqQRh0+Dh4UE/IXAC",
+	"aof9nVR21Eb/AalCixkwRBQiEvX+57/+u9f/CkUzLHCkV0R8gkY1PkYvbhhXMxALIqG0bSMLiTB69+7s",
+	"5fx5Gw3pAi8lgmjGIUaEmXsFyJQzCe0bFoQB3OMkpXpH3d7X/Uk3Omod42NoPY97UevryRG0DsY93I8O",
+	"4yM4ngRhQPQ+7HEGYcBwop/9seU23Tp7GZRF7ZFWTt8I60LwMYVE/xtxpoAp/S9OU0oiI6ZOau/48hep",
+	"JfihtPYXAibBIPhHZwW1jr0qO27dl6AwodISrh7FkKHLVyfo68Oj58jR0KgpA7W8qTX03O2d0qEbWu8Y",
+	"nmNC8ViL9g/fm1ajGCs8xhI0rLIVNy+QACWWCE8UCIOHKZkDQzFQvKwJ4FLf2RrqO5tQvoKIs1gixdEC",
+	"E4XGMOEC7OqETds+GGhVnYIINMcfL92HfGXD5MkMovdN9t4yzQuOCQMpUaRv0iylgqcgFLHoizNhDuIu",
+	"kc0VvuULRDmbGiGZBZDi/H2o9SghlBJpJdAua1G3fdgPgwkXCVbBIIh5phFQWA2WJWO9/zAAIbhHqj/M",
+	"liV6E0woxGgPIznjQoVI4gkgmSUJFsv9CuHAcUgSiBHPlDvgnmyarFxrm7SxQgvspAVxdf0cT771pMIq",
+	"k9twa07qyt5qDUFuoH+2HBULhZWTuS0o8vEvEClNsbxW8+wzFfEEtOnEq6MHliWaFH8fhIGWbGnh1VbM",
+	"wp41T3E0s2uFaEHUDBEltZwNIcxilHOsSREFyW7i0CQdD1gIvNSfXxGg8akfHxrWc8KtC2mj03scKbo0",
+	"jlA7ipRrFRMjDZl/Xr19gy7sF4gwxQ2wxjxe7oc3bFQ4LXPzrxmIpXapKVYzVFzb11+NrBqOEOURViAR",
+	"UdZ31JTJ2KM1sCISLQS3ZmGFqTmmmTFQjKt8D5pJTClfQIzMdS+CnQNqEHuDk2IVF0gge2+V8ok1yK1r",
+	"vbBn/UICm0msEVuVFiUJUV4i9nCaJCpHt6fd1PHX3d7+6hTzrenTrBLrAFOCgOwcdCjMgXoilqrmuWPz",
+	"Kdm3gKkOihognIPAlGrBUjVrmtWo0KGt+JfOfAgF8R1WPvSADVtSwSNtyt3N1V33u/3jVq/X6h9fd7sD",
+	"8/evoGyHsYKWto2brVctQrDR04i/H71AMUwFjiF2m9agxUwuQEBs7QFGVlwXq1iiZHF8piZLNUd3zo2s",
+	"97CSsAjsviu7PjjudttHO3mbOQhJbIxRpfFNRmiM3OWacvba3XZ3K34Kk53TaGyscsBhjo71gCvFhJjS",
+	"t5Ng8PPjAqLww/9tQH6WwNiMgk8+/Nt6DPuyqnAhwlrjGjG7VT5HPkSWunHIMNe22bn/hzA413EuSI88",
+	"8ytNS7aDadiq6H598cH/nE/Pjc32nPgcBFHLEGnHKJWOumdkOgOpyvRfnn7z7nUQBmdvXr0NwuCH4eWb",
+	"szf6i9PLy7eXQRicXJ5dn50MzzX5FVjd7Q0cfgdKkMiz/QsH/YhnzCSpJgDKE46Uc4qmOJuCR6Lx+E5f",
+	"35rjcE51eGfUkfKpvFsIohSwO8UV9kjonE+Rc31IKq7N8jr1OD7slnSDMHV8uNp9kaLYUwOp5B1hdxNK",
+	"pjOPNXCJiURjIGxq8/AYMb5oB4+jsWZbxfpaRhTUhm31uv3DnWj+bd0ea90227SV7audphdCXjiHhV74",
+	"7MJKGbwFs0LxIs4YRKa4pNdqKh+O7J7u9J3SV57KF5A6y80k1GF80PdCisQU1i16FtMya3LHJRN8v25F",
+	"LQ8kyW+ATGi944JG0uuWfJsCezSTNZSUCVREEtYFX96d98CrAU3T/XhqV+j0XgHTQEQJaAWQKMFLNAaE",
+	"49gqcC0oWtUi70jsyXh/zTBFRcJhi3bPJCoXbjwlCJ6p1vPJAfap/roU8fQ+pZjZsqjJrIhEPIoyIYBF",
+	"UCVSyeywRD1E2BxTEqOJzpt9ZE2txZfTmwihSKdDNOGiWI2wNFM7J/OlnN2T0RMmFWYRbCx42xyytnc0",
+	"w2kKDGJUD887cikVJB1tTR6T1Xx7fX2B7EUU8bgq3cN+36s6RFEP81czLlRejspT4jwu06vYkr0l9kwi",
+	"AVhq2zQTWEKtfPWOOY+DxxTQKVNELX3bsl/UOXl3eYYETMDKjMTAFJksiSvelVmqUs0EG8wxnWFK8cDd",
+	"NjDnbxDRsgW4rf5BuSqCEVO5imXxXgJAWFc7n/pf5nVLXzyQlzRN3FuJcZ8gDd+eB2uJZAIkwgIaGXDB",
+	"3a5J8LpcckOOWKfxp6WJNd53z2yGeV13VZ/W0IO1KY6aYYUo0WFgPam5MkbgnE+NGOKYaBqYXpT2NcFU",
+	"QpMHFyRTFzcvPfjBCqZcLD1xgrtSVSacqZlPZU3z416t59D252q2RYksUplmMQGFdYxTitOcbMPgvjXl",
+	"LfflL5Kz9iVefKetyBQs6c0+7sTTYdSRGYiao0MZo/qgTLNk/5Fuz0f5miTQ4iI26uP6dR/TjiuClCwj",
+	"XudH84xyE6aLzFMHXk58DZadXGsWVIJAkkyZaTB6LTZJQCqcpBuyDde/dJjU3xSYXJd19A8HR4ft573e",
+	"0XHvEcmHBOFFgnbEZi8FcR0ORiCYbTWzjNLmzluHOi7U12ynzyJ5s5Gzx1QIJT+hcKVvqzNoIHi1g5Ve",
+	"+axkYRe+wSrylHCvrKRdxmx6WibgQQaSTVtQBEFNqcnKUjtHTCvL1QiY6gIzy23f5YkArOCRhvDU1QwU",
+	"txtBWPGERJhSj0V0e2zKwfTtu93ux0vBMW8TnzP7qF7RTCfkn7cIKmdvo6g+SkrDlZ8oJLXNYUxwRrU+",
+	"ToGBsDluZc1XAqCltRblz4UI2tM2GmlHMgrRSEKUCaKW+v8JYTqAGrXRS7uyObKRW3zk9USlOY/jw01j",
+	"Hv++ubnvdm//3xe/q/uqcv7hYdRGZ0qi97C0BTRLUqIkk+qGMa60BVKYMPTuy64G194Fl2oq4Or782cS",
+	"aXc3RhE2d1rsErU/QDKLZgjfMMe3r1Nx2O8j03zSETJWaNRxN49qQyEfApIay3vQ7rZ7vYP285K2/k5O",
+	"OMfXCxSX5KUqk0G756C7z/psBEHhRXcLNVf+1ER/uSq4Qqu/tlvDh7531N7okL/NEsxaOoo0SZO7r42G",
+	"bIneMaKzO2QgMM6Uw1CIFjMSzdAKSRUEbfHtZWF2c+P0MeL8GDe8zvs+yQnXLGku8o2W9JxI5e/Qp3hq",
+	"WsSFe2VgqvYTImzBfmfnmpe0ObOVgdQFYJ/qYsOAwb26izIhfWMGJ+Z7Uw/RB6HvNaSLUMgyBIhiqQqm",
+	"Vqcz/H74+vLb7697cjgU3ZOrX756Nbk8/fXH593ffnqbXB39tPCETaWjGv78fev6djX2dte6/XDQf/Bi",
+	"aU3lPHfsiQ4N8krAhFDTr9jjjC6tNRwRFtEsBluJ/f+alVE1wO/1D3YprHujlqqcm3B6MNWhCW/y/5+u",
+	"LKHtt2ZdAwZb54PGOHo/dvMSmKHhxRlKKVaaxQGSCrMYi5j8BvENK5JJWwQL9f04i4lCSmBC9Qq2kKQ9",
+	"fNE6IaxkIcIblpeoyhOZaiZ4Np2hUdkYj0LjylyT3KS1sn3DbpittRkmimKi3tpo3TzcyCwUYWHDsxkU",
+	"XDQmQ9vIrl6sawYeZY0z69ooiYBJY0zd7OIwxdEMWn3T684EDQbBTKlUDjqdxWLRxuZym4tpxz0rO+dn",
+	"J6dvrk71M+2ZSmipRlacW6kxMAhsK/0hDHgKDKckGATaox4EBvUzo8kdd62dTwNOwZiX4uDP4mAQvAb1",
+	"NgU2vDj759XbN0F1+HSNV1rdUpmku63NYva73Q2zis0Zxaa1cpyhmEdZAkw9OmP3jzJCMoY4htjEQwJH",
+	"JjCag1BgogUtiCcc3TyyYvA9UogrryXZorZz7zs/8xAGeWgbDH6+DQNXQjXbJbLYpikIuWNWeCpNmcld",
+	"C271MgVmljihO2Dmp+F3538gZnKuPg0zu6IiROOlAuO09D9/XUi4U1wDCWvOW7NieMthwj/D5ToB5SkK",
+	"Y3hty7ONRv1ud2RH1Eu1R5RiKUGGN2x01D0YFZXKPbOOqejgBPJG1L59XjusCSZUWkvcwKgbN/szTdqm",
+	"aMqx50GjvbL8EwF31D148jHz6jCWZ9v5hI6tW1cHcjQEXBCQdyOLNuQTyehJlaw60lhSLveFR7U6lMxh",
+	"rX5dl2YoiERZalN8EHPCpm1kmwiIcWViU7jXkS82FcaGXhSDS5+rZhQM+l6z0FL6q5jifKM2sN0NJclq",
+	"iGqdc87nrD7X88358xzvSXkCbDXz9Vc47G+wJBFKirPZ4awF4Hi51iRsdKUvEEZVX0qJNPW58r364RtW",
+	"OFLk8nPXPiESyVmmzFMxX7A2qo4HWXKETeUNc5VA816JeWuEZ2qNX161oz9XgK449EBUX/yr+eZGE9yz",
+	"7zdcmQ7zsuafPbj6XL3yZbVBvlkJ7STMOuU7t+1zVxQq1+PQntJfjQV/DwyNl4jEIdIPA4sJm+7bgOY9",
+	"LCWoG5biKbGTSgOjuWhUKvCM0ETwxAS6pgSIJRrlVxRHU1BFOa19w4aUFgWpiCdjwsDSGr556VNFvYWi",
+	"pPdpyhg2q5Z0WUjHMLF6HUcCMuVvifYEpKDNCc3Hd1LK46KAZ14NNa/ErN4MzZubK1zvVLqsNKSLhthR",
+	"s4wp1dKUXSZcJNv2hZU2mHjM52CrqTIvvQd+5hPC7pob2I3vLbwQV9CNSqMUPhZKTWHvC8zNxlajsr39",
+	"rC0n1ZraOn7q/ehdX6t+HFu28qwDZ2nb0T5eVq3w34cJhxf3pizRhyYVZgrtmZqxJHOrBj7ezPRyhbNd",
+	"BhS2MOTesa3yAvfbeMmYIvQJeLnQNk2S32AdofxNt3K9x7mDo65noDbB9yTJEn3V9pLsp56vuN6c2MW/",
+	"ZoAi16nQdlf7OJgTntk+ybOacX5hDTZRpn5+wzIWzTCbQmz7sHKGU1OSnpD71Q8KuKZEaN73dD7cvbGo",
+	"nYFQ+dxjXoWpv1a/UyvEq2m2Z1CW5kd1SJqiG1LJ7bsbLgiwjTZ/pyTi0vymgL3f8LgWaJVWih8HbrzA",
+	"8TjmnAJmwcPvGh5WO3aeUMnTs3uqkCgMKGF2qPAN3KsLbyP3utxjG6zqZ/kh2EZVHklIHUbwG1aNPPbw",
+	"WGps1htz+75Qgm4KJT7k0BvobbofixjzePmPTrmZZd/EP+z3HxkNf1T0vPn+8q8tPH3OL1Ux/UKgnAma",
+	"gPPWvMjr6wSbGStpAqnVlCV6x94zvmBo1QI2o7QCfoHIvWhTPSs7sLPq5X5yEmY+fcNtpvq0CpZPMVWb",
+	"oTo6fGjod+/pya9rFZRG1OqZ4Dm3JH0z5ee5ba8/v/6nZZpjBU9hOV6DspKN3aTv5i2GufMakXjU+NmX",
+	"BsCmoNah64OZXW2YARLn2v9IbT7sHTzy/qPH3f9Xt0Y/CKIA4ZVBaZqjWkbcGecToButVH2CsTQHOUCY",
+	"UqcKCeIiXLVzTBxq3pcIbxjjDHQoBYnJZ8GEWfXJUo8zqhk4O7H6OVu58rTpn2XqrJS227s1071PHNq8",
+	"BvWKCLnVStmCS9lW5SbWoPRJbJPGX6f7t436k21UKWTS+NPWQgnMJDYvWG43Wx9I/LCpafI0AVG4buhu",
+	"+UyWqyApNl3BPM+JNwYBW97J+GNynbVjE54g6FMKvofdw7/hX4b/a1DVmN+DdfO4mOeArf+UQYQpimEO",
+	"lKeJzun2Rgl+D0hkbLRfGVIbdDq9/vN2t91t9wZfdb/qGufnqDU8fTHnZ7p1pSnAdqmEozlsqkXe+QxL",
+	"L63pRVx7zNTr7LSf+dpqKxeytLIr2ftVrpjsIkoCnbTLBUc33fJw+/C/AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

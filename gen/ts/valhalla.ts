@@ -243,6 +243,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When the server stored the entry.
+             * @example 2026-11-26T00:24:54.711561Z
              */
             timestamp: string;
             level: components["schemas"]["LogLevel"];
@@ -285,11 +286,15 @@ export interface components {
         SystemLogList: {
             /** @description The entries on this page. */
             items: components["schemas"]["SystemLog"][];
-            /** @description Cursor for the next page, or null on the last page. */
+            /**
+             * @description Cursor for the next page, or null on the last page.
+             * @example AQAGRHQT1sAAr0CSj8FfREqX70zYOmS5Yw
+             */
             next_cursor: string | null;
             /**
              * Format: int64
              * @description Entries matching the filters (only with `include_total=true`).
+             * @example 1234
              */
             total?: number;
         };
@@ -309,9 +314,13 @@ export interface components {
             /**
              * Format: double
              * @description How long the check took, in milliseconds.
+             * @example 0.42
              */
             duration_ms: number;
-            /** @description Why the check failed (a short, safe summary). */
+            /**
+             * @description Why the check failed (a short, safe summary).
+             * @example check timed out after 1s
+             */
             error?: string;
         };
         /** @description Liveness. */
@@ -344,11 +353,13 @@ export interface components {
             /**
              * Format: double
              * @description Seconds since start.
+             * @example 3600.5
              */
             uptime_seconds: number;
             /**
              * Format: date-time
              * @description When the process started.
+             * @example 2026-11-26T00:00:00Z
              */
             started_at: string;
             checks: components["schemas"]["Checks"];
@@ -368,11 +379,13 @@ export interface components {
             /**
              * Format: double
              * @description Seconds since start.
+             * @example 3600.5
              */
             uptime_seconds: number;
             /**
              * Format: date-time
              * @description When the process started.
+             * @example 2026-11-26T00:00:00Z
              */
             started_at: string;
             checks: components["schemas"]["Checks"];
@@ -382,11 +395,13 @@ export interface components {
             /**
              * Format: double
              * @description Seconds since start.
+             * @example 3600.5
              */
             uptime_seconds: number;
             /**
              * Format: date-time
              * @description When the process started.
+             * @example 2026-11-26T00:00:00Z
              */
             started_at: string;
             /** @description Build version. */
@@ -394,6 +409,7 @@ export interface components {
             /**
              * Format: int64
              * @description Requests completed since start.
+             * @example 1024
              */
             requests_total: number;
             /**
@@ -404,6 +420,7 @@ export interface components {
             /**
              * Format: int64
              * @description Log entries stored since start.
+             * @example 640
              */
             logs_written_total: number;
             db_pool: components["schemas"]["PoolStats"];
@@ -474,14 +491,20 @@ export interface components {
              * @example 422
              */
             status: number;
-            /** @description Explanation of this occurrence. */
+            /**
+             * @description Explanation of this occurrence.
+             * @example the request has 1 invalid field
+             */
             detail: string;
             /**
              * @description The request path this occurrence happened on.
              * @example /system/logs
              */
             instance: string;
-            /** @description Equal to the response's X-Request-ID. */
+            /**
+             * @description Equal to the response's X-Request-ID.
+             * @example checkout-7f3a
+             */
             correlation_id: string;
             /** @description Every violation, for invalid input. */
             errors?: components["schemas"]["FieldError"][];
