@@ -219,6 +219,13 @@ type HealthProblem struct {
 	// Example: Validation failed
 	Title string `json:"title"`
 
+	// TraceId A W3C trace id: 32 lowercase hex digits. The request's `traceparent`
+	// when it sent one, else a new trace started by the server.
+	//
+	//
+	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
+	TraceId *TraceID `json:"trace_id,omitempty"`
+
 	// Type URI reference identifying the problem type.
 	//
 	// Example: https://valhalla.dev/problems/validation
@@ -310,6 +317,13 @@ type ProblemDetails struct {
 	// Example: Validation failed
 	Title string `json:"title"`
 
+	// TraceId A W3C trace id: 32 lowercase hex digits. The request's `traceparent`
+	// when it sent one, else a new trace started by the server.
+	//
+	//
+	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
+	TraceId *TraceID `json:"trace_id,omitempty"`
+
 	// Type URI reference identifying the problem type.
 	//
 	// Example: https://valhalla.dev/problems/validation
@@ -357,6 +371,13 @@ type ReadinessProblem struct {
 	// Example: Validation failed
 	Title string `json:"title"`
 
+	// TraceId A W3C trace id: 32 lowercase hex digits. The request's `traceparent`
+	// when it sent one, else a new trace started by the server.
+	//
+	//
+	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
+	TraceId *TraceID `json:"trace_id,omitempty"`
+
 	// Type URI reference identifying the problem type.
 	//
 	// Example: https://valhalla.dev/problems/validation
@@ -395,6 +416,13 @@ type SystemLog struct {
 
 	// Timestamp When the server stored the entry.
 	Timestamp time.Time `json:"timestamp"`
+
+	// TraceId The W3C trace id of the request that wrote the entry, or null for
+	// entries stored before trace ids were recorded.
+	//
+	//
+	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
+	TraceId *string `json:"trace_id"`
 
 	// UserId The user the entry concerns, or null.
 	//
@@ -459,6 +487,12 @@ type SystemLogList struct {
 	Total *int64 `json:"total,omitempty"`
 }
 
+// TraceID A W3C trace id: 32 lowercase hex digits. The request's `traceparent`
+// when it sent one, else a new trace started by the server.
+//
+// Example: 4bf92f3577b34da6a3ce929d0e0e4736
+type TraceID = string
+
 // XRequestID defines model for XRequestID.
 type XRequestID = string
 
@@ -467,6 +501,13 @@ type Problem = ProblemDetails
 
 // Unavailable An RFC 9457 problem. Extension members may be added.
 type Unavailable = ProblemDetails
+
+// GetPrometheusMetricsParams defines parameters for GetPrometheusMetrics.
+type GetPrometheusMetricsParams struct {
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
 
 // GetOpenAPIJSONParams defines parameters for GetOpenAPIJSON.
 type GetOpenAPIJSONParams struct {
@@ -523,6 +564,9 @@ type ListSystemLogsParams struct {
 
 	// CorrelationId Only entries with this correlation id.
 	CorrelationId *string `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
+
+	// TraceId Only entries written while serving a request of this W3C trace.
+	TraceId *TraceID `form:"trace_id,omitempty" json:"trace_id,omitempty"`
 
 	// UserId Only entries for this user.
 	UserId *string `form:"user_id,omitempty" json:"user_id,omitempty"`
@@ -648,6 +692,18 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// GetPrometheusMetrics Prometheus metrics
+	//
+	// Every metric in the Prometheus text exposition format (version 0.0.4),
+	// for a Prometheus server to scrape: requests by operation and status,
+	// their durations, requests in flight, log entries written by level,
+	// validation failures by operation, the database pool, readiness checks,
+	// build info, and the Go runtime and process collectors.
+	// `/system-health/metrics` reads the same counters.
+	//
+	// Corresponds with GET /metrics (the `GetPrometheusMetrics` operationId).
+	GetPrometheusMetrics(ctx context.Context, params *GetPrometheusMetricsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetOpenAPIJSON This contract, as JSON
 	//
 	// Corresponds with GET /openapi.json (the `GetOpenAPIJSON` operationId).
@@ -738,6 +794,28 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /system/logs/{id} (the `GetSystemLog` operationId).
 	GetSystemLog(ctx context.Context, id openapi_types.UUID, params *GetSystemLogParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// GetPrometheusMetrics Prometheus metrics
+//
+// Every metric in the Prometheus text exposition format (version 0.0.4),
+// for a Prometheus server to scrape: requests by operation and status,
+// their durations, requests in flight, log entries written by level,
+// validation failures by operation, the database pool, readiness checks,
+// build info, and the Go runtime and process collectors.
+// `/system-health/metrics` reads the same counters.
+//
+// Corresponds with GET /metrics (the `GetPrometheusMetrics` operationId).
+func (c *Client) GetPrometheusMetrics(ctx context.Context, params *GetPrometheusMetricsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPrometheusMetricsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // GetOpenAPIJSON This contract, as JSON
@@ -949,6 +1027,48 @@ func (c *Client) GetSystemLog(ctx context.Context, id openapi_types.UUID, params
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewGetPrometheusMetricsRequest constructs an http.Request for the GetPrometheusMetrics method
+func NewGetPrometheusMetricsRequest(server string, params *GetPrometheusMetricsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/metrics")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
 }
 
 // NewGetOpenAPIJSONRequest constructs an http.Request for the GetOpenAPIJSON method
@@ -1279,6 +1399,18 @@ func NewListSystemLogsRequest(server string, params *ListSystemLogsParams) (*htt
 
 		}
 
+		if params.TraceId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "trace_id", *params.TraceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.UserId != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user_id", *params.UserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
@@ -1583,6 +1715,20 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// GetPrometheusMetricsWithResponse Prometheus metrics
+	//
+	// Every metric in the Prometheus text exposition format (version 0.0.4),
+	// for a Prometheus server to scrape: requests by operation and status,
+	// their durations, requests in flight, log entries written by level,
+	// validation failures by operation, the database pool, readiness checks,
+	// build info, and the Go runtime and process collectors.
+	// `/system-health/metrics` reads the same counters.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /metrics (the `GetPrometheusMetrics` operationId).
+	GetPrometheusMetricsWithResponse(ctx context.Context, params *GetPrometheusMetricsParams, reqEditors ...RequestEditorFn) (*GetPrometheusMetricsResponse, error)
+
 	// GetOpenAPIJSONWithResponse This contract, as JSON
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -1689,6 +1835,61 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /system/logs/{id} (the `GetSystemLog` operationId).
 	GetSystemLogWithResponse(ctx context.Context, id openapi_types.UUID, params *GetSystemLogParams, reqEditors ...RequestEditorFn) (*GetSystemLogResponse, error)
+}
+
+// GetPrometheusMetricsResponse200Headers the declared response headers of an HTTP 200 response for GetPrometheusMetrics
+type GetPrometheusMetricsResponse200Headers struct {
+	XRequestID string
+}
+
+// GetPrometheusMetricsResponseDefaultHeaders the declared response headers of an HTTP default response for GetPrometheusMetrics
+type GetPrometheusMetricsResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetPrometheusMetricsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetPrometheusMetricsResponse200Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetPrometheusMetricsResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetPrometheusMetricsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPrometheusMetricsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPrometheusMetricsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPrometheusMetricsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPrometheusMetricsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 // GetOpenAPIJSONResponse200Headers the declared response headers of an HTTP 200 response for GetOpenAPIJSON
@@ -2554,6 +2755,26 @@ func (r GetSystemLogResponse) ContentType() string {
 	return ""
 }
 
+// GetPrometheusMetricsWithResponse Prometheus metrics
+//
+// Every metric in the Prometheus text exposition format (version 0.0.4),
+// for a Prometheus server to scrape: requests by operation and status,
+// their durations, requests in flight, log entries written by level,
+// validation failures by operation, the database pool, readiness checks,
+// build info, and the Go runtime and process collectors.
+// `/system-health/metrics` reads the same counters.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /metrics (the `GetPrometheusMetrics` operationId).
+func (c *ClientWithResponses) GetPrometheusMetricsWithResponse(ctx context.Context, params *GetPrometheusMetricsParams, reqEditors ...RequestEditorFn) (*GetPrometheusMetricsResponse, error) {
+	rsp, err := c.GetPrometheusMetrics(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPrometheusMetricsResponse(rsp)
+}
+
 // GetOpenAPIJSONWithResponse This contract, as JSON
 //
 // Returns a wrapper object for the known response body format(s).
@@ -2731,6 +2952,55 @@ func (c *ClientWithResponses) GetSystemLogWithResponse(ctx context.Context, id o
 		return nil, err
 	}
 	return ParseGetSystemLogResponse(rsp)
+}
+
+// ParseGetPrometheusMetricsResponse parses an HTTP response from a GetPrometheusMetricsWithResponse call
+func ParseGetPrometheusMetricsResponse(rsp *http.Response) (*GetPrometheusMetricsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPrometheusMetricsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetPrometheusMetricsResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case true:
+		var headers GetPrometheusMetricsResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
 }
 
 // ParseGetOpenAPIJSONResponse parses an HTTP response from a GetOpenAPIJSONWithResponse call
@@ -3619,6 +3889,9 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// GetPrometheusMetrics Prometheus metrics
+	// (GET /metrics)
+	GetPrometheusMetrics(w http.ResponseWriter, r *http.Request, params GetPrometheusMetricsParams)
 	// GetOpenAPIJSON This contract, as JSON
 	// (GET /openapi.json)
 	GetOpenAPIJSON(w http.ResponseWriter, r *http.Request, params GetOpenAPIJSONParams)
@@ -3659,6 +3932,47 @@ type ServerInterfaceWrapper struct {
 }
 
 type MiddlewareFunc func(http.Handler) http.Handler
+
+// GetPrometheusMetrics operation middleware
+func (siw *ServerInterfaceWrapper) GetPrometheusMetrics(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetPrometheusMetricsParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetPrometheusMetrics(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
 
 // GetOpenAPIJSON operation middleware
 func (siw *ServerInterfaceWrapper) GetOpenAPIJSON(w http.ResponseWriter, r *http.Request) {
@@ -3963,6 +4277,19 @@ func (siw *ServerInterfaceWrapper) ListSystemLogs(w http.ResponseWriter, r *http
 			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "correlation_id"})
 		} else {
 			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "correlation_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "trace_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "trace_id", r.URL.Query(), &params.TraceId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "trace_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "trace_id", Err: err})
 		}
 		return
 	}
@@ -4337,6 +4664,7 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/live", wrapper.GetLiveness)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/ready", wrapper.GetReadiness)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/metrics", wrapper.GetMetrics)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/metrics", wrapper.GetPrometheusMetrics)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/openapi.yaml", wrapper.GetOpenAPIYAML)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/openapi.json", wrapper.GetOpenAPIJSON)
 
@@ -4360,6 +4688,59 @@ type UnavailableApplicationProblemPlusJSONResponse struct {
 	Body ProblemDetails
 
 	Headers UnavailableResponseHeaders
+}
+
+type GetPrometheusMetricsRequestObject struct {
+	Params GetPrometheusMetricsParams
+}
+
+type GetPrometheusMetricsResponseObject interface {
+	VisitGetPrometheusMetricsResponse(w http.ResponseWriter) error
+}
+
+type GetPrometheusMetrics200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetPrometheusMetrics200TextplainVersion004Response struct {
+	Body          io.Reader
+	Headers       GetPrometheusMetrics200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetPrometheusMetrics200TextplainVersion004Response) VisitGetPrometheusMetricsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetPrometheusMetricsdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    ProblemResponseHeaders
+	StatusCode int
+}
+
+func (response GetPrometheusMetricsdefaultApplicationProblemPlusJSONResponse) VisitGetPrometheusMetricsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type GetOpenAPIJSONRequestObject struct {
@@ -5225,6 +5606,9 @@ func (response GetSystemLogdefaultApplicationProblemPlusJSONResponse) VisitGetSy
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// GetPrometheusMetrics Prometheus metrics
+	// (GET /metrics)
+	GetPrometheusMetrics(ctx context.Context, request GetPrometheusMetricsRequestObject) (GetPrometheusMetricsResponseObject, error)
 	// GetOpenAPIJSON This contract, as JSON
 	// (GET /openapi.json)
 	GetOpenAPIJSON(ctx context.Context, request GetOpenAPIJSONRequestObject) (GetOpenAPIJSONResponseObject, error)
@@ -5294,6 +5678,32 @@ type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
 	options     StrictHTTPServerOptions
+}
+
+// GetPrometheusMetrics operation middleware
+func (sh *strictHandler) GetPrometheusMetrics(w http.ResponseWriter, r *http.Request, params GetPrometheusMetricsParams) {
+	var request GetPrometheusMetricsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetPrometheusMetrics(ctx, request.(GetPrometheusMetricsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetPrometheusMetrics")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetPrometheusMetricsResponseObject); ok {
+		if err := validResponse.VisitGetPrometheusMetricsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
 }
 
 // GetOpenAPIJSON operation middleware
@@ -5576,74 +5986,83 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Ft7c9u4dv8qGPbOJJ5LUfIr2SjTPxzHu+tbr+3ayd3brlMLIo8krEGAC4CStRnP9Dv0G/aTdPAgxQco",
-	"yYmz62n7n8QHcHDe53cOPwcxTzPOgCkZDD8HM8AJCPPzH1fwWw5Snb7X/xKQsSCZIpwFw+DDDJCwt19I",
-	"FHMhgGJ9D5EEvVQzQDGmFMQLGSIuEGeAUsIUJGi8RPq2BDEHsRMFYaDXIQKSYKhEDmEg4xmkWO+Z4vsz",
-	"YFM1C4a7e9+FQUpY+T8MMqwUCE3Nf/xy1Pt33Pt90HsT3Q57n/76lyAM1DKDYBhIJQibBg8PD/oNgVNQ",
-	"W5zvuHaiCP0LZAotZsAQUYhItPvf//lfu3vfoXiGBY71iohP0KhBx+jtDeNqBmJBJFSObXghEUYfP56+",
-	"n7+O0BFd4KVEEM84JIgw86wAmXEmIbphQRjAPU4zqk802H2zNxnEh71X+BX0Xie7ce/N5BB6++NdvBcf",
-	"JIfwahKEAdHnsOIMwoDhVL/7j547dO/0fVBltYdbxf6GWZeCjymk+mfMmQKm9E+cZZTEhk39zD7x11+l",
-	"5uDnytp/ETAJhsE/9Veq1rd3Zd+t+x4UJlTajeuiOGLo6vtj9Obg8DVye2itqSpq9VAd+7nH+xWhm70+",
-	"MjzHhOKxZu0ffjZtRglWeIwlaLXKV9S8RQKUWCI8USCMPkzJHBhKgOJlgwFX+snekX6yrcrXEHOWSKQ4",
-	"WmCi0BgmXIBdnbBp5FMDbapTEIGm+Mu5+1CsbIg8nkF81ybvgmlacEIYSIli/ZAmKRM8A6GI1b4kF0YQ",
-	"t6lsr/AjXyDK2dQwySyAFOd3obajlFBKpOWAXnbCRYpVMAwSnmuRl26C5elYHzgMQAjuYePPs2Vlgwkm",
-	"FBL0EiM540KFSOIJIJmnKRZL49UaBlVYYHtZrNACu5NDEtVMvdAN33pSYZXLTTpouH5tH7VGXTjbXyxF",
-	"5UJhjcufyh35+FeIld6xulZbjrmKeQraDeKVGIHlqd6K32nmY0IrC6+OYhb2rHmC45ldK0QLomaIKIm4",
-	"2wizBBUU662IgnQ7dugtHQ1YCLzU/78nQJMTv+i1is4Jt+EgQif3OFZ0aYKadvoZ1+YiRlob/nZ9cY4u",
-	"7QVEmOJGZ8Y8We6EN2xUBiDz8G85iKUOjxlWM1Te29GXRtakRojyGCuQiCgbBxqGYXxLh1oRiRaCWxNf",
-	"6dQc09w4G8ZVcQZNJKaULyBB5r70aZwLJq3NznFaruKSAmSfre98bJ1r74Ne2LN+yYH1W3Swrb4XJSlR",
-	"3k2scNpb1ET3UoecV28GuzsrKRZH09Ksb9YHpgQB2d/vU5gD9WQfdctzYvMZ2Y+AqU5wWko4B4Ep1Yyl",
-	"atZ2kXFpQxv1Xzr3IRQkt1j5tAdsCpIJHmu37B6ue1CsoKdIusE5NYK5TXRG/G70FiUwFTiBxJ1J6yRm",
-	"cgECEmvuGFluXK7CfsWh+DxJnmmKbp3H7w6GkrAY7LG2DAtzEJLY6F9f8l1OaILc7Yap7UaDaLBRG0oH",
-	"XOzROkdNXGEh6271qWRrmNKLSTD85XGpSvj5WavXcxDzepl+tSg/NXPF93VrCRHW5tLKja3luO1DZHc3",
-	"wRLm2m+60PwQBmc6nwTpYV9xp+1ltrDrjVbq136fMp/x6Znxpx4Bz0EQtQyRDlpS6ex2RqYzkKq6//uT",
-	"dx9/CMLg9Pz7iyAMfj66Oj891xdOrq4uroIwOL46/XB6fHSmt1/ZrXu8pXY/gRIk9hz/0ilyzHNmikGT",
-	"nBSJfcY5RVOcT8HD0WR8q+9vrCU4pzr1MsZF+VTeLgRRCtit4gp7OHTGp8iFJSQV1z61yxoIU68OVuct",
-	"k38rJ5BK3hJ2O6FkOvNYs0v5JRoDYVNb4SaI8cVj9+g4SLm+5goF9UUH+b/ujtY7oZWzagjDqwFe/QtL",
-	"RfYZ8kp7vUhSaSkxZwxig7rotdrWgmN7plv9pPThNsUCUpd/uYSmguzveRWEJBS6Fj1NaJU0ueWSKb7v",
-	"WlHzA0nyOyCTp265oOF015IXGbBHE9nQkuoGNZaETcZXT+cVeD2faMcLD6iDTu4VMK2IKAVtABKleInG",
-	"gHCSWHNs5CQrkO6WJJ7y8bccU1Rm7xbNeiFRFdHwlupdVdXJfUYxs6igKUaIRDyOcyGAxeBdyqAJvtLW",
-	"BOOyqgzRhOuCcY4pSRBhWa62rmkrpaunsCVMKsxiWIvh2lKqcR40w1kGDBLUzGv7cikVpH3tBx6T/f/4",
-	"4cMlsjdRzBOorXqwt+dVeqKoh/jrGReqAFyKyrBIgfQqdYr/rvlqBWehGx/Z9kJzp49Xp0jABCxPSAJM",
-	"kcmSOLype8uZUpkc9vtzTGeYUhwlMC+ARNmflwRt9N3KlcuGEVW4xmppRcRh0yR8pnlVgG2+UFvgcCaJ",
-	"rCWMT1Bvbq4ItWxyARJhAa1asKRu23Kwq8xaUz419/jTKqgG7duXCUcFNrkCVbXSQWe9oGZYIUp0htWs",
-	"EK6NmZ/xqWFDkhC9B6aXlXNNMJXQpsFlnNQloUuP/mAFUy6Wnhju7tTNCedq5jNag9jfq24KbVOp4T2U",
-	"yGOVaxJTUFjnHxXv7XgbBve9Ke+5i79KzqIrvPgJpMRTsFuvjz/HnraYzppANIIQyhnVgjII/0793EYa",
-	"PFe915N97GOAb+cPJIUeF4kxH9dk+pIeUplA5DnxukxalGfrdLos43RS5NjXItnxtU5mLkEgSabMdMW8",
-	"PpukIBVOszV5vWu6OZ3UV0qd3DK/lyC8EtYh1NBYLqpTsBgEs31PllPaPlHvQOdi+p5tO1kNXe+8LPvL",
-	"wxacD1d2tOJtSzNXJ1jZi8/7lfb+DqvYg0FeWw66stI0WEyqgoyqtW28TF/aXJO1pbbOdVYeqZXqNBlm",
-	"ltt8ymMBWMEjHdyJK6wVtwdBWPGUxJhSj6dzZ2zzwTSRB4PBl3PBEW+LjVP7ql7RtMqL/xsYVZC3llVf",
-	"xKWjlf8vObUpEExwTrU9ToGBsHVlbc3vBUBPWy0q3gsRRNMIjXSAGIVoJCHOBVFL/XtCmE6MRhF6b1c2",
-	"Ihu5xUfeCFMZOnh10Jw5+Hbhp07h54c6cZ8DkgXDYG+wHw2i3d396HXFAL5RvCpE9hYlFdJUbfKjWUp1",
-	"x631sxzfMLD8mKeY9XQ2pL0tSreKM1VqB4VBraP3S0JEV2R4FKsa1lywYa01nxGp/G3ODE9Nn6108QwM",
-	"vDohwiKrWzv4AnvkzNaVmWP617r5MGBwr27jXEhfr/bYXDfVtGa4ftZsXYZjSxAgiqUqidoQix304qni",
-	"3SFTHUmKknBCqMGAX3JGl7Z4GREW0zwBC5b9s95ktLMVdOmNanUetEX9YOr+CW8T/HdXjCIiDa1amNg6",
-	"LTTG8d3YNYQxQ0eXpyijWGkSh7pqZwkWCfkdkhtWFhEW3gj18zhPiEJKYEL1ChYi0BGgxJ8JQ5dcqqmA",
-	"6389C29YAT5Ux8fUTPB8OkOjqmcZhQZQd21CU87I6IbdMIuiGCJKgEcfbdQ1vDMyC8VY2PA9g5KK1hhb",
-	"hOzq5bpmOks2KLNNeUpiYNI4HzdodZTheAa9PdP+ywWtAAKLxSLC5nbExbTv3pX9s9Pjk/PrE/1ONFMp",
-	"raAfpdwqYO0wsN3FhzDgGTCckWAY6PCwH5jZuJmxsr67FxWjS1Mwpl8K/jQJhsEPoC4yYEeXp3+7vjgP",
-	"6pNyHYXv6pHa2M+nxuDY3mCwZrCqPVDV9iSOMpTwOE+BqUdXav65K0jHkCSQaHesBI61HrI5CAUm9GlG",
-	"POGcWZnZ+F8rWVbgCMbyHbxlCCayJNSU8k5QCk+lAQjcveCTfrGU+hKndAup/9vRT2d/oNQLqr5O6tvK",
-	"NUTjpQITEvSP5yxUJ4cOoVqX2puVEyJOqv5BEYezVtvBxvnZVlCERnuDwcjOtFZwH5RhKUGGN2x0ONgf",
-	"lSjRS7OOqaZxCgVAv2Pf10FjggmV1hu2tMzNtPyZbmVdtuHI8+iTvbN8QpU5HOw/+ZxpfebDc4xidMBi",
-	"gPVJAS1SF1iLrkvZbnkeZlKffKqYh7vgMY4+JXPotJAPlV4vkSjPjF1IEHPCphGyECxiXJmUDu4VCIYN",
-	"jtPS7HKG4rnqdkmgb7Jac+n5yLkg1SZ428k5XU1kdIW4YmjjuUqooM8joOPqOMlqgOR5iOsdliRGacnd",
-	"LaSli/Blp1muDUhvEUb1iESJVMY+K8/ql29YGY6QqwIdAEwkkrNcmbcSvmARqg8f2O0Im8ob5npOZrob",
-	"6YDJc9UR3VYNteeqYisKPUqmbz73CNdqy3nOcc6V6XktG1HOoyfPx4iu6k269WZk++1d5nNmW3gOkaji",
-	"Nuil0pfGgt8BQ+MlIkmI9MvAEsKmOzYRuIOlBHXDMjwldsZhaGwPjSpgwwhNBE9NwmegIizRqLijOJqC",
-	"KmGX6IYdUVqiITFPx4SB3evo/L3PmPQRSujn68wpbKNbdFlyxxCxmn2XgAzeKNFLARloh0DB9eEyypMS",
-	"FzLfVJn589UnVUUjZqXJW0FcNeyyBO8P23CXVEsDAUy4SDedCyvt8vCYz8GibtLNSUaBn/iUsNv2Abaj",
-	"ewMtxAF/caWd6yOh0sDyfvm3EYTfRtaWkjq+00VPs3e27feIjyPLIpQ6/ZS2deajZdW2+zZEOH1xn5gR",
-	"LTSpMFPopQEsJZlbM/DRZoYZa5Rt00zdQJD7OK1OC9xvoiVnitAnoOVS+zRJfoeujYrPSqrIhQsAhwPP",
-	"wF2K70map/qu7SHYf7s+oLc90Yd/ywHFDtHWfldHNZgTnls8/UXDOXeqtAWKO7Ro7/DVo7XoiEpup51d",
-	"XLWdDT8OHnNpvna1zxvaOiVZA8r9jHa9RkfjmHMKmAUP3zSDqrdOPNmHp3nyhFnGwd7eIzKMMgdb/3z1",
-	"09enqN6kKvu9BKoVgUlbPplvr3x9JzNVIE04Xs0LoY/sjvEFQ6uGkxkKE/ArxG44u5482Bb1qnP01cm4",
-	"+feO24rlabWo6NvX2zs6x3hoKfHu02/fBZ1WhjKaFcEZt1v65iPPivnL5vvdX/a3m5hfZR7W0rc2j4Pd",
-	"/Uc+f/i455+/uf4siAKEVxbXttdG4dEfF0NBa824OdRSGY0ZIkyp05UUcRGu0GMT7s1MbHjDdAEfIZMR",
-	"I/Op7xjHd81hI0/50PAAdojpObuB6gDSn+ULLJc2O4SOga+nCnD/b8FfZsGViKulo21JCcwkjovZ8vVG",
-	"/ZkkD+vQ06eJp2HXhMjyhayWYhk2AH+RCyZrY8iG4dQ/Jh/s7EJ6YujXGcjB/zYF/gFUPenzaKt+wYC3",
-	"VuWanzjGmKIE5kB5loIuFUcpvgMkcjbaqc1dDPv93b3X0SAaRLvD7wbfDYxzd7u1Ilk5umKA98pgS1Sp",
-	"BDWFbcUumhhhZf5eL+JwclP22wEWc9naGxeysrJD/vxGUw4rECWBTqIqbuGaxQ+fHv4nAAD//w==",
+	"7HzpctvGlvCrdCGpil0XXERJdkxXfiiykuh+iq1Ptm/undAjNoFDsqNGN9LdIMW4VDXvMG84TzLVC/YG",
+	"SdlyopqZfyQBnHP67Bv4MYh4knIGTMlg/DFYAo5BmI//vILfM5Dq/JX+FoOMBEkV4SwYB++WgIS9/I1E",
+	"ERcCKNbXEInRE7UEFGFKQXwjQ8QF4gxQQpiCGM02SF+WIFYgnvaDMNBwiIA4GCuRQRjIaAkJ1jgTfHsB",
+	"bKGWwfhg9G0YJIQV38MgxUqB0NT8+68nvX/DvT+GvRf963Hvw9++DsJAbVIIxoFUgrBFcHd3p58QOAG1",
+	"x/lOayfqo/8HqULrJTBEFCISHfzXf/znwehbFC2xwJGGiPgcTRt0TF9OGFdLEGsioXJswwuJMHr//vzV",
+	"6nkfndA13kgE0ZJDjAgz9wqQKWcS+hMWhAHc4iSl+kTDgxej+TA67j3Dz6D3PD6Iei/mx9A7nB3gUXQU",
+	"H8OzeRAGRJ/DijMIA4YT/ew/e+7QvfNXQZXVHm7l+A2zLgWfUUj0x4gzBUzpjzhNKYkMmwapveNvv0nN",
+	"wY8V2F8LmAfj4KtBqWoDe1UOHNxXoDCh0iKui+KEoasfTtGLo+PnyOHQWlNV1OqhOvC52wcVoRtc7xle",
+	"YULxTLP2Tz+bNqMYKzzDErRaZSU1L5EAJTYIzxUIow8LsgKGYqB402DAlb6zd6LvbKvyW4g4iyVSHK0x",
+	"UWgGcy7AQids0fepgTbVBYhAU/zp3L3LIRsiT5cQ3bTJe8M0LTgmDKREkb5Jk5QKnoJQxGpfnAkjiOtE",
+	"tiH8xNeIcrYwTDIAkOL8JtR2lBBKibQc0GDnXCRYBeMg5pkWeeEmWJbM9IHDAITgHjb+stxUEMwxoRCj",
+	"JxjJJRcqRBLPAcksSbDYGK/WMKjcAttgsUJr7E4Ocb9m6rlu+OBJhVUmd+mg4fpbe6s16tzZ/mopKgCF",
+	"NS5/KDDy2W8QKY2xCqstx0xFPAHtBnEpRmBZolHxG818TGgFcHkUA9gD8wxHSwsrRGuilogoibhDhFmM",
+	"coo1KqIg2Y8dGqWjAQuBN/r7DwRofOYXvVbRFeE2HPTR2S2OFN2YoKadfsq1uYip1oa/v33zGl3aHxBh",
+	"ihudmfF48zScsGkRgMzNv2cgNjo8plgtUXHtqf5pak1qiiiPsAKJiLJxoGEYxrd0qBWRaC24NfFSp1aY",
+	"ZsbZMK7yM2giMaV8DTEy16VP41wwaSF7jZMCiksKkL23jvnUOtfeOw3YA7/gwHYUHWyr46IkIcqLxAqn",
+	"jaImuic65Dx7MTx4WkoxP5qWZh3ZAJgSBOTgcEBhBdSTfdQtz4nNZ2Q/AaY6wWkp4QoEplQzlqpl20VG",
+	"hQ3t1H/p3IdQEF9j5dMesClIKnik3bK7ue5BsYKeIskO59QI5jbRmfKb6UsUw0LgGGJ3Jq2TmMk1CIit",
+	"uWNkuXFZhv2KQ/F5kizVFF07j98dDCVhEdhj7RkWViAksdG/DvL7jNAYucsNUzvoD/vDndpQOOAcR+sc",
+	"NXGFuay71aeSrWFK38yD8a/3S1XCj49avR6DmLfL9LNF+aGZK76qW0uIsDaXVm5sLcehD5HFboIlrLTf",
+	"dKH5LgwudD4J0sO+/Erby+xh1zut1K/9PmW+4IsL4089Al6BIGoTIh20pNLZ7ZIsliBVFf+rs+/f/xiE",
+	"wfnrH94EYfDLydXr89f6h7OrqzdXQRicXp2/Oz89udDoS7t1t7fU7mdQgkSe4186RY54xkwxaJKTPLFP",
+	"OadogbMFeDgaz6719Z21BOdUp17GuChfyOu1IEoBu1ZcYQ+HLvgCubCEpOLap3ZZA2Hq2VF53iL5t3IC",
+	"qeQ1YddzShZLjzW7lF+iGRC2sBVujBhf3xdHx0EK+JorFNQnHeR/uzva7oRKZ9UQhlcDvPoXForsM+RS",
+	"e72dpMJSIs4YRKbromG1rQVH9kzX+k7p69vkAKQu/zIJTQU5HHkVhMQUuoCex7RKmtwTZIJvuyBqfiBJ",
+	"/gBk8tQ9ARpOd4F8kwK7N5ENLakiqLEkbDK+ejqvwOv5RDteeJo66OxWAdOKiBLQBiBRgjdoBgjHsTXH",
+	"Rk5SNumuSewpH3/PMEVF9m67Wd9IVO1oeEv1rqrq7DalmNmuoClGiEQ8ijIhgEXgBWW6Cb7S1gTjoqoM",
+	"0ZzrgnGFKYkRYWmm9q5pK6Wrp7AlTCrMItjaw7WlVOM8aInTFBjEqJnXDuRGKkgG2g/cJ/v/6d27S2Qv",
+	"oojHUIN6NBp5lZ4o6iH+7ZILlTdc8sowT4E0lDrF/9B8tYKzrRsf2UrgCJwmbWP4O33f+auS203i3l+d",
+	"IwFzsGwkMTBF5hviWlTdVC6VSuV4MFhhusSU4n4Mq7z3KAer4gw73b1yFbbhXbXDYxW7ohVh04p81nyV",
+	"9+d80Tlv3Zm8s5ZjPkCJuruI1OLMBEiEBbTKx4K6fSvIrspsS8XVxPGXFV0N2vevLE7ydmbZh9VKB50l",
+	"hlpihSjRSVmzqHhrPMMFXxg2xDHRODC9rJxrjqmENg0uSaUub9149AcrWHCx8YR9d6VuTjhTS5+dmyb/",
+	"reqm0M6hGg5HiSxSmSYxAYV1ylJx+I63YXDbW/Ce+/E3yVn/Cq9/BinxAizq7SHr1DNJ04kWiEbcQhmj",
+	"WlBmKPC0fm4jDZ6p3vP5IfYxwIf5HUmgx0VszMfNpT5l7FTkHFlGvF6W5hXdNp0uKj+dRzn2tUh2fK2T",
+	"mUkQSJIFM4M0r5snCUiFk3RLKeDmdE4n9S+FTu5XElRjSTvs/nJ4iswdWsiNzqkxrrXgCkq8ZojKMkp1",
+	"mjBhjbrOTXRygBJpH4gERFqccXN8eDSbvxjND4+fP58dHsX4GT6M4MXoRTyEIRw9P3xmc7t8zno4qo1d",
+	"9VdNh52XWTupzmGHvRe4N//w8XB097W3UpIgOrliRFecWSezEQgmi8O3Bd070lltk6DtPt1qZaEDuUKG",
+	"pXspVa5lsBXBlocpPYovPhQe8XusIk9j960VopOpmVqZ/A8ZY2x7wSInbDNQ1kDtnUCWPruVPzZ5Z8Dt",
+	"PuWpAKzgniHgzGm14vYgCCuekAhT6okF7oxtPpjJ/HA4/HQuOOJtBXduH9UQjSHk33cwKidvK6s+iUsn",
+	"ZYQsOLUrVM5xRrXHWgADYYv1GswfBEBP+zWUPxci6C/6aKpD6DREUwlRJoja6M9zwnTqOO2jVxayEdnU",
+	"AZ96Y3DFozw7ai5yfLkAXafw412duI8BSYNxMBoe9of9g4PD/vOKAXyhiJ6L7CWKK6Sp2jpNsz7tjuzb",
+	"F2S+YOj9KUsw6+l8UTtelOwViavUDnOD2kbvp0SLriBxL1Y1rDlnw1ZrviBS+WfHKV6Y4WXh4hmYnvWc",
+	"CNuu3tvB54GfM1usp47pn+vmw4DBrbqOMiF9A/BT87tpUWiG63sN6jIt4TZtoliqgqgdYdn1szytEXfI",
+	"REeSvGieE2oa6084oxtb3k0Ji2gWg+1AfqeRTJ/u1Q/2RrU6D3yizuv+dkFaS+jG6HBkxhIiwhLQEm5R",
+	"TBZEyT6qr81NzRMpFsDUdMLy9TIJzAzmQwRUAsJaXRxw17WtL9E9eIK3f0J3ZxpMc95myT9cCwMRaUjV",
+	"Co6tI0czHN3M3OYBZujk8hylFCsttrE+IouxiMkfEE9YUXraPlqo78dZTJRmCKEagu1F6ahYJMSEoUsu",
+	"1ULA2/9/EU5YnlpX9xTVUvBssUTTqredhmZy4+bRpgiW/QmbMNuuM0QUnUR9tGnXltjUAIqwsCnNEgoq",
+	"WvuSfWShF3DNGqBsUGalTEkETBqH7Db6TlIcLaE3MnPmTNBKG2m9XvexudznYjFwz8rBxfnp2eu3Z/qZ",
+	"/lIltNJmK+RWmQqMAzvGvgsDngLDKQnGgQ6Zh4HRlaXxPIOkHI4tQHV1PO1d+YrjpeAJqCVkEumAj+A2",
+	"5ZLYNp0xYvTEUYGG/WH/6Gk4YdoL4eqTrlbTkTUSOIVxbmJS20mheEYgtqETTphaAhHF/pAMy2cIQ3bQ",
+	"ERaZlhahG3dokCaMhhO2qjcVTReqijE0Z6yNAcPmrpumZWZmOdqOrPrpp37kSGSsmN2mxYCRUogUF1ot",
+	"p64P27P6mktganBYs5M4gWIqaVWoIO88DsbBj6BKVubzzfqmbEcXq7yltvb3obE4OhoOG4uVWtKDlGLC",
+	"XuYDrO+MdOublaVD+wr9dHZxifKu6LXW7+v6pAqZ1nIhQzuEDLvkb5vPE/YVevevy7PtgB3zjLQ77/qo",
+	"AX43CUbDg0kQFii/mwSRyfGL0DsJ7tDhhPk9aTveO4maRlzDVh5wB7YoEPyPFeLMG5YmgLrWux1+54Ql",
+	"hQIpvNCqE1jVDD7oRwbOffTzNVrnJ1oa+SYFdnJ5/ve3b15/YV2suu/2cm9bII4yFPMoS4Cpe7cA/XKG",
+	"ZAZxDLHOYnWk16GKrcDEesXNVuHjkfc7nXnmhBrVdILKZZ5fa0h9gxO6h9T/dfLzxZ8o9Zyqz5P6vnLV",
+	"LkmByaT1h8csVCeHDqHWIk9nzM+XFp3bra4mGXds1xL6aDoaDqf2/YrKQAGlWErQEXJ6PDycFuOHJwZO",
+	"Ed7csPipfV7nlToad0U7t1/5V7qVbUWaI8+jT/bK5gFV5nh4+ODvPNT3Dz3HyNfY7HCpvrWmRepy73wD",
+	"oBj9Pw4zqW/hdsW5elpGyQo6LeRdZe+ISJSlNk0BsSJs0Ud2tocYV6YShltdmGHTCW9pdrHP91h1uyDQ",
+	"95aP5tLjkXNOqq0B95NzuwBqiejPSbA/XUI5fR4BnVZXG8tlxschru+xJNGu7LMuLV0jbTrNcmtAeokw",
+	"qkckSqQy9lm5Vz88YUU4Qq555qpVIpFcZso8FfM1s72hchHOoiNsISfMLTOYN42QDpg8Ux3RrdzUeKwq",
+	"VlLoUTJ98bFHuNa+h+ccr7kyRfimEeU8evJ4jOiqvv2x3Yzs7leX+VzY3RDXOqm2u9ETpX+aCX5jmykk",
+	"DpF+GFhM2OKpTQRuYCNBTViKF8Tu242N7aFppUc7RXPBE5PwmQ47lmiaX1EcLUAV3er+hJ1QWjSRI57M",
+	"CAOL6+T1K58x6SMUZfvnmVPYHgrQTdlY0kSU72FJsP0liZ4ISEE7BApuwSOlPC7a6eb9XvMuVPl6bz7K",
+	"LjV5r8lAbeRTzDyP21MCqTamIzPnItl1Lqy0y8MzvgI7rJBuZ78f+IlPCLtuH2A/unfQQty8JKrsCflI",
+	"qKwAeN9C3zm73EfWlpJ6C7iLnub2wb7vxt+TLNfbXC8JhTz5RLhYScl3XYspRxe9leWI/SRYrFLuoNCO",
+	"nnSCLO1OhA97uY/xZdjkNNq9kE20WkmFmUJPzCRKkpU1VB9tZvW/Rtk+e0Q7CMoXf2q0wO0uWjKmCH0A",
+	"Wi6115Xkj051yF/CrPZWXIg6HnrW0xN8S5Is0VftcNh+O/BN8Nr77/j3DFDkRpU6Mui4CyvCMzso/aYR",
+	"PjqNzk4AO7RodPzs3lp0QiW3jWQX+e3I2j/gjLg0/w1h7ze0dUqyNgH1M9otkTgaZ5xTwCy4+6I5Xn0m",
+	"7smPPFPxB8yDjkaje+RARZa4/f7qH0U8RH0pVXW8VEm2TGL1wbyp7FsoMOti0iQM5aoses9uGF8zVG4S",
+	"mH1oAb9B5F5lqqc3p/W5xOeXC+bb99zWVA+rRflCVn1ur7Ogu5YSHzw8+q7mbmXbrlmzXHCL0vdqwEW+",
+	"8Nl8vvt/cNrbKZ9lHtbS9zaPo4PDe95/fL/7H7+5/iKIAoRLi2vba6M0Gszybc+tZtzcVqzsPI4RptTp",
+	"SoK4CMv+tgn3ZvocThjjDPrI5OzI/DHGDEc3zS1ST4HT8AB2O/Uxu4HqZulf5Qssl3Y7hI5N3ocKcP9n",
+	"wZ9mwdWFDmJtSQnMJI7y16q2G/VHEt9t6+8+TDwNu1b/Nt/IarGYYjOCyHPBeGsM2fFexp+TD3bOST0x",
+	"9PMM5Oh/mgL/CKqe9Hm0VT9g2stW5Zp/CBBhimJYAeVpArpUnCb4BpDI2PRpbXlsPBgcjJ73h/1h/2D8",
+	"7fDboXHuDlsrkhX7d2Y0UNnO61cqQU1hW7HzMUt1LUoDcZ18U/bbLTzzs7U3LmQFsutN+o2mWKcgSgKd",
+	"96udFTfOvvtw998BAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
