@@ -125,8 +125,9 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 }
 
 // entryFromAPI applies the contract's defaults to in; the correlation id
-// defaults to the request's, and the trace id is the request's. PostgreSQL cannot store NUL characters, so each
-// string holding one is reported, located under pointer.
+// defaults to the request's, and the trace id is the request's. PostgreSQL
+// cannot store NUL characters, so each string holding one is reported,
+// located under pointer.
 func entryFromAPI(ctx context.Context, in api.SystemLogCreate, pointer string) (logstore.Entry, []api.FieldError) {
 	e := logstore.Entry{
 		Level:         string(defaultLevel),
