@@ -1,13 +1,13 @@
 -- name: InsertLog :one
 -- InsertLog stores one entry and returns it as stored.
-INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING *;
 
 -- name: CopyLogs :copyfrom
 -- CopyLogs stores many entries with the COPY protocol (used for batches).
-INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
 -- name: GetLog :one
 -- GetLog returns the entry with the given id.
@@ -22,6 +22,7 @@ WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::
   AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
   AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
   AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
+  AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
   AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
   AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
   AND (sqlc.narg('after_ts')::timestamptz IS NULL
@@ -36,5 +37,6 @@ WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::
   AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
   AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
   AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
+  AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
   AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
   AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz);

@@ -69,7 +69,7 @@ func TestMigrateCommands(t *testing.T) {
 	if err := run(ctx(t), []string{"migrate", "up"}, getenv, &out, &out); err != nil {
 		t.Fatalf("up: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "applied 00001") {
+	if !strings.Contains(out.String(), "applied 00001") || !strings.Contains(out.String(), "applied 00002") {
 		t.Errorf("up output:\n%s", out.String())
 	}
 	out.Reset()
@@ -93,8 +93,8 @@ func TestVersionAndUsage(t *testing.T) {
 		t.Errorf("unknown command: %v %q", err, out.String())
 	}
 	out.Reset()
-	if err := run(ctx(t), []string{"serve", "--log-level", "loud", "--shutdown-timeout", "soon"}, os.Getenv, &out, &out); err == nil ||
-		!strings.Contains(err.Error(), "log level") || !strings.Contains(err.Error(), "shutdown timeout") {
+	if err := run(ctx(t), []string{"serve", "--log-level", "loud", "--log-format", "yaml", "--shutdown-timeout", "soon"}, os.Getenv, &out, &out); err == nil ||
+		!strings.Contains(err.Error(), "log level") || !strings.Contains(err.Error(), "log format") || !strings.Contains(err.Error(), "shutdown timeout") {
 		t.Errorf("bad flags: %v", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/valhalla-platform/valhalla/internal/logging"
 )
 
 // config is everything serve and migrate read from flags and environment.
@@ -17,6 +19,7 @@ type config struct {
 	DatabaseURL     string
 	DataDir         string
 	LogLevel        slog.Level
+	LogFormat       logging.Format
 	ShutdownTimeout time.Duration
 	DBWait          time.Duration
 	ReadyTimeout    time.Duration
@@ -35,6 +38,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		"where the local PostgreSQL cluster lives when no database URL is given (VALHALLA_DATA_DIR)")
 	level := fs.String("log-level", envOr(getenv, "VALHALLA_LOG_LEVEL", "info"),
 		"log level: debug, info, warn or error (VALHALLA_LOG_LEVEL)")
+	format := fs.String("log-format", envOr(getenv, "VALHALLA_LOG_FORMAT", "auto"),
+		"log format: json, text, or auto for text on a terminal and JSON otherwise (VALHALLA_LOG_FORMAT)")
 	shutdown := fs.String("shutdown-timeout", envOr(getenv, "VALHALLA_SHUTDOWN_TIMEOUT", "15s"),
 		"how long in-flight requests may take to finish on shutdown (VALHALLA_SHUTDOWN_TIMEOUT)")
 	dbWait := fs.String("db-wait", envOr(getenv, "VALHALLA_DB_WAIT", "30s"),
@@ -48,6 +53,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", *level))
 	}
+	logFormat, err := logging.ParseFormat(*format)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg.LogFormat = logFormat
 	for _, d := range []struct {
 		name  string
 		value string

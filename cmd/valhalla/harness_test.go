@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 
 	valhalla "github.com/valhalla-platform/valhalla"
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/apiclient"
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
@@ -95,7 +97,7 @@ func startServer(t *testing.T, env map[string]string, args ...string) *instance 
 		}
 	})
 	inst.HTTP = &http.Client{Transport: &conformance{t: t, base: http.DefaultTransport}, Timeout: 30 * time.Second}
-	inst.Client, err = api.NewClientWithResponses(inst.URL, api.WithHTTPClient(inst.HTTP))
+	inst.Client, err = apiclient.New(inst.URL, api.WithHTTPClient(inst.HTTP))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +167,8 @@ var contractRouter = sync.OnceValues(func() (routers.Router, error) {
 // conformance is an http.RoundTripper that checks every response against
 // openapi.yaml: its status is declared for the operation, its headers and
 // body match the declared schemas, it carries a sane X-Request-ID, and an
-// error is problem+json whose correlation_id equals that header.
+// error is problem+json whose correlation_id equals that header and which
+// carries a trace_id.
 type conformance struct {
 	t    testing.TB
 	base http.RoundTripper
@@ -187,6 +190,9 @@ func (c *conformance) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return resp, nil
 }
+
+// traceIDPattern matches a W3C trace id.
+var traceIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 func checkResponse(req *http.Request, resp *http.Response, body []byte) error {
 	spec, err := contract()
@@ -212,6 +218,9 @@ func checkResponse(req *http.Request, resp *http.Response, body []byte) error {
 		if p.CorrelationId != id || p.Status != resp.StatusCode || p.Instance != req.URL.Path {
 			return fmt.Errorf("problem correlation_id/status/instance = %q/%d/%q, want %q/%d/%q",
 				p.CorrelationId, p.Status, p.Instance, id, resp.StatusCode, req.URL.Path)
+		}
+		if p.TraceId == nil || !traceIDPattern.MatchString(*p.TraceId) {
+			return fmt.Errorf("problem trace_id %v, want the request's trace id", p.TraceId)
 		}
 	}
 	route, pathParams, err := router.FindRoute(req)

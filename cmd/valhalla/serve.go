@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -15,8 +17,11 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/httpapi"
+	"github.com/valhalla-platform/valhalla/internal/logging"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
+	"github.com/valhalla-platform/valhalla/internal/metrics"
 	"github.com/valhalla-platform/valhalla/internal/pgcluster"
+	"github.com/valhalla-platform/valhalla/internal/tracing"
 )
 
 // HTTP server limits: a client that trickles headers or bodies is cut off.
@@ -39,13 +44,35 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if len(rest) > 0 {
 		return fmt.Errorf("serve: unexpected arguments %q", rest)
 	}
-	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	logger := logging.New(stdout, cfg.LogFormat, cfg.LogLevel)
 
-	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger)
+	traceCfg, err := tracing.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	tracerProvider, err := tracing.NewProvider(ctx, traceCfg, version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tracerProvider.Shutdown(flushCtx); err != nil {
+			logger.Warn("flush traces", "error", err)
+		}
+	}()
+	if traceCfg.Endpoint != "" {
+		logger.Info("exporting traces over OTLP", "endpoint", traceCfg.Endpoint, "service", traceCfg.ServiceName)
+	}
+
+	m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision(), GoVersion: runtime.Version()})
+	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger,
+		database.WithTracerProvider(tracerProvider), database.WithAcquireTracer(m.AcquireTracer()))
 	if err != nil {
 		return err
 	}
 	defer closeDB()
+	m.ObservePool(pool)
 	applied, err := database.Migrate(ctx, pool)
 	if err != nil {
 		return err
@@ -57,11 +84,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	store := logstore.New(pool)
 	checker := health.NewChecker(version, cfg.ReadyTimeout, logger, health.Check{Name: "database", Run: pool.Ping})
 	handler, err := httpapi.NewServer(httpapi.Deps{
-		Store:    store,
-		Pool:     pool,
-		Checker:  checker,
-		Counters: &health.Counters{},
-		Logger:   logger,
+		Store:          store,
+		Checker:        checker,
+		Metrics:        m,
+		Logger:         logger,
+		TracerProvider: tracerProvider,
 	})
 	if err != nil {
 		return err
@@ -107,7 +134,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 // openDatabase connects to cfg.DatabaseURL or, when it is empty, starts the
 // durable local cluster under cfg.DataDir. The returned func closes the pool
 // and then stops the local cluster.
-func openDatabase(ctx context.Context, cfg config, getenv func(string) string, logger *slog.Logger) (*pgxpool.Pool, func(), error) {
+func openDatabase(ctx context.Context, cfg config, getenv func(string) string, logger *slog.Logger, opts ...database.Option) (*pgxpool.Pool, func(), error) {
 	url := cfg.DatabaseURL
 	var cluster *pgcluster.Cluster
 	if url == "" {
@@ -133,10 +160,36 @@ func openDatabase(ctx context.Context, cfg config, getenv func(string) string, l
 			logger.Error("stop local PostgreSQL", "error", err)
 		}
 	}
-	pool, err := database.Open(ctx, url, cfg.DBWait, logger)
+	pool, err := database.Open(ctx, url, cfg.DBWait, logger, opts...)
 	if err != nil {
 		stopCluster()
 		return nil, nil, err
 	}
 	return pool, func() { pool.Close(); stopCluster() }, nil
+}
+
+// revision is the commit the binary was built from: main.commit when set,
+// else the VCS revision the go command stamped (with "-dirty" when the tree
+// had changes), else "unknown".
+func revision() string {
+	if commit != "" {
+		return commit
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	rev, dirty := "unknown", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if dirty && rev != "unknown" {
+		rev += "-dirty"
+	}
+	return rev
 }

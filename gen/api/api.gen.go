@@ -233,6 +233,13 @@ type HealthProblem struct {
 	// Example: Unprocessable Entity
 	Title string `json:"title"`
 
+	// TraceId A W3C trace id: 32 lowercase hex digits. The request's `traceparent`
+	// when it sent one, else a new trace started by the server.
+	//
+	//
+	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
+	TraceId *TraceID `json:"trace_id,omitempty"`
+
 	// Type URI reference identifying the problem type.
 	//
 	// Example: urn:valhalla:problem:validation-failed
@@ -338,6 +345,13 @@ type ProblemDetails struct {
 	// Example: Unprocessable Entity
 	Title string `json:"title"`
 
+	// TraceId A W3C trace id: 32 lowercase hex digits. The request's `traceparent`
+	// when it sent one, else a new trace started by the server.
+	//
+	//
+	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
+	TraceId *TraceID `json:"trace_id,omitempty"`
+
 	// Type URI reference identifying the problem type.
 	//
 	// Example: urn:valhalla:problem:validation-failed
@@ -389,6 +403,13 @@ type ReadinessProblem struct {
 	// Example: Unprocessable Entity
 	Title string `json:"title"`
 
+	// TraceId A W3C trace id: 32 lowercase hex digits. The request's `traceparent`
+	// when it sent one, else a new trace started by the server.
+	//
+	//
+	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
+	TraceId *TraceID `json:"trace_id,omitempty"`
+
 	// Type URI reference identifying the problem type.
 	//
 	// Example: urn:valhalla:problem:validation-failed
@@ -429,6 +450,13 @@ type SystemLog struct {
 	//
 	// Example: 2026-11-26T00:24:54.711561Z
 	Timestamp time.Time `json:"timestamp"`
+
+	// TraceId The W3C trace id of the request that wrote the entry, or null for
+	// entries stored before trace ids were recorded.
+	//
+	//
+	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
+	TraceId *string `json:"trace_id"`
 
 	// UserId The user the entry concerns, or null.
 	//
@@ -498,6 +526,12 @@ type SystemLogList struct {
 	Total *int64 `json:"total,omitempty"`
 }
 
+// TraceID A W3C trace id: 32 lowercase hex digits. The request's `traceparent`
+// when it sent one, else a new trace started by the server.
+//
+// Example: 4bf92f3577b34da6a3ce929d0e0e4736
+type TraceID = string
+
 // XRequestID defines model for XRequestID.
 type XRequestID = string
 
@@ -506,6 +540,13 @@ type Problem = ProblemDetails
 
 // Unavailable An RFC 9457 problem. Extension members may be added.
 type Unavailable = ProblemDetails
+
+// GetPrometheusMetricsParams defines parameters for GetPrometheusMetrics.
+type GetPrometheusMetricsParams struct {
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
 
 // GetOpenAPIJSONParams defines parameters for GetOpenAPIJSON.
 type GetOpenAPIJSONParams struct {
@@ -562,6 +603,9 @@ type ListSystemLogsParams struct {
 
 	// CorrelationId Only entries with this correlation id.
 	CorrelationId *string `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
+
+	// TraceId Only entries written while serving a request of this W3C trace.
+	TraceId *TraceID `form:"trace_id,omitempty" json:"trace_id,omitempty"`
 
 	// UserId Only entries for this user.
 	UserId *string `form:"user_id,omitempty" json:"user_id,omitempty"`
@@ -689,6 +733,18 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// GetPrometheusMetrics Prometheus metrics
+	//
+	// Every metric in the Prometheus text exposition format (version 0.0.4),
+	// for a Prometheus server to scrape: requests by operation and status,
+	// their durations, requests in flight, log entries written by level,
+	// validation failures by operation, the database pool, readiness checks,
+	// build info, and the Go runtime and process collectors.
+	// `/system-health/metrics` reads the same counters.
+	//
+	// Corresponds with GET /metrics (the `GetPrometheusMetrics` operationId).
+	GetPrometheusMetrics(ctx context.Context, params *GetPrometheusMetricsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetOpenAPIJSON This contract, as JSON
 	//
 	// Corresponds with GET /openapi.json (the `GetOpenAPIJSON` operationId).
@@ -779,6 +835,28 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /system/logs/{id} (the `GetSystemLog` operationId).
 	GetSystemLog(ctx context.Context, id openapi_types.UUID, params *GetSystemLogParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// GetPrometheusMetrics Prometheus metrics
+//
+// Every metric in the Prometheus text exposition format (version 0.0.4),
+// for a Prometheus server to scrape: requests by operation and status,
+// their durations, requests in flight, log entries written by level,
+// validation failures by operation, the database pool, readiness checks,
+// build info, and the Go runtime and process collectors.
+// `/system-health/metrics` reads the same counters.
+//
+// Corresponds with GET /metrics (the `GetPrometheusMetrics` operationId).
+func (c *Client) GetPrometheusMetrics(ctx context.Context, params *GetPrometheusMetricsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPrometheusMetricsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // GetOpenAPIJSON This contract, as JSON
@@ -990,6 +1068,48 @@ func (c *Client) GetSystemLog(ctx context.Context, id openapi_types.UUID, params
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewGetPrometheusMetricsRequest constructs an http.Request for the GetPrometheusMetrics method
+func NewGetPrometheusMetricsRequest(server string, params *GetPrometheusMetricsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/metrics")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
 }
 
 // NewGetOpenAPIJSONRequest constructs an http.Request for the GetOpenAPIJSON method
@@ -1320,6 +1440,18 @@ func NewListSystemLogsRequest(server string, params *ListSystemLogsParams) (*htt
 
 		}
 
+		if params.TraceId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "trace_id", *params.TraceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.UserId != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user_id", *params.UserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
@@ -1624,6 +1756,20 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// GetPrometheusMetricsWithResponse Prometheus metrics
+	//
+	// Every metric in the Prometheus text exposition format (version 0.0.4),
+	// for a Prometheus server to scrape: requests by operation and status,
+	// their durations, requests in flight, log entries written by level,
+	// validation failures by operation, the database pool, readiness checks,
+	// build info, and the Go runtime and process collectors.
+	// `/system-health/metrics` reads the same counters.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /metrics (the `GetPrometheusMetrics` operationId).
+	GetPrometheusMetricsWithResponse(ctx context.Context, params *GetPrometheusMetricsParams, reqEditors ...RequestEditorFn) (*GetPrometheusMetricsResponse, error)
+
 	// GetOpenAPIJSONWithResponse This contract, as JSON
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -1730,6 +1876,75 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /system/logs/{id} (the `GetSystemLog` operationId).
 	GetSystemLogWithResponse(ctx context.Context, id openapi_types.UUID, params *GetSystemLogParams, reqEditors ...RequestEditorFn) (*GetSystemLogResponse, error)
+}
+
+// GetPrometheusMetricsResponse200Headers the declared response headers of an HTTP 200 response for GetPrometheusMetrics
+type GetPrometheusMetricsResponse200Headers struct {
+	XRequestID string
+}
+
+// GetPrometheusMetricsResponse500Headers the declared response headers of an HTTP 500 response for GetPrometheusMetrics
+type GetPrometheusMetricsResponse500Headers struct {
+	XRequestID string
+}
+
+// GetPrometheusMetricsResponseDefaultHeaders the declared response headers of an HTTP default response for GetPrometheusMetrics
+type GetPrometheusMetricsResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetPrometheusMetricsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetPrometheusMetricsResponse200Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetPrometheusMetricsResponse500Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetPrometheusMetricsResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetPrometheusMetricsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetPrometheusMetricsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPrometheusMetricsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPrometheusMetricsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPrometheusMetricsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPrometheusMetricsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 // GetOpenAPIJSONResponse200Headers the declared response headers of an HTTP 200 response for GetOpenAPIJSON
@@ -2735,6 +2950,26 @@ func (r GetSystemLogResponse) ContentType() string {
 	return ""
 }
 
+// GetPrometheusMetricsWithResponse Prometheus metrics
+//
+// Every metric in the Prometheus text exposition format (version 0.0.4),
+// for a Prometheus server to scrape: requests by operation and status,
+// their durations, requests in flight, log entries written by level,
+// validation failures by operation, the database pool, readiness checks,
+// build info, and the Go runtime and process collectors.
+// `/system-health/metrics` reads the same counters.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /metrics (the `GetPrometheusMetrics` operationId).
+func (c *ClientWithResponses) GetPrometheusMetricsWithResponse(ctx context.Context, params *GetPrometheusMetricsParams, reqEditors ...RequestEditorFn) (*GetPrometheusMetricsResponse, error) {
+	rsp, err := c.GetPrometheusMetrics(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPrometheusMetricsResponse(rsp)
+}
+
 // GetOpenAPIJSONWithResponse This contract, as JSON
 //
 // Returns a wrapper object for the known response body format(s).
@@ -2912,6 +3147,72 @@ func (c *ClientWithResponses) GetSystemLogWithResponse(ctx context.Context, id o
 		return nil, err
 	}
 	return ParseGetSystemLogResponse(rsp)
+}
+
+// ParseGetPrometheusMetricsResponse parses an HTTP response from a GetPrometheusMetricsWithResponse call
+func ParseGetPrometheusMetricsResponse(rsp *http.Response) (*GetPrometheusMetricsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPrometheusMetricsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetPrometheusMetricsResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetPrometheusMetricsResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case true:
+		var headers GetPrometheusMetricsResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
 }
 
 // ParseGetOpenAPIJSONResponse parses an HTTP response from a GetOpenAPIJSONWithResponse call
@@ -3970,6 +4271,9 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// GetPrometheusMetrics Prometheus metrics
+	// (GET /metrics)
+	GetPrometheusMetrics(w http.ResponseWriter, r *http.Request, params GetPrometheusMetricsParams)
 	// GetOpenAPIJSON This contract, as JSON
 	// (GET /openapi.json)
 	GetOpenAPIJSON(w http.ResponseWriter, r *http.Request, params GetOpenAPIJSONParams)
@@ -4010,6 +4314,47 @@ type ServerInterfaceWrapper struct {
 }
 
 type MiddlewareFunc func(http.Handler) http.Handler
+
+// GetPrometheusMetrics operation middleware
+func (siw *ServerInterfaceWrapper) GetPrometheusMetrics(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetPrometheusMetricsParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetPrometheusMetrics(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
 
 // GetOpenAPIJSON operation middleware
 func (siw *ServerInterfaceWrapper) GetOpenAPIJSON(w http.ResponseWriter, r *http.Request) {
@@ -4314,6 +4659,19 @@ func (siw *ServerInterfaceWrapper) ListSystemLogs(w http.ResponseWriter, r *http
 			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "correlation_id"})
 		} else {
 			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "correlation_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "trace_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "trace_id", r.URL.Query(), &params.TraceId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "trace_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "trace_id", Err: err})
 		}
 		return
 	}
@@ -4688,6 +5046,7 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/live", wrapper.GetLiveness)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/ready", wrapper.GetReadiness)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/metrics", wrapper.GetMetrics)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/metrics", wrapper.GetPrometheusMetrics)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/openapi.yaml", wrapper.GetOpenAPIYAML)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/openapi.json", wrapper.GetOpenAPIJSON)
 
@@ -4711,6 +5070,80 @@ type UnavailableApplicationProblemPlusJSONResponse struct {
 	Body ProblemDetails
 
 	Headers UnavailableResponseHeaders
+}
+
+type GetPrometheusMetricsRequestObject struct {
+	Params GetPrometheusMetricsParams
+}
+
+type GetPrometheusMetricsResponseObject interface {
+	VisitGetPrometheusMetricsResponse(w http.ResponseWriter) error
+}
+
+type GetPrometheusMetrics200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetPrometheusMetrics200TextplainVersion004Response struct {
+	Body          io.Reader
+	Headers       GetPrometheusMetrics200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetPrometheusMetrics200TextplainVersion004Response) VisitGetPrometheusMetricsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetPrometheusMetrics500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetPrometheusMetrics500ApplicationProblemPlusJSONResponse) VisitGetPrometheusMetricsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetPrometheusMetricsdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetPrometheusMetricsdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetPrometheusMetricsdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetPrometheusMetricsdefaultApplicationProblemPlusJSONResponse) VisitGetPrometheusMetricsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type GetOpenAPIJSONRequestObject struct {
@@ -5790,6 +6223,9 @@ func (response GetSystemLogdefaultApplicationProblemPlusJSONResponse) VisitGetSy
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// GetPrometheusMetrics Prometheus metrics
+	// (GET /metrics)
+	GetPrometheusMetrics(ctx context.Context, request GetPrometheusMetricsRequestObject) (GetPrometheusMetricsResponseObject, error)
 	// GetOpenAPIJSON This contract, as JSON
 	// (GET /openapi.json)
 	GetOpenAPIJSON(ctx context.Context, request GetOpenAPIJSONRequestObject) (GetOpenAPIJSONResponseObject, error)
@@ -5859,6 +6295,32 @@ type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
 	options     StrictHTTPServerOptions
+}
+
+// GetPrometheusMetrics operation middleware
+func (sh *strictHandler) GetPrometheusMetrics(w http.ResponseWriter, r *http.Request, params GetPrometheusMetricsParams) {
+	var request GetPrometheusMetricsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetPrometheusMetrics(ctx, request.(GetPrometheusMetricsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetPrometheusMetrics")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetPrometheusMetricsResponseObject); ok {
+		if err := validResponse.VisitGetPrometheusMetricsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
 }
 
 // GetOpenAPIJSON operation middleware
@@ -6141,83 +6603,91 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hzrctu2tv+rYLg7E/tf6upLWmX+H1THSb2Pm7i2c9ru2tuCyCUJDQiwAChZzXjmvMN5w/MkZ3AhxQt0",
-	"ceK2OZ3O+IMlklgLC791X9SHIOJJyhkwJYPBh2AGOAZh/v3xEn7NQKqzl/pTDDISJFWEs2AQXM8ACXv5",
-	"mUQRFwIo1tcQidGemgGKMKUgnskQcYE4A5QQpiBG4yXSlyWIOYj9dhAGeh0iIA4GSmQQBjKaQYI1zQTf",
-	"nwObqlkw6PW/CoOEsOJzGKRYKRCam3//PGz9C7d+67a+bt8NWrdffhGEgVqmEAwCqQRh0+Dh4UE/IXAC",
-	"aof9nVR21Eb/AalCixkwRBQiEvX+57/+u9f/CkUzLHCkV0R8gkY1PkYvbhhXMxALIqG0bSMLiTB69+7s",
-	"5fx5Gw3pAi8lgmjGIUaEmXsFyJQzCe0bFoQB3OMkpXpH3d7X/Uk3Omod42NoPY97UevryRG0DsY93I8O",
-	"4yM4ngRhQPQ+7HEGYcBwop/9seU23Tp7GZRF7ZFWTt8I60LwMYVE/xtxpoAp/S9OU0oiI6ZOau/48hep",
-	"JfihtPYXAibBIPhHZwW1jr0qO27dl6AwodISrh7FkKHLVyfo68Oj58jR0KgpA7W8qTX03O2d0qEbWu8Y",
-	"nmNC8ViL9g/fm1ajGCs8xhI0rLIVNy+QACWWCE8UCIOHKZkDQzFQvKwJ4FLf2RrqO5tQvoKIs1gixdEC",
-	"E4XGMOEC7OqETds+GGhVnYIINMcfL92HfGXD5MkMovdN9t4yzQuOCQMpUaRv0iylgqcgFLHoizNhDuIu",
-	"kc0VvuULRDmbGiGZBZDi/H2o9SghlBJpJdAua1G3fdgPgwkXCVbBIIh5phFQWA2WJWO9/zAAIbhHqj/M",
-	"liV6E0woxGgPIznjQoVI4gkgmSUJFsv9CuHAcUgSiBHPlDvgnmyarFxrm7SxQgvspAVxdf0cT771pMIq",
-	"k9twa07qyt5qDUFuoH+2HBULhZWTuS0o8vEvEClNsbxW8+wzFfEEtOnEq6MHliWaFH8fhIGWbGnh1VbM",
-	"wp41T3E0s2uFaEHUDBEltZwNIcxilHOsSREFyW7i0CQdD1gIvNSfXxGg8akfHxrWc8KtC2mj03scKbo0",
-	"jlA7ipRrFRMjDZl/Xr19gy7sF4gwxQ2wxjxe7oc3bFQ4LXPzrxmIpXapKVYzVFzb11+NrBqOEOURViAR",
-	"UdZ31JTJ2KM1sCISLQS3ZmGFqTmmmTFQjKt8D5pJTClfQIzMdS+CnQNqEHuDk2IVF0gge2+V8ok1yK1r",
-	"vbBn/UICm0msEVuVFiUJUV4i9nCaJCpHt6fd1PHX3d7+6hTzrenTrBLrAFOCgOwcdCjMgXoilqrmuWPz",
-	"Kdm3gKkOihognIPAlGrBUjVrmtWo0KGt+JfOfAgF8R1WPvSADVtSwSNtyt3N1V33u/3jVq/X6h9fd7sD",
-	"8/evoGyHsYKWto2brVctQrDR04i/H71AMUwFjiF2m9agxUwuQEBs7QFGVlwXq1iiZHF8piZLNUd3zo2s",
-	"97CSsAjsviu7PjjudttHO3mbOQhJbIxRpfFNRmiM3OWacvba3XZ3K34Kk53TaGyscsBhjo71gCvFhJjS",
-	"t5Ng8PPjAqLww/9tQH6WwNiMgk8+/Nt6DPuyqnAhwlrjGjG7VT5HPkSWunHIMNe22bn/hzA413EuSI88",
-	"8ytNS7aDadiq6H598cH/nE/Pjc32nPgcBFHLEGnHKJWOumdkOgOpyvRfnn7z7nUQBmdvXr0NwuCH4eWb",
-	"szf6i9PLy7eXQRicXJ5dn50MzzX5FVjd7Q0cfgdKkMiz/QsH/YhnzCSpJgDKE46Uc4qmOJuCR6Lx+E5f",
-	"35rjcE51eGfUkfKpvFsIohSwO8UV9kjonE+Rc31IKq7N8jr1OD7slnSDMHV8uNp9kaLYUwOp5B1hdxNK",
-	"pjOPNXCJiURjIGxq8/AYMb5oB4+jsWZbxfpaRhTUhm31uv3DnWj+bd0ea90227SV7audphdCXjiHhV74",
-	"7MJKGbwFs0LxIs4YRKa4pNdqKh+O7J7u9J3SV57KF5A6y80k1GF80PdCisQU1i16FtMya3LHJRN8v25F",
-	"LQ8kyW+ATGi944JG0uuWfJsCezSTNZSUCVREEtYFX96d98CrAU3T/XhqV+j0XgHTQEQJaAWQKMFLNAaE",
-	"49gqcC0oWtUi70jsyXh/zTBFRcJhi3bPJCoXbjwlCJ6p1vPJAfap/roU8fQ+pZjZsqjJrIhEPIoyIYBF",
-	"UCVSyeywRD1E2BxTEqOJzpt9ZE2txZfTmwihSKdDNOGiWI2wNFM7J/OlnN2T0RMmFWYRbCx42xyytnc0",
-	"w2kKDGJUD887cikVJB1tTR6T1Xx7fX2B7EUU8bgq3cN+36s6RFEP81czLlRejspT4jwu06vYkr0l9kwi",
-	"AVhq2zQTWEKtfPWOOY+DxxTQKVNELX3bsl/UOXl3eYYETMDKjMTAFJksiSvelVmqUs0EG8wxnWFK8cDd",
-	"NjDnbxDRsgW4rf5BuSqCEVO5imXxXgJAWFc7n/pf5nVLXzyQlzRN3FuJcZ8gDd+eB2uJZAIkwgIaGXDB",
-	"3a5J8LpcckOOWKfxp6WJNd53z2yGeV13VZ/W0IO1KY6aYYUo0WFgPam5MkbgnE+NGOKYaBqYXpT2NcFU",
-	"QpMHFyRTFzcvPfjBCqZcLD1xgrtSVSacqZlPZU3z416t59D252q2RYksUplmMQGFdYxTitOcbMPgvjXl",
-	"LfflL5Kz9iVefKetyBQs6c0+7sTTYdSRGYiao0MZo/qgTLNk/5Fuz0f5miTQ4iI26uP6dR/TjiuClCwj",
-	"XudH84xyE6aLzFMHXk58DZadXGsWVIJAkkyZaTB6LTZJQCqcpBuyDde/dJjU3xSYXJd19A8HR4ft573e",
-	"0XHvEcmHBOFFgnbEZi8FcR0ORiCYbTWzjNLmzluHOi7U12ynzyJ5s5Gzx1QIJT+hcKVvqzNoIHi1g5Ve",
-	"+axkYRe+wSrylHCvrKRdxmx6WibgQQaSTVtQBEFNqcnKUjtHTCvL1QiY6gIzy23f5YkArOCRhvDU1QwU",
-	"txtBWPGERJhSj0V0e2zKwfTtu93ux0vBMW8TnzP7qF7RTCfkn7cIKmdvo6g+SkrDlZ8oJLXNYUxwRrU+",
-	"ToGBsDluZc1XAqCltRblz4UI2tM2GmlHMgrRSEKUCaKW+v8JYTqAGrXRS7uyObKRW3zk9USlOY/jw01j",
-	"Hv++ubnvdm//3xe/q/uqcv7hYdRGZ0qi97C0BTRLUqIkk+qGMa60BVKYMPTuy64G194Fl2oq4Or782cS",
-	"aXc3RhE2d1rsErU/QDKLZgjfMMe3r1Nx2O8j03zSETJWaNRxN49qQyEfApIay3vQ7rZ7vYP285K2/k5O",
-	"OMfXCxSX5KUqk0G756C7z/psBEHhRXcLNVf+1ER/uSq4Qqu/tlvDh7531N7okL/NEsxaOoo0SZO7r42G",
-	"bIneMaKzO2QgMM6Uw1CIFjMSzdAKSRUEbfHtZWF2c+P0MeL8GDe8zvs+yQnXLGku8o2W9JxI5e/Qp3hq",
-	"WsSFe2VgqvYTImzBfmfnmpe0ObOVgdQFYJ/qYsOAwb26izIhfWMGJ+Z7Uw/RB6HvNaSLUMgyBIhiqQqm",
-	"Vqcz/H74+vLb7697cjgU3ZOrX756Nbk8/fXH593ffnqbXB39tPCETaWjGv78fev6djX2dte6/XDQf/Bi",
-	"aU3lPHfsiQ4N8krAhFDTr9jjjC6tNRwRFtEsBluJ/f+alVE1wO/1D3YprHujlqqcm3B6MNWhCW/y/5+u",
-	"LKHtt2ZdAwZb54PGOHo/dvMSmKHhxRlKKVaaxQGSCrMYi5j8BvENK5JJWwQL9f04i4lCSmBC9Qq2kKQ9",
-	"fNE6IaxkIcIblpeoyhOZaiZ4Np2hUdkYj0LjylyT3KS1sn3DbpittRkmimKi3tpo3TzcyCwUYWHDsxkU",
-	"XDQmQ9vIrl6sawYeZY0z69ooiYBJY0zd7OIwxdEMWn3T684EDQbBTKlUDjqdxWLRxuZym4tpxz0rO+dn",
-	"J6dvrk71M+2ZSmipRlacW6kxMAhsK/0hDHgKDKckGATaox4EBvUzo8kdd62dTwNOwZiX4uDP4mAQvAb1",
-	"NgU2vDj759XbN0F1+HSNV1rdUpmku63NYva73Q2zis0Zxaa1cpyhmEdZAkw9OmP3jzJCMoY4htjEQwJH",
-	"JjCag1BgogUtiCcc3TyyYvA9UogrryXZorZz7zs/8xAGeWgbDH6+DQNXQjXbJbLYpikIuWNWeCpNmcld",
-	"C271MgVmljihO2Dmp+F3538gZnKuPg0zu6IiROOlAuO09D9/XUi4U1wDCWvOW7NieMthwj/D5ToB5SkK",
-	"Y3hty7ONRv1ud2RH1Eu1R5RiKUGGN2x01D0YFZXKPbOOqejgBPJG1L59XjusCSZUWkvcwKgbN/szTdqm",
-	"aMqx50GjvbL8EwF31D148jHz6jCWZ9v5hI6tW1cHcjQEXBCQdyOLNuQTyehJlaw60lhSLveFR7U6lMxh",
-	"rX5dl2YoiERZalN8EHPCpm1kmwiIcWViU7jXkS82FcaGXhSDS5+rZhQM+l6z0FL6q5jifKM2sN0NJclq",
-	"iGqdc87nrD7X88358xzvSXkCbDXz9Vc47G+wJBFKirPZ4awF4Hi51iRsdKUvEEZVX0qJNPW58r364RtW",
-	"OFLk8nPXPiESyVmmzFMxX7A2qo4HWXKETeUNc5VA816JeWuEZ2qNX161oz9XgK449EBUX/yr+eZGE9yz",
-	"7zdcmQ7zsuafPbj6XL3yZbVBvlkJ7STMOuU7t+1zVxQq1+PQntJfjQV/DwyNl4jEIdIPA4sJm+7bgOY9",
-	"LCWoG5biKbGTSgOjuWhUKvCM0ETwxAS6pgSIJRrlVxRHU1BFOa19w4aUFgWpiCdjwsDSGr556VNFvYWi",
-	"pPdpyhg2q5Z0WUjHMLF6HUcCMuVvifYEpKDNCc3Hd1LK46KAZ14NNa/ErN4MzZubK1zvVLqsNKSLhthR",
-	"s4wp1dKUXSZcJNv2hZU2mHjM52CrqTIvvQd+5hPC7pob2I3vLbwQV9CNSqMUPhZKTWHvC8zNxlajsr39",
-	"rC0n1ZraOn7q/ehdX6t+HFu28qwDZ2nb0T5eVq3w34cJhxf3pizRhyYVZgrtmZqxJHOrBj7ezPRyhbNd",
-	"BhS2MOTesa3yAvfbeMmYIvQJeLnQNk2S32AdofxNt3K9x7mDo65noDbB9yTJEn3V9pLsp56vuN6c2MW/",
-	"ZoAi16nQdlf7OJgTntk+ybOacX5hDTZRpn5+wzIWzTCbQmz7sHKGU1OSnpD71Q8KuKZEaN73dD7cvbGo",
-	"nYFQ+dxjXoWpv1a/UyvEq2m2Z1CW5kd1SJqiG1LJ7bsbLgiwjTZ/pyTi0vymgL3f8LgWaJVWih8HbrzA",
-	"8TjmnAJmwcPvGh5WO3aeUMnTs3uqkCgMKGF2qPAN3KsLbyP3utxjG6zqZ/kh2EZVHklIHUbwG1aNPPbw",
-	"WGps1htz+75Qgm4KJT7k0BvobbofixjzePmPTrmZZd/EP+z3HxkNf1T0vPn+8q8tPH3OL1Ux/UKgnAma",
-	"gPPWvMjr6wSbGStpAqnVlCV6x94zvmBo1QI2o7QCfoHIvWhTPSs7sLPq5X5yEmY+fcNtpvq0CpZPMVWb",
-	"oTo6fGjod+/pya9rFZRG1OqZ4Dm3JH0z5ee5ba8/v/6nZZpjBU9hOV6DspKN3aTv5i2GufMakXjU+NmX",
-	"BsCmoNah64OZXW2YARLn2v9IbT7sHTzy/qPH3f9Xt0Y/CKIA4ZVBaZqjWkbcGecToButVH2CsTQHOUCY",
-	"UqcKCeIiXLVzTBxq3pcIbxjjDHQoBYnJZ8GEWfXJUo8zqhk4O7H6OVu58rTpn2XqrJS227s1071PHNq8",
-	"BvWKCLnVStmCS9lW5SbWoPRJbJPGX6f7t436k21UKWTS+NPWQgnMJDYvWG43Wx9I/LCpafI0AVG4buhu",
-	"+UyWqyApNl3BPM+JNwYBW97J+GNynbVjE54g6FMKvofdw7/hX4b/a1DVmN+DdfO4mOeArf+UQYQpimEO",
-	"lKeJzun2Rgl+D0hkbLRfGVIbdDq9/vN2t91t9wZfdb/qGufnqDU8fTHnZ7p1pSnAdqmEozlsqkXe+QxL",
-	"L63pRVx7zNTr7LSf+dpqKxeytLIr2ftVrpjsIkoCnbTLBUc33fJw+/C/AQAA//8=",
+	"7Fzpcty2ln4VFJMqS3PZqxbH7coPRZZt3dG1FVme3Ny0rxpNnu5GDAIMAErqqFQ17zBvOE8yhYU7epGt",
+	"LONKlX9YTRI4OOt3FvIuiHiScgZMyWB0FywAxyDMf/95Ab9kINXpC/1XDDISJFWEs2AUXC4ACXv5iUQR",
+	"FwIo1tcQidGOWgCKMKUgnsgQcYE4A5QQpiBG0yXSlyWIaxC73SAM9DpEQByMlMggDGS0gATrPRN8ewZs",
+	"rhbBaDD8JgwSwoq/wyDFSoHQ1Pz7p6POv3Dn137nWfdq1Pnwt6+DMFDLFIJRIJUgbB7c39/rJwROQG1x",
+	"vuPaibroPyFV6GYBDBGFiESD//3v/xkMv0HRAgsc6RURn6FJg47J8zHjagHihkioHNvwQiKM3r8/fXH9",
+	"tIuO6A1eSgTRgkOMCDP3CpApZxK6YxaEAdziJKX6RP3Bs+GsHx10DvEhdJ7Gg6jzbHYAnb3pAA+j/fgA",
+	"DmdBGBB9DivOIAwYTvSz/+y4Q3dOXwRVVnu4le9vmHUu+JRCov8bcaaAKf1fnKaURIZNvdTe8befpebg",
+	"XWXtrwXMglHwVa9UtZ69Kntu3RegMKHSblwXxRFDFy+P0bP9g6fI7aG1pqqo1UOt2M/d3qsI3ez1nuFr",
+	"TCieatb+7mfTZhRjhadYglarrKTmORKgxBLhmQJh9GFOroGhGCheNhhwoe/sHOk726r8DiLOYokURzeY",
+	"KDSFGRdgVyds3vWpgTbVOYhAU/zp3L3PVzZEHi8g+tgm7y3TtOCYMJASRfomTVIqeApCEat9cSaMIK4S",
+	"2V7hNb9BlLO5YZJZACnOP4bajhJCKZGWA92qFfW7+8MwmHGRYBWMgphnWgMKr8GyZKrPHwYgBPdw9YfF",
+	"srLfDBMKMdrBSC64UCGSeAZIZkmCxXK3tnHgKCQJxIhnygl4INsuK7fa9t5YoRvsuAVxff1cn3zrSYVV",
+	"JjfprZHUO3urdQS5g/7JUlQsFNYk86HYkU9/hkjpHatrtWWfqYgnoF0nLkUPLEv0VvxjEAaas5WFy6OY",
+	"hT1rnuBoYdcK0Q1RC0SU1Hw2G2EWo5xivRVRkGzHDr2lowELgZf675cEaHzi1w+t1teE2xDSRSe3OFJ0",
+	"aQKhDhQp1yYmJlpl/v7u7Rt0bn9AhCluFGvK4+VuOGaTImiZm3/JQCx1SE2xWqDi2q7+aWLNcIIoj7AC",
+	"iYiysaNhTMYfrVArItGN4NYtlDp1jWlmHBTjKj+DJhJTym8gRua6V4NdAGpt9gYnxSoOSCB7b33nY+uQ",
+	"O5d6Yc/6BQfWb7GCbfW9KEmI8m5ihdPeoia6HR2mDp/1B7ulFPOjaWnWN+sBU4KA7O31KFwD9SCWuuU5",
+	"sfmM7DVgqkFRSwmvQWBKNWOpWrTdalTY0Eb9l859CAXxFVY+7QELW1LBI+3K3c31Uw/7w8POYNAZHl72",
+	"+yPz719B1Q9jBR3tG9d7rwZCsOhpwj9OnqMY5gLHELtDa6XFTN6AgNj6A4wsu85LLFHxOD5Xk6WaoisX",
+	"RlZHWElYBPbctVPvHfb73YOtos01CEksxqjv8V1GaIzc5YZxDrr9bn+j/hQuO9+jdbCagMNcO1YrXAUT",
+	"YkrfzoLRTw8DROHd/2+F/FMqxnot+Gzhf2hi2Bd1gwsR1hbXwuzW+Nz2IbK7m4AM19o3u/B/HwZnGueC",
+	"9PAzv9L2ZFu4ho2G7rcXn/qf8fmZ8dkeiV+DIGoZIh0YpdKoe0HmC5Cquv+Lk+/evwrC4PTNy7dBGPxw",
+	"dPHm9I3+4eTi4u1FEAbHF6eXp8dHZ3r7Ulnd7S09/AcoQSLP8c+d6kc8YyZJNQAoTzhSzima42wOHo7G",
+	"0yt9fWOOwznV8M6YI+VzeXUjiFLArhRX2MOhMz5HLvQhqbh2y6vM43C/X7ENwtThfnn6IkWxUgOp5BVh",
+	"VzNK5guPN3CJiURTIGxu8/AYMX7TDR62x4pjFetrHlFQa4416A/3t9rzL+/2UO+23qeVvq8hTa8KedU5",
+	"LOzC5xdKY/AWzArDizhjEJnikl6rbXw4sme60ndKX3kqX0DqLDeT0FTjvaFXpUhMYdWipzGtkia3XDLB",
+	"t6tW1PxAkvwKyEDrLRc0nF615NsU2IOJbGhJdYMaS8Im46un8wq8Dmja4cdTu0IntwqYVkSUgDYAiRK8",
+	"RFNAOI6tATdAUVmLvCKxJ+P9JcMUFQmHLdo9kahauPGUIHimOk9ne9hn+qtSxJPblGJmy6ImsyIS8SjK",
+	"hAAWQX2TWmaHJRogwq4xJTGa6bzZt62ptfhyeoMQinQ6RDMuitUISzO1dTJfydk9GT1hUmEWwdqCt80h",
+	"G2dHC5ymwCBGTXjek0upIOlpb/KQrOb15eU5shdRxOM6d/eHQ6/pEEU9xL9bcKHyclSeEue4TK9iS/Z2",
+	"sycSCcBS+6aFwBIa5av3zEUcPKWATpgiauk7lhI4Aqev6wRyqe87fVFKo0n8+4tTJGAGls0kBqbIbElc",
+	"va96ijqhmWCja0wXmFI8creNjMoYJerYmt3GkKJc4cFwtlr4siZS0Zmwaak+j3GRlzp9ECKvghqoXIPF",
+	"j5C5b06dNUcyARJhAa2kuaBu27x5Vfq5Jq1s7vGHZZYN2rdPho7yUnBZ0taqByuzIrXAClGikWMzD3pn",
+	"/MYZnxs2xDHRe2B6XjnXDFMJbRocrqYOai89+oMVzLlYeqCFu1I3Jpyphc/KTb/kVq2m0Lb0Gu5IiSxS",
+	"mSYxAYU1LKpAO8fbMLjtzHnH/fiz5Kx7gW/+oR3PHOzW68PisacpqcEciEZsRBmjWlCmv7L7wEjp2/mS",
+	"JNDhIjbm41p8n9LBK3BNlhFvvKR5ErpOp4tkVWM1x74WyY6vDQ8qQSBJ5sz0JL1OniQgFU7SNQmKa3k6",
+	"ndS/FDq5KlEZ7o8O9rtPB4ODw8H2+Uo14rSD9w97x8jcoZWhUXg2RngjuIKSPtO3ZhmlGmyMWSNldU20",
+	"fEGJtK9EAiIt9rjZsd2fzp4NZ3sHT59O9/ZjfIj3Ing2fBb3oQ/7T/cOLc7MW9t7w1qnW/+p6bAtSmtP",
+	"1dZ3v/MMd2Yf7vaG91970zgJYiVXjIiLM2tgHYFgsjh8WyE6+xphNwla7/ut9ha6kituWLqhUjVbhl0R",
+	"bHmY0vP44kjhOb/DKvLUxd9ZITqZmkahQZHIGG3bWxbIss1AWVtqaxha+vYWCm3yziy3+ZTHArCCB4aK",
+	"E6fVituDIKx4QiJMqSdmuDO2+WCGIfr9/qdzwRFvs8lT+6he0RhC/vcGRuXkrWXVJ3HpqIykBac2hdQZ",
+	"zqj2WHNgIGzhoLbmSwHQ0X4N5c+FCLrzLproUDsJ0URClAmilvr/M8I0xJx00Qu7shHZxC0+8cbqikc5",
+	"3F83O/Pv8fi23//wH1//pgG+Tvnd/aSLTpVEH2Fpq5J2S4mSTKoxY1xpZ6QwYej93/pauXbOuVRzAe++",
+	"P3sikQYEUxRhc6fVXaJ2R0hm0QLhMXN0+9o/+8MhMh09nUNghSY9d/Ok4bfvApKa2LTX7XcHg73u04q1",
+	"/kYwJdev5yiu8EvVxq22T+y3H6BaqwQFztgOjJeIw+Dj3BRc9dpfMG/oh7530l0LWV5nCWYdjbNNJuru",
+	"66IjtkTvGdEpMzIqMM2U06EQ3SxItEClJtU0aAP6qTKznzunT2Hnp0TkVYH4USTc8KQ5y9d60jMilX/s",
+	"IcVz03cvwisD0wqZEWG7IFsH1xx0cWbLLamDqJ8bYsOAwa26ijIhfbMbx+Z3U2TSgtD3mq1LSMgttKVY",
+	"qoKoUjpH3x+9unj9/eVAHh2J/vG7n795Obs4+eWfT/u//vg2eXfw402wFtId/fR95/JDOUt41VmN7la0",
+	"I/LAnmhokNdKZoSaJtAOZ3RpveGEsIhmMdjy9realEk9BRoM97bpVnhRS53PPnXKqz/twkQNsI/Q3tB0",
+	"1ESEJaAF3KKYzImSXVSfRJ2YJ1IsgKnJmOUTmxKYmVsJEVAJCGuVdIu7DkF9LvXRAfz2gP3elCFnvM2S",
+	"/3LFLB3TNKnaiLANyGiKo49TN5iDGTo6P0UpxUqLbaSPyGIsYvIrxGNWlCBstTXU9+MsJkozhFC9gq1Y",
+	"atRTJDyEVbxmOGZ56lQd/VULwbP5Ak2qAWoSmvDupjFMMUR2x2zMbFHXEFFUrfXRJqsGLydmoQgLC1kX",
+	"UFDRGkHuIrt6sa6ZrJUNyqyUKYmASRNg3JDsUYqjBXSGZqgiEzQYBQulUjnq9W5ubrrYXO5yMe+5Z2Xv",
+	"7PT45M27E/1Md6ESWinGFnKrdKBGgZ3ZuA8DngLDKQlGgUYZe4HRlYXxbr2k7OvOQa2qi9u78qnhc8ET",
+	"UAvIpI1+cJtyaXAbskaMdhwVqN/td/d3wzHTng5Xn3Q5uwYjkcApjHITk9pOCsVzwA2rTIZjphZARDFe",
+	"J8PyGcKQbaqFBZLWInStNb2kQRjhmJX12bIaWd0xNGesdbDD5viopmVq+obajqz66adecSQyVowdpEVv",
+	"nFKIFBdaLSeuWt+x+ppLYGL2sGYncQJFQ92qUEHeaRyMglegSlbmrfn68PkKAFXeUpuk/dCYxR72+41Z",
+	"ZS3pXkoxYc/zZum3Rrr1YeXSoX2FXp+cnaO8Pn6l9fuq3hVFpgFRyNB2zMNV8rctijH7Cl3+eH6yfmHH",
+	"PCPtlXfd6QW/HQfD/mAchMWW346DyORwRXgfB/dob8z8nrSNKZxETUG2YSuPOFZ+YEXke6QQZV60tg03",
+	"h5K3fuY+DPIMMRj99CEMXHvHTn3kx0oK9VN4rhUvsIodfNAL9Jzz6eZz7c7LtPT5bQrs6Pz07+/evvmN",
+	"Nbnq/NvT9m1xOspQzKMsAaYeXEj2awkkU4hjiE0SKnBkstFrMEhBcTOy+6Voy6VG1vkxjVk4Mecak19r",
+	"6MwSJ3QLnfnx6B9nv6PO5FR9ns5sqxXaHSowmYL+z5erEk6KK1SiFjNXopV8GtkFjOo8oAkkdniniybD",
+	"fn9iX7aqtMRQiqUEHdsnB/29SdFA2zHrFIHZjVTs2uc1ItY4YlWcdoPTf6RLW5fCOvI82mivLP9AhTvo",
+	"7z36C1P1sWLPsfNZU9tOrY+WahVwWUY+V1MM1DwSjx7VyOrD+asidB2OUnINK+3rsjINSCTKUgvPQFwT",
+	"Nu8i29tGjCtTEIBbnZBi0+Fp2UUxgvtntYyCQN8Lg5pLX4orzg9qM+fttKSdNrYE/PukJZ8u35w+j3iP",
+	"q7PM5fTylyDs77Ak0SbMXpe1zkuXK13C2lD6HGFUj6WUSNMUqd6rHx6zIpAiVxR1FQIikVxkyjwV8xtm",
+	"63HloKvdjrC5HDPXfjFvSJr3H3mmVsTlckrqz6qgJYUeFdUXv7TY3JrN8pz7DVemULJsxGePXv1Zo/JF",
+	"fW5rvRHamc5Vxndmp7pcsavaBEE7Sv80FfyjLX+ROET6YWAxYfNdC2g+wlKCGrMUz4mduR0Zy0WTSlV9",
+	"gmaCJwbomr4LlmiSX1EczUEVPYzumB1RWnQBIp5MCQO719GbFz5T1EcoCi2fZ4xhu1VEl2UpUBNRvlgq",
+	"wVYEJdoRkIJ2JzQfRE0pj4uuifnIgXm5s/zGQT5cUur1Vv2i2pxUMYVw0O4dSbU0NbQZF8mmc2GlHSae",
+	"8muwLSyZ9zsDP/EJYVftA2xH9wZaiOuiRZUJPx8JlaEc76c42tMErXbiZllbSupF+1X0NOeBtv1AyAPJ",
+	"ctXomwWhkMNmhIshsXzevehLraK3Mq60nQSLEegNFNqGpIb20k4p+XYvJ6R+GzY5jXZfpSBaraTCTKEd",
+	"00qU5Noaqo8286ZQjbJtJvs2EJSP4tVogdtNtGRMEfoItJxrryvJryvVIX+rvFqRcgHroO95eSXBtyTJ",
+	"En3VjhjYvwa+nmv77Rj8SwYocg1sHRl0FIZrwjPbPn/SCB/PbUghyrQQxyxj0QKzOcR2PEcucGq6cjNy",
+	"WzZJXTczNN9WcCjDfR1Ahyuh8gHLvE7U7Kdu1SH3+gLbSq5y85Ma523WHVHJbWfCwRQ7f+FvoEdcmu/3",
+	"2PsNjSsVrdZh9+uBmzpzNE45p4BZcP+bAtj6IIcHzHlGOR4LtIUBJcxO47+BW3Xune+5rI5ejMoKXy4E",
+	"O7+QYx2pgQ4fszo22sFT1/qvz2vs+sAOXQd27nLVG+ljug8zTXm8/KpXnXGwX73ZHw4fiNc/Cd+vv7/6",
+	"ZaPHr0pIVW3lVmCygcQfzEczfANCZvRWGqhXvp6A3rOPjN8wVE4GmXdQBPwMkXuptS6r43oP8PPTRPPX",
+	"d9zm0o9rYPlwa31GRuPX+5Z9Dx5/+1XNjMrkcjNXPeN2S9/LWGe5b28+v/ozbu1ps8fwHK9AWc7G7hWZ",
+	"9UcM8+A1IfGk9Ym1loLNQa3Srjvz0kfLDZA4t/4HWvP+YO+B9x887P4v3Rv9IIgChEuH0nZHjZy9N81f",
+	"DFjrpZqD7ZXx+BHClDpTSBAXYdlwMjjUDLKEY8Y4Aw2lIDEZNxiY1XzhwBOMGg7OvsjwZ/Zy1ZcQ/ihX",
+	"Z7m02d+teOnjkaHNK1AviZAbvZQtCVV9Ve5ijZY+im/S+tfr/+Wj/mAfVZ1+I9ZbKIGZxOZjBpvd1h2J",
+	"79e1dR4HEIWrZrGXT2S1TpNi07fM85x4LQjY8DLj75PrrBzs8ICgzylJ7/f3/1L/qvq/AlXH/B5dN4+L",
+	"61xhm58NijBFMVwD5Wmic7qdSYI/AhIZm+zW5nRHvd5g+LTb7/a7g9E3/W/6Jvi53VqRvhh1Nv3EyiB0",
+	"t1LC0RS2zSLvzVYnUPUiroFn6nV24Nn8bK2VC1lZ2TUV/CZXzJ4RJYHOutWSqJu/uf9w/38BAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

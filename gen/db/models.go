@@ -20,4 +20,5 @@ type SystemLog struct {
 	CorrelationID string
 	UserID        *string
 	Context       json.RawMessage
+	TraceID       *string
 }

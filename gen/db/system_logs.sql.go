@@ -22,6 +22,7 @@ type CopyLogsParams struct {
 	CorrelationID string
 	UserID        *string
 	Context       json.RawMessage
+	TraceID       *string
 }
 
 const countLogs = `-- name: CountLogs :one
@@ -30,8 +31,9 @@ WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
   AND ($2::text IS NULL OR category = $2::text)
   AND ($3::text IS NULL OR correlation_id = $3::text)
   AND ($4::text IS NULL OR user_id = $4::text)
-  AND ($5::timestamptz IS NULL OR "timestamp" >= $5::timestamptz)
-  AND ($6::timestamptz IS NULL OR "timestamp" < $6::timestamptz)
+  AND ($5::text IS NULL OR trace_id = $5::text)
+  AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
+  AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
 `
 
 type CountLogsParams struct {
@@ -39,6 +41,7 @@ type CountLogsParams struct {
 	Category      *string
 	CorrelationID *string
 	UserID        *string
+	TraceID       *string
 	Since         *time.Time
 	Until         *time.Time
 }
@@ -50,6 +53,7 @@ func (q *Queries) CountLogs(ctx context.Context, arg CountLogsParams) (int64, er
 		arg.Category,
 		arg.CorrelationID,
 		arg.UserID,
+		arg.TraceID,
 		arg.Since,
 		arg.Until,
 	)
@@ -59,7 +63,7 @@ func (q *Queries) CountLogs(ctx context.Context, arg CountLogsParams) (int64, er
 }
 
 const getLog = `-- name: GetLog :one
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context FROM system_logs
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id FROM system_logs
 WHERE id = $1
 `
 
@@ -76,14 +80,15 @@ func (q *Queries) GetLog(ctx context.Context, id uuid.UUID) (SystemLog, error) {
 		&i.CorrelationID,
 		&i.UserID,
 		&i.Context,
+		&i.TraceID,
 	)
 	return i, err
 }
 
 const insertLog = `-- name: InsertLog :one
-INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING id, timestamp, level, category, message, correlation_id, user_id, context
+INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id, timestamp, level, category, message, correlation_id, user_id, context, trace_id
 `
 
 type InsertLogParams struct {
@@ -95,6 +100,7 @@ type InsertLogParams struct {
 	CorrelationID string
 	UserID        *string
 	Context       json.RawMessage
+	TraceID       *string
 }
 
 // InsertLog stores one entry and returns it as stored.
@@ -108,6 +114,7 @@ func (q *Queries) InsertLog(ctx context.Context, arg InsertLogParams) (SystemLog
 		arg.CorrelationID,
 		arg.UserID,
 		arg.Context,
+		arg.TraceID,
 	)
 	var i SystemLog
 	err := row.Scan(
@@ -119,22 +126,24 @@ func (q *Queries) InsertLog(ctx context.Context, arg InsertLogParams) (SystemLog
 		&i.CorrelationID,
 		&i.UserID,
 		&i.Context,
+		&i.TraceID,
 	)
 	return i, err
 }
 
 const listLogs = `-- name: ListLogs :many
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context FROM system_logs
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id FROM system_logs
 WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
   AND ($2::text IS NULL OR category = $2::text)
   AND ($3::text IS NULL OR correlation_id = $3::text)
   AND ($4::text IS NULL OR user_id = $4::text)
-  AND ($5::timestamptz IS NULL OR "timestamp" >= $5::timestamptz)
-  AND ($6::timestamptz IS NULL OR "timestamp" < $6::timestamptz)
-  AND ($7::timestamptz IS NULL
-       OR ("timestamp", id) < ($7::timestamptz, $8::uuid))
+  AND ($5::text IS NULL OR trace_id = $5::text)
+  AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
+  AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
+  AND ($8::timestamptz IS NULL
+       OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
 ORDER BY "timestamp" DESC, id DESC
-LIMIT $9
+LIMIT $10
 `
 
 type ListLogsParams struct {
@@ -142,6 +151,7 @@ type ListLogsParams struct {
 	Category      *string
 	CorrelationID *string
 	UserID        *string
+	TraceID       *string
 	Since         *time.Time
 	Until         *time.Time
 	AfterTs       *time.Time
@@ -157,6 +167,7 @@ func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]SystemLog
 		arg.Category,
 		arg.CorrelationID,
 		arg.UserID,
+		arg.TraceID,
 		arg.Since,
 		arg.Until,
 		arg.AfterTs,
@@ -179,6 +190,7 @@ func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]SystemLog
 			&i.CorrelationID,
 			&i.UserID,
 			&i.Context,
+			&i.TraceID,
 		); err != nil {
 			return nil, err
 		}

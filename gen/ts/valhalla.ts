@@ -148,6 +148,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prometheus metrics
+         * @description Every metric in the Prometheus text exposition format (version 0.0.4),
+         *     for a Prometheus server to scrape: requests by operation and status,
+         *     their durations, requests in flight, log entries written by level,
+         *     validation failures by operation, the database pool, readiness checks,
+         *     build info, and the Go runtime and process collectors.
+         *     `/system-health/metrics` reads the same counters.
+         */
+        get: operations["getPrometheusMetrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.yaml": {
         parameters: {
             query?: never;
@@ -192,6 +217,12 @@ export interface components {
          * @enum {string}
          */
         LogLevel: "DEBUG" | "INFO" | "WARNING" | "ERROR" | "CRITICAL";
+        /**
+         * @description A W3C trace id: 32 lowercase hex digits. The request's `traceparent`
+         *     when it sent one, else a new trace started by the server.
+         * @example 4bf92f3577b34da6a3ce929d0e0e4736
+         */
+        TraceID: string;
         /** @description A log entry to store. */
         SystemLogCreate: {
             /**
@@ -262,6 +293,12 @@ export interface components {
              * @example checkout-7f3a
              */
             correlation_id: string;
+            /**
+             * @description The W3C trace id of the request that wrote the entry, or null for
+             *     entries stored before trace ids were recorded.
+             * @example 4bf92f3577b34da6a3ce929d0e0e4736
+             */
+            trace_id: string | null;
             /**
              * @description The user the entry concerns, or null.
              * @example user-42
@@ -506,6 +543,7 @@ export interface components {
              * @example checkout-7f3a
              */
             correlation_id: string;
+            trace_id?: components["schemas"]["TraceID"];
             /** @description Every violation, for invalid input. */
             errors?: components["schemas"]["FieldError"][];
         };
@@ -550,6 +588,7 @@ export interface components {
     pathItems: never;
 }
 export type LogLevel = components['schemas']['LogLevel'];
+export type TraceId = components['schemas']['TraceID'];
 export type SystemLogCreate = components['schemas']['SystemLogCreate'];
 export type SystemLog = components['schemas']['SystemLog'];
 export type SystemLogBatchCreate = components['schemas']['SystemLogBatchCreate'];
@@ -584,6 +623,8 @@ export interface operations {
                 category?: string;
                 /** @description Only entries with this correlation id. */
                 correlation_id?: string;
+                /** @description Only entries written while serving a request of this W3C trace. */
+                trace_id?: components["schemas"]["TraceID"];
                 /** @description Only entries for this user. */
                 user_id?: string;
                 /** @description Only entries at or after this instant (inclusive). */
@@ -881,6 +922,36 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Metrics"];
+                };
+            };
+            500: components["responses"]["Problem"];
+            default: components["responses"]["Problem"];
+        };
+    };
+    getPrometheusMetrics: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The metrics, as Prometheus text. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain; version=0.0.4": string;
                 };
             };
             500: components["responses"]["Problem"];

@@ -21,6 +21,7 @@ import (
 
 	valhalla "github.com/valhalla-platform/valhalla"
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/observe"
 	"github.com/valhalla-platform/valhalla/internal/problem"
 )
 
@@ -95,7 +96,9 @@ func New(defaultBodyLimit int64, bodyLimits map[string]int64) (*Validator, error
 func (v *Validator) JSON() []byte { return v.json }
 
 // Middleware answers requests that break the contract with a problem and
-// passes the rest to next: unknown route 404, wrong method 405 with Allow,
+// passes the rest to next. It notes the operation each request matched with
+// observe.SetRoute, so metrics and logs name it without matching the route
+// again. Unknown route 404, wrong method 405 with Allow,
 // body over the operation's limit 413, wrong content type 415, malformed
 // JSON 400, anything else that violates the contract 422 listing every
 // violation. onProblem renders the problem.
@@ -121,6 +124,7 @@ func (v *Validator) check(r *http.Request) *problem.Problem {
 		return v.routeProblem(r)
 	}
 	op := route.Operation
+	observe.SetRoute(r.Context(), op.OperationID, route.Path)
 	if op.RequestBody != nil {
 		limit := v.defaultBodyLimit
 		if l, ok := v.bodyLimits[op.OperationID]; ok {

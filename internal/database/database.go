@@ -1,5 +1,6 @@
-// Package database opens Valhalla's PostgreSQL pool, applies the embedded
-// goose migrations, and tells a database outage apart from other errors.
+// Package database opens Valhalla's PostgreSQL pool (traced with
+// OpenTelemetry when asked), applies the embedded goose migrations, and
+// tells a database outage apart from other errors.
 package database
 
 import (
@@ -13,14 +14,39 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/valhalla-platform/valhalla/migrations"
 )
+
+// Option configures the pool Open creates.
+type Option func(*options)
+
+type options struct {
+	tracerProvider trace.TracerProvider
+	acquireTracers []pgxpool.AcquireTracer
+}
+
+// WithTracerProvider makes each query, batch, COPY, prepare, connect and
+// pool acquire a span of tp, child of the caller's span. Spans are only
+// started under a recording span, so an untraced (or unsampled) caller
+// costs next to nothing.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
+
+// WithAcquireTracer reports each connection acquire from the pool to t.
+func WithAcquireTracer(t pgxpool.AcquireTracer) Option {
+	return func(o *options) { o.acquireTracers = append(o.acquireTracers, t) }
+}
 
 // Open connects a pool to the database at url and waits up to wait for it to
 // answer a ping. Every connection plans each query for its actual
@@ -28,13 +54,28 @@ import (
 // the list query always get a plan that uses the matching index.
 // It returns an error when url does not parse or the database never answers.
 // A nil logger discards the retry messages.
-func Open(ctx context.Context, url string, wait time.Duration, logger *slog.Logger) (*pgxpool.Pool, error) {
+func Open(ctx context.Context, url string, wait time.Duration, logger *slog.Logger, opts ...Option) (*pgxpool.Pool, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.tracerProvider != nil || len(o.acquireTracers) > 0 {
+		tracer := &multitracer.Tracer{}
+		if o.tracerProvider != nil {
+			tracer = multitracer.New(otelpgx.NewTracer(
+				otelpgx.WithTracerProvider(o.tracerProvider),
+				otelpgx.WithMeterProvider(noop.NewMeterProvider()),
+			))
+		}
+		tracer.PoolAcquireTracers = append(tracer.PoolAcquireTracers, o.acquireTracers...)
+		cfg.ConnConfig.Tracer = tracer
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "valhalla"
 	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"

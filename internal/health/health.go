@@ -1,12 +1,11 @@
-// Package health answers Kubernetes probes and keeps the process counters
-// behind the metrics endpoint.
+// Package health runs the readiness checks behind Kubernetes probes and
+// tracks the process's uptime.
 package health
 
 import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,28 +92,4 @@ func (c *Checker) run(ctx context.Context, check Check) api.Check {
 		result.Status, result.Error = api.CheckStatusFail, &msg
 	}
 	return result
-}
-
-// Counters counts requests served. The zero value is ready to use.
-type Counters struct {
-	total    atomic.Int64
-	inFlight atomic.Int64
-}
-
-// Total returns the number of completed requests.
-func (c *Counters) Total() int64 { return c.total.Load() }
-
-// InFlight returns the number of requests being served.
-func (c *Counters) InFlight() int64 { return c.inFlight.Load() }
-
-// Middleware counts every request that passes through it.
-func (c *Counters) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.inFlight.Add(1)
-		defer func() {
-			c.inFlight.Add(-1)
-			c.total.Add(1)
-		}()
-		next.ServeHTTP(w, r)
-	})
 }

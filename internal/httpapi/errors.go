@@ -8,8 +8,8 @@ import (
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
+	"github.com/valhalla-platform/valhalla/internal/observe"
 	"github.com/valhalla-platform/valhalla/internal/problem"
-	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
 
 // retryAfterSeconds is what a client is told to wait when the database is down.
@@ -47,12 +47,15 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	s.writeProblem(w, r, problemFor(err))
 }
 
-// writeProblem logs server-side failures with the request id, then renders p.
+// writeProblem logs server-side failures (the logger adds the request and
+// trace ids), counts validation failures by operation, then renders p.
 func (s *server) writeProblem(w http.ResponseWriter, r *http.Request, p *problem.Problem) {
 	if p.Status >= 500 {
 		s.Logger.ErrorContext(r.Context(), "request failed",
-			"request_id", requestid.FromContext(r.Context()),
 			"method", r.Method, "path", r.URL.Path, "status", p.Status, "error", p.Cause)
+	}
+	if p.Type == problem.TypeValidation {
+		s.Metrics.ValidationFailed(observe.Operation(r.Context()))
 	}
 	problem.Write(w, r, p)
 }
@@ -115,7 +118,6 @@ func (s *server) recoverPanics(next http.Handler) http.Handler {
 				panic(v)
 			}
 			s.Logger.ErrorContext(r.Context(), "panic serving request",
-				"request_id", requestid.FromContext(r.Context()),
 				"method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
 			if !tw.wroteHeader {
 				problem.Write(w, r, problem.New(http.StatusInternalServerError, problem.TypeInternal,

@@ -12,7 +12,9 @@ import (
 	"testing"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/logging"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
+	"github.com/valhalla-platform/valhalla/internal/metrics"
 	"github.com/valhalla-platform/valhalla/internal/problem"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
@@ -22,7 +24,10 @@ import (
 func serve(t *testing.T, h func(s *server) http.Handler) (*httptest.ResponseRecorder, api.ProblemDetails, string) {
 	t.Helper()
 	var logs bytes.Buffer
-	s := &server{Deps: Deps{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}}
+	s := &server{Deps: Deps{
+		Logger:  logging.New(&logs, logging.FormatJSON, slog.LevelInfo),
+		Metrics: metrics.New(metrics.BuildInfo{}),
+	}}
 	r := httptest.NewRequest("GET", "/system/logs", nil)
 	r.Header.Set(requestid.Header, "req-under-test")
 	w := httptest.NewRecorder()

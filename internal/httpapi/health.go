@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	valhalla "github.com/valhalla-platform/valhalla"
 	"github.com/valhalla-platform/valhalla/gen/api"
@@ -23,7 +24,7 @@ func (s *server) GetLiveness(ctx context.Context, _ api.GetLivenessRequestObject
 // GetReadiness runs every readiness check: 200 when all pass, else a 503
 // problem listing every check.
 func (s *server) GetReadiness(ctx context.Context, _ api.GetReadinessRequestObject) (api.GetReadinessResponseObject, error) {
-	ok, checks := s.Checker.Ready(ctx)
+	ok, checks := s.ready(ctx)
 	id := requestid.FromContext(ctx)
 	if !ok {
 		return api.GetReadiness503ApplicationProblemPlusJSONResponse{
@@ -34,6 +35,7 @@ func (s *server) GetReadiness(ctx context.Context, _ api.GetReadinessRequestObje
 				Detail:        "not ready: " + failedChecks(checks),
 				Instance:      "/system-health/ready",
 				CorrelationId: id,
+				TraceId:       problem.TraceID(ctx),
 				Checks:        checks,
 			},
 			Headers: api.GetReadiness503ResponseHeaders{XRequestID: id},
@@ -48,7 +50,7 @@ func (s *server) GetReadiness(ctx context.Context, _ api.GetReadinessRequestObje
 // GetHealth reports overall status, version and uptime: 200 when every
 // check passes, else a 503 problem with the same members.
 func (s *server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (api.GetHealthResponseObject, error) {
-	ok, checks := s.Checker.Ready(ctx)
+	ok, checks := s.ready(ctx)
 	id := requestid.FromContext(ctx)
 	if !ok {
 		return api.GetHealth503ApplicationProblemPlusJSONResponse{
@@ -59,6 +61,7 @@ func (s *server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (a
 				Detail:        "degraded: " + failedChecks(checks),
 				Instance:      "/system-health",
 				CorrelationId: id,
+				TraceId:       problem.TraceID(ctx),
 				Version:       s.Checker.Version(),
 				UptimeSeconds: s.Checker.Uptime().Seconds(),
 				StartedAt:     s.Checker.StartedAt().UTC(),
@@ -79,6 +82,16 @@ func (s *server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (a
 	}, nil
 }
 
+// ready runs the readiness checks and records each outcome in the metrics.
+func (s *server) ready(ctx context.Context) (bool, []api.Check) {
+	ok, checks := s.Checker.Ready(ctx)
+	for _, c := range checks {
+		s.Metrics.ObserveCheck(c.Name, c.Status == api.CheckStatusOk,
+			time.Duration(c.DurationMs*float64(time.Millisecond)))
+	}
+	return ok, checks
+}
+
 // failedChecks names the checks that failed, e.g. "database check failed".
 func failedChecks(checks []api.Check) string {
 	var failed []string
@@ -90,25 +103,39 @@ func failedChecks(checks []api.Check) string {
 	return strings.Join(failed, ", ") + " check failed"
 }
 
-// GetMetrics reports process counters and the database pool's gauges.
+// GetMetrics reports process counters and the database pool's gauges, read
+// from the counters behind GetPrometheusMetrics.
 func (s *server) GetMetrics(ctx context.Context, _ api.GetMetricsRequestObject) (api.GetMetricsResponseObject, error) {
-	stat := s.Pool.Stat()
+	snap := s.Metrics.Snapshot()
 	return api.GetMetrics200JSONResponse{
 		Body: api.Metrics{
 			UptimeSeconds:    s.Checker.Uptime().Seconds(),
 			StartedAt:        s.Checker.StartedAt().UTC(),
 			Version:          s.Checker.Version(),
-			RequestsTotal:    s.Counters.Total(),
-			RequestsInFlight: s.Counters.InFlight(),
-			LogsWrittenTotal: s.Store.Written(),
+			RequestsTotal:    snap.RequestsTotal,
+			RequestsInFlight: snap.RequestsInFlight,
+			LogsWrittenTotal: snap.LogsWrittenTotal,
 			DbPool: api.PoolStats{
-				TotalConns:    stat.TotalConns(),
-				IdleConns:     stat.IdleConns(),
-				AcquiredConns: stat.AcquiredConns(),
-				MaxConns:      stat.MaxConns(),
+				TotalConns:    snap.Pool.TotalConns,
+				IdleConns:     snap.Pool.IdleConns,
+				AcquiredConns: snap.Pool.AcquiredConns,
+				MaxConns:      snap.Pool.MaxConns,
 			},
 		},
 		Headers: api.GetMetrics200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
+	}, nil
+}
+
+// GetPrometheusMetrics serves every metric in the Prometheus text format.
+func (s *server) GetPrometheusMetrics(ctx context.Context, _ api.GetPrometheusMetricsRequestObject) (api.GetPrometheusMetricsResponseObject, error) {
+	var buf bytes.Buffer
+	if err := s.Metrics.WriteText(&buf); err != nil {
+		return nil, err
+	}
+	return api.GetPrometheusMetrics200TextplainVersion004Response{
+		Body:          &buf,
+		ContentLength: int64(buf.Len()),
+		Headers:       api.GetPrometheusMetrics200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
 	}, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/problem"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
+	"github.com/valhalla-platform/valhalla/internal/tracing"
 )
 
 // Defaults the contract declares for an entry.
@@ -29,6 +30,7 @@ func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogReq
 	if err != nil {
 		return nil, err
 	}
+	s.Metrics.LogWritten(stored.Level)
 	return api.CreateSystemLog201JSONResponse{
 		Body: logToAPI(stored),
 		Headers: api.CreateSystemLog201ResponseHeaders{
@@ -56,6 +58,7 @@ func (s *server) CreateSystemLogBatch(ctx context.Context, req api.CreateSystemL
 	}
 	items := make([]api.SystemLog, len(stored))
 	for i, row := range stored {
+		s.Metrics.LogWritten(row.Level)
 		items[i] = logToAPI(row)
 	}
 	return api.CreateSystemLogBatch201JSONResponse{
@@ -83,6 +86,7 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 		Category:      p.Category,
 		CorrelationID: p.CorrelationId,
 		UserID:        p.UserId,
+		TraceID:       p.TraceId,
 		Since:         p.Since,
 		Until:         p.Until,
 	}
@@ -120,8 +124,9 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 }
 
 // entryFromAPI applies the contract's defaults to in; the correlation id
-// defaults to the request's. PostgreSQL cannot store U+0000, so a context
-// holding one is reported, located under pointer.
+// defaults to the request's, and the trace id is the request's. PostgreSQL
+// cannot store U+0000, so a context holding one is reported, located under
+// pointer.
 func entryFromAPI(ctx context.Context, in api.SystemLogCreate, pointer string) (logstore.Entry, []api.FieldError) {
 	e := logstore.Entry{
 		Level:         string(defaultLevel),
@@ -129,6 +134,9 @@ func entryFromAPI(ctx context.Context, in api.SystemLogCreate, pointer string) (
 		Message:       in.Message,
 		CorrelationID: requestid.FromContext(ctx),
 		UserID:        in.UserId,
+	}
+	if id := tracing.TraceID(ctx); id != "" {
+		e.TraceID = &id
 	}
 	if in.Level != nil {
 		e.Level = string(*in.Level)
@@ -180,6 +188,7 @@ func logToAPI(row db.SystemLog) api.SystemLog {
 		Category:      row.Category,
 		Message:       row.Message,
 		CorrelationId: row.CorrelationID,
+		TraceId:       row.TraceID,
 		UserId:        row.UserID,
 		Context:       row.Context,
 	}

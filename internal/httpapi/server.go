@@ -7,13 +7,16 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/contract"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
+	"github.com/valhalla-platform/valhalla/internal/metrics"
+	"github.com/valhalla-platform/valhalla/internal/observe"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
+	"github.com/valhalla-platform/valhalla/internal/tracing"
 )
 
 // Body size limits: one entry, and a batch of up to 1000.
@@ -24,11 +27,14 @@ const (
 
 // Deps are what the server needs; all are required.
 type Deps struct {
-	Store    *logstore.Store
-	Pool     *pgxpool.Pool
-	Checker  *health.Checker
-	Counters *health.Counters
-	Logger   *slog.Logger
+	Store   *logstore.Store
+	Checker *health.Checker
+	Metrics *metrics.Metrics
+	// Logger's handler should add the ids on the context to each record,
+	// as logging.New's does.
+	Logger *slog.Logger
+	// TracerProvider starts each request's span (tracing.NewProvider).
+	TracerProvider trace.TracerProvider
 }
 
 // server implements api.StrictServerInterface.
@@ -40,9 +46,12 @@ type server struct {
 var _ api.StrictServerInterface = (*server)(nil)
 
 // NewServer returns the whole HTTP surface. Middleware, outermost first:
-// correlation id (so every response, panics included, carries it), request
-// counting, panic recovery, contract validation; then the routes the
-// generated code registers for each operation in openapi.yaml.
+// correlation id (so every response, panics included, carries it); trace
+// context (joining the caller's W3C trace or starting one); observation
+// (metrics, span name and one access log record per request); panic
+// recovery; contract validation (which notes each request's operation for
+// the observer); then the routes the generated code registers for each
+// operation in openapi.yaml.
 // It returns an error when the embedded contract cannot be loaded.
 func NewServer(d Deps) (http.Handler, error) {
 	validator, err := contract.New(MaxBodyBytes, map[string]int64{
@@ -68,7 +77,8 @@ func NewServer(d Deps) (http.Handler, error) {
 	var h http.Handler = mux
 	h = validator.Middleware(s.writeProblem)(h)
 	h = s.recoverPanics(h)
-	h = d.Counters.Middleware(h)
+	h = observe.Middleware(d.Metrics, d.Logger)(h)
+	h = tracing.Middleware(d.TracerProvider)(h)
 	h = requestid.Middleware(h)
 	return h, nil
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,22 +45,21 @@ type Entry struct {
 	UserID        *string
 	// Context is a JSON object; nil stores {}.
 	Context json.RawMessage
+	// TraceID is the W3C trace id (32 hex digits) of the request that
+	// writes the entry; nil stores none.
+	TraceID *string
 }
 
 // Store reads and writes system_logs.
 type Store struct {
-	pool    *pgxpool.Pool
-	q       *db.Queries
-	written atomic.Int64
+	pool *pgxpool.Pool
+	q    *db.Queries
 }
 
 // New returns a store over pool. The schema must be migrated.
 func New(pool *pgxpool.Pool) *Store {
 	return &Store{pool: pool, q: db.New(pool)}
 }
-
-// Written returns how many entries this store has stored since it was created.
-func (s *Store) Written() int64 { return s.written.Load() }
 
 // row assigns e its id (a UUIDv7) and timestamp (now, at the database's
 // microsecond precision).
@@ -83,6 +81,7 @@ func row(e Entry, now time.Time) (db.CopyLogsParams, error) {
 		CorrelationID: e.CorrelationID,
 		UserID:        e.UserID,
 		Context:       ctx,
+		TraceID:       e.TraceID,
 	}, nil
 }
 
@@ -99,7 +98,6 @@ func (s *Store) Insert(ctx context.Context, e Entry) (db.SystemLog, error) {
 	if err != nil {
 		return db.SystemLog{}, fmt.Errorf("insert log: %w", translate(err))
 	}
-	s.written.Add(1)
 	return stored, nil
 }
 
@@ -123,7 +121,6 @@ func (s *Store) InsertBatch(ctx context.Context, entries []Entry) ([]db.SystemLo
 	if n != int64(len(rows)) {
 		return nil, fmt.Errorf("copy logs: stored %d of %d rows", n, len(rows))
 	}
-	s.written.Add(n)
 	out := make([]db.SystemLog, len(rows))
 	for i, r := range rows {
 		out[i] = db.SystemLog(r)
@@ -149,6 +146,7 @@ type Filter struct {
 	Category      *string
 	CorrelationID *string
 	UserID        *string
+	TraceID       *string
 	// Since is inclusive, Until exclusive.
 	Since, Until *time.Time
 }
@@ -188,6 +186,7 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		Category:      f.Category,
 		CorrelationID: f.CorrelationID,
 		UserID:        f.UserID,
+		TraceID:       f.TraceID,
 		Since:         f.Since,
 		Until:         f.Until,
 		RowLimit:      limit + 1, // one more tells whether a next page exists
@@ -215,6 +214,7 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 			Category:      params.Category,
 			CorrelationID: params.CorrelationID,
 			UserID:        params.UserID,
+			TraceID:       params.TraceID,
 			Since:         params.Since,
 			Until:         params.Until,
 		})

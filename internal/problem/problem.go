@@ -1,16 +1,18 @@
 // Package problem renders RFC 9457 problem details
 // (application/problem+json). Every error response Valhalla sends goes
 // through Write, so every one has the same shape and carries the request's
-// correlation id.
+// correlation id and, next to it, its trace id.
 package problem
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
+	"github.com/valhalla-platform/valhalla/internal/tracing"
 )
 
 // ContentType is the media type of every error response.
@@ -78,11 +80,21 @@ func (p *Problem) Body(r *http.Request) api.ProblemDetails {
 		Detail:        p.Detail,
 		Instance:      r.URL.Path,
 		CorrelationId: requestid.FromContext(r.Context()),
+		TraceId:       TraceID(r.Context()),
 	}
 	if len(p.Errors) > 0 {
 		body.Errors = &p.Errors
 	}
 	return body
+}
+
+// TraceID returns the trace id of ctx's span for a problem's trace_id
+// member, or nil when ctx has no trace.
+func TraceID(ctx context.Context) *string {
+	if id := tracing.TraceID(ctx); id != "" {
+		return &id
+	}
+	return nil
 }
 
 // Write sends p as application/problem+json. It never fails the caller: a

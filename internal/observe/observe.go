@@ -1,0 +1,142 @@
+// Package observe watches every request from the outside: it counts it in
+// the metrics, names its trace span after its route, and writes one access
+// log record when it is done. What only inner layers learn (which operation
+// of the contract the request is, which token authenticated it) they note
+// on the request's context with SetRoute and SetTokenName.
+package observe
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/valhalla-platform/valhalla/internal/metrics"
+)
+
+// record is what inner layers note about a request. It is written and read
+// on the request's goroutine only.
+type record struct {
+	operation string // the contract's operationId; "" when none matched
+	route     string // the contract's path template, e.g. /system/logs/{id}
+	tokenName string // the authenticating token's name; "" when anonymous
+}
+
+type contextKey struct{}
+
+func recordFrom(ctx context.Context) *record {
+	rec, _ := ctx.Value(contextKey{}).(*record)
+	return rec
+}
+
+// SetRoute notes the operation the request matched: its operationId and
+// path template. The contract validator calls it once it has found the
+// route. Outside Middleware it does nothing.
+func SetRoute(ctx context.Context, operationID, pathTemplate string) {
+	if rec := recordFrom(ctx); rec != nil {
+		rec.operation, rec.route = operationID, pathTemplate
+	}
+}
+
+// SetTokenName notes the name of the token that authenticated the request,
+// for the access log. It is the hook for authentication: the middleware
+// that verifies a token calls it with the token's name, never the token
+// itself. Outside Middleware it does nothing.
+func SetTokenName(ctx context.Context, name string) {
+	if rec := recordFrom(ctx); rec != nil {
+		rec.tokenName = name
+	}
+}
+
+// Operation returns the operationId the request matched, or
+// metrics.Unmatched when it matched none (or is not being observed).
+func Operation(ctx context.Context) string {
+	return recordFrom(ctx).operationLabel()
+}
+
+// operationLabel is the operation's label in metrics and logs.
+func (rec *record) operationLabel() string {
+	if rec == nil || rec.operation == "" {
+		return metrics.Unmatched
+	}
+	return rec.operation
+}
+
+// Middleware observes each request: in flight, then counted and timed by
+// operation and status code, its span renamed "METHOD /path/{template}",
+// and one access log record at info level. It must run inside the request
+// id and tracing middleware, whose ids the logger's handler adds, and
+// outside everything that answers requests.
+func Middleware(m *metrics.Metrics, logger *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			finished := m.RequestStarted()
+			rec := &record{}
+			rw := &responseRecorder{ResponseWriter: w}
+			ctx := r.Context()
+			defer func() {
+				d := time.Since(start)
+				status := rw.statusCode()
+				operation := rec.operationLabel()
+				finished(operation, status, d)
+				if rec.route != "" {
+					span := trace.SpanFromContext(ctx)
+					span.SetName(r.Method + " " + rec.route)
+					span.SetAttributes(attribute.String("http.route", rec.route))
+				}
+				attrs := []slog.Attr{
+					slog.String("method", r.Method),
+					slog.String("route", operation),
+					slog.String("path", r.URL.Path),
+					slog.Int("status", status),
+					slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+					slog.Int64("bytes", rw.bytes),
+					slog.String("remote_addr", r.RemoteAddr),
+				}
+				if rec.tokenName != "" {
+					attrs = append(attrs, slog.String("token_name", rec.tokenName))
+				}
+				logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+			}()
+			next.ServeHTTP(rw, r.WithContext(context.WithValue(ctx, contextKey{}, rec)))
+		})
+	}
+}
+
+// responseRecorder notes the status code and counts the body bytes.
+type responseRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (rw *responseRecorder) WriteHeader(code int) {
+	if rw.status == 0 {
+		rw.status = code
+	}
+	rw.ResponseWriter.WriteHeader(code)
+}
+
+func (rw *responseRecorder) Write(b []byte) (int, error) {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	n, err := rw.ResponseWriter.Write(b)
+	rw.bytes += int64(n)
+	return n, err
+}
+
+// statusCode is what the client was sent: 200 when the handler wrote nothing.
+func (rw *responseRecorder) statusCode() int {
+	if rw.status == 0 {
+		return http.StatusOK
+	}
+	return rw.status
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (rw *responseRecorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
