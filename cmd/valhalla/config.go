@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -20,6 +21,18 @@ type config struct {
 	ShutdownTimeout time.Duration
 	DBWait          time.Duration
 	ReadyTimeout    time.Duration
+	// Limits bounds what one client can hold: a client that trickles its
+	// headers or body is cut off.
+	Limits limits
+}
+
+// limits are the http.Server timeouts and header size limit.
+type limits struct {
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
 }
 
 // parseConfig parses args for the command name, with defaults from getenv.
@@ -41,6 +54,16 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		"how long to wait for the database at start (VALHALLA_DB_WAIT)")
 	readyTimeout := fs.String("ready-timeout", envOr(getenv, "VALHALLA_READY_TIMEOUT", "1s"),
 		"timeout of each readiness check (VALHALLA_READY_TIMEOUT)")
+	readHeader := fs.String("read-header-timeout", envOr(getenv, "VALHALLA_READ_HEADER_TIMEOUT", "10s"),
+		"how long a client may take to send the request headers (VALHALLA_READ_HEADER_TIMEOUT)")
+	readTimeout := fs.String("read-timeout", envOr(getenv, "VALHALLA_READ_TIMEOUT", "60s"),
+		"how long a client may take to send the whole request (VALHALLA_READ_TIMEOUT)")
+	writeTimeout := fs.String("write-timeout", envOr(getenv, "VALHALLA_WRITE_TIMEOUT", "60s"),
+		"how long serving one request may take, from the end of its headers (VALHALLA_WRITE_TIMEOUT)")
+	idleTimeout := fs.String("idle-timeout", envOr(getenv, "VALHALLA_IDLE_TIMEOUT", "120s"),
+		"how long an idle keep-alive connection stays open (VALHALLA_IDLE_TIMEOUT)")
+	maxHeader := fs.String("max-header-bytes", envOr(getenv, "VALHALLA_MAX_HEADER_BYTES", "65536"),
+		"largest request header block, in bytes (VALHALLA_MAX_HEADER_BYTES)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -56,6 +79,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{"shutdown timeout", *shutdown, &cfg.ShutdownTimeout},
 		{"db wait", *dbWait, &cfg.DBWait},
 		{"ready timeout", *readyTimeout, &cfg.ReadyTimeout},
+		{"read header timeout", *readHeader, &cfg.Limits.ReadHeaderTimeout},
+		{"read timeout", *readTimeout, &cfg.Limits.ReadTimeout},
+		{"write timeout", *writeTimeout, &cfg.Limits.WriteTimeout},
+		{"idle timeout", *idleTimeout, &cfg.Limits.IdleTimeout},
 	} {
 		v, err := time.ParseDuration(strings.TrimSpace(d.value))
 		if err != nil || v < 0 {
@@ -63,6 +90,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 			continue
 		}
 		*d.into = v
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(*maxHeader)); err != nil || n < 1024 {
+		errs = append(errs, fmt.Errorf("max header bytes %q: want a number of bytes, at least 1024", *maxHeader))
+	} else {
+		cfg.Limits.MaxHeaderBytes = n
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
