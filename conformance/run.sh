@@ -3,9 +3,12 @@
 # (scripts/with-server.sh sets it). Every check, positive and negative data,
 # and the stateful phase, which follows the contract's OpenAPI links
 # (createSystemLog -> getSystemLog, listSystemLogs -> next page by cursor).
+# Requests carry $VALHALLA_TOKEN, which holds every scope; the ignored_auth
+# check also sends them without it and expects the 401.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${VALHALLA_URL:?run through scripts/with-server.sh}"
+: "${VALHALLA_TOKEN:?run through scripts/with-server.sh}"
 
 st=${SCHEMATHESIS:-.venv/bin/schemathesis}
 report=${CONFORMANCE_REPORT_DIR:-conformance/report}
@@ -17,6 +20,7 @@ report=${CONFORMANCE_REPORT_DIR:-conformance/report}
 # covered by Go tests instead).
 exec "$st" run "$VALHALLA_URL/openapi.yaml" \
 	--url "$VALHALLA_URL" \
+	--header "Authorization: Bearer $VALHALLA_TOKEN" \
 	--checks all \
 	--mode all \
 	--phases examples,coverage,fuzzing,stateful \

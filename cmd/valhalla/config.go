@@ -24,6 +24,10 @@ type config struct {
 	// Limits bounds what one client can hold: a client that trickles its
 	// headers or body is cut off.
 	Limits limits
+	// BootstrapToken becomes an all-scopes token named "bootstrap" when no
+	// token exists yet. It comes from the environment only, never a flag,
+	// so it does not show in process listings.
+	BootstrapToken string
 }
 
 // limits are the http.Server timeouts and header size limit.
@@ -36,9 +40,13 @@ type limits struct {
 }
 
 // parseConfig parses args for the command name, with defaults from getenv.
-func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (config, []string, error) {
-	var cfg config
+// extra, when given, declares the command's own flags.
+func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer, extra ...func(*flag.FlagSet)) (config, []string, error) {
+	cfg := config{BootstrapToken: getenv("VALHALLA_BOOTSTRAP_TOKEN")}
 	fs := flag.NewFlagSet("valhalla "+name, flag.ContinueOnError)
+	for _, declare := range extra {
+		declare(fs)
+	}
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "VALHALLA_ADDR", "127.0.0.1:8080"),
 		"address to listen on (VALHALLA_ADDR)")

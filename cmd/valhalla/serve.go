@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/valhalla-platform/valhalla/internal/auth"
+	"github.com/valhalla-platform/valhalla/internal/contract"
 	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/httpapi"
@@ -32,7 +35,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
 
-	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger)
+	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, false)
 	if err != nil {
 		return err
 	}
@@ -44,11 +47,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	for _, m := range applied {
 		logger.Info("migration applied", "version", m.Source.Version, "duration", m.Duration)
 	}
+	tokens := auth.NewStore(pool)
+	if err := firstToken(ctx, tokens, cfg.BootstrapToken, stderr, logger); err != nil {
+		return err
+	}
 
 	store := logstore.New(pool)
 	checker := health.NewChecker(version, cfg.ReadyTimeout, logger, health.Check{Name: "database", Run: pool.Ping})
 	handler, err := httpapi.NewServer(httpapi.Deps{
 		Store:    store,
+		Tokens:   tokens,
 		Pool:     pool,
 		Checker:  checker,
 		Counters: &health.Counters{},
@@ -95,10 +103,44 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return nil
 }
 
+// firstToken makes sure someone can get in. When no token exists at all, the
+// bootstrap token (if set) becomes an all-scopes token named "bootstrap";
+// without one, an all-scopes token named "admin" is minted and printed to
+// stderr, this once. Once any token exists it does nothing.
+func firstToken(ctx context.Context, tokens *auth.Store, bootstrap string, stderr io.Writer, logger *slog.Logger) error {
+	scopes, err := contract.Scopes()
+	if err != nil {
+		return err
+	}
+	name, token := "bootstrap", bootstrap
+	if token == "" {
+		name, token = "admin", auth.Mint()
+	} else if !auth.ValidToken(token) {
+		return errors.New("VALHALLA_BOOTSTRAP_TOKEN must look like vhl_<8-32 letters or digits>_<22-128 letters or digits>")
+	}
+	created, err := tokens.CreateFirst(ctx, name, token, scopes)
+	if err != nil {
+		return fmt.Errorf("first token: %w", err)
+	}
+	switch {
+	case !created && bootstrap != "":
+		logger.Info("tokens exist; VALHALLA_BOOTSTRAP_TOKEN is ignored")
+	case created && bootstrap != "":
+		logger.Info("bootstrap token stored", "name", name, "scopes", scopes)
+	case created:
+		logger.Warn("no token existed: created one and printed it on stderr, this once", "name", name, "scopes", scopes)
+		fmt.Fprintf(stderr, "valhalla: no token existed, so this one was created with scopes %s.\n"+
+			"It is shown only now; store it safely (manage tokens with valhalla tokens create|list|revoke):\n\n    %s\n\n",
+			strings.Join(scopes, ","), token)
+	}
+	return nil
+}
+
 // openDatabase connects to cfg.DatabaseURL or, when it is empty, starts the
-// durable local cluster under cfg.DataDir. The returned func closes the pool
-// and then stops the local cluster.
-func openDatabase(ctx context.Context, cfg config, getenv func(string) string, logger *slog.Logger) (*pgxpool.Pool, func(), error) {
+// durable local cluster under cfg.DataDir; with attach, a cluster that
+// serve already runs there is used as it is and left running. The returned
+// func closes the pool and then stops the local cluster.
+func openDatabase(ctx context.Context, cfg config, getenv func(string) string, logger *slog.Logger, attach bool) (*pgxpool.Pool, func(), error) {
 	url := cfg.DatabaseURL
 	var cluster *pgcluster.Cluster
 	if url == "" {
@@ -108,6 +150,7 @@ func openDatabase(ctx context.Context, cfg config, getenv func(string) string, l
 			Fsync:  true,
 			Logger: logger,
 			Getenv: getenv,
+			Attach: attach,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("start local PostgreSQL (or set DATABASE_URL): %w", err)

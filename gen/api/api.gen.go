@@ -397,6 +397,14 @@ type ReadinessProblem struct {
 
 // SystemLog A stored log entry.
 type SystemLog struct {
+	// Actor The name of the token that wrote the entry, set by the server;
+	// a client cannot set it. Entries written before authentication
+	// existed say `(unauthenticated)`.
+	//
+	//
+	// Example: billing-service
+	Actor string `json:"actor"`
+
 	// Category Category.
 	//
 	// Example: auth
@@ -501,8 +509,14 @@ type SystemLogList struct {
 // XRequestID defines model for XRequestID.
 type XRequestID = string
 
+// Forbidden An RFC 9457 problem. Extension members may be added.
+type Forbidden = ProblemDetails
+
 // Problem An RFC 9457 problem. Extension members may be added.
 type Problem = ProblemDetails
+
+// Unauthorized An RFC 9457 problem. Extension members may be added.
+type Unauthorized = ProblemDetails
 
 // Unavailable An RFC 9457 problem. Extension members may be added.
 type Unavailable = ProblemDetails
@@ -2221,6 +2235,18 @@ type ListSystemLogsResponse200Headers struct {
 	XRequestID string
 }
 
+// ListSystemLogsResponse401Headers the declared response headers of an HTTP 401 response for ListSystemLogs
+type ListSystemLogsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ListSystemLogsResponse403Headers the declared response headers of an HTTP 403 response for ListSystemLogs
+type ListSystemLogsResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
 // ListSystemLogsResponse422Headers the declared response headers of an HTTP 422 response for ListSystemLogs
 type ListSystemLogsResponse422Headers struct {
 	XRequestID string
@@ -2247,6 +2273,10 @@ type ListSystemLogsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *SystemLogList
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -2257,6 +2287,10 @@ type ListSystemLogsResponse struct {
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListSystemLogsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListSystemLogsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListSystemLogsResponse403Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *ListSystemLogsResponse422Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -2270,6 +2304,16 @@ type ListSystemLogsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListSystemLogsResponse) GetJSON200() *SystemLogList {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListSystemLogsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListSystemLogsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -2332,6 +2376,18 @@ type CreateSystemLogResponse400Headers struct {
 	XRequestID string
 }
 
+// CreateSystemLogResponse401Headers the declared response headers of an HTTP 401 response for CreateSystemLog
+type CreateSystemLogResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// CreateSystemLogResponse403Headers the declared response headers of an HTTP 403 response for CreateSystemLog
+type CreateSystemLogResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
 // CreateSystemLogResponse413Headers the declared response headers of an HTTP 413 response for CreateSystemLog
 type CreateSystemLogResponse413Headers struct {
 	XRequestID string
@@ -2370,6 +2426,10 @@ type CreateSystemLogResponse struct {
 	JSON201 *SystemLog
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -2386,6 +2446,10 @@ type CreateSystemLogResponse struct {
 	Headers201 *CreateSystemLogResponse201Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *CreateSystemLogResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateSystemLogResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateSystemLogResponse403Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateSystemLogResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -2408,6 +2472,16 @@ func (r CreateSystemLogResponse) GetJSON201() *SystemLog {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r CreateSystemLogResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateSystemLogResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateSystemLogResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -2479,6 +2553,18 @@ type CreateSystemLogBatchResponse400Headers struct {
 	XRequestID string
 }
 
+// CreateSystemLogBatchResponse401Headers the declared response headers of an HTTP 401 response for CreateSystemLogBatch
+type CreateSystemLogBatchResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// CreateSystemLogBatchResponse403Headers the declared response headers of an HTTP 403 response for CreateSystemLogBatch
+type CreateSystemLogBatchResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
 // CreateSystemLogBatchResponse413Headers the declared response headers of an HTTP 413 response for CreateSystemLogBatch
 type CreateSystemLogBatchResponse413Headers struct {
 	XRequestID string
@@ -2517,6 +2603,10 @@ type CreateSystemLogBatchResponse struct {
 	JSON201 *SystemLogBatch
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -2533,6 +2623,10 @@ type CreateSystemLogBatchResponse struct {
 	Headers201 *CreateSystemLogBatchResponse201Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *CreateSystemLogBatchResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateSystemLogBatchResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateSystemLogBatchResponse403Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateSystemLogBatchResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -2555,6 +2649,16 @@ func (r CreateSystemLogBatchResponse) GetJSON201() *SystemLogBatch {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -2621,6 +2725,18 @@ type GetSystemLogResponse200Headers struct {
 	XRequestID string
 }
 
+// GetSystemLogResponse401Headers the declared response headers of an HTTP 401 response for GetSystemLog
+type GetSystemLogResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetSystemLogResponse403Headers the declared response headers of an HTTP 403 response for GetSystemLog
+type GetSystemLogResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
 // GetSystemLogResponse404Headers the declared response headers of an HTTP 404 response for GetSystemLog
 type GetSystemLogResponse404Headers struct {
 	XRequestID string
@@ -2652,6 +2768,10 @@ type GetSystemLogResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *SystemLog
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -2664,6 +2784,10 @@ type GetSystemLogResponse struct {
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetSystemLogResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSystemLogResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetSystemLogResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetSystemLogResponse404Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
@@ -2679,6 +2803,16 @@ type GetSystemLogResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetSystemLogResponse) GetJSON200() *SystemLog {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSystemLogResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSystemLogResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -3407,6 +3541,20 @@ func ParseListSystemLogsResponse(rsp *http.Response) (*ListSystemLogsResponse, e
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3448,6 +3596,40 @@ func ParseListSystemLogsResponse(rsp *http.Response) (*ListSystemLogsResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListSystemLogsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListSystemLogsResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 422:
 		var headers ListSystemLogsResponse422Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3528,6 +3710,20 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3600,6 +3796,40 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 			headers.XRequestID = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateSystemLogResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateSystemLogResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateSystemLogResponse413Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3700,6 +3930,20 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3765,6 +4009,40 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 			headers.XRequestID = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateSystemLogBatchResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateSystemLogBatchResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateSystemLogBatchResponse413Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3858,6 +4136,20 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3906,6 +4198,40 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSystemLogResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetSystemLogResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetSystemLogResponse404Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -4694,6 +5020,16 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	return m
 }
 
+type ForbiddenResponseHeaders struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+type ForbiddenApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetails
+
+	Headers ForbiddenResponseHeaders
+}
+
 type ProblemResponseHeaders struct {
 	XRequestID string
 }
@@ -4701,6 +5037,16 @@ type ProblemApplicationProblemPlusJSONResponse struct {
 	Body ProblemDetails
 
 	Headers ProblemResponseHeaders
+}
+
+type UnauthorizedResponseHeaders struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+type UnauthorizedApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetails
+
+	Headers UnauthorizedResponseHeaders
 }
 
 type UnavailableResponseHeaders struct {
@@ -5211,6 +5557,44 @@ func (response ListSystemLogs200JSONResponse) VisitListSystemLogsResponse(w http
 	return err
 }
 
+type ListSystemLogs401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListSystemLogs401ApplicationProblemPlusJSONResponse) VisitListSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSystemLogs403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListSystemLogs403ApplicationProblemPlusJSONResponse) VisitListSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListSystemLogs422ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -5339,6 +5723,44 @@ func (response CreateSystemLog400ApplicationProblemPlusJSONResponse) VisitCreate
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateSystemLog401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLog401ApplicationProblemPlusJSONResponse) VisitCreateSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateSystemLog403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLog403ApplicationProblemPlusJSONResponse) VisitCreateSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5522,6 +5944,44 @@ func (response CreateSystemLogBatch400ApplicationProblemPlusJSONResponse) VisitC
 	return err
 }
 
+type CreateSystemLogBatch401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLogBatch401ApplicationProblemPlusJSONResponse) VisitCreateSystemLogBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateSystemLogBatch403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLogBatch403ApplicationProblemPlusJSONResponse) VisitCreateSystemLogBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateSystemLogBatch413ResponseHeaders struct {
 	XRequestID string
 }
@@ -5680,6 +6140,44 @@ func (response GetSystemLog200JSONResponse) VisitGetSystemLogResponse(w http.Res
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLog401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLog401ApplicationProblemPlusJSONResponse) VisitGetSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLog403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLog403ApplicationProblemPlusJSONResponse) VisitGetSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6141,83 +6639,94 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hzrctu2tv+rYLg7E/tf6upLWmX+H1THSb2Pm7i2c9ru2tuCyCUJDQiwAChZzXjmvMN5w/MkZ3AhxQt0",
-	"ceK2OZ3O+IMlklgLC791X9SHIOJJyhkwJYPBh2AGOAZh/v3xEn7NQKqzl/pTDDISJFWEs2AQXM8ACXv5",
-	"mUQRFwIo1tcQidGemgGKMKUgnskQcYE4A5QQpiBG4yXSlyWIOYj9dhAGeh0iIA4GSmQQBjKaQYI1zQTf",
-	"nwObqlkw6PW/CoOEsOJzGKRYKRCam3//PGz9C7d+67a+bt8NWrdffhGEgVqmEAwCqQRh0+Dh4UE/IXAC",
-	"aof9nVR21Eb/AalCixkwRBQiEvX+57/+u9f/CkUzLHCkV0R8gkY1PkYvbhhXMxALIqG0bSMLiTB69+7s",
-	"5fx5Gw3pAi8lgmjGIUaEmXsFyJQzCe0bFoQB3OMkpXpH3d7X/Uk3Omod42NoPY97UevryRG0DsY93I8O",
-	"4yM4ngRhQPQ+7HEGYcBwop/9seU23Tp7GZRF7ZFWTt8I60LwMYVE/xtxpoAp/S9OU0oiI6ZOau/48hep",
-	"JfihtPYXAibBIPhHZwW1jr0qO27dl6AwodISrh7FkKHLVyfo68Oj58jR0KgpA7W8qTX03O2d0qEbWu8Y",
-	"nmNC8ViL9g/fm1ajGCs8xhI0rLIVNy+QACWWCE8UCIOHKZkDQzFQvKwJ4FLf2RrqO5tQvoKIs1gixdEC",
-	"E4XGMOEC7OqETds+GGhVnYIINMcfL92HfGXD5MkMovdN9t4yzQuOCQMpUaRv0iylgqcgFLHoizNhDuIu",
-	"kc0VvuULRDmbGiGZBZDi/H2o9SghlBJpJdAua1G3fdgPgwkXCVbBIIh5phFQWA2WJWO9/zAAIbhHqj/M",
-	"liV6E0woxGgPIznjQoVI4gkgmSUJFsv9CuHAcUgSiBHPlDvgnmyarFxrm7SxQgvspAVxdf0cT771pMIq",
-	"k9twa07qyt5qDUFuoH+2HBULhZWTuS0o8vEvEClNsbxW8+wzFfEEtOnEq6MHliWaFH8fhIGWbGnh1VbM",
-	"wp41T3E0s2uFaEHUDBEltZwNIcxilHOsSREFyW7i0CQdD1gIvNSfXxGg8akfHxrWc8KtC2mj03scKbo0",
-	"jlA7ipRrFRMjDZl/Xr19gy7sF4gwxQ2wxjxe7oc3bFQ4LXPzrxmIpXapKVYzVFzb11+NrBqOEOURViAR",
-	"UdZ31JTJ2KM1sCISLQS3ZmGFqTmmmTFQjKt8D5pJTClfQIzMdS+CnQNqEHuDk2IVF0gge2+V8ok1yK1r",
-	"vbBn/UICm0msEVuVFiUJUV4i9nCaJCpHt6fd1PHX3d7+6hTzrenTrBLrAFOCgOwcdCjMgXoilqrmuWPz",
-	"Kdm3gKkOihognIPAlGrBUjVrmtWo0KGt+JfOfAgF8R1WPvSADVtSwSNtyt3N1V33u/3jVq/X6h9fd7sD",
-	"8/evoGyHsYKWto2brVctQrDR04i/H71AMUwFjiF2m9agxUwuQEBs7QFGVlwXq1iiZHF8piZLNUd3zo2s",
-	"97CSsAjsviu7PjjudttHO3mbOQhJbIxRpfFNRmiM3OWacvba3XZ3K34Kk53TaGyscsBhjo71gCvFhJjS",
-	"t5Ng8PPjAqLww/9tQH6WwNiMgk8+/Nt6DPuyqnAhwlrjGjG7VT5HPkSWunHIMNe22bn/hzA413EuSI88",
-	"8ytNS7aDadiq6H598cH/nE/Pjc32nPgcBFHLEGnHKJWOumdkOgOpyvRfnn7z7nUQBmdvXr0NwuCH4eWb",
-	"szf6i9PLy7eXQRicXJ5dn50MzzX5FVjd7Q0cfgdKkMiz/QsH/YhnzCSpJgDKE46Uc4qmOJuCR6Lx+E5f",
-	"35rjcE51eGfUkfKpvFsIohSwO8UV9kjonE+Rc31IKq7N8jr1OD7slnSDMHV8uNp9kaLYUwOp5B1hdxNK",
-	"pjOPNXCJiURjIGxq8/AYMb5oB4+jsWZbxfpaRhTUhm31uv3DnWj+bd0ea90227SV7audphdCXjiHhV74",
-	"7MJKGbwFs0LxIs4YRKa4pNdqKh+O7J7u9J3SV57KF5A6y80k1GF80PdCisQU1i16FtMya3LHJRN8v25F",
-	"LQ8kyW+ATGi944JG0uuWfJsCezSTNZSUCVREEtYFX96d98CrAU3T/XhqV+j0XgHTQEQJaAWQKMFLNAaE",
-	"49gqcC0oWtUi70jsyXh/zTBFRcJhi3bPJCoXbjwlCJ6p1vPJAfap/roU8fQ+pZjZsqjJrIhEPIoyIYBF",
-	"UCVSyeywRD1E2BxTEqOJzpt9ZE2txZfTmwihSKdDNOGiWI2wNFM7J/OlnN2T0RMmFWYRbCx42xyytnc0",
-	"w2kKDGJUD887cikVJB1tTR6T1Xx7fX2B7EUU8bgq3cN+36s6RFEP81czLlRejspT4jwu06vYkr0l9kwi",
-	"AVhq2zQTWEKtfPWOOY+DxxTQKVNELX3bsl/UOXl3eYYETMDKjMTAFJksiSvelVmqUs0EG8wxnWFK8cDd",
-	"NjDnbxDRsgW4rf5BuSqCEVO5imXxXgJAWFc7n/pf5nVLXzyQlzRN3FuJcZ8gDd+eB2uJZAIkwgIaGXDB",
-	"3a5J8LpcckOOWKfxp6WJNd53z2yGeV13VZ/W0IO1KY6aYYUo0WFgPam5MkbgnE+NGOKYaBqYXpT2NcFU",
-	"QpMHFyRTFzcvPfjBCqZcLD1xgrtSVSacqZlPZU3z416t59D252q2RYksUplmMQGFdYxTitOcbMPgvjXl",
-	"LfflL5Kz9iVefKetyBQs6c0+7sTTYdSRGYiao0MZo/qgTLNk/5Fuz0f5miTQ4iI26uP6dR/TjiuClCwj",
-	"XudH84xyE6aLzFMHXk58DZadXGsWVIJAkkyZaTB6LTZJQCqcpBuyDde/dJjU3xSYXJd19A8HR4ft573e",
-	"0XHvEcmHBOFFgnbEZi8FcR0ORiCYbTWzjNLmzluHOi7U12ynzyJ5s5Gzx1QIJT+hcKVvqzNoIHi1g5Ve",
-	"+axkYRe+wSrylHCvrKRdxmx6WibgQQaSTVtQBEFNqcnKUjtHTCvL1QiY6gIzy23f5YkArOCRhvDU1QwU",
-	"txtBWPGERJhSj0V0e2zKwfTtu93ux0vBMW8TnzP7qF7RTCfkn7cIKmdvo6g+SkrDlZ8oJLXNYUxwRrU+",
-	"ToGBsDluZc1XAqCltRblz4UI2tM2GmlHMgrRSEKUCaKW+v8JYTqAGrXRS7uyObKRW3zk9USlOY/jw01j",
-	"Hv++ubnvdm//3xe/q/uqcv7hYdRGZ0qi97C0BTRLUqIkk+qGMa60BVKYMPTuy64G194Fl2oq4Or782cS",
-	"aXc3RhE2d1rsErU/QDKLZgjfMMe3r1Nx2O8j03zSETJWaNRxN49qQyEfApIay3vQ7rZ7vYP285K2/k5O",
-	"OMfXCxSX5KUqk0G756C7z/psBEHhRXcLNVf+1ER/uSq4Qqu/tlvDh7531N7okL/NEsxaOoo0SZO7r42G",
-	"bIneMaKzO2QgMM6Uw1CIFjMSzdAKSRUEbfHtZWF2c+P0MeL8GDe8zvs+yQnXLGku8o2W9JxI5e/Qp3hq",
-	"WsSFe2VgqvYTImzBfmfnmpe0ObOVgdQFYJ/qYsOAwb26izIhfWMGJ+Z7Uw/RB6HvNaSLUMgyBIhiqQqm",
-	"Vqcz/H74+vLb7697cjgU3ZOrX756Nbk8/fXH593ffnqbXB39tPCETaWjGv78fev6djX2dte6/XDQf/Bi",
-	"aU3lPHfsiQ4N8krAhFDTr9jjjC6tNRwRFtEsBluJ/f+alVE1wO/1D3YprHujlqqcm3B6MNWhCW/y/5+u",
-	"LKHtt2ZdAwZb54PGOHo/dvMSmKHhxRlKKVaaxQGSCrMYi5j8BvENK5JJWwQL9f04i4lCSmBC9Qq2kKQ9",
-	"fNE6IaxkIcIblpeoyhOZaiZ4Np2hUdkYj0LjylyT3KS1sn3DbpittRkmimKi3tpo3TzcyCwUYWHDsxkU",
-	"XDQmQ9vIrl6sawYeZY0z69ooiYBJY0zd7OIwxdEMWn3T684EDQbBTKlUDjqdxWLRxuZym4tpxz0rO+dn",
-	"J6dvrk71M+2ZSmipRlacW6kxMAhsK/0hDHgKDKckGATaox4EBvUzo8kdd62dTwNOwZiX4uDP4mAQvAb1",
-	"NgU2vDj759XbN0F1+HSNV1rdUpmku63NYva73Q2zis0Zxaa1cpyhmEdZAkw9OmP3jzJCMoY4htjEQwJH",
-	"JjCag1BgogUtiCcc3TyyYvA9UogrryXZorZz7zs/8xAGeWgbDH6+DQNXQjXbJbLYpikIuWNWeCpNmcld",
-	"C271MgVmljihO2Dmp+F3538gZnKuPg0zu6IiROOlAuO09D9/XUi4U1wDCWvOW7NieMthwj/D5ToB5SkK",
-	"Y3hty7ONRv1ud2RH1Eu1R5RiKUGGN2x01D0YFZXKPbOOqejgBPJG1L59XjusCSZUWkvcwKgbN/szTdqm",
-	"aMqx50GjvbL8EwF31D148jHz6jCWZ9v5hI6tW1cHcjQEXBCQdyOLNuQTyehJlaw60lhSLveFR7U6lMxh",
-	"rX5dl2YoiERZalN8EHPCpm1kmwiIcWViU7jXkS82FcaGXhSDS5+rZhQM+l6z0FL6q5jifKM2sN0NJclq",
-	"iGqdc87nrD7X88358xzvSXkCbDXz9Vc47G+wJBFKirPZ4awF4Hi51iRsdKUvEEZVX0qJNPW58r364RtW",
-	"OFLk8nPXPiESyVmmzFMxX7A2qo4HWXKETeUNc5VA816JeWuEZ2qNX161oz9XgK449EBUX/yr+eZGE9yz",
-	"7zdcmQ7zsuafPbj6XL3yZbVBvlkJ7STMOuU7t+1zVxQq1+PQntJfjQV/DwyNl4jEIdIPA4sJm+7bgOY9",
-	"LCWoG5biKbGTSgOjuWhUKvCM0ETwxAS6pgSIJRrlVxRHU1BFOa19w4aUFgWpiCdjwsDSGr556VNFvYWi",
-	"pPdpyhg2q5Z0WUjHMLF6HUcCMuVvifYEpKDNCc3Hd1LK46KAZ14NNa/ErN4MzZubK1zvVLqsNKSLhthR",
-	"s4wp1dKUXSZcJNv2hZU2mHjM52CrqTIvvQd+5hPC7pob2I3vLbwQV9CNSqMUPhZKTWHvC8zNxlajsr39",
-	"rC0n1ZraOn7q/ehdX6t+HFu28qwDZ2nb0T5eVq3w34cJhxf3pizRhyYVZgrtmZqxJHOrBj7ezPRyhbNd",
-	"BhS2MOTesa3yAvfbeMmYIvQJeLnQNk2S32AdofxNt3K9x7mDo65noDbB9yTJEn3V9pLsp56vuN6c2MW/",
-	"ZoAi16nQdlf7OJgTntk+ybOacX5hDTZRpn5+wzIWzTCbQmz7sHKGU1OSnpD71Q8KuKZEaN73dD7cvbGo",
-	"nYFQ+dxjXoWpv1a/UyvEq2m2Z1CW5kd1SJqiG1LJ7bsbLgiwjTZ/pyTi0vymgL3f8LgWaJVWih8HbrzA",
-	"8TjmnAJmwcPvGh5WO3aeUMnTs3uqkCgMKGF2qPAN3KsLbyP3utxjG6zqZ/kh2EZVHklIHUbwG1aNPPbw",
-	"WGps1htz+75Qgm4KJT7k0BvobbofixjzePmPTrmZZd/EP+z3HxkNf1T0vPn+8q8tPH3OL1Ux/UKgnAma",
-	"gPPWvMjr6wSbGStpAqnVlCV6x94zvmBo1QI2o7QCfoHIvWhTPSs7sLPq5X5yEmY+fcNtpvq0CpZPMVWb",
-	"oTo6fGjod+/pya9rFZRG1OqZ4Dm3JH0z5ee5ba8/v/6nZZpjBU9hOV6DspKN3aTv5i2GufMakXjU+NmX",
-	"BsCmoNah64OZXW2YARLn2v9IbT7sHTzy/qPH3f9Xt0Y/CKIA4ZVBaZqjWkbcGecToButVH2CsTQHOUCY",
-	"UqcKCeIiXLVzTBxq3pcIbxjjDHQoBYnJZ8GEWfXJUo8zqhk4O7H6OVu58rTpn2XqrJS227s1071PHNq8",
-	"BvWKCLnVStmCS9lW5SbWoPRJbJPGX6f7t436k21UKWTS+NPWQgnMJDYvWG43Wx9I/LCpafI0AVG4buhu",
-	"+UyWqyApNl3BPM+JNwYBW97J+GNynbVjE54g6FMKvofdw7/hX4b/a1DVmN+DdfO4mOeArf+UQYQpimEO",
-	"lKeJzun2Rgl+D0hkbLRfGVIbdDq9/vN2t91t9wZfdb/qGufnqDU8fTHnZ7p1pSnAdqmEozlsqkXe+QxL",
-	"L63pRVx7zNTr7LSf+dpqKxeytLIr2ftVrpjsIkoCnbTLBUc33fJw+/C/AQAA//8=",
+	"7Fx9cts4lr8KijNVsXcoWZLtpFup/sPtJN2e9SRpO9memchjQeSThDYIqAFQtjrlqrnD3mEPNifZegBI",
+	"kSIky4k7yWanKlWxRBJ4eN8fP+p9lMhsJgUIo6P++2gKNAVl//zrGfyagzYnz/BTCjpRbGaYFFE/ejMF",
+	"otzlR5okUingFK8RlpIdMwWSUM5BPdIxkYpIASRjwkBKRguClzWoOajddhRHuA5TkEZ9o3KII51MIaO4",
+	"Z0ZvTkFMzDTqd3vfxFHGRPk5jmbUGFBIzT/eHbX+Tlu/dVrfti/7rYs//TGKI7OYQdSPtFFMTKLb21t8",
+	"QtEMzBbnO66dqE3+E2aGXE9BEGYI06T7r3/+d7f3DUmmVNEEVyRyTIYrdAyfDoQ0U1DXTEPl2JYXmlDy",
+	"9u3Js/mTNjni13ShCSRTCSlhwt6rQM+k0NAeiCiO4IZmM44n6nS/7Y07yWHrMX0MrSdpN2l9Oz6E1v6o",
+	"S3vJQXoIj8dRHDE8hxNnFEeCZvjsX1v+0K2TZ1GV1QFuFftbZr2QasTSFAR+SKQwIAz+SWczzhLLqL2Z",
+	"kiMO2Z9+0dLetlz9jwrGUT/6w95S2fbcVb332j31DAxlXLutm8pm5BUyX5M55Swlo9wQTpMr7biayJnj",
+	"r5yBclITAKl+ar9M7dIEWaAJM6hzFTX/+eefW0e5mYIweBAIK/sIqAKF8uYcxARwNSYmdv2MaY1/OzJ2",
+	"zl4ck8dPDjtWuZdi+96toIDy7LtBNKcc16KDKCaglFTfDSImdD4es4SBMJd2Nbxq//huEHE50f1rxQwM",
+	"oo2yi+tiXsN/z4K9ihlY3nt5fAY5HwmCvPv24PAJ8XusyOpjzvVW0NxMpWK/oav55Id7KQsdsqpcukUz",
+	"pdaj5OJKyGsRk4zysVQZpHiHgrm8gtS5gI9X2o/STWt5l5Z6q4Dr/fbDKuRbQeeUcTri8JmcT0oNHVEN",
+	"Tk4lNU+JAqMWhI4NinUKZMLmIEgKnC5WNPcM72wd4Z1NWZ1DIkWqiZHkmjJDRjCWCtzqTEzaIWvHaDoB",
+	"9ZHcvS1WtkQeTyG5apL3SiAtNGUCtCYJ3oQkzRR6W8NcgEhz53gvM91c4Ud5Tbj07tIuQIyUVzGGuoxx",
+	"zrTjQE0rO+2DXhyhLVAT9aNU5qgBZWAXeTbC88eRVdHmpj9PF5X9xpRxSMkOJXoqlYmJpmMgOs8yqhYr",
+	"5uApZNYIc+MF3NXNrKIIrM29qSHX1HML0vr6hT6F1tOGmlzfpbdWUufuVherC1t85ygqF4prkrkod5Sj",
+	"XyAxuGN1rabsc5PIDDC7oUvRg8gz3EpeRXGEnK0svDyKXTiw5nOaTN1aMblmZkqY0chnuxEVKSkoxq2Y",
+	"gWw7duCWngaqFF3g5xcMePo8rB+o1nMmXZbXJs9vaGL4wjplzOVmEk1MDVFl/nz+6iV57b4gTBhpFWsk",
+	"08VuPBDDMq+0N/+ag1qg855RMyXltV38aujMcEi4RLdt0xHr21eMyfqjNWrFNLlW0rmFpU7NKc+tgxLS",
+	"FGdAIinn8hpSYq8HNdjniI3NXtKsXMXn+sTdW9/52Dnk1htcOLB+yYHNW6xhW30vzjJmgps44TS3qInO",
+	"xb9vO93dpRSLo6E065vtgTCKgd7b3+MwBx4oKuqW58UWMrIfgXKsWxpKOAdFOUfGcjNtutWktKE79V97",
+	"96EMpJfUhLQHXGUxUzJBV+5vrp+61+k9bnW7rd7jN51O3/77e1T1w9RAC33jZu+1ktq5Amcor4ZPSQoT",
+	"RVNI/aFRaanQ16Agdf6AEseu18sksOJxQq4mnyFFlz6MrI+wmokE3Llrp95/3Om0D7eKNnNQmrkco77H",
+	"9znjKfGXV4yz2+60O3fqT+myiz0aB6sJOC60Y73CVZJ5yvmrcdR/d7+EKH7/f1shv0jF2KwFHy38i9Uc",
+	"9lnd4GJC0eIaxZYzPr99TNzuNiDDHH2zD/+3cXSKeS7oAD+LK01PtoVruNPQw/YSUv9TOTm1Pjsg8Tko",
+	"ZhYxwcCoDWbdUzaZgjbV/Z89//7tD1Ecnbx88SqKo5+Pzl6evMQvnp+dvTqL4uj47OTNyfHRKW6/VFZ/",
+	"e0MP/wJGsSRw/Nde9ROZC9tHsglQUXDMpORkQvMJBDiaji7x+p01jpQc0ztrjlxO9OW1YsaAuDTS0ACH",
+	"TuWE+NBHtJHolteZx+ODTsU2mDCPD5anL0sUJzXQRl8ycTnmbDINeANfmGgyAttNATWHlAh53Y7ut8ea",
+	"Y5XrI484mA3H6nZ6B1vt+W/vdl/vttmnLX3fijSDKhRU57i0i5BfWBpDsGNSGl4ihYDEdhJxrabx0cSd",
+	"6RLv1KEOcrGAxio317Cqxvu9oEqxlMO6RU9SXiVNb7lkRm/WrYj8IJr9BsSm1lsuaDm9bslXMxD3JnJF",
+	"S6ob1FgSrzK+erqgwOsJTTP8BJqO5PmNAYGKSDJAA9AkowsyAkLT1BnwSlK0HBdcsjRQ8f6aU07KgsP1",
+	"1R9pUm3cBFoQMjetJ+N9GjL9dSXi85sZp8L1wG1lxTSRSZIrBSKB+ia1yo5q0iW+y0fGWDeHtrW9llBN",
+	"bzOEspyOyViqcjUmZrnZupiv1OyBip4JbahIYONMytWQK2cnUzqbgYCUrKbne3qhDWR76E3uU9X8+ObN",
+	"a+IukkSmde4e9HpB02GGB4g/n0plinZUURIXeRmu4qZqbrNHmiigGn3TVFENK+2rt8JHHDriQJ4Lw8wi",
+	"dCz3xSolb89OiIIxOJ6xFIRh40Ux66iSVN81V6JfNI77/ra+lb/ViJZrwN0ZH4zvIlg2VbtYTt8rChCv",
+	"ml3I/M+KvmUoHyhamjbvreW4D1CG310HI0dyBZpQBY0KuKRu2yJ4XS25oUZc3eOzlYkrtG9f2RwVfd1l",
+	"fxpVD9aWOHbcwhmmgatFzbl1AqdyYtmQpgz3oPx15VxjyjU0afBJMvd58yKULZhQCxJdlqj0wNyU09J4",
+	"raRxM027ZEw0mPrw/OlAUJJwBsKQhAohjb2HmTbavM3efWZUDBTocmLEpBgIuGHapsF0QYY7uahch3R3",
+	"uDp4HjHOmZi0cHuWBBNSfHIi1SKQD/krdaeBOwbXkcLAjVkvCTdyWvGhRuWJyVEUGRiKuVwlH/U6FEc3",
+	"rYls+S9/0VK0z+j1X9BbTsBtvTmWHwfADnYqq1YCOskFR4W0Q6Hde4b30M5vWAYtqVLrJjx04EOQAWUy",
+	"lucsGOR5UTlvst2ywsYE07OvQbLn60qk0KCIZhNhsQ7ByMQy0IZmsw1VlYdSeNsrDWVTddU76B8etJ90",
+	"u4ePu/cosjSooCag9dqzlJtj2puAEg71InLOmydvHWD+i9fcRNNp8mZn7sRUMqWQUMXeljJoaPDyBEu7",
+	"ir1HCkWF0g9+T00SaFmfO477DoGd4dkEj1jVbPq+Mulrck/Xlto6Q1x66kaCuMo4u9zdpzxW4Kfo93D8",
+	"hZc10h2EUCMzllDOAxHAn7HJBwsl6nQ6H84FT7wr9E7co7iiBUwVn+9gVEHeRlZ9EJeOlnGx5FQgwaoF",
+	"jjHNOdrlBAQoV9PX1nyhAFpovaR4LibQnrTJEAPKMCZDDUmumFng32MmMGEctskzt7IV2dAvPgxGpAr0",
+	"7PHBJuTZPwaDm07n4j/++LuGsTrl72+HbXJiNLmChWsYui01yXJtBjYVwK0pE+TtnzqoXDuvpTYTBec/",
+	"nT7SBMPeqEwarO4ys9snOk+mhA6Epzs0mTno9YgdtmFFQA0Z7vmbV9OF9xGbWQ+83+60u9399pOKtf5O",
+	"wbjQr6ckrfDL1MCK29fc28MPNypBGU23S62XcdVmu4Up+MZyuJe9oh9477C9MTD/mGdUtDBrtkWiv69N",
+	"jsSCvBUMq1liVWCUG69DMbmesmRKlppU06A7YnyVmZ3COX0IOz8kHK+Lwg8i4RVPWrB8oyc9ZdqEEQkz",
+	"OrHlQBleBdgpxZgpN6DYOrgWLXwpXCdk5hOxjw2xcSTgxlwmudKhmubYfm/7PygIvNduXaZEjiAgnGpT",
+	"ErWUztFPRz+c/fjTm64+OlKd4/NfvnkxPnv+61+fdH7726vs/PBv14H0qSKqo3c/td5cLJG4l62L9/u9",
+	"26AurZkUFIE9w9Sg6HyMGbfzmR0p+MJ5wyETCc9TcJ3n75CUYT3R7/b2txkkBLOWOp+b6nQbR0WUO0ep",
+	"OYVwmL+j3IEN3KcXxf7zKb8c5J3OfsJS+z/4jxoSBcZ9FTUj+H/5vk6BXcxoCp4F89olTRKbIwzbxKJ8",
+	"XEE7lTzVA2GBrDq25beDOQ9vWu7L4VMCeH8Fv2vRuiW6VxOGgQ0g1f7BgmHFCm2y82oG4uj1Cdlvd8gV",
+	"wKz2vBxjZCs4RvzjGVbPqKuvkGWkZ6MprnPyjPgWfmy/K1gwECoXmgjpn3BlSEy0rG7G2Rw8jlsDgaKd",
+	"rNu7NkhaK7MltZXPUiOmxsxsVHTroAgt7BcdddSPfgBjiUEOlmmVzxmX8GCskvD/6h32sRHqM97tkH9M",
+	"jGVT+UtZM12HVFNORjS5GnlwERUEeT3j1KB+94k2VKRUpew3SAei7Ly4jjEykdA8ZYYYRRnHFVzXFaks",
+	"54xMVMJLPBBFP7f6hoGZKplPpmRYjeRDJyWPKLE9IN0eiIFwjWlLRNl5x6MN14FHh3ahhCqX20+hpKLx",
+	"pkObuNXLdS2AX69QZslAh4ziKLmpLUKd0BoqmOwMjzxI2d7UJx6Zi4b7r3/+z3B3IGx3yFrUeuy7Q7oH",
+	"zaQ/EMOlqgwt5hT/ismw1DT7Lf7RJki3Z6plixRG0cQMROUgVNnNkfrCvPrk3cVw12WEnCUgtM1B/FsI",
+	"RzOaTKHVs5CYXHGv+Lq/t3d9fd2m9nJbqsmef1bvnZ4cP395/hyfaU9Nxiut9FJjK/PDfuQQN7dxhJTR",
+	"GYv6ESai+5ENFlNrWnv+WrsADU/ARuXybCfe6Lxj+fP5q5dR/TWSNcnc8pYa4PZi5a2KXqezAdLchDI3",
+	"g3zh8lKZ5OjL7t3wCiOeIRtBmsJS4PjHHBT6bSMtHvIBofmHjg2hR0p2FS1nN/vyWfHWz1RiZdR/dxFH",
+	"ftJij8t0eUzbN/ZiNnSibTfaX4sucJlSZxY041vozN+O/nL6CXWmoOrjdGZbrYjJaGHAxk/84+tVCS/F",
+	"NSrhAllrWmI8vU6EoZ5+YFgFW1nf6pARbTLsdTpD97JZZURBZlRr0PFADA87+8NyoLFj17GRgGZQzKt3",
+	"3fMYqseUce08cUNHPSr1c7q0TUWIJy+gje7K4jMq3GFn/8HfRqljNgPHLoB8brxVx+2ZZaQuQAslWuGB",
+	"ePSgRlZHPleMy38RMK09TKvX2tebCtSKaZLPXGcM1JyJSZu4WSMR0tiSDnNyJaht0DfsosQ3fqmWURIY",
+	"eo0OufS1uOLioC6l305LsiXWcl1wLuCYX6p8C/oC4j2uAkWX0NCvQdjfU80SkpWy2ULWWKUs1rqEjaH0",
+	"KaGkHkuxrLa+oXIvPjwQZSAlvq3lp49MEz3NjX0qldfCFUxLFKHbjomJHgjfQLevn9mXy2Ru1sTlJWrl",
+	"S1XQJYUBFcWLX1tsbmBlgu/4Gls2L1bic0CvvtSofFbH0Ww2QgeYW2d8pw5l4/tP1TY22TH41UjZnsdo",
+	"QVgaE3wYRMrEZNclNFew0GAGYkYnTPh2CFouGVb6okMyVjKzia7tnFNNhsUVI8kETNmFbg/EEedlHzeR",
+	"2YgJ38Y8evksZIp4hLIT/nHGGDeb/XxRcscSsXxrTwOxUyNNdhTMAN0JL1B+My7Tsu9tf+TBvjm3/I2H",
+	"Ahuw1OutOv41PEc5Rz5sdv+1Wdi2y1iq7K5zUYMOk47kHNwQQhcTqyhMfMbEZfMA29F9By3Mz0GSChIp",
+	"REIFUxH8KZLmPLgxELpb1o6SejdxHT2rcI5tfyDlfmS5gQ0mztqhOEK0LJEkvw8RXl/8C/UMhaYNFYbs",
+	"2FGLZnNnBiHa7EsONcq2wffcQZBHztVpgZu7aMmFYfwBaHmNPk2z32DdRsULsdV+jw8Hh50A7j6jNyzL",
+	"M7zqRrDuUzc0k2oC++mvOZDED/jQ72KMgzmTuRsvPlpxzk+dw2bGTg4GIhfJlIoJpA6+oKd0ZpvxY3az",
+	"/GkgP8uL7WvhPob7F5sxGChToCWLLswqTnGrCWLQ0tyorcrNDxosNll3xLV0r3j5JMDNp8MDxkRq++tA",
+	"7n5L41pFq00gw3rgUTmexpGUHKiIbn/X9LA+6A6kSoFR90OlRHHEmXDY45dwY14H8Q9vqqPp/rJ/VgjB",
+	"DTeLTEJjGiEHop557NCRRt1cnWfvhlIJvimVeF+oXh+P6X/2aSTTxR/2qjNgN7Y76HTvzvVqv3ZjH9q/",
+	"+6HljzzhE73ePZPuD0rS7zxG+dsvH5zqVpoJ9bFpJbu1mexFHDUGZsVFN4K9sD81EMJuWFSktjncEgdO",
+	"3rpf9SFL0Iadlin4BRL/KmBdTRzEbom++Oj6z376Xroi+WFtu8Ad1uELmJjeNlxL9+G3XzelqIBKV4vQ",
+	"U+m2DL31clqEldXnP8nvHFWc1g9gHGdT/y7C5iPGRdwcsnTY+O24hoJNwKzTrvcWdd7wQCwtHc/9LPxT",
+	"Oaru/v3I6h7e7/6vzxE6eAhdeqp7eUIHMmk0AvZGBV58o4dcxTtXUNN9Qjn3ZpgRqeLlFMum3/Ztsngg",
+	"hBSAGSRktowHm12u4tADMXjFuTp8+5fsYavY9M/lZh2X7va1a94FeOCM7gcwL5jSd3pI12eq+snCvVst",
+	"fRC/iPq31/m3f/xa/WMVPsecGzKKCk3te+0P4jLfs/R205zqYRLBeB08ePFIVxtPM2oHsUVpmW5Mfu54",
+	"i+zTlJdrkSqB5O9jeuyfylQ7B//fTe8HMPUi6kOKtJUJRx0V/e4CddMN8Jwprf78TUI5SWEOXM4sPnhn",
+	"mNErICoXw90aYrG/t9ftPWl32p12t/9N55uOTQk8uY38p4S72tFtBQzbrvTz8IhNgy3G4HHlRWdcxM9K",
+	"bfPWgV7t186PSKUrK/v5TdgZlDA/ZjTwcbvaffZQp9uL2/8NAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -37,6 +37,7 @@ func (r iteratorForCopyLogs) Values() ([]interface{}, error) {
 		r.rows[0].CorrelationID,
 		r.rows[0].UserID,
 		r.rows[0].Context,
+		r.rows[0].Actor,
 	}, nil
 }
 
@@ -46,5 +47,5 @@ func (r iteratorForCopyLogs) Err() error {
 
 // CopyLogs stores many entries with the COPY protocol (used for batches).
 func (q *Queries) CopyLogs(ctx context.Context, arg []CopyLogsParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"system_logs"}, []string{"id", "timestamp", "level", "category", "message", "correlation_id", "user_id", "context"}, &iteratorForCopyLogs{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"system_logs"}, []string{"id", "timestamp", "level", "category", "message", "correlation_id", "user_id", "context", "actor"}, &iteratorForCopyLogs{rows: arg})
 }

@@ -11,6 +11,15 @@ import (
 	"github.com/google/uuid"
 )
 
+type ApiToken struct {
+	Name       string
+	PublicID   string
+	SecretHash []byte
+	Scopes     []string
+	CreatedAt  time.Time
+	RevokedAt  *time.Time
+}
+
 type SystemLog struct {
 	ID            uuid.UUID
 	Timestamp     time.Time
@@ -20,4 +29,5 @@ type SystemLog struct {
 	CorrelationID string
 	UserID        *string
 	Context       json.RawMessage
+	Actor         string
 }

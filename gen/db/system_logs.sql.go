@@ -22,6 +22,7 @@ type CopyLogsParams struct {
 	CorrelationID string
 	UserID        *string
 	Context       json.RawMessage
+	Actor         string
 }
 
 const countLogs = `-- name: CountLogs :one
@@ -59,7 +60,7 @@ func (q *Queries) CountLogs(ctx context.Context, arg CountLogsParams) (int64, er
 }
 
 const getLog = `-- name: GetLog :one
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context FROM system_logs
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, actor FROM system_logs
 WHERE id = $1
 `
 
@@ -76,14 +77,15 @@ func (q *Queries) GetLog(ctx context.Context, id uuid.UUID) (SystemLog, error) {
 		&i.CorrelationID,
 		&i.UserID,
 		&i.Context,
+		&i.Actor,
 	)
 	return i, err
 }
 
 const insertLog = `-- name: InsertLog :one
-INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING id, timestamp, level, category, message, correlation_id, user_id, context
+INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, actor)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id, timestamp, level, category, message, correlation_id, user_id, context, actor
 `
 
 type InsertLogParams struct {
@@ -95,6 +97,7 @@ type InsertLogParams struct {
 	CorrelationID string
 	UserID        *string
 	Context       json.RawMessage
+	Actor         string
 }
 
 // InsertLog stores one entry and returns it as stored.
@@ -108,6 +111,7 @@ func (q *Queries) InsertLog(ctx context.Context, arg InsertLogParams) (SystemLog
 		arg.CorrelationID,
 		arg.UserID,
 		arg.Context,
+		arg.Actor,
 	)
 	var i SystemLog
 	err := row.Scan(
@@ -119,12 +123,13 @@ func (q *Queries) InsertLog(ctx context.Context, arg InsertLogParams) (SystemLog
 		&i.CorrelationID,
 		&i.UserID,
 		&i.Context,
+		&i.Actor,
 	)
 	return i, err
 }
 
 const listLogs = `-- name: ListLogs :many
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context FROM system_logs
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, actor FROM system_logs
 WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
   AND ($2::text IS NULL OR category = $2::text)
   AND ($3::text IS NULL OR correlation_id = $3::text)
@@ -179,6 +184,7 @@ func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]SystemLog
 			&i.CorrelationID,
 			&i.UserID,
 			&i.Context,
+			&i.Actor,
 		); err != nil {
 			return nil, err
 		}

@@ -271,6 +271,13 @@ export interface components {
             context: {
                 [key: string]: unknown;
             };
+            /**
+             * @description The name of the token that wrote the entry, set by the server;
+             *     a client cannot set it. Entries written before authentication
+             *     existed say `(unauthenticated)`.
+             * @example billing-service
+             */
+            actor: string;
         };
         /** @description Entries to store atomically. */
         SystemLogBatchCreate: {
@@ -511,6 +518,36 @@ export interface components {
         };
     };
     responses: {
+        /** @description No bearer token, or one that is unknown, malformed or revoked. */
+        Unauthorized: {
+            headers: {
+                "X-Request-ID": components["headers"]["XRequestID"];
+                /**
+                 * @description The bearer challenge (RFC 6750).
+                 * @example Bearer realm="valhalla", error="invalid_token"
+                 */
+                "WWW-Authenticate": string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ProblemDetails"];
+            };
+        };
+        /** @description The token is valid but lacks the scope the operation needs; the detail names it. */
+        Forbidden: {
+            headers: {
+                "X-Request-ID": components["headers"]["XRequestID"];
+                /**
+                 * @description The bearer challenge naming the missing scope (RFC 6750).
+                 * @example Bearer realm="valhalla", error="insufficient_scope", scope="logs:write"
+                 */
+                "WWW-Authenticate"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ProblemDetails"];
+            };
+        };
         /** @description An RFC 9457 problem. */
         Problem: {
             headers: {
@@ -567,6 +604,8 @@ export type Metrics = components['schemas']['Metrics'];
 export type PoolStats = components['schemas']['PoolStats'];
 export type FieldError = components['schemas']['FieldError'];
 export type ProblemDetails = components['schemas']['ProblemDetails'];
+export type ResponseUnauthorized = components['responses']['Unauthorized'];
+export type ResponseForbidden = components['responses']['Forbidden'];
 export type ResponseProblem = components['responses']['Problem'];
 export type ResponseUnavailable = components['responses']['Unavailable'];
 export type ParameterXRequestId = components['parameters']['XRequestID'];
@@ -625,6 +664,8 @@ export interface operations {
                     "application/json": components["schemas"]["SystemLogList"];
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             422: components["responses"]["Problem"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
@@ -664,6 +705,8 @@ export interface operations {
                 };
             };
             400: components["responses"]["Problem"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
@@ -703,6 +746,8 @@ export interface operations {
                 };
             };
             400: components["responses"]["Problem"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
@@ -740,6 +785,8 @@ export interface operations {
                     "application/json": components["schemas"]["SystemLog"];
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             404: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
             500: components["responses"]["Problem"];

@@ -2,6 +2,7 @@ package contract_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -34,7 +35,7 @@ func FuzzProblem(f *testing.F) {
 	} {
 		f.Add(seed.body, seed.query)
 	}
-	v, err := contract.New(1<<12, nil)
+	v, err := contract.New(1<<12, nil, allowAll)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -46,7 +47,11 @@ func FuzzProblem(f *testing.F) {
 			r.Header.Set("Content-Type", "application/json")
 			r.URL.RawQuery = query
 			var got *problem.Problem
-			v.Middleware(func(_ http.ResponseWriter, _ *http.Request, p *problem.Problem) { got = p })(
+			v.Middleware(func(_ http.ResponseWriter, _ *http.Request, err error) {
+				if !errors.As(err, &got) {
+					t.Fatalf("not a problem: %v", err)
+				}
+			})(
 				http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).
 				ServeHTTP(httptest.NewRecorder(), r)
 			if got != nil {

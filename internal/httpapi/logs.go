@@ -3,10 +3,12 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/problem"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
@@ -21,10 +23,15 @@ const (
 
 // CreateSystemLog stores one entry.
 func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogRequestObject) (api.CreateSystemLogResponseObject, error) {
+	caller, err := callerOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	entry, errs := entryFromAPI(ctx, *req.Body, "")
 	if len(errs) > 0 {
 		return nil, problem.Invalid("a value contains characters that cannot be stored", errs...)
 	}
+	entry.Actor = caller.Name
 	stored, err := s.Store.Insert(ctx, entry)
 	if err != nil {
 		return nil, err
@@ -40,11 +47,16 @@ func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogReq
 
 // CreateSystemLogBatch stores every entry in one transaction, or none.
 func (s *server) CreateSystemLogBatch(ctx context.Context, req api.CreateSystemLogBatchRequestObject) (api.CreateSystemLogBatchResponseObject, error) {
+	caller, err := callerOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	entries := make([]logstore.Entry, len(req.Body.Entries))
 	var errs []api.FieldError
 	for i, in := range req.Body.Entries {
 		var entryErrs []api.FieldError
 		entries[i], entryErrs = entryFromAPI(ctx, in, "/entries/"+strconv.Itoa(i))
+		entries[i].Actor = caller.Name
 		errs = append(errs, entryErrs...)
 	}
 	if len(errs) > 0 {
@@ -119,6 +131,16 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 	}, nil
 }
 
+// callerOf returns the caller the contract validator authenticated. Writes
+// are secured by the contract, so its absence is a wiring fault: fail closed.
+func callerOf(ctx context.Context) (auth.Principal, error) {
+	caller, ok := auth.FromContext(ctx)
+	if !ok {
+		return auth.Principal{}, errors.New("no authenticated caller on a secured operation")
+	}
+	return caller, nil
+}
+
 // entryFromAPI applies the contract's defaults to in; the correlation id
 // defaults to the request's. PostgreSQL cannot store U+0000, so a context
 // holding one is reported, located under pointer.
@@ -182,5 +204,6 @@ func logToAPI(row db.SystemLog) api.SystemLog {
 		CorrelationId: row.CorrelationID,
 		UserId:        row.UserID,
 		Context:       row.Context,
+		Actor:         row.Actor,
 	}
 }

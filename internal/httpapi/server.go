@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
@@ -25,6 +26,7 @@ const (
 // Deps are what the server needs; all are required.
 type Deps struct {
 	Store    *logstore.Store
+	Tokens   *auth.Store
 	Pool     *pgxpool.Pool
 	Checker  *health.Checker
 	Counters *health.Counters
@@ -41,13 +43,15 @@ var _ api.StrictServerInterface = (*server)(nil)
 
 // NewServer returns the whole HTTP surface. Middleware, outermost first:
 // correlation id (so every response, panics included, carries it), request
-// counting, panic recovery, contract validation; then the routes the
-// generated code registers for each operation in openapi.yaml.
+// counting, panic recovery, the slot for the authenticated caller, contract
+// validation (which authenticates and authorizes the caller of a secured
+// operation through its hook, with the scopes the contract names); then the
+// routes the generated code registers for each operation in openapi.yaml.
 // It returns an error when the embedded contract cannot be loaded.
 func NewServer(d Deps) (http.Handler, error) {
 	validator, err := contract.New(MaxBodyBytes, map[string]int64{
 		"createSystemLogBatch": MaxBatchBodyBytes,
-	})
+	}, d.Tokens.Check)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +70,8 @@ func NewServer(d Deps) (http.Handler, error) {
 	})
 
 	var h http.Handler = mux
-	h = validator.Middleware(s.writeProblem)(h)
+	h = validator.Middleware(s.writeError)(h)
+	h = auth.Middleware(h)
 	h = s.recoverPanics(h)
 	h = d.Counters.Middleware(h)
 	h = requestid.Middleware(h)

@@ -46,6 +46,8 @@ type Entry struct {
 	UserID        *string
 	// Context is a JSON object; nil stores {}.
 	Context json.RawMessage
+	// Actor names the token that writes the entry.
+	Actor string
 }
 
 // Store reads and writes system_logs.
@@ -83,6 +85,7 @@ func row(e Entry, now time.Time) (db.CopyLogsParams, error) {
 		CorrelationID: e.CorrelationID,
 		UserID:        e.UserID,
 		Context:       ctx,
+		Actor:         e.Actor,
 	}, nil
 }
 
