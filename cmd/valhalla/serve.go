@@ -81,6 +81,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	go expireKeys(ctx, store, logger, keyCleanupInterval)
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version)
 
 	select {
@@ -101,6 +102,32 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// keyCleanupInterval is how often expired idempotency keys are deleted.
+const keyCleanupInterval = 10 * time.Minute
+
+// expireKeys deletes expired idempotency keys every interval until ctx is
+// done. (A lookup forgets an expired key by itself; this keeps the table
+// small.) A failure, such as the database being down, is logged and retried
+// at the next tick.
+func expireKeys(ctx context.Context, store *logstore.Store, logger *slog.Logger, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n, err := store.ExpireKeys(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("expire idempotency keys", "error", err)
+		case n > 0:
+			logger.Info("expired idempotency keys", "count", n)
+		}
+	}
 }
 
 // firstToken makes sure someone can get in. When no token exists at all, the

@@ -506,6 +506,9 @@ type SystemLogList struct {
 	Total *int64 `json:"total,omitempty"`
 }
 
+// IdempotencyKey defines model for IdempotencyKey.
+type IdempotencyKey = string
+
 // XRequestID defines model for XRequestID.
 type XRequestID = string
 
@@ -607,6 +610,14 @@ type CreateSystemLogParams struct {
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+
+	// IdempotencyKey Makes a write safe to retry. Within 24 hours, the same key from the
+	// same token with the same body returns the first response (the same
+	// ids) without writing again, even while the first request is still
+	// running; the same key with another body is a `422`. Only a write
+	// that succeeded is remembered, so a retry after a `503` writes.
+	// Use a fresh random value, such as a UUID, for each distinct write.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
 // CreateSystemLogBatchParams defines parameters for CreateSystemLogBatch.
@@ -614,6 +625,14 @@ type CreateSystemLogBatchParams struct {
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+
+	// IdempotencyKey Makes a write safe to retry. Within 24 hours, the same key from the
+	// same token with the same body returns the first response (the same
+	// ids) without writing again, even while the first request is still
+	// running; the same key with another body is a `422`. Only a write
+	// that succeeded is remembered, so a retry after a `503` writes.
+	// Use a fresh random value, such as a UUID, for each distinct write.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
 // GetSystemLogParams defines parameters for GetSystemLog.
@@ -753,7 +772,8 @@ type ClientInterface interface {
 
 	// CreateSystemLogWithBody Write a log entry
 	//
-	// Stores one log entry. Unknown properties are rejected.
+	// Stores one log entry. Unknown properties are rejected. With an
+	// `Idempotency-Key`, a retry returns the entry stored the first time.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -762,7 +782,8 @@ type ClientInterface interface {
 
 	// CreateSystemLog Write a log entry
 	//
-	// Stores one log entry. Unknown properties are rejected.
+	// Stores one log entry. Unknown properties are rejected. With an
+	// `Idempotency-Key`, a retry returns the entry stored the first time.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -772,7 +793,8 @@ type ClientInterface interface {
 	// CreateSystemLogBatchWithBody Write log entries in one transaction
 	//
 	// Stores 1–1000 entries atomically: all of them or, when one is invalid,
-	// none. Items come back in input order.
+	// none. Items come back in input order. With an `Idempotency-Key`, a
+	// retry returns the entries stored the first time.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -782,7 +804,8 @@ type ClientInterface interface {
 	// CreateSystemLogBatch Write log entries in one transaction
 	//
 	// Stores 1–1000 entries atomically: all of them or, when one is invalid,
-	// none. Items come back in input order.
+	// none. Items come back in input order. With an `Idempotency-Key`, a
+	// retry returns the entries stored the first time.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -915,7 +938,8 @@ func (c *Client) ListSystemLogs(ctx context.Context, params *ListSystemLogsParam
 
 // CreateSystemLogWithBody Write a log entry
 //
-// Stores one log entry. Unknown properties are rejected.
+// Stores one log entry. Unknown properties are rejected. With an
+// `Idempotency-Key`, a retry returns the entry stored the first time.
 //
 // Takes any type of body and a specified content type.
 //
@@ -934,7 +958,8 @@ func (c *Client) CreateSystemLogWithBody(ctx context.Context, params *CreateSyst
 
 // CreateSystemLog Write a log entry
 //
-// Stores one log entry. Unknown properties are rejected.
+// Stores one log entry. Unknown properties are rejected. With an
+// `Idempotency-Key`, a retry returns the entry stored the first time.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -954,7 +979,8 @@ func (c *Client) CreateSystemLog(ctx context.Context, params *CreateSystemLogPar
 // CreateSystemLogBatchWithBody Write log entries in one transaction
 //
 // Stores 1–1000 entries atomically: all of them or, when one is invalid,
-// none. Items come back in input order.
+// none. Items come back in input order. With an `Idempotency-Key`, a
+// retry returns the entries stored the first time.
 //
 // Takes any type of body and a specified content type.
 //
@@ -974,7 +1000,8 @@ func (c *Client) CreateSystemLogBatchWithBody(ctx context.Context, params *Creat
 // CreateSystemLogBatch Write log entries in one transaction
 //
 // Stores 1–1000 entries atomically: all of them or, when one is invalid,
-// none. Items come back in input order.
+// none. Items come back in input order. With an `Idempotency-Key`, a
+// retry returns the entries stored the first time.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1485,6 +1512,17 @@ func NewCreateSystemLogRequestWithBody(server string, params *CreateSystemLogPar
 			req.Header.Set("X-Request-ID", headerParam0)
 		}
 
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
 	}
 
 	return req, nil
@@ -1538,6 +1576,17 @@ func NewCreateSystemLogBatchRequestWithBody(server string, params *CreateSystemL
 			}
 
 			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
 		}
 
 	}
@@ -1702,7 +1751,8 @@ type ClientWithResponsesInterface interface {
 
 	// CreateSystemLogWithBodyWithResponse Write a log entry
 	//
-	// Stores one log entry. Unknown properties are rejected.
+	// Stores one log entry. Unknown properties are rejected. With an
+	// `Idempotency-Key`, a retry returns the entry stored the first time.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1711,7 +1761,8 @@ type ClientWithResponsesInterface interface {
 
 	// CreateSystemLogWithResponse Write a log entry
 	//
-	// Stores one log entry. Unknown properties are rejected.
+	// Stores one log entry. Unknown properties are rejected. With an
+	// `Idempotency-Key`, a retry returns the entry stored the first time.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1721,7 +1772,8 @@ type ClientWithResponsesInterface interface {
 	// CreateSystemLogBatchWithBodyWithResponse Write log entries in one transaction
 	//
 	// Stores 1–1000 entries atomically: all of them or, when one is invalid,
-	// none. Items come back in input order.
+	// none. Items come back in input order. With an `Idempotency-Key`, a
+	// retry returns the entries stored the first time.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1731,7 +1783,8 @@ type ClientWithResponsesInterface interface {
 	// CreateSystemLogBatchWithResponse Write log entries in one transaction
 	//
 	// Stores 1–1000 entries atomically: all of them or, when one is invalid,
-	// none. Items come back in input order.
+	// none. Items come back in input order. With an `Idempotency-Key`, a
+	// retry returns the entries stored the first time.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2975,7 +3028,8 @@ func (c *ClientWithResponses) ListSystemLogsWithResponse(ctx context.Context, pa
 
 // CreateSystemLogWithBodyWithResponse Write a log entry
 //
-// Stores one log entry. Unknown properties are rejected.
+// Stores one log entry. Unknown properties are rejected. With an
+// `Idempotency-Key`, a retry returns the entry stored the first time.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -2990,7 +3044,8 @@ func (c *ClientWithResponses) CreateSystemLogWithBodyWithResponse(ctx context.Co
 
 // CreateSystemLogWithResponse Write a log entry
 //
-// Stores one log entry. Unknown properties are rejected.
+// Stores one log entry. Unknown properties are rejected. With an
+// `Idempotency-Key`, a retry returns the entry stored the first time.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3006,7 +3061,8 @@ func (c *ClientWithResponses) CreateSystemLogWithResponse(ctx context.Context, p
 // CreateSystemLogBatchWithBodyWithResponse Write log entries in one transaction
 //
 // Stores 1–1000 entries atomically: all of them or, when one is invalid,
-// none. Items come back in input order.
+// none. Items come back in input order. With an `Idempotency-Key`, a
+// retry returns the entries stored the first time.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3022,7 +3078,8 @@ func (c *ClientWithResponses) CreateSystemLogBatchWithBodyWithResponse(ctx conte
 // CreateSystemLogBatchWithResponse Write log entries in one transaction
 //
 // Stores 1–1000 entries atomically: all of them or, when one is invalid,
-// none. Items come back in input order.
+// none. Items come back in input order. With an `Idempotency-Key`, a
+// retry returns the entries stored the first time.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -4784,6 +4841,25 @@ func (siw *ServerInterfaceWrapper) CreateSystemLog(w http.ResponseWriter, r *htt
 
 	}
 
+	// ------------- Optional header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "Idempotency-Key", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "Idempotency-Key", Err: err})
+			return
+		}
+
+		params.IdempotencyKey = &IdempotencyKey
+
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.CreateSystemLog(w, r, params)
 	}))
@@ -4822,6 +4898,25 @@ func (siw *ServerInterfaceWrapper) CreateSystemLogBatch(w http.ResponseWriter, r
 		}
 
 		params.XRequestID = &XRequestID
+
+	}
+
+	// ------------- Optional header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "Idempotency-Key", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "Idempotency-Key", Err: err})
+			return
+		}
+
+		params.IdempotencyKey = &IdempotencyKey
 
 	}
 
@@ -6639,94 +6734,99 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Fx9cts4lr8KijNVsXcoWZLtpFup/sPtJN2e9SRpO9memchjQeSThDYIqAFQtjrlqrnD3mEPNifZegBI",
-	"kSIky4k7yWanKlWxRBJ4eN8fP+p9lMhsJgUIo6P++2gKNAVl//zrGfyagzYnz/BTCjpRbGaYFFE/ejMF",
-	"otzlR5okUingFK8RlpIdMwWSUM5BPdIxkYpIASRjwkBKRguClzWoOajddhRHuA5TkEZ9o3KII51MIaO4",
-	"Z0ZvTkFMzDTqd3vfxFHGRPk5jmbUGFBIzT/eHbX+Tlu/dVrfti/7rYs//TGKI7OYQdSPtFFMTKLb21t8",
-	"QtEMzBbnO66dqE3+E2aGXE9BEGYI06T7r3/+d7f3DUmmVNEEVyRyTIYrdAyfDoQ0U1DXTEPl2JYXmlDy",
-	"9u3Js/mTNjni13ShCSRTCSlhwt6rQM+k0NAeiCiO4IZmM44n6nS/7Y07yWHrMX0MrSdpN2l9Oz6E1v6o",
-	"S3vJQXoIj8dRHDE8hxNnFEeCZvjsX1v+0K2TZ1GV1QFuFftbZr2QasTSFAR+SKQwIAz+SWczzhLLqL2Z",
-	"kiMO2Z9+0dLetlz9jwrGUT/6w95S2fbcVb332j31DAxlXLutm8pm5BUyX5M55Swlo9wQTpMr7biayJnj",
-	"r5yBclITAKl+ar9M7dIEWaAJM6hzFTX/+eefW0e5mYIweBAIK/sIqAKF8uYcxARwNSYmdv2MaY1/OzJ2",
-	"zl4ck8dPDjtWuZdi+96toIDy7LtBNKcc16KDKCaglFTfDSImdD4es4SBMJd2Nbxq//huEHE50f1rxQwM",
-	"oo2yi+tiXsN/z4K9ihlY3nt5fAY5HwmCvPv24PAJ8XusyOpjzvVW0NxMpWK/oav55Id7KQsdsqpcukUz",
-	"pdaj5OJKyGsRk4zysVQZpHiHgrm8gtS5gI9X2o/STWt5l5Z6q4Dr/fbDKuRbQeeUcTri8JmcT0oNHVEN",
-	"Tk4lNU+JAqMWhI4NinUKZMLmIEgKnC5WNPcM72wd4Z1NWZ1DIkWqiZHkmjJDRjCWCtzqTEzaIWvHaDoB",
-	"9ZHcvS1WtkQeTyG5apL3SiAtNGUCtCYJ3oQkzRR6W8NcgEhz53gvM91c4Ud5Tbj07tIuQIyUVzGGuoxx",
-	"zrTjQE0rO+2DXhyhLVAT9aNU5qgBZWAXeTbC88eRVdHmpj9PF5X9xpRxSMkOJXoqlYmJpmMgOs8yqhYr",
-	"5uApZNYIc+MF3NXNrKIIrM29qSHX1HML0vr6hT6F1tOGmlzfpbdWUufuVherC1t85ygqF4prkrkod5Sj",
-	"XyAxuGN1rabsc5PIDDC7oUvRg8gz3EpeRXGEnK0svDyKXTiw5nOaTN1aMblmZkqY0chnuxEVKSkoxq2Y",
-	"gWw7duCWngaqFF3g5xcMePo8rB+o1nMmXZbXJs9vaGL4wjplzOVmEk1MDVFl/nz+6iV57b4gTBhpFWsk",
-	"08VuPBDDMq+0N/+ag1qg855RMyXltV38aujMcEi4RLdt0xHr21eMyfqjNWrFNLlW0rmFpU7NKc+tgxLS",
-	"FGdAIinn8hpSYq8HNdjniI3NXtKsXMXn+sTdW9/52Dnk1htcOLB+yYHNW6xhW30vzjJmgps44TS3qInO",
-	"xb9vO93dpRSLo6E065vtgTCKgd7b3+MwBx4oKuqW58UWMrIfgXKsWxpKOAdFOUfGcjNtutWktKE79V97",
-	"96EMpJfUhLQHXGUxUzJBV+5vrp+61+k9bnW7rd7jN51O3/77e1T1w9RAC33jZu+1ktq5Amcor4ZPSQoT",
-	"RVNI/aFRaanQ16Agdf6AEseu18sksOJxQq4mnyFFlz6MrI+wmokE3Llrp95/3Om0D7eKNnNQmrkco77H",
-	"9znjKfGXV4yz2+60O3fqT+myiz0aB6sJOC60Y73CVZJ5yvmrcdR/d7+EKH7/f1shv0jF2KwFHy38i9Uc",
-	"9lnd4GJC0eIaxZYzPr99TNzuNiDDHH2zD/+3cXSKeS7oAD+LK01PtoVruNPQw/YSUv9TOTm1Pjsg8Tko",
-	"ZhYxwcCoDWbdUzaZgjbV/Z89//7tD1Ecnbx88SqKo5+Pzl6evMQvnp+dvTqL4uj47OTNyfHRKW6/VFZ/",
-	"e0MP/wJGsSRw/Nde9ROZC9tHsglQUXDMpORkQvMJBDiaji7x+p01jpQc0ztrjlxO9OW1YsaAuDTS0ACH",
-	"TuWE+NBHtJHolteZx+ODTsU2mDCPD5anL0sUJzXQRl8ycTnmbDINeANfmGgyAttNATWHlAh53Y7ut8ea",
-	"Y5XrI484mA3H6nZ6B1vt+W/vdl/vttmnLX3fijSDKhRU57i0i5BfWBpDsGNSGl4ihYDEdhJxrabx0cSd",
-	"6RLv1KEOcrGAxio317Cqxvu9oEqxlMO6RU9SXiVNb7lkRm/WrYj8IJr9BsSm1lsuaDm9bslXMxD3JnJF",
-	"S6ob1FgSrzK+erqgwOsJTTP8BJqO5PmNAYGKSDJAA9AkowsyAkLT1BnwSlK0HBdcsjRQ8f6aU07KgsP1",
-	"1R9pUm3cBFoQMjetJ+N9GjL9dSXi85sZp8L1wG1lxTSRSZIrBSKB+ia1yo5q0iW+y0fGWDeHtrW9llBN",
-	"bzOEspyOyViqcjUmZrnZupiv1OyBip4JbahIYONMytWQK2cnUzqbgYCUrKbne3qhDWR76E3uU9X8+ObN",
-	"a+IukkSmde4e9HpB02GGB4g/n0plinZUURIXeRmu4qZqbrNHmiigGn3TVFENK+2rt8JHHDriQJ4Lw8wi",
-	"dCz3xSolb89OiIIxOJ6xFIRh40Ux66iSVN81V6JfNI77/ra+lb/ViJZrwN0ZH4zvIlg2VbtYTt8rChCv",
-	"ml3I/M+KvmUoHyhamjbvreW4D1CG310HI0dyBZpQBY0KuKRu2yJ4XS25oUZc3eOzlYkrtG9f2RwVfd1l",
-	"fxpVD9aWOHbcwhmmgatFzbl1AqdyYtmQpgz3oPx15VxjyjU0afBJMvd58yKULZhQCxJdlqj0wNyU09J4",
-	"raRxM027ZEw0mPrw/OlAUJJwBsKQhAohjb2HmTbavM3efWZUDBTocmLEpBgIuGHapsF0QYY7uahch3R3",
-	"uDp4HjHOmZi0cHuWBBNSfHIi1SKQD/krdaeBOwbXkcLAjVkvCTdyWvGhRuWJyVEUGRiKuVwlH/U6FEc3",
-	"rYls+S9/0VK0z+j1X9BbTsBtvTmWHwfADnYqq1YCOskFR4W0Q6Hde4b30M5vWAYtqVLrJjx04EOQAWUy",
-	"lucsGOR5UTlvst2ywsYE07OvQbLn60qk0KCIZhNhsQ7ByMQy0IZmsw1VlYdSeNsrDWVTddU76B8etJ90",
-	"u4ePu/cosjSooCag9dqzlJtj2puAEg71InLOmydvHWD+i9fcRNNp8mZn7sRUMqWQUMXeljJoaPDyBEu7",
-	"ir1HCkWF0g9+T00SaFmfO477DoGd4dkEj1jVbPq+Mulrck/Xlto6Q1x66kaCuMo4u9zdpzxW4Kfo93D8",
-	"hZc10h2EUCMzllDOAxHAn7HJBwsl6nQ6H84FT7wr9E7co7iiBUwVn+9gVEHeRlZ9EJeOlnGx5FQgwaoF",
-	"jjHNOdrlBAQoV9PX1nyhAFpovaR4LibQnrTJEAPKMCZDDUmumFng32MmMGEctskzt7IV2dAvPgxGpAr0",
-	"7PHBJuTZPwaDm07n4j/++LuGsTrl72+HbXJiNLmChWsYui01yXJtBjYVwK0pE+TtnzqoXDuvpTYTBec/",
-	"nT7SBMPeqEwarO4ys9snOk+mhA6Epzs0mTno9YgdtmFFQA0Z7vmbV9OF9xGbWQ+83+60u9399pOKtf5O",
-	"wbjQr6ckrfDL1MCK29fc28MPNypBGU23S62XcdVmu4Up+MZyuJe9oh9477C9MTD/mGdUtDBrtkWiv69N",
-	"jsSCvBUMq1liVWCUG69DMbmesmRKlppU06A7YnyVmZ3COX0IOz8kHK+Lwg8i4RVPWrB8oyc9ZdqEEQkz",
-	"OrHlQBleBdgpxZgpN6DYOrgWLXwpXCdk5hOxjw2xcSTgxlwmudKhmubYfm/7PygIvNduXaZEjiAgnGpT",
-	"ErWUztFPRz+c/fjTm64+OlKd4/NfvnkxPnv+61+fdH7726vs/PBv14H0qSKqo3c/td5cLJG4l62L9/u9",
-	"26AurZkUFIE9w9Sg6HyMGbfzmR0p+MJ5wyETCc9TcJ3n75CUYT3R7/b2txkkBLOWOp+b6nQbR0WUO0ep",
-	"OYVwmL+j3IEN3KcXxf7zKb8c5J3OfsJS+z/4jxoSBcZ9FTUj+H/5vk6BXcxoCp4F89olTRKbIwzbxKJ8",
-	"XEE7lTzVA2GBrDq25beDOQ9vWu7L4VMCeH8Fv2vRuiW6VxOGgQ0g1f7BgmHFCm2y82oG4uj1Cdlvd8gV",
-	"wKz2vBxjZCs4RvzjGVbPqKuvkGWkZ6MprnPyjPgWfmy/K1gwECoXmgjpn3BlSEy0rG7G2Rw8jlsDgaKd",
-	"rNu7NkhaK7MltZXPUiOmxsxsVHTroAgt7BcdddSPfgBjiUEOlmmVzxmX8GCskvD/6h32sRHqM97tkH9M",
-	"jGVT+UtZM12HVFNORjS5GnlwERUEeT3j1KB+94k2VKRUpew3SAei7Ly4jjEykdA8ZYYYRRnHFVzXFaks",
-	"54xMVMJLPBBFP7f6hoGZKplPpmRYjeRDJyWPKLE9IN0eiIFwjWlLRNl5x6MN14FHh3ahhCqX20+hpKLx",
-	"pkObuNXLdS2AX69QZslAh4ziKLmpLUKd0BoqmOwMjzxI2d7UJx6Zi4b7r3/+z3B3IGx3yFrUeuy7Q7oH",
-	"zaQ/EMOlqgwt5hT/ismw1DT7Lf7RJki3Z6plixRG0cQMROUgVNnNkfrCvPrk3cVw12WEnCUgtM1B/FsI",
-	"RzOaTKHVs5CYXHGv+Lq/t3d9fd2m9nJbqsmef1bvnZ4cP395/hyfaU9Nxiut9FJjK/PDfuQQN7dxhJTR",
-	"GYv6ESai+5ENFlNrWnv+WrsADU/ARuXybCfe6Lxj+fP5q5dR/TWSNcnc8pYa4PZi5a2KXqezAdLchDI3",
-	"g3zh8lKZ5OjL7t3wCiOeIRtBmsJS4PjHHBT6bSMtHvIBofmHjg2hR0p2FS1nN/vyWfHWz1RiZdR/dxFH",
-	"ftJij8t0eUzbN/ZiNnSibTfaX4sucJlSZxY041vozN+O/nL6CXWmoOrjdGZbrYjJaGHAxk/84+tVCS/F",
-	"NSrhAllrWmI8vU6EoZ5+YFgFW1nf6pARbTLsdTpD97JZZURBZlRr0PFADA87+8NyoLFj17GRgGZQzKt3",
-	"3fMYqseUce08cUNHPSr1c7q0TUWIJy+gje7K4jMq3GFn/8HfRqljNgPHLoB8brxVx+2ZZaQuQAslWuGB",
-	"ePSgRlZHPleMy38RMK09TKvX2tebCtSKaZLPXGcM1JyJSZu4WSMR0tiSDnNyJaht0DfsosQ3fqmWURIY",
-	"eo0OufS1uOLioC6l305LsiXWcl1wLuCYX6p8C/oC4j2uAkWX0NCvQdjfU80SkpWy2ULWWKUs1rqEjaH0",
-	"KaGkHkuxrLa+oXIvPjwQZSAlvq3lp49MEz3NjX0qldfCFUxLFKHbjomJHgjfQLevn9mXy2Ru1sTlJWrl",
-	"S1XQJYUBFcWLX1tsbmBlgu/4Gls2L1bic0CvvtSofFbH0Ww2QgeYW2d8pw5l4/tP1TY22TH41UjZnsdo",
-	"QVgaE3wYRMrEZNclNFew0GAGYkYnTPh2CFouGVb6okMyVjKzia7tnFNNhsUVI8kETNmFbg/EEedlHzeR",
-	"2YgJ38Y8evksZIp4hLIT/nHGGDeb/XxRcscSsXxrTwOxUyNNdhTMAN0JL1B+My7Tsu9tf+TBvjm3/I2H",
-	"Ahuw1OutOv41PEc5Rz5sdv+1Wdi2y1iq7K5zUYMOk47kHNwQQhcTqyhMfMbEZfMA29F9By3Mz0GSChIp",
-	"REIFUxH8KZLmPLgxELpb1o6SejdxHT2rcI5tfyDlfmS5gQ0mztqhOEK0LJEkvw8RXl/8C/UMhaYNFYbs",
-	"2FGLZnNnBiHa7EsONcq2wffcQZBHztVpgZu7aMmFYfwBaHmNPk2z32DdRsULsdV+jw8Hh50A7j6jNyzL",
-	"M7zqRrDuUzc0k2oC++mvOZDED/jQ72KMgzmTuRsvPlpxzk+dw2bGTg4GIhfJlIoJpA6+oKd0ZpvxY3az",
-	"/GkgP8uL7WvhPob7F5sxGChToCWLLswqTnGrCWLQ0tyorcrNDxosNll3xLV0r3j5JMDNp8MDxkRq++tA",
-	"7n5L41pFq00gw3rgUTmexpGUHKiIbn/X9LA+6A6kSoFR90OlRHHEmXDY45dwY14H8Q9vqqPp/rJ/VgjB",
-	"DTeLTEJjGiEHop557NCRRt1cnWfvhlIJvimVeF+oXh+P6X/2aSTTxR/2qjNgN7Y76HTvzvVqv3ZjH9q/",
-	"+6HljzzhE73ePZPuD0rS7zxG+dsvH5zqVpoJ9bFpJbu1mexFHDUGZsVFN4K9sD81EMJuWFSktjncEgdO",
-	"3rpf9SFL0Iadlin4BRL/KmBdTRzEbom++Oj6z376Xroi+WFtu8Ad1uELmJjeNlxL9+G3XzelqIBKV4vQ",
-	"U+m2DL31clqEldXnP8nvHFWc1g9gHGdT/y7C5iPGRdwcsnTY+O24hoJNwKzTrvcWdd7wQCwtHc/9LPxT",
-	"Oaru/v3I6h7e7/6vzxE6eAhdeqp7eUIHMmk0AvZGBV58o4dcxTtXUNN9Qjn3ZpgRqeLlFMum3/Ztsngg",
-	"hBSAGSRktowHm12u4tADMXjFuTp8+5fsYavY9M/lZh2X7va1a94FeOCM7gcwL5jSd3pI12eq+snCvVst",
-	"fRC/iPq31/m3f/xa/WMVPsecGzKKCk3te+0P4jLfs/R205zqYRLBeB08ePFIVxtPM2oHsUVpmW5Mfu54",
-	"i+zTlJdrkSqB5O9jeuyfylQ7B//fTe8HMPUi6kOKtJUJRx0V/e4CddMN8Jwprf78TUI5SWEOXM4sPnhn",
-	"mNErICoXw90aYrG/t9ftPWl32p12t/9N55uOTQk8uY38p4S72tFtBQzbrvTz8IhNgy3G4HHlRWdcxM9K",
-	"bfPWgV7t186PSKUrK/v5TdgZlDA/ZjTwcbvaffZQp9uL2/8NAAD//w==",
+	"7Hz7chs3lver4OuZKkvfNCmSkuyErvyhyHaiGcV2JHs9M6ZGBLsPSURogAHQkhiXtuYd9h32weZJtg6A",
+	"vrFBSrKVOOudKldZ7AtwcHDu54f+ECUyW0gBwuho+CGaA01B2T//egI/56DN0TP8lYJOFFsYJkU0jN7M",
+	"gSh3+5EmiVQKOMV7hKVky8yBJJRzUI90TKQiUgDJmDCQksmS4G0N6hLUdjeKIxyHKUijoVE5xJFO5pBR",
+	"nDOj18cgZmYeDfuDr+IoY6L8HUcLagwopOYf7w86f6edX3qdr7vnw87Zn/4YxZFZLiAaRtooJmbRzc0N",
+	"vqFoBsav7yiFbCENiGT5F1i21/gDvQBNKLlSzADRdArESKLAqGWXvGNmzgQZ7JG5zJWO3aJoBuQClmSq",
+	"ZIZXRsJeMvICBLliZl49NpHpEgfLldD26pQpbYgCvZBCg2MiPjkSLNXb9m2ZG0sNEzNCZ5SJmMAljjxn",
+	"HBqD2J0hTBNtGOcjoXIhmJg9bZJpKaJCmjkoRxDDBY/3BoNxl7wSfFksfyTMnBqi8yQBSCHFBxVkkE1A",
+	"QRoTLQl1rCF0akDhKPu93bF7W3dH4q0GQslUgZ4TRUUqM3JJeQ4xDjonFCd++/boWUymUhGgyZykTBsm",
+	"Erdm6I5EFEdwTbMFx43dnfaSAd2DzpNJP+3sJfv7na/pV9DppY+n/ckg2aV7aRRHDLfSSXUUR4Jm+G5t",
+	"6zu492uEbrC/v0no/l/nP8OiFm/UncOGtnTJX2BhyNUcBGF2y/r/+ud/9QdfkWROFU1QWomckvGKjI+f",
+	"jtzGXTENNZWyelYw8/JJlxzwK7rUBJK5xH0T9tlCzFaZ2ut/PZj2kv3OY/oYOk/SftL5eroPnd1Jnw6S",
+	"vXQfHk/XMfWvHb/oztGzBkcDmljMbxXxhVQTlqYg8EcihQFh8E+6WHCWWEbtLJSccMj+9JOW9rFq9D8q",
+	"mEbD6A87lSHbcXf1zmv31jMwlHHtpm4bMqeeTKNAspRMckM4TS6cWupELhx/5QKU2zUBkGqnS6kdmiAL",
+	"NGEG7VnNhL57965zkJs5CIMLgbAhnQBVoHC/OQcxAxwNVRzHz5jW+LcjY+vkxSF5/GS/Zw1ntW3fuhEU",
+	"UJ59M4ouKcex6CiKCSgl1TejiAmdT6csYSDMuR0N79o/vhlFXM700Gl6tHHv4uY2r+G/Z8FOTQ0s7/1+",
+	"fIZ9PhAEeff13v4T4udY2atPWddbQXMzl4r9gm7sN1/cS1nIkBXl0uVam800ycWFkFciJhnlU6kySPEJ",
+	"BZfyAlJnAj5daD9JNq3mnVvqrQCujwkeViDfCnpJGacTDp/J+KTU0AnV4PappOZpw5uiJZgxdPUpcLpc",
+	"kdwTfLJzgE+29+oUEilSjaHLFWWGTGAqFbjRmZh1Q9qOkdoM1Cdy96YY2RJ5OIfkok3eK4G00JQJ0Jok",
+	"+BCStFBobQ1zDiLNneE9z3R7hO/lFeHSm0s7ADFSXsTo6jLGOdOOAw2p7HX3BnGEukBNNIxSmaMElJ5c",
+	"5BjYRDdxZEW0Pem7+bI235QyDinZokTPpTKxCxZ1nmVULVfUwVPIrBLmxm9wX7fDiMKxtuemhlxRzy1I",
+	"m+MX8hQaTxtqcn2b3NqdOnWPOl9d6OJ7R1E5UNzYmbNyRjn5CRKDM9bHau99bhKZAUY3tNp6EHmGU8mL",
+	"KI6Qs7WBq6XYgQNjPsfA0Y4Vu/CWGY18thNRkZKCYpyKGcjuxg6c0tNAlaJL/P2CAU+fh+UDxfqSSRfl",
+	"dcnza5oYvrRGGWO5hUQVU2MUmT+fvnpJXrsLhAkjrWBhNL4dj8S4zFnswz/noJZovBfUzEl5bxsvjZ0a",
+	"jgmXaLZtOGJt+4oyWXu0RqyYJldKOrNQyZQN1PGekKZYAxJJOZdXkLpAPijBPkZsTfaSZuUoRbbinm3O",
+	"fOgMcucNDhwYv+TA5inWsK05F2cZM8FJ3Oa0p2hsnfN/X/f629UuFkvD3WxOtgPCKAZ6Z3eHwyXwYBZR",
+	"1zy/bSEl+x4ox/SkJYSXoCjnyFhu5m2zmpQ6dKv8a28+lIH0nJqQ9IDLLBZKJmjK/cPNVQ96g8edfr8z",
+	"ePym1xvaf3+P6naYGuigbdxsvVZCO5fgjOXF+ClJYaYoJqhu0TahFfoKs1Sf7hLHrtdVEFizOCFTky+Q",
+	"onPvRtZ7WM1EAm7djVXvPu71uvt38jaXoDRzMUZzjm9zxlPib68oZ7/b6/ZulZ/SZBdztBbW2OC4kI71",
+	"AlcL5innr6bR8P39AqL4w/9ugfxdCsZmKfjkzT9bjWGfNRUutpWcdrLllM9PHxM3u3XIcIm22bv/mzg6",
+	"xjgXdICfxZ22JbuDabhV0cP6EhL/Yzk7tjY7sOOXoJhZxgQdozYYdc/ZbA7a1Od/9vzbt99FcXT08sWr",
+	"KI7eHZy8PHqJF56fnLw6ieLo8OTozdHhwTFOXwmrf7wlhz+AUSwJLP+1F/1E5sLWkWwAVCQcCyk5mdF8",
+	"BgGOppNzvH9rjiMlx/DOqiOXM31+pZgxIM6NNDTAoWM5I971EW0kmuV16vF4r1fTDSbM471q9WWK4nYN",
+	"tNHnTJxPOZvNA9bAJyaaTMBWU0BdQkqEvOpG95tjzbLK8ZFHHMyGZfV7g707zflv63Zf67bZplW2b2U3",
+	"gyIUFOe41IuQXaiUIVgxKRUvkUJAYiuJOFZb+Wji1nSOT+pQBbkYQGOWm2tYFePdQVCkWMph3aBHKa+T",
+	"pu84ZEav142I/CCa/QLEhtZ3HNByet2QrxYg7k3kipTUJ2iwJF5lfH11wQ1vBjRt9xMoOpLn1wYECiJx",
+	"7RNNMrokEyA0TZ0CrwRFVbvgnKWBjPfnnHJSJhyurv5Ik3rhJlCCkLnpPJnu0pDqr0sRn18vOBWuBm4z",
+	"K6aJTJJcKRAJNCdpZHZUkz7xVT4yxbw5NK2ttYRyehshlOm06xAVozGxyM2dk/lazh7I6JnQhooENvY7",
+	"XQ65snYyp4sFCEjJani+o5faQLaD1uQ+Wc33b968Ju4mSWTa5O7eYBBUHWZ4gPjTuVSmKEcVKXERl+Eo",
+	"vtloJ3ukiQKq0TbNFdWwUr56K7zHoRMO5LkwzCxDy3IXVil5e3JEFEzB8YylIAybLoteR52k5qy5EsOi",
+	"cDz0jw3t/luJ6LgC3K3+wfgqgmVTvYrl5L0mAPGq2oXU/6SoW4bigaKkaePeRoz7AGn47XkwciRXoAlV",
+	"0MqAS+rumgSvyyU35Iirc3y2NHGF9rtnNgdFXbeqT6PowdoUx7ZbOMMwcDWpObVG4FjOLBvSlOEclL+u",
+	"rWtKuYY2DT5I5j5uXoaiBRMqQaLJErUamOtyWhqvlDSup2mHjIkG0wRmPB0JShLOQBiSUCGksc8w00Wd",
+	"t9G7j4yKhgKtOkZMipGAa6ZtGEyXZLyVi9p9SLfHq43nCeOciVkHp2dJMCDFN2dSBZAah/5O02jgjMFx",
+	"pDBwbdbvhGs5rdhQo/LE5LgVGRiKsVwtHvUyFEfXnZns+Is/aSm6J/TqB7SWM3BTb/blhwEgje3KqhWH",
+	"TnLBUSBtU2j7nu49NPMblkFHqtSaCQ8d+BhkQBmM5TkLOnleZM6bdLfMsDHA9Oxr43PcjRVPoUERzWbC",
+	"Yh2CnolloA3NFhuyKg+l8LpXKsqm7GqwN9zf6z7p9/cf9++RZGlQQUlA7bVrKSfHsDcBJRyiSuSct1fe",
+	"2cP4F++5jqaT5M3G3G1TyZRih2r6Vu1BS4KrFVR6FXuLFPIKpR38lpokULI+dRz3FQLbw7MBHrGi2bZ9",
+	"ZdDX5p5uDHXnCLGy1K0AcZVxdrjbV3mowHfR72H4CytrpFsIoUZmLKGcBzyAX2ObDxZK1Ov1Pp4LnniX",
+	"6B25V3FEi4sqft/CqIK8jaz6KC4dVH6x5FQgwGo4jinNOerlDAQol9M3xnyhADqovaR4LybQnXXJGB3K",
+	"OCZjDUmumFni31MmMGAcd8kzN7LdsrEffBz0SDWE2eO9TQCzf4xG173e2f//46/qxpqUf7gZd8mR0eQC",
+	"lq5g6KbUJMu1GdlQAKemTJC3f+qhcG29ltrMFJz+ePxIE3R7kzJosLLLzPbQw/xGwtMd6szsDQbENtss",
+	"wNGQ8Y5/eDVc+BCxhbXAu91et9/f7T6paeuv5IwL+XpK0hq/TAMIe/ec++7Q1o1CUHrTu4XWlV+10W6h",
+	"Cr6wHK5lr8gHPjvubnTM3+cZFR2Mmm2S6J/rkgOxJG8Fw2yWWBGY5MbLUEyu5iyZk0qSGhJ0i4+vM7NX",
+	"GKePYefHuON1XvhBdnjFkhYs32hJj5k2YUTCgs5sOlC6VwG2S2FRw/dyrkUJXwpXCVn4QOxTXWwcCbg2",
+	"50mudCinObTXbf0HNwKftVOXIZEjCAin2pREVbtz8OPBdyff//imrw8OVO/w9KevXkxPnv/81ye9X/72",
+	"Kjvd/9tVIHyqbdXB+x87b84qJO555+zD7uAmKEtrOgWFY88wNCgqH1PGbX9mSwruYdljJhKep+Aqz98g",
+	"KeNmoN8f7N6lkRCMWpp8bovTTRwVXu4Ud80JhMP8HeQObOB+vSjmv5zz81He6+0mLLX/g/+pIVFg3KWo",
+	"7cH/w9d1CuxiRlPwLLhs3NIksTHCuEssyscltHPJUz0SFsiqY5t+O5jz+LrjLo6fOjh5Db9r0bolulcT",
+	"ho4NINX+xYJhxQhdsvVqAeLg9RHZ7fbIBcCi8b6comcrOEb86xlmzyirr5BlZGC9KY5z9Iz4En5srxUs",
+	"sDh9TYT0b7g0xKLra5Nxdgkex62BQFFO1t1t6yStltmU2u5PJRFzYxbWK7pxcAst7BcNdTSMvgNjiUEO",
+	"lmGVjxkreDBmSfY8RO0J+9oE5Rmfdsg/JqayLfzlXjPdhFRTTiY0uZh4cBEVBHm94NSgfA+JNlSkVKXs",
+	"F0hHoqy8uIoxMpHQPGWGGEUZxxFc1RWpLPuMTNTcSzwSRT23fnrFzJXMZ3MyrnvysdsljyixNSDdHYmR",
+	"cIVpS0R1cINpMl4HHh3bgRKqXGw/h5KK1imaLnGjl+NaAL9eocySgQYZt6PkprYIdUIbqGCyNT7wIGX7",
+	"0JB4ZC4q7r/++d/jbX/Iw2rUeuy7Q7oH1WQ4EuNKVMYWc4p/xWRcStrYHaKhaZcg3Z6pli1SGEUTMxK1",
+	"hVBlJ0fqC/Uakvdn420XEXKWgNA2BvGnEA4WNJlDZ2AhMbniXvD1cGfn6uqqS+3trlSzHf+u3jk+Onz+",
+	"8vQ5vtOdm4zXSumlxNb6h8PIIW5u4ggpowsWDSMMRHcj6yzmVrV2/L1uARqegfXK5dqOvNJ5w/Ln01cv",
+	"o+YRpTXBXPVIA3B7tnKqYtDrbYA0t6HMbSdfmLxUJjnasnsXvMKIZ8gmkKZQbTj+cQkK7baRFg/5gND8",
+	"fceG0Cslu4qSs+t9+aj4zu/UfGU0fH8WR77TYpfLdLlMWzf222zoTNtqtL8XneEwpcwsacbvIDN/O/jh",
+	"+DeUmYKqT5OZu0pFTCZLA9Z/4h9frkj4XVwjEs6RdeYlxtPLRBjq6RuGdbCVta0OGdEl40GvN3aHzWot",
+	"CrKgWoOOR8Id2isaGlvNI4u+X73t3kdXPaWMa2eJWzLqUamf06RtSkI8eQFpdHeWn1Hg9nu7D34apYnZ",
+	"DCy7APK59lYTt2cqT12AFkq0wgPx6EGVrIl8rimXvxBQrR0Mq9fq15sa1Ippki9cZQzUJROzLnG9RiKk",
+	"sSkdxuRKUFugb+lFiW/8vWpGSWDoGB1y6UsxxcVCXUh/NynJKqzlOudcwDF/r/tb0BfY3sM6ULSChn4J",
+	"m/0t1SwhWbk3d9hrzFKWa03CRlf6tDwAX9hRbg+zzxrP4ssjUTpS4stavvvINNHz3Ni3UnklXMJUoQjd",
+	"dEzM9Ej4Aro9fmYPl8ncrPHLFWrl9yqgFYUBEcWbX5pvbmFlgmd8jU2blyv+OSBXv1evfNLE0WxWQgeY",
+	"W6d8xw5l4+tP9TI22TJ4aaJszWOyJCyNCb4MImVi5j6kYZtbYEZiQWdM+HIIai4Z1+qiY/cdD1lUzqkm",
+	"4+KOkWQGpqxCd0figPOyjpvIbMKEL2MevHwWUkVcQlkJ/zRljNvFfr4suWOJqE7taSC2a6TJloIFoDnh",
+	"BcpvwWVa1r3tRx7sybnqGw8FNqCS6ztV/Bt4jrKPvN+u/muztGWXqVTZbeuiBg0mnchLcE0IXXSsojDx",
+	"GRPn7QXcje5baGG+D5LUkEghEmqYiuAXR9r94FZD6Pa9dpQ0q4nr6FmFc9z14zv3I8s1bDBw1g7FEaKl",
+	"QpL8OkR4efEH6hlumjZUGLJlWy2aXTo1CNFmDzk0KLsLvucWgjxyrkkLXN9GSy4M4w9Ay2u0aZr9Ausm",
+	"Kg7E1us93h3s9wK4+4xesyzP8K5rwbpf/VBPqg3spz/nQBLf4EO7iz4OLpnMXXvx0YpxfuoMNjO2czAS",
+	"uUjmVMwgdfAFPacLW4yfsuvqs1O+lxfbY+Heh/uDzegMlCnQkkUVZhWneKcOYlDTXKutzs2Paiy2WXfA",
+	"tXRHvHwQ4PrT4QZjIrX9OpB73tK4VtAaHciwHHhUjqdxIiUHKqKbXzU8bDa6A6FSoNX9UCFRHHEmHPb4",
+	"JVyb10H8w5t6a3pY1c+KTXDNzSKS0BhGyJFoRh5bdKJRNlf72duhUIJvCiU+FKI3xGX6zz5NZLr8w069",
+	"B+zadnu9/u2xXuNrN/al3dtfqj7yhG8MBvcMuj8qSL91GeW3Xz461K0VE5pt01p0ayPZszhqNcyKm64F",
+	"e2Y/NRDCblhUpLYxXIUDJ2/dV31IBdqw3TIFP0Fi0Ay+c593G4nxyvfOxnH5tbb6F+ic3aiBXl1AbSvH",
+	"AalziL0KzPGJEewtT698rc9ZGPv+t9Jl6Q9rXArgYxM/gZHxTcu29R9++nVtkhqqdTULPpZuytCxm+PC",
+	"r62+/5t8aKlmNb8D4zib+sMQm5cYF457zNJx6+N1LZGcgVknjx8s7L1lAllaWr77mZjfylL2d+9HVn//",
+	"fs9/eZbY4VNoZSrvZYodyqVVidiZFID1jSZ6FXBdg20PCeXcq2FGpIqrNpqN/+1xtngkhBSAISxkto4A",
+	"NrxdBcIXtp2ETPtIhG177cz9va27w+t/WSa+js7/XHbe8fV2Y7/mNMQDx7TfgXmBUnGbiXaiUzfUhX+x",
+	"avIghhkVYKf3bwP9pRroOoCQOTtoFBWa2pP9D2KzP7D0ZlOn7sFi1zBAevlI10tvC2pb0UVynW6Mvm45",
+	"R/fbJNhrsTqB6PNTugy/lar29v6vq953YJpp5MekqSs9niYu/P0ZyqZrYTpVWv0AUEI5SeESuFxYhPTW",
+	"OKMXQFQuxtsNzOZwZ6c/eNLtdXvd/vCr3lc9GxJ4clsBWAn4tc3rGhy4W6to4hLbClsAAeLaUW8cxHeL",
+	"bfnawX7tZWdHpNK1kX0HK2wMSqAjMxr4tFuvv3uw183Zzf8EAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -20,6 +20,14 @@ type ApiToken struct {
 	RevokedAt  *time.Time
 }
 
+type IdempotencyKey struct {
+	Actor       string
+	Key         string
+	RequestHash []byte
+	LogIds      []uuid.UUID
+	CreatedAt   time.Time
+}
+
 type SystemLog struct {
 	ID            uuid.UUID
 	Timestamp     time.Time

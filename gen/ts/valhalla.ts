@@ -21,7 +21,8 @@ export interface paths {
         put?: never;
         /**
          * Write a log entry
-         * @description Stores one log entry. Unknown properties are rejected.
+         * @description Stores one log entry. Unknown properties are rejected. With an
+         *     `Idempotency-Key`, a retry returns the entry stored the first time.
          */
         post: operations["createSystemLog"];
         delete?: never;
@@ -42,7 +43,8 @@ export interface paths {
         /**
          * Write log entries in one transaction
          * @description Stores 1–1000 entries atomically: all of them or, when one is invalid,
-         *     none. Items come back in input order.
+         *     none. Items come back in input order. With an `Idempotency-Key`, a
+         *     retry returns the entries stored the first time.
          */
         post: operations["createSystemLogBatch"];
         delete?: never;
@@ -578,6 +580,16 @@ export interface components {
          * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
          */
         XRequestID: string;
+        /**
+         * @description Makes a write safe to retry. Within 24 hours, the same key from the
+         *     same token with the same body returns the first response (the same
+         *     ids) without writing again, even while the first request is still
+         *     running; the same key with another body is a `422`. Only a write
+         *     that succeeded is remembered, so a retry after a `503` writes.
+         *     Use a fresh random value, such as a UUID, for each distinct write.
+         * @example 3f0c2a4e-7b1d-4c55-9a8e-0d6f1b2c3a4d
+         */
+        IdempotencyKey: string;
     };
     requestBodies: never;
     headers: {
@@ -609,6 +621,7 @@ export type ResponseForbidden = components['responses']['Forbidden'];
 export type ResponseProblem = components['responses']['Problem'];
 export type ResponseUnavailable = components['responses']['Unavailable'];
 export type ParameterXRequestId = components['parameters']['XRequestID'];
+export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
 export type HeaderXRequestId = components['headers']['XRequestID'];
 export type $defs = Record<string, never>;
 export interface operations {
@@ -682,6 +695,16 @@ export interface operations {
                  * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
                  */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
+                /**
+                 * @description Makes a write safe to retry. Within 24 hours, the same key from the
+                 *     same token with the same body returns the first response (the same
+                 *     ids) without writing again, even while the first request is still
+                 *     running; the same key with another body is a `422`. Only a write
+                 *     that succeeded is remembered, so a retry after a `503` writes.
+                 *     Use a fresh random value, such as a UUID, for each distinct write.
+                 * @example 3f0c2a4e-7b1d-4c55-9a8e-0d6f1b2c3a4d
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -725,6 +748,16 @@ export interface operations {
                  * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
                  */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
+                /**
+                 * @description Makes a write safe to retry. Within 24 hours, the same key from the
+                 *     same token with the same body returns the first response (the same
+                 *     ids) without writing again, even while the first request is still
+                 *     running; the same key with another body is a `422`. Only a write
+                 *     that succeeded is remembered, so a retry after a `503` writes.
+                 *     Use a fresh random value, such as a UUID, for each distinct write.
+                 * @example 3f0c2a4e-7b1d-4c55-9a8e-0d6f1b2c3a4d
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;

@@ -71,9 +71,9 @@ func TestAuthenticate(t *testing.T) {
 	for header, want := range map[string]error{
 		"":                   auth.ErrMissingToken,
 		"Basic dXNlcjpwYXNz": auth.ErrInvalidToken,
-		"Bearer " + tok[:cut] + "A" + tok[cut+1:]: auth.ErrInvalidToken,
-		"Bearer " + auth.Mint():                   auth.ErrInvalidToken,
-		"Bearer garbage":                          auth.ErrInvalidToken,
+		"Bearer " + tok[:cut] + flip(tok[cut]) + tok[cut+1:]: auth.ErrInvalidToken,
+		"Bearer " + auth.Mint():                              auth.ErrInvalidToken,
+		"Bearer garbage":                                     auth.ErrInvalidToken,
 	} {
 		if _, err := s.Authenticate(ctx, header); !errors.Is(err, want) {
 			t.Errorf("Authenticate(%q) = %v, want %v", header, err, want)
@@ -149,4 +149,12 @@ func TestCheck(t *testing.T) {
 	if _, ok := auth.FromContext(context.Background()); ok {
 		t.Error("a caller outside any request")
 	}
+}
+
+// flip returns a letter other than c.
+func flip(c byte) string {
+	if c == 'A' {
+		return "B"
+	}
+	return "A"
 }

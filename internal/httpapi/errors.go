@@ -49,6 +49,9 @@ func problemFor(err error) *problem.Problem {
 	case errors.Is(err, logstore.ErrInvalidCursor):
 		p = problem.Invalid("the cursor is not valid",
 			problem.Parameter("cursor", "not a cursor returned by this server; start again without it"))
+	case errors.Is(err, logstore.ErrKeyReused):
+		p = problem.Invalid("the Idempotency-Key was used with another request",
+			problem.Header("Idempotency-Key", "was used in the last 24 hours with another request body; use a new key for a new write"))
 	case errors.Is(err, logstore.ErrInvalidText):
 		p = problem.Invalid("a value contains characters that cannot be stored")
 	case errors.Is(err, logstore.ErrUnavailable), errors.Is(err, auth.ErrUnavailable):

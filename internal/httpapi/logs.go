@@ -3,7 +3,10 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
@@ -32,8 +35,18 @@ func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogReq
 		return nil, problem.Invalid("a value contains characters that cannot be stored", errs...)
 	}
 	entry.Actor = caller.Name
-	stored, err := s.Store.Insert(ctx, entry)
-	if err != nil {
+	var stored db.SystemLog
+	if key := req.Params.IdempotencyKey; key != nil {
+		k, err := idempotencyKey(caller, *key, "createSystemLog", req.Body)
+		if err != nil {
+			return nil, err
+		}
+		rows, _, err := s.Store.InsertOnce(ctx, k, []logstore.Entry{entry})
+		if err != nil {
+			return nil, err
+		}
+		stored = rows[0]
+	} else if stored, err = s.Store.Insert(ctx, entry); err != nil {
 		return nil, err
 	}
 	return api.CreateSystemLog201JSONResponse{
@@ -62,7 +75,15 @@ func (s *server) CreateSystemLogBatch(ctx context.Context, req api.CreateSystemL
 	if len(errs) > 0 {
 		return nil, problem.Invalid("a value contains characters that cannot be stored", errs...)
 	}
-	stored, err := s.Store.InsertBatch(ctx, entries)
+	var stored []db.SystemLog
+	if key := req.Params.IdempotencyKey; key != nil {
+		var k logstore.Key
+		if k, err = idempotencyKey(caller, *key, "createSystemLogBatch", req.Body); err == nil {
+			stored, _, err = s.Store.InsertOnce(ctx, k, entries)
+		}
+	} else {
+		stored, err = s.Store.InsertBatch(ctx, entries)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +150,21 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 		Body:    body,
 		Headers: api.ListSystemLogs200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
 	}, nil
+}
+
+// idempotencyKey scopes the client's key to the caller and identifies the
+// request by the operation and the decoded body, so a retry that encodes the
+// same body differently (spacing, member order) is still the same request.
+func idempotencyKey(caller auth.Principal, key, operation string, body any) (logstore.Key, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return logstore.Key{}, fmt.Errorf("idempotency key: encode body: %w", err)
+	}
+	h := sha256.New()
+	h.Write([]byte(operation))
+	h.Write([]byte{0})
+	h.Write(b)
+	return logstore.Key{Actor: caller.Name, Name: key, Request: h.Sum(nil)}, nil
 }
 
 // callerOf returns the caller the contract validator authenticated. Writes
