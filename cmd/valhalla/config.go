@@ -19,6 +19,7 @@ type config struct {
 	DataDir         string
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration
+	DrainDelay      time.Duration
 	DBWait          time.Duration
 	ReadyTimeout    time.Duration
 	// Limits bounds what one client can hold: a client that trickles its
@@ -58,6 +59,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		"log level: debug, info, warn or error (VALHALLA_LOG_LEVEL)")
 	shutdown := fs.String("shutdown-timeout", envOr(getenv, "VALHALLA_SHUTDOWN_TIMEOUT", "15s"),
 		"how long in-flight requests may take to finish on shutdown (VALHALLA_SHUTDOWN_TIMEOUT)")
+	drainDelay := fs.String("drain-delay", envOr(getenv, "VALHALLA_DRAIN_DELAY", "0s"),
+		"on shutdown, how long to keep serving with readiness failing before new connections are refused, so load balancers stop sending traffic (VALHALLA_DRAIN_DELAY)")
 	dbWait := fs.String("db-wait", envOr(getenv, "VALHALLA_DB_WAIT", "30s"),
 		"how long to wait for the database at start (VALHALLA_DB_WAIT)")
 	readyTimeout := fs.String("ready-timeout", envOr(getenv, "VALHALLA_READY_TIMEOUT", "1s"),
@@ -85,6 +88,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		into  *time.Duration
 	}{
 		{"shutdown timeout", *shutdown, &cfg.ShutdownTimeout},
+		{"drain delay", *drainDelay, &cfg.DrainDelay},
 		{"db wait", *dbWait, &cfg.DBWait},
 		{"ready timeout", *readyTimeout, &cfg.ReadyTimeout},
 		{"read header timeout", *readHeader, &cfg.Limits.ReadHeaderTimeout},

@@ -23,8 +23,9 @@ import (
 )
 
 // serve runs the API until ctx is cancelled, then shuts down gracefully:
-// readiness fails at once, in-flight requests finish (bounded by the
-// shutdown timeout), then the pool and any local cluster close.
+// readiness fails at once (and new requests are still served for the drain
+// delay), in-flight requests finish (bounded by the shutdown timeout), then
+// the pool and any local cluster close.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, rest, err := parseConfig("serve", args, getenv, stderr)
 	if err != nil {
@@ -89,8 +90,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down", "drain_timeout", cfg.ShutdownTimeout)
+	logger.Info("shutting down", "drain_delay", cfg.DrainDelay, "drain_timeout", cfg.ShutdownTimeout)
 	checker.Drain()
+	if cfg.DrainDelay > 0 {
+		select {
+		case err := <-served:
+			return fmt.Errorf("serve http: %w", err)
+		case <-time.After(cfg.DrainDelay):
+		}
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
