@@ -249,6 +249,19 @@ func TestTokensCommandsWhileServing(t *testing.T) {
 	}
 
 	// The secret is stored only as its SHA-256.
+	defer func() {
+		// With serve stopped, the commands start the local cluster themselves
+		// and stop it again.
+		if err := srv.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if list, err := srv.tokens(t, "list"); err != nil || !strings.Contains(list, "ops") {
+			t.Errorf("tokens list without serve: %v\n%s", err, list)
+		}
+		if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+			t.Errorf("tokens list left PostgreSQL running (%v)", err)
+		}
+	}()
 	var rows string
 	conn, err := pgx.Connect(ctx(t), "host="+socketDir(t, pidBefore)+" user=postgres dbname=valhalla")
 	if err != nil {
