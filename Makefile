@@ -7,7 +7,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_FILES = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: help run build test test-go test-ts conformance api-diff generate check-generated lint lint-spec postgres
+.PHONY: help run build test test-go test-ts durability conformance api-diff generate check-generated lint lint-spec postgres
 
 # API_DIFF_BASE is the git ref whose openapi.yaml `make api-diff` compares against.
 API_DIFF_BASE ?= HEAD~1
@@ -25,6 +25,9 @@ test: postgres lint test-go test-ts conformance ## Lint, Go tests, the TypeScrip
 
 test-go: postgres ## Go tests (race detector, real PostgreSQL)
 	go test -race -count=1 ./...
+
+durability: postgres ## Only the crash tests (kill -9, PostgreSQL restart), printing their figures
+	set -o pipefail; go test -race -count=1 -v -run 'TestDurability' ./cmd/valhalla | grep -E '^(---|ok|FAIL)|durability across|crash [0-9]'
 
 test-ts: node_modules build ## The TypeScript client's tests against a live server
 	rm -rf clients/ts/dist

@@ -1,13 +1,13 @@
 -- name: InsertLog :one
 -- InsertLog stores one entry and returns it as stored.
-INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING *;
 
 -- name: CopyLogs :copyfrom
 -- CopyLogs stores many entries with the COPY protocol (used for batches).
-INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
 
 -- name: GetLog :one
 -- GetLog returns the entry with the given id.

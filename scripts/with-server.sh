@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # with-server.sh CMD [ARGS...]: start bin/valhalla on the embedded default (a
 # throwaway data dir, a free port), wait until it is ready, run CMD with
-# VALHALLA_URL set to it, then stop the server and remove the data dir.
+# VALHALLA_URL set to it and VALHALLA_TOKEN to a token with every scope (the
+# server's bootstrap token), then stop the server and remove the data dir.
 # Exits with CMD's status. Build bin/valhalla first (make build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,10 @@ bin=${VALHALLA_BIN:-bin/valhalla}
 data=$(mktemp -d "${TMPDIR:-/tmp}/valhalla-srv-XXXXXX")
 chmod 755 "$data"
 log="$data/server.log"
-"$bin" serve --addr 127.0.0.1:0 --data-dir "$data/data" >"$log" 2>&1 &
+# A fresh bootstrap token: vhl_<public id>_<secret>, letters and digits.
+hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+export VALHALLA_TOKEN="vhl_$(hex 6)_$(hex 16)"
+VALHALLA_BOOTSTRAP_TOKEN="$VALHALLA_TOKEN" "$bin" serve --addr 127.0.0.1:0 --data-dir "$data/data" >"$log" 2>&1 &
 pid=$!
 
 cleanup() {

@@ -1,5 +1,6 @@
 // End-to-end tests of the TypeScript client against a live Valhalla at
-// VALHALLA_URL (scripts/with-server.sh starts one and sets it):
+// VALHALLA_URL with a token holding every scope in VALHALLA_TOKEN
+// (scripts/with-server.sh starts one and sets both):
 //
 //   npm run gen:ts && npm run build:ts && scripts/with-server.sh npm run test:ts
 //
@@ -24,7 +25,12 @@ if (!baseUrl) {
   throw new Error("VALHALLA_URL is not set: run the tests through scripts/with-server.sh");
 }
 
-const api = createValhallaClient({ baseUrl });
+const token = process.env["VALHALLA_TOKEN"];
+if (!token) {
+  throw new Error("VALHALLA_TOKEN is not set: run the tests through scripts/with-server.sh");
+}
+
+const api = createValhallaClient({ baseUrl, token });
 
 const uuidV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] as const;
@@ -151,7 +157,7 @@ describe("write", () => {
 
   test("the client's requestId is sent on every request and stored as the correlation id", async () => {
     const fixed = uniqueRequestId("client");
-    const client = createValhallaClient({ baseUrl, requestId: fixed });
+    const client = createValhallaClient({ baseUrl, token, requestId: fixed });
     const { data, response } = await client.POST("/system/logs", {
       body: { message: "fixed id", category: uniqueCategory("client") },
     });
@@ -160,7 +166,7 @@ describe("write", () => {
 
     let n = 0;
     const prefix = uniqueRequestId("seq");
-    const minting = createValhallaClient({ baseUrl, requestId: () => `${prefix}-${++n}` });
+    const minting = createValhallaClient({ baseUrl, token, requestId: () => `${prefix}-${++n}` });
     const first = await minting.GET("/system-health/live");
     const second = await minting.GET("/system-health/live");
     assert.equal(first.response.headers.get("X-Request-ID"), `${prefix}-1`);
@@ -184,6 +190,19 @@ describe("write", () => {
     assert.deepEqual(data, { status: "ok" });
     assert.equal(seen.length, 1);
     assert.equal(seen[0]?.headers.get("Authorization"), "Bearer s3cret");
+  });
+
+  test("without a valid token a write is a 401 problem with a Bearer challenge", async () => {
+    for (const client of [createValhallaClient({ baseUrl }), createValhallaClient({ baseUrl, token: "vhl_unknown00_AAAAAAAAAAAAAAAAAAAAAAAAAA" })]) {
+      const result = await client.POST("/system/logs", { body: { message: "refused" } });
+      assertProblem(result, 401, "unauthorized");
+      assert.match(result.response.headers.get("WWW-Authenticate") ?? "", /^Bearer /);
+    }
+  });
+
+  test("the entry records the token that wrote it as its actor", async () => {
+    const { data } = await api.POST("/system/logs", { body: { message: "who", category: uniqueCategory("actor") } });
+    assert.equal(data?.actor, "bootstrap");
   });
 });
 

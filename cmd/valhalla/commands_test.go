@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
 )
 
@@ -16,7 +17,7 @@ import (
 func TestEmbeddedDefault(t *testing.T) {
 	t.Parallel()
 	dataDir := filepath.Join(pgtest.TempDir(t), "data")
-	env := map[string]string{"VALHALLA_DATA_DIR": dataDir}
+	env := map[string]string{"VALHALLA_DATA_DIR": dataDir, "VALHALLA_BOOTSTRAP_TOKEN": auth.Mint()}
 
 	first := startServer(t, env)
 	id := write(t, first, api.SystemLogCreate{Message: "survives a restart"}, "").Id

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,14 +22,35 @@ type config struct {
 	LogLevel        slog.Level
 	LogFormat       logging.Format
 	ShutdownTimeout time.Duration
+	DrainDelay      time.Duration
 	DBWait          time.Duration
 	ReadyTimeout    time.Duration
+	// Limits bounds what one client can hold: a client that trickles its
+	// headers or body is cut off.
+	Limits limits
+	// BootstrapToken becomes an all-scopes token named "bootstrap" when no
+	// token exists yet. It comes from the environment only, never a flag,
+	// so it does not show in process listings.
+	BootstrapToken string
+}
+
+// limits are the http.Server timeouts and header size limit.
+type limits struct {
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
 }
 
 // parseConfig parses args for the command name, with defaults from getenv.
-func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (config, []string, error) {
-	var cfg config
+// extra, when given, declares the command's own flags.
+func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer, extra ...func(*flag.FlagSet)) (config, []string, error) {
+	cfg := config{BootstrapToken: getenv("VALHALLA_BOOTSTRAP_TOKEN")}
 	fs := flag.NewFlagSet("valhalla "+name, flag.ContinueOnError)
+	for _, declare := range extra {
+		declare(fs)
+	}
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "VALHALLA_ADDR", "127.0.0.1:8080"),
 		"address to listen on (VALHALLA_ADDR)")
@@ -42,10 +64,22 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		"log format: json, text, or auto for text on a terminal and JSON otherwise (VALHALLA_LOG_FORMAT)")
 	shutdown := fs.String("shutdown-timeout", envOr(getenv, "VALHALLA_SHUTDOWN_TIMEOUT", "15s"),
 		"how long in-flight requests may take to finish on shutdown (VALHALLA_SHUTDOWN_TIMEOUT)")
+	drainDelay := fs.String("drain-delay", envOr(getenv, "VALHALLA_DRAIN_DELAY", "0s"),
+		"on shutdown, how long to keep serving with readiness failing before new connections are refused, so load balancers stop sending traffic (VALHALLA_DRAIN_DELAY)")
 	dbWait := fs.String("db-wait", envOr(getenv, "VALHALLA_DB_WAIT", "30s"),
 		"how long to wait for the database at start (VALHALLA_DB_WAIT)")
 	readyTimeout := fs.String("ready-timeout", envOr(getenv, "VALHALLA_READY_TIMEOUT", "1s"),
 		"timeout of each readiness check (VALHALLA_READY_TIMEOUT)")
+	readHeader := fs.String("read-header-timeout", envOr(getenv, "VALHALLA_READ_HEADER_TIMEOUT", "10s"),
+		"how long a client may take to send the request headers (VALHALLA_READ_HEADER_TIMEOUT)")
+	readTimeout := fs.String("read-timeout", envOr(getenv, "VALHALLA_READ_TIMEOUT", "60s"),
+		"how long a client may take to send the whole request (VALHALLA_READ_TIMEOUT)")
+	writeTimeout := fs.String("write-timeout", envOr(getenv, "VALHALLA_WRITE_TIMEOUT", "60s"),
+		"how long serving one request may take, from the end of its headers (VALHALLA_WRITE_TIMEOUT)")
+	idleTimeout := fs.String("idle-timeout", envOr(getenv, "VALHALLA_IDLE_TIMEOUT", "120s"),
+		"how long an idle keep-alive connection stays open (VALHALLA_IDLE_TIMEOUT)")
+	maxHeader := fs.String("max-header-bytes", envOr(getenv, "VALHALLA_MAX_HEADER_BYTES", "65536"),
+		"largest request header block, in bytes (VALHALLA_MAX_HEADER_BYTES)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -64,8 +98,13 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		into  *time.Duration
 	}{
 		{"shutdown timeout", *shutdown, &cfg.ShutdownTimeout},
+		{"drain delay", *drainDelay, &cfg.DrainDelay},
 		{"db wait", *dbWait, &cfg.DBWait},
 		{"ready timeout", *readyTimeout, &cfg.ReadyTimeout},
+		{"read header timeout", *readHeader, &cfg.Limits.ReadHeaderTimeout},
+		{"read timeout", *readTimeout, &cfg.Limits.ReadTimeout},
+		{"write timeout", *writeTimeout, &cfg.Limits.WriteTimeout},
+		{"idle timeout", *idleTimeout, &cfg.Limits.IdleTimeout},
 	} {
 		v, err := time.ParseDuration(strings.TrimSpace(d.value))
 		if err != nil || v < 0 {
@@ -73,6 +112,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 			continue
 		}
 		*d.into = v
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(*maxHeader)); err != nil || n < 1024 {
+		errs = append(errs, fmt.Errorf("max header bytes %q: want a number of bytes, at least 1024", *maxHeader))
+	} else {
+		cfg.Limits.MaxHeaderBytes = n
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"regexp"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	valhalla "github.com/valhalla-platform/valhalla"
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/apiclient"
+	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
@@ -46,12 +48,19 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // instance is one running server, started through run() as `valhalla serve`.
 type instance struct {
-	URL    string
+	URL string
+	// Token is the server's bootstrap token, which holds every scope.
+	Token string
+	// Client and HTTP send Token unless a request sets Authorization itself.
 	Client *api.ClientWithResponses
 	// HTTP sends raw requests; every response is checked against the contract.
-	HTTP   *http.Client
+	HTTP *http.Client
+	// Anon is HTTP without a token.
+	Anon   *http.Client
 	Output *syncBuffer
 	stop   func() error
+	// env is the server's environment, for commands on the same database.
+	env map[string]string
 }
 
 // setup starts a server on a fresh database of the shared test cluster.
@@ -62,9 +71,16 @@ func setup(t *testing.T) *instance {
 
 // startServer runs `valhalla serve` on a free port with env as its whole
 // environment, waits until it listens, and stops it at cleanup (failing the
-// test if run returns an error).
+// test if run returns an error). Unless env sets VALHALLA_BOOTSTRAP_TOKEN,
+// a fresh one is minted (set it to "" for none); a test that restarts on the
+// same database must set it, since the bootstrap token applies only while no
+// token exists.
 func startServer(t *testing.T, env map[string]string, args ...string) *instance {
 	t.Helper()
+	env = maps.Clone(env)
+	if _, set := env["VALHALLA_BOOTSTRAP_TOKEN"]; !set {
+		env["VALHALLA_BOOTSTRAP_TOKEN"] = auth.Mint()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
@@ -79,7 +95,7 @@ func startServer(t *testing.T, env map[string]string, args ...string) *instance 
 	}
 	var once sync.Once
 	var stopErr error
-	inst := &instance{URL: "http://" + addr, Output: out}
+	inst := &instance{URL: "http://" + addr, Token: env["VALHALLA_BOOTSTRAP_TOKEN"], Output: out, env: env}
 	inst.stop = func() error {
 		once.Do(func() {
 			cancel()
@@ -96,12 +112,27 @@ func startServer(t *testing.T, env map[string]string, args ...string) *instance 
 			t.Errorf("server stopped with error: %v\noutput:\n%s", err, out)
 		}
 	})
-	inst.HTTP = &http.Client{Transport: &conformance{t: t, base: http.DefaultTransport}, Timeout: 30 * time.Second}
+	inst.Anon = &http.Client{Transport: &conformance{t: t, base: http.DefaultTransport}, Timeout: 30 * time.Second}
+	inst.HTTP = &http.Client{Transport: bearer{token: inst.Token, base: inst.Anon.Transport}, Timeout: 30 * time.Second}
 	inst.Client, err = apiclient.New(inst.URL, api.WithHTTPClient(inst.HTTP))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return inst
+}
+
+// bearer sends token on every request that has no Authorization header.
+type bearer struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if _, set := req.Header["Authorization"]; !set {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return b.base.RoundTrip(req)
 }
 
 // waitListening polls the server's log for its "listening" record.
@@ -142,8 +173,8 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// contract is openapi.yaml, loaded once for response validation.
-var contract = sync.OnceValues(func() (*openapi3.T, error) {
+// loadContract is openapi.yaml, loaded once for response validation.
+var loadContract = sync.OnceValues(func() (*openapi3.T, error) {
 	loader := openapi3.NewLoader()
 	spec, err := loader.LoadFromData(valhalla.OpenAPIYAML)
 	if err != nil {
@@ -157,7 +188,7 @@ var contract = sync.OnceValues(func() (*openapi3.T, error) {
 })
 
 var contractRouter = sync.OnceValues(func() (routers.Router, error) {
-	spec, err := contract()
+	spec, err := loadContract()
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +226,7 @@ func (c *conformance) RoundTrip(req *http.Request) (*http.Response, error) {
 var traceIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 func checkResponse(req *http.Request, resp *http.Response, body []byte) error {
-	spec, err := contract()
+	spec, err := loadContract()
 	if err != nil {
 		return err
 	}

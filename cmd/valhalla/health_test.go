@@ -102,7 +102,7 @@ func TestServesItsContract(t *testing.T) {
 	if err := json.Unmarshal(body, &doc); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("openapi.json: %d %v", resp.StatusCode, err)
 	}
-	spec, err := contract()
+	spec, err := loadContract()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 func (in *instance) cli(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	env := map[string]string{"VALHALLA_URL": in.URL}
+	env := map[string]string{"VALHALLA_URL": in.URL, "VALHALLA_TOKEN": in.Token}
 	err := run(ctx(t), append([]string{"logs"}, args...), func(k string) string { return env[k] }, &out, &errOut)
 	return out.String(), err
 }

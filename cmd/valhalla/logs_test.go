@@ -53,7 +53,7 @@ func TestWriteAndRead(t *testing.T) {
 		t.Errorf("timestamp %v is not now", got.Timestamp)
 	}
 	if got.Level != "WARNING" || got.Category != "auth" || got.Message != in.Message ||
-		got.CorrelationId != "checkout-7f3a" || got.UserId == nil || *got.UserId != "user-42" {
+		got.CorrelationId != "checkout-7f3a" || got.UserId == nil || *got.UserId != "user-42" || got.Actor != "bootstrap" {
 		t.Errorf("stored %+v, want the input", got)
 	}
 	assertJSONEqual(t, got.Context, *in.Context)
@@ -75,7 +75,7 @@ func TestWriteAndRead(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := "category context correlation_id id level message timestamp trace_id user_id"; strings.Join(keys, " ") != want {
+	if want := "actor category context correlation_id id level message timestamp trace_id user_id"; strings.Join(keys, " ") != want {
 		t.Errorf("fields %v, want %s", keys, want)
 	}
 	var read api.SystemLog

@@ -4,6 +4,7 @@
 //	valhalla serve            serve the API (the default)
 //	valhalla migrate up       apply pending migrations
 //	valhalla migrate status   list migrations and whether they are applied
+//	valhalla tokens ...       create, list and revoke bearer tokens
 //	valhalla logs ...         write, get and list entries on a running server
 //	valhalla version          print the build version
 package main
@@ -41,6 +42,8 @@ commands:
   serve            serve the API (flags: valhalla serve -h)
   migrate up       apply pending database migrations
   migrate status   list migrations and whether they are applied
+  tokens create|list|revoke
+                   manage bearer tokens (valhalla tokens -h)
   logs write|get|list
                    talk to a running server (valhalla logs -h)
   version          print the build version
@@ -58,6 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args[1:], getenv, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, args[1:], getenv, stdout, stderr)
+	case "tokens":
+		return tokensCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "logs":
 		return logsCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "version":

@@ -12,7 +12,7 @@ import (
 )
 
 // migrate applies migrations (up) or lists them (status), against the same
-// database serve would use.
+// database serve would use; a local cluster that serve runs is used as it is.
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, rest, err := parseConfig("migrate", args, getenv, stderr)
 	if err != nil {
@@ -22,7 +22,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return fmt.Errorf("usage: valhalla migrate [flags] up|status")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger)
+	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, true)
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func TestPrometheusMetricsCount(t *testing.T) {
 	}
 
 	// Every operation label is an operationId of the contract, or "unmatched".
-	spec, err := contract()
+	spec, err := loadContract()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,8 +157,7 @@ func TestAccessLog(t *testing.T) {
 	resp, body := srv.do(t, "POST", "/system/logs", "application/json",
 		strings.NewReader(`{"message":"body-text-never-logged","context":{"password":"hunter2"}}`),
 		requestid.Header, "access-log-1",
-		"traceparent", "00-"+traceID+"-"+parentID+"-01",
-		"Authorization", "Bearer token-never-logged")
+		"traceparent", "00-"+traceID+"-"+parentID+"-01")
 	mustStatus(t, 201, resp, body)
 	srv.expect(t, 404, "GET", "/no/such/route", "", nil, requestid.Header, "access-log-2")
 
@@ -181,18 +180,21 @@ func TestAccessLog(t *testing.T) {
 	if span, _ := rec["span_id"].(string); !regexp.MustCompile(`^[0-9a-f]{16}$`).MatchString(span) || span == parentID {
 		t.Errorf("span_id %q, want the server's own span", span)
 	}
-	if _, ok := rec["token_name"]; ok {
-		t.Errorf("token_name %v on an unauthenticated request", rec["token_name"])
+	if rec["token_name"] != "bootstrap" {
+		t.Errorf("token_name %v, want the name of the token that authenticated the request", rec["token_name"])
 	}
 
 	unmatched := accessRecord(t, srv, "access-log-2")
+	if _, ok := unmatched["token_name"]; ok {
+		t.Errorf("token_name %v on a request no token authenticated", unmatched["token_name"])
+	}
 	if unmatched["route"] != "unmatched" || unmatched["status"] != float64(404) || unmatched["path"] != "/no/such/route" {
 		t.Errorf("unmatched route logged as %v", unmatched)
 	}
 	if trace, _ := unmatched["trace_id"].(string); !traceIDPattern.MatchString(trace) || trace == traceID {
 		t.Errorf("request without traceparent logged trace_id %q, want a new trace", trace)
 	}
-	for _, secret := range []string{"body-text-never-logged", "hunter2", "token-never-logged"} {
+	for _, secret := range []string{"body-text-never-logged", "hunter2", srv.Token} {
 		if strings.Contains(srv.Output.String(), secret) {
 			t.Errorf("%q is in the log", secret)
 		}
@@ -250,8 +252,8 @@ func TestTraceContext(t *testing.T) {
 	}
 	defer conn.Close(ctx(t))
 	const oldID = "0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f"
-	if _, err := conn.Exec(ctx(t), `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id)
-		VALUES ($1, now(), 'INFO', 'general', 'old', 'old-corr')`, oldID); err != nil {
+	if _, err := conn.Exec(ctx(t), `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, actor)
+		VALUES ($1, now(), 'INFO', 'general', 'old', 'old-corr', 'old-actor')`, oldID); err != nil {
 		t.Fatal(err)
 	}
 	resp, body = srv.do(t, "GET", "/system/logs/"+oldID, "", nil)

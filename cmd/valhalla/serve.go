@@ -10,10 +10,13 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/valhalla-platform/valhalla/internal/auth"
+	"github.com/valhalla-platform/valhalla/internal/contract"
 	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/httpapi"
@@ -24,18 +27,10 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/tracing"
 )
 
-// HTTP server limits: a client that trickles headers or bodies is cut off.
-const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 60 * time.Second
-	writeTimeout      = 60 * time.Second
-	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 64 << 10
-)
-
 // serve runs the API until ctx is cancelled, then shuts down gracefully:
-// readiness fails at once, in-flight requests finish (bounded by the
-// shutdown timeout), then the pool and any local cluster close.
+// readiness fails at once (and new requests are still served for the drain
+// delay), in-flight requests finish (bounded by the shutdown timeout), then
+// the pool and any local cluster close.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, rest, err := parseConfig("serve", args, getenv, stderr)
 	if err != nil {
@@ -66,7 +61,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision(), GoVersion: runtime.Version()})
-	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger,
+	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, false,
 		database.WithTracerProvider(tracerProvider), database.WithAcquireTracer(m.AcquireTracer()))
 	if err != nil {
 		return err
@@ -80,11 +75,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	for _, m := range applied {
 		logger.Info("migration applied", "version", m.Source.Version, "duration", m.Duration)
 	}
+	tokens := auth.NewStore(pool)
+	if err := firstToken(ctx, tokens, cfg.BootstrapToken, stderr, logger); err != nil {
+		return err
+	}
 
 	store := logstore.New(pool)
 	checker := health.NewChecker(version, cfg.ReadyTimeout, logger, health.Check{Name: "database", Run: pool.Ping})
 	handler, err := httpapi.NewServer(httpapi.Deps{
 		Store:          store,
+		Tokens:         tokens,
 		Checker:        checker,
 		Metrics:        m,
 		Logger:         logger,
@@ -100,15 +100,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
+		ReadTimeout:       cfg.Limits.ReadTimeout,
+		WriteTimeout:      cfg.Limits.WriteTimeout,
+		IdleTimeout:       cfg.Limits.IdleTimeout,
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	go expireKeys(ctx, store, logger, keyCleanupInterval)
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version)
 
 	select {
@@ -116,8 +117,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down", "drain_timeout", cfg.ShutdownTimeout)
+	logger.Info("shutting down", "drain_delay", cfg.DrainDelay, "drain_timeout", cfg.ShutdownTimeout)
 	checker.Drain()
+	if cfg.DrainDelay > 0 {
+		select {
+		case err := <-served:
+			return fmt.Errorf("serve http: %w", err)
+		case <-time.After(cfg.DrainDelay):
+		}
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -131,10 +139,70 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return nil
 }
 
+// keyCleanupInterval is how often expired idempotency keys are deleted.
+const keyCleanupInterval = 10 * time.Minute
+
+// expireKeys deletes expired idempotency keys every interval until ctx is
+// done. (A lookup forgets an expired key by itself; this keeps the table
+// small.) A failure, such as the database being down, is logged and retried
+// at the next tick.
+func expireKeys(ctx context.Context, store *logstore.Store, logger *slog.Logger, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n, err := store.ExpireKeys(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("expire idempotency keys", "error", err)
+		case n > 0:
+			logger.Info("expired idempotency keys", "count", n)
+		}
+	}
+}
+
+// firstToken makes sure someone can get in. When no token exists at all, the
+// bootstrap token (if set) becomes an all-scopes token named "bootstrap";
+// without one, an all-scopes token named "admin" is minted and printed to
+// stderr, this once. Once any token exists it does nothing.
+func firstToken(ctx context.Context, tokens *auth.Store, bootstrap string, stderr io.Writer, logger *slog.Logger) error {
+	scopes, err := contract.Scopes()
+	if err != nil {
+		return err
+	}
+	name, token := "bootstrap", bootstrap
+	if token == "" {
+		name, token = "admin", auth.Mint()
+	} else if !auth.ValidToken(token) {
+		return errors.New("VALHALLA_BOOTSTRAP_TOKEN must look like vhl_<8-32 letters or digits>_<22-128 letters or digits>")
+	}
+	created, err := tokens.CreateFirst(ctx, name, token, scopes)
+	if err != nil {
+		return fmt.Errorf("first token: %w", err)
+	}
+	switch {
+	case !created && bootstrap != "":
+		logger.Info("tokens exist; VALHALLA_BOOTSTRAP_TOKEN is ignored")
+	case created && bootstrap != "":
+		logger.Info("bootstrap token stored", "name", name, "scopes", scopes)
+	case created:
+		logger.Warn("no token existed: created one and printed it on stderr, this once", "name", name, "scopes", scopes)
+		fmt.Fprintf(stderr, "valhalla: no token existed, so this one was created with scopes %s.\n"+
+			"It is shown only now; store it safely (manage tokens with valhalla tokens create|list|revoke):\n\n    %s\n\n",
+			strings.Join(scopes, ","), token)
+	}
+	return nil
+}
+
 // openDatabase connects to cfg.DatabaseURL or, when it is empty, starts the
-// durable local cluster under cfg.DataDir. The returned func closes the pool
-// and then stops the local cluster.
-func openDatabase(ctx context.Context, cfg config, getenv func(string) string, logger *slog.Logger, opts ...database.Option) (*pgxpool.Pool, func(), error) {
+// durable local cluster under cfg.DataDir; with attach, a cluster that
+// serve already runs there is used as it is and left running. The returned
+// func closes the pool and then stops the local cluster.
+func openDatabase(ctx context.Context, cfg config, getenv func(string) string, logger *slog.Logger, attach bool, opts ...database.Option) (*pgxpool.Pool, func(), error) {
 	url := cfg.DatabaseURL
 	var cluster *pgcluster.Cluster
 	if url == "" {
@@ -144,6 +212,7 @@ func openDatabase(ctx context.Context, cfg config, getenv func(string) string, l
 			Fsync:  true,
 			Logger: logger,
 			Getenv: getenv,
+			Attach: attach,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("start local PostgreSQL (or set DATABASE_URL): %w", err)

@@ -418,6 +418,14 @@ type ReadinessProblem struct {
 
 // SystemLog A stored log entry.
 type SystemLog struct {
+	// Actor The name of the token that wrote the entry, set by the server;
+	// a client cannot set it. Entries written before authentication
+	// existed say `(unauthenticated)`.
+	//
+	//
+	// Example: billing-service
+	Actor string `json:"actor"`
+
 	// Category Category.
 	//
 	// Example: auth
@@ -532,11 +540,20 @@ type SystemLogList struct {
 // Example: 4bf92f3577b34da6a3ce929d0e0e4736
 type TraceID = string
 
+// IdempotencyKey defines model for IdempotencyKey.
+type IdempotencyKey = string
+
 // XRequestID defines model for XRequestID.
 type XRequestID = string
 
+// Forbidden An RFC 9457 problem. Extension members may be added.
+type Forbidden = ProblemDetails
+
 // Problem An RFC 9457 problem. Extension members may be added.
 type Problem = ProblemDetails
+
+// Unauthorized An RFC 9457 problem. Extension members may be added.
+type Unauthorized = ProblemDetails
 
 // Unavailable An RFC 9457 problem. Extension members may be added.
 type Unavailable = ProblemDetails
@@ -637,6 +654,14 @@ type CreateSystemLogParams struct {
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+
+	// IdempotencyKey Makes a write safe to retry. Within 24 hours, the same key from the
+	// same token with the same body returns the first response (the same
+	// ids) without writing again, even while the first request is still
+	// running; the same key with another body is a `422`. Only a write
+	// that succeeded is remembered, so a retry after a `503` writes.
+	// Use a fresh random value, such as a UUID, for each distinct write.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
 // CreateSystemLogBatchParams defines parameters for CreateSystemLogBatch.
@@ -644,6 +669,14 @@ type CreateSystemLogBatchParams struct {
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+
+	// IdempotencyKey Makes a write safe to retry. Within 24 hours, the same key from the
+	// same token with the same body returns the first response (the same
+	// ids) without writing again, even while the first request is still
+	// running; the same key with another body is a `422`. Only a write
+	// that succeeded is remembered, so a retry after a `503` writes.
+	// Use a fresh random value, such as a UUID, for each distinct write.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
 // GetSystemLogParams defines parameters for GetSystemLog.
@@ -795,7 +828,8 @@ type ClientInterface interface {
 
 	// CreateSystemLogWithBody Write a log entry
 	//
-	// Stores one log entry. Unknown properties are rejected.
+	// Stores one log entry. Unknown properties are rejected. With an
+	// `Idempotency-Key`, a retry returns the entry stored the first time.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -804,7 +838,8 @@ type ClientInterface interface {
 
 	// CreateSystemLog Write a log entry
 	//
-	// Stores one log entry. Unknown properties are rejected.
+	// Stores one log entry. Unknown properties are rejected. With an
+	// `Idempotency-Key`, a retry returns the entry stored the first time.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -814,7 +849,8 @@ type ClientInterface interface {
 	// CreateSystemLogBatchWithBody Write log entries in one transaction
 	//
 	// Stores 1–1000 entries atomically: all of them or, when one is invalid,
-	// none. Items come back in input order.
+	// none. Items come back in input order. With an `Idempotency-Key`, a
+	// retry returns the entries stored the first time.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -824,7 +860,8 @@ type ClientInterface interface {
 	// CreateSystemLogBatch Write log entries in one transaction
 	//
 	// Stores 1–1000 entries atomically: all of them or, when one is invalid,
-	// none. Items come back in input order.
+	// none. Items come back in input order. With an `Idempotency-Key`, a
+	// retry returns the entries stored the first time.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -979,7 +1016,8 @@ func (c *Client) ListSystemLogs(ctx context.Context, params *ListSystemLogsParam
 
 // CreateSystemLogWithBody Write a log entry
 //
-// Stores one log entry. Unknown properties are rejected.
+// Stores one log entry. Unknown properties are rejected. With an
+// `Idempotency-Key`, a retry returns the entry stored the first time.
 //
 // Takes any type of body and a specified content type.
 //
@@ -998,7 +1036,8 @@ func (c *Client) CreateSystemLogWithBody(ctx context.Context, params *CreateSyst
 
 // CreateSystemLog Write a log entry
 //
-// Stores one log entry. Unknown properties are rejected.
+// Stores one log entry. Unknown properties are rejected. With an
+// `Idempotency-Key`, a retry returns the entry stored the first time.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1018,7 +1057,8 @@ func (c *Client) CreateSystemLog(ctx context.Context, params *CreateSystemLogPar
 // CreateSystemLogBatchWithBody Write log entries in one transaction
 //
 // Stores 1–1000 entries atomically: all of them or, when one is invalid,
-// none. Items come back in input order.
+// none. Items come back in input order. With an `Idempotency-Key`, a
+// retry returns the entries stored the first time.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1038,7 +1078,8 @@ func (c *Client) CreateSystemLogBatchWithBody(ctx context.Context, params *Creat
 // CreateSystemLogBatch Write log entries in one transaction
 //
 // Stores 1–1000 entries atomically: all of them or, when one is invalid,
-// none. Items come back in input order.
+// none. Items come back in input order. With an `Idempotency-Key`, a
+// retry returns the entries stored the first time.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1603,6 +1644,17 @@ func NewCreateSystemLogRequestWithBody(server string, params *CreateSystemLogPar
 			req.Header.Set("X-Request-ID", headerParam0)
 		}
 
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
+		}
+
 	}
 
 	return req, nil
@@ -1656,6 +1708,17 @@ func NewCreateSystemLogBatchRequestWithBody(server string, params *CreateSystemL
 			}
 
 			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+		if params.IdempotencyKey != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam1)
 		}
 
 	}
@@ -1834,7 +1897,8 @@ type ClientWithResponsesInterface interface {
 
 	// CreateSystemLogWithBodyWithResponse Write a log entry
 	//
-	// Stores one log entry. Unknown properties are rejected.
+	// Stores one log entry. Unknown properties are rejected. With an
+	// `Idempotency-Key`, a retry returns the entry stored the first time.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1843,7 +1907,8 @@ type ClientWithResponsesInterface interface {
 
 	// CreateSystemLogWithResponse Write a log entry
 	//
-	// Stores one log entry. Unknown properties are rejected.
+	// Stores one log entry. Unknown properties are rejected. With an
+	// `Idempotency-Key`, a retry returns the entry stored the first time.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1853,7 +1918,8 @@ type ClientWithResponsesInterface interface {
 	// CreateSystemLogBatchWithBodyWithResponse Write log entries in one transaction
 	//
 	// Stores 1–1000 entries atomically: all of them or, when one is invalid,
-	// none. Items come back in input order.
+	// none. Items come back in input order. With an `Idempotency-Key`, a
+	// retry returns the entries stored the first time.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1863,7 +1929,8 @@ type ClientWithResponsesInterface interface {
 	// CreateSystemLogBatchWithResponse Write log entries in one transaction
 	//
 	// Stores 1–1000 entries atomically: all of them or, when one is invalid,
-	// none. Items come back in input order.
+	// none. Items come back in input order. With an `Idempotency-Key`, a
+	// retry returns the entries stored the first time.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2436,6 +2503,18 @@ type ListSystemLogsResponse200Headers struct {
 	XRequestID string
 }
 
+// ListSystemLogsResponse401Headers the declared response headers of an HTTP 401 response for ListSystemLogs
+type ListSystemLogsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ListSystemLogsResponse403Headers the declared response headers of an HTTP 403 response for ListSystemLogs
+type ListSystemLogsResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
 // ListSystemLogsResponse422Headers the declared response headers of an HTTP 422 response for ListSystemLogs
 type ListSystemLogsResponse422Headers struct {
 	XRequestID string
@@ -2462,6 +2541,10 @@ type ListSystemLogsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *SystemLogList
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -2472,6 +2555,10 @@ type ListSystemLogsResponse struct {
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListSystemLogsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListSystemLogsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListSystemLogsResponse403Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *ListSystemLogsResponse422Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -2485,6 +2572,16 @@ type ListSystemLogsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListSystemLogsResponse) GetJSON200() *SystemLogList {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListSystemLogsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListSystemLogsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -2547,6 +2644,18 @@ type CreateSystemLogResponse400Headers struct {
 	XRequestID string
 }
 
+// CreateSystemLogResponse401Headers the declared response headers of an HTTP 401 response for CreateSystemLog
+type CreateSystemLogResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// CreateSystemLogResponse403Headers the declared response headers of an HTTP 403 response for CreateSystemLog
+type CreateSystemLogResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
 // CreateSystemLogResponse413Headers the declared response headers of an HTTP 413 response for CreateSystemLog
 type CreateSystemLogResponse413Headers struct {
 	XRequestID string
@@ -2585,6 +2694,10 @@ type CreateSystemLogResponse struct {
 	JSON201 *SystemLog
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -2601,6 +2714,10 @@ type CreateSystemLogResponse struct {
 	Headers201 *CreateSystemLogResponse201Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *CreateSystemLogResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateSystemLogResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateSystemLogResponse403Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateSystemLogResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -2623,6 +2740,16 @@ func (r CreateSystemLogResponse) GetJSON201() *SystemLog {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r CreateSystemLogResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateSystemLogResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateSystemLogResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -2694,6 +2821,18 @@ type CreateSystemLogBatchResponse400Headers struct {
 	XRequestID string
 }
 
+// CreateSystemLogBatchResponse401Headers the declared response headers of an HTTP 401 response for CreateSystemLogBatch
+type CreateSystemLogBatchResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// CreateSystemLogBatchResponse403Headers the declared response headers of an HTTP 403 response for CreateSystemLogBatch
+type CreateSystemLogBatchResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
 // CreateSystemLogBatchResponse413Headers the declared response headers of an HTTP 413 response for CreateSystemLogBatch
 type CreateSystemLogBatchResponse413Headers struct {
 	XRequestID string
@@ -2732,6 +2871,10 @@ type CreateSystemLogBatchResponse struct {
 	JSON201 *SystemLogBatch
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -2748,6 +2891,10 @@ type CreateSystemLogBatchResponse struct {
 	Headers201 *CreateSystemLogBatchResponse201Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *CreateSystemLogBatchResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateSystemLogBatchResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateSystemLogBatchResponse403Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateSystemLogBatchResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -2770,6 +2917,16 @@ func (r CreateSystemLogBatchResponse) GetJSON201() *SystemLogBatch {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON400() *Problem {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -2836,6 +2993,18 @@ type GetSystemLogResponse200Headers struct {
 	XRequestID string
 }
 
+// GetSystemLogResponse401Headers the declared response headers of an HTTP 401 response for GetSystemLog
+type GetSystemLogResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetSystemLogResponse403Headers the declared response headers of an HTTP 403 response for GetSystemLog
+type GetSystemLogResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
 // GetSystemLogResponse404Headers the declared response headers of an HTTP 404 response for GetSystemLog
 type GetSystemLogResponse404Headers struct {
 	XRequestID string
@@ -2867,6 +3036,10 @@ type GetSystemLogResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *SystemLog
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -2879,6 +3052,10 @@ type GetSystemLogResponse struct {
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetSystemLogResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSystemLogResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetSystemLogResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetSystemLogResponse404Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
@@ -2894,6 +3071,16 @@ type GetSystemLogResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetSystemLogResponse) GetJSON200() *SystemLog {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSystemLogResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSystemLogResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -3076,7 +3263,8 @@ func (c *ClientWithResponses) ListSystemLogsWithResponse(ctx context.Context, pa
 
 // CreateSystemLogWithBodyWithResponse Write a log entry
 //
-// Stores one log entry. Unknown properties are rejected.
+// Stores one log entry. Unknown properties are rejected. With an
+// `Idempotency-Key`, a retry returns the entry stored the first time.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3091,7 +3279,8 @@ func (c *ClientWithResponses) CreateSystemLogWithBodyWithResponse(ctx context.Co
 
 // CreateSystemLogWithResponse Write a log entry
 //
-// Stores one log entry. Unknown properties are rejected.
+// Stores one log entry. Unknown properties are rejected. With an
+// `Idempotency-Key`, a retry returns the entry stored the first time.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3107,7 +3296,8 @@ func (c *ClientWithResponses) CreateSystemLogWithResponse(ctx context.Context, p
 // CreateSystemLogBatchWithBodyWithResponse Write log entries in one transaction
 //
 // Stores 1–1000 entries atomically: all of them or, when one is invalid,
-// none. Items come back in input order.
+// none. Items come back in input order. With an `Idempotency-Key`, a
+// retry returns the entries stored the first time.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3123,7 +3313,8 @@ func (c *ClientWithResponses) CreateSystemLogBatchWithBodyWithResponse(ctx conte
 // CreateSystemLogBatchWithResponse Write log entries in one transaction
 //
 // Stores 1–1000 entries atomically: all of them or, when one is invalid,
-// none. Items come back in input order.
+// none. Items come back in input order. With an `Idempotency-Key`, a
+// retry returns the entries stored the first time.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3708,6 +3899,20 @@ func ParseListSystemLogsResponse(rsp *http.Response) (*ListSystemLogsResponse, e
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3749,6 +3954,40 @@ func ParseListSystemLogsResponse(rsp *http.Response) (*ListSystemLogsResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListSystemLogsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListSystemLogsResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 422:
 		var headers ListSystemLogsResponse422Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3829,6 +4068,20 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3901,6 +4154,40 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 			headers.XRequestID = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateSystemLogResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateSystemLogResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateSystemLogResponse413Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -4001,6 +4288,20 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4066,6 +4367,40 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 			headers.XRequestID = value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateSystemLogBatchResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateSystemLogBatchResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateSystemLogBatchResponse413Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -4159,6 +4494,20 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4207,6 +4556,40 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSystemLogResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetSystemLogResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetSystemLogResponse404Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -4816,6 +5199,25 @@ func (siw *ServerInterfaceWrapper) CreateSystemLog(w http.ResponseWriter, r *htt
 
 	}
 
+	// ------------- Optional header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "Idempotency-Key", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "Idempotency-Key", Err: err})
+			return
+		}
+
+		params.IdempotencyKey = &IdempotencyKey
+
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.CreateSystemLog(w, r, params)
 	}))
@@ -4854,6 +5256,25 @@ func (siw *ServerInterfaceWrapper) CreateSystemLogBatch(w http.ResponseWriter, r
 		}
 
 		params.XRequestID = &XRequestID
+
+	}
+
+	// ------------- Optional header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "Idempotency-Key", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "Idempotency-Key", Err: err})
+			return
+		}
+
+		params.IdempotencyKey = &IdempotencyKey
 
 	}
 
@@ -5053,6 +5474,16 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	return m
 }
 
+type ForbiddenResponseHeaders struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+type ForbiddenApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetails
+
+	Headers ForbiddenResponseHeaders
+}
+
 type ProblemResponseHeaders struct {
 	XRequestID string
 }
@@ -5060,6 +5491,16 @@ type ProblemApplicationProblemPlusJSONResponse struct {
 	Body ProblemDetails
 
 	Headers ProblemResponseHeaders
+}
+
+type UnauthorizedResponseHeaders struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+type UnauthorizedApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetails
+
+	Headers UnauthorizedResponseHeaders
 }
 
 type UnavailableResponseHeaders struct {
@@ -5644,6 +6085,44 @@ func (response ListSystemLogs200JSONResponse) VisitListSystemLogsResponse(w http
 	return err
 }
 
+type ListSystemLogs401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListSystemLogs401ApplicationProblemPlusJSONResponse) VisitListSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSystemLogs403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListSystemLogs403ApplicationProblemPlusJSONResponse) VisitListSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListSystemLogs422ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -5772,6 +6251,44 @@ func (response CreateSystemLog400ApplicationProblemPlusJSONResponse) VisitCreate
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateSystemLog401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLog401ApplicationProblemPlusJSONResponse) VisitCreateSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateSystemLog403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLog403ApplicationProblemPlusJSONResponse) VisitCreateSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5955,6 +6472,44 @@ func (response CreateSystemLogBatch400ApplicationProblemPlusJSONResponse) VisitC
 	return err
 }
 
+type CreateSystemLogBatch401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLogBatch401ApplicationProblemPlusJSONResponse) VisitCreateSystemLogBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateSystemLogBatch403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLogBatch403ApplicationProblemPlusJSONResponse) VisitCreateSystemLogBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateSystemLogBatch413ResponseHeaders struct {
 	XRequestID string
 }
@@ -6113,6 +6668,44 @@ func (response GetSystemLog200JSONResponse) VisitGetSystemLogResponse(w http.Res
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLog401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLog401ApplicationProblemPlusJSONResponse) VisitGetSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLog403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLog403ApplicationProblemPlusJSONResponse) VisitGetSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6603,91 +7196,107 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Fzpcty2ln4VFJMqS3PZqxbH7coPRZZt3dG1FVme3Ny0rxpNnu5GDAIMAErqqFQ17zBvOE8yhYU7epGt",
-	"LONKlX9YTRI4OOt3FvIuiHiScgZMyWB0FywAxyDMf/95Ab9kINXpC/1XDDISJFWEs2AUXC4ACXv5iUQR",
-	"FwIo1tcQidGOWgCKMKUgnsgQcYE4A5QQpiBG0yXSlyWIaxC73SAM9DpEQByMlMggDGS0gATrPRN8ewZs",
-	"rhbBaDD8JgwSwoq/wyDFSoHQ1Pz7p6POv3Dn137nWfdq1Pnwt6+DMFDLFIJRIJUgbB7c39/rJwROQG1x",
-	"vuPaibroPyFV6GYBDBGFiESD//3v/xkMv0HRAgsc6RURn6FJg47J8zHjagHihkioHNvwQiKM3r8/fXH9",
-	"tIuO6A1eSgTRgkOMCDP3CpApZxK6YxaEAdziJKX6RP3Bs+GsHx10DvEhdJ7Gg6jzbHYAnb3pAA+j/fgA",
-	"DmdBGBB9DivOIAwYTvSz/+y4Q3dOXwRVVnu4le9vmHUu+JRCov8bcaaAKf1fnKaURIZNvdTe8befpebg",
-	"XWXtrwXMglHwVa9UtZ69Kntu3RegMKHSblwXxRFDFy+P0bP9g6fI7aG1pqqo1UOt2M/d3qsI3ez1nuFr",
-	"TCieatb+7mfTZhRjhadYglarrKTmORKgxBLhmQJh9GFOroGhGCheNhhwoe/sHOk726r8DiLOYokURzeY",
-	"KDSFGRdgVyds3vWpgTbVOYhAU/zp3L3PVzZEHi8g+tgm7y3TtOCYMJASRfomTVIqeApCEat9cSaMIK4S",
-	"2V7hNb9BlLO5YZJZACnOP4bajhJCKZGWA92qFfW7+8MwmHGRYBWMgphnWgMKr8GyZKrPHwYgBPdw9YfF",
-	"srLfDBMKMdrBSC64UCGSeAZIZkmCxXK3tnHgKCQJxIhnygl4INsuK7fa9t5YoRvsuAVxff1cn3zrSYVV",
-	"JjfprZHUO3urdQS5g/7JUlQsFNYk86HYkU9/hkjpHatrtWWfqYgnoF0nLkUPLEv0VvxjEAaas5WFy6OY",
-	"hT1rnuBoYdcK0Q1RC0SU1Hw2G2EWo5xivRVRkGzHDr2lowELgZf675cEaHzi1w+t1teE2xDSRSe3OFJ0",
-	"aQKhDhQp1yYmJlpl/v7u7Rt0bn9AhCluFGvK4+VuOGaTImiZm3/JQCx1SE2xWqDi2q7+aWLNcIIoj7AC",
-	"iYiysaNhTMYfrVArItGN4NYtlDp1jWlmHBTjKj+DJhJTym8gRua6V4NdAGpt9gYnxSoOSCB7b33nY+uQ",
-	"O5d6Yc/6BQfWb7GCbfW9KEmI8m5ihdPeoia6HR2mDp/1B7ulFPOjaWnWN+sBU4KA7O31KFwD9SCWuuU5",
-	"sfmM7DVgqkFRSwmvQWBKNWOpWrTdalTY0Eb9l859CAXxFVY+7QELW1LBI+3K3c31Uw/7w8POYNAZHl72",
-	"+yPz719B1Q9jBR3tG9d7rwZCsOhpwj9OnqMY5gLHELtDa6XFTN6AgNj6A4wsu85LLFHxOD5Xk6WaoisX",
-	"RlZHWElYBPbctVPvHfb73YOtos01CEksxqjv8V1GaIzc5YZxDrr9bn+j/hQuO9+jdbCagMNcO1YrXAUT",
-	"YkrfzoLRTw8DROHd/2+F/FMqxnot+Gzhf2hi2Bd1gwsR1hbXwuzW+Nz2IbK7m4AM19o3u/B/HwZnGueC",
-	"9PAzv9L2ZFu4ho2G7rcXn/qf8fmZ8dkeiV+DIGoZIh0YpdKoe0HmC5Cquv+Lk+/evwrC4PTNy7dBGPxw",
-	"dPHm9I3+4eTi4u1FEAbHF6eXp8dHZ3r7Ulnd7S09/AcoQSLP8c+d6kc8YyZJNQAoTzhSzima42wOHo7G",
-	"0yt9fWOOwznV8M6YI+VzeXUjiFLArhRX2MOhMz5HLvQhqbh2y6vM43C/X7ENwtThfnn6IkWxUgOp5BVh",
-	"VzNK5guPN3CJiURTIGxu8/AYMX7TDR62x4pjFetrHlFQa4416A/3t9rzL+/2UO+23qeVvq8hTa8KedU5",
-	"LOzC5xdKY/AWzArDizhjEJnikl6rbXw4sme60ndKX3kqX0DqLDeT0FTjvaFXpUhMYdWipzGtkia3XDLB",
-	"t6tW1PxAkvwKyEDrLRc0nF615NsU2IOJbGhJdYMaS8Im46un8wq8Dmja4cdTu0IntwqYVkSUgDYAiRK8",
-	"RFNAOI6tATdAUVmLvCKxJ+P9JcMUFQmHLdo9kahauPGUIHimOk9ne9hn+qtSxJPblGJmy6ImsyIS8SjK",
-	"hAAWQX2TWmaHJRogwq4xJTGa6bzZt62ptfhyeoMQinQ6RDMuitUISzO1dTJfydk9GT1hUmEWwdqCt80h",
-	"G2dHC5ymwCBGTXjek0upIOlpb/KQrOb15eU5shdRxOM6d/eHQ6/pEEU9xL9bcKHyclSeEue4TK9iS/Z2",
-	"sycSCcBS+6aFwBIa5av3zEUcPKWATpgiauk7lhI4Aqev6wRyqe87fVFKo0n8+4tTJGAGls0kBqbIbElc",
-	"va96ijqhmWCja0wXmFI8creNjMoYJerYmt3GkKJc4cFwtlr4siZS0Zmwaak+j3GRlzp9ECKvghqoXIPF",
-	"j5C5b06dNUcyARJhAa2kuaBu27x5Vfq5Jq1s7vGHZZYN2rdPho7yUnBZ0taqByuzIrXAClGikWMzD3pn",
-	"/MYZnxs2xDHRe2B6XjnXDFMJbRocrqYOai89+oMVzLlYeqCFu1I3Jpyphc/KTb/kVq2m0Lb0Gu5IiSxS",
-	"mSYxAYU1LKpAO8fbMLjtzHnH/fiz5Kx7gW/+oR3PHOzW68PisacpqcEciEZsRBmjWlCmv7L7wEjp2/mS",
-	"JNDhIjbm41p8n9LBK3BNlhFvvKR5ErpOp4tkVWM1x74WyY6vDQ8qQSBJ5sz0JL1OniQgFU7SNQmKa3k6",
-	"ndS/FDq5KlEZ7o8O9rtPB4ODw8H2+Uo14rSD9w97x8jcoZWhUXg2RngjuIKSPtO3ZhmlGmyMWSNldU20",
-	"fEGJtK9EAiIt9rjZsd2fzp4NZ3sHT59O9/ZjfIj3Ing2fBb3oQ/7T/cOLc7MW9t7w1qnW/+p6bAtSmtP",
-	"1dZ3v/MMd2Yf7vaG91970zgJYiVXjIiLM2tgHYFgsjh8WyE6+xphNwla7/ut9ha6kituWLqhUjVbhl0R",
-	"bHmY0vP44kjhOb/DKvLUxd9ZITqZmkahQZHIGG3bWxbIss1AWVtqaxha+vYWCm3yziy3+ZTHArCCB4aK",
-	"E6fVituDIKx4QiJMqSdmuDO2+WCGIfr9/qdzwRFvs8lT+6he0RhC/vcGRuXkrWXVJ3HpqIykBac2hdQZ",
-	"zqj2WHNgIGzhoLbmSwHQ0X4N5c+FCLrzLproUDsJ0URClAmilvr/M8I0xJx00Qu7shHZxC0+8cbqikc5",
-	"3F83O/Pv8fi23//wH1//pgG+Tvnd/aSLTpVEH2Fpq5J2S4mSTKoxY1xpZ6QwYej93/pauXbOuVRzAe++",
-	"P3sikQYEUxRhc6fVXaJ2R0hm0QLhMXN0+9o/+8MhMh09nUNghSY9d/Ok4bfvApKa2LTX7XcHg73u04q1",
-	"/kYwJdev5yiu8EvVxq22T+y3H6BaqwQFztgOjJeIw+Dj3BRc9dpfMG/oh7530l0LWV5nCWYdjbNNJuru",
-	"66IjtkTvGdEpMzIqMM2U06EQ3SxItEClJtU0aAP6qTKznzunT2Hnp0TkVYH4USTc8KQ5y9d60jMilX/s",
-	"IcVz03cvwisD0wqZEWG7IFsH1xx0cWbLLamDqJ8bYsOAwa26ijIhfbMbx+Z3U2TSgtD3mq1LSMgttKVY",
-	"qoKoUjpH3x+9unj9/eVAHh2J/vG7n795Obs4+eWfT/u//vg2eXfw402wFtId/fR95/JDOUt41VmN7la0",
-	"I/LAnmhokNdKZoSaJtAOZ3RpveGEsIhmMdjy9realEk9BRoM97bpVnhRS53PPnXKqz/twkQNsI/Q3tB0",
-	"1ESEJaAF3KKYzImSXVSfRJ2YJ1IsgKnJmOUTmxKYmVsJEVAJCGuVdIu7DkF9LvXRAfz2gP3elCFnvM2S",
-	"/3LFLB3TNKnaiLANyGiKo49TN5iDGTo6P0UpxUqLbaSPyGIsYvIrxGNWlCBstTXU9+MsJkozhFC9gq1Y",
-	"atRTJDyEVbxmOGZ56lQd/VULwbP5Ak2qAWoSmvDupjFMMUR2x2zMbFHXEFFUrfXRJqsGLydmoQgLC1kX",
-	"UFDRGkHuIrt6sa6ZrJUNyqyUKYmASRNg3JDsUYqjBXSGZqgiEzQYBQulUjnq9W5ubrrYXO5yMe+5Z2Xv",
-	"7PT45M27E/1Md6ESWinGFnKrdKBGgZ3ZuA8DngLDKQlGgUYZe4HRlYXxbr2k7OvOQa2qi9u78qnhc8ET",
-	"UAvIpI1+cJtyaXAbskaMdhwVqN/td/d3wzHTng5Xn3Q5uwYjkcApjHITk9pOCsVzwA2rTIZjphZARDFe",
-	"J8PyGcKQbaqFBZLWInStNb2kQRjhmJX12bIaWd0xNGesdbDD5viopmVq+obajqz66adecSQyVowdpEVv",
-	"nFKIFBdaLSeuWt+x+ppLYGL2sGYncQJFQ92qUEHeaRyMglegSlbmrfn68PkKAFXeUpuk/dCYxR72+41Z",
-	"ZS3pXkoxYc/zZum3Rrr1YeXSoX2FXp+cnaO8Pn6l9fuq3hVFpgFRyNB2zMNV8rctijH7Cl3+eH6yfmHH",
-	"PCPtlXfd6QW/HQfD/mAchMWW346DyORwRXgfB/dob8z8nrSNKZxETUG2YSuPOFZ+YEXke6QQZV60tg03",
-	"h5K3fuY+DPIMMRj99CEMXHvHTn3kx0oK9VN4rhUvsIodfNAL9Jzz6eZz7c7LtPT5bQrs6Pz07+/evvmN",
-	"Nbnq/NvT9m1xOspQzKMsAaYeXEj2awkkU4hjiE0SKnBkstFrMEhBcTOy+6Voy6VG1vkxjVk4Mecak19r",
-	"6MwSJ3QLnfnx6B9nv6PO5FR9ns5sqxXaHSowmYL+z5erEk6KK1SiFjNXopV8GtkFjOo8oAkkdniniybD",
-	"fn9iX7aqtMRQiqUEHdsnB/29SdFA2zHrFIHZjVTs2uc1ItY4YlWcdoPTf6RLW5fCOvI82mivLP9AhTvo",
-	"7z36C1P1sWLPsfNZU9tOrY+WahVwWUY+V1MM1DwSjx7VyOrD+asidB2OUnINK+3rsjINSCTKUgvPQFwT",
-	"Nu8i29tGjCtTEIBbnZBi0+Fp2UUxgvtntYyCQN8Lg5pLX4orzg9qM+fttKSdNrYE/PukJZ8u35w+j3iP",
-	"q7PM5fTylyDs77Ak0SbMXpe1zkuXK13C2lD6HGFUj6WUSNMUqd6rHx6zIpAiVxR1FQIikVxkyjwV8xtm",
-	"63HloKvdjrC5HDPXfjFvSJr3H3mmVsTlckrqz6qgJYUeFdUXv7TY3JrN8pz7DVemULJsxGePXv1Zo/JF",
-	"fW5rvRHamc5Vxndmp7pcsavaBEE7Sv80FfyjLX+ROET6YWAxYfNdC2g+wlKCGrMUz4mduR0Zy0WTSlV9",
-	"gmaCJwbomr4LlmiSX1EczUEVPYzumB1RWnQBIp5MCQO719GbFz5T1EcoCi2fZ4xhu1VEl2UpUBNRvlgq",
-	"wVYEJdoRkIJ2JzQfRE0pj4uuifnIgXm5s/zGQT5cUur1Vv2i2pxUMYVw0O4dSbU0NbQZF8mmc2GlHSae",
-	"8muwLSyZ9zsDP/EJYVftA2xH9wZaiOuiRZUJPx8JlaEc76c42tMErXbiZllbSupF+1X0NOeBtv1AyAPJ",
-	"ctXomwWhkMNmhIshsXzevehLraK3Mq60nQSLEegNFNqGpIb20k4p+XYvJ6R+GzY5jXZfpSBaraTCTKEd",
-	"00qU5Noaqo8286ZQjbJtJvs2EJSP4tVogdtNtGRMEfoItJxrryvJryvVIX+rvFqRcgHroO95eSXBtyTJ",
-	"En3VjhjYvwa+nmv77Rj8SwYocg1sHRl0FIZrwjPbPn/SCB/PbUghyrQQxyxj0QKzOcR2PEcucGq6cjNy",
-	"WzZJXTczNN9WcCjDfR1Ahyuh8gHLvE7U7Kdu1SH3+gLbSq5y85Ma523WHVHJbWfCwRQ7f+FvoEdcmu/3",
-	"2PsNjSsVrdZh9+uBmzpzNE45p4BZcP+bAtj6IIcHzHlGOR4LtIUBJcxO47+BW3Xune+5rI5ejMoKXy4E",
-	"O7+QYx2pgQ4fszo22sFT1/qvz2vs+sAOXQd27nLVG+ljug8zTXm8/KpXnXGwX73ZHw4fiNc/Cd+vv7/6",
-	"ZaPHr0pIVW3lVmCygcQfzEczfANCZvRWGqhXvp6A3rOPjN8wVE4GmXdQBPwMkXuptS6r43oP8PPTRPPX",
-	"d9zm0o9rYPlwa31GRuPX+5Z9Dx5/+1XNjMrkcjNXPeN2S9/LWGe5b28+v/ozbu1ps8fwHK9AWc7G7hWZ",
-	"9UcM8+A1IfGk9Ym1loLNQa3Srjvz0kfLDZA4t/4HWvP+YO+B9x887P4v3Rv9IIgChEuH0nZHjZy9N81f",
-	"DFjrpZqD7ZXx+BHClDpTSBAXYdlwMjjUDLKEY8Y4Aw2lIDEZNxiY1XzhwBOMGg7OvsjwZ/Zy1ZcQ/ihX",
-	"Z7m02d+teOnjkaHNK1AviZAbvZQtCVV9Ve5ijZY+im/S+tfr/+Wj/mAfVZ1+I9ZbKIGZxOZjBpvd1h2J",
-	"79e1dR4HEIWrZrGXT2S1TpNi07fM85x4LQjY8DLj75PrrBzs8ICgzylJ7/f3/1L/qvq/AlXH/B5dN4+L",
-	"61xhm58NijBFMVwD5Wmic7qdSYI/AhIZm+zW5nRHvd5g+LTb7/a7g9E3/W/6Jvi53VqRvhh1Nv3EyiB0",
-	"t1LC0RS2zSLvzVYnUPUiroFn6nV24Nn8bK2VC1lZ2TUV/CZXzJ4RJYHOutWSqJu/uf9w/38BAAD//w==",
+	"7Hzrchs31uCrYDupsrTTpHiR5Jgu/1DkSzSj2IosrydjatRg9yGJqBtgALQkxqWteYd9h32weZKvDoC+",
+	"NynKVpx8/qYqVbHYaODg3K/90QtFshAcuFbe6KM3BxqBNP/8+yn8moLSR8/xrwhUKNlCM8G9kXc2ByLt",
+	"40eKhEJKiCk+IywiW3oOJKRxDPKR8omQRHAgCeMaIjJZEnysQF6B3O56vof7MAmRN9IyBd9T4RwSimcm",
+	"9OYY+EzPvVF/8J3vJYznf/vegmoNEqH554eDzj9o57de50n3YtQ5/8u3nu/p5QK8kae0ZHzm3d7e4huS",
+	"JqDd/Y4iSBZCAw+Xf4Nl844/0ktQhJJryTQQRadAtCAStFx2yXum54yTwS6Zi1Qq316KJkAuYUmmUiT4",
+	"y5ibn7S4BE6umZ4XyyYiWuJmqeTK/DplUmkiQS0EV2CRiCvHnEVq27wtUm2gYXxG6Iwy7hO4wp3nLIbK",
+	"JoYyhCmiNIvjMZcp54zPnlbBNBBRLvQcpAWI4YWD3cEg6JI3PF5m1x9zPaeaqDQMASKIcKGEBJIJSIh8",
+	"ogShFjWETjVI3GWvNwzs26o75u8UEEqmEtScSMojkZArGqfg46ZzQvHgd++OnvtkKiQBGs5JxJRmPLR3",
+	"hu6Ye74HNzRZxEjY4bQXDugudB5P+lFnN9zb6zyh30GnF+1P+5NBOKS7ked7DElpudrzPU4TfLdE+g7S",
+	"fgXTDfb21jHd/+r833ZW89fKzmFFWrrkb7DQ5HoOnDBDsv6///X/+oPvSDinkobIrURMSVDj8eDp2BLu",
+	"mikoiZSRswyZV4+75CC+pktFIJwLpBs3azM2qyO1138ymPbCvc4+3YfO46gfdp5M96AznPTpINyN9mB/",
+	"ugqpf++4S3eOnlcw2iKJ2flGEF8KOWFRBBz/CAXXwDX+ky4WMQsNonYWUkxiSP7yixJmWbH7txKm3sj7",
+	"ZqdQZDv2qdo5sW89B01ZrOzRTUVmxZMpZEgWkUmqSUzDSyuWKhQLi1+xAGmpxgEiZWUpMlsTRIEiTKM+",
+	"K6nQ9+/fdw5SPQeu8SLQrkgnQCVIpHccA58B7oYijvsnTCn8twVj6/TlIdl/vNczirMg2/d2Bwk0Tp6N",
+	"vSsa41507PkEpBTy2dhjXKXTKQsZcH1hdsOn5h/Pxl4sZmpkJd1bSzu/SuYV+Hco2CmJgcG9o8cfQOcD",
+	"ThB3T3b3HhN3Ro1Wn3Ovd5ymei4k+w3N2Be/3GuR8ZBh5dzkGp3NFEn5JRfX3CcJjadCJhDhCglX4hIi",
+	"qwI+n2k/izeN5F0Y6A0DrvYJHpYh33F6RVlMJzH8QconoppOqAJLpxyapxVrippgxtDURxDTZY1zT3Fl",
+	"5wBXNmn1FkLBI4WuyzVlmkxgKiTY3RmfddukHT21GcjPxO5ttrMB8nAO4WUTvDccYaER46AUCXERgrSQ",
+	"qG01swYiSq3ivUhUc4cfxDWJhVOXZgOihbj00dQlLI6ZshiocGWvuzvwPZQFqr2RF4kUOSC35DxFx8a7",
+	"9T3Dos1D38+XpfOmlMUQkS1K1FxI7VtnUaVJQuWyJg4OQmaEMNWOwH3VdCMyw9o8m2pyTR22IKrun/FT",
+	"235KU52qu/jWUOqtXWptdSaLHyxE+UZ+hTLn+Yli8guEGk8s79WkfapDkQB6N7QgPfA0waPEped7iNnS",
+	"xsVVzMYte75Ax9Hs5Vv3lmmFeDYHUR6RDGI8imlINkMHHulgoFLSJf79kkEcvWjnD2TrKyasl9clL25o",
+	"qOOlUcroyy0EipgMkGX++vbNa3JifyCMa2EYC73xbX/MgzxmMYt/TUEuUXkvqJ6T/Nk2/hRYMQxILFBt",
+	"G3fE6PaaMBl9tIKtmCLXUli1UPCUcdTxGRc6uwMCSeNYXENkHflWDnY+YuOw1zTJd8miFbu2evKhVcid",
+	"M9y4Zf8cA+uPWIG26lkxS5huPcQSp3lEhXTW/j3p9bcLKmZXQ2pWD9sBriUDtTPcieEK4tYooix5jmxt",
+	"QvYD0BjDkwYTXoGkcYyIjfW8qVbDXIbu5H/l1IfUEF1Q3cY9YCOLhRQhqnK3uHrrQW+w3+n3O4P9s15v",
+	"ZP77h1fWw1RDB3Xjeu1Vc+1sgBOIy+ApiWAmKQao9tImoOXqGqNUF+4Si66TwgksaZw2VZMuEKILZ0ZW",
+	"W1jFeAj23pVbD/d7ve7eRtbmCqRi1seonvF9yuKIuMc14ex3e93enfyTq+zsjMbFKgT2M+5YzXAlZ57G",
+	"8ZupN/pwP4fI//jfmyH/lIyxngs+m/jndR/2eVXgfJPJaQZbVvjc8T6xpxuDDFeom535v/W9Y/RzQbXg",
+	"M3vS1GQbqIY7Bb1dXtrY/1jMjo3ObqH4FUimlz5Bw6g0et1zNpuD0uXzn7/4/t0rz/eOXr984/ne+4PT",
+	"10ev8YcXp6dvTj3fOzw9Ojs6PDjG4wtmdcsbfPgjaMnCluufONYPRcpNHsk4QFnAsRAiJjOazqAFo9Hk",
+	"Ap/fGeMIEaN7Z8QxFjN1cS2Z1sAvtNC0BUPHYkac6SNKC1TLq8Rjf7dXkg3G9f5ucfs8RLFUA6XVBeMX",
+	"05jN5i3awAUmikzAZFNAXkFEuLjuevc7Y8W18v0RRzHoNdfq9wa7G535H+12X+22XqcVuq9GzVYWamVn",
+	"P5eLNr1QCENrxiQXvFBwDqHJJOJeTeGjob3TBa5UbRnkbAOFUW6qoM7Gw0ErS7EohlWbHkVxGTS14ZYJ",
+	"vVm1I+KDKPYbEONab7ihwfSqLd8sgN8byBqXlA+ooMSvI758u1aCVx2apvlpSTqSFzcaODIiseUTRRK6",
+	"JBMgNIqsANecoqJccMGiloj315TGJA84bF79kSLlxE1LCkKkuvN4OqRtor8qRHxxs4gptzlwE1kxRUQY",
+	"plICD6F6SCWyo4r0icvykSnGzW3HmlxLW0xvPIQ8nLYVomw3xhep3jiYL8XsLRE940pTHsLaeqeNIWt3",
+	"J3O6WACHiNTd8x21VBqSHdQm94lqfjg7OyH2IQlFVMXu7mDQKjpMxy3Av50LqbN0VBYSZ34Z7uKKjeaw",
+	"R4pIoAp101xSBbX01TvuLA6dxEBecM30su1aWtIQHL+uI8gZrjt6XlCjDvy70yMiYQoWzSwCrtl0mZVH",
+	"yreoAppKPspyzSO3bGRYxjBRx+bs7jQp2iUeDGbLiS8rIiWe8euS2qYxTrNUZ5sLkWVBjatccYsfIHK/",
+	"O3RGjKQSFKESGkFzDt2mcfOq8HNNWFk/4w+LLGuwbx4MHWSp4CKljawHK6MiU6GJGXqO9TjordEbx2Jm",
+	"0BBFDM+g8UnpXlMaK2jC4Pzq2LnayzYHQ7dlLVHL8VLazBZGDYzXUmhbBjVb+kSBrvZyPB1zSsKYAdck",
+	"pJwLbdYw3UU1YRx+50xlNQhaFJmY4GMON0wZz5kuSbCV8tJziLaDeq16wuKY8VkHj2dhqw+Lb86EbGnu",
+	"OHRPqkoDT2zdR3ANN3o1JWyVqqZ2tUxDnSIpEtAU3b+SC+t4yPduOjPRcT/+ogTvntLrH1HBzsAevd78",
+	"H7b03phCrqz5ACTlMTKkqSNt39MjaDv5jCXQETIyasJ1G3xKM0Huv6Upa/UL4izYXie7eVCOPqlDX7Ol",
+	"xz6oWQoFkig246Y9otWYsQSUpsliTSDmui+c7OWCsi4gG+yO9na7j/v9vf3+5nFZ2bI2xff98JCYFcgM",
+	"tQR7uyALSXgax+hUjXktNHeCmm2oCNoEIiFEskd1gdydTJ8MpsO9x48nw92I7tNhCE8GT6Ie9GD38XDf",
+	"+tNZM81wUOmtwT8RDluKtfJUbrbpdZ7QzvT843Bw+21ruKpArsSKIXF+ZwwgQpBc5ZdvMkRnFyOJOkDr",
+	"bZzl3pxXMsYtqaGCNRuCXSJscZlC8/hOZ7fZzdxSfE912FIHeGuJ6WhrCqPGayZGeJvWIfekm4hUla02",
+	"drsLW9bwuus4NNvdfctDCa414R6mMbNDWtiLEKpFwkIaxy020t2xiQfTn9Xr9T4dCw54Gz0f2VdxRyMQ",
+	"2d93ICoDby2qPglLB4XnkGOqxQWtmNYpTWPUXDPgIG2ipLLnSwnQQf1Gsvd8At1ZlwRocgOfBArCVDK9",
+	"xH9PGUeXOuiS53ZnQ7LAbR602uySZtnfXde198/x+KbXO//f3/6uhr4K+cfboEuOtCKXsLRZWHukIkmq",
+	"9Ng4S3g0ZZy8+0sPmWvrRCg9k/D2p+NHiqBjMMndKsO7TG+PXO/kmDu428pdu4MBMRVM0zWqSbDjFtcd",
+	"qo8eWxgbNez2uv3+sPu4JK2/k7uS8ddTEpXwpSvdxZsnMjbvF17LBLm/sVnwUXgeJh7IRMFl69sLBDX+",
+	"wLVBd63r8kOaUN7BuMJE3m5dlxzwJXnHWSgiIIYFJql2POST6zkL56TgpAoH3eEFlZHZy5TTp6DzUyzz",
+	"KoP8IBSuadIM5Ws16TFTur3NY0FnJmDKzSsHU/oxrdj3Mq6Z8yW4TS8tnKv6uSbW9zjc6Iswlaot6js0",
+	"v5ukGhIC15qjC9dQWBc3pkrnQBXUOfjp4NXpDz+d9dXBgewdvv3lu5fT0xe//v1x77ef3yRv936+9ta6",
+	"dgcffuqcnRftzRed1V7eivJLZtgTdA2y3NCUxabotSV47HrdA8bDOI3ApvOfIShBNRTqD4abVGdavZYq",
+	"ntvYKct2NRMxFcd9RIYDU0GUIVVA5nBDIjZjWnVJdfAiMG8sqASugzHPmsgVxuCCg08gNm33HK7d5q4i",
+	"Ug3dH9yR39xxv/W9zPK/RU62QmKbSw9S29Vi/3qZ0eRqHl+M015vGLLI/B/cnwpCCdr+5DW9mv/jsoFZ",
+	"k2xCI3BscVV5pEho/KagS0w7mU2DzEUcqTE3HdPKN0kb208f3HTsj8FTO7dQahQ3beF5G7kiDI09QKTc",
+	"ixkTZTt0ydabBfCDkyMy7PbIJcCi8r6YorXPMEbc6wnSG+X3DaKMDIyHgfscPSeuVuSb3zIUmIEQRbhw",
+	"b1g2MGMcpcNidgVuYEABgaxuobrbhl+M5jGJGEOfgrZzrRfGU7D7IAlNfzkaL2/kvQJtgEEM5q6m86OL",
+	"PnSMrc3gTWmFeW2CMo6rbYsp41PRlKec1kxVe/dpTCY0vJy4LjbKCeJ6EVONMj9C+eARlRH7DaIxz/N1",
+	"tjSBSCQ0jZhGaWIx7mDT+whlHjUzXjK5/phn8Xd5TErPpUhncxKUvZvAUsm1LpnMoeqO+ZjbCogBopgQ",
+	"YooEq7qUA7NRSKWNd+aQQ9EY1+oSu3u+r5kUUTXIDBiofJAcOTaVGYUgtNJ+TraCA9cNbxaNiGsBR8H9",
+	"97/+f7DtpomMRK0esrAjFa1iMhrzoGCVwDQ34798EuScFthpLRpZpemQatAiOCpDPeali1BpDkfoM/Ea",
+	"kQ/nwbZVjjELgSvjl7lxl4MFDefQGZjeq1TGjvHVaGfn+vq6S83jrpCzHfeu2jk+Onzx+u0LfKc710lc",
+	"qtnkHFsqVI8829p163sIGV0wb+Shcz70jIqdG9HaSYr2jxnoVeUzuyqb/zmRIgE9h1RZpxFuFkKZcIdY",
+	"20e2HBSk1+11d7f9MUcFQ8tvupQX+vChpAsYZZZJoXkpKGnjHapT5SPlgcm8C1f5xTuME1t79ysynyeN",
+	"l8Q45v6YF2WcomhRPtFO41UaXfx6lznCMjHtBahBrODhW68EkSnPu5MWeQtNHEOohUSBDFxRr2OZKqNA",
+	"YM5QxYxd1ndjWSgH78hpwQKVWQdPdURxRdxRLKk03J/XpqoGvV5tpAEpvbOIKeNPs56KZ4a61ZmGwg/4",
+	"hvzw4viEZNbxAvn7oto8QUydMqehbazxV9HfVjLH/Bty9vPJi/UbO+QZaq9c9RE3fDb2Br3+2PPzI5+N",
+	"PWvCc6947N2S4Zi3z4U2XXFHUVO3qcnKA44N7VkStb2SkzKrbdm6vAsuN36n5F55ow/nvueqwLY5LLtW",
+	"krOfpjNkPM8ytneOG+w45dPNxl+clmnws/Nc/vr2zevfmZPLZq85lNMkZ+ZTRSJM0Vm6dx2mnUsgmUAU",
+	"QWFR8B9XYBxsLUxn/9fCLWcYkGbXNGLhyJxxTPasxjNLmsQb8MzPBz8ef0GeyaD6PJ7ZlCtQHWowDjr+",
+	"4+tlCUfFFSxRsZkrvZVsaMEZjHLbsDEktsevS4JBrxfYselS5ZwsqFKAtt2On2d19q3q8L3rvNq272Ms",
+	"gH7EKjvt5iv+SJW2LvPjwGvhRvtk+Qcy3F5v+OBzldXpg5ZrZy3ptuui2oGui1Aga7/L++4eCEcPKmTV",
+	"GZ5VFrrqjmLcvlK+zkpNw0yRdGHdM5BXjM+6xLbAEC60yaNh0C85NQXShlzknfp/VsnIAWwbCEcsfS2q",
+	"OLuozRlsxiXNsLFB4C8Tlnw6fTP4Wsh7WB55KIYcvgZif08VC+/y2au0xrh0uVIlrDWlT/NPuWR6NDaf",
+	"ZZlV1uLLY54bUuJqCS5DwBRR81SbtyJxzW1GpuiHt8cxPlNj7qqWZpDajEmLVK+wy0Uz5Z+VQQsIW1gU",
+	"H35ttrnRwtn6tQptEiXLmn1u4as/q1U+rbZ3rhdC2/q9SviObfOnS3aVa4dkS+NPE2mSqpMlYZFP8GXg",
+	"EeMz+0ko01EAeswXdMa4y7ei5JKgVIwK7BepRFaupIoE2RMtyAx0XvrrjvlBHOfFs1AkE8ZdneTg9fM2",
+	"UcQr5ImWzxNGv1lhjZdFKhCBKObPFdiMoCJbEhaA6iTO+tUXsYjyYqP5XJGZAS++VpT1ZhV8vVGZtdJm",
+	"mDfv7DVLrkovTQ5tKmRy172oRoVJJ+IKbOVXZW0CXjvwCeMXzQtsBvcdsDBXfA5LDbJtIJR62lq/ndVs",
+	"wmlU/u6mtYWkWq5YBU+9nW7Tz8jdEyyXjbafXHNus/n2ma3xZGMxeTl3Fbylbr/NKJhPStwBoa3jo2uv",
+	"bHNf2+lFg+HvgybH0e7jNQzZSmnKNdkyFXjFrqygtsFmBgorkG3SGHsHQFknawUWuLkLlpRrFj8ALCeo",
+	"dRX7bSU7ZB+fKGeknMHa67XMuCX0hiVpgk9tZ479q9/WqtAcoqO/pkBC1/eBlgGtMFwxkdquk0c18/HU",
+	"mhSmTfF0zFMezimfQWS72tScLkw9cspuit4C1wTgm0+wOC/DfUQEzZXUWX9ylieqtyFs1FjSqgtsB0YZ",
+	"m5/Ub9JE3UGshK1MODfFti21952EQpkv8dn1BsaVjFZpTGnnA9es6WCcCBED5d7t7+rAVvufWpy5lg6o",
+	"h3LafC9m3A7tvIYbfdLaFndW7lgaFRm+jAi2vyPzdRQ6OmLMq77RFp24jplqm9N2m7MTr3N2PmasN8Jr",
+	"uk8sTkS0/Gan3BpkOxd2e/27vdHKl+XMS8O7Xyo+qIhvDAb3DAs+KYy48xr5d9Y+2RkvpTuqnSMl/9v4",
+	"2ue+1+gZyB7aLpRz81mftpY+0yyvjJdZDFCRd/YLeqTo5TMNAxJ+gVCjGnxvP6U65kHt26KBn38Ztfy1",
+	"V6s3StMi1uU3ue0WrjusVjM/18e+Y3Xty7hWw5j3vxc2j/CwyiXrh6+21aHvftvQbf2HP35VIac07FCP",
+	"04+FPbJtXvU4s2v197/IRw1LWvMVaIvZyE0Rrr+inxnugEVB40OxDZacgV7Fjx/NvFhDBbIo13z3UzFf",
+	"SlP2h/cDq793v/Vfnya2LXq0UJX3UsW20a+RK9mZZHNMa1V0fQ6nNM0zIjSOnRgmREi/KPQZ/980EPlj",
+	"zgUHdGEhMZkOMO5tfT4q0+2kTbWPebtuLw3R3Vu72zGur0vFl4e2/ig9b/F6t7JfMST3wD7tK9AvkSvu",
+	"UtGWdcqKOrMvRkweRDGjAOz0/qOgv1YFXe6nZFYPakm5ouYrOg+isz+y6HZdLfHBfNf2uZnlI1VODi6o",
+	"KZZnwXW01vu6YwD9ywTYK7uJWrzPz6mDfClR7e3+Txe9V6CrYeSnhKm1KlR1NObDOfKmLbJaUap/bC+k",
+	"MYngCmKxMEMiW0FCL4HIlAfblbb10c5Of/C42+v2uv3Rd73vesYlcOA2HLB85sGU10sTEd1SRhOv2BTY",
+	"rFWh3JCNm7h6tklf28kH87PVI0Kq0s6uxtauDPJWTKYVxNNuuULg2tFuz2//KwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

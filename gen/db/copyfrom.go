@@ -38,6 +38,7 @@ func (r iteratorForCopyLogs) Values() ([]interface{}, error) {
 		r.rows[0].UserID,
 		r.rows[0].Context,
 		r.rows[0].TraceID,
+		r.rows[0].Actor,
 	}, nil
 }
 
@@ -47,5 +48,5 @@ func (r iteratorForCopyLogs) Err() error {
 
 // CopyLogs stores many entries with the COPY protocol (used for batches).
 func (q *Queries) CopyLogs(ctx context.Context, arg []CopyLogsParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"system_logs"}, []string{"id", "timestamp", "level", "category", "message", "correlation_id", "user_id", "context", "trace_id"}, &iteratorForCopyLogs{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"system_logs"}, []string{"id", "timestamp", "level", "category", "message", "correlation_id", "user_id", "context", "trace_id", "actor"}, &iteratorForCopyLogs{rows: arg})
 }

@@ -11,6 +11,23 @@ import (
 	"github.com/google/uuid"
 )
 
+type ApiToken struct {
+	Name       string
+	PublicID   string
+	SecretHash []byte
+	Scopes     []string
+	CreatedAt  time.Time
+	RevokedAt  *time.Time
+}
+
+type IdempotencyKey struct {
+	Actor       string
+	Key         string
+	RequestHash []byte
+	LogIds      []uuid.UUID
+	CreatedAt   time.Time
+}
+
 type SystemLog struct {
 	ID            uuid.UUID
 	Timestamp     time.Time
@@ -21,4 +38,5 @@ type SystemLog struct {
 	UserID        *string
 	Context       json.RawMessage
 	TraceID       *string
+	Actor         string
 }

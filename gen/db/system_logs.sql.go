@@ -23,6 +23,7 @@ type CopyLogsParams struct {
 	UserID        *string
 	Context       json.RawMessage
 	TraceID       *string
+	Actor         string
 }
 
 const countLogs = `-- name: CountLogs :one
@@ -63,7 +64,7 @@ func (q *Queries) CountLogs(ctx context.Context, arg CountLogsParams) (int64, er
 }
 
 const getLog = `-- name: GetLog :one
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id FROM system_logs
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
 WHERE id = $1
 `
 
@@ -81,14 +82,15 @@ func (q *Queries) GetLog(ctx context.Context, id uuid.UUID) (SystemLog, error) {
 		&i.UserID,
 		&i.Context,
 		&i.TraceID,
+		&i.Actor,
 	)
 	return i, err
 }
 
 const insertLog = `-- name: InsertLog :one
-INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-RETURNING id, timestamp, level, category, message, correlation_id, user_id, context, trace_id
+INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+RETURNING id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor
 `
 
 type InsertLogParams struct {
@@ -101,6 +103,7 @@ type InsertLogParams struct {
 	UserID        *string
 	Context       json.RawMessage
 	TraceID       *string
+	Actor         string
 }
 
 // InsertLog stores one entry and returns it as stored.
@@ -115,6 +118,7 @@ func (q *Queries) InsertLog(ctx context.Context, arg InsertLogParams) (SystemLog
 		arg.UserID,
 		arg.Context,
 		arg.TraceID,
+		arg.Actor,
 	)
 	var i SystemLog
 	err := row.Scan(
@@ -127,12 +131,13 @@ func (q *Queries) InsertLog(ctx context.Context, arg InsertLogParams) (SystemLog
 		&i.UserID,
 		&i.Context,
 		&i.TraceID,
+		&i.Actor,
 	)
 	return i, err
 }
 
 const listLogs = `-- name: ListLogs :many
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id FROM system_logs
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
 WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
   AND ($2::text IS NULL OR category = $2::text)
   AND ($3::text IS NULL OR correlation_id = $3::text)
@@ -191,6 +196,7 @@ func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]SystemLog
 			&i.UserID,
 			&i.Context,
 			&i.TraceID,
+			&i.Actor,
 		); err != nil {
 			return nil, err
 		}

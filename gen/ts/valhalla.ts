@@ -21,7 +21,8 @@ export interface paths {
         put?: never;
         /**
          * Write a log entry
-         * @description Stores one log entry. Unknown properties are rejected.
+         * @description Stores one log entry. Unknown properties are rejected. With an
+         *     `Idempotency-Key`, a retry returns the entry stored the first time.
          */
         post: operations["createSystemLog"];
         delete?: never;
@@ -42,7 +43,8 @@ export interface paths {
         /**
          * Write log entries in one transaction
          * @description Stores 1–1000 entries atomically: all of them or, when one is invalid,
-         *     none. Items come back in input order.
+         *     none. Items come back in input order. With an `Idempotency-Key`, a
+         *     retry returns the entries stored the first time.
          */
         post: operations["createSystemLogBatch"];
         delete?: never;
@@ -308,6 +310,13 @@ export interface components {
             context: {
                 [key: string]: unknown;
             };
+            /**
+             * @description The name of the token that wrote the entry, set by the server;
+             *     a client cannot set it. Entries written before authentication
+             *     existed say `(unauthenticated)`.
+             * @example billing-service
+             */
+            actor: string;
         };
         /** @description Entries to store atomically. */
         SystemLogBatchCreate: {
@@ -549,6 +558,36 @@ export interface components {
         };
     };
     responses: {
+        /** @description No bearer token, or one that is unknown, malformed or revoked. */
+        Unauthorized: {
+            headers: {
+                "X-Request-ID": components["headers"]["XRequestID"];
+                /**
+                 * @description The bearer challenge (RFC 6750).
+                 * @example Bearer realm="valhalla", error="invalid_token"
+                 */
+                "WWW-Authenticate": string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ProblemDetails"];
+            };
+        };
+        /** @description The token is valid but lacks the scope the operation needs; the detail names it. */
+        Forbidden: {
+            headers: {
+                "X-Request-ID": components["headers"]["XRequestID"];
+                /**
+                 * @description The bearer challenge naming the missing scope (RFC 6750).
+                 * @example Bearer realm="valhalla", error="insufficient_scope", scope="logs:write"
+                 */
+                "WWW-Authenticate"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ProblemDetails"];
+            };
+        };
         /** @description An RFC 9457 problem. */
         Problem: {
             headers: {
@@ -579,6 +618,16 @@ export interface components {
          * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
          */
         XRequestID: string;
+        /**
+         * @description Makes a write safe to retry. Within 24 hours, the same key from the
+         *     same token with the same body returns the first response (the same
+         *     ids) without writing again, even while the first request is still
+         *     running; the same key with another body is a `422`. Only a write
+         *     that succeeded is remembered, so a retry after a `503` writes.
+         *     Use a fresh random value, such as a UUID, for each distinct write.
+         * @example 3f0c2a4e-7b1d-4c55-9a8e-0d6f1b2c3a4d
+         */
+        IdempotencyKey: string;
     };
     requestBodies: never;
     headers: {
@@ -606,9 +655,12 @@ export type Metrics = components['schemas']['Metrics'];
 export type PoolStats = components['schemas']['PoolStats'];
 export type FieldError = components['schemas']['FieldError'];
 export type ProblemDetails = components['schemas']['ProblemDetails'];
+export type ResponseUnauthorized = components['responses']['Unauthorized'];
+export type ResponseForbidden = components['responses']['Forbidden'];
 export type ResponseProblem = components['responses']['Problem'];
 export type ResponseUnavailable = components['responses']['Unavailable'];
 export type ParameterXRequestId = components['parameters']['XRequestID'];
+export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
 export type HeaderXRequestId = components['headers']['XRequestID'];
 export type $defs = Record<string, never>;
 export interface operations {
@@ -666,6 +718,8 @@ export interface operations {
                     "application/json": components["schemas"]["SystemLogList"];
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             422: components["responses"]["Problem"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
@@ -682,6 +736,16 @@ export interface operations {
                  * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
                  */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
+                /**
+                 * @description Makes a write safe to retry. Within 24 hours, the same key from the
+                 *     same token with the same body returns the first response (the same
+                 *     ids) without writing again, even while the first request is still
+                 *     running; the same key with another body is a `422`. Only a write
+                 *     that succeeded is remembered, so a retry after a `503` writes.
+                 *     Use a fresh random value, such as a UUID, for each distinct write.
+                 * @example 3f0c2a4e-7b1d-4c55-9a8e-0d6f1b2c3a4d
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -705,6 +769,8 @@ export interface operations {
                 };
             };
             400: components["responses"]["Problem"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
@@ -723,6 +789,16 @@ export interface operations {
                  * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
                  */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
+                /**
+                 * @description Makes a write safe to retry. Within 24 hours, the same key from the
+                 *     same token with the same body returns the first response (the same
+                 *     ids) without writing again, even while the first request is still
+                 *     running; the same key with another body is a `422`. Only a write
+                 *     that succeeded is remembered, so a retry after a `503` writes.
+                 *     Use a fresh random value, such as a UUID, for each distinct write.
+                 * @example 3f0c2a4e-7b1d-4c55-9a8e-0d6f1b2c3a4d
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -744,6 +820,8 @@ export interface operations {
                 };
             };
             400: components["responses"]["Problem"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
@@ -781,6 +859,8 @@ export interface operations {
                     "application/json": components["schemas"]["SystemLog"];
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             404: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
             500: components["responses"]["Problem"];

@@ -5,6 +5,7 @@ package contract
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,7 +38,19 @@ type Validator struct {
 	// operations not listed get defaultBodyLimit.
 	bodyLimits       map[string]int64
 	defaultBodyLimit int64
+	// scopes maps an operationId to the scopes its x-required-scopes names.
+	scopes map[string][]string
 }
+
+// Extensions that carry the scopes: OpenAPI 3.0 keeps the scopes of a
+// security requirement for OAuth 2 and OpenID Connect, and Valhalla's tokens
+// are plain bearer tokens.
+const (
+	// schemeScopesExt on a security scheme maps each scope to its description.
+	schemeScopesExt = "x-scopes"
+	// requiredScopesExt on an operation lists the scopes a caller needs.
+	requiredScopesExt = "x-required-scopes"
+)
 
 // methods are the HTTP methods the contract may declare, in Allow order.
 var methods = []string{
@@ -47,15 +60,19 @@ var methods = []string{
 
 // New loads the embedded openapi.yaml and compiles its router.
 // defaultBodyLimit applies to every operation not in bodyLimits
-// (operationId to bytes). It returns an error when the contract is invalid.
-func New(defaultBodyLimit int64, bodyLimits map[string]int64) (*Validator, error) {
-	loader := openapi3.NewLoader()
-	spec, err := loader.LoadFromData(valhalla.OpenAPIYAML)
-	if err != nil {
-		return nil, fmt.Errorf("load contract: %w", err)
+// (operationId to bytes). authenticate is called for every operation the
+// contract secures, with the scopes its x-required-scopes names in
+// AuthenticationInput.Scopes; the error it returns is what the caller gets
+// (see Middleware). New returns an error when the contract is invalid, when
+// a secured operation names no scope or one its scheme does not declare,
+// or when authenticate is nil.
+func New(defaultBodyLimit int64, bodyLimits map[string]int64, authenticate openapi3filter.AuthenticationFunc) (*Validator, error) {
+	if authenticate == nil {
+		return nil, errors.New("contract: authenticate is nil")
 	}
-	if err := spec.Validate(loader.Context); err != nil {
-		return nil, fmt.Errorf("contract is invalid: %w", err)
+	spec, err := load()
+	if err != nil {
+		return nil, err
 	}
 	specJSON, err := spec.MarshalJSON()
 	if err != nil {
@@ -73,12 +90,21 @@ func New(defaultBodyLimit int64, bodyLimits map[string]int64) (*Validator, error
 			literal[path] = true
 		}
 	}
+	scopes, _, err := requiredScopes(spec)
+	if err != nil {
+		return nil, fmt.Errorf("contract is invalid: %w", err)
+	}
 	return &Validator{
 		router:       router,
 		literalPaths: literal,
 		json:         specJSON,
+		scopes:       scopes,
 		options: &openapi3filter.Options{
 			MultiError: true,
+			AuthenticationFunc: func(ctx context.Context, in *openapi3filter.AuthenticationInput) error {
+				in.Scopes = append(slices.Clone(in.Scopes), scopes[in.RequestValidationInput.Route.Operation.OperationID]...)
+				return authenticate(ctx, in)
+			},
 			// Defaults are applied by the handlers; setting them here would
 			// also turn an explicit null into the default instead of an error.
 			SkipSettingDefaults: true,
@@ -95,18 +121,101 @@ func New(defaultBodyLimit int64, bodyLimits map[string]int64) (*Validator, error
 // JSON returns the contract as JSON. Callers must not modify it.
 func (v *Validator) JSON() []byte { return v.json }
 
-// Middleware answers requests that break the contract with a problem and
-// passes the rest to next. It notes the operation each request matched with
-// observe.SetRoute, so metrics and logs name it without matching the route
-// again. Unknown route 404, wrong method 405 with Allow,
-// body over the operation's limit 413, wrong content type 415, malformed
-// JSON 400, anything else that violates the contract 422 listing every
-// violation. onProblem renders the problem.
-func (v *Validator) Middleware(onProblem func(http.ResponseWriter, *http.Request, *problem.Problem)) func(http.Handler) http.Handler {
+// Scopes returns every scope the embedded contract declares, sorted. It
+// returns an error when the contract is invalid.
+func Scopes() ([]string, error) {
+	spec, err := load()
+	if err != nil {
+		return nil, err
+	}
+	_, all, err := requiredScopes(spec)
+	if err != nil {
+		return nil, fmt.Errorf("contract is invalid: %w", err)
+	}
+	return all, nil
+}
+
+// load loads and validates the embedded openapi.yaml.
+func load() (*openapi3.T, error) {
+	loader := openapi3.NewLoader()
+	spec, err := loader.LoadFromData(valhalla.OpenAPIYAML)
+	if err != nil {
+		return nil, fmt.Errorf("load contract: %w", err)
+	}
+	if err := spec.Validate(loader.Context); err != nil {
+		return nil, fmt.Errorf("contract is invalid: %w", err)
+	}
+	return spec, nil
+}
+
+// requiredScopes reads the scopes each secured operation needs from its
+// x-required-scopes and checks them against the x-scopes its security
+// schemes declare: a secured operation must name at least one scope, and
+// only declared ones; an open one must name none.
+func requiredScopes(spec *openapi3.T) (map[string][]string, []string, error) {
+	declared := map[string]bool{}
+	if spec.Components != nil {
+		for name, ref := range spec.Components.SecuritySchemes {
+			raw, _ := ref.Value.Extensions[schemeScopesExt].(map[string]any)
+			if len(raw) == 0 {
+				return nil, nil, fmt.Errorf("security scheme %s declares no %s", name, schemeScopesExt)
+			}
+			for scope := range raw {
+				declared[scope] = true
+			}
+		}
+	}
+	byOp := map[string][]string{}
+	for path, item := range spec.Paths.Map() {
+		for method, op := range item.Operations() {
+			security := op.Security
+			if security == nil {
+				security = &spec.Security
+			}
+			raw, has := op.Extensions[requiredScopesExt]
+			list, _ := raw.([]any)
+			if len(*security) == 0 {
+				if has {
+					return nil, nil, fmt.Errorf("%s %s is open yet has %s", method, path, requiredScopesExt)
+				}
+				continue
+			}
+			if len(list) == 0 {
+				return nil, nil, fmt.Errorf("%s %s is secured but names no scope in %s", method, path, requiredScopesExt)
+			}
+			for _, s := range list {
+				scope, ok := s.(string)
+				if !ok || !declared[scope] {
+					return nil, nil, fmt.Errorf("%s %s needs scope %v, which no security scheme declares in %s", method, path, s, schemeScopesExt)
+				}
+				byOp[op.OperationID] = append(byOp[op.OperationID], scope)
+			}
+		}
+	}
+	all := make([]string, 0, len(declared))
+	for scope := range declared {
+		all = append(all, scope)
+	}
+	slices.Sort(all)
+	return byOp, all, nil
+}
+
+// Middleware answers requests that break the contract and passes the rest
+// to next. For an unknown route it is a 404, for a wrong method a 405 with
+// Allow. On a secured operation the caller is authenticated next, before
+// the request is read any further: the error the authenticate hook returned
+// goes to onError as it is, and only it (an unauthenticated caller learns
+// nothing about the request's other faults). Then a body over the
+// operation's limit is a 413, a wrong content type a 415, malformed JSON a
+// 400, and anything else that violates the contract a 422 listing every
+// violation; these reach onError as a *problem.Problem. It notes the
+// operation each request matched with observe.SetRoute, so metrics and logs
+// name it without matching the route again.
+func (v *Validator) Middleware(onError func(http.ResponseWriter, *http.Request, error)) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if p := v.check(r); p != nil {
-				onProblem(w, r, p)
+			if err := v.check(r); err != nil {
+				onError(w, r, err)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -116,7 +225,7 @@ func (v *Validator) Middleware(onProblem func(http.ResponseWriter, *http.Request
 
 // check validates r, replacing r.Body with a size-limited reader. It returns
 // nil when r keeps the contract.
-func (v *Validator) check(r *http.Request) *problem.Problem {
+func (v *Validator) check(r *http.Request) error {
 	route, pathParams, err := v.router.FindRoute(r)
 	// The router lets /system/logs/{id} take GET /system/logs/batch; OpenAPI
 	// matches the literal path first, and it has no GET.
@@ -125,6 +234,21 @@ func (v *Validator) check(r *http.Request) *problem.Problem {
 	}
 	op := route.Operation
 	observe.SetRoute(r.Context(), op.OperationID, route.Path)
+	security := op.Security
+	if security == nil {
+		security = &route.Spec.Security
+	}
+	if len(*security) > 0 {
+		// Only the headers: the hook runner would read the whole body.
+		headersOnly := *r
+		headersOnly.Body = http.NoBody
+		err := openapi3filter.ValidateSecurityRequirements(r.Context(), &openapi3filter.RequestValidationInput{
+			Request: &headersOnly, PathParams: pathParams, Route: route, Options: v.options,
+		}, *security)
+		if err != nil {
+			return authError(err)
+		}
+	}
 	if op.RequestBody != nil {
 		limit := v.defaultBodyLimit
 		if l, ok := v.bodyLimits[op.OperationID]; ok {
@@ -149,7 +273,24 @@ func (v *Validator) check(r *http.Request) *problem.Problem {
 	if err == nil {
 		return nil
 	}
+	for _, e := range flatten(err) {
+		var secErr *openapi3filter.SecurityRequirementsError
+		if errors.As(e, &secErr) {
+			return authError(secErr)
+		}
+	}
 	return Problem(err)
+}
+
+// authError returns the authenticate hook's error inside err, from
+// ValidateSecurityRequirements (the first requirement's, when there are
+// several), or err itself.
+func authError(err error) error {
+	var secErr *openapi3filter.SecurityRequirementsError
+	if errors.As(err, &secErr) && len(secErr.Errors) > 0 {
+		return secErr.Errors[0]
+	}
+	return err
 }
 
 // readBody reads r's body, up to limit bytes (chunked or not), and puts it

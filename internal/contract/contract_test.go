@@ -1,12 +1,16 @@
 package contract_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
 
 	"github.com/valhalla-platform/valhalla/internal/contract"
 	"github.com/valhalla-platform/valhalla/internal/problem"
@@ -22,7 +26,11 @@ func check(t *testing.T, v *contract.Validator, method, target, contentType, bod
 	}
 	var got *problem.Problem
 	passed := false
-	v.Middleware(func(_ http.ResponseWriter, _ *http.Request, p *problem.Problem) { got = p })(
+	v.Middleware(func(_ http.ResponseWriter, _ *http.Request, err error) {
+		if !errors.As(err, &got) {
+			t.Fatalf("not a problem: %v", err)
+		}
+	})(
 		http.HandlerFunc(func(http.ResponseWriter, *http.Request) { passed = true })).
 		ServeHTTP(httptest.NewRecorder(), r)
 	if passed == (got != nil) {
@@ -30,6 +38,9 @@ func check(t *testing.T, v *contract.Validator, method, target, contentType, bod
 	}
 	return got
 }
+
+// allowAll is an authentication hook that lets every caller in.
+func allowAll(context.Context, *openapi3filter.AuthenticationInput) error { return nil }
 
 func where(p *problem.Problem) []string {
 	var out []string
@@ -49,7 +60,7 @@ func where(p *problem.Problem) []string {
 
 func TestValidationProblems(t *testing.T) {
 	t.Parallel()
-	v, err := contract.New(1<<10, map[string]int64{"createSystemLogBatch": 1 << 12})
+	v, err := contract.New(1<<10, map[string]int64{"createSystemLogBatch": 1 << 12}, allowAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +116,7 @@ func TestValidationProblems(t *testing.T) {
 
 func TestServesContractAsJSON(t *testing.T) {
 	t.Parallel()
-	v, err := contract.New(1<<20, nil)
+	v, err := contract.New(1<<20, nil, allowAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,12 +141,63 @@ func TestServesContractAsJSON(t *testing.T) {
 // allOf that carries the level's default.
 func TestDetailSaysWhy(t *testing.T) {
 	t.Parallel()
-	v, err := contract.New(1<<20, nil)
+	v, err := contract.New(1<<20, nil, allowAll)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := check(t, v, "POST", "/system/logs", "application/json", `{"message":"m","level":"LOUD"}`)
 	if p == nil || len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Detail, "allowed values") {
 		t.Fatalf("problem %+v", p)
+	}
+}
+
+// TestAuthenticationComesFirst: on a secured operation the hook runs before
+// the body is read, gets the scopes x-required-scopes names, and its error
+// alone reaches the caller, whatever else is wrong with the request; open
+// operations never call it.
+func TestAuthenticationComesFirst(t *testing.T) {
+	t.Parallel()
+	denied := errors.New("denied")
+	var calls []string
+	v, err := contract.New(1<<10, nil, func(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+		calls = append(calls, in.RequestValidationInput.Route.Operation.OperationID+" "+in.SecuritySchemeName+" "+strings.Join(in.Scopes, ","))
+		return denied
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(method, target, contentType, body string) error {
+		r := httptest.NewRequest(method, target, strings.NewReader(body))
+		r.Header.Set("Content-Type", contentType)
+		var got error
+		v.Middleware(func(_ http.ResponseWriter, _ *http.Request, err error) { got = err })(
+			http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(httptest.NewRecorder(), r)
+		return got
+	}
+	for _, tc := range []struct{ method, target, contentType, body, call string }{
+		{"POST", "/system/logs", "text/plain", strings.Repeat("x", 1<<11), "createSystemLog bearerAuth logs:write"},
+		{"POST", "/system/logs/batch", "application/json", `{"entries":[]}`, "createSystemLogBatch bearerAuth logs:write"},
+		{"GET", "/system/logs?limit=0&level=LOUD", "", "", "listSystemLogs bearerAuth logs:read"},
+		{"GET", "/system/logs/not-a-uuid", "", "", "getSystemLog bearerAuth logs:read"},
+	} {
+		calls = nil
+		if err := run(tc.method, tc.target, tc.contentType, tc.body); err != denied {
+			t.Errorf("%s %s: error %v, want only the hook's", tc.method, tc.target, err)
+		}
+		if len(calls) != 1 || calls[0] != tc.call {
+			t.Errorf("%s %s: hook calls %q, want [%q]", tc.method, tc.target, calls, tc.call)
+		}
+	}
+	calls = nil
+	for _, target := range []string{"/system-health/live", "/system-health/ready", "/openapi.yaml"} {
+		if err := run("GET", target, "", ""); err != nil {
+			t.Errorf("GET %s: %v, want open", target, err)
+		}
+	}
+	if len(calls) != 0 {
+		t.Errorf("open operations called the hook: %q", calls)
+	}
+	if got, err := contract.Scopes(); strings.Join(got, " ") != "logs:read logs:write" || err != nil {
+		t.Errorf("Scopes() = %q, %v", got, err)
 	}
 }

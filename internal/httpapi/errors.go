@@ -2,11 +2,14 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/observe"
 	"github.com/valhalla-platform/valhalla/internal/problem"
@@ -15,21 +18,43 @@ import (
 // retryAfterSeconds is what a client is told to wait when the database is down.
 const retryAfterSeconds = 5
 
+// realm names Valhalla in bearer challenges (RFC 6750).
+const realm = `Bearer realm="valhalla"`
+
 // problemFor is the one table from error to problem. Anything not listed is
 // a 500 whose detail says nothing about the cause.
 func problemFor(err error) *problem.Problem {
-	var p *problem.Problem
+	var (
+		p        *problem.Problem
+		scopeErr *auth.ScopeError
+	)
 	switch {
 	case errors.As(err, &p):
 		return p
+	case errors.Is(err, auth.ErrMissingToken):
+		p = problem.New(http.StatusUnauthorized, problem.TypeUnauthorized,
+			"this operation needs a bearer token: send Authorization: Bearer <token>").
+			WithHeader("WWW-Authenticate", realm)
+	case errors.Is(err, auth.ErrInvalidToken):
+		p = problem.New(http.StatusUnauthorized, problem.TypeUnauthorized,
+			"the bearer token is not valid: it is malformed, unknown or revoked").
+			WithHeader("WWW-Authenticate", realm+`, error="invalid_token"`)
+	case errors.As(err, &scopeErr):
+		scopes := strings.Join(scopeErr.Missing, " ")
+		p = problem.New(http.StatusForbidden, problem.TypeForbidden,
+			fmt.Sprintf("the token %q lacks the scope %s that this operation needs", scopeErr.Token, scopes)).
+			WithHeader("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+scopes+`"`)
 	case errors.Is(err, logstore.ErrNotFound):
 		p = problem.New(http.StatusNotFound, problem.TypeNotFound, "no log entry has this id")
 	case errors.Is(err, logstore.ErrInvalidCursor):
 		p = problem.Invalid("the cursor is not valid",
 			problem.Parameter("cursor", "not a cursor returned by this server; start again without it"))
+	case errors.Is(err, logstore.ErrKeyReused):
+		p = problem.Invalid("the Idempotency-Key was used with another request",
+			problem.Header("Idempotency-Key", "was used in the last 24 hours with another request body; use a new key for a new write"))
 	case errors.Is(err, logstore.ErrInvalidText):
 		p = problem.Invalid("a value contains characters that cannot be stored")
-	case errors.Is(err, logstore.ErrUnavailable):
+	case errors.Is(err, logstore.ErrUnavailable), errors.Is(err, auth.ErrUnavailable):
 		p = problem.New(http.StatusServiceUnavailable, problem.TypeUnavailable,
 			"the database is unavailable; retry later").
 			WithHeader("Retry-After", strconv.Itoa(retryAfterSeconds))

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/logging"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
@@ -63,6 +64,33 @@ func TestPanicIs500WithoutStack(t *testing.T) {
 	}
 }
 
+// TestLogLinesCannotBeForged: client-controlled text in a log record (here
+// the path of a request whose handler panics) is escaped by the JSON
+// handler, so it can neither end the record nor start a forged one.
+func TestLogLinesCannotBeForged(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	s := &server{Deps: Deps{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}}
+	forged := "\n{\"level\":\"ERROR\",\"msg\":\"forged\"}\r\n"
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.URL.Path = "/x" + forged
+	r.Header.Set(requestid.Header, "req\nforged")
+	requestid.Middleware(s.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic("boom" + forged)
+	}))).ServeHTTP(httptest.NewRecorder(), r)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("one record became %d lines:\n%s", len(lines), logs.String())
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil || rec["msg"] != "panic serving request" {
+		t.Fatalf("record %v (%v)", rec, err)
+	}
+	if rec["path"] != "/x"+forged || requestid.Valid(forged) || rec["request_id"] == "req\nforged" {
+		t.Errorf("record %v: the path must round-trip, the bad request id must be replaced", rec)
+	}
+}
+
 // TestErrorTable: each store error becomes its status; anything else is a
 // generic 500 that is logged with the request id and never sent.
 func TestErrorTable(t *testing.T) {
@@ -76,6 +104,10 @@ func TestErrorTable(t *testing.T) {
 		{fmt.Errorf("list: %w", logstore.ErrInvalidCursor), 422, problem.TypeValidation},
 		{errors.Join(logstore.ErrUnavailable, errors.New("dial unix /tmp/.s.PGSQL.5432")), 503, problem.TypeUnavailable},
 		{errors.New(`ERROR: relation "system_logs" does not exist (SQLSTATE 42P01)`), 500, problem.TypeInternal},
+		{auth.ErrMissingToken, 401, problem.TypeUnauthorized},
+		{fmt.Errorf("look up token: %w", auth.ErrInvalidToken), 401, problem.TypeUnauthorized},
+		{&auth.ScopeError{Token: "reader", Missing: []string{"logs:write"}}, 403, problem.TypeForbidden},
+		{fmt.Errorf("look up token: %w", errors.Join(auth.ErrUnavailable, errors.New("dial unix /tmp/.s.PGSQL.5432"))), 503, problem.TypeUnavailable},
 	}
 	for _, tt := range tests {
 		w, p, logs := serve(t, func(s *server) http.Handler {
@@ -92,6 +124,12 @@ func TestErrorTable(t *testing.T) {
 		}
 		if tt.status == 503 && w.Header().Get("Retry-After") == "" {
 			t.Errorf("503 without Retry-After")
+		}
+		if challenge := w.Header().Get("WWW-Authenticate"); (tt.status == 401 || tt.status == 403) && !strings.HasPrefix(challenge, "Bearer ") {
+			t.Errorf("%d with WWW-Authenticate %q", tt.status, challenge)
+		}
+		if tt.status == 403 && (!strings.Contains(p.Detail, "logs:write") || !strings.Contains(p.Detail, "reader")) {
+			t.Errorf("403 detail %q does not name the token and the missing scope", p.Detail)
 		}
 	}
 }

@@ -3,10 +3,15 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/problem"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
@@ -22,15 +27,34 @@ const (
 
 // CreateSystemLog stores one entry.
 func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogRequestObject) (api.CreateSystemLogResponseObject, error) {
+	caller, err := callerOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	entry, errs := entryFromAPI(ctx, *req.Body, "")
 	if len(errs) > 0 {
 		return nil, problem.Invalid("a value contains characters that cannot be stored", errs...)
 	}
-	stored, err := s.Store.Insert(ctx, entry)
-	if err != nil {
+	entry.Actor = caller.Name
+	var stored db.SystemLog
+	replayed := false
+	if key := req.Params.IdempotencyKey; key != nil {
+		k, err := idempotencyKey(caller, *key, "createSystemLog", req.Body)
+		if err != nil {
+			return nil, err
+		}
+		var rows []db.SystemLog
+		rows, replayed, err = s.Store.InsertOnce(ctx, k, []logstore.Entry{entry})
+		if err != nil {
+			return nil, err
+		}
+		stored = rows[0]
+	} else if stored, err = s.Store.Insert(ctx, entry); err != nil {
 		return nil, err
 	}
-	s.Metrics.LogWritten(stored.Level)
+	if !replayed { // a replay wrote nothing
+		s.Metrics.LogWritten(stored.Level)
+	}
 	return api.CreateSystemLog201JSONResponse{
 		Body: logToAPI(stored),
 		Headers: api.CreateSystemLog201ResponseHeaders{
@@ -42,23 +66,39 @@ func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogReq
 
 // CreateSystemLogBatch stores every entry in one transaction, or none.
 func (s *server) CreateSystemLogBatch(ctx context.Context, req api.CreateSystemLogBatchRequestObject) (api.CreateSystemLogBatchResponseObject, error) {
+	caller, err := callerOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	entries := make([]logstore.Entry, len(req.Body.Entries))
 	var errs []api.FieldError
 	for i, in := range req.Body.Entries {
 		var entryErrs []api.FieldError
 		entries[i], entryErrs = entryFromAPI(ctx, in, "/entries/"+strconv.Itoa(i))
+		entries[i].Actor = caller.Name
 		errs = append(errs, entryErrs...)
 	}
 	if len(errs) > 0 {
 		return nil, problem.Invalid("a value contains characters that cannot be stored", errs...)
 	}
-	stored, err := s.Store.InsertBatch(ctx, entries)
+	var stored []db.SystemLog
+	replayed := false
+	if key := req.Params.IdempotencyKey; key != nil {
+		var k logstore.Key
+		if k, err = idempotencyKey(caller, *key, "createSystemLogBatch", req.Body); err == nil {
+			stored, replayed, err = s.Store.InsertOnce(ctx, k, entries)
+		}
+	} else {
+		stored, err = s.Store.InsertBatch(ctx, entries)
+	}
 	if err != nil {
 		return nil, err
 	}
 	items := make([]api.SystemLog, len(stored))
 	for i, row := range stored {
-		s.Metrics.LogWritten(row.Level)
+		if !replayed { // a replay wrote nothing
+			s.Metrics.LogWritten(row.Level)
+		}
 		items[i] = logToAPI(row)
 	}
 	return api.CreateSystemLogBatch201JSONResponse{
@@ -121,6 +161,31 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 		Body:    body,
 		Headers: api.ListSystemLogs200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
 	}, nil
+}
+
+// idempotencyKey scopes the client's key to the caller and identifies the
+// request by the operation and the decoded body, so a retry that encodes the
+// same body differently (spacing, member order) is still the same request.
+func idempotencyKey(caller auth.Principal, key, operation string, body any) (logstore.Key, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return logstore.Key{}, fmt.Errorf("idempotency key: encode body: %w", err)
+	}
+	h := sha256.New()
+	h.Write([]byte(operation))
+	h.Write([]byte{0})
+	h.Write(b)
+	return logstore.Key{Actor: caller.Name, Name: key, Request: h.Sum(nil)}, nil
+}
+
+// callerOf returns the caller the contract validator authenticated. Writes
+// are secured by the contract, so its absence is a wiring fault: fail closed.
+func callerOf(ctx context.Context) (auth.Principal, error) {
+	caller, ok := auth.FromContext(ctx)
+	if !ok {
+		return auth.Principal{}, errors.New("no authenticated caller on a secured operation")
+	}
+	return caller, nil
 }
 
 // entryFromAPI applies the contract's defaults to in; the correlation id
@@ -191,5 +256,6 @@ func logToAPI(row db.SystemLog) api.SystemLog {
 		TraceId:       row.TraceID,
 		UserId:        row.UserID,
 		Context:       row.Context,
+		Actor:         row.Actor,
 	}
 }

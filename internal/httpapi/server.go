@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
@@ -28,6 +29,7 @@ const (
 // Deps are what the server needs; all are required.
 type Deps struct {
 	Store   *logstore.Store
+	Tokens  *auth.Store
 	Checker *health.Checker
 	Metrics *metrics.Metrics
 	// Logger's handler should add the ids on the context to each record,
@@ -49,14 +51,16 @@ var _ api.StrictServerInterface = (*server)(nil)
 // correlation id (so every response, panics included, carries it); trace
 // context (joining the caller's W3C trace or starting one); observation
 // (metrics, span name and one access log record per request); panic
-// recovery; contract validation (which notes each request's operation for
-// the observer); then the routes the generated code registers for each
-// operation in openapi.yaml.
+// recovery; the slot for the authenticated caller; contract validation
+// (which notes each request's operation for the observer, and authenticates
+// and authorizes the caller of a secured operation through its hook, with
+// the scopes the contract names); then the routes the generated code
+// registers for each operation in openapi.yaml.
 // It returns an error when the embedded contract cannot be loaded.
 func NewServer(d Deps) (http.Handler, error) {
 	validator, err := contract.New(MaxBodyBytes, map[string]int64{
 		"createSystemLogBatch": MaxBatchBodyBytes,
-	})
+	}, d.Tokens.Check)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +79,8 @@ func NewServer(d Deps) (http.Handler, error) {
 	})
 
 	var h http.Handler = mux
-	h = validator.Middleware(s.writeProblem)(h)
+	h = validator.Middleware(s.writeError)(h)
+	h = auth.Middleware(h)
 	h = s.recoverPanics(h)
 	h = observe.Middleware(d.Metrics, d.Logger)(h)
 	h = tracing.Middleware(d.TracerProvider)(h)

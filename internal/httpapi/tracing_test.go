@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/logging"
@@ -33,6 +34,7 @@ type traced struct {
 	URL   string
 	Spans *tracetest.InMemoryExporter
 	Logs  *syncBuffer
+	Token string
 }
 
 func setupTraced(t *testing.T) *traced {
@@ -54,8 +56,14 @@ func setupTraced(t *testing.T) *traced {
 	m.ObservePool(pool)
 	logs := &syncBuffer{}
 	logger := logging.New(logs, logging.FormatJSON, slog.LevelInfo)
+	tokens := auth.NewStore(pool)
+	token, err := tokens.Create(t.Context(), "tracer", []string{"logs:write", "logs:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h, err := NewServer(Deps{
 		Store:          logstore.New(pool),
+		Tokens:         tokens,
 		Checker:        health.NewChecker("test", time.Second, logger, health.Check{Name: "database", Run: pool.Ping}),
 		Metrics:        m,
 		Logger:         logger,
@@ -69,7 +77,7 @@ func setupTraced(t *testing.T) *traced {
 	if len(spans.GetSpans()) != 0 {
 		t.Fatalf("spans before any request: %v", spans.GetSpans())
 	}
-	return &traced{URL: srv.URL, Spans: spans, Logs: logs}
+	return &traced{URL: srv.URL, Spans: spans, Logs: logs, Token: token}
 }
 
 // post writes one entry with the given headers and returns it as stored.
@@ -80,6 +88,7 @@ func (tr *traced) post(t *testing.T, header ...string) api.SystemLog {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tr.Token)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}

@@ -31,7 +31,23 @@ var (
 	ErrInvalidCursor = errors.New("cursor is not valid")
 	// ErrInvalidText means the database refused a value, such as a NUL character.
 	ErrInvalidText = errors.New("value cannot be stored")
+	// ErrKeyReused means an idempotency key was used before with another request.
+	ErrKeyReused = errors.New("idempotency key was used with another request")
 )
+
+// KeyTTL is how long an idempotency key is remembered.
+const KeyTTL = 24 * time.Hour
+
+// Key makes a write idempotent: the same Key (Actor and Name) with the same
+// Request within KeyTTL returns what the first write stored.
+type Key struct {
+	// Actor scopes the key to one caller.
+	Actor string
+	// Name is the client's Idempotency-Key.
+	Name string
+	// Request identifies the request, e.g. a hash of its operation and body.
+	Request []byte
+}
 
 // Levels lists the severities from lowest to highest.
 var Levels = []string{"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
@@ -48,6 +64,8 @@ type Entry struct {
 	// TraceID is the W3C trace id (32 hex digits) of the request that
 	// writes the entry; nil stores none.
 	TraceID *string
+	// Actor names the token that writes the entry.
+	Actor string
 }
 
 // Store reads and writes system_logs.
@@ -82,6 +100,7 @@ func row(e Entry, now time.Time) (db.CopyLogsParams, error) {
 		UserID:        e.UserID,
 		Context:       ctx,
 		TraceID:       e.TraceID,
+		Actor:         e.Actor,
 	}, nil
 }
 
@@ -105,6 +124,16 @@ func (s *Store) Insert(ctx context.Context, e Entry) (db.SystemLog, error) {
 // statement and so one transaction. It returns the stored entries in input
 // order, or ErrUnavailable or ErrInvalidText (wrapped).
 func (s *Store) InsertBatch(ctx context.Context, entries []Entry) ([]db.SystemLog, error) {
+	out, err := copyEntries(ctx, s.q, entries)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// copyEntries stores entries with one COPY and returns them as stored, in
+// input order.
+func copyEntries(ctx context.Context, q *db.Queries, entries []Entry) ([]db.SystemLog, error) {
 	t := now()
 	rows := make([]db.CopyLogsParams, len(entries))
 	for i, e := range entries {
@@ -114,7 +143,7 @@ func (s *Store) InsertBatch(ctx context.Context, entries []Entry) ([]db.SystemLo
 		}
 		rows[i] = p
 	}
-	n, err := s.q.CopyLogs(ctx, rows)
+	n, err := q.CopyLogs(ctx, rows)
 	if err != nil {
 		return nil, fmt.Errorf("copy %d logs: %w", len(rows), translate(err))
 	}
@@ -126,6 +155,90 @@ func (s *Store) InsertBatch(ctx context.Context, entries []Entry) ([]db.SystemLo
 		out[i] = db.SystemLog(r)
 	}
 	return out, nil
+}
+
+// InsertOnce stores entries (all or none) under key, or returns what an
+// earlier write under the same key stored, with replayed true. The key is
+// claimed in the write's transaction: a concurrent request with the same key
+// waits for it and then replays it, and a write that fails leaves the key
+// free. A key older than KeyTTL is forgotten first. It returns ErrKeyReused
+// when the key was used with another request, or ErrUnavailable or
+// ErrInvalidText (wrapped).
+func (s *Store) InsertOnce(ctx context.Context, key Key, entries []Entry) (stored []db.SystemLog, replayed bool, err error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("begin write: %w", translate(err))
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
+	q := s.q.WithTx(tx)
+	t := time.Now()
+	if err := q.DeleteExpiredKey(ctx, db.DeleteExpiredKeyParams{Actor: key.Actor, Key: key.Name, Before: t.Add(-KeyTTL)}); err != nil {
+		return nil, false, fmt.Errorf("expire idempotency key: %w", translate(err))
+	}
+	claimed, err := q.ClaimKey(ctx, db.ClaimKeyParams{Actor: key.Actor, Key: key.Name, RequestHash: key.Request, CreatedAt: t})
+	if err != nil {
+		return nil, false, fmt.Errorf("claim idempotency key: %w", translate(err))
+	}
+	if claimed == 0 {
+		stored, err := replay(ctx, q, key)
+		if err != nil {
+			return nil, false, err
+		}
+		return stored, true, nil
+	}
+	stored, err = copyEntries(ctx, q, entries)
+	if err != nil {
+		return nil, false, err
+	}
+	ids := make([]uuid.UUID, len(stored))
+	for i, r := range stored {
+		ids[i] = r.ID
+	}
+	if err := q.SetKeyLogs(ctx, db.SetKeyLogsParams{Actor: key.Actor, Key: key.Name, LogIds: ids}); err != nil {
+		return nil, false, fmt.Errorf("record idempotency key: %w", translate(err))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, false, fmt.Errorf("commit write: %w", translate(err))
+	}
+	return stored, false, nil
+}
+
+// replay returns the entries the write under key stored, in their order.
+func replay(ctx context.Context, q *db.Queries, key Key) ([]db.SystemLog, error) {
+	prev, err := q.GetKey(ctx, db.GetKeyParams{Actor: key.Actor, Key: key.Name})
+	if err != nil {
+		return nil, fmt.Errorf("read idempotency key: %w", translate(err))
+	}
+	if !bytes.Equal(prev.RequestHash, key.Request) {
+		return nil, ErrKeyReused
+	}
+	rows, err := q.GetLogsByIDs(ctx, prev.LogIds)
+	if err != nil {
+		return nil, fmt.Errorf("replay logs: %w", translate(err))
+	}
+	byID := make(map[uuid.UUID]db.SystemLog, len(rows))
+	for _, r := range rows {
+		byID[r.ID] = r
+	}
+	out := make([]db.SystemLog, len(prev.LogIds))
+	for i, id := range prev.LogIds {
+		r, ok := byID[id]
+		if !ok {
+			return nil, fmt.Errorf("replay logs: entry %s of idempotency key is missing", id)
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// ExpireKeys forgets every idempotency key older than KeyTTL and returns how
+// many it forgot, or ErrUnavailable (wrapped).
+func (s *Store) ExpireKeys(ctx context.Context) (int64, error) {
+	n, err := s.q.DeleteExpiredKeys(ctx, time.Now().Add(-KeyTTL))
+	if err != nil {
+		return 0, fmt.Errorf("expire idempotency keys: %w", translate(err))
+	}
+	return n, nil
 }
 
 // Get returns the entry with id, or ErrNotFound or ErrUnavailable (wrapped).

@@ -3,6 +3,7 @@ package logstore_test
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,5 +240,89 @@ func TestTraceIDFilter(t *testing.T) {
 	}
 	if !strings.Contains(plan.String(), "system_logs_trace_id_idx") || strings.Contains(plan.String(), "Sort") {
 		t.Errorf("the trace_id filter does not read its index in order:\n%s", plan.String())
+	}
+}
+
+// TestInsertOnce: the same key with the same request replays the first
+// write; with another request it is ErrKeyReused; keys are per actor; a
+// failed write leaves the key free; an expired key is forgotten.
+func TestInsertOnce(t *testing.T) {
+	t.Parallel()
+	store, pool := setup(t)
+	ctx := t.Context()
+	entry := logstore.Entry{Level: "INFO", Category: "c", Message: "m", CorrelationID: "x", Actor: "a"}
+	key := logstore.Key{Actor: "a", Name: "k-1", Request: []byte("req-1")}
+
+	first, replayed, err := store.InsertOnce(ctx, key, []logstore.Entry{entry, entry})
+	if err != nil || replayed || len(first) != 2 {
+		t.Fatalf("first write: %v %v %d", err, replayed, len(first))
+	}
+	again, replayed, err := store.InsertOnce(ctx, key, []logstore.Entry{entry, entry})
+	if err != nil || !replayed || len(again) != 2 || again[0].ID != first[0].ID || again[1].ID != first[1].ID ||
+		!again[0].Timestamp.Equal(first[0].Timestamp) {
+		t.Fatalf("retry: %v %v %+v, want the first write's entries in order", err, replayed, again)
+	}
+	if _, _, err := store.InsertOnce(ctx, logstore.Key{Actor: "a", Name: "k-1", Request: []byte("req-2")}, []logstore.Entry{entry}); !errors.Is(err, logstore.ErrKeyReused) {
+		t.Errorf("same key, other request: %v", err)
+	}
+	if _, replayed, err := store.InsertOnce(ctx, logstore.Key{Actor: "b", Name: "k-1", Request: []byte("req-1")}, []logstore.Entry{entry}); err != nil || replayed {
+		t.Errorf("another actor's key: %v %v", err, replayed)
+	}
+	if n := count(t, pool); n != 3 {
+		t.Errorf("%d rows, want 3", n)
+	}
+
+	bad := entry
+	bad.Category = strings.Repeat("c", 65)
+	failing := logstore.Key{Actor: "a", Name: "k-2", Request: []byte("req-3")}
+	if _, _, err := store.InsertOnce(ctx, failing, []logstore.Entry{bad}); err == nil {
+		t.Fatal("invalid entry accepted")
+	}
+	if _, replayed, err := store.InsertOnce(ctx, failing, []logstore.Entry{entry}); err != nil || replayed {
+		t.Errorf("a key whose write failed must stay free: %v %v", err, replayed)
+	}
+
+	if _, err := pool.Exec(ctx, "UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE key = 'k-1' AND actor = 'a'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, replayed, err := store.InsertOnce(ctx, logstore.Key{Actor: "a", Name: "k-1", Request: []byte("req-2")}, []logstore.Entry{entry}); err != nil || replayed {
+		t.Errorf("expired key: %v %v, want a fresh write", err, replayed)
+	}
+	if _, err := pool.Exec(ctx, "UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE actor = 'b'"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := store.ExpireKeys(ctx); err != nil || n != 1 {
+		t.Errorf("ExpireKeys = %d, %v, want 1", n, err)
+	}
+}
+
+// TestInsertOnceConcurrently: requests racing with one key write once and
+// all get the same entries.
+func TestInsertOnceConcurrently(t *testing.T) {
+	t.Parallel()
+	store, pool := setup(t)
+	entry := logstore.Entry{Level: "INFO", Category: "c", Message: "m", CorrelationID: "x", Actor: "a"}
+	key := logstore.Key{Actor: "a", Name: "race", Request: []byte("req")}
+	const n = 8
+	ids := make([]uuid.UUID, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			rows, _, err := store.InsertOnce(t.Context(), key, []logstore.Entry{entry})
+			errs[i] = err
+			if err == nil {
+				ids[i] = rows[0].ID
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || ids[i] != ids[0] {
+			t.Errorf("request %d: %v, id %s, want %s", i, errs[i], ids[i], ids[0])
+		}
+	}
+	if got := count(t, pool); got != 1 {
+		t.Errorf("%d rows from %d racing requests with one key, want 1", got, n)
 	}
 }

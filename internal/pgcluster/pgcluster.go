@@ -52,6 +52,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Getenv is used only by FindBinDir; nil means os.Getenv.
 	Getenv func(string) string
+	// Attach makes Start connect to a server already running on the data
+	// dir (say, one that `valhalla serve` started) as it is, instead of
+	// restarting it, and makes Close leave that server running. Without a
+	// running server Start starts one as usual.
+	Attach bool
 }
 
 // Cluster is a running (or stopped) local PostgreSQL cluster started by Start.
@@ -65,6 +70,10 @@ type Cluster struct {
 	fsync     bool
 	logger    *slog.Logger
 	owner     owner
+	attach    bool
+	// attached is true when Start found a server running and attached to
+	// it; Close then leaves it running.
+	attached bool
 
 	mu     sync.Mutex
 	closed bool
@@ -88,7 +97,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("start cluster: %w", err)
 	}
 	if err := c.start(ctx); err != nil {
-		if c.socketDir != "" {
+		if c.socketDir != "" && !c.attached {
 			_ = os.RemoveAll(c.socketDir)
 		}
 		return nil, fmt.Errorf("start cluster in %s: %w", c.dir, err)
@@ -143,6 +152,7 @@ func newCluster(opts Options) (*Cluster, error) {
 		fsync:   opts.Fsync,
 		logger:  logger,
 		owner:   own,
+		attach:  opts.Attach,
 	}, nil
 }
 
@@ -165,6 +175,15 @@ func (c *Cluster) start(ctx context.Context) error {
 	running, err := c.running(ctx)
 	if err != nil {
 		return err
+	}
+	if running && c.attach {
+		sock, err := c.runningSocketDir()
+		if err != nil {
+			return err
+		}
+		c.logger.Info("attaching to the running PostgreSQL", "data_dir", c.dataDir, "socket_dir", sock)
+		c.socketDir, c.attached = sock, true
+		return c.CreateDatabase(ctx, defaultDatabase)
 	}
 	if running {
 		c.logger.Info("stopping PostgreSQL left running by a previous process", "data_dir", c.dataDir)
@@ -312,6 +331,9 @@ func (c *Cluster) Close(ctx context.Context) error {
 		return nil
 	}
 	c.closed = true
+	if c.attached {
+		return nil
+	}
 	err := c.stop(ctx)
 	if rmErr := os.RemoveAll(c.socketDir); rmErr != nil {
 		err = errors.Join(err, fmt.Errorf("remove socket dir: %w", rmErr))
@@ -324,6 +346,9 @@ func (c *Cluster) Close(ctx context.Context) error {
 
 // stop stops the server if it is running and was started by c.
 func (c *Cluster) stop(ctx context.Context) error {
+	if c.attached {
+		return nil
+	}
 	ours, err := c.ownsRunningServer(ctx)
 	if err != nil || !ours {
 		return err
@@ -350,6 +375,20 @@ func (c *Cluster) ownsRunningServer(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	return c.running(ctx)
+}
+
+// runningSocketDir returns the unix socket dir of the server running on
+// c.dataDir, from line 5 of its postmaster.pid.
+func (c *Cluster) runningSocketDir() (string, error) {
+	pid, err := os.ReadFile(filepath.Join(c.dataDir, "postmaster.pid"))
+	if err != nil {
+		return "", fmt.Errorf("attach: read postmaster.pid: %w", err)
+	}
+	lines := strings.Split(string(pid), "\n")
+	if len(lines) < 5 || lines[4] == "" {
+		return "", errors.New("attach: postmaster.pid names no socket dir")
+	}
+	return lines[4], nil
 }
 
 // running reports whether pg_ctl status finds a live server on c.dataDir.

@@ -413,3 +413,49 @@ func queryRow(t *testing.T, connString, sql string, dest any) {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
+
+// TestAttachLeavesTheServerRunning: with Attach, Start connects to the
+// server another process runs on the data dir without restarting it, and
+// Close leaves it running; without a running server it starts one.
+func TestAttachLeavesTheServerRunning(t *testing.T) {
+	t.Parallel()
+	dir := pgtest.TempDir(t)
+	owner := start(t, pgcluster.Options{Dir: dir, Logger: testLogger(t)})
+	exec1(t, owner.ConnString("valhalla"), "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)")
+	pidBefore, err := os.ReadFile(filepath.Join(owner.DataDir(), "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	attached := start(t, pgcluster.Options{Dir: dir, Logger: testLogger(t), Attach: true})
+	if attached.ConnString("valhalla") != owner.ConnString("valhalla") {
+		t.Errorf("attached on %q, want the running server's %q", attached.ConnString("valhalla"), owner.ConnString("valhalla"))
+	}
+	if got := queryInt(t, attached.ConnString("valhalla"), "SELECT v FROM kept"); got != 7 {
+		t.Errorf("row = %d, want 7", got)
+	}
+	if err := attached.Close(testContext(t)); err != nil {
+		t.Fatalf("Close attached: %v", err)
+	}
+	pidAfter, err := os.ReadFile(filepath.Join(owner.DataDir(), "postmaster.pid"))
+	if err != nil || string(pidAfter) != string(pidBefore) {
+		t.Errorf("the server was restarted or stopped by an attached cluster (%v)", err)
+	}
+	if err := ping(testContext(t), owner.ConnString("valhalla")); err != nil {
+		t.Errorf("owner's server gone after the attached cluster closed: %v", err)
+	}
+
+	if err := owner.Close(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	alone := start(t, pgcluster.Options{Dir: dir, Logger: testLogger(t), Attach: true})
+	if got := queryInt(t, alone.ConnString("valhalla"), "SELECT v FROM kept"); got != 7 {
+		t.Errorf("row = %d, want 7", got)
+	}
+	if err := alone.Close(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(owner.DataDir(), "postmaster.pid")); !os.IsNotExist(err) {
+		t.Errorf("a cluster Attach started itself was left running (%v)", err)
+	}
+}

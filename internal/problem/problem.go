@@ -27,6 +27,8 @@ const (
 	TypeMalformed        = typePrefix + "malformed-request"
 	TypeValidation       = typePrefix + "validation-failed"
 	TypeNotFound         = typePrefix + "not-found"
+	TypeUnauthorized     = typePrefix + "unauthorized"
+	TypeForbidden        = typePrefix + "forbidden"
 	TypeMethodNotAllowed = typePrefix + "method-not-allowed"
 	TypeUnsupportedMedia = typePrefix + "unsupported-media-type"
 	TypeTooLarge         = typePrefix + "payload-too-large"

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/valhalla-platform/valhalla/internal/auth"
+	"github.com/valhalla-platform/valhalla/internal/contract"
+	"github.com/valhalla-platform/valhalla/internal/database"
+)
+
+const tokensUsage = `usage:
+  valhalla tokens create --name NAME --scopes logs:read,logs:write [flags]
+  valhalla tokens list [flags]
+  valhalla tokens revoke [flags] NAME
+
+The commands work on the database serve uses (--database-url, or the local
+cluster under --data-dir, also while serve runs on it). create prints the
+token once; only its hash is stored.
+`
+
+// tokensCommand creates, lists and revokes bearer tokens.
+func tokensCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, tokensUsage)
+		return nil
+	}
+	sub := args[0]
+	var name, scopeList string
+	cfg, rest, err := parseConfig("tokens "+sub, args[1:], getenv, stderr, func(fs *flag.FlagSet) {
+		if sub == "create" {
+			fs.StringVar(&name, "name", "", "the token's name, stored as the actor of what it writes (required)")
+			fs.StringVar(&scopeList, "scopes", "", "comma-separated scopes, e.g. logs:read,logs:write (required)")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	allScopes, err := contract.Scopes()
+	if err != nil {
+		return err
+	}
+	var scopes []string
+	switch {
+	case sub == "create" && len(rest) == 0:
+		if name == "" || scopeList == "" {
+			return errors.New("tokens create: --name and --scopes are required")
+		}
+		for _, s := range strings.Split(scopeList, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(allScopes, s) {
+				return fmt.Errorf("tokens create: unknown scope %q; the scopes are %s", s, strings.Join(allScopes, ", "))
+			}
+			if !slices.Contains(scopes, s) {
+				scopes = append(scopes, s)
+			}
+		}
+	case sub == "list" && len(rest) == 0:
+	case sub == "revoke" && len(rest) == 1:
+	default:
+		fmt.Fprint(stderr, tokensUsage)
+		return fmt.Errorf("tokens: unexpected arguments %q", args)
+	}
+
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))
+	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, true)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	if _, err := database.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	tokens := auth.NewStore(pool)
+
+	switch sub {
+	case "create":
+		token, err := tokens.Create(ctx, name, scopes)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, token)
+		fmt.Fprintf(stderr, "created token %q with scopes %s; it is shown only now\n", name, strings.Join(scopes, ","))
+		return nil
+	case "revoke":
+		if err := tokens.Revoke(ctx, rest[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked token %q\n", rest[0])
+		return nil
+	}
+	list, err := tokens.List(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPREFIX\tSCOPES\tCREATED\tREVOKED")
+	for _, tok := range list {
+		revoked := "-"
+		if tok.RevokedAt != nil {
+			revoked = tok.RevokedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", tok.Name, auth.Prefix+tok.PublicID+"_…",
+			strings.Join(tok.Scopes, ","), tok.CreatedAt.UTC().Format(time.RFC3339), revoked)
+	}
+	return tw.Flush()
+}

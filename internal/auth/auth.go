@@ -1,0 +1,285 @@
+// Package auth authenticates callers by bearer token and authorizes them by
+// scope. Tokens read vhl_<public id>_<secret>: the public id finds the token,
+// only the SHA-256 of the secret is stored, and it is compared in constant
+// time. The contract validator calls Store.Check for every operation the
+// contract secures, with the scopes the contract names for it; Check
+// records the caller on the request context for the handlers (the actor of
+// every stored entry).
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/observe"
+)
+
+// Prefix starts every token, so a leaked one is easy to recognise and scan for.
+const Prefix = "vhl_"
+
+// Errors the package returns, wrapped with context; test with errors.Is
+// (or errors.As for *ScopeError).
+var (
+	// ErrMissingToken means the request carries no bearer token.
+	ErrMissingToken = errors.New("no bearer token")
+	// ErrInvalidToken means the bearer token is malformed, unknown or revoked.
+	ErrInvalidToken = errors.New("bearer token is not valid")
+	// ErrUnavailable means the tokens cannot be read because the database
+	// is unreachable: the caller may be fine, so this is no 401.
+	ErrUnavailable = errors.New("database unavailable")
+	// ErrNameTaken means a token (perhaps revoked) already has the name.
+	ErrNameTaken = errors.New("a token with this name exists")
+	// ErrInvalidName means a token name breaks the naming rule.
+	ErrInvalidName = errors.New("token names are 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit")
+	// ErrNotFound means no unrevoked token has the name.
+	ErrNotFound = errors.New("no active token has this name")
+)
+
+// ScopeError means a valid token lacks scopes the operation needs.
+type ScopeError struct {
+	// Token is the name of the token.
+	Token string
+	// Missing lists the scopes the token lacks.
+	Missing []string
+}
+
+func (e *ScopeError) Error() string {
+	return fmt.Sprintf("token %q lacks scope %s", e.Token, strings.Join(e.Missing, ", "))
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	idRE     = regexp.MustCompile(`^[A-Za-z0-9]{8,32}$`)
+	secretRE = regexp.MustCompile(`^[A-Za-z0-9]{22,128}$`)
+)
+
+// Mint returns a new random token: vhl_, a 12-character public id, _, and a
+// 26-character secret (130 random bits).
+func Mint() string {
+	return Prefix + strings.ToLower(rand.Text()[:12]) + "_" + rand.Text()
+}
+
+// parse splits a token into its public id and secret. It returns
+// ErrInvalidToken when token does not have the shape of one.
+func parse(token string) (id, secret string, err error) {
+	rest, ok := strings.CutPrefix(token, Prefix)
+	if ok {
+		id, secret, ok = strings.Cut(rest, "_")
+	}
+	if !ok || !idRE.MatchString(id) || !secretRE.MatchString(secret) {
+		return "", "", ErrInvalidToken
+	}
+	return id, secret, nil
+}
+
+// ValidToken reports whether token has the shape of a token:
+// vhl_<8-32 letters or digits>_<22-128 letters or digits>.
+func ValidToken(token string) bool {
+	_, _, err := parse(token)
+	return err == nil
+}
+
+func hash(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return sum[:]
+}
+
+// Token is a stored token, without its secret.
+type Token struct {
+	Name      string
+	PublicID  string
+	Scopes    []string
+	CreatedAt time.Time
+	// RevokedAt is nil while the token is active.
+	RevokedAt *time.Time
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	// Name is the token's name, stored as the actor of what it writes.
+	Name   string
+	Scopes []string
+}
+
+// Store keeps the tokens in the api_tokens table.
+type Store struct {
+	q *db.Queries
+}
+
+// NewStore returns a store over pool. The schema must be migrated.
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{q: db.New(pool)}
+}
+
+// Create stores a new token with name and scopes and returns it; this is
+// the only time the token is known. It returns ErrInvalidName, ErrNameTaken
+// or ErrUnavailable (wrapped).
+func (s *Store) Create(ctx context.Context, name string, scopes []string) (string, error) {
+	if !nameRE.MatchString(name) {
+		return "", ErrInvalidName
+	}
+	token := Mint()
+	id, secret, _ := parse(token)
+	_, err := s.q.CreateToken(ctx, db.CreateTokenParams{Name: name, PublicID: id, SecretHash: hash(secret), Scopes: scopes})
+	if err != nil {
+		return "", fmt.Errorf("create token %s: %w", name, translate(err))
+	}
+	return token, nil
+}
+
+// CreateFirst stores token under name with scopes when no token exists at
+// all, revoked ones included, and reports whether it did. It returns
+// ErrInvalidName, ErrInvalidToken (token has not the shape of one) or
+// ErrUnavailable (wrapped).
+func (s *Store) CreateFirst(ctx context.Context, name, token string, scopes []string) (bool, error) {
+	if !nameRE.MatchString(name) {
+		return false, ErrInvalidName
+	}
+	id, secret, err := parse(token)
+	if err != nil {
+		return false, err
+	}
+	n, err := s.q.CreateFirstToken(ctx, db.CreateFirstTokenParams{Name: name, PublicID: id, SecretHash: hash(secret), Scopes: scopes})
+	if err != nil {
+		return false, fmt.Errorf("create first token: %w", translate(err))
+	}
+	return n == 1, nil
+}
+
+// List returns every token, revoked ones included, oldest first. It returns
+// ErrUnavailable (wrapped) when the database is down.
+func (s *Store) List(ctx context.Context) ([]Token, error) {
+	rows, err := s.q.ListTokens(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", translate(err))
+	}
+	out := make([]Token, len(rows))
+	for i, r := range rows {
+		out[i] = Token{Name: r.Name, PublicID: r.PublicID, Scopes: r.Scopes, CreatedAt: r.CreatedAt, RevokedAt: r.RevokedAt}
+	}
+	return out, nil
+}
+
+// Revoke revokes the named token at once: the next request with it is
+// refused. It returns ErrNotFound or ErrUnavailable (wrapped).
+func (s *Store) Revoke(ctx context.Context, name string) error {
+	n, err := s.q.RevokeToken(ctx, name)
+	if err != nil {
+		return fmt.Errorf("revoke token %s: %w", name, translate(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("revoke token %s: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+// Authenticate returns the caller that the Authorization header value
+// authorization ("Bearer <token>") names. It returns ErrMissingToken,
+// ErrInvalidToken or ErrUnavailable (wrapped).
+func (s *Store) Authenticate(ctx context.Context, authorization string) (Principal, error) {
+	scheme, token, _ := strings.Cut(strings.TrimSpace(authorization), " ")
+	if authorization == "" {
+		return Principal{}, ErrMissingToken
+	}
+	if !strings.EqualFold(scheme, "Bearer") {
+		return Principal{}, fmt.Errorf("authorization scheme is not Bearer: %w", ErrInvalidToken)
+	}
+	id, secret, err := parse(strings.TrimSpace(token))
+	if err != nil {
+		return Principal{}, err
+	}
+	row, err := s.q.GetActiveToken(ctx, id)
+	if err != nil {
+		return Principal{}, fmt.Errorf("look up token: %w", translate(err))
+	}
+	if subtle.ConstantTimeCompare(hash(secret), row.SecretHash) != 1 {
+		return Principal{}, ErrInvalidToken
+	}
+	return Principal{Name: row.Name, Scopes: row.Scopes}, nil
+}
+
+// Check is the contract validator's authentication hook
+// (openapi3filter.AuthenticationFunc). It authenticates the request once,
+// records the caller on the context prepared by Middleware, and returns a
+// *ScopeError when the caller lacks one of in.Scopes.
+func (s *Store) Check(ctx context.Context, in *openapi3filter.AuthenticationInput) error {
+	if in.SecurityScheme == nil || in.SecurityScheme.Type != "http" || !strings.EqualFold(in.SecurityScheme.Scheme, "bearer") {
+		return fmt.Errorf("security scheme %q is not supported", in.SecuritySchemeName)
+	}
+	sl, ok := ctx.Value(slotKey{}).(*slot)
+	if !ok {
+		return errors.New("auth.Middleware is not installed")
+	}
+	if sl.principal == nil {
+		p, err := s.Authenticate(ctx, in.RequestValidationInput.Request.Header.Get("Authorization"))
+		if err != nil {
+			return err
+		}
+		sl.principal = &p
+		observe.SetTokenName(ctx, p.Name) // the access log names the token, never shows it
+	}
+	var missing []string
+	for _, scope := range in.Scopes {
+		if !slices.Contains(sl.principal.Scopes, scope) {
+			missing = append(missing, scope)
+		}
+	}
+	if len(missing) > 0 {
+		return &ScopeError{Token: sl.principal.Name, Missing: missing}
+	}
+	return nil
+}
+
+// slot holds the caller of one request, once Check has authenticated it.
+type slot struct{ principal *Principal }
+
+type slotKey struct{}
+
+// Middleware prepares the request context for Check, which cannot change
+// the context itself. It must run before the contract validator.
+func Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), slotKey{}, &slot{})))
+	})
+}
+
+// FromContext returns the caller that Check authenticated for this request;
+// ok is false on an operation the contract leaves open.
+func FromContext(ctx context.Context) (p Principal, ok bool) {
+	sl, _ := ctx.Value(slotKey{}).(*slot)
+	if sl == nil || sl.principal == nil {
+		return Principal{}, false
+	}
+	return *sl.principal, true
+}
+
+// translate maps database errors to the package's sentinels, keeping the
+// original in the chain for logs.
+func translate(err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return ErrInvalidToken
+	case database.IsUnavailable(err):
+		return errors.Join(ErrUnavailable, err)
+	case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "api_tokens_pkey": // unique_violation
+		return errors.Join(ErrNameTaken, err)
+	}
+	return err
+}
