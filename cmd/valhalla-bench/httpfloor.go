@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/valhalla-platform/valhalla/internal/httpapi"
+)
+
+// httpFloorCommand is the hidden first argument that makes valhalla-bench
+// serve the HTTP floor.
+const httpFloorCommand = "http-floor"
+
+// serveHTTPFloor serves a handler that reads the request body and answers
+// 201 with no body, on the same http.Server setup as valhalla serve, until
+// ctx is cancelled. It logs {"msg":"listening","addr":...} like the server.
+func serveHTTPFloor(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet(httpFloorCommand, flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "address to listen on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stdout, nil))
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	srv := httpapi.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusCreated)
+	}), logger)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String())
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve http floor: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down http floor: %w", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve http floor: %w", err)
+	}
+	return nil
+}

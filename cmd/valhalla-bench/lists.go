@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/database"
+)
+
+// Each list run reads pages of pageSize; the deep page is deepPage pages in.
+const (
+	pageSize = 50
+	deepPage = 200
+)
+
+// listScenario is one list query: the same filters for the first page and
+// for the deep page reached by cursor.
+type listScenario struct {
+	Name  string
+	Query url.Values
+}
+
+// listScenarios are the filters the list runs measure: category alone, then
+// category with each other kind of filter, then min_level alone (the one
+// filter with no single index).
+func listScenarios() []listScenario {
+	q := func(kv ...string) url.Values {
+		v := url.Values{"limit": {fmt.Sprint(pageSize)}}
+		for i := 0; i < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	since := dataStart.Add(10 * 24 * time.Hour).Format(time.RFC3339)
+	until := dataStart.Add(20 * 24 * time.Hour).Format(time.RFC3339)
+	return []listScenario{
+		{"category", q("category", "payments")},
+		{"category+min_level", q("category", "payments", "min_level", "WARNING")},
+		{"category+user_id", q("category", "payments", "user_id", "svc-payments")},
+		{"category+time range", q("category", "payments", "since", since, "until", until)},
+		{"category+include_total", q("category", "payments", "include_total", "true")},
+		{"min_level", q("min_level", "ERROR")},
+	}
+}
+
+// listResult is one scenario's runs.
+type listResult struct {
+	Scenario listScenario
+	// Depth is the page the deep runs read: deepPage, or the last page
+	// when the filter matches fewer rows.
+	Depth int
+	// First and Deep are the latency runs (at ListConcurrency), FirstMax
+	// and DeepMax the throughput runs (at Concurrency).
+	First, Deep, FirstMax, DeepMax stats
+}
+
+// Ratio is deep-page latency over first-page latency, at p50.
+func (r listResult) Ratio() float64 {
+	if r.First.P50 <= 0 {
+		return 0
+	}
+	return float64(r.Deep.P50) / float64(r.First.P50)
+}
+
+// listResults are the list runs.
+type listResults struct {
+	Rows int
+	// Loaded is whether this run loaded the rows (false: reused the cache).
+	Loaded  bool
+	Results []listResult
+}
+
+// runLists loads (or reuses) the dataset, starts the server on it and
+// measures every scenario's first and deep page.
+func runLists(ctx context.Context, cfg config, env *benchEnv) (listResults, error) {
+	res := listResults{Rows: cfg.Rows}
+	const dbName = "bench_list"
+	if err := env.cluster.CreateDatabase(ctx, dbName); err != nil {
+		return res, err
+	}
+	dbURL := env.cluster.ConnString(dbName)
+	pool, err := database.Open(ctx, dbURL, 30*time.Second, nil)
+	if err != nil {
+		return res, err
+	}
+	defer pool.Close()
+	applied, err := database.Migrate(ctx, pool)
+	if err != nil {
+		return res, err
+	}
+	if res.Loaded, err = ensureDataset(ctx, pool, cfg.Rows, len(applied) > 0, env.progress); err != nil {
+		return res, err
+	}
+	pool.Close()
+
+	srv, err := env.startServer(ctx, dbURL, "server-list.log")
+	if err != nil {
+		return res, err
+	}
+	defer srv.Stop()
+	meter := env.meter
+	meter.serverPID = srv.PID()
+	base := "http://" + srv.Addr + "/system/logs?"
+	for _, sc := range listScenarios() {
+		r := listResult{Scenario: sc}
+		deep, depth, err := deepCursor(ctx, base, sc.Query)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", sc.Name, err)
+		}
+		r.Depth = depth
+		deepQuery := url.Values{}
+		for k, v := range sc.Query {
+			deepQuery[k] = v
+		}
+		deepQuery.Set("cursor", deep)
+		first := vegeta.Target{Method: http.MethodGet, URL: base + sc.Query.Encode()}
+		deepTarget := vegeta.Target{Method: http.MethodGet, URL: base + deepQuery.Encode()}
+		for _, run := range []struct {
+			label       string
+			target      vegeta.Target
+			concurrency int
+			into        *stats
+		}{
+			{"first page", first, cfg.ListConcurrency, &r.First},
+			{fmt.Sprintf("page %d", depth), deepTarget, cfg.ListConcurrency, &r.Deep},
+			{"first page", first, cfg.Concurrency, &r.FirstMax},
+			{fmt.Sprintf("page %d", depth), deepTarget, cfg.Concurrency, &r.DeepMax},
+		} {
+			env.progress("list %s: %s at concurrency %d", sc.Name, run.label, run.concurrency)
+			l := load{concurrency: run.concurrency, meter: meter}
+			if cfg.Warmup > 0 {
+				l.duration = cfg.Warmup
+				l.http(ctx, run.target, http.StatusOK)
+			}
+			l.duration = cfg.Duration
+			*run.into = l.http(ctx, run.target, http.StatusOK)
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			if run.into.OK == 0 {
+				return res, fmt.Errorf("%s: no request succeeded (%d failed, first: %s)", sc.Name, run.into.Errors, run.into.FirstError)
+			}
+		}
+		res.Results = append(res.Results, r)
+	}
+	if err := srv.Stop(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// deepCursor follows next_cursor from the first page of query to page
+// deepPage (or the last page) and returns the cursor that reads it, with
+// its page number.
+func deepCursor(ctx context.Context, base string, query url.Values) (string, int, error) {
+	q := url.Values{}
+	for k, v := range query {
+		if k != "include_total" { // the cursor is the same; counting 200 times is not
+			q[k] = v
+		}
+	}
+	cursor := ""
+	page := 1
+	for ; page < deepPage; page++ {
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		next, err := nextCursor(ctx, base+q.Encode())
+		if err != nil {
+			return "", 0, fmt.Errorf("page %d: %w", page, err)
+		}
+		if next == "" {
+			if cursor == "" {
+				return "", 0, fmt.Errorf("the filter matches only one page")
+			}
+			break
+		}
+		cursor = next
+	}
+	return cursor, page, nil
+}
+
+// nextCursor gets one full page and returns its next_cursor ("" on the last).
+func nextCursor(ctx context.Context, target string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", target, resp.Status)
+	}
+	var page api.SystemLogList
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		return "", fmt.Errorf("GET %s: %w", target, err)
+	}
+	if page.NextCursor == nil {
+		return "", nil
+	}
+	if len(page.Items) != pageSize {
+		return "", fmt.Errorf("GET %s: %d items on a page with a next cursor", target, len(page.Items))
+	}
+	return *page.NextCursor, nil
+}
