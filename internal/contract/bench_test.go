@@ -118,4 +118,3 @@ func BenchmarkProblemMapping(b *testing.B) {
 		}
 	}
 }
-
