@@ -52,6 +52,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Getenv is used only by FindBinDir; nil means os.Getenv.
 	Getenv func(string) string
+	// Settings are extra server settings, each "name=value", passed to
+	// the server at every start (e.g. "max_connections=200").
+	Settings []string
 }
 
 // Cluster is a running (or stopped) local PostgreSQL cluster started by Start.
@@ -63,6 +66,7 @@ type Cluster struct {
 	socketDir string
 	binDir    string
 	fsync     bool
+	settings  []string
 	logger    *slog.Logger
 	owner     owner
 
@@ -136,13 +140,14 @@ func newCluster(opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	return &Cluster{
-		dir:     dir,
-		dataDir: filepath.Join(dir, "pgdata"),
-		logPath: filepath.Join(dir, "postgres.log"),
-		binDir:  binDir,
-		fsync:   opts.Fsync,
-		logger:  logger,
-		owner:   own,
+		dir:      dir,
+		dataDir:  filepath.Join(dir, "pgdata"),
+		logPath:  filepath.Join(dir, "postgres.log"),
+		binDir:   binDir,
+		fsync:    opts.Fsync,
+		settings: opts.Settings,
+		logger:   logger,
+		owner:    own,
 	}, nil
 }
 
@@ -379,6 +384,7 @@ func (c *Cluster) pgCtlStart(ctx context.Context) error {
 	} else {
 		settings = append(settings, "fsync=off", "synchronous_commit=off", "full_page_writes=off")
 	}
+	settings = append(settings, c.settings...)
 	var opts []string
 	for _, s := range settings {
 		opts = append(opts, "-c", shellQuote(s)) // pg_ctl hands -o to /bin/sh
