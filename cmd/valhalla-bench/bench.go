@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/pgcluster"
 )
 
@@ -63,6 +64,9 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) error 
 			Dir:    dir,
 			Fsync:  true,
 			Logger: slog.New(slog.DiscardHandler),
+			// Room for the server's, the hand-written server's and the
+			// floor's pools, and a connection per worker for the ceiling.
+			Settings: []string{fmt.Sprintf("max_connections=%d", 4*database.DefaultMaxConns+2*cfg.Concurrency+20)},
 		})
 		if err != nil {
 			return err

@@ -16,8 +16,11 @@ import (
 type config struct {
 	// Duration is how long each measured run lasts.
 	Duration time.Duration
-	// Warmup precedes each measured run and is not counted.
+	// Warmup precedes each comparison and is not counted.
 	Warmup time.Duration
+	// Rounds is how many slices each comparison's Duration is cut into;
+	// the contenders take turns slice by slice.
+	Rounds int
 	// Concurrency is the number of requests (or goroutines) in flight in
 	// every write run and floor, and in the list throughput runs.
 	Concurrency int
@@ -52,6 +55,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		"length of each measured run (BENCH_DURATION)")
 	warmup := fs.String("warmup", envOr(getenv, "BENCH_WARMUP", "2s"),
 		"unmeasured load before each run (BENCH_WARMUP)")
+	rounds := fs.String("rounds", envOr(getenv, "BENCH_ROUNDS", "5"),
+		"slices each run is cut into, taken in turns with the runs it is compared with (BENCH_ROUNDS)")
 	concurrency := fs.String("concurrency", envOr(getenv, "BENCH_CONCURRENCY", "32"),
 		"requests in flight in the write runs, their floors and the list throughput runs (BENCH_CONCURRENCY)")
 	listConcurrency := fs.String("list-concurrency", envOr(getenv, "BENCH_LIST_CONCURRENCY", "4"),
@@ -87,6 +92,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	cfg.Duration = parseDuration("duration", *duration, time.Second)
 	cfg.Warmup = parseDuration("warmup", *warmup, 0)
+	cfg.Rounds = parseInt("rounds", *rounds, 1)
+	if cfg.Rounds > 0 && cfg.Duration/time.Duration(cfg.Rounds) < 500*time.Millisecond {
+		errs = append(errs, fmt.Errorf("duration %s in %d rounds: want slices of at least 500ms", cfg.Duration, cfg.Rounds))
+	}
 	cfg.Concurrency = parseInt("concurrency", *concurrency, 1)
 	cfg.ListConcurrency = parseInt("list concurrency", *listConcurrency, 1)
 	cfg.Rows = parseInt("rows", *rows, minRows)

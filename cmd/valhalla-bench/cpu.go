@@ -45,6 +45,17 @@ func (u cpuUse) Other() float64 {
 	return max(0, u.Machine-u.Interrupts-u.Loadgen-u.Server-u.Postgres)
 }
 
+// scale returns u with every figure multiplied by f.
+func (u cpuUse) scale(f float64) cpuUse {
+	return cpuUse{u.Machine * f, u.Interrupts * f, u.Loadgen * f, u.Server * f, u.Postgres * f}
+}
+
+// plus returns the sum of u and v.
+func (u cpuUse) plus(v cpuUse) cpuUse {
+	return cpuUse{u.Machine + v.Machine, u.Interrupts + v.Interrupts,
+		u.Loadgen + v.Loadgen, u.Server + v.Server, u.Postgres + v.Postgres}
+}
+
 // String is a one-line summary of where the cores went.
 func (u cpuUse) String() string {
 	return fmt.Sprintf("loadgen %.2f  server %.2f  postgres %.2f  irq %.2f  other %.2f",

@@ -28,29 +28,36 @@ func serveHTTPFloor(ctx context.Context, args []string, stdout io.Writer) error 
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stdout, nil))
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *addr, err)
-	}
-	srv := httpapi.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return serveUntilDone(ctx, "http floor", *addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusCreated)
 	}), logger)
+}
+
+// serveUntilDone serves h on addr with the same http.Server setup as
+// valhalla serve, logs {"msg":"listening","addr":...} as the server does,
+// and shuts down gracefully when ctx is cancelled.
+func serveUntilDone(ctx context.Context, name, addr string, h http.Handler, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := httpapi.NewHTTPServer(h, logger)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String())
 	select {
 	case err := <-served:
-		return fmt.Errorf("serve http floor: %w", err)
+		return fmt.Errorf("serve %s: %w", name, err)
 	case <-ctx.Done():
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shut down http floor: %w", err)
+		return fmt.Errorf("shut down %s: %w", name, err)
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve http floor: %w", err)
+		return fmt.Errorf("serve %s: %w", name, err)
 	}
 	return nil
 }

@@ -122,30 +122,23 @@ func runLists(ctx context.Context, cfg config, env *benchEnv) (listResults, erro
 		deepQuery.Set("cursor", deep)
 		first := vegeta.Target{Method: http.MethodGet, URL: base + sc.Query.Encode()}
 		deepTarget := vegeta.Target{Method: http.MethodGet, URL: base + deepQuery.Encode()}
-		for _, run := range []struct {
-			label       string
-			target      vegeta.Target
+		get := func(t vegeta.Target) func(load) stats {
+			return func(l load) stats { return l.http(ctx, t, http.StatusOK) }
+		}
+		for _, c := range []struct {
 			concurrency int
-			into        *stats
+			first, deep *stats
 		}{
-			{"first page", first, cfg.ListConcurrency, &r.First},
-			{fmt.Sprintf("page %d", depth), deepTarget, cfg.ListConcurrency, &r.Deep},
-			{"first page", first, cfg.Concurrency, &r.FirstMax},
-			{fmt.Sprintf("page %d", depth), deepTarget, cfg.Concurrency, &r.DeepMax},
+			{cfg.ListConcurrency, &r.First, &r.Deep},
+			{cfg.Concurrency, &r.FirstMax, &r.DeepMax},
 		} {
-			env.progress("list %s: %s at concurrency %d", sc.Name, run.label, run.concurrency)
-			l := load{concurrency: run.concurrency, meter: meter}
-			if cfg.Warmup > 0 {
-				l.duration = cfg.Warmup
-				l.http(ctx, run.target, http.StatusOK)
-			}
-			l.duration = cfg.Duration
-			*run.into = l.http(ctx, run.target, http.StatusOK)
-			if err := ctx.Err(); err != nil {
+			label := fmt.Sprintf("list %s @%d: ", sc.Name, c.concurrency)
+			err := interleave(ctx, cfg, env.meter, env.progress, nil,
+				contender{label + "first page", c.concurrency, srv.PID(), get(first), c.first},
+				contender{fmt.Sprintf("%spage %d", label, depth), c.concurrency, srv.PID(), get(deepTarget), c.deep},
+			)
+			if err != nil {
 				return res, err
-			}
-			if run.into.OK == 0 {
-				return res, fmt.Errorf("%s: no request succeeded (%d failed, first: %s)", sc.Name, run.into.Errors, run.into.FirstError)
 			}
 		}
 		res.Results = append(res.Results, r)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync"
@@ -26,6 +27,24 @@ type stats struct {
 	P50, P99 time.Duration
 	// CPU is where the machine's cores went during the run.
 	CPU cpuUse
+
+	latencies []time.Duration
+}
+
+// merge adds o, a run of the same load at another time, to s.
+func (s *stats) merge(o stats) {
+	total := s.Elapsed + o.Elapsed
+	if total > 0 {
+		s.CPU = s.CPU.scale(float64(s.Elapsed) / float64(total)).plus(o.CPU.scale(float64(o.Elapsed) / float64(total)))
+	}
+	s.OK += o.OK
+	s.Errors += o.Errors
+	if s.FirstError == "" {
+		s.FirstError = o.FirstError
+	}
+	s.Elapsed = total
+	s.latencies = append(s.latencies, o.latencies...)
+	s.P50, s.P99 = percentiles(s.latencies)
 }
 
 // PerSecond is the rate of successful requests.
@@ -79,6 +98,7 @@ func (l load) http(ctx context.Context, target vegeta.Target, want int) stats {
 	}
 	s.Elapsed = time.Since(start)
 	s.CPU = l.meter.since(cpu)
+	s.latencies = latencies
 	s.P50, s.P99 = percentiles(latencies)
 	return s
 }
@@ -127,6 +147,7 @@ func (l load) goroutines(ctx context.Context, op func(context.Context) error) st
 	wg.Wait()
 	s.Elapsed = time.Since(start)
 	s.CPU = l.meter.since(cpu)
+	s.latencies = latencies
 	s.P50, s.P99 = percentiles(latencies)
 	return s
 }
@@ -150,4 +171,59 @@ func percentiles(latencies []time.Duration) (p50, p99 time.Duration) {
 		return latencies[int(q*float64(len(latencies)-1)+0.5)]
 	}
 	return at(0.50), at(0.99)
+}
+
+// contender is one side of a comparison: the full stack, or a floor.
+type contender struct {
+	name string
+	// concurrency is its number of workers.
+	concurrency int
+	// serverPID is the process whose CPU counts as the server's; 0 for none.
+	serverPID int
+	// run applies one slice of load.
+	run func(load) stats
+	// into accumulates the measured slices.
+	into *stats
+}
+
+// interleave warms each contender up, then measures them in turns: rounds
+// slices of duration/rounds each, so that a floor and the stack it bounds
+// get the same share of whatever else the machine is doing. before runs
+// ahead of every measured slice (to reset the database, say). progress
+// names each contender as its first slice starts.
+func interleave(ctx context.Context, cfg config, meter cpuMeter, progress func(string, ...any),
+	before func(context.Context) error, cs ...contender) error {
+	slice := cfg.Duration / time.Duration(cfg.Rounds)
+	loadOf := func(c contender, d time.Duration) load {
+		m := meter
+		m.serverPID = c.serverPID
+		return load{concurrency: c.concurrency, duration: d, meter: m}
+	}
+	if cfg.Warmup > 0 {
+		for _, c := range cs {
+			c.run(loadOf(c, cfg.Warmup))
+		}
+	}
+	for round := range cfg.Rounds {
+		for _, c := range cs {
+			if round == 0 {
+				progress("%s (%d× %s)", c.name, cfg.Rounds, slice)
+			}
+			if before != nil {
+				if err := before(ctx); err != nil {
+					return err
+				}
+			}
+			c.into.merge(c.run(loadOf(c, slice)))
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	for _, c := range cs {
+		if c.into.OK == 0 {
+			return fmt.Errorf("%s: no request succeeded (%d failed, first: %s)", c.name, c.into.Errors, c.into.FirstError)
+		}
+	}
+	return nil
 }

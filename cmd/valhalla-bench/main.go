@@ -28,12 +28,18 @@ func main() {
 	}
 }
 
-// run is the whole program. The hidden first argument "http-floor" serves
-// the do-nothing handler of the HTTP floor instead; the benchmark starts
-// itself that way so the floor is a separate process like the server.
+// run is the whole program. The hidden first arguments "http-floor" and
+// "hand-written" serve the do-nothing handler of the HTTP floor and the
+// hand-written reference server instead: the benchmark starts itself that
+// way, so they run as separate processes like the server.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == httpFloorCommand {
-		return serveHTTPFloor(ctx, args[1:], stdout)
+	if len(args) > 0 {
+		switch args[0] {
+		case httpFloorCommand:
+			return serveHTTPFloor(ctx, args[1:], stdout)
+		case handWrittenCommand:
+			return serveHandWritten(ctx, args[1:], stdout)
+		}
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {

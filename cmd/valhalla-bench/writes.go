@@ -28,7 +28,10 @@ const writeBody = `{"level":"WARNING","category":"auth","message":"new device si
 
 // writeResults are the write runs and their floors.
 type writeResults struct {
-	HTTPFloor, DBFloor, Write stats
+	// Write is the full stack; HandWritten the reference server without
+	// the contract; DBFloor the INSERT through a pool opened as the
+	// server's is, DBCeiling through one connection per worker.
+	Write, HandWritten, DBFloor, DBCeiling, HTTPFloor stats
 	// CopyFloor and Batch count COPYs and batch requests of batchSize rows.
 	CopyFloor, Batch stats
 	// PeakRSS is the server's VmHWM after the single-write run, and
@@ -38,17 +41,18 @@ type writeResults struct {
 
 // writeBench runs the write benchmarks against one freshly created database.
 type writeBench struct {
-	cfg   config
-	env   *benchEnv
-	pool  *pgxpool.Pool // the floors' own pool, one connection per worker
-	url   string
-	entry db.InsertLogParams
+	cfg     config
+	env     *benchEnv
+	pool    *pgxpool.Pool // opened as the server opens its own
+	ceiling *pgxpool.Pool // one connection per worker
+	url     string
+	entry   db.InsertLogParams
 }
 
-// runWrites measures, in order: the HTTP floor, the database floor and the
-// full stack for single writes, then the COPY floor and the full stack for
-// batches. Each run starts on an empty table after a checkpoint, so none
-// inherits another's bloat or dirty pages.
+// runWrites measures single writes (full stack, database floor, HTTP floor)
+// and then batches (full stack, COPY floor). Each comparison interleaves
+// its contenders, and every measured slice starts on an empty table after
+// a checkpoint, so none inherits another's bloat or dirty pages.
 func runWrites(ctx context.Context, cfg config, env *benchEnv) (writeResults, error) {
 	var res writeResults
 	const dbName = "bench_write"
@@ -56,11 +60,18 @@ func runWrites(ctx context.Context, cfg config, env *benchEnv) (writeResults, er
 		return res, err
 	}
 	url := env.cluster.ConnString(dbName)
-	pool, err := database.Open(ctx, fmt.Sprintf("%s pool_max_conns=%d", url, cfg.Concurrency), 30*time.Second, nil)
+	// The floor opens its pool exactly as the server does; the ceiling
+	// gives every worker its own connection.
+	pool, err := database.Open(ctx, url, 30*time.Second, nil)
 	if err != nil {
 		return res, err
 	}
 	defer pool.Close()
+	ceiling, err := database.Open(ctx, fmt.Sprintf("%s pool_max_conns=%d", url, cfg.Concurrency), 30*time.Second, nil)
+	if err != nil {
+		return res, err
+	}
+	defer ceiling.Close()
 	if _, err := database.Migrate(ctx, pool); err != nil {
 		return res, err
 	}
@@ -73,44 +84,67 @@ func runWrites(ctx context.Context, cfg config, env *benchEnv) (writeResults, er
 	if err := json.Unmarshal([]byte(writeBody), &entry); err != nil {
 		return res, fmt.Errorf("decode write body: %w", err)
 	}
-	w := &writeBench{cfg: cfg, env: env, pool: pool, url: url, entry: db.InsertLogParams{
+	w := &writeBench{cfg: cfg, env: env, pool: pool, ceiling: ceiling, url: url, entry: db.InsertLogParams{
 		Level: entry.Level, Category: entry.Category, Message: entry.Message,
 		CorrelationID: entry.CorrelationID, UserID: &entry.UserID, Context: entry.Context,
 	}}
 
-	if cfg.runs("write") {
-		if res.HTTPFloor, err = w.httpFloor(ctx); err != nil {
-			return res, err
-		}
-		if res.DBFloor, err = w.databaseFloor(ctx); err != nil {
-			return res, err
-		}
-	}
 	srv, err := env.startServer(ctx, url, "server-write.log")
 	if err != nil {
 		return res, err
 	}
 	defer srv.Stop()
+	full := func(path, body string) func(load) stats {
+		target := post(srv.Addr, path, body)
+		return func(l load) stats { return l.http(ctx, target, http.StatusCreated) }
+	}
 	if cfg.runs("write") {
-		env.progress("single write: full stack")
-		if res.Write, err = w.measure(ctx, srv.PID(), func(l load) stats {
-			return l.http(ctx, post(srv.Addr, "/system/logs", writeBody), http.StatusCreated)
-		}); err != nil {
+		floor, err := w.startSelf(ctx, httpFloorCommand, "http-floor.log")
+		if err != nil {
 			return res, err
+		}
+		defer floor.Stop()
+		hand, err := w.startSelf(ctx, handWrittenCommand, "hand-written.log", "--database-url", url)
+		if err != nil {
+			return res, err
+		}
+		defer hand.Stop()
+		other := func(p *process) func(load) stats {
+			target := post(p.Addr, "/system/logs", writeBody)
+			return func(l load) stats { return l.http(ctx, target, http.StatusCreated) }
+		}
+		err = interleave(ctx, cfg, env.meter, env.progress, w.reset,
+			contender{"single write: full stack", cfg.Concurrency, srv.PID(),
+				full("/system/logs", writeBody), &res.Write},
+			contender{"single write: hand-written server", cfg.Concurrency, hand.PID(),
+				other(hand), &res.HandWritten},
+			contender{"single write: database floor", cfg.Concurrency, 0,
+				w.insertFloor(ctx, w.pool), &res.DBFloor},
+			contender{"single write: database ceiling", cfg.Concurrency, 0,
+				w.insertFloor(ctx, w.ceiling), &res.DBCeiling},
+			contender{"single write: HTTP floor", cfg.Concurrency, floor.PID(),
+				other(floor), &res.HTTPFloor},
+		)
+		if err != nil {
+			return res, err
+		}
+		for _, p := range []*process{floor, hand} {
+			if err := p.Stop(); err != nil {
+				return res, err
+			}
 		}
 		if res.PeakRSS, err = srv.PeakRSS(); err != nil {
 			return res, err
 		}
 	}
 	if cfg.runs("batch") {
-		if res.CopyFloor, err = w.copyFloor(ctx); err != nil {
-			return res, err
-		}
-		env.progress("batch write: full stack")
-		body := batchBody()
-		if res.Batch, err = w.measure(ctx, srv.PID(), func(l load) stats {
-			return l.http(ctx, post(srv.Addr, "/system/logs/batch", body), http.StatusCreated)
-		}); err != nil {
+		err := interleave(ctx, cfg, env.meter, env.progress, w.reset,
+			contender{"batch write: full stack", cfg.Concurrency, srv.PID(),
+				full("/system/logs/batch", batchBody()), &res.Batch},
+			contender{"batch write: COPY floor", cfg.Concurrency, 0,
+				w.copyFloor(ctx), &res.CopyFloor},
+		)
+		if err != nil {
 			return res, err
 		}
 		if res.PeakRSSBatch, err = srv.PeakRSS(); err != nil {
@@ -123,25 +157,7 @@ func runWrites(ctx context.Context, cfg config, env *benchEnv) (writeResults, er
 	return res, nil
 }
 
-// measure warms up with run, empties the table, checkpoints, and then
-// measures run. serverPID is the process whose CPU counts as the server's.
-func (w *writeBench) measure(ctx context.Context, serverPID int, run func(load) stats) (stats, error) {
-	meter := w.env.meter
-	meter.serverPID = serverPID
-	if w.cfg.Warmup > 0 {
-		run(load{concurrency: w.cfg.Concurrency, duration: w.cfg.Warmup, meter: meter})
-	}
-	if err := w.reset(ctx); err != nil {
-		return stats{}, err
-	}
-	s := run(load{concurrency: w.cfg.Concurrency, duration: w.cfg.Duration, meter: meter})
-	if s.OK == 0 {
-		return s, fmt.Errorf("no request succeeded (%d failed, first: %s)", s.Errors, s.FirstError)
-	}
-	return s, ctx.Err()
-}
-
-// reset empties system_logs and checkpoints, so the next run starts clean.
+// reset empties system_logs and checkpoints, so the next slice starts clean.
 func (w *writeBench) reset(ctx context.Context) error {
 	if _, err := w.pool.Exec(ctx, "TRUNCATE system_logs"); err != nil {
 		return fmt.Errorf("truncate: %w", err)
@@ -152,48 +168,34 @@ func (w *writeBench) reset(ctx context.Context) error {
 	return nil
 }
 
-// httpFloor measures a do-nothing handler on the same http.Server setup,
-// in its own process: this binary started with the hidden http-floor
-// command.
-func (w *writeBench) httpFloor(ctx context.Context) (stats, error) {
-	w.env.progress("single write: HTTP floor")
+// startSelf runs this binary with one of its hidden commands (the HTTP
+// floor or the hand-written server) as a separate process, like the server.
+func (w *writeBench) startSelf(ctx context.Context, command, logName string, args ...string) (*process, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return stats{}, fmt.Errorf("http floor: %w", err)
+		return nil, fmt.Errorf("%s: %w", command, err)
 	}
-	floor, err := startProcess(ctx, "http floor", self, []string{httpFloorCommand, "--addr", "127.0.0.1:0"},
-		os.Environ(), filepath.Join(w.env.dir, "http-floor.log"))
-	if err != nil {
-		return stats{}, err
-	}
-	s, err := w.measure(ctx, floor.PID(), func(l load) stats {
-		return l.http(ctx, post(floor.Addr, "/system/logs", writeBody), http.StatusCreated)
-	})
-	if stopErr := floor.Stop(); err == nil {
-		err = stopErr
-	}
-	return s, err
+	return startProcess(ctx, command, self, append([]string{command, "--addr", "127.0.0.1:0"}, args...),
+		os.Environ(), filepath.Join(w.env.dir, logName))
 }
 
-// databaseFloor issues the server's INSERT (the sqlc InsertLog, RETURNING
-// the row) straight through a pgx pool from the same number of goroutines.
-func (w *writeBench) databaseFloor(ctx context.Context) (stats, error) {
-	w.env.progress("single write: database floor")
-	q := db.New(w.pool)
-	return w.measure(ctx, 0, func(l load) stats {
+// insertFloor issues the server's INSERT (the sqlc InsertLog, RETURNING
+// the row) straight through pool.
+func (w *writeBench) insertFloor(ctx context.Context, pool *pgxpool.Pool) func(load) stats {
+	q := db.New(pool)
+	return func(l load) stats {
 		return l.goroutines(ctx, func(ctx context.Context) error {
 			_, err := q.InsertLog(ctx, w.row())
 			return err
 		})
-	})
+	}
 }
 
 // copyFloor stores batches of the same rows with pgx.CopyFrom (the sqlc
-// CopyLogs the server uses for batches) from the same number of goroutines.
-func (w *writeBench) copyFloor(ctx context.Context) (stats, error) {
-	w.env.progress("batch write: COPY floor")
+// CopyLogs the server uses for batches).
+func (w *writeBench) copyFloor(ctx context.Context) func(load) stats {
 	q := db.New(w.pool)
-	return w.measure(ctx, 0, func(l load) stats {
+	return func(l load) stats {
 		return l.goroutines(ctx, func(ctx context.Context) error {
 			rows := make([]db.CopyLogsParams, batchSize)
 			for i := range rows {
@@ -205,7 +207,7 @@ func (w *writeBench) copyFloor(ctx context.Context) (stats, error) {
 			}
 			return err
 		})
-	})
+	}
 }
 
 // row is the write entry with a fresh id and timestamp, as the server
