@@ -31,18 +31,26 @@ import (
 // no better than 16.
 const DefaultMaxConns = 16
 
-// Open connects a pool to the database at url and waits up to wait for it to
-// answer a ping. The pool holds up to DefaultMaxConns connections unless
-// url sets pool_max_conns. Every connection plans each query for its actual
-// parameters (plan_cache_mode=force_custom_plan), so the optional filters of
-// the list query always get a plan that uses the matching index, and moves
-// uuid.UUID values as 16 binary bytes rather than text.
-// It returns an error when url does not parse or the database never answers.
-// A nil logger discards the retry messages.
+// Open connects a pool to the database at url, configured by Config, and
+// waits up to wait for it to answer a ping. It returns an error when url
+// does not parse or the database never answers. A nil logger discards the
+// retry messages.
 func Open(ctx context.Context, url string, wait time.Duration, logger *slog.Logger) (*pgxpool.Pool, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	cfg, err := Config(url)
+	if err != nil {
+		return nil, err
 	}
+	return OpenConfig(ctx, cfg, wait, logger)
+}
+
+// Config returns the pool configuration for url. The pool holds up to
+// DefaultMaxConns connections unless url sets pool_max_conns. Every
+// connection plans each query for its actual parameters
+// (plan_cache_mode=force_custom_plan), so the optional filters of the list
+// query always get a plan that uses the matching index, and moves uuid.UUID
+// values as 16 binary bytes rather than text. It returns an error when url
+// does not parse.
+func Config(url string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -58,6 +66,15 @@ func Open(ctx context.Context, url string, wait time.Duration, logger *slog.Logg
 	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
 		registerUUID(conn.TypeMap())
 		return nil
+	}
+	return cfg, nil
+}
+
+// OpenConfig is Open for a configuration from Config that the caller has
+// adjusted (a query tracer, say).
+func OpenConfig(ctx context.Context, cfg *pgxpool.Config, wait time.Duration, logger *slog.Logger) (*pgxpool.Pool, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
