@@ -153,7 +153,8 @@ type Filter struct {
 	Since, Until *time.Time
 }
 
-// levels returns the levels f admits, or nil when f does not filter by level.
+// levels returns the levels f admits, or nil when f admits every level (no
+// filter, min_level DEBUG, or all five listed).
 func (f Filter) levels() []string {
 	if len(f.Levels) == 0 && f.MinLevel == "" {
 		return nil
@@ -164,6 +165,9 @@ func (f Filter) levels() []string {
 		if len(f.Levels) == 0 || slices.Contains(f.Levels, l) {
 			admitted = append(admitted, l)
 		}
+	}
+	if len(admitted) == len(Levels) {
+		return nil
 	}
 	return admitted
 }
@@ -183,8 +187,8 @@ type Page struct {
 // between calls are neither skipped nor repeated. withTotal also counts
 // every match. It returns ErrInvalidCursor or ErrUnavailable (wrapped).
 func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, withTotal bool) (Page, error) {
+	levels := f.levels()
 	params := db.ListLogsParams{
-		Levels:        f.levels(),
 		Category:      f.Category,
 		CorrelationID: f.CorrelationID,
 		UserID:        f.UserID,
@@ -199,7 +203,23 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		}
 		params.AfterTs, params.AfterID = &ts, &id
 	}
-	rows, err := s.q.ListLogs(ctx, params)
+	var rows []db.SystemLog
+	var err error
+	if levels == nil {
+		rows, err = s.q.ListLogs(ctx, params)
+	} else {
+		rows, err = s.q.ListLogsByLevels(ctx, db.ListLogsByLevelsParams{
+			Levels:        levels,
+			Category:      params.Category,
+			CorrelationID: params.CorrelationID,
+			UserID:        params.UserID,
+			Since:         params.Since,
+			Until:         params.Until,
+			AfterTs:       params.AfterTs,
+			AfterID:       params.AfterID,
+			RowLimit:      params.RowLimit,
+		})
+	}
 	if err != nil {
 		return Page{}, fmt.Errorf("list logs: %w", translate(err))
 	}
@@ -211,7 +231,7 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 	}
 	if withTotal {
 		total, err := s.q.CountLogs(ctx, db.CountLogsParams{
-			Levels:        params.Levels,
+			Levels:        levels,
 			Category:      params.Category,
 			CorrelationID: params.CorrelationID,
 			UserID:        params.UserID,
