@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 GO_FILES = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: help run build test generate check-generated lint postgres
+.PHONY: help run build test generate check-generated lint postgres bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,10 @@ build: ## Build bin/valhalla
 
 test: postgres lint ## Lint, then run every test (race detector, real PostgreSQL)
 	go test -race -count=1 ./...
+
+bench: postgres build ## Measure the stack against its floors (BENCH_DURATION, BENCH_CONCURRENCY, BENCH_ROWS)
+	go build -o bin/valhalla-bench ./cmd/valhalla-bench
+	bin/valhalla-bench
 
 generate: ## Regenerate gen/ from openapi.yaml, queries/ and migrations/
 	go tool oapi-codegen -config oapi-codegen.yaml openapi.yaml

@@ -34,6 +34,7 @@ type results struct {
 	Machine    machine
 	Writes     writeResults
 	Lists      listResults
+	Plans      planResult
 	Validation []goBenchmark
 }
 
@@ -90,6 +91,12 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) error 
 	if cfg.runs("list") {
 		if res.Lists, err = runLists(ctx, cfg, env); err != nil {
 			return fmt.Errorf("lists: %w", err)
+		}
+	}
+	if cfg.runs("plans") {
+		env.progress("plans: go test -run %s", planTest)
+		if res.Plans, err = runPlanTest(ctx, stderr); err != nil {
+			return fmt.Errorf("plans: %w", err)
 		}
 	}
 	if cfg.runs("validation") {

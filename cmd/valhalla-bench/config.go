@@ -39,7 +39,7 @@ type config struct {
 }
 
 // parts are the pieces of a run, in the order they run.
-var parts = []string{"write", "batch", "list", "validation"}
+var parts = []string{"write", "batch", "list", "plans", "validation"}
 
 // runs reports whether part is part of this run.
 func (c config) runs(part string) bool {

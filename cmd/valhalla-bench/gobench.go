@@ -72,3 +72,39 @@ func parseGoBenchmarks(r io.Reader) ([]goBenchmark, error) {
 	}
 	return out, nil
 }
+
+// planTest is the Go test that checks the plan of every kind of list query
+// on a table big enough for the planner to care.
+const planTest = "TestListPlansUseMatchingIndex"
+
+// planResult is how the plan test went.
+type planResult struct {
+	Passed, Failed int
+}
+
+// runPlanTest runs the plan test with go test and counts its subtests; go
+// test's output goes to log. A failing test is a result, not an error.
+func runPlanTest(ctx context.Context, log io.Writer) (planResult, error) {
+	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-v", "-run", "^"+planTest+"$", "./internal/logstore")
+	var out bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&out, log)
+	cmd.Stderr = log
+	runErr := cmd.Run()
+	var res planResult
+	for line := range strings.SplitSeq(out.String(), "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "--- ") || !strings.Contains(line, planTest+"/") {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(line, "--- PASS"):
+			res.Passed++
+		case strings.HasPrefix(line, "--- FAIL"):
+			res.Failed++
+		}
+	}
+	if res.Passed+res.Failed == 0 {
+		return res, fmt.Errorf("go test -run %s ran no subtest: %v", planTest, runErr)
+	}
+	return res, nil
+}

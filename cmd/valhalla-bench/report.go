@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/valhalla-platform/valhalla/internal/database"
 )
 
 // Goals from issue 5; they are reported, never asserted.
@@ -32,6 +34,8 @@ func report(w io.Writer, cfg config, res results) {
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), cfg.Duration, cfg.Warmup, cfg.Concurrency, cfg.ListConcurrency)
 	fmt.Fprintf(w, "machine: %d cores (%s), %.0f GiB, Linux %s, %s, PostgreSQL %s (local cluster, unix socket, fsync on)\n",
 		m.Cores, m.CPU, m.MemoryGiB, m.Kernel, m.Go, orUnknown(m.PostgreSQL))
+	fmt.Fprintf(w, "server: valhalla serve, pool of %d connections (database.DefaultMaxConns); %d interleaved slices per run\n",
+		database.DefaultMaxConns, cfg.Rounds)
 	fmt.Fprintf(w, "noise: %.2f cores busy on the idle machine before the runs; load generator, server and PostgreSQL share the %d cores\n",
 		m.IdleBusy, m.Cores)
 	fmt.Fprintln(w, "cpu columns: cores used during the run by the load generator (this process), the server, PostgreSQL,")
@@ -93,6 +97,13 @@ func report(w io.Writer, cfg config, res results) {
 			errs += r.First.Errors + r.Deep.Errors + r.FirstMax.Errors + r.DeepMax.Errors
 		}
 		fmt.Fprintf(w, "  failed list requests: %d\n", errs)
+	}
+	if cfg.runs("plans") {
+		p := res.Plans
+		section(w, "List plans: go test -run "+planTest+" ./internal/logstore (100k rows, EXPLAIN ANALYZE)")
+		fmt.Fprintf(w, "  %d of %d checks passed: each filter's first page and a page after a cursor read in keyset order\n  from a matching index, and the count of include_total uses an index\n", p.Passed, p.Passed+p.Failed)
+		targets = append(targets, target{"list_plans_use_matching_index",
+			fmt.Sprintf("%d/%d", p.Passed, p.Passed+p.Failed), "all", p.Failed == 0 && p.Passed > 0})
 	}
 	if cfg.runs("validation") {
 		section(w, "Validation cost: go test -bench -benchmem ./internal/contract")
