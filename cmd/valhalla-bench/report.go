@@ -78,13 +78,13 @@ func report(w io.Writer, cfg config, res results) {
 		}
 		section(w, fmt.Sprintf("List: GET /system/logs?…&limit=%d on %s rows (%s)", pageSize, thousands(int64(lr.Rows)), cache))
 		tw := table(w)
-		fmt.Fprintf(tw, "  filter\tpage\tp50 @%d\tp99 @%d\treq/s @%d\treq/s @%d\tp99 @%d\tdeep÷first\t\n",
-			cfg.ListConcurrency, cfg.ListConcurrency, cfg.ListConcurrency, cfg.Concurrency, cfg.Concurrency)
+		fmt.Fprintf(tw, "  filter\tpage\tp50 @%d\tp99 @%d\treq/s @%d\tother cpu @%d\treq/s @%d\tp99 @%d\tdeep÷first\t\n",
+			cfg.ListConcurrency, cfg.ListConcurrency, cfg.ListConcurrency, cfg.ListConcurrency, cfg.Concurrency, cfg.Concurrency)
 		for _, r := range lr.Results {
-			fmt.Fprintf(tw, "  %s\t1\t%s\t%s\t%s\t%s\t%s\t\t\n", r.Scenario.Name,
-				ms(r.First.P50), ms(r.First.P99), rate(r.First.PerSecond()), rate(r.FirstMax.PerSecond()), ms(r.FirstMax.P99))
-			fmt.Fprintf(tw, "  \t%d\t%s\t%s\t%s\t%s\t%s\t%.2f\t\n", r.Depth,
-				ms(r.Deep.P50), ms(r.Deep.P99), rate(r.Deep.PerSecond()), rate(r.DeepMax.PerSecond()), ms(r.DeepMax.P99), r.Ratio())
+			fmt.Fprintf(tw, "  %s\t1\t%s\t%s\t%s\t%.2f\t%s\t%s\t\t\n", r.Scenario.Name,
+				ms(r.First.P50), ms(r.First.P99), rate(r.First.PerSecond()), r.First.CPU.Other(), rate(r.FirstMax.PerSecond()), ms(r.FirstMax.P99))
+			fmt.Fprintf(tw, "  \t%d\t%s\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t\n", r.Depth,
+				ms(r.Deep.P50), ms(r.Deep.P99), rate(r.Deep.PerSecond()), r.Deep.CPU.Other(), rate(r.DeepMax.PerSecond()), ms(r.DeepMax.P99), r.Ratio())
 			name := slug(r.Scenario.Name)
 			targets = append(targets,
 				atMost("list_deep_ratio."+name, r.Ratio(), goalDeepRatio),
