@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"sync"
@@ -160,15 +161,16 @@ func cmpOr(a, b error) error {
 	return b
 }
 
-// percentiles returns the 50th and 99th percentile of latencies (nearest
-// rank), sorting it.
+// percentiles returns the 50th and 99th percentile of latencies by the
+// nearest-rank method (the smallest value with at least q of them at or
+// below it), sorting latencies.
 func percentiles(latencies []time.Duration) (p50, p99 time.Duration) {
 	if len(latencies) == 0 {
 		return 0, 0
 	}
 	slices.Sort(latencies)
 	at := func(q float64) time.Duration {
-		return latencies[int(q*float64(len(latencies)-1)+0.5)]
+		return latencies[max(int(math.Ceil(q*float64(len(latencies))))-1, 0)]
 	}
 	return at(0.50), at(0.99)
 }
