@@ -17,9 +17,11 @@ WHERE id = $1;
 -- name: ListLogs :many
 -- ListLogs returns one page of entries matching every non-null filter, newest
 -- first, starting strictly after the keyset position (after_ts, after_id).
--- Filters by level go through ListLogsByLevels.
+-- The store sends level filters to ListLogsByLevels, which takes the same
+-- parameters in the same order.
 SELECT * FROM system_logs
-WHERE (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
+WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::text[]))
+  AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
   AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
   AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
   AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
@@ -37,6 +39,9 @@ LIMIT sqlc.arg('row_limit');
 -- each level is its own branch, an index scan already in keyset order and
 -- cut at the page size, and the branches are merged (Merge Append). A
 -- branch whose level is not in levels folds to false and is never run.
+-- Every branch must carry every filter of ListLogs, in the same order: the
+-- store converts ListLogsParams to ListLogsByLevelsParams, which compiles
+-- only while the two agree.
 SELECT * FROM (
     (SELECT * FROM system_logs
     WHERE level = 'DEBUG' AND 'DEBUG' = ANY (sqlc.arg('levels')::text[])

@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/valhalla-platform/valhalla/internal/httpapi"
 )
 
 // httpFloorCommand is the hidden first argument that makes valhalla-bench
@@ -35,14 +33,22 @@ func serveHTTPFloor(ctx context.Context, args []string, stdout io.Writer) error 
 }
 
 // serveUntilDone serves h on addr with the same http.Server setup as
-// valhalla serve, logs {"msg":"listening","addr":...} as the server does,
-// and shuts down gracefully when ctx is cancelled.
+// valhalla serve (its default limits), logs {"msg":"listening","addr":...}
+// as the server does, and shuts down gracefully when ctx is cancelled.
 func serveUntilDone(ctx context.Context, name, addr string, h http.Handler, logger *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := httpapi.NewHTTPServer(h, logger)
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String())

@@ -19,6 +19,15 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/pgcluster"
 )
 
+// HTTP server limits: a client that trickles headers or bodies is cut off.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 60 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
 // serve runs the API until ctx is cancelled, then shuts down gracefully:
 // readiness fails at once, in-flight requests finish (bounded by the
 // shutdown timeout), then the pool and any local cluster close.
@@ -62,7 +71,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := httpapi.NewHTTPServer(handler, logger)
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version)

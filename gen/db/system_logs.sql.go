@@ -125,18 +125,20 @@ func (q *Queries) InsertLog(ctx context.Context, arg InsertLogParams) (SystemLog
 
 const listLogs = `-- name: ListLogs :many
 SELECT id, timestamp, level, category, message, correlation_id, user_id, context FROM system_logs
-WHERE ($1::text IS NULL OR category = $1::text)
-  AND ($2::text IS NULL OR correlation_id = $2::text)
-  AND ($3::text IS NULL OR user_id = $3::text)
-  AND ($4::timestamptz IS NULL OR "timestamp" >= $4::timestamptz)
-  AND ($5::timestamptz IS NULL OR "timestamp" < $5::timestamptz)
-  AND ($6::timestamptz IS NULL
-       OR ("timestamp", id) < ($6::timestamptz, $7::uuid))
+WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
+  AND ($2::text IS NULL OR category = $2::text)
+  AND ($3::text IS NULL OR correlation_id = $3::text)
+  AND ($4::text IS NULL OR user_id = $4::text)
+  AND ($5::timestamptz IS NULL OR "timestamp" >= $5::timestamptz)
+  AND ($6::timestamptz IS NULL OR "timestamp" < $6::timestamptz)
+  AND ($7::timestamptz IS NULL
+       OR ("timestamp", id) < ($7::timestamptz, $8::uuid))
 ORDER BY "timestamp" DESC, id DESC
-LIMIT $8
+LIMIT $9
 `
 
 type ListLogsParams struct {
+	Levels        []string
 	Category      *string
 	CorrelationID *string
 	UserID        *string
@@ -149,9 +151,11 @@ type ListLogsParams struct {
 
 // ListLogs returns one page of entries matching every non-null filter, newest
 // first, starting strictly after the keyset position (after_ts, after_id).
-// Filters by level go through ListLogsByLevels.
+// The store sends level filters to ListLogsByLevels, which takes the same
+// parameters in the same order.
 func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]SystemLog, error) {
 	rows, err := q.db.Query(ctx, listLogs,
+		arg.Levels,
 		arg.Category,
 		arg.CorrelationID,
 		arg.UserID,
@@ -273,6 +277,9 @@ type ListLogsByLevelsParams struct {
 // each level is its own branch, an index scan already in keyset order and
 // cut at the page size, and the branches are merged (Merge Append). A
 // branch whose level is not in levels folds to false and is never run.
+// Every branch must carry every filter of ListLogs, in the same order: the
+// store converts ListLogsParams to ListLogsByLevelsParams, which compiles
+// only while the two agree.
 func (q *Queries) ListLogsByLevels(ctx context.Context, arg ListLogsByLevelsParams) ([]SystemLog, error) {
 	rows, err := q.db.Query(ctx, listLogsByLevels,
 		arg.Levels,

@@ -187,8 +187,8 @@ type Page struct {
 // between calls are neither skipped nor repeated. withTotal also counts
 // every match. It returns ErrInvalidCursor or ErrUnavailable (wrapped).
 func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, withTotal bool) (Page, error) {
-	levels := f.levels()
 	params := db.ListLogsParams{
+		Levels:        f.levels(),
 		Category:      f.Category,
 		CorrelationID: f.CorrelationID,
 		UserID:        f.UserID,
@@ -205,20 +205,12 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 	}
 	var rows []db.SystemLog
 	var err error
-	if levels == nil {
+	if params.Levels == nil {
 		rows, err = s.q.ListLogs(ctx, params)
 	} else {
-		rows, err = s.q.ListLogsByLevels(ctx, db.ListLogsByLevelsParams{
-			Levels:        levels,
-			Category:      params.Category,
-			CorrelationID: params.CorrelationID,
-			UserID:        params.UserID,
-			Since:         params.Since,
-			Until:         params.Until,
-			AfterTs:       params.AfterTs,
-			AfterID:       params.AfterID,
-			RowLimit:      params.RowLimit,
-		})
+		// A conversion, not a copy field by field: it stops compiling if
+		// a filter is added to one query and not the other.
+		rows, err = s.q.ListLogsByLevels(ctx, db.ListLogsByLevelsParams(params))
 	}
 	if err != nil {
 		return Page{}, fmt.Errorf("list logs: %w", translate(err))
@@ -231,7 +223,7 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 	}
 	if withTotal {
 		total, err := s.q.CountLogs(ctx, db.CountLogsParams{
-			Levels:        levels,
+			Levels:        params.Levels,
 			Category:      params.Category,
 			CorrelationID: params.CorrelationID,
 			UserID:        params.UserID,

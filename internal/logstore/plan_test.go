@@ -136,7 +136,7 @@ func listAndExplain(t *testing.T, store *logstore.Store, pool *pgxpool.Pool, rec
 // and the planner may rightly choose that for a branch (one level of a
 // level filter, say) that it expects to be small. It is checked against the
 // rows the branch really held, so a misestimate (which the multivariate
-// statistics of migration 00002 prevent) fails the test.
+// statistics of migration 00013 prevent) fails the test.
 const smallBranch = 500
 
 // checkListPlan fails t unless the rows of plan come in keyset order from
