@@ -81,24 +81,11 @@ type listResults struct {
 // measures every scenario's first and deep page.
 func runLists(ctx context.Context, cfg config, env *benchEnv) (listResults, error) {
 	res := listResults{Rows: cfg.Rows}
-	const dbName = "bench_list"
-	if err := env.cluster.CreateDatabase(ctx, dbName); err != nil {
-		return res, err
-	}
-	dbURL := env.cluster.ConnString(dbName)
-	pool, err := database.Open(ctx, dbURL, 30*time.Second, nil)
+	dbURL, loaded, err := prepareListDatabase(ctx, cfg, env)
 	if err != nil {
 		return res, err
 	}
-	defer pool.Close()
-	applied, err := database.Migrate(ctx, pool)
-	if err != nil {
-		return res, err
-	}
-	if res.Loaded, err = ensureDataset(ctx, pool, cfg.Rows, len(applied) > 0, env.progress); err != nil {
-		return res, err
-	}
-	pool.Close()
+	res.Loaded = loaded
 
 	srv, err := env.startServer(ctx, dbURL, "server-list.log")
 	if err != nil {
@@ -147,6 +134,40 @@ func runLists(ctx context.Context, cfg config, env *benchEnv) (listResults, erro
 		return res, err
 	}
 	return res, nil
+}
+
+// prepareListDatabase migrates the list database and makes sure it holds
+// the dataset, reusing the one cached by an earlier run. A cached database
+// that no longer migrates (its migrations were renumbered, say) is only a
+// cache: it is dropped and loaded again. It returns the database's URL and
+// whether this run loaded the rows.
+func prepareListDatabase(ctx context.Context, cfg config, env *benchEnv) (string, bool, error) {
+	const dbName = "bench_list"
+	if err := env.cluster.CreateDatabase(ctx, dbName); err != nil {
+		return "", false, err
+	}
+	dbURL := env.cluster.ConnString(dbName)
+	for attempt := 0; ; attempt++ {
+		pool, err := database.Open(ctx, dbURL, 30*time.Second, nil)
+		if err != nil {
+			return "", false, err
+		}
+		applied, err := database.Migrate(ctx, pool)
+		if err != nil {
+			pool.Close()
+			if attempt > 0 {
+				return "", false, err
+			}
+			env.progress("the cached list database does not migrate (%v); loading it again", err)
+			if err := env.recreateDatabase(ctx, dbName); err != nil {
+				return "", false, err
+			}
+			continue
+		}
+		loaded, err := ensureDataset(ctx, pool, cfg.Rows, len(applied) > 0, env.progress)
+		pool.Close()
+		return dbURL, loaded, err
+	}
 }
 
 // deepCursor follows next_cursor from the first page of query to page
