@@ -7,7 +7,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_FILES = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: help run build test test-go test-ts durability conformance api-diff generate check-generated lint lint-spec postgres
+.PHONY: help run build test test-go test-ts durability conformance api-diff generate check-generated lint lint-spec postgres bench
 
 # API_DIFF_BASE is the git ref whose openapi.yaml `make api-diff` compares against.
 API_DIFF_BASE ?= HEAD~1
@@ -50,6 +50,10 @@ api-diff: ## Fail on breaking changes to openapi.yaml since API_DIFF_BASE (defau
 		echo "api-diff: breaking changes to openapi.yaml; if intended, add an 'API-Break: <why>' trailer to the commit message or set API_BREAK_INTENDED=1"; \
 		exit 1; \
 	fi
+
+bench: postgres build ## Measure the stack against its floors (BENCH_DURATION, BENCH_CONCURRENCY, BENCH_ROWS)
+	go build -o bin/valhalla-bench ./cmd/valhalla-bench
+	bin/valhalla-bench
 
 generate: node_modules ## Regenerate gen/ (Go server, models and client; sqlc queries; TypeScript types)
 	go tool oapi-codegen -config oapi-codegen.yaml openapi.yaml

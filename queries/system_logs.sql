@@ -17,6 +17,8 @@ WHERE id = $1;
 -- name: ListLogs :many
 -- ListLogs returns one page of entries matching every non-null filter, newest
 -- first, starting strictly after the keyset position (after_ts, after_id).
+-- The store sends level filters to ListLogsByLevels, which takes the same
+-- parameters in the same order.
 SELECT * FROM system_logs
 WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::text[]))
   AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
@@ -27,6 +29,86 @@ WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::
   AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
   AND (sqlc.narg('after_ts')::timestamptz IS NULL
        OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+ORDER BY "timestamp" DESC, id DESC
+LIMIT sqlc.arg('row_limit');
+
+-- name: ListLogsByLevels :many
+-- ListLogsByLevels is ListLogs for entries whose level is one of levels.
+-- PostgreSQL 15 cannot read the (level, timestamp, id) index in timestamp
+-- order across several levels (level = ANY (...) comes out sorted by level
+-- first), so a page would sort every match older than the cursor. Instead
+-- each level is its own branch, an index scan already in keyset order and
+-- cut at the page size, and the branches are merged (Merge Append). A
+-- branch whose level is not in levels folds to false and is never run.
+-- Every branch must carry every filter of ListLogs, in the same order: the
+-- store converts ListLogsParams to ListLogsByLevelsParams, which compiles
+-- only while the two agree.
+SELECT * FROM (
+    (SELECT * FROM system_logs
+    WHERE level = 'DEBUG' AND 'DEBUG' = ANY (sqlc.arg('levels')::text[])
+      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
+      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
+      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
+      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
+      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
+      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
+      AND (sqlc.narg('after_ts')::timestamptz IS NULL
+           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+    ORDER BY "timestamp" DESC, id DESC
+    LIMIT sqlc.arg('row_limit'))
+    UNION ALL
+    (SELECT * FROM system_logs
+    WHERE level = 'INFO' AND 'INFO' = ANY (sqlc.arg('levels')::text[])
+      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
+      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
+      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
+      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
+      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
+      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
+      AND (sqlc.narg('after_ts')::timestamptz IS NULL
+           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+    ORDER BY "timestamp" DESC, id DESC
+    LIMIT sqlc.arg('row_limit'))
+    UNION ALL
+    (SELECT * FROM system_logs
+    WHERE level = 'WARNING' AND 'WARNING' = ANY (sqlc.arg('levels')::text[])
+      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
+      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
+      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
+      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
+      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
+      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
+      AND (sqlc.narg('after_ts')::timestamptz IS NULL
+           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+    ORDER BY "timestamp" DESC, id DESC
+    LIMIT sqlc.arg('row_limit'))
+    UNION ALL
+    (SELECT * FROM system_logs
+    WHERE level = 'ERROR' AND 'ERROR' = ANY (sqlc.arg('levels')::text[])
+      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
+      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
+      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
+      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
+      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
+      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
+      AND (sqlc.narg('after_ts')::timestamptz IS NULL
+           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+    ORDER BY "timestamp" DESC, id DESC
+    LIMIT sqlc.arg('row_limit'))
+    UNION ALL
+    (SELECT * FROM system_logs
+    WHERE level = 'CRITICAL' AND 'CRITICAL' = ANY (sqlc.arg('levels')::text[])
+      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
+      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
+      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
+      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
+      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
+      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
+      AND (sqlc.narg('after_ts')::timestamptz IS NULL
+           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+    ORDER BY "timestamp" DESC, id DESC
+    LIMIT sqlc.arg('row_limit'))
+) AS by_level
 ORDER BY "timestamp" DESC, id DESC
 LIMIT sqlc.arg('row_limit');
 

@@ -166,8 +166,146 @@ type ListLogsParams struct {
 
 // ListLogs returns one page of entries matching every non-null filter, newest
 // first, starting strictly after the keyset position (after_ts, after_id).
+// The store sends level filters to ListLogsByLevels, which takes the same
+// parameters in the same order.
 func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]SystemLog, error) {
 	rows, err := q.db.Query(ctx, listLogs,
+		arg.Levels,
+		arg.Category,
+		arg.CorrelationID,
+		arg.UserID,
+		arg.TraceID,
+		arg.Since,
+		arg.Until,
+		arg.AfterTs,
+		arg.AfterID,
+		arg.RowLimit,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SystemLog
+	for rows.Next() {
+		var i SystemLog
+		if err := rows.Scan(
+			&i.ID,
+			&i.Timestamp,
+			&i.Level,
+			&i.Category,
+			&i.Message,
+			&i.CorrelationID,
+			&i.UserID,
+			&i.Context,
+			&i.TraceID,
+			&i.Actor,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listLogsByLevels = `-- name: ListLogsByLevels :many
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM (
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    WHERE level = 'DEBUG' AND 'DEBUG' = ANY ($1::text[])
+      AND ($2::text IS NULL OR category = $2::text)
+      AND ($3::text IS NULL OR correlation_id = $3::text)
+      AND ($4::text IS NULL OR user_id = $4::text)
+      AND ($5::text IS NULL OR trace_id = $5::text)
+      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
+      AND ($8::timestamptz IS NULL
+           OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
+    ORDER BY "timestamp" DESC, id DESC
+    LIMIT $10)
+    UNION ALL
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    WHERE level = 'INFO' AND 'INFO' = ANY ($1::text[])
+      AND ($2::text IS NULL OR category = $2::text)
+      AND ($3::text IS NULL OR correlation_id = $3::text)
+      AND ($4::text IS NULL OR user_id = $4::text)
+      AND ($5::text IS NULL OR trace_id = $5::text)
+      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
+      AND ($8::timestamptz IS NULL
+           OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
+    ORDER BY "timestamp" DESC, id DESC
+    LIMIT $10)
+    UNION ALL
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    WHERE level = 'WARNING' AND 'WARNING' = ANY ($1::text[])
+      AND ($2::text IS NULL OR category = $2::text)
+      AND ($3::text IS NULL OR correlation_id = $3::text)
+      AND ($4::text IS NULL OR user_id = $4::text)
+      AND ($5::text IS NULL OR trace_id = $5::text)
+      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
+      AND ($8::timestamptz IS NULL
+           OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
+    ORDER BY "timestamp" DESC, id DESC
+    LIMIT $10)
+    UNION ALL
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    WHERE level = 'ERROR' AND 'ERROR' = ANY ($1::text[])
+      AND ($2::text IS NULL OR category = $2::text)
+      AND ($3::text IS NULL OR correlation_id = $3::text)
+      AND ($4::text IS NULL OR user_id = $4::text)
+      AND ($5::text IS NULL OR trace_id = $5::text)
+      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
+      AND ($8::timestamptz IS NULL
+           OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
+    ORDER BY "timestamp" DESC, id DESC
+    LIMIT $10)
+    UNION ALL
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    WHERE level = 'CRITICAL' AND 'CRITICAL' = ANY ($1::text[])
+      AND ($2::text IS NULL OR category = $2::text)
+      AND ($3::text IS NULL OR correlation_id = $3::text)
+      AND ($4::text IS NULL OR user_id = $4::text)
+      AND ($5::text IS NULL OR trace_id = $5::text)
+      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
+      AND ($8::timestamptz IS NULL
+           OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
+    ORDER BY "timestamp" DESC, id DESC
+    LIMIT $10)
+) AS by_level
+ORDER BY "timestamp" DESC, id DESC
+LIMIT $10
+`
+
+type ListLogsByLevelsParams struct {
+	Levels        []string
+	Category      *string
+	CorrelationID *string
+	UserID        *string
+	TraceID       *string
+	Since         *time.Time
+	Until         *time.Time
+	AfterTs       *time.Time
+	AfterID       *uuid.UUID
+	RowLimit      int32
+}
+
+// ListLogsByLevels is ListLogs for entries whose level is one of levels.
+// PostgreSQL 15 cannot read the (level, timestamp, id) index in timestamp
+// order across several levels (level = ANY (...) comes out sorted by level
+// first), so a page would sort every match older than the cursor. Instead
+// each level is its own branch, an index scan already in keyset order and
+// cut at the page size, and the branches are merged (Merge Append). A
+// branch whose level is not in levels folds to false and is never run.
+// Every branch must carry every filter of ListLogs, in the same order: the
+// store converts ListLogsParams to ListLogsByLevelsParams, which compiles
+// only while the two agree.
+func (q *Queries) ListLogsByLevels(ctx context.Context, arg ListLogsByLevelsParams) ([]SystemLog, error) {
+	rows, err := q.db.Query(ctx, listLogsByLevels,
 		arg.Levels,
 		arg.Category,
 		arg.CorrelationID,

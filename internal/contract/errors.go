@@ -157,12 +157,16 @@ func detailOf(err error) string {
 	return err.Error()
 }
 
+// pointerEscaper escapes a JSON Pointer segment (RFC 6901); it is safe for
+// concurrent use, and building it once keeps its tables out of every request.
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
 // pointer builds an RFC 6901 JSON Pointer from path segments.
 func pointer(segments []string) string {
 	var b strings.Builder
 	for _, s := range segments {
 		b.WriteByte('/')
-		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(s))
+		b.WriteString(pointerEscaper.Replace(s))
 	}
 	return b.String()
 }

@@ -80,9 +80,13 @@ func TestDataSurvivesRestart(t *testing.T) {
 		t.Error("StartServer after Close: got nil error")
 	}
 
+	opts.Settings = []string{"max_connections=42"}
 	c = start(t, opts)
 	if got := queryString(t, c.ConnString("valhalla"), "SELECT v FROM kept"); got != "still here" {
 		t.Errorf("row after restart = %q, want %q", got, "still here")
+	}
+	if got := queryString(t, c.ConnString("valhalla"), "SHOW max_connections"); got != "42" {
+		t.Errorf("max_connections = %q, want the setting's 42", got)
 	}
 }
 

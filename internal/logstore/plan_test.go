@@ -1,0 +1,359 @@
+package logstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/logstore"
+	"github.com/valhalla-platform/valhalla/internal/pgtest"
+)
+
+// planRows is the size of the table the plan test reads: big enough that a
+// sequential scan or a sort of every match costs the planner far more than
+// an ordered index scan.
+const planRows = 100_000
+
+// The values the plan test filters by: each matches 0.5–2.5% of the rows,
+// so the index on that column is the plan a good planner picks.
+const (
+	planCategory    = "rare-category"    // 1%
+	planUser        = "rare-user"        // 0.5%
+	planCorrelation = "rare-correlation" // 0.5%
+)
+
+// TestListPlansUseMatchingIndex runs every kind of list query through the
+// store against a table of planRows rows, captures the SQL and arguments it
+// sends, and checks the plan PostgreSQL makes for them: rows come in keyset
+// order straight from an index that matches a filter (no sort, no bitmap,
+// no sequential scan), and a page after a cursor starts at the cursor
+// inside the index, so a deep page costs what the first does.
+func TestListPlansUseMatchingIndex(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	cfg, err := database.Config(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &queryRecorder{}
+	cfg.ConnConfig.Tracer = rec
+	pool, err := database.OpenConfig(ctx, cfg, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := database.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	loadPlanRows(t, pool)
+	store := logstore.New(pool)
+
+	str := func(s string) *string { return &s }
+	since := planStart.Add(2 * 24 * time.Hour)
+	until := planStart.Add(3 * 24 * time.Hour)
+	const (
+		ts       = "system_logs_timestamp_idx"
+		level    = "system_logs_level_idx"
+		category = "system_logs_category_idx"
+		corr     = "system_logs_correlation_id_idx"
+		user     = "system_logs_user_id_idx"
+	)
+	tests := []struct {
+		name    string
+		filter  logstore.Filter
+		indexes []string // the indexes a scan may use
+	}{
+		{"no filter", logstore.Filter{}, []string{ts}},
+		{"category", logstore.Filter{Category: str(planCategory)}, []string{category}},
+		{"correlation_id", logstore.Filter{CorrelationID: str(planCorrelation)}, []string{corr}},
+		{"user_id", logstore.Filter{UserID: str(planUser)}, []string{user}},
+		{"time range", logstore.Filter{Since: &since, Until: &until}, []string{ts}},
+		{"min_level", logstore.Filter{MinLevel: "ERROR"}, []string{level}},
+		{"levels", logstore.Filter{Levels: []string{"WARNING", "CRITICAL"}}, []string{level}},
+		{"category+min_level", logstore.Filter{Category: str(planCategory), MinLevel: "WARNING"}, []string{category, level}},
+		{"category+user_id", logstore.Filter{Category: str(planCategory), UserID: str(planUser)}, []string{category, user}},
+		{"category+time range", logstore.Filter{Category: str(planCategory), Since: &since, Until: &until}, []string{category}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			first, cursor := listAndExplain(t, store, pool, rec, tc.filter, "")
+			checkListPlan(t, first, tc.indexes, false)
+			if cursor == "" {
+				t.Fatal("the filter matches a single page; the data is too small")
+			}
+			deep, _ := listAndExplain(t, store, pool, rec, tc.filter, cursor)
+			checkListPlan(t, deep, tc.indexes, true)
+		})
+	}
+
+	t.Run("include_total", func(t *testing.T) {
+		rec.start()
+		if _, err := store.List(ctx, logstore.Filter{Category: str(planCategory)}, 50, "", true); err != nil {
+			t.Fatal(err)
+		}
+		queries := rec.stop()
+		if len(queries) != 2 {
+			t.Fatalf("want a list and a count query, got %d", len(queries))
+		}
+		count := explain(t, pool, queries[1])
+		count.walk(func(n *planNode) {
+			if n.NodeType == "Seq Scan" {
+				t.Errorf("the count reads the whole table:\n%s", count)
+			}
+		})
+	})
+}
+
+// listAndExplain lists one page through the store and returns the plan of
+// the list query it sent, and the page's next cursor.
+func listAndExplain(t *testing.T, store *logstore.Store, pool *pgxpool.Pool, rec *queryRecorder, f logstore.Filter, cursor string) (*planNode, string) {
+	t.Helper()
+	rec.start()
+	page, err := store.List(t.Context(), f, 50, cursor, false)
+	queries := rec.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(queries) != 1 {
+		t.Fatalf("want one query, got %d", len(queries))
+	}
+	return explain(t, pool, queries[0]), page.NextCursor
+}
+
+// smallBranch is the most rows a plan may sort: below it, reading the few
+// matches with a bitmap and sorting them costs less than walking an index,
+// and the planner may rightly choose that for a branch (one level of a
+// level filter, say) that it expects to be small. It is checked against the
+// rows the branch really held, so a misestimate (which the multivariate
+// statistics of migration 00013 prevent) fails the test.
+const smallBranch = 500
+
+// checkListPlan fails t unless the rows of plan come in keyset order from
+// index scans on indexes (a Sort may only sit on a branch the planner
+// proved empty, or on a bitmap scan of at most smallBranch rows on those
+// indexes) and, after a cursor, every index scan starts at the cursor's
+// keyset position inside the index.
+func checkListPlan(t *testing.T, plan *planNode, indexes []string, afterCursor bool) {
+	t.Helper()
+	scans := 0
+	var check func(n *planNode)
+	check = func(n *planNode) {
+		switch n.NodeType {
+		case "Limit", "Merge Append", "Subquery Scan":
+		case "Result":
+			if n.OneTimeFilter != "false" {
+				t.Errorf("Result node that is not a pruned branch:\n%s", plan)
+			}
+		case "Sort":
+			if n.prunedOnly() {
+				return
+			}
+			if len(n.Plans) != 1 || n.Plans[0].NodeType != "Bitmap Heap Scan" || n.Plans[0].ActualRows > smallBranch {
+				t.Errorf("sorts rows instead of reading them in order:\n%s", plan)
+				return
+			}
+			scans++
+			n.walk(func(b *planNode) {
+				if b.NodeType == "Bitmap Index Scan" && !slices.Contains(indexes, b.IndexName) {
+					t.Errorf("scans %s, want one of %v:\n%s", b.IndexName, indexes, plan)
+				}
+			})
+			return
+		case "Index Scan", "Index Only Scan":
+			scans++
+			if !slices.Contains(indexes, n.IndexName) {
+				t.Errorf("scans %s, want one of %v:\n%s", n.IndexName, indexes, plan)
+			}
+			if afterCursor && !strings.Contains(n.IndexCond, "ROW(\"timestamp\", id) <") {
+				t.Errorf("%s does not start at the cursor (Index Cond %q):\n%s", n.IndexName, n.IndexCond, plan)
+			}
+		default:
+			t.Errorf("unexpected %s node:\n%s", n.NodeType, plan)
+		}
+		for _, c := range n.Plans {
+			check(c)
+		}
+	}
+	check(plan)
+	if scans == 0 {
+		t.Errorf("no index scan:\n%s", plan)
+	}
+}
+
+// planStart is when the plan test's rows begin; they span five days.
+var planStart = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// loadPlanRows copies planRows rows, oldest first as the service writes
+// them, and analyzes the table.
+func loadPlanRows(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(1, 2))
+	step := 5 * 24 * time.Hour / planRows
+	type share struct {
+		level   string
+		permill int
+	}
+	common := []share{{"DEBUG", 300}, {"INFO", 555}, {"WARNING", 120}, {"ERROR", 20}, {"CRITICAL", 5}}
+	severe := []share{{"DEBUG", 100}, {"INFO", 400}, {"WARNING", 300}, {"ERROR", 150}, {"CRITICAL", 50}}
+	pick := func(shares []share) string {
+		n := r.IntN(1000)
+		for _, s := range shares {
+			if n < s.permill {
+				return s.level
+			}
+			n -= s.permill
+		}
+		return shares[len(shares)-1].level
+	}
+	i := 0
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if i == planRows {
+			return nil, nil
+		}
+		i++
+		category, level := fmt.Sprintf("category-%d", r.IntN(40)), pick(common)
+		var user *string
+		if r.IntN(100) < 3 {
+			category, level = planCategory, pick(severe)
+		}
+		switch u := r.IntN(3); {
+		case category == planCategory && u == 0:
+			user = &[]string{planUser}[0]
+		case u < 2:
+			user = &[]string{fmt.Sprintf("user-%d", r.IntN(2000))}[0]
+		}
+		corr := fmt.Sprintf("req-%d", i/3)
+		if r.IntN(200) == 0 {
+			corr = planCorrelation
+		}
+		ts := planStart.Add(time.Duration(i) * step)
+		return []any{uuid.Must(uuid.NewV7()), ts, level, category, "message", corr, user, json.RawMessage(`{}`), "planner"}, nil
+	})
+	_, err := pool.CopyFrom(t.Context(), pgx.Identifier{"system_logs"},
+		[]string{"id", "timestamp", "level", "category", "message", "correlation_id", "user_id", "context", "actor"}, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(t.Context(), "VACUUM (ANALYZE) system_logs"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recordedQuery is one query a pool sent.
+type recordedQuery struct {
+	SQL  string
+	Args []any
+}
+
+// queryRecorder is a pgx.QueryTracer that records the queries sent between
+// start and stop.
+type queryRecorder struct {
+	mu        sync.Mutex
+	recording bool
+	queries   []recordedQuery
+}
+
+func (r *queryRecorder) start() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recording, r.queries = true, nil
+}
+
+func (r *queryRecorder) stop() []recordedQuery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recording = false
+	return r.queries
+}
+
+func (r *queryRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.recording {
+		r.queries = append(r.queries, recordedQuery{SQL: data.SQL, Args: data.Args})
+	}
+	return ctx
+}
+
+func (r *queryRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// planNode is one node of EXPLAIN (FORMAT JSON) output.
+type planNode struct {
+	NodeType      string      `json:"Node Type"`
+	IndexName     string      `json:"Index Name"`
+	IndexCond     string      `json:"Index Cond"`
+	Filter        string      `json:"Filter"`
+	OneTimeFilter string      `json:"One-Time Filter"`
+	ActualRows    float64     `json:"Actual Rows"`
+	Plans         []*planNode `json:"Plans"`
+}
+
+// explain runs q with its arguments under EXPLAIN ANALYZE, planned as the
+// store's connections plan it, and returns the plan with actual row counts.
+func explain(t *testing.T, pool *pgxpool.Pool, q recordedQuery) *planNode {
+	t.Helper()
+	var out []struct{ Plan *planNode }
+	if err := pool.QueryRow(t.Context(), "EXPLAIN (ANALYZE, FORMAT JSON) "+q.SQL, q.Args...).Scan(&out); err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	if len(out) != 1 || out[0].Plan == nil {
+		t.Fatalf("explain: unexpected output %v", out)
+	}
+	return out[0].Plan
+}
+
+// walk calls f on n and every node below it.
+func (n *planNode) walk(f func(*planNode)) {
+	f(n)
+	for _, c := range n.Plans {
+		c.walk(f)
+	}
+}
+
+// prunedOnly reports whether everything below n is a branch the planner
+// proved empty (Result with One-Time Filter: false).
+func (n *planNode) prunedOnly() bool {
+	if len(n.Plans) == 0 {
+		return n.NodeType == "Result" && n.OneTimeFilter == "false"
+	}
+	for _, c := range n.Plans {
+		if !c.prunedOnly() {
+			return false
+		}
+	}
+	return true
+}
+
+// String indents the plan, one node a line, for failure messages.
+func (n *planNode) String() string {
+	var b strings.Builder
+	var write func(*planNode, int)
+	write = func(n *planNode, depth int) {
+		fmt.Fprintf(&b, "%s%s (%.0f rows)", strings.Repeat("  ", depth), n.NodeType, n.ActualRows)
+		if n.IndexName != "" {
+			fmt.Fprintf(&b, " using %s", n.IndexName)
+		}
+		for _, kv := range [][2]string{{"cond", n.IndexCond}, {"filter", n.Filter}, {"one-time", n.OneTimeFilter}} {
+			if kv[1] != "" {
+				fmt.Fprintf(&b, " [%s: %s]", kv[0], kv[1])
+			}
+		}
+		b.WriteByte('\n')
+		for _, c := range n.Plans {
+			write(c, depth+1)
+		}
+	}
+	write(n, 0)
+	return b.String()
+}
