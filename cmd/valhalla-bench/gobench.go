@@ -12,8 +12,9 @@ import (
 )
 
 // goBenchPackages hold the Go benchmarks of the validation middleware and
-// the problem mapping.
-var goBenchPackages = []string{"./internal/contract"}
+// the problem mapping, and of the observability middleware without an OTLP
+// exporter (Overhead/*: what tracing, metrics and the access log add).
+var goBenchPackages = []string{"./internal/contract", "./internal/observe"}
 
 // goBenchmark is one line of go test -bench -benchmem output.
 type goBenchmark struct {

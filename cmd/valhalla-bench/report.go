@@ -106,7 +106,7 @@ func report(w io.Writer, cfg config, res results) {
 			fmt.Sprintf("%d/%d", p.Passed, p.Passed+p.Failed), "all", p.Failed == 0 && p.Passed > 0})
 	}
 	if cfg.runs("validation") {
-		section(w, "Validation cost: go test -bench -benchmem ./internal/contract")
+		section(w, "Validation and observability cost: go test -bench -benchmem ./internal/contract ./internal/observe")
 		tw := table(w)
 		fmt.Fprintln(tw, "  benchmark\tns/op\tB/op\tallocs/op\t")
 		for _, b := range res.Validation {
