@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -54,12 +53,6 @@ func (u cpuUse) scale(f float64) cpuUse {
 func (u cpuUse) plus(v cpuUse) cpuUse {
 	return cpuUse{u.Machine + v.Machine, u.Interrupts + v.Interrupts,
 		u.Loadgen + v.Loadgen, u.Server + v.Server, u.Postgres + v.Postgres}
-}
-
-// String is a one-line summary of where the cores went.
-func (u cpuUse) String() string {
-	return fmt.Sprintf("loadgen %.2f  server %.2f  postgres %.2f  irq %.2f  other %.2f",
-		u.Loadgen, u.Server, u.Postgres, u.Interrupts, u.Other())
 }
 
 // snapshot reads the counters now. Unreadable counters read as zero: the

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/apiclient"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
 
@@ -42,9 +43,11 @@ func (c *clientFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.BoolVar(&c.json, "json", false, "print JSON lines instead of a table")
 }
 
-// client returns the generated client, sending the token and request id.
+// client returns the generated client (through apiclient, so a trace
+// context and request id on the call's context travel too), sending the
+// token and the --request-id.
 func (c *clientFlags) client() (*api.ClientWithResponses, error) {
-	return api.NewClientWithResponses(c.server, api.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
+	return apiclient.New(c.server, api.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
 		if c.token != "" {
 			req.Header.Set("Authorization", "Bearer "+c.token)
 		}
