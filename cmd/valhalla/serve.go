@@ -79,6 +79,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := firstToken(ctx, tokens, cfg.BootstrapToken, stderr, logger); err != nil {
 		return err
 	}
+	// The token cache listens until the server has drained, before the pool
+	// closes.
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watched := make(chan struct{})
+	go func() { defer close(watched); tokens.Watch(watchCtx, logger) }()
+	defer func() { stopWatch(); <-watched }()
 
 	store := logstore.New(pool)
 	checker := health.NewChecker(version, cfg.ReadyTimeout, logger, health.Check{Name: "database", Run: pool.Ping})

@@ -119,12 +119,17 @@ type Principal struct {
 
 // Store keeps the tokens in the api_tokens table.
 type Store struct {
-	q *db.Queries
+	pool  *pgxpool.Pool
+	q     *db.Queries
+	cache cache
+	// watchRetry is the pause before Watch reconnects.
+	watchRetry time.Duration
 }
 
 // NewStore returns a store over pool. The schema must be migrated.
+// Authenticate reads the database on every call until Watch runs.
 func NewStore(pool *pgxpool.Pool) *Store {
-	return &Store{q: db.New(pool)}
+	return &Store{pool: pool, q: db.New(pool), watchRetry: watchRetry}
 }
 
 // Create stores a new token with name and scopes and returns it; this is
@@ -204,14 +209,20 @@ func (s *Store) Authenticate(ctx context.Context, authorization string) (Princip
 	if err != nil {
 		return Principal{}, err
 	}
-	row, err := s.q.GetActiveToken(ctx, id)
-	if err != nil {
-		return Principal{}, fmt.Errorf("look up token: %w", translate(err))
+	known, ok := s.cache.get(id)
+	if !ok {
+		epoch := s.cache.begin()
+		row, err := s.q.GetActiveToken(ctx, id)
+		if err != nil {
+			return Principal{}, fmt.Errorf("look up token: %w", translate(err))
+		}
+		known = cachedToken{secretHash: row.SecretHash, principal: Principal{Name: row.Name, Scopes: row.Scopes}}
+		s.cache.put(epoch, id, known)
 	}
-	if subtle.ConstantTimeCompare(hash(secret), row.SecretHash) != 1 {
+	if subtle.ConstantTimeCompare(hash(secret), known.secretHash) != 1 {
 		return Principal{}, ErrInvalidToken
 	}
-	return Principal{Name: row.Name, Scopes: row.Scopes}, nil
+	return known.principal, nil
 }
 
 // Check is the contract validator's authentication hook

@@ -11,6 +11,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/database"
@@ -20,6 +21,12 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func setup(t *testing.T) *auth.Store {
+	t.Helper()
+	s, _ := setupPool(t)
+	return s
+}
+
+func setupPool(t *testing.T) (*auth.Store, *pgxpool.Pool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
@@ -31,7 +38,7 @@ func setup(t *testing.T) *auth.Store {
 	if _, err := database.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	return auth.NewStore(pool)
+	return auth.NewStore(pool), pool
 }
 
 func TestMintedTokensAreWellFormedAndUnique(t *testing.T) {

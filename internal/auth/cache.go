@@ -1,0 +1,147 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// changesChannel is the PostgreSQL notification channel a trigger on
+// api_tokens notifies whenever a token is updated or deleted (see the
+// migration 00014_notify_api_tokens_changes.sql).
+const changesChannel = "valhalla_api_tokens"
+
+const (
+	// watchPing is how long the listener waits for a notification before it
+	// checks that its connection is still alive.
+	watchPing = 15 * time.Second
+	// watchRetry is the pause before Watch reconnects a lost listener.
+	watchRetry = time.Second
+)
+
+// cache remembers the tokens Authenticate found in the database, so that a
+// request with a known token costs no round trip. It is only used while
+// Watch listens for changes to api_tokens: every change (a revocation above
+// all) and every loss of the listening connection empties it, and the epoch
+// keeps a lookup that raced with a change from filling it with what the
+// change replaced.
+type cache struct {
+	mu      sync.Mutex
+	live    bool   // Watch is listening, so the entries are current
+	epoch   uint64 // counts the resets
+	entries map[string]cachedToken
+}
+
+// cachedToken is a token as stored: the hash of its secret, and its caller.
+type cachedToken struct {
+	secretHash []byte
+	principal  Principal
+}
+
+// get returns the token with public id when the cache is live and holds it.
+func (c *cache) get(id string) (cachedToken, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.entries[id]
+	return t, ok && c.live
+}
+
+// begin returns the epoch to hand put after a database lookup.
+func (c *cache) begin() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
+// put remembers t under id unless the cache was reset since begin returned
+// epoch: the lookup may then have read what the reset announced changed.
+func (c *cache) put(epoch uint64, id string, t cachedToken) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.live && c.epoch == epoch {
+		if c.entries == nil {
+			c.entries = map[string]cachedToken{}
+		}
+		c.entries[id] = t
+	}
+}
+
+// reset forgets every token; live says whether lookups may fill the cache
+// again.
+func (c *cache) reset(live bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live = live
+	c.epoch++
+	clear(c.entries)
+}
+
+// Watch lets Authenticate answer from memory until ctx ends. It listens on
+// a connection of its own for PostgreSQL's notification of any change to
+// api_tokens, and forgets every remembered token when one arrives, so a
+// revocation (by `valhalla tokens revoke`, another server or plain SQL)
+// takes effect as soon as PostgreSQL delivers the notification, within
+// milliseconds of its commit. While the connection is down, Authenticate
+// reads the database on every request, as it does without Watch. Watch
+// logs to logger and returns when ctx ends.
+func (s *Store) Watch(ctx context.Context, logger *slog.Logger) {
+	for {
+		err := s.listen(ctx)
+		s.cache.reset(false)
+		if ctx.Err() != nil {
+			return
+		}
+		logger.Warn("token cache off until the notification connection is back: every request reads api_tokens", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.watchRetry):
+		}
+	}
+}
+
+// listen connects, listens on changesChannel and resets the cache on every
+// notification, until the connection fails or ctx ends.
+func (s *Store) listen(ctx context.Context) error {
+	if s.pool == nil {
+		return errors.New("the store has no pool")
+	}
+	cfg := s.pool.Config().ConnConfig.Copy()
+	cfg.Tracer = nil // a span for each wait would only be noise
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+changesChannel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	s.cache.reset(true)
+	for {
+		wait, cancel := context.WithTimeout(ctx, watchPing)
+		_, err := conn.WaitForNotification(wait)
+		cancel()
+		switch {
+		case err == nil:
+			s.cache.reset(true)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			// Quiet for a while: make sure the connection still is one, since
+			// a dead one would never deliver the next revocation.
+			ping, cancel := context.WithTimeout(ctx, watchPing)
+			err := conn.Ping(ping)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("ping: %w", err)
+			}
+		default:
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+	}
+}

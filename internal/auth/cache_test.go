@@ -1,0 +1,158 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/valhalla-platform/valhalla/internal/auth"
+)
+
+// watch runs s.Watch until the test ends and waits until the cache is
+// live: a token it has verified once costs no more database round trips.
+func watch(t *testing.T, s *auth.Store, pool *pgxpool.Pool, token string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Watch(ctx, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, "the cache to serve the token", func() bool { return servedFromMemory(t, s, pool, token) })
+}
+
+// servedFromMemory reports whether authenticating token twice more
+// acquired no database connection.
+func servedFromMemory(t *testing.T, s *auth.Store, pool *pgxpool.Pool, token string) bool {
+	t.Helper()
+	if _, err := s.Authenticate(context.Background(), "Bearer "+token); err != nil {
+		t.Fatalf("Authenticate: %v", err)
+	}
+	before := pool.Stat().AcquireCount()
+	for range 2 {
+		if _, err := s.Authenticate(context.Background(), "Bearer "+token); err != nil {
+			t.Fatalf("Authenticate: %v", err)
+		}
+	}
+	return pool.Stat().AcquireCount() == before
+}
+
+// eventually polls cond for up to 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s", what)
+		}
+	}
+}
+
+// refusedFrom returns when Authenticate refuses token, polling for at most
+// a second, and fails the test unless every later call refuses it too.
+func refusedFrom(t *testing.T, s *auth.Store, token string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		_, err := s.Authenticate(context.Background(), "Bearer "+token)
+		if errors.Is(err, auth.ErrInvalidToken) {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("token still accepted a second after its revocation (%v)", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(start)
+	for range 50 {
+		if _, err := s.Authenticate(context.Background(), "Bearer "+token); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("a revoked token was accepted again: %v", err)
+		}
+	}
+	return took
+}
+
+// TestWatchedCacheForgetsRevokedTokens: with Watch running, a verified
+// token is served from memory, and a revocation made elsewhere (another
+// store, as `valhalla tokens revoke` is, or plain SQL) is refused at once.
+func TestWatchedCacheForgetsRevokedTokens(t *testing.T) {
+	t.Parallel()
+	s, pool := setupPool(t)
+	other := auth.NewStore(pool) // a second server, or the tokens command
+	ctx := context.Background()
+	tok, err := other.Create(ctx, "svc", []string{"logs:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlRevoked, err := other.Create(ctx, "svc-sql", []string{"logs:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch(t, s, pool, tok)
+	if !servedFromMemory(t, s, pool, sqlRevoked) {
+		t.Error("a second verified token was not remembered")
+	}
+
+	if err := other.Revoke(ctx, "svc"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("revoke by another store refused after %v", refusedFrom(t, s, tok))
+
+	if _, err := pool.Exec(ctx, `UPDATE api_tokens SET revoked_at = now() WHERE name = 'svc-sql'`); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("revoke by SQL refused after %v", refusedFrom(t, s, sqlRevoked))
+
+	// A change of scopes is seen too.
+	reader, err := other.Create(ctx, "reader", []string{"logs:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !servedFromMemory(t, s, pool, reader) {
+		t.Fatal("the reader token was not remembered")
+	}
+	if _, err := pool.Exec(ctx, `UPDATE api_tokens SET scopes = '{logs:read,logs:write}' WHERE name = 'reader'`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new scopes", func() bool {
+		p, err := s.Authenticate(ctx, "Bearer "+reader)
+		return err == nil && strings.Join(p.Scopes, ",") == "logs:read,logs:write"
+	})
+}
+
+// TestWatchSurvivesLosingItsConnection: when the listening connection is
+// killed, a revocation made meanwhile is still refused, and the cache
+// serves from memory again once Watch has reconnected.
+func TestWatchSurvivesLosingItsConnection(t *testing.T) {
+	t.Parallel()
+	s, pool := setupPool(t)
+	s.SetWatchRetry(50 * time.Millisecond)
+	ctx := context.Background()
+	tok, err := s.Create(ctx, "svc", []string{"logs:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, err := s.Create(ctx, "keep", []string{"logs:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch(t, s, pool, tok)
+	if !servedFromMemory(t, s, pool, keep) {
+		t.Fatal("keep was not remembered")
+	}
+
+	var killed int
+	err = pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN valhalla_api_tokens'`).Scan(&killed)
+	if err != nil || killed != 1 {
+		t.Fatalf("terminated %d listening backends (%v), want 1", killed, err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE api_tokens SET revoked_at = now() WHERE name = 'svc'`); err != nil {
+		t.Fatal(err)
+	}
+	refusedFrom(t, s, tok)
+	eventually(t, "the cache to serve again after reconnecting", func() bool { return servedFromMemory(t, s, pool, keep) })
+}
