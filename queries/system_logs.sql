@@ -9,6 +9,17 @@ RETURNING *;
 INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
 
+-- name: InsertLogs :execrows
+-- InsertLogs stores many entries with one statement, one array element per
+-- column per entry (set-returning functions in a select list advance
+-- together): the store writes concurrent single writes together with it.
+-- An empty user_id or trace_id stands for none; neither can be empty.
+INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
+SELECT unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(timestamps)::timestamptz[]), unnest(sqlc.arg(levels)::text[]),
+       unnest(sqlc.arg(categories)::text[]), unnest(sqlc.arg(messages)::text[]), unnest(sqlc.arg(correlation_ids)::text[]),
+       NULLIF(unnest(sqlc.arg(user_ids)::text[]), ''), unnest(sqlc.arg(contexts)::jsonb[]), NULLIF(unnest(sqlc.arg(trace_ids)::text[]), ''),
+       unnest(sqlc.arg(actors)::text[]);
+
 -- name: GetLog :one
 -- GetLog returns the entry with the given id.
 SELECT * FROM system_logs

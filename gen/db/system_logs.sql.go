@@ -136,6 +136,50 @@ func (q *Queries) InsertLog(ctx context.Context, arg InsertLogParams) (SystemLog
 	return i, err
 }
 
+const insertLogs = `-- name: InsertLogs :execrows
+INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
+SELECT unnest($1::uuid[]), unnest($2::timestamptz[]), unnest($3::text[]),
+       unnest($4::text[]), unnest($5::text[]), unnest($6::text[]),
+       NULLIF(unnest($7::text[]), ''), unnest($8::jsonb[]), NULLIF(unnest($9::text[]), ''),
+       unnest($10::text[])
+`
+
+type InsertLogsParams struct {
+	Ids            []uuid.UUID
+	Timestamps     []time.Time
+	Levels         []string
+	Categories     []string
+	Messages       []string
+	CorrelationIds []string
+	UserIds        []string
+	Contexts       []json.RawMessage
+	TraceIds       []string
+	Actors         []string
+}
+
+// InsertLogs stores many entries with one statement, one array element per
+// column per entry (set-returning functions in a select list advance
+// together): the store writes concurrent single writes together with it.
+// An empty user_id or trace_id stands for none; neither can be empty.
+func (q *Queries) InsertLogs(ctx context.Context, arg InsertLogsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, insertLogs,
+		arg.Ids,
+		arg.Timestamps,
+		arg.Levels,
+		arg.Categories,
+		arg.Messages,
+		arg.CorrelationIds,
+		arg.UserIds,
+		arg.Contexts,
+		arg.TraceIds,
+		arg.Actors,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const listLogs = `-- name: ListLogs :many
 SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
 WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))

@@ -70,13 +70,15 @@ type Entry struct {
 
 // Store reads and writes system_logs.
 type Store struct {
-	pool *pgxpool.Pool
-	q    *db.Queries
+	pool    *pgxpool.Pool
+	q       *db.Queries
+	grouper *grouper
 }
 
 // New returns a store over pool. The schema must be migrated.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, q: db.New(pool)}
+	q := db.New(pool)
+	return &Store{pool: pool, q: q, grouper: &grouper{q: q}}
 }
 
 // row assigns e its id (a UUIDv7) and timestamp (now, at the database's
@@ -106,18 +108,19 @@ func row(e Entry, now time.Time) (db.CopyLogsParams, error) {
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
-// Insert stores e and returns it as stored.
+// Insert stores e and returns it as stored, once it is committed.
+// Concurrent Inserts are committed together (see grouper), each still
+// with its own id and timestamp, taken when Insert is called.
 // It returns ErrUnavailable or ErrInvalidText (wrapped) on failure.
 func (s *Store) Insert(ctx context.Context, e Entry) (db.SystemLog, error) {
 	p, err := row(e, now())
 	if err != nil {
 		return db.SystemLog{}, err
 	}
-	stored, err := s.q.InsertLog(ctx, db.InsertLogParams(p))
-	if err != nil {
-		return db.SystemLog{}, fmt.Errorf("insert log: %w", translate(err))
+	if err := s.grouper.write(ctx, p); err != nil {
+		return db.SystemLog{}, err
 	}
-	return stored, nil
+	return db.SystemLog(p), nil
 }
 
 // InsertBatch stores every entry or, on any error, none: one COPY is one

@@ -1,0 +1,164 @@
+package logstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/valhalla-platform/valhalla/gen/db"
+)
+
+// Group commit. Every single write is a transaction, and PostgreSQL's cost
+// per transaction (a round trip, planning, executor start-up, a commit
+// record and the wait for its WAL flush) far exceeds what one more row
+// costs. So Insert queues its row and returns once the row is committed,
+// and a writer goroutine writes whatever is queued, up to maxGroup rows at
+// once, with one statement. Nothing waits to fill a group: a write on an
+// idle server goes out at once, alone, and groups form only while earlier
+// writes are in flight, so they grow with the load.
+const (
+	// maxWriters bounds the statements in flight for single writes. One
+	// makes the largest groups: with 32 clients on two cores it wrote 18%
+	// more per second than two writers and 46% more than four (make bench),
+	// and at 256 rows a statement it still allows some 50,000 rows/s on a
+	// disk that takes 5 ms to commit.
+	maxWriters = 1
+	// maxGroup bounds the rows written by one statement.
+	maxGroup = 256
+	// groupTimeout bounds how long a group may take; its writers then get
+	// an error, as with a database that does not answer.
+	groupTimeout = 30 * time.Second
+)
+
+// errEmptyID sends a group holding an empty user or trace id row by row.
+var errEmptyID = errors.New("an empty user_id or trace_id cannot go in a group")
+
+// pendingWrite is a row waiting for its group's commit.
+type pendingWrite struct {
+	ctx  context.Context
+	row  db.CopyLogsParams
+	done chan error // receives the row's outcome, once
+}
+
+// grouper queues single writes and writes them in groups.
+type grouper struct {
+	q *db.Queries
+
+	mu      sync.Mutex
+	queue   []*pendingWrite
+	writers int // goroutines writing groups
+}
+
+// write queues row and returns once it is committed, or with the error
+// that kept it out (ErrUnavailable or ErrInvalidText, wrapped), or ctx's
+// error when ctx ends first; the row may then still be committed, as a
+// statement interrupted on its way may be.
+func (g *grouper) write(ctx context.Context, row db.CopyLogsParams) error {
+	p := &pendingWrite{ctx: ctx, row: row, done: make(chan error, 1)}
+	g.mu.Lock()
+	g.queue = append(g.queue, p)
+	start := g.writers < maxWriters
+	if start {
+		g.writers++
+	}
+	g.mu.Unlock()
+	if start {
+		go g.drain()
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drain writes queued rows, a group at a time, until none is left.
+func (g *grouper) drain() {
+	for {
+		g.mu.Lock()
+		n := min(len(g.queue), maxGroup)
+		if n == 0 {
+			g.writers--
+			g.queue = nil // let a burst's backing array go
+			g.mu.Unlock()
+			return
+		}
+		group := make([]*pendingWrite, n)
+		copy(group, g.queue)
+		g.queue = g.queue[n:]
+		g.mu.Unlock()
+		g.commit(group)
+	}
+}
+
+// commit writes group with one statement and tells every writer the
+// outcome. When the statement fails for a reason other than an outage, it
+// writes the rows one by one, so that a row the database refuses fails
+// alone.
+func (g *grouper) commit(group []*pendingWrite) {
+	// The group outlives any one request: a writer that gives up must not
+	// cancel the others' rows. The first request's context still carries
+	// its trace to the statement.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(group[0].ctx), groupTimeout)
+	defer cancel()
+	err := g.insert(ctx, group)
+	if err == nil || len(group) == 1 || errors.Is(err, ErrUnavailable) {
+		for _, p := range group {
+			p.done <- err
+		}
+		return
+	}
+	for _, p := range group {
+		p.done <- g.insert(ctx, []*pendingWrite{p})
+	}
+}
+
+// insert writes the rows of group with one statement.
+func (g *grouper) insert(ctx context.Context, group []*pendingWrite) error {
+	n := len(group)
+	p := db.InsertLogsParams{
+		Ids:            make([]uuid.UUID, n),
+		Timestamps:     make([]time.Time, n),
+		Levels:         make([]string, n),
+		Categories:     make([]string, n),
+		Messages:       make([]string, n),
+		CorrelationIds: make([]string, n),
+		UserIds:        make([]string, n),
+		Contexts:       make([]json.RawMessage, n),
+		TraceIds:       make([]string, n),
+		Actors:         make([]string, n),
+	}
+	for i, w := range group {
+		r := w.row
+		p.Ids[i], p.Timestamps[i], p.Levels[i], p.Categories[i] = r.ID, r.Timestamp, r.Level, r.Category
+		p.Messages[i], p.CorrelationIds[i], p.Contexts[i], p.Actors[i] = r.Message, r.CorrelationID, r.Context, r.Actor
+		// "" stands for none in the statement; the database refuses an
+		// empty user or trace id, so such a row goes in alone, to fail.
+		if r.UserID != nil {
+			if *r.UserID == "" {
+				return errEmptyID
+			}
+			p.UserIds[i] = *r.UserID
+		}
+		if r.TraceID != nil {
+			if *r.TraceID == "" {
+				return errEmptyID
+			}
+			p.TraceIds[i] = *r.TraceID
+		}
+	}
+	stored, err := g.q.InsertLogs(ctx, p)
+	if err != nil {
+		return fmt.Errorf("insert %d logs: %w", n, translate(err))
+	}
+	if stored != int64(n) {
+		return fmt.Errorf("insert logs: stored %d of %d rows", stored, n)
+	}
+	return nil
+}
