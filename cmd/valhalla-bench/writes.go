@@ -16,6 +16,7 @@ import (
 
 	"github.com/valhalla-platform/valhalla/gen/db"
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/logstore"
 )
 
 // batchSize is the number of entries in each batch request and COPY.
@@ -30,8 +31,10 @@ const writeBody = `{"level":"WARNING","category":"auth","message":"new device si
 type writeResults struct {
 	// Write is the full stack; HandWritten the reference server without
 	// the contract; DBFloor the INSERT through a pool opened as the
-	// server's is, DBCeiling through one connection per worker.
-	Write, HandWritten, DBFloor, DBCeiling, HTTPFloor stats
+	// server's is, DBCeiling through one connection per worker; StoreFloor
+	// the server's own store (group commit included) called in-process,
+	// without HTTP or the contract.
+	Write, HandWritten, DBFloor, DBCeiling, StoreFloor, HTTPFloor stats
 	// CopyFloor and Batch count COPYs and batch requests of batchSize rows.
 	CopyFloor, Batch stats
 	// PeakRSS is the server's VmHWM after the single-write run, and
@@ -123,6 +126,8 @@ func runWrites(ctx context.Context, cfg config, env *benchEnv) (writeResults, er
 				w.insertFloor(ctx, w.pool), &res.DBFloor},
 			contender{"single write: database ceiling", cfg.Concurrency, 0,
 				w.insertFloor(ctx, w.ceiling), &res.DBCeiling},
+			contender{"single write: store floor", cfg.Concurrency, 0,
+				w.storeFloor(ctx), &res.StoreFloor},
 			contender{"single write: HTTP floor", cfg.Concurrency, floor.PID(),
 				other(floor), &res.HTTPFloor},
 		)
@@ -187,6 +192,22 @@ func (w *writeBench) insertFloor(ctx context.Context, pool *pgxpool.Pool) func(l
 	return func(l load) stats {
 		return l.goroutines(ctx, func(ctx context.Context) error {
 			_, err := q.InsertLog(ctx, w.row())
+			return err
+		})
+	}
+}
+
+// storeFloor writes the same entry through logstore.Store.Insert, the
+// server's own path to the database, group commit included: the full
+// stack without HTTP, authentication or the contract.
+func (w *writeBench) storeFloor(ctx context.Context) func(load) stats {
+	store := logstore.New(w.pool)
+	p := w.entry
+	e := logstore.Entry{Level: p.Level, Category: p.Category, Message: p.Message, CorrelationID: p.CorrelationID,
+		UserID: p.UserID, Context: p.Context, Actor: p.Actor}
+	return func(l load) stats {
+		return l.goroutines(ctx, func(ctx context.Context) error {
+			_, err := store.Insert(ctx, e)
 			return err
 		})
 	}
