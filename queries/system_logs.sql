@@ -124,12 +124,17 @@ ORDER BY "timestamp" DESC, id DESC
 LIMIT sqlc.arg('row_limit');
 
 -- name: CountLogs :one
--- CountLogs counts every entry matching the same filters as ListLogs, ignoring pagination.
-SELECT count(*) FROM system_logs
-WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::text[]))
-  AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
-  AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
-  AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
-  AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
-  AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
-  AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz);
+-- CountLogs counts the entries matching the same filters as ListLogs,
+-- ignoring pagination, but stops at count_limit: a count reads every match,
+-- so its cost is bounded by the limit, not by the table.
+SELECT count(*) FROM (
+    SELECT 1 FROM system_logs
+    WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::text[]))
+      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
+      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
+      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
+      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
+      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
+      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
+    LIMIT sqlc.arg('count_limit')
+) AS matches;

@@ -303,8 +303,10 @@ describe("list", () => {
       assert.ok(data);
       if (pages.length === 0) {
         assert.equal(data.total, written.length, "include_total counts every match");
+        assert.equal(data.total_relation, "eq", "the total is exact below total_limit");
       } else {
         assert.equal(data.total, undefined, "no total unless asked");
+        assert.equal(data.total_relation, undefined, "no total_relation unless asked");
       }
       pages.push(data.items);
       if (pages.length === 1) {

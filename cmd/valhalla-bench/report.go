@@ -88,6 +88,9 @@ func report(w io.Writer, cfg config, res results) {
 				ms(r.First.P50), ms(r.First.P99), rate(r.First.PerSecond()), r.First.CPU.Other(), rate(r.FirstMax.PerSecond()), ms(r.FirstMax.P99))
 			fmt.Fprintf(tw, "  \t%d\t%s\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t\n", r.Depth,
 				ms(r.Deep.P50), ms(r.Deep.P99), rate(r.Deep.PerSecond()), r.Deep.CPU.Other(), rate(r.DeepMax.PerSecond()), ms(r.DeepMax.P99), r.Ratio())
+			if !r.Scenario.Goals {
+				continue
+			}
 			name := slug(r.Scenario.Name)
 			targets = append(targets,
 				atMost("list_deep_ratio."+name, r.Ratio(), goalDeepRatio),

@@ -261,6 +261,25 @@ func TestListFilters(t *testing.T) {
 			if total != int64(len(want)) {
 				t.Errorf("total %d, want %d", total, len(want))
 			}
+			// The count stops at total_limit, and says whether it did.
+			counted := func(limit int64) (int64, api.SystemLogListTotalRelation) {
+				p := tt.params
+				p.IncludeTotal, p.TotalLimit = ptr(true), &limit
+				page := list(t, srv, p)
+				if page.Total == nil || page.TotalRelation == nil {
+					t.Fatalf("total_limit=%d: no total or total_relation", limit)
+				}
+				return *page.Total, *page.TotalRelation
+			}
+			n := int64(len(want))
+			if got, rel := counted(max(n, 1)); got != n || rel != api.Eq {
+				t.Errorf("total_limit=%d: total %d %s, want %d eq", max(n, 1), got, rel, n)
+			}
+			if n > 1 {
+				if got, rel := counted(n - 1); got != n-1 || rel != api.Gte {
+					t.Errorf("total_limit=%d: total %d %s, want %d gte", n-1, got, rel, n-1)
+				}
+			}
 		})
 	}
 }

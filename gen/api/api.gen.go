@@ -117,6 +117,24 @@ func (e ReadinessStatus) Valid() bool {
 	}
 }
 
+// Defines values for SystemLogListTotalRelation.
+const (
+	Eq  SystemLogListTotalRelation = "eq"
+	Gte SystemLogListTotalRelation = "gte"
+)
+
+// Valid indicates whether the value is a known member of the SystemLogListTotalRelation enum.
+func (e SystemLogListTotalRelation) Valid() bool {
+	switch e {
+	case Eq:
+		return true
+	case Gte:
+		return true
+	default:
+		return false
+	}
+}
+
 // Check One readiness check.
 type Check struct {
 	// DurationMs How long the check took, in milliseconds.
@@ -528,11 +546,28 @@ type SystemLogList struct {
 	// Example: AQAGRHQT1sAAr0CSj8FfREqX70zYOmS5Yw
 	NextCursor *string `json:"next_cursor"`
 
-	// Total Entries matching the filters (only with `include_total=true`).
+	// Total Entries matching the filters, counted up to `total_limit` (only
+	// with `include_total=true`); see `total_relation`.
+	//
 	//
 	// Example: 1234
 	Total *int64 `json:"total,omitempty"`
+
+	// TotalRelation `eq` when `total` is exact; `gte` when more entries match than
+	// `total_limit` allowed counting, and `total` is that limit (only
+	// with `include_total=true`).
+	//
+	//
+	// Example: eq
+	TotalRelation *SystemLogListTotalRelation `json:"total_relation,omitempty"`
 }
+
+// SystemLogListTotalRelation `eq` when `total` is exact; `gte` when more entries match than
+// `total_limit` allowed counting, and `total` is that limit (only
+// with `include_total=true`).
+//
+// Example: eq
+type SystemLogListTotalRelation string
 
 // TraceID A W3C trace id: 32 lowercase hex digits. The request's `traceparent`
 // when it sent one, else a new trace started by the server.
@@ -641,8 +676,17 @@ type ListSystemLogsParams struct {
 	// part of the contract.
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 
-	// IncludeTotal Also count every entry matching the filters (costs a count query).
+	// IncludeTotal Also count the entries matching the filters, up to `total_limit`
+	// (a count query, whose cost grows with the matches it counts).
+	// `total_relation` then says whether `total` is exact (`eq`) or a
+	// lower bound (`gte`): more entries match than were counted.
 	IncludeTotal *bool `form:"include_total,omitempty" json:"include_total,omitempty"`
+
+	// TotalLimit With `include_total=true`, count at most this many matches, as
+	// search engines do. The default keeps the count under a few
+	// milliseconds; raise it for an exact total over more matches, at
+	// the cost of a slower answer. Ignored without `include_total`.
+	TotalLimit *int64 `form:"total_limit,omitempty" json:"total_limit,omitempty"`
 
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
@@ -1556,6 +1600,18 @@ func NewListSystemLogsRequest(server string, params *ListSystemLogsParams) (*htt
 		if params.IncludeTotal != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "include_total", *params.IncludeTotal, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TotalLimit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "total_limit", *params.TotalLimit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -5137,6 +5193,19 @@ func (siw *ServerInterfaceWrapper) ListSystemLogs(w http.ResponseWriter, r *http
 		return
 	}
 
+	// ------------- Optional query parameter "total_limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "total_limit", r.URL.Query(), &params.TotalLimit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "total_limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "total_limit", Err: err})
+		}
+		return
+	}
+
 	headers := r.Header
 
 	// ------------- Optional header parameter "X-Request-ID" -------------
@@ -7196,107 +7265,113 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hzrchs31uCrYDupsrTTpHiR5Jgu/1DkSzSj2IosrydjatRg9yGJqBtgALQkxqWteYd9h32weZKvDoC+",
-	"NynKVpx8/qYqVbHYaODg3K/90QtFshAcuFbe6KM3BxqBNP/8+yn8moLSR8/xrwhUKNlCM8G9kXc2ByLt",
-	"40eKhEJKiCk+IywiW3oOJKRxDPKR8omQRHAgCeMaIjJZEnysQF6B3O56vof7MAmRN9IyBd9T4RwSimcm",
-	"9OYY+EzPvVF/8J3vJYznf/vegmoNEqH554eDzj9o57de50n3YtQ5/8u3nu/p5QK8kae0ZHzm3d7e4huS",
-	"JqDd/Y4iSBZCAw+Xf4Nl844/0ktQhJJryTQQRadAtCAStFx2yXum54yTwS6Zi1Qq316KJkAuYUmmUiT4",
-	"y5ibn7S4BE6umZ4XyyYiWuJmqeTK/DplUmkiQS0EV2CRiCvHnEVq27wtUm2gYXxG6Iwy7hO4wp3nLIbK",
-	"JoYyhCmiNIvjMZcp54zPnlbBNBBRLvQcpAWI4YWD3cEg6JI3PF5m1x9zPaeaqDQMASKIcKGEBJIJSIh8",
-	"ogShFjWETjVI3GWvNwzs26o75u8UEEqmEtScSMojkZArGqfg46ZzQvHgd++OnvtkKiQBGs5JxJRmPLR3",
-	"hu6Ye74HNzRZxEjY4bQXDugudB5P+lFnN9zb6zyh30GnF+1P+5NBOKS7ked7DElpudrzPU4TfLdE+g7S",
-	"fgXTDfb21jHd/+r833ZW89fKzmFFWrrkb7DQ5HoOnDBDsv6///X/+oPvSDinkobIrURMSVDj8eDp2BLu",
-	"mikoiZSRswyZV4+75CC+pktFIJwLpBs3azM2qyO1138ymPbCvc4+3YfO46gfdp5M96AznPTpINyN9mB/",
-	"ugqpf++4S3eOnlcw2iKJ2flGEF8KOWFRBBz/CAXXwDX+ky4WMQsNonYWUkxiSP7yixJmWbH7txKm3sj7",
-	"ZqdQZDv2qdo5sW89B01ZrOzRTUVmxZMpZEgWkUmqSUzDSyuWKhQLi1+xAGmpxgEiZWUpMlsTRIEiTKM+",
-	"K6nQ9+/fdw5SPQeu8SLQrkgnQCVIpHccA58B7oYijvsnTCn8twVj6/TlIdl/vNczirMg2/d2Bwk0Tp6N",
-	"vSsa41507PkEpBTy2dhjXKXTKQsZcH1hdsOn5h/Pxl4sZmpkJd1bSzu/SuYV+Hco2CmJgcG9o8cfQOcD",
-	"ThB3T3b3HhN3Ro1Wn3Ovd5ymei4k+w3N2Be/3GuR8ZBh5dzkGp3NFEn5JRfX3CcJjadCJhDhCglX4hIi",
-	"qwI+n2k/izeN5F0Y6A0DrvYJHpYh33F6RVlMJzH8QconoppOqAJLpxyapxVrippgxtDURxDTZY1zT3Fl",
-	"5wBXNmn1FkLBI4WuyzVlmkxgKiTY3RmfddukHT21GcjPxO5ttrMB8nAO4WUTvDccYaER46AUCXERgrSQ",
-	"qG01swYiSq3ivUhUc4cfxDWJhVOXZgOihbj00dQlLI6ZshiocGWvuzvwPZQFqr2RF4kUOSC35DxFx8a7",
-	"9T3Dos1D38+XpfOmlMUQkS1K1FxI7VtnUaVJQuWyJg4OQmaEMNWOwH3VdCMyw9o8m2pyTR22IKrun/FT",
-	"235KU52qu/jWUOqtXWptdSaLHyxE+UZ+hTLn+Yli8guEGk8s79WkfapDkQB6N7QgPfA0waPEped7iNnS",
-	"xsVVzMYte75Ax9Hs5Vv3lmmFeDYHUR6RDGI8imlINkMHHulgoFLSJf79kkEcvWjnD2TrKyasl9clL25o",
-	"qOOlUcroyy0EipgMkGX++vbNa3JifyCMa2EYC73xbX/MgzxmMYt/TUEuUXkvqJ6T/Nk2/hRYMQxILFBt",
-	"G3fE6PaaMBl9tIKtmCLXUli1UPCUcdTxGRc6uwMCSeNYXENkHflWDnY+YuOw1zTJd8miFbu2evKhVcid",
-	"M9y4Zf8cA+uPWIG26lkxS5huPcQSp3lEhXTW/j3p9bcLKmZXQ2pWD9sBriUDtTPcieEK4tYooix5jmxt",
-	"QvYD0BjDkwYTXoGkcYyIjfW8qVbDXIbu5H/l1IfUEF1Q3cY9YCOLhRQhqnK3uHrrQW+w3+n3O4P9s15v",
-	"ZP77h1fWw1RDB3Xjeu1Vc+1sgBOIy+ApiWAmKQao9tImoOXqGqNUF+4Si66TwgksaZw2VZMuEKILZ0ZW",
-	"W1jFeAj23pVbD/d7ve7eRtbmCqRi1seonvF9yuKIuMc14ex3e93enfyTq+zsjMbFKgT2M+5YzXAlZ57G",
-	"8ZupN/pwP4fI//jfmyH/lIyxngs+m/jndR/2eVXgfJPJaQZbVvjc8T6xpxuDDFeom535v/W9Y/RzQbXg",
-	"M3vS1GQbqIY7Bb1dXtrY/1jMjo3ObqH4FUimlz5Bw6g0et1zNpuD0uXzn7/4/t0rz/eOXr984/ne+4PT",
-	"10ev8YcXp6dvTj3fOzw9Ojs6PDjG4wtmdcsbfPgjaMnCluufONYPRcpNHsk4QFnAsRAiJjOazqAFo9Hk",
-	"Ap/fGeMIEaN7Z8QxFjN1cS2Z1sAvtNC0BUPHYkac6SNKC1TLq8Rjf7dXkg3G9f5ucfs8RLFUA6XVBeMX",
-	"05jN5i3awAUmikzAZFNAXkFEuLjuevc7Y8W18v0RRzHoNdfq9wa7G535H+12X+22XqcVuq9GzVYWamVn",
-	"P5eLNr1QCENrxiQXvFBwDqHJJOJeTeGjob3TBa5UbRnkbAOFUW6qoM7Gw0ErS7EohlWbHkVxGTS14ZYJ",
-	"vVm1I+KDKPYbEONab7ihwfSqLd8sgN8byBqXlA+ooMSvI758u1aCVx2apvlpSTqSFzcaODIiseUTRRK6",
-	"JBMgNIqsANecoqJccMGiloj315TGJA84bF79kSLlxE1LCkKkuvN4OqRtor8qRHxxs4gptzlwE1kxRUQY",
-	"plICD6F6SCWyo4r0icvykSnGzW3HmlxLW0xvPIQ8nLYVomw3xhep3jiYL8XsLRE940pTHsLaeqeNIWt3",
-	"J3O6WACHiNTd8x21VBqSHdQm94lqfjg7OyH2IQlFVMXu7mDQKjpMxy3Av50LqbN0VBYSZ34Z7uKKjeaw",
-	"R4pIoAp101xSBbX01TvuLA6dxEBecM30su1aWtIQHL+uI8gZrjt6XlCjDvy70yMiYQoWzSwCrtl0mZVH",
-	"yreoAppKPspyzSO3bGRYxjBRx+bs7jQp2iUeDGbLiS8rIiWe8euS2qYxTrNUZ5sLkWVBjatccYsfIHK/",
-	"O3RGjKQSFKESGkFzDt2mcfOq8HNNWFk/4w+LLGuwbx4MHWSp4CKljawHK6MiU6GJGXqO9TjordEbx2Jm",
-	"0BBFDM+g8UnpXlMaK2jC4Pzq2LnayzYHQ7dlLVHL8VLazBZGDYzXUmhbBjVb+kSBrvZyPB1zSsKYAdck",
-	"pJwLbdYw3UU1YRx+50xlNQhaFJmY4GMON0wZz5kuSbCV8tJziLaDeq16wuKY8VkHj2dhqw+Lb86EbGnu",
-	"OHRPqkoDT2zdR3ANN3o1JWyVqqZ2tUxDnSIpEtAU3b+SC+t4yPduOjPRcT/+ogTvntLrH1HBzsAevd78",
-	"H7b03phCrqz5ACTlMTKkqSNt39MjaDv5jCXQETIyasJ1G3xKM0Huv6Upa/UL4izYXie7eVCOPqlDX7Ol",
-	"xz6oWQoFkig246Y9otWYsQSUpsliTSDmui+c7OWCsi4gG+yO9na7j/v9vf3+5nFZ2bI2xff98JCYFcgM",
-	"tQR7uyALSXgax+hUjXktNHeCmm2oCNoEIiFEskd1gdydTJ8MpsO9x48nw92I7tNhCE8GT6Ie9GD38XDf",
-	"+tNZM81wUOmtwT8RDluKtfJUbrbpdZ7QzvT843Bw+21ruKpArsSKIXF+ZwwgQpBc5ZdvMkRnFyOJOkDr",
-	"bZzl3pxXMsYtqaGCNRuCXSJscZlC8/hOZ7fZzdxSfE912FIHeGuJ6WhrCqPGayZGeJvWIfekm4hUla02",
-	"drsLW9bwuus4NNvdfctDCa414R6mMbNDWtiLEKpFwkIaxy020t2xiQfTn9Xr9T4dCw54Gz0f2VdxRyMQ",
-	"2d93ICoDby2qPglLB4XnkGOqxQWtmNYpTWPUXDPgIG2ipLLnSwnQQf1Gsvd8At1ZlwRocgOfBArCVDK9",
-	"xH9PGUeXOuiS53ZnQ7LAbR602uySZtnfXde198/x+KbXO//f3/6uhr4K+cfboEuOtCKXsLRZWHukIkmq",
-	"9Ng4S3g0ZZy8+0sPmWvrRCg9k/D2p+NHiqBjMMndKsO7TG+PXO/kmDu428pdu4MBMRVM0zWqSbDjFtcd",
-	"qo8eWxgbNez2uv3+sPu4JK2/k7uS8ddTEpXwpSvdxZsnMjbvF17LBLm/sVnwUXgeJh7IRMFl69sLBDX+",
-	"wLVBd63r8kOaUN7BuMJE3m5dlxzwJXnHWSgiIIYFJql2POST6zkL56TgpAoH3eEFlZHZy5TTp6DzUyzz",
-	"KoP8IBSuadIM5Ws16TFTur3NY0FnJmDKzSsHU/oxrdj3Mq6Z8yW4TS8tnKv6uSbW9zjc6Iswlaot6js0",
-	"v5ukGhIC15qjC9dQWBc3pkrnQBXUOfjp4NXpDz+d9dXBgewdvv3lu5fT0xe//v1x77ef3yRv936+9ta6",
-	"dgcffuqcnRftzRed1V7eivJLZtgTdA2y3NCUxabotSV47HrdA8bDOI3ApvOfIShBNRTqD4abVGdavZYq",
-	"ntvYKct2NRMxFcd9RIYDU0GUIVVA5nBDIjZjWnVJdfAiMG8sqASugzHPmsgVxuCCg08gNm33HK7d5q4i",
-	"Ug3dH9yR39xxv/W9zPK/RU62QmKbSw9S29Vi/3qZ0eRqHl+M015vGLLI/B/cnwpCCdr+5DW9mv/jsoFZ",
-	"k2xCI3BscVV5pEho/KagS0w7mU2DzEUcqTE3HdPKN0kb208f3HTsj8FTO7dQahQ3beF5G7kiDI09QKTc",
-	"ixkTZTt0ydabBfCDkyMy7PbIJcCi8r6YorXPMEbc6wnSG+X3DaKMDIyHgfscPSeuVuSb3zIUmIEQRbhw",
-	"b1g2MGMcpcNidgVuYEABgaxuobrbhl+M5jGJGEOfgrZzrRfGU7D7IAlNfzkaL2/kvQJtgEEM5q6m86OL",
-	"PnSMrc3gTWmFeW2CMo6rbYsp41PRlKec1kxVe/dpTCY0vJy4LjbKCeJ6EVONMj9C+eARlRH7DaIxz/N1",
-	"tjSBSCQ0jZhGaWIx7mDT+whlHjUzXjK5/phn8Xd5TErPpUhncxKUvZvAUsm1LpnMoeqO+ZjbCogBopgQ",
-	"YooEq7qUA7NRSKWNd+aQQ9EY1+oSu3u+r5kUUTXIDBiofJAcOTaVGYUgtNJ+TraCA9cNbxaNiGsBR8H9",
-	"97/+f7DtpomMRK0esrAjFa1iMhrzoGCVwDQ34798EuScFthpLRpZpemQatAiOCpDPeali1BpDkfoM/Ea",
-	"kQ/nwbZVjjELgSvjl7lxl4MFDefQGZjeq1TGjvHVaGfn+vq6S83jrpCzHfeu2jk+Onzx+u0LfKc710lc",
-	"qtnkHFsqVI8829p163sIGV0wb+Shcz70jIqdG9HaSYr2jxnoVeUzuyqb/zmRIgE9h1RZpxFuFkKZcIdY",
-	"20e2HBSk1+11d7f9MUcFQ8tvupQX+vChpAsYZZZJoXkpKGnjHapT5SPlgcm8C1f5xTuME1t79ysynyeN",
-	"l8Q45v6YF2WcomhRPtFO41UaXfx6lznCMjHtBahBrODhW68EkSnPu5MWeQtNHEOohUSBDFxRr2OZKqNA",
-	"YM5QxYxd1ndjWSgH78hpwQKVWQdPdURxRdxRLKk03J/XpqoGvV5tpAEpvbOIKeNPs56KZ4a61ZmGwg/4",
-	"hvzw4viEZNbxAvn7oto8QUydMqehbazxV9HfVjLH/Bty9vPJi/UbO+QZaq9c9RE3fDb2Br3+2PPzI5+N",
-	"PWvCc6947N2S4Zi3z4U2XXFHUVO3qcnKA44N7VkStb2SkzKrbdm6vAsuN36n5F55ow/nvueqwLY5LLtW",
-	"krOfpjNkPM8ytneOG+w45dPNxl+clmnws/Nc/vr2zevfmZPLZq85lNMkZ+ZTRSJM0Vm6dx2mnUsgmUAU",
-	"QWFR8B9XYBxsLUxn/9fCLWcYkGbXNGLhyJxxTPasxjNLmsQb8MzPBz8ef0GeyaD6PJ7ZlCtQHWowDjr+",
-	"4+tlCUfFFSxRsZkrvZVsaMEZjHLbsDEktsevS4JBrxfYselS5ZwsqFKAtt2On2d19q3q8L3rvNq272Ms",
-	"gH7EKjvt5iv+SJW2LvPjwGvhRvtk+Qcy3F5v+OBzldXpg5ZrZy3ptuui2oGui1Aga7/L++4eCEcPKmTV",
-	"GZ5VFrrqjmLcvlK+zkpNw0yRdGHdM5BXjM+6xLbAEC60yaNh0C85NQXShlzknfp/VsnIAWwbCEcsfS2q",
-	"OLuozRlsxiXNsLFB4C8Tlnw6fTP4Wsh7WB55KIYcvgZif08VC+/y2au0xrh0uVIlrDWlT/NPuWR6NDaf",
-	"ZZlV1uLLY54bUuJqCS5DwBRR81SbtyJxzW1GpuiHt8cxPlNj7qqWZpDajEmLVK+wy0Uz5Z+VQQsIW1gU",
-	"H35ttrnRwtn6tQptEiXLmn1u4as/q1U+rbZ3rhdC2/q9SviObfOnS3aVa4dkS+NPE2mSqpMlYZFP8GXg",
-	"EeMz+0ko01EAeswXdMa4y7ei5JKgVIwK7BepRFaupIoE2RMtyAx0XvrrjvlBHOfFs1AkE8ZdneTg9fM2",
-	"UcQr5ImWzxNGv1lhjZdFKhCBKObPFdiMoCJbEhaA6iTO+tUXsYjyYqP5XJGZAS++VpT1ZhV8vVGZtdJm",
-	"mDfv7DVLrkovTQ5tKmRy172oRoVJJ+IKbOVXZW0CXjvwCeMXzQtsBvcdsDBXfA5LDbJtIJR62lq/ndVs",
-	"wmlU/u6mtYWkWq5YBU+9nW7Tz8jdEyyXjbafXHNus/n2ma3xZGMxeTl3Fbylbr/NKJhPStwBoa3jo2uv",
-	"bHNf2+lFg+HvgybH0e7jNQzZSmnKNdkyFXjFrqygtsFmBgorkG3SGHsHQFknawUWuLkLlpRrFj8ALCeo",
-	"dRX7bSU7ZB+fKGeknMHa67XMuCX0hiVpgk9tZ479q9/WqtAcoqO/pkBC1/eBlgGtMFwxkdquk0c18/HU",
-	"mhSmTfF0zFMezimfQWS72tScLkw9cspuit4C1wTgm0+wOC/DfUQEzZXUWX9ylieqtyFs1FjSqgtsB0YZ",
-	"m5/Ub9JE3UGshK1MODfFti21952EQpkv8dn1BsaVjFZpTGnnA9es6WCcCBED5d7t7+rAVvufWpy5lg6o",
-	"h3LafC9m3A7tvIYbfdLaFndW7lgaFRm+jAi2vyPzdRQ6OmLMq77RFp24jplqm9N2m7MTr3N2PmasN8Jr",
-	"uk8sTkS0/Gan3BpkOxd2e/27vdHKl+XMS8O7Xyo+qIhvDAb3DAs+KYy48xr5d9Y+2RkvpTuqnSMl/9v4",
-	"2ue+1+gZyB7aLpRz81mftpY+0yyvjJdZDFCRd/YLeqTo5TMNAxJ+gVCjGnxvP6U65kHt26KBn38Ztfy1",
-	"V6s3StMi1uU3ue0WrjusVjM/18e+Y3Xty7hWw5j3vxc2j/CwyiXrh6+21aHvftvQbf2HP35VIac07FCP",
-	"04+FPbJtXvU4s2v197/IRw1LWvMVaIvZyE0Rrr+inxnugEVB40OxDZacgV7Fjx/NvFhDBbIo13z3UzFf",
-	"SlP2h/cDq793v/Vfnya2LXq0UJX3UsW20a+RK9mZZHNMa1V0fQ6nNM0zIjSOnRgmREi/KPQZ/980EPlj",
-	"zgUHdGEhMZkOMO5tfT4q0+2kTbWPebtuLw3R3Vu72zGur0vFl4e2/ig9b/F6t7JfMST3wD7tK9AvkSvu",
-	"UtGWdcqKOrMvRkweRDGjAOz0/qOgv1YFXe6nZFYPakm5ouYrOg+isz+y6HZdLfHBfNf2uZnlI1VODi6o",
-	"KZZnwXW01vu6YwD9ywTYK7uJWrzPz6mDfClR7e3+Txe9V6CrYeSnhKm1KlR1NObDOfKmLbJaUap/bC+k",
-	"MYngCmKxMEMiW0FCL4HIlAfblbb10c5Of/C42+v2uv3Rd73vesYlcOA2HLB85sGU10sTEd1SRhOv2BTY",
-	"rFWh3JCNm7h6tklf28kH87PVI0Kq0s6uxtauDPJWTKYVxNNuuULg2tFuz2//KwAA//8=",
+	"7Hz5cttGtver9IekytI3IEVSi2O6/IciL9GMYjuyfJ2MqRGawCHZEdBNdzckMS7dmne473AfbJ7k1ukF",
+	"CwFSkq04ub5TlapYBNDL2fosv9Mfg1hkc8GBaxUMPwYzoAlI88+fj+FDDkofPsW/ElCxZHPNBA+GwckM",
+	"iLSPHygSCykhpfiMsIRs6BmQmKYpyAcqJEISwYFkjGtIyHhB8LECeQFysxuEAY7DJCTBUMscwkDFM8go",
+	"zpnRqyPgUz0Lhv3Bd2GQMV78HQZzqjVIXM0/3u93/k47v/U6j7pnw87pX74NwkAv5hAMA6Ul49Pg+voa",
+	"v5A0A+32d5hANhcaeLz4Gyyae/yRnoMilFxKpoEoOgGiBZGg5aJL3jE9Y5wMdshM5FKFdlM0A3IOCzKR",
+	"IsNfRtz8pMU5cHLJ9Kx8bSySBQ6WS67MrxMmlSYS1FxwBZaI+OaIs0Rtmq9Frs1qGJ8SOqWMhwQucOQZ",
+	"S6E2iOEMYYoozdJ0xGXOOePTx/VlmhVRLvQMpF0Qww1HO4NB1CWveLrw2x9xPaOaqDyOARJI8EUJGWRj",
+	"kJCERAlCLWkInWiQOMpubzuyX6vuiL9VQCiZSFAzIilPREYuaJpDiIPOCMWJ3749fBqSiZAEaDwjCVOa",
+	"8djuGbojHoQBXNFsniJjtye9eEB3oPNw3E86O/HubucR/Q46vWRv0h8P4m26kwRhwJCVVqqDMOA0w28r",
+	"rO8g71cI3WB3d53Q/b/Of7aLWrhWdw5q2tIlf4O5Jpcz4IQZlvX/9c//6g++I/GMShqjtBIxIdGSjEeP",
+	"R5Zxl0xBRaWMnnliXjzskv30ki4UgXgmkG/cvOvFbJmovf6jwaQX73b26B50Hib9uPNosgud7XGfDuKd",
+	"ZBf2JquI+nPHbbpz+LRG0RZN9PMbRXwu5JglCXD8IxZcA9f4Tzqfpyw2hNqaSzFOIfvLr0qY18rRv5Uw",
+	"CYbBN1ulIduyT9XWa/vVU9CUpcpO3TRkVj2ZQoFkCRnnmqQ0PrdqqWIxt/QVc5CWaxwgUVaXEjM0QRIo",
+	"wjTas4oJfffuXWc/1zPgGjcC7YZ0DFSCRH6nKfAp4Gio4jh+xpTCf9tlbBw/PyB7D3d7xnCWbPvejiCB",
+	"ptmTUXBBUxyLjoKQgJRCPhkFjKt8MmExA67PzGj41PzjyShIxVQNraYHa3kX1tm8gv6OBFsVNTC0d/z4",
+	"A/i8zwnS7tHO7kPi5lji1efs6y2nuZ4JyX7DY+yLb+6l8DJkRLk4co3NZork/JyLSx6SjKYTITNI8A0J",
+	"F+IcEmsCPl9oP0s2jeadmdUbAVztE9yvQL7l9IKylI5T+IOMT0I1HVMFlk/Fah7XTlO0BFOGR30CKV0s",
+	"Se4xvtnZxzebvHoDseCJQtflkjJNxjAREuzojE+7bdqOntoU5GdS99qPbBZ5MIP4vLm8VxzXQhPGQSkS",
+	"40u4pLlEa6uZPSCS3Bres0w1R/hBXJJUOHNpBiBaiPMQj7qMpSlTlgI1qex1dwZhgLpAdTAMEpGjBBQn",
+	"Oc/RsQmuw8CIaHPSd7NFZb4JZSkkZIMSNRNSh9ZZVHmWUblYUge3QmaUMNeOwX3VdCP8wdqcm2pySR21",
+	"IKmP7+WpbTylqc7VTXJrOPXGvmrPaq+L7+2KioHCGmdOixnF+FeINc5YHavJ+1zHIgP0bmjJeuB5hlOJ",
+	"8yAMkLKVgcutmIFbxnyGjqMZK7TuLdMK6WwmojwhfsU4FdOQ3Y4cOKVbA5WSLvDv5wzS5Fm7fKBYXzBh",
+	"vbwueXZFY50ujFFGX24uUMVkhCLz1zevXpLX9gfCuBZGsNAb3wxHPCpiFvPyhxzkAo33nOoZKZ5t4k+R",
+	"VcOIpALNtnFHjG1fUiZjj1aIFVPkUgprFkqZMo46PuNC+z3gImmaiktIrCPfKsHOR2xM9pJmxSg+WrHv",
+	"1mc+sAa5c4IDt4xfUGD9FCvIVp8rZRnTrZNY5jSnqLHOnn+Pev3Nkot+a8jN+mRbwLVkoLa2t1K4gLQ1",
+	"iqhqnmNbm5L9ADTF8KQhhBcgaZoiYVM9a5rVuNChG+VfOfMhNSRnVLdJD9jIYi5FjKbcvVzf9aA32Ov0",
+	"+53B3kmvNzT//T2o2mGqoYO2cb31WnLtbIATifPoMUlgKikGqHbTJqDl6hKjVBfuEkuu16UTWLE4baYm",
+	"n+OKztwxsvqEVYzHYPdd2/X2Xq/X3b3VaXMBUjHrY9Tn+D5naULc4yXl7Hd73d6N8lOYbD9HY2M1Bode",
+	"OlYLXMWZp2n6ahIM39/NIQo//u8WyD+lYKyXgs9m/umyD/u0rnChyeQ0gy2rfG76kNjZzYEMF2ib3fF/",
+	"HQZH6OeCaqGnf9K0ZLcwDTcqeru+tIn/kZgeGZvdwvELkEwvQoIHo9Lodc/YdAZKV+d/+uz7ty+CMDh8",
+	"+fxVEAbv9o9fHr7EH54dH786DsLg4Pjw5PBg/winL4XVvd6Qwx9BSxa3bP+1E/1Y5NzkkYwD5AOOuRAp",
+	"mdJ8Ci0UTcZn+PzGGEeIFN07o46pmKqzS8m0Bn6mhaYtFDoSU+KOPqK0QLO8Sj32dnoV3WBc7+2Uuy9C",
+	"FMs1UFqdMX42Sdl01mINXGCiyBhMNgXkBSSEi8tucLc5VmyrGB9plIJes61+b7Bzqzn/bd3uat3W27TS",
+	"9i1xs1WEWsU5LPSizS6UytCaMSkULxacQ2wyiThWU/lobPd0hm+qtgyyH0BhlJsrWBbj7UGrSLEkhVWD",
+	"HiZpdWnqlkNm9GrViEgPothvQIxrfcsBDaVXDflqDvzOi1ySkuoENZKEy4Sv7q6V4XWHpnn8tCQdybMr",
+	"DRwFkdjyiSIZXZAxEJokVoGXnKKyXHDGkpaI90NOU1IEHDav/kCRauKmJQUhct15ONmmbaq/KkR8djVP",
+	"Kbc5cBNZMUVEHOdSAo+hPkktsqOK9InL8pEJxs1t05pcS1tMbzyEIpy2FSI/GuPzXN86mK/E7C0RPeNK",
+	"Ux7D2nqnjSGX9k5mdD4HDglZds+31EJpyLbQmtwlqvnh5OQ1sQ9JLJI6dXcGg1bVYTptWfybmZDap6N8",
+	"SOz9MhzFFRvNZA8UkUAV2qaZpAqW0ldvuTtx6DgF8oxrphdt29KSxuDkdR1DTvC9w6clN5YX//b4kEiY",
+	"gCUzS4BrNln48kh1F/WF5pIPfa556F4bGpExQtSxObsbjxTtEg+GstXEl1WRisyEy5raZjGOfaqzzYXw",
+	"WVDjKtfc4nuI3G8OnZEiuQRFqIRG0Fys7rZx86rwc01YuTzHHxZZLq399sHQvk8FlyltFD1YGRWZCk3K",
+	"0HNcjoPeGLtxJKaGDEnCcA6avq7sa0JTBc01OL86da72os3B0G1ZS7RyvJI2s4VRs8ZLKbQtg5ohQ6JA",
+	"17Ecj0eckjhlwDWJKedCm3eY7qKZMA6/c6Z8DYKWRSYm+IjDFVPGc6YLEm3kvPIcks1ouVY9ZmnK+LSD",
+	"07O41YfFL6dCtoA7DtyTutHAGVvHEVzDlV7NCVulWjK7WuaxzpEVGWiK7l/FhXUyFAZXnanouB9/VYJ3",
+	"j+nlj2hgp2CnXn/8H7Rgb0whVy75ACTnKQqkqSNt3tEjaJv5hGXQETIxZsKhDT4FTFD4b3nOWv2C1Afb",
+	"63S3CMrRJ3Xka0J67IOlk0KBJIpNuYFHtB5mLAOlaTZfE4g59IXTvUJR1gVkg53h7k73Yb+/u9e/fVxW",
+	"PVmb6vtu+4CYN1AYlhLs7YosJOF5mqJTNeJLoblTVD+gIngmEAkxsj1ZVsid8eTRYLK9+/DheHsnoXt0",
+	"O4ZHg0dJD3qw83B7z/rTHkyzPahha/BPXIctxVp9qoJtep1HtDM5/bg9uP62NVxVIFdSxbC42DMGEDFI",
+	"rorNNwWis4ORxPKC1p9xVnoLWfGCWzFDpWg2FLvC2HIzpeUJnc1uOzeLk+J7quOWOsAby0zHW1MYNV4z",
+	"McrbPB0KT7pJSFUb6tZud3mWNbzuZRqa4W7e5YEEB024w9HozyEt7EYI1SJjMU3TljPS7bFJB4PP6vV6",
+	"n04Ft3gbPR/aT3FEoxD+7xsI5Ze3llSfRKX90nMoKNXigtaO1gnNU7RcU+AgbaKkNuZzCdBB+0b8dyGB",
+	"7rRLIjxyo5BECuJcMr3Af08YR5c66pKndmTDssgNHrWe2RXLsrezDrX3j9Hoqtc7/f/f/q4HfX3lH6+j",
+	"LjnUipzDwmZh7ZSKZLnSI+Ms4dSUcfL2Lz0Uro3XQumphDc/HT1QBB2DceFWGdllenPosJMj7tbdVu7a",
+	"GQyIqWAa1Kgm0ZZ7edmh+hiwuTmjtru9br+/3X1Y0dbfyV3x8vWYJBV66Rq6+PaJjNvjhdcKQeFv3C74",
+	"KD0PEw94VXDZ+vYCwZJ84LtRd63r8kOeUd7BuMJE3u69LtnnC/KWs1gkQIwIjHPtZCgklzMWz0gpSTUJ",
+	"usELqhKz543Tp5DzU07mVQfyvXB4yZJ6kq+1pEdM6XaYx5xOTcBUHK8cTOnHQLHvdLh650twm16aO1f1",
+	"c4/YMOBwpc/iXKq2qO/A/G6SasgIfNdMXbqGwrq4KVW6WFTJnf2f9l8c//DTSV/t78vewZtfv3s+OX72",
+	"4eeHvd9+eZW92f3lMljr2u2//6lzclrCm886q728FeUXf7Bn6Br43NCEpRqkCl35KyH53Cibzf+alHRE",
+	"NgRPFyNubGXEeJzmCdhk/xNcaLT5mCgA/5E3Xcumsz/YbqvpZIyzLM+CYW91otsP2dxUBB8iiwu3s0do",
+	"3eGKxvoxiaYa3MMMDwOoEgAdfT7i9Y16rI4hBuPT0BxDlZFdKiJj+maiuO27/A98CMJgqqFerTS/3uAw",
+	"G8Gui2ebFvokYTN/VYt3hmR7YAqvMqYKyAyuSMKmTKsuqferROaLOZXAdTTiHnuvgBt4U0ggNd0KHC7d",
+	"4K6QVM943Hv8c/t45zoMvMP0Bg2AtS0Wk7ufWzCQ/eu5F8qLWXo2ynu97Zgl5v/g/lQQS9D2p6DpDP6H",
+	"S6J6bHFGE7C+RXRRe6RIbNzNqEsMCs9mj2YiTdSIG6C5Ck2uy7YhRFcd+2P02LZ7VPD1Bk1foO8VYegj",
+	"ASTKfeiFyI/QJRuv5sD3Xx+S7W6PnAPMa9+LCTpJnmLEfZ4hv9HsvUKSkYHRCBzn8ClxJTarJZ4Epo9G",
+	"ES7cF1YMTPdLZbKUXYDrs1BAwJd7VHfTyIsx2CZ/ZfhT8nam9dw4WHYcZKGB5eOZHwyDF6DNYpCChYfu",
+	"wo8Svh8Mg3emX6nyhvlsjJYB37bIXMYnoqlPBa+Zqrc80JSMaXw+duA/ygnSep5SjUZviPrBEyoT9hsk",
+	"I16kOW1FB4lIaJ4wjdrEUhzBVkVwlUWygfGKpxKOuE9bVLvL9EyKfDojUdUpjCyXHOLLJFxVd8RH3BaO",
+	"zCLKxiqmSLQK3B2ZgWIqbZg4g2IVjS63LrGjF+OaBhu1tDKzDDQ+yI6Cmsp0kBBaQ+2TjWjfNRGYl4bE",
+	"IedRcf/1z/+ONl0TltGo1b0pthOlVU2GIx6VohIZTDj+KyRRIWmRbXKjiTWajqiGLIKjMdQjXtkIlWZy",
+	"XL1XryF5f+qPiJTFwJVxZ12X0P6cxjPoDAxkLZepE3w13Nq6vLzsUvO4K+R0y32rto4OD569fPMMv+nO",
+	"dJZWSl2FxFbq+8PAIuKuwwBXRucsGAYY02wHxsTOjGptZSVqZgp6VdXRvuXbpl5LkYGeQa6srw1Xc6FM",
+	"lEjs4U823CpIr9vr7myGI44Ghla/dJlCDH1iSecw9CeTwuOl5KQNE6nOVYicByYL8LIKy28YJxayENZ0",
+	"vsi1L4iJZ8IRL6tfZa2nOqNtYqzhg8JlcD6uZWxQGWhBrOLhVy8EkehYOFDXvEAepSnEWkhUyMjVQjtW",
+	"qDwHIjOHKlsTPVzJilCxvENnBUtSeuBTvbNzRbhWvlLrUzhdakYb9HpLnSDI6a15Shl/7KEoTwx3660g",
+	"pR/wDfnh2dFr4k/HM5TvszrmhJjybsFDi0cKV/HfFoBH/Bty8svrZ+sHdsQz3F751kcc8MkoGPT6oyAs",
+	"pnwyCuwRXgQTo+CabI94ezttM4JxHDXlriVducduq13LorZPClb6kqCFM7iY/NbfVNyrYPj+NAxc8dxi",
+	"6vy2skL8NJ2i4AVWsINTHGDLGZ+u7xpyVqYhz85z+eubVy9/Z0muHnvNXqYmO71PlYg4R2fpzuWrdimB",
+	"bAxJAuWJgv+4AONga2EaIr4WaTnBON5v06iFY7OXGP9sSWYWNEtvITO/7P949AVlxq/q82TmtlKB5lCD",
+	"cdDxH1+vSDgurhCJ2pm50lvxvR7uwKiirc1BYqGRXRINej2XOKgADsicKgV4ttuufQ9P2KjfWeAAa5v2",
+	"e4wF0I9YdU67tpQ/0qStS5i55bVIo32y+AMFbre3fe/tqPWmjZZteyS/BavUgfu6DAU8arGAK94Tje5V",
+	"yeqtT6tO6Lo7inH7Sv06qWCtmSL53LpnIC8Yn3aJRQ4RLrRJP2LQLzk1deWGXhQNDn9WzSgW2NZHj1T6",
+	"Wkyx36jNGdxOSpphY4PBXyYs+XT++vW1sPeg2ilS9oZ8Dcz+nioW3+Sz13mNcelipUlYe5Q+Lm7A8XY0",
+	"NbfZTGvv4scjXhykxJVgXIaAKaJmuTZfJeKS24xM2UZgp2N8qlyu3vWfm+5ykesV53KJQf2zCmi5whYR",
+	"xYdf29ncQL62XvKhTaJksXQ+t8jVn/VUPq6jYtcroUXMr1K+I4uZdcmuasmVbGj8aSxNUnW8ICwJCX4M",
+	"PGF8am/SMkAM0CM+p1PGXb4VNZdElWJUZC/yEr7KSxWJ/BMtyBR0UTHtjvh+mvqaI4lFNmbc1Un2Xz5t",
+	"U0XcQpFo+TxlDJuF6XRRpgJxEWXbvgKbEVRkQ8Ic0JykHuY/T0VS1GjNLU+mdb685MlD2kq5vlV1uobO",
+	"LDBPu81KtdILk0ObCJndtC+q0WDSsbgAWzBXHl0RtC8+Y/ysuYHbrfuGtTBXs48ruOK2JVSggK1XjjWx",
+	"S43K3828tiuplytWrWcZhXjb2/fuuCyXjbY31Tm32VwZZ2s8vpuoKOeuWm8FJHk7DhYNJjes0MIf0LVX",
+	"FhPZNnuJy/x9yOQk2t35w1CslKZckw1ThVfswipq29pMH2ZtZbfBE9+wIA8Arq0Frm5aS841S+9hLa/R",
+	"6ir220px8Hd2VDNS7sDa7bW0Bmb0yiIydh2gyf7Vb2sabPYe0g85kNjBZfBkwFMYLpjILVjnwdLx8dge",
+	"KUyb4umI5zyeUT6FxIIB1YzOTT1ywq5KbIEDAYTm5hrnZbi7V/C4ktrDun2eaBmGcCs8TqstsAiMKjU/",
+	"CabTJN1+qoStTBRYr9VwnRaYzohvUPe9WXNILmfCdNIqTaZSXKoyTZHZQjdS3XyhNrsFFqbA7+CbnCi6",
+	"UOiDm/svl0E2ZCOCD5G5WYeOuIGVkLHIeUI2DPpmc7gKemNR8g51ZLnTRu4asKZdhh0+19F3LEQKlLcR",
+	"+N0qqI5DP6FlyYTpAWC4VL7wdEJvcsQVUBnPCPAp+mckES7WsAupACrsaDlPzB2fE7gc8eolW4+JpEwB",
+	"Et/UPbmjpa1NCXM/JRKtnFyb2qblpLkISllSWxhrlxxOufBoVpHrpU1Gq8lbkZ924jpUYxO15W2EeaGA",
+	"Pq62FL9nKFQHILaEBS0QxPty/8MgZdx2zb2EK/26FZd6UoUMDstcsfeELVLIe80KXWYx4nUve4OOHfaq",
+	"jjPcbHOb03Vu80dvxIa4TXfH6Vgki2+2qiAzi4HZ6fVvjmtqVzuaj7Zv/qi80RS/GAzuGGB+UkB64zaK",
+	"iw4/OayrJM7qGKRKJGeittMwaKBP/EOLZzo192q1YWpNt4oy8UrZwUje2issSQmmNdATCb9CjFbWXMhM",
+	"DOxx6XLfKCyuJq5et2zxxpV2LRs8mipJi9Qd1Ovinxut3fD20tXU1sKY778XNiN1v8bFN6TUAZp4gFw3",
+	"bFv//qdfVRKsdBstZ3yORLwCNvv2+Mh7SMvff5FbRStW8wVoS9nEtfGu32LoXcCIJVHjpuaGSE5Br5LH",
+	"j6Zhs2ECWVJYvruZmC9lKfvbd1tWf/du7399ltiCPWlpKu9kii1ktJF12xr7RsK1Jnq5Ea7STjckNE2d",
+	"GmZEyLAsGZtI0kDRwhHnggMGQ5CZnBmYQGm5QdHbdtJm2ke83bZXuljvbN1tH+XXZeKrXZN/lJ23dL3Z",
+	"2K/oUr1nn/YF6OcoFTeZaCs6VUPtzxejJvdimFEBtnr/NtBfq4GuInOZtYNaUq6oucbqXmz2R5Zcr6tK",
+	"35vv2t64tnigqmnmOTWwC5/qSNZ6XzfcAPFlAuyVuLQW7/NzKmpfSlV7O//XVe8F6HoY+Slh6lI9s95k",
+	"9f4UZdOW660qLd92GdOUJHABqZibdqONKKPnQGTOo81aA8Rwa6s/eNjtdXvd/vC73nc94xK45TYcsKJ7",
+	"xgA1Kr013UpuHLfYVFgPeqlC+3EQh4wweTvbQ2N+tnZESFUZ2VVr241BAeplWkE66VZrTQ7YeH16/T8B",
+	"AAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

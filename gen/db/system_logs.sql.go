@@ -27,14 +27,17 @@ type CopyLogsParams struct {
 }
 
 const countLogs = `-- name: CountLogs :one
-SELECT count(*) FROM system_logs
-WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
-  AND ($2::text IS NULL OR category = $2::text)
-  AND ($3::text IS NULL OR correlation_id = $3::text)
-  AND ($4::text IS NULL OR user_id = $4::text)
-  AND ($5::text IS NULL OR trace_id = $5::text)
-  AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
-  AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
+SELECT count(*) FROM (
+    SELECT 1 FROM system_logs
+    WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
+      AND ($2::text IS NULL OR category = $2::text)
+      AND ($3::text IS NULL OR correlation_id = $3::text)
+      AND ($4::text IS NULL OR user_id = $4::text)
+      AND ($5::text IS NULL OR trace_id = $5::text)
+      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
+    LIMIT $8
+) AS matches
 `
 
 type CountLogsParams struct {
@@ -45,9 +48,12 @@ type CountLogsParams struct {
 	TraceID       *string
 	Since         *time.Time
 	Until         *time.Time
+	CountLimit    int32
 }
 
-// CountLogs counts every entry matching the same filters as ListLogs, ignoring pagination.
+// CountLogs counts the entries matching the same filters as ListLogs,
+// ignoring pagination, but stops at count_limit: a count reads every match,
+// so its cost is bounded by the limit, not by the table.
 func (q *Queries) CountLogs(ctx context.Context, arg CountLogsParams) (int64, error) {
 	row := q.db.QueryRow(ctx, countLogs,
 		arg.Levels,
@@ -57,6 +63,7 @@ func (q *Queries) CountLogs(ctx context.Context, arg CountLogsParams) (int64, er
 		arg.TraceID,
 		arg.Since,
 		arg.Until,
+		arg.CountLimit,
 	)
 	var count int64
 	err := row.Scan(&count)

@@ -339,10 +339,19 @@ export interface components {
             next_cursor: string | null;
             /**
              * Format: int64
-             * @description Entries matching the filters (only with `include_total=true`).
+             * @description Entries matching the filters, counted up to `total_limit` (only
+             *     with `include_total=true`); see `total_relation`.
              * @example 1234
              */
             total?: number;
+            /**
+             * @description `eq` when `total` is exact; `gte` when more entries match than
+             *     `total_limit` allowed counting, and `total` is that limit (only
+             *     with `include_total=true`).
+             * @example eq
+             * @enum {string}
+             */
+            total_relation?: "eq" | "gte";
         };
         /**
          * @description Outcome of a check.
@@ -692,8 +701,20 @@ export interface operations {
                  * @example AQAGRHQT1sAAr0CSj8FfREqX70zYOmS5Yw
                  */
                 cursor?: string;
-                /** @description Also count every entry matching the filters (costs a count query). */
+                /**
+                 * @description Also count the entries matching the filters, up to `total_limit`
+                 *     (a count query, whose cost grows with the matches it counts).
+                 *     `total_relation` then says whether `total` is exact (`eq`) or a
+                 *     lower bound (`gte`): more entries match than were counted.
+                 */
                 include_total?: boolean;
+                /**
+                 * @description With `include_total=true`, count at most this many matches, as
+                 *     search engines do. The default keeps the count under a few
+                 *     milliseconds; raise it for an exact total over more matches, at
+                 *     the cost of a slower answer. Ignored without `include_total`.
+                 */
+                total_limit?: number;
             };
             header?: {
                 /**

@@ -23,6 +23,8 @@ const (
 	defaultLevel    = api.LogLevel("INFO")
 	defaultCategory = "general"
 	defaultLimit    = 50
+	// defaultTotalLimit is how many matches include_total counts at most.
+	defaultTotalLimit = 10_000
 )
 
 // CreateSystemLog stores one entry.
@@ -146,11 +148,25 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 	if p.Cursor != nil {
 		cursor = *p.Cursor
 	}
-	page, err := s.Store.List(ctx, filter, limit, cursor, p.IncludeTotal != nil && *p.IncludeTotal)
+	var countUpTo int64
+	if p.IncludeTotal != nil && *p.IncludeTotal {
+		countUpTo = defaultTotalLimit
+		if p.TotalLimit != nil {
+			countUpTo = *p.TotalLimit
+		}
+	}
+	page, err := s.Store.List(ctx, filter, limit, cursor, countUpTo)
 	if err != nil {
 		return nil, err
 	}
 	body := api.SystemLogList{Items: make([]api.SystemLog, len(page.Items)), Total: page.Total}
+	if page.Total != nil {
+		relation := api.Gte
+		if page.TotalExact {
+			relation = api.Eq
+		}
+		body.TotalRelation = &relation
+	}
 	for i, row := range page.Items {
 		body.Items[i] = logToAPI(row)
 	}

@@ -286,21 +286,28 @@ func (f Filter) levels() []string {
 	return admitted
 }
 
+// MaxCount bounds the countUpTo of List.
+const MaxCount = 100_000_000
+
 // Page is one page of entries, newest first.
 type Page struct {
 	Items []db.SystemLog
 	// NextCursor is "" on the last page.
 	NextCursor string
-	// Total counts every entry matching the filter; nil unless asked for.
+	// Total counts the entries matching the filter, up to the limit List
+	// was given; nil unless asked for.
 	Total *int64
+	// TotalExact is false when more entries match than Total.
+	TotalExact bool
 }
 
 // List returns up to limit entries matching f, newest first (ties broken by
 // id), starting after cursor ("" for the first page). Pagination is by
 // keyset, so a deep page costs what the first does and entries written
-// between calls are neither skipped nor repeated. withTotal also counts
-// every match. It returns ErrInvalidCursor or ErrUnavailable (wrapped).
-func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, withTotal bool) (Page, error) {
+// between calls are neither skipped nor repeated. A positive countUpTo
+// also counts the matches, up to countUpTo (at most MaxCount).
+// It returns ErrInvalidCursor or ErrUnavailable (wrapped).
+func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, countUpTo int64) (Page, error) {
 	params := db.ListLogsParams{
 		Levels:        f.levels(),
 		Category:      f.Category,
@@ -336,7 +343,8 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		last := page.Items[limit-1]
 		page.NextCursor = EncodeCursor(last.Timestamp, last.ID)
 	}
-	if withTotal {
+	if countUpTo > 0 {
+		countUpTo = min(countUpTo, MaxCount)
 		total, err := s.q.CountLogs(ctx, db.CountLogsParams{
 			Levels:        params.Levels,
 			Category:      params.Category,
@@ -345,10 +353,13 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 			TraceID:       params.TraceID,
 			Since:         params.Since,
 			Until:         params.Until,
+			CountLimit:    int32(countUpTo + 1), // one more tells whether more match
 		})
 		if err != nil {
 			return Page{}, fmt.Errorf("count logs: %w", translate(err))
 		}
+		page.TotalExact = total <= countUpTo
+		total = min(total, countUpTo)
 		page.Total = &total
 	}
 	return page, nil

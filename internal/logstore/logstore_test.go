@@ -108,7 +108,7 @@ func TestUnavailable(t *testing.T) {
 	if _, err := store.Get(ctx, uuid.Must(uuid.NewV7())); !errors.Is(err, logstore.ErrUnavailable) {
 		t.Errorf("get: %v, want ErrUnavailable", err)
 	}
-	if _, err := store.List(ctx, logstore.Filter{}, 10, "", true); !errors.Is(err, logstore.ErrUnavailable) {
+	if _, err := store.List(ctx, logstore.Filter{}, 10, "", 100); !errors.Is(err, logstore.ErrUnavailable) {
 		t.Errorf("list: %v, want ErrUnavailable", err)
 	}
 }
@@ -129,7 +129,7 @@ func TestListTiesBrokenByID(t *testing.T) {
 	var got []uuid.UUID
 	cursor := ""
 	for {
-		page, err := store.List(t.Context(), logstore.Filter{}, 3, cursor, false)
+		page, err := store.List(t.Context(), logstore.Filter{}, 3, cursor, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,11 +194,11 @@ func TestTraceIDFilter(t *testing.T) {
 	if _, err := store.InsertBatch(t.Context(), []logstore.Entry{entry(&trace), entry(&other), entry(nil), entry(&trace), entry(&trace)}); err != nil {
 		t.Fatal(err)
 	}
-	page, err := store.List(t.Context(), logstore.Filter{TraceID: &trace}, 2, "", true)
+	page, err := store.List(t.Context(), logstore.Filter{TraceID: &trace}, 2, "", 100)
 	if err != nil || len(page.Items) != 2 || page.NextCursor == "" || page.Total == nil || *page.Total != 3 {
 		t.Fatalf("first page: %v, %d items, total %v", err, len(page.Items), page.Total)
 	}
-	next, err := store.List(t.Context(), logstore.Filter{TraceID: &trace}, 2, page.NextCursor, false)
+	next, err := store.List(t.Context(), logstore.Filter{TraceID: &trace}, 2, page.NextCursor, 0)
 	if err != nil || len(next.Items) != 1 || next.NextCursor != "" {
 		t.Fatalf("second page: %v, %d items", err, len(next.Items))
 	}
