@@ -683,9 +683,10 @@ type ListSystemLogsParams struct {
 	IncludeTotal *bool `form:"include_total,omitempty" json:"include_total,omitempty"`
 
 	// TotalLimit With `include_total=true`, count at most this many matches, as
-	// search engines do. The default keeps the count under a few
-	// milliseconds; raise it for an exact total over more matches, at
-	// the cost of a slower answer. Ignored without `include_total`.
+	// search engines do: a count reads every match it counts. The
+	// default costs a fraction of the page it comes with; raise it for
+	// an exact total over more matches, at the cost of a slower answer
+	// (about 1 ms per 10,000 matches). Ignored without `include_total`.
 	TotalLimit *int64 `form:"total_limit,omitempty" json:"total_limit,omitempty"`
 
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
@@ -7358,20 +7359,20 @@ var swaggerSpec = []string{
 	"KUyb4umI5zyeUT6FxIIB1YzOTT1ywq5KbIEDAYTm5hrnZbi7V/C4ktrDun2eaBmGcCs8TqstsAiMKjU/",
 	"CabTJN1+qoStTBRYr9VwnRaYzohvUPe9WXNILmfCdNIqTaZSXKoyTZHZQjdS3XyhNrsFFqbA7+CbnCi6",
 	"UOiDm/svl0E2ZCOCD5G5WYeOuIGVkLHIeUI2DPpmc7gKemNR8g51ZLnTRu4asKZdhh0+19F3LEQKlLcR",
-	"+N0qqI5DP6FlyYTpAWC4VL7wdEJvcsQVUBnPCPAp+mckES7WsAupACrsaDlPzB2fE7gc8eolW4+JpEwB",
-	"Et/UPbmjpa1NCXM/JRKtnFyb2qblpLkISllSWxhrlxxOufBoVpHrpU1Gq8lbkZ924jpUYxO15W2EeaGA",
-	"Pq62FL9nKFQHILaEBS0QxPty/8MgZdx2zb2EK/26FZd6UoUMDstcsfeELVLIe80KXWYx4nUve4OOHfaq",
-	"jjPcbHOb03Vu80dvxIa4TXfH6Vgki2+2qiAzi4HZ6fVvjmtqVzuaj7Zv/qi80RS/GAzuGGB+UkB64zaK",
-	"iw4/OayrJM7qGKRKJGeittMwaKBP/EOLZzo192q1YWpNt4oy8UrZwUje2issSQmmNdATCb9CjFbWXMhM",
-	"DOxx6XLfKCyuJq5et2zxxpV2LRs8mipJi9Qd1Ovinxut3fD20tXU1sKY778XNiN1v8bFN6TUAZp4gFw3",
-	"bFv//qdfVRKsdBstZ3yORLwCNvv2+Mh7SMvff5FbRStW8wVoS9nEtfGu32LoXcCIJVHjpuaGSE5Br5LH",
-	"j6Zhs2ECWVJYvruZmC9lKfvbd1tWf/du7399ltiCPWlpKu9kii1ktJF12xr7RsK1Jnq5Ea7STjckNE2d",
-	"GmZEyLAsGZtI0kDRwhHnggMGQ5CZnBmYQGm5QdHbdtJm2ke83bZXuljvbN1tH+XXZeKrXZN/lJ23dL3Z",
-	"2K/oUr1nn/YF6OcoFTeZaCs6VUPtzxejJvdimFEBtnr/NtBfq4GuInOZtYNaUq6oucbqXmz2R5Zcr6tK",
-	"35vv2t64tnigqmnmOTWwC5/qSNZ6XzfcAPFlAuyVuLQW7/NzKmpfSlV7O//XVe8F6HoY+Slh6lI9s95k",
-	"9f4UZdOW660qLd92GdOUJHABqZibdqONKKPnQGTOo81aA8Rwa6s/eNjtdXvd/vC73nc94xK45TYcsKJ7",
-	"xgA1Kr013UpuHLfYVFgPeqlC+3EQh4wweTvbQ2N+tnZESFUZ2VVr241BAeplWkE66VZrTQ7YeH16/T8B",
-	"AAD//w==",
+	"+N0qqI5DP6FlyYTpAWC4VL7wdEJvcsQVUBnPCPAp+mckEUPiCW6Lc9a7tHssKGsCkhF3yzXcUOaSTxqX",
+	"PaLOdzIfZe6EekwkZcr8aNoOKHc0tzUsYe6xROKWi9RO5u1hQYmyHLFoV5SPscg16ZNMkTlI0u+FvV7P",
+	"f7/ZJYdTLjwqFt+sEytazaaKHLYzySK3m+Avb2oMerJAUK42OL9nRFXHMbZEFy1IxvuKIsIgZdw2372E",
+	"K/26Fd56UkUeDsuUs3eoLeDIO98KPW8x4nVnfYOOHYSrDlfcbPO+03Xe90dvC4e4TXdV6lgki2+2qlg1",
+	"C6XZ6fVvDo9qN0Saj7Zv/qi8GBW/GAzuGKd+Ulx74zaK+xI/OTqs5N/qUKZKQGiCv9MwaIBY/EMLizo1",
+	"13O1QXNN04syYU/ZCEne2pswSYnJNQgWCb9CjMba3OtMDHpy6Y7gKCxuOK7e2mxhy5WuLxuDmmJLi9Qd",
+	"1Mvrnxv03fD20g3X1sKY778XNrF1v8bF97XUcZ54Dl03bFv//qdfVVmsNC0tJ46ORLwCffv2+MifX8vf",
+	"f5HLSStW8wVoS9nEdQOv32LoPcmIJVHjwueGSE5Br5LHj6bvs2ECWVJYvruZmC9lKfvbd1tWf/du7399",
+	"lthiRmlpKu9kii3ytJG82xr7fsS1Jnq5n67SlTckNE2dGmZEyLCsPJuA1CDawhHnggPGVJCZ1BuYeGu5",
+	"z9HbdtJm2ke83bZXmmHvbN1tO+bXZeKrzZd/lJ23dL3Z2K9odr1nn/YF6OcoFTeZaCs6VUPtzxejJvdi",
+	"mFEBtnr/NtBfq4GuAnyZtYNaUq5svH0vNvsjS67XFbfvzXdt739bPFDVbPWcGvSGz5gka72vGy6S+DIB",
+	"9kp4W4v3+TmFuS+lqr2d/+uq9wJ0PYz8lDB1qSxa79V6f4qyaav+VpWWL82MaUoSuIBUzE3X0kaU0XMg",
+	"MufRZq2PYri11R887Pa6vW5/+F3vu55xCdxyGw5Y0YRj8B6VFp1uJcWOW2wqrMfOVDsEcBAHsDD1FNuK",
+	"Y362dkRIVRnZFX3bjUGBDWZaQTrpVktWDh95fXr9PwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

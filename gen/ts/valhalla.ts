@@ -710,9 +710,10 @@ export interface operations {
                 include_total?: boolean;
                 /**
                  * @description With `include_total=true`, count at most this many matches, as
-                 *     search engines do. The default keeps the count under a few
-                 *     milliseconds; raise it for an exact total over more matches, at
-                 *     the cost of a slower answer. Ignored without `include_total`.
+                 *     search engines do: a count reads every match it counts. The
+                 *     default costs a fraction of the page it comes with; raise it for
+                 *     an exact total over more matches, at the cost of a slower answer
+                 *     (about 1 ms per 10,000 matches). Ignored without `include_total`.
                  */
                 total_limit?: number;
             };

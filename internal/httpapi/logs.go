@@ -24,7 +24,7 @@ const (
 	defaultCategory = "general"
 	defaultLimit    = 50
 	// defaultTotalLimit is how many matches include_total counts at most.
-	defaultTotalLimit = 10_000
+	defaultTotalLimit = 1_000
 )
 
 // CreateSystemLog stores one entry.
