@@ -108,6 +108,10 @@ func TestPrometheusMetricsCount(t *testing.T) {
 	if d := value(after, "valhalla_db_pool_acquire_duration_seconds") - value(before, "valhalla_db_pool_acquire_duration_seconds"); d < 4 {
 		t.Errorf("%v pool acquires timed, want one per statement (at least 4)", d)
 	}
+	// The two single writes were sent one after the other: two groups.
+	if g := value(after, "valhalla_write_group_entries") - value(before, "valhalla_write_group_entries"); g != 2 {
+		t.Errorf("%v write groups, want 2", g)
+	}
 	if w := value(after, "valhalla_db_pool_waiting_acquires"); w != 0 {
 		t.Errorf("%v acquires waiting while idle", w)
 	}

@@ -86,7 +86,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	go func() { defer close(watched); tokens.Watch(watchCtx, logger) }()
 	defer func() { stopWatch(); <-watched }()
 
-	store := logstore.New(pool)
+	store := logstore.New(pool, logstore.WithGroupObserver(m.WriteGroup))
 	checker := health.NewChecker(version, cfg.ReadyTimeout, logger, health.Check{Name: "database", Run: pool.Ping})
 	handler, err := httpapi.NewServer(httpapi.Deps{
 		Store:          store,

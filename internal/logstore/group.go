@@ -48,6 +48,8 @@ type pendingWrite struct {
 // grouper queues single writes and writes them in groups.
 type grouper struct {
 	q *db.Queries
+	// observe, when set, is told the size of every group written.
+	observe func(n int)
 
 	mu      sync.Mutex
 	queue   []*pendingWrite
@@ -108,6 +110,9 @@ func (g *grouper) commit(group []*pendingWrite) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(group[0].ctx), groupTimeout)
 	defer cancel()
 	err := g.insert(ctx, group)
+	if err == nil && g.observe != nil {
+		g.observe(len(group))
+	}
 	if err == nil || len(group) == 1 || errors.Is(err, ErrUnavailable) {
 		for _, p := range group {
 			p.done <- err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,7 +19,9 @@ import (
 // row the database refuses fails alone, without its group.
 func TestConcurrentInsertsAreCommittedTogether(t *testing.T) {
 	t.Parallel()
-	store, pool := setup(t)
+	_, pool := setup(t)
+	var groups, grouped atomic.Int64
+	store := logstore.New(pool, logstore.WithGroupObserver(func(n int) { groups.Add(1); grouped.Add(int64(n)) }))
 	const n = 300
 	user, trace := "u-1", "0123456789abcdef0123456789abcdef"
 	entries := make([]logstore.Entry, n)
@@ -43,6 +46,9 @@ func TestConcurrentInsertsAreCommittedTogether(t *testing.T) {
 		t.Errorf("%d writes took %d statements: none were grouped", n, statements)
 	}
 	t.Logf("%d writes in %d statements", n, statements)
+	if groups.Load() != statements || grouped.Load() != n {
+		t.Errorf("the observer saw %d groups of %d writes in all, want %d of %d", groups.Load(), grouped.Load(), statements, n)
+	}
 
 	// One row holds a NUL, which PostgreSQL cannot store: it fails alone.
 	const bad = 137

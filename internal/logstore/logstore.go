@@ -75,10 +75,23 @@ type Store struct {
 	grouper *grouper
 }
 
+// Option configures a Store.
+type Option func(*Store)
+
+// WithGroupObserver has observe called with the number of single writes
+// each group commit stores (see Insert), for metrics.
+func WithGroupObserver(observe func(n int)) Option {
+	return func(s *Store) { s.grouper.observe = observe }
+}
+
 // New returns a store over pool. The schema must be migrated.
-func New(pool *pgxpool.Pool) *Store {
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	q := db.New(pool)
-	return &Store{pool: pool, q: q, grouper: &grouper{q: q}}
+	s := &Store{pool: pool, q: q, grouper: &grouper{q: q}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // row assigns e its id (a UUIDv7) and timestamp (now, at the database's

@@ -52,6 +52,7 @@ type Metrics struct {
 	checkDuration      *prometheus.GaugeVec
 	acquireDuration    prometheus.Histogram
 	acquiresWaiting    prometheus.Gauge
+	writeGroups        prometheus.Histogram
 
 	pool atomic.Pointer[pgxpool.Pool]
 }
@@ -99,6 +100,11 @@ func New(build BuildInfo) *Metrics {
 			Namespace: namespace, Subsystem: "db_pool", Name: "waiting_acquires",
 			Help: "Callers waiting to acquire a connection from the database pool.",
 		}),
+		writeGroups: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "write_group_entries",
+			Help:    "Single writes committed together by one statement (group commit); its count is the statements.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -110,7 +116,7 @@ func New(build BuildInfo) *Metrics {
 	buildInfo.Set(1)
 	m.registry.MustRegister(
 		m.requests, m.requestDuration, m.inFlight, m.logsWritten, m.validationFailures,
-		m.checkUp, m.checkDuration, m.acquireDuration, m.acquiresWaiting, buildInfo,
+		m.checkUp, m.checkDuration, m.acquireDuration, m.acquiresWaiting, m.writeGroups, buildInfo,
 		poolCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -148,6 +154,10 @@ func (m *Metrics) RequestStarted() (finished func(operation string, code int, d 
 
 // LogWritten counts one stored system log entry of level.
 func (m *Metrics) LogWritten(level string) { m.logsWritten.WithLabelValues(level).Inc() }
+
+// WriteGroup records a group commit of n single writes
+// (logstore.WithGroupObserver).
+func (m *Metrics) WriteGroup(n int) { m.writeGroups.Observe(float64(n)) }
 
 // ValidationFailed counts a request to operation refused as invalid.
 func (m *Metrics) ValidationFailed(operation string) {
