@@ -22,11 +22,13 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
 )
 
-// The durability tests drive concurrent idempotent writes, break the
-// server mid-stream, and check that nothing acknowledged is lost and that
-// retrying with the same Idempotency-Key never duplicates. Each write i is
-// one entry or, for every fourth, a batch of three, with correlation ids
-// d<i> (or d<i>.0 to d<i>.2), so the stored rows can be counted per write.
+// The durability tests drive concurrent writes, break the server
+// mid-stream, and check that nothing acknowledged is lost and that retrying
+// with the same Idempotency-Key never duplicates. Each write i is one entry
+// or, for every fourth, a batch of three, with correlation ids d<i> (or
+// d<i>.0 to d<i>.2), so the stored rows can be counted per write. Half the
+// single writes carry no key, so they go through the group commit; those
+// that get no answer cannot be retried, and are stored once or not at all.
 
 // writers is how many clients write at once.
 const writers = 8
@@ -34,7 +36,7 @@ const writers = 8
 // op is write number i: its key, path, body and how many entries it stores.
 type op struct {
 	i       int
-	key     string
+	key     string // "" for none
 	path    string
 	body    string
 	entries int
@@ -48,7 +50,11 @@ func opFor(i int) op {
 		}
 		return op{i, "dur-" + strconv.Itoa(i), "/system/logs/batch", `{"entries":[` + strings.Join(entries, ",") + `]}`, 3}
 	}
-	return op{i, "dur-" + strconv.Itoa(i), "/system/logs", fmt.Sprintf(`{"message":"write %d","category":"durability","correlation_id":"d%d"}`, i, i), 1}
+	key := "dur-" + strconv.Itoa(i)
+	if i%4 == 1 || i%4 == 2 {
+		key = ""
+	}
+	return op{i, key, "/system/logs", fmt.Sprintf(`{"message":"write %d","category":"durability","correlation_id":"d%d"}`, i, i), 1}
 }
 
 // load is a stream of writes and what became of each.
@@ -86,7 +92,9 @@ func (l *load) send(url string, o op) (int, []string, http.Header) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+l.token)
-	req.Header.Set("Idempotency-Key", o.key)
+	if o.key != "" {
+		req.Header.Set("Idempotency-Key", o.key)
+	}
 	resp, err := l.client.Do(req)
 	if err != nil {
 		return 0, nil, nil
@@ -173,6 +181,16 @@ type figures struct {
 	// found counts acknowledged writes whose every id is stored; pending,
 	// writes without a 201; committedUnacked, pending writes whose retry
 	// replayed entries stored before it.
+
+	// The writes without a key: acknowledged, without a 201, and of those
+	// the ones stored all the same.
+	keylessAcked, keylessPending, keylessCommitted int
+}
+
+// keyless writes the line of figures about the writes without a key.
+func (f figures) keyless() string {
+	return fmt.Sprintf("without a key (group commit): %d acknowledged, all found; %d without a 201, not retried, %d of them stored once and the rest not at all",
+		f.keylessAcked, f.keylessPending, f.keylessCommitted)
 }
 
 // settle retries every pending write with its key against url (each must
@@ -184,7 +202,16 @@ func (l *load) settle(t *testing.T, url string, since time.Time) figures {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := figures{attempted: len(l.acked) + len(l.pending), acknowledged: len(l.acked), pending: len(l.pending)}
+	for i := range l.acked {
+		if opFor(i).key == "" {
+			f.keylessAcked++
+		}
+	}
 	for i := range l.pending {
+		if opFor(i).key == "" {
+			f.keylessPending++
+			continue // a retry would be another write
+		}
 		status, ids, _ := l.send(url, opFor(i))
 		if status != http.StatusCreated {
 			t.Errorf("retry of write %d: status %d, want 201", i, status)
@@ -193,7 +220,7 @@ func (l *load) settle(t *testing.T, url string, since time.Time) figures {
 		l.acked[i] = ids
 	}
 	for i, want := range l.acked {
-		if _, ok := l.pending[i]; ok {
+		if _, ok := l.pending[i]; ok || opFor(i).key == "" {
 			continue
 		}
 		status, ids, _ := l.send(url, opFor(i))
@@ -246,8 +273,20 @@ func (l *load) settle(t *testing.T, url string, since time.Time) figures {
 			t.Errorf("write %d stored %d entries, want %d", i, n, opFor(i).entries)
 		}
 	}
-	if len(perWrite) != len(l.acked) {
-		t.Errorf("%d writes have stored entries, want %d", len(perWrite), len(l.acked))
+	for i := range l.pending {
+		if opFor(i).key != "" {
+			continue
+		}
+		switch n := perWrite["d"+strconv.Itoa(i)]; {
+		case n == 1:
+			f.keylessCommitted++
+		case n > 1:
+			f.duplicates += n - 1
+			t.Errorf("unanswered write %d without a key stored %d times", i, n)
+		}
+	}
+	if len(perWrite) != len(l.acked)+f.keylessCommitted {
+		t.Errorf("%d writes have stored entries, want %d", len(perWrite), len(l.acked)+f.keylessCommitted)
 	}
 	for i := range l.pending {
 		// A pending write whose retry replayed entries stored before the
@@ -420,7 +459,8 @@ func TestDurabilityAcrossKill9(t *testing.T) {
 	f := l.settle(t, srv.url, time.Now())
 	t.Logf("durability across kill -9: writes attempted %d, acknowledged %d, acknowledged and found after the crashes %d; "+
 		"unacknowledged %d, retried with their keys: %d had been committed (replayed), the rest written once; duplicates %d",
-		f.attempted, f.acknowledged, f.found, f.pending, f.committedUnacked, f.duplicates)
+		f.attempted, f.acknowledged, f.found, f.pending-f.keylessPending, f.committedUnacked, f.duplicates)
+	t.Logf("durability across kill -9, writes %s", f.keyless())
 	if f.found != f.acknowledged || f.duplicates != 0 {
 		t.Errorf("found %d of %d acknowledged writes, %d duplicates", f.found, f.acknowledged, f.duplicates)
 	}
@@ -471,7 +511,8 @@ func TestDurabilityAcrossDatabaseRestart(t *testing.T) {
 	f := l.settle(t, srv.URL, time.Now())
 	t.Logf("durability across a PostgreSQL restart: writes attempted %d, acknowledged %d, found %d; "+
 		"refused with 503 %d, retried with their keys: %d had been committed (replayed), the rest written once; duplicates %d",
-		f.attempted, f.acknowledged, f.found, f.pending, f.committedUnacked, f.duplicates)
+		f.attempted, f.acknowledged, f.found, f.pending-f.keylessPending, f.committedUnacked, f.duplicates)
+	t.Logf("durability across a PostgreSQL restart, writes %s", f.keyless())
 	if f.pending == 0 {
 		t.Error("no write was refused while PostgreSQL was down")
 	}
