@@ -65,6 +65,7 @@ func serveHandWritten(ctx context.Context, args []string, stdout io.Writer) erro
 			CorrelationID: reqID,
 			UserID:        in.UserId,
 			Context:       json.RawMessage("{}"),
+			TraceID:       traceID(), // stored as the server stores its request's
 			Actor:         "handwritten",
 		}
 		if in.Level != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/valhalla-platform/valhalla/gen/db"
 	"github.com/valhalla-platform/valhalla/internal/database"
@@ -191,7 +192,7 @@ func (w *writeBench) insertFloor(ctx context.Context, pool *pgxpool.Pool) func(l
 	q := db.New(pool)
 	return func(l load) stats {
 		return l.goroutines(ctx, func(ctx context.Context) error {
-			_, err := q.InsertLog(ctx, w.row())
+			_, err := q.InsertLog(ctx, w.row(traceID()))
 			return err
 		})
 	}
@@ -207,6 +208,8 @@ func (w *writeBench) storeFloor(ctx context.Context) func(load) stats {
 		UserID: p.UserID, Context: p.Context, Actor: p.Actor}
 	return func(l load) stats {
 		return l.goroutines(ctx, func(ctx context.Context) error {
+			e := e
+			e.TraceID = traceID()
 			_, err := store.Insert(ctx, e)
 			return err
 		})
@@ -220,8 +223,9 @@ func (w *writeBench) copyFloor(ctx context.Context) func(load) stats {
 	return func(l load) stats {
 		return l.goroutines(ctx, func(ctx context.Context) error {
 			rows := make([]db.CopyLogsParams, batchSize)
+			trace := traceID() // one request's trace, as the server stores it
 			for i := range rows {
-				rows[i] = db.CopyLogsParams(w.row())
+				rows[i] = db.CopyLogsParams(w.row(trace))
 			}
 			n, err := q.CopyLogs(ctx, rows)
 			if err == nil && n != batchSize {
@@ -232,13 +236,24 @@ func (w *writeBench) copyFloor(ctx context.Context) func(load) stats {
 	}
 }
 
-// row is the write entry with a fresh id and timestamp, as the server
-// would store it.
-func (w *writeBench) row() db.InsertLogParams {
+// row is the write entry with a fresh id and timestamp and the trace id
+// of its request, as the server would store it.
+func (w *writeBench) row(trace *string) db.InsertLogParams {
 	p := w.entry
 	p.ID = uuid.Must(uuid.NewV7())
 	p.Timestamp = time.Now().UTC().Truncate(time.Microsecond)
+	p.TraceID = trace
 	return p
+}
+
+// traceID returns a new W3C trace id. The server stores its request's trace
+// id with every entry (one is minted when the caller sends none), and the
+// floors store one too, so the database does the same work, the partial
+// trace_id index included.
+func traceID() *string {
+	id := trace.TraceID(uuid.New())
+	s := id.String()
+	return &s
 }
 
 // post is a JSON POST of body to path on addr.
