@@ -108,9 +108,6 @@ func (s *Store) Watch(ctx context.Context, logger *slog.Logger) {
 // listen connects, listens on changesChannel and resets the cache on every
 // notification, until the connection fails or ctx ends.
 func (s *Store) listen(ctx context.Context) error {
-	if s.pool == nil {
-		return errors.New("the store has no pool")
-	}
 	cfg := s.pool.Config().ConnConfig.Copy()
 	cfg.Tracer = nil // a span for each wait would only be noise
 	conn, err := pgx.ConnectConfig(ctx, cfg)
