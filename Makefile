@@ -23,8 +23,9 @@ build: ## Build bin/valhalla
 
 test: postgres lint test-go test-ts conformance ## Lint, Go tests, the TypeScript client test and Schemathesis
 
-test-go: postgres ## Go tests (race detector, real PostgreSQL)
+test-go: postgres ## Go tests (race detector, real PostgreSQL), the service's and the benchmark's
 	go test -race -count=1 ./...
+	cd bench && go test -race -count=1 ./...
 
 durability: postgres ## Only the crash tests (kill -9, PostgreSQL restart), printing their figures
 	set -o pipefail; go test -race -count=1 -v -run 'TestDurability' ./cmd/valhalla | grep -E '^(---|ok|FAIL)|durability across|crash [0-9]'
@@ -52,7 +53,7 @@ api-diff: ## Fail on breaking changes to openapi.yaml since API_DIFF_BASE (defau
 	fi
 
 bench: postgres build ## Measure the stack against its floors (BENCH_DURATION, BENCH_CONCURRENCY, BENCH_ROWS)
-	go build -o bin/valhalla-bench ./cmd/valhalla-bench
+	cd bench && go build -o ../bin/valhalla-bench .
 	bin/valhalla-bench
 
 generate: node_modules ## Regenerate gen/ (Go server, models and client; sqlc queries; TypeScript types)
@@ -66,8 +67,9 @@ check-generated: generate ## Fail when gen/ differs from what the generators pro
 		git status --porcelain -- gen; git --no-pager diff --stat -- gen; exit 1; \
 	fi
 
-lint: lint-spec ## go vet, gofmt and the spec linter
+lint: lint-spec ## go vet, gofmt and the spec linter (the service and bench/)
 	go vet ./...
+	cd bench && go vet ./...
 	@unformatted="$$(gofmt -l $(GO_FILES))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
