@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +111,51 @@ func TestTargetLines(t *testing.T) {
 	}
 	if got := thousands(1234567); got != "1,234,567" {
 		t.Errorf("thousands = %q", got)
+	}
+}
+
+// TestFloorQuery: the list floor asks the store for what the server would
+// for each scenario, and include_total without total_limit counts up to the
+// contract's default.
+func TestFloorQuery(t *testing.T) {
+	t.Parallel()
+	def, err := contractTotalLimit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def <= 0 {
+		t.Fatalf("contract total_limit default %d", def)
+	}
+	for _, sc := range listScenarios() {
+		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
+			f, count, err := floorQuery(sc.Query, def)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Category == nil && f.MinLevel == "" {
+				t.Errorf("filter %+v filters nothing", f)
+			}
+			if got := sc.Query.Get("category"); f.Category != nil && *f.Category != got {
+				t.Errorf("category %q, want %q", *f.Category, got)
+			}
+			want := int64(0)
+			switch {
+			case sc.Query.Has("total_limit"):
+				want = 100_000_000
+			case sc.Query.Has("include_total"):
+				want = def
+			}
+			if count != want {
+				t.Errorf("count up to %d, want %d", count, want)
+			}
+		})
+	}
+	f, _, err := floorQuery(url.Values{"level": {"INFO", "ERROR"}, "since": {"2025-05-02T00:00:00Z"}}, def)
+	if err != nil || !slices.Equal(f.Levels, []string{"INFO", "ERROR"}) || f.Since == nil || !f.Since.Equal(dataStart) {
+		t.Errorf("levels and since: %+v, %v", f, err)
+	}
+	if _, _, err := floorQuery(url.Values{"cursor": {"x"}}, def); err == nil {
+		t.Error("an unknown parameter passed silently")
 	}
 }

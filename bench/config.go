@@ -33,8 +33,7 @@ type config struct {
 	DataDir string
 	// Server is the valhalla binary under test.
 	Server string
-	// Only restricts the run to some parts (write, batch, list,
-	// validation); empty runs all.
+	// Only restricts the run to some parts (see parts); empty runs all.
 	Only []string
 }
 

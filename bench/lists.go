@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/logstore"
 )
 
 // Each list run reads pages of pageSize; the deep page is deepPage pages in.
@@ -65,6 +67,22 @@ type listResult struct {
 	// First and Deep are the latency runs (at ListConcurrency), FirstMax
 	// and DeepMax the throughput runs (at Concurrency).
 	First, Deep, FirstMax, DeepMax stats
+	// Floor and FloorMax are the list floor's first page at the same two
+	// concurrencies: logstore.Store.List, the server's own sqlc query
+	// through a pool opened as the server's, with no HTTP in the way.
+	Floor, FloorMax stats
+}
+
+// ThroughputRatio is the full stack's first-page rate over the list
+// floor's, at the throughput concurrency.
+func (r listResult) ThroughputRatio() float64 {
+	return ratio(r.FirstMax.PerSecond(), r.FloorMax.PerSecond())
+}
+
+// P99Ratio is the full stack's first-page p99 over the list floor's, at
+// the latency concurrency.
+func (r listResult) P99Ratio() float64 {
+	return ratio(float64(r.First.P99), float64(r.Floor.P99))
 }
 
 // Ratio is deep-page latency over first-page latency, at p50.
@@ -98,6 +116,17 @@ func runLists(ctx context.Context, cfg config, env *benchEnv) (listResults, erro
 		return res, err
 	}
 	defer srv.Stop()
+	// The list floor's pool is opened exactly as the server opens its own.
+	pool, err := database.Open(ctx, dbURL, 30*time.Second, nil)
+	if err != nil {
+		return res, err
+	}
+	defer pool.Close()
+	store := logstore.New(pool)
+	defaultTotalLimit, err := contractTotalLimit()
+	if err != nil {
+		return res, err
+	}
 	meter := env.meter
 	meter.serverPID = srv.PID()
 	base := "http://" + srv.Addr + "/system/logs?"
@@ -118,17 +147,31 @@ func runLists(ctx context.Context, cfg config, env *benchEnv) (listResults, erro
 		get := func(t vegeta.Target) func(load) stats {
 			return func(l load) stats { return l.http(ctx, t, http.StatusOK) }
 		}
+		filter, countUpTo, err := floorQuery(sc.Query, defaultTotalLimit)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", sc.Name, err)
+		}
+		floor := func(l load) stats {
+			return l.goroutines(ctx, func(ctx context.Context) error {
+				page, err := store.List(ctx, filter, pageSize, "", countUpTo)
+				if err == nil && len(page.Items) != pageSize {
+					err = fmt.Errorf("list floor: %d items on the first page, want %d", len(page.Items), pageSize)
+				}
+				return err
+			})
+		}
 		for _, c := range []struct {
-			concurrency int
-			first, deep *stats
+			concurrency        int
+			first, deep, floor *stats
 		}{
-			{cfg.ListConcurrency, &r.First, &r.Deep},
-			{cfg.Concurrency, &r.FirstMax, &r.DeepMax},
+			{cfg.ListConcurrency, &r.First, &r.Deep, &r.Floor},
+			{cfg.Concurrency, &r.FirstMax, &r.DeepMax, &r.FloorMax},
 		} {
 			label := fmt.Sprintf("list %s @%d: ", sc.Name, c.concurrency)
 			err := interleave(ctx, cfg, env.meter, env.progress, nil,
 				contender{label + "first page", c.concurrency, srv.PID(), get(first), c.first},
 				contender{fmt.Sprintf("%spage %d", label, depth), c.concurrency, srv.PID(), get(deepTarget), c.deep},
+				contender{label + "list floor, first page", c.concurrency, 0, floor, c.floor},
 			)
 			if err != nil {
 				return res, err
@@ -233,4 +276,79 @@ func nextCursor(ctx context.Context, target string) (string, error) {
 		return "", fmt.Errorf("GET %s: %d items on a page with a next cursor", target, len(page.Items))
 	}
 	return *page.NextCursor, nil
+}
+
+// floorQuery turns a scenario's query into what the server passes its
+// store for it: the filter, and how many matches to count (0 for none).
+// include_total without total_limit counts up to the contract's default.
+func floorQuery(q url.Values, defaultTotalLimit int64) (logstore.Filter, int64, error) {
+	var f logstore.Filter
+	str := func(name string) *string {
+		if !q.Has(name) {
+			return nil
+		}
+		v := q.Get(name)
+		return &v
+	}
+	at := func(name string) (*time.Time, error) {
+		if !q.Has(name) {
+			return nil, nil
+		}
+		t, err := time.Parse(time.RFC3339, q.Get(name))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return &t, nil
+	}
+	var err error
+	f.Levels = q["level"]
+	f.MinLevel = q.Get("min_level")
+	f.Category, f.CorrelationID, f.UserID, f.TraceID = str("category"), str("correlation_id"), str("user_id"), str("trace_id")
+	if f.Since, err = at("since"); err != nil {
+		return f, 0, err
+	}
+	if f.Until, err = at("until"); err != nil {
+		return f, 0, err
+	}
+	for k := range q {
+		switch k {
+		case "limit", "level", "min_level", "category", "correlation_id", "user_id", "trace_id", "since", "until",
+			"include_total", "total_limit":
+		default:
+			return f, 0, fmt.Errorf("the list floor does not know the parameter %q", k)
+		}
+	}
+	if q.Get("include_total") != "true" {
+		return f, 0, nil
+	}
+	if !q.Has("total_limit") {
+		return f, defaultTotalLimit, nil
+	}
+	n, err := strconv.ParseInt(q.Get("total_limit"), 10, 64)
+	if err != nil {
+		return f, 0, fmt.Errorf("total_limit: %w", err)
+	}
+	return f, n, nil
+}
+
+// contractTotalLimit is the default of listSystemLogs' total_limit in
+// openapi.yaml: what include_total counts up to when a client sets none.
+func contractTotalLimit() (int64, error) {
+	spec, err := api.GetSwagger()
+	if err != nil {
+		return 0, fmt.Errorf("load the contract: %w", err)
+	}
+	item := spec.Paths.Find("/system/logs")
+	if item == nil || item.Get == nil {
+		return 0, fmt.Errorf("the contract has no GET /system/logs")
+	}
+	p := item.Get.Parameters.GetByInAndName("query", "total_limit")
+	if p == nil || p.Schema == nil || p.Schema.Value == nil {
+		return 0, fmt.Errorf("the contract has no total_limit parameter")
+	}
+	d, ok := p.Schema.Value.Default.(float64)
+	if !ok || d <= 0 {
+		return 0, fmt.Errorf("total_limit's default %v is not a positive number", p.Schema.Value.Default)
+	}
+	return int64(d), nil
 }
