@@ -15,7 +15,7 @@ API_DIFF_BASE ?= HEAD~1
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: postgres ## Serve on 127.0.0.1:8080 with a local PostgreSQL cluster under ./.valhalla
+run: $(if $(DATABASE_URL),,postgres) ## Serve on 127.0.0.1:8080 with a local PostgreSQL cluster under ./.valhalla (or on DATABASE_URL)
 	go run -ldflags "$(LDFLAGS)" ./cmd/valhalla serve
 
 build: ## Build bin/valhalla
@@ -81,12 +81,22 @@ node_modules: package.json package-lock.json
 	@touch node_modules
 
 .venv/.installed: conformance/requirements.txt
+	@if ! python3 -c 'import ensurepip' 2>/dev/null; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing python3-venv (apt-get install python3-venv)"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+		else echo "Python's venv module is missing: install it (e.g. apt-get install python3-venv)"; exit 1; fi; \
+	fi
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --disable-pip-version-check -r conformance/requirements.txt
 	@touch $@
 
+# The tests start clusters of their own (the embedded default, crashes and
+# restarts), so they need the server binaries even when DATABASE_URL is set;
+# only make run can do without them.
 postgres: ## Install the PostgreSQL server binaries if this machine has none
-	@if [ -n "$$PG_BINDIR" ] || [ -n "$$DATABASE_URL" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	@if [ -n "$$PG_BINDIR" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		|| command -v initdb >/dev/null 2>&1 || command -v pg_config >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "installing the PostgreSQL server (apt-get install postgresql)"; \
@@ -94,5 +104,5 @@ postgres: ## Install the PostgreSQL server binaries if this machine has none
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else \
 		echo "PostgreSQL server binaries not found: install PostgreSQL (e.g. apt-get install postgresql)," \
-			"set PG_BINDIR to its bin directory, or set DATABASE_URL"; exit 1; \
+			"or set PG_BINDIR to its bin directory"; exit 1; \
 	fi

@@ -18,7 +18,7 @@ log="$data/server.log"
 # A fresh bootstrap token: vhl_<public id>_<secret>, letters and digits.
 hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 export VALHALLA_TOKEN="vhl_$(hex 6)_$(hex 16)"
-VALHALLA_BOOTSTRAP_TOKEN="$VALHALLA_TOKEN" "$bin" serve --addr 127.0.0.1:0 --data-dir "$data/data" >"$log" 2>&1 &
+DATABASE_URL= VALHALLA_BOOTSTRAP_TOKEN="$VALHALLA_TOKEN" "$bin" serve --addr 127.0.0.1:0 --data-dir "$data/data" >"$log" 2>&1 &
 pid=$!
 
 cleanup() {

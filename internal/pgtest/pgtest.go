@@ -1,5 +1,6 @@
 // Package pgtest runs tests against a real PostgreSQL: one throwaway cluster
-// per test binary (see Main) and a fresh database per test (see NewDatabase).
+// per test binary (see Main), or the server DATABASE_URL names, and a fresh
+// database per test (see NewDatabase).
 package pgtest
 
 import (
@@ -7,6 +8,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,30 +26,86 @@ import (
 // timeout bounds starting, stopping and talking to a cluster.
 const timeout = 2 * time.Minute
 
-// shared is the cluster Main starts for the test binary. It is package state
+// shared is the server Main chose for the test binary. It is package state
 // because NewDatabase(t) has no other way to reach it; Main sets it once
 // before any test runs.
 var shared struct {
-	mu      sync.Mutex
-	cluster *pgcluster.Cluster
-	seq     atomic.Int64
+	mu     sync.Mutex
+	server *server
+	seq    atomic.Int64
 }
 
-// Main starts one throwaway cluster (fsync off) for the whole test binary in a
-// temp dir the postgres OS user can traverse, runs m, closes the cluster,
-// removes the dir and exits with m's code. Use it as
+// server is where NewDatabase creates databases.
+type server struct {
+	// admin is the connection string CREATE and DROP DATABASE run on.
+	admin string
+	// connString returns the connection string of database name.
+	connString func(name string) string
+}
+
+// clusterServer is the server of a local cluster.
+func clusterServer(c *pgcluster.Cluster) *server {
+	return &server{admin: c.ConnString("postgres"), connString: c.ConnString}
+}
+
+// urlServer is the server databaseURL names; its databases are reached as
+// databaseURL with the database name replaced.
+func urlServer(databaseURL string) *server {
+	return &server{admin: databaseURL, connString: func(name string) string { return withDatabase(databaseURL, name) }}
+}
+
+// withDatabase returns connString (a postgres:// URL or libpq keyword/value
+// string) naming database instead of the one it names.
+func withDatabase(connString, database string) string {
+	if strings.HasPrefix(connString, "postgres://") || strings.HasPrefix(connString, "postgresql://") {
+		if u, err := url.Parse(connString); err == nil {
+			u.Path, u.RawPath = "/"+database, ""
+			q := u.Query()
+			q.Del("dbname")
+			q.Del("database")
+			u.RawQuery = q.Encode()
+			return u.String()
+		}
+	}
+	// In a keyword/value string the last of a repeated keyword wins.
+	return connString + " dbname='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(database) + "'"
+}
+
+// Main runs m against one PostgreSQL server for the whole test binary and
+// exits with m's code. Use it as
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
-// If the cluster cannot start, Main prints the error and exits 1; tests are
-// not skipped. An interrupt (SIGINT, SIGTERM) also closes the cluster before
-// exiting, since PostgreSQL runs in its own process group.
+// With DATABASE_URL set, the server is the one it names: each test gets a
+// database of its own there (its role needs CREATEDB), dropped after the
+// test; nothing else on that server is touched. Otherwise Main starts a
+// throwaway cluster (fsync off) in a temp dir the postgres OS user can
+// traverse, and closes it and removes the dir at the end. Tests that start
+// clusters of their own (StartCluster) need the PostgreSQL server binaries
+// either way.
+//
+// If the server cannot be reached or the cluster cannot start, Main prints
+// the error and exits 1; tests are not skipped. An interrupt (SIGINT,
+// SIGTERM) also closes the cluster before exiting, since PostgreSQL runs in
+// its own process group.
 func Main(m *testing.M) {
-	os.Exit(runMain(m))
+	os.Exit(runMain(m, os.Getenv))
 }
 
 // runMain is Main without the exit.
-func runMain(m *testing.M) int {
+func runMain(m *testing.M, getenv func(string) string) int {
+	if databaseURL := getenv("DATABASE_URL"); databaseURL != "" {
+		srv, err := openURLServer(databaseURL)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
+			return 1
+		}
+		shared.mu.Lock()
+		shared.server = srv
+		shared.mu.Unlock()
+		return m.Run()
+	}
+
 	// PostgreSQL runs in its own process group, so an interrupt reaches only
 	// this process: catch it to stop the cluster instead of leaking it.
 	sigCtx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -99,50 +157,71 @@ func runMain(m *testing.M) int {
 	}()
 
 	shared.mu.Lock()
-	shared.cluster = c
+	shared.server = clusterServer(c)
 	shared.mu.Unlock()
 	return m.Run()
 }
 
+// openURLServer checks that databaseURL reaches a server and returns it.
+func openURLServer(databaseURL string) (*server, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	return urlServer(databaseURL), nil
+}
+
 // NewDatabase creates a fresh, empty database with a unique name on the
-// cluster started by Main and returns its connection string. The database is
-// dropped (WITH (FORCE)) at t.Cleanup. It is safe for parallel tests. It
-// fails the test if Main is not in use or the database cannot be created.
+// server of Main (its cluster, or DATABASE_URL's server) and returns its
+// connection string. The database is dropped (WITH (FORCE)) at t.Cleanup.
+// It is safe for parallel tests. It fails the test if Main is not in use or
+// the database cannot be created.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
 	shared.mu.Lock()
-	c := shared.cluster
+	srv := shared.server
 	shared.mu.Unlock()
-	if c == nil {
-		t.Fatal("pgtest.NewDatabase needs the cluster of pgtest.Main: add func TestMain(m *testing.M) { pgtest.Main(m) }")
+	if srv == nil {
+		t.Fatal("pgtest.NewDatabase needs the server of pgtest.Main: add func TestMain(m *testing.M) { pgtest.Main(m) }")
 	}
+	return newDatabase(t, srv)
+}
+
+// newDatabase is NewDatabase on srv.
+func newDatabase(t testing.TB, srv *server) string {
+	t.Helper()
 	name := fmt.Sprintf("test_%d_%s", shared.seq.Add(1), strings.ToLower(rand.Text()[:8]))
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := c.CreateDatabase(ctx, name); err != nil {
+	if err := srv.exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatalf("new database: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		if err := dropDatabase(ctx, c, name); err != nil {
+		// WITH (FORCE) disconnects any sessions still using it.
+		if err := srv.exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
-	return c.ConnString(name)
+	return srv.connString(name)
 }
 
-// dropDatabase drops name, disconnecting any sessions still using it.
-func dropDatabase(ctx context.Context, c *pgcluster.Cluster, name string) error {
-	conn, err := pgx.Connect(ctx, c.ConnString("postgres"))
+// exec runs one statement on the server's admin connection string.
+func (s *server) exec(ctx context.Context, sql string) error {
+	conn, err := pgx.Connect(ctx, s.admin)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop: %w", err)
-	}
-	return nil
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, sql)
+	return err
 }
 
 // TempDir returns a fresh directory, removed at cleanup like t.TempDir, that

@@ -2,10 +2,12 @@ package pgtest_test
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -107,4 +109,74 @@ func TestStartCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close(ctx)
+}
+
+// TestNewDatabaseOnDatabaseURL: with DATABASE_URL, each test's database is
+// made on that server, is empty, and is dropped after the test, whether the
+// URL is a postgres:// URL or a keyword/value string.
+func TestNewDatabaseOnDatabaseURL(t *testing.T) {
+	t.Parallel()
+	c := pgtest.StartCluster(t)
+	admin := c.ConnString("postgres")
+	cfg, err := pgx.ParseConfig(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forms := map[string]string{
+		"keyword/value": admin,
+		"url":           "postgres://postgres@/postgres?host=" + url.QueryEscape(cfg.Host) + "&sslmode=disable",
+	}
+	exists := func(t *testing.T, name string) bool {
+		t.Helper()
+		conn, err := pgx.Connect(t.Context(), admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		var ok bool
+		if err := conn.QueryRow(t.Context(), "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", name).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for form, databaseURL := range forms {
+		t.Run(form, func(t *testing.T) {
+			var name string
+			t.Run("use", func(t *testing.T) {
+				conn, err := pgx.Connect(t.Context(), pgtest.NewDatabaseAt(t, databaseURL))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close(context.Background())
+				var tables int
+				if err := conn.QueryRow(t.Context(),
+					"SELECT current_database(), (SELECT count(*) FROM pg_tables WHERE schemaname = 'public')").Scan(&name, &tables); err != nil {
+					t.Fatal(err)
+				}
+				if !strings.HasPrefix(name, "test_") || tables != 0 {
+					t.Fatalf("connected to %q with %d tables, want a fresh test_ database", name, tables)
+				}
+				if !exists(t, name) {
+					t.Fatalf("database %s is not on the server DATABASE_URL names", name)
+				}
+			})
+			if name != "" && exists(t, name) {
+				t.Errorf("database %s still exists after its test", name)
+			}
+		})
+	}
+}
+
+func TestWithDatabase(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://u:p@db.example:5433/app?sslmode=require", "postgres://u:p@db.example:5433/test_1?sslmode=require"},
+		{"postgresql://u@h/app?dbname=other&sslmode=disable", "postgresql://u@h/test_1?sslmode=disable"},
+		{"postgres://u@h", "postgres://u@h/test_1"},
+		{"host=/tmp user=postgres dbname=app", "host=/tmp user=postgres dbname=app dbname='test_1'"},
+	} {
+		if got := pgtest.WithDatabase(tc.in, "test_1"); got != tc.want {
+			t.Errorf("WithDatabase(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
 }
