@@ -52,9 +52,8 @@ func WithAcquireTracer(t pgxpool.AcquireTracer) Option {
 // DefaultMaxConns is the pool size when the URL does not set
 // pool_max_conns. pgx's own default (4 on a small machine) starves
 // concurrent writes: each commit waits for its WAL flush, and more
-// connections let PostgreSQL flush many commits at once. On the 2-core
-// benchmark machine 16 wrote 50% more entries per second than 4; 32 did
-// no better than 16.
+// connections let PostgreSQL flush many commits at once. The size was
+// chosen with make bench; the measurements are in docs/performance.md.
 const DefaultMaxConns = 16
 
 // Open connects a pool to the database at url, configured by Config with

@@ -23,10 +23,10 @@ import (
 // writes are in flight, so they grow with the load.
 const (
 	// maxWriters bounds the statements in flight for single writes. One
-	// makes the largest groups: with 32 clients on two cores it wrote 18%
-	// more per second than two writers and 46% more than four (make bench),
-	// and at 256 rows a statement it still allows some 50,000 rows/s on a
-	// disk that takes 5 ms to commit.
+	// makes the largest groups, and so the fewest commits per entry; at
+	// maxGroup rows a statement, one writer's throughput is maxGroup rows
+	// per commit latency. Measured against more writers with make bench
+	// (docs/performance.md).
 	maxWriters = 1
 	// maxGroup bounds the rows written by one statement.
 	maxGroup = 256
