@@ -52,7 +52,7 @@ func TestParseConfig(t *testing.T) {
 func TestParseGoBenchmarks(t *testing.T) {
 	t.Parallel()
 	out := `goos: linux
-BenchmarkValidateWrite-2   	  102655	     12750 ns/op	    5712 B/op	      77 allocs/op
+BenchmarkValidateWrite-2   	  102655	     12750 ns/op	     13100 cpu-ns/op	    5712 B/op	      77 allocs/op
 BenchmarkProblemMapping-2   	  451674	      3554 ns/op	    1008 B/op	      33 allocs/op
 PASS
 ok  	github.com/valhalla-platform/valhalla/internal/contract	4.7s
@@ -61,9 +61,12 @@ ok  	github.com/valhalla-platform/valhalla/internal/contract	4.7s
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []goBenchmark{{"ValidateWrite", 12750, 5712, 77}, {"ProblemMapping", 3554, 1008, 33}}
+	want := []goBenchmark{{"ValidateWrite", 12750, 13100, 5712, 77}, {"ProblemMapping", 3554, 0, 1008, 33}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if got[0].cpuPerOp() != 13100 || got[1].cpuPerOp() != 3554 {
+		t.Errorf("cpu per op %v, %v: want cpu-ns/op where reported, else ns/op", got[0].cpuPerOp(), got[1].cpuPerOp())
 	}
 	if _, err := parseGoBenchmarks(strings.NewReader("FAIL\n")); err == nil {
 		t.Error("no results parsed without an error")

@@ -18,10 +18,22 @@ var goBenchPackages = []string{"./internal/contract", "./internal/observe"}
 
 // goBenchmark is one line of go test -bench -benchmem output.
 type goBenchmark struct {
-	Name        string
-	NsPerOp     float64
+	Name    string
+	NsPerOp float64
+	// CPUNsPerOp is the process's CPU time per op, for the benchmarks
+	// that report it (cpu-ns/op); 0 otherwise.
+	CPUNsPerOp  float64
 	BytesPerOp  int64
 	AllocsPerOp int64
+}
+
+// cpuPerOp is the CPU time per op when the benchmark reports it, else its
+// wall time.
+func (b goBenchmark) cpuPerOp() float64 {
+	if b.CPUNsPerOp > 0 {
+		return b.CPUNsPerOp
+	}
+	return b.NsPerOp
 }
 
 // runGoBenchmarks runs the Go benchmarks with go test and parses their
@@ -40,7 +52,7 @@ func runGoBenchmarks(ctx context.Context, log io.Writer) ([]goBenchmark, error) 
 
 // parseGoBenchmarks reads the result lines of go test -bench -benchmem:
 //
-//	BenchmarkValidateWrite-2   102655   12750 ns/op   5712 B/op   77 allocs/op
+//	BenchmarkValidateWrite-2   102655   12750 ns/op   13100 cpu-ns/op   5712 B/op   77 allocs/op
 func parseGoBenchmarks(r io.Reader) ([]goBenchmark, error) {
 	var out []goBenchmark
 	sc := bufio.NewScanner(r)
@@ -57,6 +69,8 @@ func parseGoBenchmarks(r io.Reader) ([]goBenchmark, error) {
 			switch fields[i+1] {
 			case "ns/op":
 				b.NsPerOp, _ = strconv.ParseFloat(fields[i], 64)
+			case "cpu-ns/op":
+				b.CPUNsPerOp, _ = strconv.ParseFloat(fields[i], 64)
 			case "B/op":
 				b.BytesPerOp, _ = strconv.ParseInt(fields[i], 10, 64)
 			case "allocs/op":
