@@ -19,7 +19,7 @@ const (
 	goalBatchRatio      = 0.5  // batch ÷ COPY floor, rows/s, at least
 	goalDeepRatio       = 1.5  // deep page ÷ first page, p50, at most
 	goalListThroughput  = 0.4  // list first page ÷ list floor, req/s at Concurrency, at least
-	goalListP99         = 4    // list first page ÷ list floor, p99 at ListConcurrency, at most
+	goalListP99         = 3    // list first page ÷ list floor, p99 at ListConcurrency, at most
 	goalValidationShare = 0.25 // validating a write ÷ the full stack's server CPU per write, at most
 	goalValidationAlloc = 100  // allocations validating a write, under
 	goalPeakRSSMiB      = 64   // peak RSS after the single-write run, MiB, under
