@@ -8,14 +8,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
 	valhalla "github.com/valhalla-platform/valhalla"
-	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
-	"github.com/valhalla-platform/valhalla/internal/pgtest"
 )
 
 // contractLevels returns the LogLevel enum of openapi.yaml, in its order
@@ -62,14 +59,7 @@ func TestLevelsAreTheContracts(t *testing.T) {
 	}
 
 	ctx := t.Context()
-	pool, err := database.Open(ctx, pgtest.NewDatabase(t), 10*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := database.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	_, pool := setup(t)
 	var checks []string
 	rows, err := pool.Query(ctx, `
 		SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
