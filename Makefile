@@ -58,6 +58,7 @@ bench: postgres build ## Measure the stack against its floors (BENCH_DURATION, B
 
 generate: node_modules ## Regenerate gen/ (Go server, models and client; sqlc queries; TypeScript types)
 	go tool oapi-codegen -config oapi-codegen.yaml openapi.yaml
+	go run ./internal/cmd/correlationgen -o gen/correlation/correlation.gen.go
 	go tool sqlc generate
 	npm run --silent gen:ts
 

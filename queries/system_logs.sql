@@ -25,21 +25,32 @@ SELECT unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(timestamps)::timestamptz[]
 SELECT * FROM system_logs
 WHERE id = $1;
 
+-- The three queries that read entries by filter each open with the same
+-- "matching" CTE, which states every filter but the level: sqlc has no way
+-- to share SQL between queries, so TestQueriesShareTheFilters fails when
+-- the copies differ. NOT MATERIALIZED inlines it where it is used, so each
+-- use is planned with its filters, as if written out there; a filter whose
+-- parameter is null folds away (the pool plans every query for its
+-- parameters).
+
 -- name: ListLogs :many
 -- ListLogs returns one page of entries matching every non-null filter, newest
 -- first, starting strictly after the keyset position (after_ts, after_id).
 -- The store sends level filters to ListLogsByLevels, which takes the same
 -- parameters in the same order.
-SELECT * FROM system_logs
+WITH matching AS NOT MATERIALIZED (
+    SELECT * FROM system_logs
+    WHERE (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
+      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
+      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
+      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
+      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
+      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
+      AND (sqlc.narg('after_ts')::timestamptz IS NULL
+           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+)
+SELECT * FROM matching
 WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::text[]))
-  AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
-  AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
-  AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
-  AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
-  AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
-  AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
-  AND (sqlc.narg('after_ts')::timestamptz IS NULL
-       OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
 ORDER BY "timestamp" DESC, id DESC
 LIMIT sqlc.arg('row_limit');
 
@@ -49,15 +60,17 @@ LIMIT sqlc.arg('row_limit');
 -- order across several levels (level = ANY (...) comes out sorted by level
 -- first), so a page would sort every match older than the cursor. Instead
 -- each level is its own branch, an index scan already in keyset order and
--- cut at the page size, and the branches are merged (Merge Append). A
--- branch whose level is not in levels folds to false and is never run.
--- Every branch must carry every filter of ListLogs, in the same order: the
--- store converts ListLogsParams to ListLogsByLevelsParams, which compiles
--- only while the two agree.
-SELECT * FROM (
-    (SELECT * FROM system_logs
-    WHERE level = 'DEBUG' AND 'DEBUG' = ANY (sqlc.arg('levels')::text[])
-      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
+-- cut at the page size, and the branches are merged (Merge Append); a
+-- branch whose level is not in levels folds to false and never runs. One
+-- LATERAL branch over unnest(levels) would not do: it is planned once for
+-- any level, as if each were as common as the average, so for a rare level
+-- it walks the timestamp index past every other level's entries and a deep
+-- page slows down; a literal level per branch lets the planner see its
+-- share. The store converts ListLogsParams to ListLogsByLevelsParams, which
+-- compiles only while the two take the same parameters in the same order.
+WITH matching AS NOT MATERIALIZED (
+    SELECT * FROM system_logs
+    WHERE (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
       AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
       AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
       AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
@@ -65,76 +78,45 @@ SELECT * FROM (
       AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
       AND (sqlc.narg('after_ts')::timestamptz IS NULL
            OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
-    ORDER BY "timestamp" DESC, id DESC
-    LIMIT sqlc.arg('row_limit'))
+)
+SELECT by_level.* FROM (
+    (SELECT * FROM matching WHERE level = 'DEBUG' AND 'DEBUG' = ANY (sqlc.arg('levels')::text[])
+    ORDER BY "timestamp" DESC, id DESC LIMIT sqlc.arg('row_limit'))
     UNION ALL
-    (SELECT * FROM system_logs
-    WHERE level = 'INFO' AND 'INFO' = ANY (sqlc.arg('levels')::text[])
-      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
-      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
-      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
-      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
-      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
-      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
-      AND (sqlc.narg('after_ts')::timestamptz IS NULL
-           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
-    ORDER BY "timestamp" DESC, id DESC
-    LIMIT sqlc.arg('row_limit'))
+    (SELECT * FROM matching WHERE level = 'INFO' AND 'INFO' = ANY (sqlc.arg('levels')::text[])
+    ORDER BY "timestamp" DESC, id DESC LIMIT sqlc.arg('row_limit'))
     UNION ALL
-    (SELECT * FROM system_logs
-    WHERE level = 'WARNING' AND 'WARNING' = ANY (sqlc.arg('levels')::text[])
-      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
-      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
-      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
-      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
-      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
-      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
-      AND (sqlc.narg('after_ts')::timestamptz IS NULL
-           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
-    ORDER BY "timestamp" DESC, id DESC
-    LIMIT sqlc.arg('row_limit'))
+    (SELECT * FROM matching WHERE level = 'WARNING' AND 'WARNING' = ANY (sqlc.arg('levels')::text[])
+    ORDER BY "timestamp" DESC, id DESC LIMIT sqlc.arg('row_limit'))
     UNION ALL
-    (SELECT * FROM system_logs
-    WHERE level = 'ERROR' AND 'ERROR' = ANY (sqlc.arg('levels')::text[])
-      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
-      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
-      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
-      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
-      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
-      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
-      AND (sqlc.narg('after_ts')::timestamptz IS NULL
-           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
-    ORDER BY "timestamp" DESC, id DESC
-    LIMIT sqlc.arg('row_limit'))
+    (SELECT * FROM matching WHERE level = 'ERROR' AND 'ERROR' = ANY (sqlc.arg('levels')::text[])
+    ORDER BY "timestamp" DESC, id DESC LIMIT sqlc.arg('row_limit'))
     UNION ALL
-    (SELECT * FROM system_logs
-    WHERE level = 'CRITICAL' AND 'CRITICAL' = ANY (sqlc.arg('levels')::text[])
-      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
-      AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
-      AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
-      AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
-      AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
-      AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
-      AND (sqlc.narg('after_ts')::timestamptz IS NULL
-           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
-    ORDER BY "timestamp" DESC, id DESC
-    LIMIT sqlc.arg('row_limit'))
+    (SELECT * FROM matching WHERE level = 'CRITICAL' AND 'CRITICAL' = ANY (sqlc.arg('levels')::text[])
+    ORDER BY "timestamp" DESC, id DESC LIMIT sqlc.arg('row_limit'))
 ) AS by_level
-ORDER BY "timestamp" DESC, id DESC
+ORDER BY by_level."timestamp" DESC, by_level.id DESC
 LIMIT sqlc.arg('row_limit');
 
 -- name: CountLogs :one
--- CountLogs counts the entries matching the same filters as ListLogs,
--- ignoring pagination, but stops at count_limit: a count reads every match,
--- so its cost is bounded by the limit, not by the table.
-SELECT count(*) FROM (
-    SELECT 1 FROM system_logs
-    WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::text[]))
-      AND (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
+-- CountLogs counts the entries matching the same filters as ListLogs, from
+-- the keyset position when one is given (the store gives none: a total
+-- ignores pagination), but stops at row_limit rows: a count reads every
+-- match, so its cost is bounded by the limit, not by the table. It takes
+-- ListLogs' parameters, so the store converts one to the other.
+WITH matching AS NOT MATERIALIZED (
+    SELECT * FROM system_logs
+    WHERE (sqlc.narg('category')::text IS NULL OR category = sqlc.narg('category')::text)
       AND (sqlc.narg('correlation_id')::text IS NULL OR correlation_id = sqlc.narg('correlation_id')::text)
       AND (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id')::text)
       AND (sqlc.narg('trace_id')::text IS NULL OR trace_id = sqlc.narg('trace_id')::text)
       AND (sqlc.narg('since')::timestamptz IS NULL OR "timestamp" >= sqlc.narg('since')::timestamptz)
       AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
-    LIMIT sqlc.arg('count_limit')
-) AS matches;
+      AND (sqlc.narg('after_ts')::timestamptz IS NULL
+           OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+)
+SELECT count(*) FROM (
+    SELECT 1 FROM matching
+    WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::text[]))
+    LIMIT sqlc.arg('row_limit')
+) AS counted;

@@ -56,6 +56,10 @@ func TestErrorStatuses(t *testing.T) {
 			422, "validation-failed", []string{"parameter include_total", "parameter level", "parameter limit", "parameter since"}},
 		{"limit too large", "GET", "/system/logs?limit=501", "", ``, 422, "validation-failed", []string{"parameter limit"}},
 		{"cursor that does not decode", "GET", "/system/logs?cursor=not-a-cursor", "", ``, 422, "validation-failed", []string{"parameter cursor"}},
+		{"NUL in the category filter", "GET", "/system/logs?category=%00x", "", ``, 422, "validation-failed", []string{"parameter category"}},
+		{"NUL in every text filter", "GET", "/system/logs?correlation_id=a%00&user_id=%00&trace_id=%00", "", ``, 422, "validation-failed",
+			[]string{"parameter correlation_id", "parameter trace_id", "parameter trace_id", "parameter user_id"}},
+		{"NUL in the id", "GET", "/system/logs/%00", "", ``, 422, "validation-failed", []string{"parameter id"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

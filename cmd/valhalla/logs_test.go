@@ -176,7 +176,7 @@ func TestBatchWrite(t *testing.T) {
 func TestListFilters(t *testing.T) {
 	t.Parallel()
 	srv := setup(t)
-	levels := []api.LogLevel{"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+	levels := contractLevels(t) // lowest severity first, as min_level reads them
 	categories := []string{"auth", "finance", "system"}
 	users := []*string{nil, ptr("alice"), ptr("bob")}
 	var all []api.SystemLog
@@ -421,4 +421,22 @@ func TestAnyCursorOfTheContractsShapeIsAccepted(t *testing.T) {
 	if resp.StatusCode != 422 || strings.Join(locations(problemOf(t, body)), ",") != "parameter cursor" {
 		t.Errorf("short cursor: %d %s", resp.StatusCode, body)
 	}
+}
+
+// contractLevels returns the contract's LogLevel enum, in its order (lowest
+// severity first).
+func contractLevels(t *testing.T) []api.LogLevel {
+	t.Helper()
+	spec, err := api.GetSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var levels []api.LogLevel
+	for _, v := range spec.Components.Schemas["LogLevel"].Value.Enum {
+		levels = append(levels, api.LogLevel(fmt.Sprint(v)))
+	}
+	if len(levels) == 0 {
+		t.Fatal("the contract's LogLevel has no enum")
+	}
+	return levels
 }

@@ -27,43 +27,54 @@ type CopyLogsParams struct {
 }
 
 const countLogs = `-- name: CountLogs :one
+WITH matching AS NOT MATERIALIZED (
+    SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    WHERE ($3::text IS NULL OR category = $3::text)
+      AND ($4::text IS NULL OR correlation_id = $4::text)
+      AND ($5::text IS NULL OR user_id = $5::text)
+      AND ($6::text IS NULL OR trace_id = $6::text)
+      AND ($7::timestamptz IS NULL OR "timestamp" >= $7::timestamptz)
+      AND ($8::timestamptz IS NULL OR "timestamp" < $8::timestamptz)
+      AND ($9::timestamptz IS NULL
+           OR ("timestamp", id) < ($9::timestamptz, $10::uuid))
+)
 SELECT count(*) FROM (
-    SELECT 1 FROM system_logs
+    SELECT 1 FROM matching
     WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
-      AND ($2::text IS NULL OR category = $2::text)
-      AND ($3::text IS NULL OR correlation_id = $3::text)
-      AND ($4::text IS NULL OR user_id = $4::text)
-      AND ($5::text IS NULL OR trace_id = $5::text)
-      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
-      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
-    LIMIT $8
-) AS matches
+    LIMIT $2
+) AS counted
 `
 
 type CountLogsParams struct {
 	Levels        []string
+	RowLimit      int32
 	Category      *string
 	CorrelationID *string
 	UserID        *string
 	TraceID       *string
 	Since         *time.Time
 	Until         *time.Time
-	CountLimit    int32
+	AfterTs       *time.Time
+	AfterID       *uuid.UUID
 }
 
-// CountLogs counts the entries matching the same filters as ListLogs,
-// ignoring pagination, but stops at count_limit: a count reads every match,
-// so its cost is bounded by the limit, not by the table.
+// CountLogs counts the entries matching the same filters as ListLogs, from
+// the keyset position when one is given (the store gives none: a total
+// ignores pagination), but stops at row_limit rows: a count reads every
+// match, so its cost is bounded by the limit, not by the table. It takes
+// ListLogs' parameters, so the store converts one to the other.
 func (q *Queries) CountLogs(ctx context.Context, arg CountLogsParams) (int64, error) {
 	row := q.db.QueryRow(ctx, countLogs,
 		arg.Levels,
+		arg.RowLimit,
 		arg.Category,
 		arg.CorrelationID,
 		arg.UserID,
 		arg.TraceID,
 		arg.Since,
 		arg.Until,
-		arg.CountLimit,
+		arg.AfterTs,
+		arg.AfterID,
 	)
 	var count int64
 	err := row.Scan(&count)
@@ -188,22 +199,27 @@ func (q *Queries) InsertLogs(ctx context.Context, arg InsertLogsParams) (int64, 
 }
 
 const listLogs = `-- name: ListLogs :many
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+
+WITH matching AS NOT MATERIALIZED (
+    SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    WHERE ($3::text IS NULL OR category = $3::text)
+      AND ($4::text IS NULL OR correlation_id = $4::text)
+      AND ($5::text IS NULL OR user_id = $5::text)
+      AND ($6::text IS NULL OR trace_id = $6::text)
+      AND ($7::timestamptz IS NULL OR "timestamp" >= $7::timestamptz)
+      AND ($8::timestamptz IS NULL OR "timestamp" < $8::timestamptz)
+      AND ($9::timestamptz IS NULL
+           OR ("timestamp", id) < ($9::timestamptz, $10::uuid))
+)
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching
 WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
-  AND ($2::text IS NULL OR category = $2::text)
-  AND ($3::text IS NULL OR correlation_id = $3::text)
-  AND ($4::text IS NULL OR user_id = $4::text)
-  AND ($5::text IS NULL OR trace_id = $5::text)
-  AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
-  AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
-  AND ($8::timestamptz IS NULL
-       OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
 ORDER BY "timestamp" DESC, id DESC
-LIMIT $10
+LIMIT $2
 `
 
 type ListLogsParams struct {
 	Levels        []string
+	RowLimit      int32
 	Category      *string
 	CorrelationID *string
 	UserID        *string
@@ -212,16 +228,36 @@ type ListLogsParams struct {
 	Until         *time.Time
 	AfterTs       *time.Time
 	AfterID       *uuid.UUID
-	RowLimit      int32
 }
 
+type ListLogsRow struct {
+	ID            uuid.UUID
+	Timestamp     time.Time
+	Level         string
+	Category      string
+	Message       string
+	CorrelationID string
+	UserID        *string
+	Context       json.RawMessage
+	TraceID       *string
+	Actor         string
+}
+
+// The three queries that read entries by filter each open with the same
+// "matching" CTE, which states every filter but the level: sqlc has no way
+// to share SQL between queries, so TestQueriesShareTheFilters fails when
+// the copies differ. NOT MATERIALIZED inlines it where it is used, so each
+// use is planned with its filters, as if written out there; a filter whose
+// parameter is null folds away (the pool plans every query for its
+// parameters).
 // ListLogs returns one page of entries matching every non-null filter, newest
 // first, starting strictly after the keyset position (after_ts, after_id).
 // The store sends level filters to ListLogsByLevels, which takes the same
 // parameters in the same order.
-func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]SystemLog, error) {
+func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]ListLogsRow, error) {
 	rows, err := q.db.Query(ctx, listLogs,
 		arg.Levels,
+		arg.RowLimit,
 		arg.Category,
 		arg.CorrelationID,
 		arg.UserID,
@@ -230,15 +266,14 @@ func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]SystemLog
 		arg.Until,
 		arg.AfterTs,
 		arg.AfterID,
-		arg.RowLimit,
 	)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []SystemLog
+	var items []ListLogsRow
 	for rows.Next() {
-		var i SystemLog
+		var i ListLogsRow
 		if err := rows.Scan(
 			&i.ID,
 			&i.Timestamp,
@@ -262,78 +297,40 @@ func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]SystemLog
 }
 
 const listLogsByLevels = `-- name: ListLogsByLevels :many
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM (
-    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
-    WHERE level = 'DEBUG' AND 'DEBUG' = ANY ($1::text[])
-      AND ($2::text IS NULL OR category = $2::text)
-      AND ($3::text IS NULL OR correlation_id = $3::text)
-      AND ($4::text IS NULL OR user_id = $4::text)
-      AND ($5::text IS NULL OR trace_id = $5::text)
-      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
-      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
-      AND ($8::timestamptz IS NULL
-           OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
-    ORDER BY "timestamp" DESC, id DESC
-    LIMIT $10)
+WITH matching AS NOT MATERIALIZED (
+    SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    WHERE ($3::text IS NULL OR category = $3::text)
+      AND ($4::text IS NULL OR correlation_id = $4::text)
+      AND ($5::text IS NULL OR user_id = $5::text)
+      AND ($6::text IS NULL OR trace_id = $6::text)
+      AND ($7::timestamptz IS NULL OR "timestamp" >= $7::timestamptz)
+      AND ($8::timestamptz IS NULL OR "timestamp" < $8::timestamptz)
+      AND ($9::timestamptz IS NULL
+           OR ("timestamp", id) < ($9::timestamptz, $10::uuid))
+)
+SELECT by_level.id, by_level.timestamp, by_level.level, by_level.category, by_level.message, by_level.correlation_id, by_level.user_id, by_level.context, by_level.trace_id, by_level.actor FROM (
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'DEBUG' AND 'DEBUG' = ANY ($1::text[])
+    ORDER BY "timestamp" DESC, id DESC LIMIT $2)
     UNION ALL
-    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
-    WHERE level = 'INFO' AND 'INFO' = ANY ($1::text[])
-      AND ($2::text IS NULL OR category = $2::text)
-      AND ($3::text IS NULL OR correlation_id = $3::text)
-      AND ($4::text IS NULL OR user_id = $4::text)
-      AND ($5::text IS NULL OR trace_id = $5::text)
-      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
-      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
-      AND ($8::timestamptz IS NULL
-           OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
-    ORDER BY "timestamp" DESC, id DESC
-    LIMIT $10)
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'INFO' AND 'INFO' = ANY ($1::text[])
+    ORDER BY "timestamp" DESC, id DESC LIMIT $2)
     UNION ALL
-    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
-    WHERE level = 'WARNING' AND 'WARNING' = ANY ($1::text[])
-      AND ($2::text IS NULL OR category = $2::text)
-      AND ($3::text IS NULL OR correlation_id = $3::text)
-      AND ($4::text IS NULL OR user_id = $4::text)
-      AND ($5::text IS NULL OR trace_id = $5::text)
-      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
-      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
-      AND ($8::timestamptz IS NULL
-           OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
-    ORDER BY "timestamp" DESC, id DESC
-    LIMIT $10)
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'WARNING' AND 'WARNING' = ANY ($1::text[])
+    ORDER BY "timestamp" DESC, id DESC LIMIT $2)
     UNION ALL
-    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
-    WHERE level = 'ERROR' AND 'ERROR' = ANY ($1::text[])
-      AND ($2::text IS NULL OR category = $2::text)
-      AND ($3::text IS NULL OR correlation_id = $3::text)
-      AND ($4::text IS NULL OR user_id = $4::text)
-      AND ($5::text IS NULL OR trace_id = $5::text)
-      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
-      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
-      AND ($8::timestamptz IS NULL
-           OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
-    ORDER BY "timestamp" DESC, id DESC
-    LIMIT $10)
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'ERROR' AND 'ERROR' = ANY ($1::text[])
+    ORDER BY "timestamp" DESC, id DESC LIMIT $2)
     UNION ALL
-    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
-    WHERE level = 'CRITICAL' AND 'CRITICAL' = ANY ($1::text[])
-      AND ($2::text IS NULL OR category = $2::text)
-      AND ($3::text IS NULL OR correlation_id = $3::text)
-      AND ($4::text IS NULL OR user_id = $4::text)
-      AND ($5::text IS NULL OR trace_id = $5::text)
-      AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
-      AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
-      AND ($8::timestamptz IS NULL
-           OR ("timestamp", id) < ($8::timestamptz, $9::uuid))
-    ORDER BY "timestamp" DESC, id DESC
-    LIMIT $10)
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'CRITICAL' AND 'CRITICAL' = ANY ($1::text[])
+    ORDER BY "timestamp" DESC, id DESC LIMIT $2)
 ) AS by_level
-ORDER BY "timestamp" DESC, id DESC
-LIMIT $10
+ORDER BY by_level."timestamp" DESC, by_level.id DESC
+LIMIT $2
 `
 
 type ListLogsByLevelsParams struct {
 	Levels        []string
+	RowLimit      int32
 	Category      *string
 	CorrelationID *string
 	UserID        *string
@@ -342,7 +339,19 @@ type ListLogsByLevelsParams struct {
 	Until         *time.Time
 	AfterTs       *time.Time
 	AfterID       *uuid.UUID
-	RowLimit      int32
+}
+
+type ListLogsByLevelsRow struct {
+	ID            uuid.UUID
+	Timestamp     time.Time
+	Level         string
+	Category      string
+	Message       string
+	CorrelationID string
+	UserID        *string
+	Context       json.RawMessage
+	TraceID       *string
+	Actor         string
 }
 
 // ListLogsByLevels is ListLogs for entries whose level is one of levels.
@@ -350,14 +359,18 @@ type ListLogsByLevelsParams struct {
 // order across several levels (level = ANY (...) comes out sorted by level
 // first), so a page would sort every match older than the cursor. Instead
 // each level is its own branch, an index scan already in keyset order and
-// cut at the page size, and the branches are merged (Merge Append). A
-// branch whose level is not in levels folds to false and is never run.
-// Every branch must carry every filter of ListLogs, in the same order: the
-// store converts ListLogsParams to ListLogsByLevelsParams, which compiles
-// only while the two agree.
-func (q *Queries) ListLogsByLevels(ctx context.Context, arg ListLogsByLevelsParams) ([]SystemLog, error) {
+// cut at the page size, and the branches are merged (Merge Append); a
+// branch whose level is not in levels folds to false and never runs. One
+// LATERAL branch over unnest(levels) would not do: it is planned once for
+// any level, as if each were as common as the average, so for a rare level
+// it walks the timestamp index past every other level's entries and a deep
+// page slows down; a literal level per branch lets the planner see its
+// share. The store converts ListLogsParams to ListLogsByLevelsParams, which
+// compiles only while the two take the same parameters in the same order.
+func (q *Queries) ListLogsByLevels(ctx context.Context, arg ListLogsByLevelsParams) ([]ListLogsByLevelsRow, error) {
 	rows, err := q.db.Query(ctx, listLogsByLevels,
 		arg.Levels,
+		arg.RowLimit,
 		arg.Category,
 		arg.CorrelationID,
 		arg.UserID,
@@ -366,15 +379,14 @@ func (q *Queries) ListLogsByLevels(ctx context.Context, arg ListLogsByLevelsPara
 		arg.Until,
 		arg.AfterTs,
 		arg.AfterID,
-		arg.RowLimit,
 	)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []SystemLog
+	var items []ListLogsByLevelsRow
 	for rows.Next() {
-		var i SystemLog
+		var i ListLogsByLevelsRow
 		if err := rows.Scan(
 			&i.ID,
 			&i.Timestamp,

@@ -339,16 +339,20 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		params.AfterTs, params.AfterID = &ts, &id
 	}
 	var rows []db.SystemLog
-	var err error
 	if params.Levels == nil {
-		rows, err = s.q.ListLogs(ctx, params)
+		listed, err := s.q.ListLogs(ctx, params)
+		if err != nil {
+			return Page{}, fmt.Errorf("list logs: %w", translate(err))
+		}
+		rows = asLogs(listed)
 	} else {
 		// A conversion, not a copy field by field: it stops compiling if
 		// a filter is added to one query and not the other.
-		rows, err = s.q.ListLogsByLevels(ctx, db.ListLogsByLevelsParams(params))
-	}
-	if err != nil {
-		return Page{}, fmt.Errorf("list logs: %w", translate(err))
+		listed, err := s.q.ListLogsByLevels(ctx, db.ListLogsByLevelsParams(params))
+		if err != nil {
+			return Page{}, fmt.Errorf("list logs: %w", translate(err))
+		}
+		rows = asLogs(listed)
 	}
 	page := Page{Items: rows}
 	if len(rows) > int(limit) {
@@ -358,16 +362,10 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 	}
 	if countUpTo > 0 {
 		countUpTo = min(countUpTo, MaxCount)
-		total, err := s.q.CountLogs(ctx, db.CountLogsParams{
-			Levels:        params.Levels,
-			Category:      params.Category,
-			CorrelationID: params.CorrelationID,
-			UserID:        params.UserID,
-			TraceID:       params.TraceID,
-			Since:         params.Since,
-			Until:         params.Until,
-			CountLimit:    int32(countUpTo + 1), // one more tells whether more match
-		})
+		count := db.CountLogsParams(params) // a conversion, as above
+		count.AfterTs, count.AfterID = nil, nil
+		count.RowLimit = int32(countUpTo + 1) // one more tells whether more match
+		total, err := s.q.CountLogs(ctx, count)
 		if err != nil {
 			return Page{}, fmt.Errorf("count logs: %w", translate(err))
 		}
@@ -376,6 +374,17 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		page.Total = &total
 	}
 	return page, nil
+}
+
+// asLogs converts the rows of a list query, which reads every column of
+// system_logs, to the table's type: a conversion, which stops compiling if
+// the columns differ.
+func asLogs[Row db.ListLogsRow | db.ListLogsByLevelsRow](rows []Row) []db.SystemLog {
+	out := make([]db.SystemLog, len(rows))
+	for i, r := range rows {
+		out[i] = db.SystemLog(r)
+	}
+	return out
 }
 
 // translate maps database errors to the store's sentinels, keeping the
