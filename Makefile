@@ -7,7 +7,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_FILES = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: help run build test test-go test-ts durability conformance api-diff generate check-generated lint lint-spec postgres bench
+.PHONY: help run build test test-go test-ts durability conformance api-diff generate check-generated lint lint-spec postgres chromium bench
 
 # API_DIFF_BASE is the git ref whose openapi.yaml `make api-diff` compares against.
 API_DIFF_BASE ?= HEAD~1
@@ -21,9 +21,9 @@ run: postgres ## Serve on 127.0.0.1:8080 with a local PostgreSQL cluster under .
 build: ## Build bin/valhalla
 	go build -ldflags "$(LDFLAGS)" -o bin/valhalla ./cmd/valhalla
 
-test: postgres lint test-go test-ts conformance ## Lint, Go tests, the TypeScript client test and Schemathesis
+test: postgres chromium lint test-go test-ts conformance ## Lint, Go tests, the TypeScript client test and Schemathesis
 
-test-go: postgres ## Go tests (race detector, real PostgreSQL)
+test-go: postgres chromium ## Go tests (race detector, real PostgreSQL, real Chromium)
 	go test -race -count=1 ./...
 
 durability: postgres ## Only the crash tests (kill -9, PostgreSQL restart), printing their figures
@@ -82,6 +82,16 @@ node_modules: package.json package-lock.json
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --disable-pip-version-check -r conformance/requirements.txt
 	@touch $@
+
+chromium: ## Install Debian's Chromium for the browser tests if CHROME_BIN and /usr/bin/chromium are missing
+	@if [ -n "$$CHROME_BIN" ] && [ -x "$$CHROME_BIN" ] || [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "Chromium not found: install it (e.g. apt-get install chromium) or set CHROME_BIN to a Chromium binary"; exit 1; \
+	fi
 
 postgres: ## Install the PostgreSQL server binaries if this machine has none
 	@if [ -n "$$PG_BINDIR" ] || [ -n "$$DATABASE_URL" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
