@@ -55,15 +55,16 @@ bench: postgres build ## Measure the stack against its floors (BENCH_DURATION, B
 	go build -o bin/valhalla-bench ./cmd/valhalla-bench
 	bin/valhalla-bench
 
-generate: node_modules ## Regenerate gen/ (Go server, models and client; sqlc queries; TypeScript types)
+generate: node_modules ## Regenerate gen/ (Go server, models and client; sqlc queries; TypeScript types) and the pages' assets
 	go tool oapi-codegen -config oapi-codegen.yaml openapi.yaml
 	go tool sqlc generate
 	npm run --silent gen:ts
+	npm run --silent assets
 
-check-generated: generate ## Fail when gen/ differs from what the generators produce
-	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
-		echo "gen/ is out of date or hand-edited; run make generate and commit:"; \
-		git status --porcelain -- gen; git --no-pager diff --stat -- gen; exit 1; \
+check-generated: generate ## Fail when gen/ or the pages' built assets differ from what the generators produce
+	@if [ -n "$$(git status --porcelain -- gen internal/pages/assets)" ]; then \
+		echo "gen/ or internal/pages/assets is out of date or hand-edited; run make generate and commit:"; \
+		git status --porcelain -- gen internal/pages/assets; git --no-pager diff --stat -- gen internal/pages/assets; exit 1; \
 	fi
 
 lint: lint-spec ## go vet, gofmt and the spec linter

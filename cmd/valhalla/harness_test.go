@@ -255,6 +255,9 @@ func checkResponse(req *http.Request, resp *http.Response, body []byte) error {
 		}
 	}
 	route, pathParams, err := router.FindRoute(req)
+	if err != nil && isPage(req.URL.Path) && resp.StatusCode < 400 {
+		return checkPageHeaders(resp)
+	}
 	if err != nil {
 		// No operation: only 404 or 405, with a ProblemDetails body.
 		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
@@ -282,6 +285,32 @@ func checkResponse(req *http.Request, resp *http.Response, body []byte) error {
 			},
 		},
 	})
+}
+
+// isPage reports whether path is under one of the pages for people, which
+// the contract does not list.
+func isPage(path string) bool {
+	return strings.HasPrefix(path, "/docs/") || strings.HasPrefix(path, "/ui/")
+}
+
+// checkPageHeaders checks the security headers every page and asset
+// carries, and the ETag it is cached by.
+func checkPageHeaders(resp *http.Response) error {
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors ") ||
+		strings.Contains(csp, "unsafe-inline") {
+		return fmt.Errorf("page Content-Security-Policy %q, want default-src 'self', frame-ancestors and no unsafe-inline", csp)
+	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		return fmt.Errorf("page X-Content-Type-Options %q, want nosniff", got)
+	}
+	if got := resp.Header.Get("Referrer-Policy"); got != "no-referrer" {
+		return fmt.Errorf("page Referrer-Policy %q, want no-referrer", got)
+	}
+	if resp.Header.Get("ETag") == "" {
+		return errors.New("page has no ETag")
+	}
+	return nil
 }
 
 // ctx returns a context bounded by the test's deadline.

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/valhalla-platform/valhalla/internal/browsertest"
+)
+
+// contractOperations lists every operationId in openapi.yaml, sorted.
+func contractOperations(t *testing.T) []string {
+	t.Helper()
+	spec, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, item := range spec.Paths.Map() {
+		for _, op := range item.Operations() {
+			ops = append(ops, op.OperationID)
+		}
+	}
+	slices.Sort(ops)
+	return ops
+}
+
+// TestDocsPage opens /docs in a real browser: Swagger UI renders every
+// operation of the contract, and "Try it out" with the token typed into
+// its Authorize box lists the log entries of this server.
+func TestDocsPage(t *testing.T) {
+	t.Parallel()
+	in := setup(t)
+	want := contractOperations(t)
+	// The conformance transport checks every page's security headers.
+	resp, _ := in.do(t, http.MethodGet, "/docs/vendor/swagger-ui.css", "", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET the stylesheet = %d, want 200", resp.StatusCode)
+	}
+	if again, _ := in.do(t, http.MethodGet, "/docs/vendor/swagger-ui.css", "", nil, "If-None-Match", resp.Header.Get("ETag")); again.StatusCode != http.StatusNotModified {
+		t.Errorf("GET the stylesheet with its ETag = %d, want 304", again.StatusCode)
+	}
+	b := browsertest.New(t, in.URL, 1280)
+	b.Do(
+		chromedp.Navigate(b.URL("/docs")),
+		chromedp.WaitVisible(chromedp.CSS(".opblock-summary-operation-id")),
+	)
+	got := browsertest.Get(b, chromedp.Poll[[]string](`(() => {
+		const ids = [...document.querySelectorAll('.opblock-summary-operation-id')].map(e => e.textContent.trim());
+		return ids.length >= `+strconv.Itoa(len(want))+` ? ids : false;
+	})()`))
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("/docs lists operations %q, want the contract's %q", got, want)
+	}
+	b.Screenshot("operations")
+
+	b.Do(
+		chromedp.Click(chromedp.CSS("button.authorize"), chromedp.NodeVisible),
+		chromedp.SendKeys(chromedp.CSS(".auth-container input"), in.Token, chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(".auth-btn-wrapper button.authorize"), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(".auth-btn-wrapper button.btn-done"), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS("#operations-logs-listSystemLogs .opblock-summary-control"), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS("#operations-logs-listSystemLogs .try-out__btn"), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS("#operations-logs-listSystemLogs button.execute"), chromedp.NodeVisible),
+	)
+	status := browsertest.Get(b, chromedp.Text(chromedp.CSS("#operations-logs-listSystemLogs .live-responses-table tbody .response-col_status"), chromedp.NodeVisible))
+	if status != "200" {
+		t.Errorf("try it out on listSystemLogs answered %q, want 200", status)
+	}
+	b.Screenshot("try-it-out")
+}
