@@ -16,3 +16,13 @@ sed '/^\/\/# sourceMappingURL=/d' "$dist/swagger-ui-bundle.js" > "$out/docs/vend
 sed 's|/\*# sourceMappingURL=[^*]*\*/||' "$dist/swagger-ui.css" > "$out/docs/vendor/swagger-ui.css"
 cp "$dist/LICENSE" "$dist/NOTICE" "$out/docs/vendor/"
 echo "swagger-ui-dist $(node -p "require('./$dist/package.json').version")" > "$out/docs/vendor/VERSION"
+
+# ui/ (the log viewer and the plain pages' stylesheet): static files as they
+# are, and one bundle built by esbuild from ui/src after tsc checks it
+# against the generated types in gen/ts.
+rm -rf "$out/ui"
+mkdir -p "$out/ui"
+cp ui/static/* "$out/ui/"
+node_modules/.bin/tsc -p ui
+node_modules/.bin/esbuild ui/src/main.ts --bundle --format=iife --target=es2022 --minify \
+  --legal-comments=none --charset=utf8 --log-level=warning --outfile="$out/ui/viewer.js"

@@ -25,6 +25,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/apiclient"
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
+	"github.com/valhalla-platform/valhalla/internal/problem"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
 
@@ -252,6 +253,11 @@ func checkResponse(req *http.Request, resp *http.Response, body []byte) error {
 		}
 		if p.TraceId == nil || !traceIDPattern.MatchString(*p.TraceId) {
 			return fmt.Errorf("problem trace_id %v, want the request's trace id", p.TraceId)
+		}
+		// The type resolves to a page of problem.Types, which documents
+		// the status it comes with.
+		if doc, ok := problem.Lookup(p.Type); !ok || doc.Status != p.Status {
+			return fmt.Errorf("problem type %q (status %d) is not a documented problem type of that status", p.Type, p.Status)
 		}
 	}
 	route, pathParams, err := router.FindRoute(req)

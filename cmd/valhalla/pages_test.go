@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/valhalla-platform/valhalla/internal/browsertest"
+	"github.com/valhalla-platform/valhalla/internal/problem"
 )
 
 // contractOperations lists every operationId in openapi.yaml, sorted.
@@ -72,4 +74,48 @@ func TestDocsPage(t *testing.T) {
 		t.Errorf("try it out on listSystemLogs answered %q, want 200", status)
 	}
 	b.Screenshot("try-it-out")
+}
+
+// TestProblemTypeOpensItsPage resolves the type of a problem the API
+// answered with against the request's URI, as RFC 9457 says, and opens it:
+// the page names the type, its status and what to do. The index links
+// every documented type.
+func TestProblemTypeOpensItsPage(t *testing.T) {
+	t.Parallel()
+	in := setup(t)
+	req := in.URL + "/system/logs?limit=0"
+	resp, body := in.do(t, http.MethodGet, "/system/logs?limit=0", "", nil)
+	p := problemOf(t, body)
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("status %d, want 422", resp.StatusCode)
+	}
+	base, _ := url.Parse(req)
+	ref, err := url.Parse(p.Type)
+	if err != nil {
+		t.Fatalf("type %q is not a URI reference: %v", p.Type, err)
+	}
+	page := base.ResolveReference(ref).String()
+	if page != in.URL+"/problems/validation-failed" {
+		t.Errorf("type resolves to %s, want this server's /problems/validation-failed", page)
+	}
+
+	b := browsertest.New(t, in.URL, 0)
+	b.Do(chromedp.Navigate(page))
+	name := browsertest.Get(b, chromedp.Text(chromedp.CSS("#problem-name"), chromedp.NodeVisible))
+	status := browsertest.Get(b, chromedp.Text(chromedp.CSS("#problem-status")))
+	action := browsertest.Get(b, chromedp.Text(chromedp.CSS("#problem-action")))
+	if name != "validation-failed" || status != "422 Unprocessable Entity" || action == "" {
+		t.Errorf("page shows %q, %q, %q; want validation-failed, 422 Unprocessable Entity and what to do", name, status, action)
+	}
+	b.Screenshot("validation-failed")
+
+	b.Do(chromedp.Navigate(b.URL("/problems")))
+	links := browsertest.Get(b, chromedp.Evaluate[[]string](`[...document.querySelectorAll('.types a')].map(a => a.getAttribute('href'))`))
+	var want []string
+	for _, d := range problem.Types {
+		want = append(want, d.URI())
+	}
+	if !slices.Equal(links, want) {
+		t.Errorf("index links %q, want %q", links, want)
+	}
 }

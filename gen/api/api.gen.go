@@ -135,6 +135,48 @@ func (e SystemLogListTotalRelation) Valid() bool {
 	}
 }
 
+// Defines values for GetProblemTypeParamsName.
+const (
+	GetProblemTypeParamsNameForbidden            GetProblemTypeParamsName = "forbidden"
+	GetProblemTypeParamsNameInternalError        GetProblemTypeParamsName = "internal-error"
+	GetProblemTypeParamsNameMalformedRequest     GetProblemTypeParamsName = "malformed-request"
+	GetProblemTypeParamsNameMethodNotAllowed     GetProblemTypeParamsName = "method-not-allowed"
+	GetProblemTypeParamsNameNotFound             GetProblemTypeParamsName = "not-found"
+	GetProblemTypeParamsNamePayloadTooLarge      GetProblemTypeParamsName = "payload-too-large"
+	GetProblemTypeParamsNameServiceUnavailable   GetProblemTypeParamsName = "service-unavailable"
+	GetProblemTypeParamsNameUnauthorized         GetProblemTypeParamsName = "unauthorized"
+	GetProblemTypeParamsNameUnsupportedMediaType GetProblemTypeParamsName = "unsupported-media-type"
+	GetProblemTypeParamsNameValidationFailed     GetProblemTypeParamsName = "validation-failed"
+)
+
+// Valid indicates whether the value is a known member of the GetProblemTypeParamsName enum.
+func (e GetProblemTypeParamsName) Valid() bool {
+	switch e {
+	case GetProblemTypeParamsNameForbidden:
+		return true
+	case GetProblemTypeParamsNameInternalError:
+		return true
+	case GetProblemTypeParamsNameMalformedRequest:
+		return true
+	case GetProblemTypeParamsNameMethodNotAllowed:
+		return true
+	case GetProblemTypeParamsNameNotFound:
+		return true
+	case GetProblemTypeParamsNamePayloadTooLarge:
+		return true
+	case GetProblemTypeParamsNameServiceUnavailable:
+		return true
+	case GetProblemTypeParamsNameUnauthorized:
+		return true
+	case GetProblemTypeParamsNameUnsupportedMediaType:
+		return true
+	case GetProblemTypeParamsNameValidationFailed:
+		return true
+	default:
+		return false
+	}
+}
+
 // Check One readiness check.
 type Check struct {
 	// DurationMs How long the check took, in milliseconds.
@@ -258,9 +300,13 @@ type HealthProblem struct {
 	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
 	TraceId *TraceID `json:"trace_id,omitempty"`
 
-	// Type URI reference identifying the problem type.
+	// Type The problem type, a URI reference relative to the request's URI:
+	// `/problems/<name>`, where GET /problems/{name} serves a page saying
+	// what it means and what to do. Match on the name (the last path
+	// segment); the names are the enum of that operation's `name`.
 	//
-	// Example: urn:valhalla:problem:validation-failed
+	//
+	// Example: /problems/validation-failed
 	Type string `json:"type"`
 
 	// UptimeSeconds Seconds since start.
@@ -370,9 +416,13 @@ type ProblemDetails struct {
 	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
 	TraceId *TraceID `json:"trace_id,omitempty"`
 
-	// Type URI reference identifying the problem type.
+	// Type The problem type, a URI reference relative to the request's URI:
+	// `/problems/<name>`, where GET /problems/{name} serves a page saying
+	// what it means and what to do. Match on the name (the last path
+	// segment); the names are the enum of that operation's `name`.
 	//
-	// Example: urn:valhalla:problem:validation-failed
+	//
+	// Example: /problems/validation-failed
 	Type string `json:"type"`
 }
 
@@ -428,9 +478,13 @@ type ReadinessProblem struct {
 	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
 	TraceId *TraceID `json:"trace_id,omitempty"`
 
-	// Type URI reference identifying the problem type.
+	// Type The problem type, a URI reference relative to the request's URI:
+	// `/problems/<name>`, where GET /problems/{name} serves a page saying
+	// what it means and what to do. Match on the name (the last path
+	// segment); the names are the enum of that operation's `name`.
 	//
-	// Example: urn:valhalla:problem:validation-failed
+	//
+	// Example: /problems/validation-failed
 	Type string `json:"type"`
 }
 
@@ -613,6 +667,23 @@ type GetOpenAPIYAMLParams struct {
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
 }
+
+// ListProblemTypesParams defines parameters for ListProblemTypes.
+type ListProblemTypesParams struct {
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// GetProblemTypeParams defines parameters for GetProblemType.
+type GetProblemTypeParams struct {
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// GetProblemTypeParamsName defines parameters for GetProblemType.
+type GetProblemTypeParamsName string
 
 // GetHealthParams defines parameters for GetHealth.
 type GetHealthParams struct {
@@ -833,6 +904,24 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.yaml (the `GetOpenAPIYAML` operationId).
 	GetOpenAPIYAML(ctx context.Context, params *GetOpenAPIYAMLParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListProblemTypes Every problem type, as a page for people
+	//
+	// An HTML page listing every problem type Valhalla answers with, each
+	// linking to its own page.
+	//
+	// Corresponds with GET /problems (the `ListProblemTypes` operationId).
+	ListProblemTypes(ctx context.Context, params *ListProblemTypesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetProblemType What one problem type means, as a page for people
+	//
+	// A problem's `type` is `/problems/<name>`, a URI reference relative to
+	// the request's URI (RFC 9457 section 3.1.1). Dereferenced, it gives this
+	// page: what the problem means, its status, what the client should do,
+	// and an example body. The `name` enum lists every problem type.
+	//
+	// Corresponds with GET /problems/{name} (the `GetProblemType` operationId).
+	GetProblemType(ctx context.Context, name GetProblemTypeParamsName, params *GetProblemTypeParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHealth Overall health
 	//
 	// Overall status with version and uptime. `200` when every check passes,
@@ -961,6 +1050,44 @@ func (c *Client) GetOpenAPIJSON(ctx context.Context, params *GetOpenAPIJSONParam
 // Corresponds with GET /openapi.yaml (the `GetOpenAPIYAML` operationId).
 func (c *Client) GetOpenAPIYAML(ctx context.Context, params *GetOpenAPIYAMLParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetOpenAPIYAMLRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListProblemTypes Every problem type, as a page for people
+//
+// An HTML page listing every problem type Valhalla answers with, each
+// linking to its own page.
+//
+// Corresponds with GET /problems (the `ListProblemTypes` operationId).
+func (c *Client) ListProblemTypes(ctx context.Context, params *ListProblemTypesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListProblemTypesRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetProblemType What one problem type means, as a page for people
+//
+// A problem's `type` is `/problems/<name>`, a URI reference relative to
+// the request's URI (RFC 9457 section 3.1.1). Dereferenced, it gives this
+// page: what the problem means, its status, what the client should do,
+// and an example body. The `name` enum lists every problem type.
+//
+// Corresponds with GET /problems/{name} (the `GetProblemType` operationId).
+func (c *Client) GetProblemType(ctx context.Context, name GetProblemTypeParamsName, params *GetProblemTypeParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetProblemTypeRequest(c.Server, name, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1250,6 +1377,97 @@ func NewGetOpenAPIYAMLRequest(server string, params *GetOpenAPIYAMLParams) (*htt
 	}
 
 	operationPath := fmt.Sprintf("/openapi.yaml")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListProblemTypesRequest constructs an http.Request for the ListProblemTypes method
+func NewListProblemTypesRequest(server string, params *ListProblemTypesParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/problems")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetProblemTypeRequest constructs an http.Request for the GetProblemType method
+func NewGetProblemTypeRequest(server string, name GetProblemTypeParamsName, params *GetProblemTypeParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/problems/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -1904,6 +2122,28 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /openapi.yaml (the `GetOpenAPIYAML` operationId).
 	GetOpenAPIYAMLWithResponse(ctx context.Context, params *GetOpenAPIYAMLParams, reqEditors ...RequestEditorFn) (*GetOpenAPIYAMLResponse, error)
 
+	// ListProblemTypesWithResponse Every problem type, as a page for people
+	//
+	// An HTML page listing every problem type Valhalla answers with, each
+	// linking to its own page.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /problems (the `ListProblemTypes` operationId).
+	ListProblemTypesWithResponse(ctx context.Context, params *ListProblemTypesParams, reqEditors ...RequestEditorFn) (*ListProblemTypesResponse, error)
+
+	// GetProblemTypeWithResponse What one problem type means, as a page for people
+	//
+	// A problem's `type` is `/problems/<name>`, a URI reference relative to
+	// the request's URI (RFC 9457 section 3.1.1). Dereferenced, it gives this
+	// page: what the problem means, its status, what the client should do,
+	// and an example body. The `name` enum lists every problem type.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /problems/{name} (the `GetProblemType` operationId).
+	GetProblemTypeWithResponse(ctx context.Context, name GetProblemTypeParamsName, params *GetProblemTypeParams, reqEditors ...RequestEditorFn) (*GetProblemTypeResponse, error)
+
 	// GetHealthWithResponse Overall health
 	//
 	// Overall status with version and uptime. `200` when every check passes,
@@ -2217,6 +2457,172 @@ func (r GetOpenAPIYAMLResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetOpenAPIYAMLResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListProblemTypesResponse200Headers the declared response headers of an HTTP 200 response for ListProblemTypes
+type ListProblemTypesResponse200Headers struct {
+	XRequestID string
+}
+
+// ListProblemTypesResponse500Headers the declared response headers of an HTTP 500 response for ListProblemTypes
+type ListProblemTypesResponse500Headers struct {
+	XRequestID string
+}
+
+// ListProblemTypesResponseDefaultHeaders the declared response headers of an HTTP default response for ListProblemTypes
+type ListProblemTypesResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type ListProblemTypesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListProblemTypesResponse200Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListProblemTypesResponse500Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *ListProblemTypesResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListProblemTypesResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListProblemTypesResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListProblemTypesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListProblemTypesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListProblemTypesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListProblemTypesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetProblemTypeResponse200Headers the declared response headers of an HTTP 200 response for GetProblemType
+type GetProblemTypeResponse200Headers struct {
+	XRequestID string
+}
+
+// GetProblemTypeResponse404Headers the declared response headers of an HTTP 404 response for GetProblemType
+type GetProblemTypeResponse404Headers struct {
+	XRequestID string
+}
+
+// GetProblemTypeResponse422Headers the declared response headers of an HTTP 422 response for GetProblemType
+type GetProblemTypeResponse422Headers struct {
+	XRequestID string
+}
+
+// GetProblemTypeResponse500Headers the declared response headers of an HTTP 500 response for GetProblemType
+type GetProblemTypeResponse500Headers struct {
+	XRequestID string
+}
+
+// GetProblemTypeResponseDefaultHeaders the declared response headers of an HTTP default response for GetProblemType
+type GetProblemTypeResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetProblemTypeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetProblemTypeResponse200Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetProblemTypeResponse404Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *GetProblemTypeResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetProblemTypeResponse500Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetProblemTypeResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetProblemTypeResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetProblemTypeResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetProblemTypeResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetProblemTypeResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetProblemTypeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetProblemTypeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetProblemTypeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetProblemTypeResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3240,6 +3646,40 @@ func (c *ClientWithResponses) GetOpenAPIYAMLWithResponse(ctx context.Context, pa
 	return ParseGetOpenAPIYAMLResponse(rsp)
 }
 
+// ListProblemTypesWithResponse Every problem type, as a page for people
+//
+// An HTML page listing every problem type Valhalla answers with, each
+// linking to its own page.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /problems (the `ListProblemTypes` operationId).
+func (c *ClientWithResponses) ListProblemTypesWithResponse(ctx context.Context, params *ListProblemTypesParams, reqEditors ...RequestEditorFn) (*ListProblemTypesResponse, error) {
+	rsp, err := c.ListProblemTypes(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListProblemTypesResponse(rsp)
+}
+
+// GetProblemTypeWithResponse What one problem type means, as a page for people
+//
+// A problem's `type` is `/problems/<name>`, a URI reference relative to
+// the request's URI (RFC 9457 section 3.1.1). Dereferenced, it gives this
+// page: what the problem means, its status, what the client should do,
+// and an example body. The `name` enum lists every problem type.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /problems/{name} (the `GetProblemType` operationId).
+func (c *ClientWithResponses) GetProblemTypeWithResponse(ctx context.Context, name GetProblemTypeParamsName, params *GetProblemTypeParams, reqEditors ...RequestEditorFn) (*GetProblemTypeResponse, error) {
+	rsp, err := c.GetProblemType(ctx, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetProblemTypeResponse(rsp)
+}
+
 // GetHealthWithResponse Overall health
 //
 // Overall status with version and uptime. `200` when every check passes,
@@ -3596,6 +4036,172 @@ func ParseGetOpenAPIYAMLResponse(rsp *http.Response) (*GetOpenAPIYAMLResponse, e
 		response.Headers500 = &headers
 	case true:
 		var headers GetOpenAPIYAMLResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListProblemTypesResponse parses an HTTP response from a ListProblemTypesWithResponse call
+func ParseListProblemTypesResponse(rsp *http.Response) (*ListProblemTypesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListProblemTypesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListProblemTypesResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListProblemTypesResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case true:
+		var headers ListProblemTypesResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetProblemTypeResponse parses an HTTP response from a GetProblemTypeWithResponse call
+func ParseGetProblemTypeResponse(rsp *http.Response) (*GetProblemTypeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetProblemTypeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetProblemTypeResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetProblemTypeResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 422:
+		var headers GetProblemTypeResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetProblemTypeResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case true:
+		var headers GetProblemTypeResponseDefaultHeaders
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -4720,6 +5326,12 @@ type ServerInterface interface {
 	// GetOpenAPIYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	GetOpenAPIYAML(w http.ResponseWriter, r *http.Request, params GetOpenAPIYAMLParams)
+	// ListProblemTypes Every problem type, as a page for people
+	// (GET /problems)
+	ListProblemTypes(w http.ResponseWriter, r *http.Request, params ListProblemTypesParams)
+	// GetProblemType What one problem type means, as a page for people
+	// (GET /problems/{name})
+	GetProblemType(w http.ResponseWriter, r *http.Request, name GetProblemTypeParamsName, params GetProblemTypeParams)
 	// GetHealth Overall health
 	// (GET /system-health)
 	GetHealth(w http.ResponseWriter, r *http.Request, params GetHealthParams)
@@ -4869,6 +5481,97 @@ func (siw *ServerInterfaceWrapper) GetOpenAPIYAML(w http.ResponseWriter, r *http
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetOpenAPIYAML(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListProblemTypes operation middleware
+func (siw *ServerInterfaceWrapper) ListProblemTypes(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListProblemTypesParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListProblemTypes(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetProblemType operation middleware
+func (siw *ServerInterfaceWrapper) GetProblemType(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name GetProblemTypeParamsName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", r.PathValue("name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetProblemTypeParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetProblemType(w, r, name, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -5538,6 +6241,8 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/ready", wrapper.GetReadiness)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/metrics", wrapper.GetMetrics)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/metrics", wrapper.GetPrometheusMetrics)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/problems", wrapper.ListProblemTypes)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/problems/{name}", wrapper.GetProblemType)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/openapi.yaml", wrapper.GetOpenAPIYAML)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/openapi.json", wrapper.GetOpenAPIJSON)
 
@@ -5789,6 +6494,199 @@ type GetOpenAPIYAMLdefaultApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetOpenAPIYAMLdefaultApplicationProblemPlusJSONResponse) VisitGetOpenAPIYAMLResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListProblemTypesRequestObject struct {
+	Params ListProblemTypesParams
+}
+
+type ListProblemTypesResponseObject interface {
+	VisitListProblemTypesResponse(w http.ResponseWriter) error
+}
+
+type ListProblemTypes200ResponseHeaders struct {
+	XRequestID string
+}
+
+type ListProblemTypes200TexthtmlResponse struct {
+	Body          io.Reader
+	Headers       ListProblemTypes200ResponseHeaders
+	ContentLength int64
+}
+
+func (response ListProblemTypes200TexthtmlResponse) VisitListProblemTypesResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type ListProblemTypes500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response ListProblemTypes500ApplicationProblemPlusJSONResponse) VisitListProblemTypesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListProblemTypesdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type ListProblemTypesdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    ListProblemTypesdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response ListProblemTypesdefaultApplicationProblemPlusJSONResponse) VisitListProblemTypesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetProblemTypeRequestObject struct {
+	Name   GetProblemTypeParamsName `json:"name"`
+	Params GetProblemTypeParams
+}
+
+type GetProblemTypeResponseObject interface {
+	VisitGetProblemTypeResponse(w http.ResponseWriter) error
+}
+
+type GetProblemType200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetProblemType200TexthtmlResponse struct {
+	Body          io.Reader
+	Headers       GetProblemType200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetProblemType200TexthtmlResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetProblemType404ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetProblemType404ApplicationProblemPlusJSONResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetProblemType422ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetProblemType422ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetProblemType422ResponseHeaders
+}
+
+func (response GetProblemType422ApplicationProblemPlusJSONResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetProblemType500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetProblemType500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetProblemType500ResponseHeaders
+}
+
+func (response GetProblemType500ApplicationProblemPlusJSONResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetProblemTypedefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetProblemTypedefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetProblemTypedefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetProblemTypedefaultApplicationProblemPlusJSONResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -6895,6 +7793,12 @@ type StrictServerInterface interface {
 	// GetOpenAPIYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	GetOpenAPIYAML(ctx context.Context, request GetOpenAPIYAMLRequestObject) (GetOpenAPIYAMLResponseObject, error)
+	// ListProblemTypes Every problem type, as a page for people
+	// (GET /problems)
+	ListProblemTypes(ctx context.Context, request ListProblemTypesRequestObject) (ListProblemTypesResponseObject, error)
+	// GetProblemType What one problem type means, as a page for people
+	// (GET /problems/{name})
+	GetProblemType(ctx context.Context, request GetProblemTypeRequestObject) (GetProblemTypeResponseObject, error)
 	// GetHealth Overall health
 	// (GET /system-health)
 	GetHealth(ctx context.Context, request GetHealthRequestObject) (GetHealthResponseObject, error)
@@ -7031,6 +7935,59 @@ func (sh *strictHandler) GetOpenAPIYAML(w http.ResponseWriter, r *http.Request, 
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetOpenAPIYAMLResponseObject); ok {
 		if err := validResponse.VisitGetOpenAPIYAMLResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListProblemTypes operation middleware
+func (sh *strictHandler) ListProblemTypes(w http.ResponseWriter, r *http.Request, params ListProblemTypesParams) {
+	var request ListProblemTypesRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListProblemTypes(ctx, request.(ListProblemTypesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListProblemTypes")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListProblemTypesResponseObject); ok {
+		if err := validResponse.VisitListProblemTypesResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetProblemType operation middleware
+func (sh *strictHandler) GetProblemType(w http.ResponseWriter, r *http.Request, name GetProblemTypeParamsName, params GetProblemTypeParams) {
+	var request GetProblemTypeRequestObject
+
+	request.Name = name
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetProblemType(ctx, request.(GetProblemTypeRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetProblemType")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetProblemTypeResponseObject); ok {
+		if err := validResponse.VisitGetProblemTypeResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -7266,113 +8223,122 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hz5cttGtver9IekytI3IEVSi2O6/IciL9GMYjuyfJ2MqRGawCHZEdBNdzckMS7dmne473AfbJ7k1ukF",
-	"CwFSkq04ub5TlapYBNDL2fosv9Mfg1hkc8GBaxUMPwYzoAlI88+fj+FDDkofPsW/ElCxZHPNBA+GwckM",
-	"iLSPHygSCykhpfiMsIRs6BmQmKYpyAcqJEISwYFkjGtIyHhB8LECeQFysxuEAY7DJCTBUMscwkDFM8go",
-	"zpnRqyPgUz0Lhv3Bd2GQMV78HQZzqjVIXM0/3u93/k47v/U6j7pnw87pX74NwkAv5hAMA6Ul49Pg+voa",
-	"v5A0A+32d5hANhcaeLz4Gyyae/yRnoMilFxKpoEoOgGiBZGg5aJL3jE9Y5wMdshM5FKFdlM0A3IOCzKR",
-	"IsNfRtz8pMU5cHLJ9Kx8bSySBQ6WS67MrxMmlSYS1FxwBZaI+OaIs0Rtmq9Frs1qGJ8SOqWMhwQucOQZ",
-	"S6E2iOEMYYoozdJ0xGXOOePTx/VlmhVRLvQMpF0Qww1HO4NB1CWveLrw2x9xPaOaqDyOARJI8EUJGWRj",
-	"kJCERAlCLWkInWiQOMpubzuyX6vuiL9VQCiZSFAzIilPREYuaJpDiIPOCMWJ3749fBqSiZAEaDwjCVOa",
-	"8djuGbojHoQBXNFsniJjtye9eEB3oPNw3E86O/HubucR/Q46vWRv0h8P4m26kwRhwJCVVqqDMOA0w28r",
-	"rO8g71cI3WB3d53Q/b/Of7aLWrhWdw5q2tIlf4O5Jpcz4IQZlvX/9c//6g++I/GMShqjtBIxIdGSjEeP",
-	"R5Zxl0xBRaWMnnliXjzskv30ki4UgXgmkG/cvOvFbJmovf6jwaQX73b26B50Hib9uPNosgud7XGfDuKd",
-	"ZBf2JquI+nPHbbpz+LRG0RZN9PMbRXwu5JglCXD8IxZcA9f4Tzqfpyw2hNqaSzFOIfvLr0qY18rRv5Uw",
-	"CYbBN1ulIduyT9XWa/vVU9CUpcpO3TRkVj2ZQoFkCRnnmqQ0PrdqqWIxt/QVc5CWaxwgUVaXEjM0QRIo",
-	"wjTas4oJfffuXWc/1zPgGjcC7YZ0DFSCRH6nKfAp4Gio4jh+xpTCf9tlbBw/PyB7D3d7xnCWbPvejiCB",
-	"ptmTUXBBUxyLjoKQgJRCPhkFjKt8MmExA67PzGj41PzjyShIxVQNraYHa3kX1tm8gv6OBFsVNTC0d/z4",
-	"A/i8zwnS7tHO7kPi5lji1efs6y2nuZ4JyX7DY+yLb+6l8DJkRLk4co3NZork/JyLSx6SjKYTITNI8A0J",
-	"F+IcEmsCPl9oP0s2jeadmdUbAVztE9yvQL7l9IKylI5T+IOMT0I1HVMFlk/Fah7XTlO0BFOGR30CKV0s",
-	"Se4xvtnZxzebvHoDseCJQtflkjJNxjAREuzojE+7bdqOntoU5GdS99qPbBZ5MIP4vLm8VxzXQhPGQSkS",
-	"40u4pLlEa6uZPSCS3Bres0w1R/hBXJJUOHNpBiBaiPMQj7qMpSlTlgI1qex1dwZhgLpAdTAMEpGjBBQn",
-	"Oc/RsQmuw8CIaHPSd7NFZb4JZSkkZIMSNRNSh9ZZVHmWUblYUge3QmaUMNeOwX3VdCP8wdqcm2pySR21",
-	"IKmP7+WpbTylqc7VTXJrOPXGvmrPaq+L7+2KioHCGmdOixnF+FeINc5YHavJ+1zHIgP0bmjJeuB5hlOJ",
-	"8yAMkLKVgcutmIFbxnyGjqMZK7TuLdMK6WwmojwhfsU4FdOQ3Y4cOKVbA5WSLvDv5wzS5Fm7fKBYXzBh",
-	"vbwueXZFY50ujFFGX24uUMVkhCLz1zevXpLX9gfCuBZGsNAb3wxHPCpiFvPyhxzkAo33nOoZKZ5t4k+R",
-	"VcOIpALNtnFHjG1fUiZjj1aIFVPkUgprFkqZMo46PuNC+z3gImmaiktIrCPfKsHOR2xM9pJmxSg+WrHv",
-	"1mc+sAa5c4IDt4xfUGD9FCvIVp8rZRnTrZNY5jSnqLHOnn+Pev3Nkot+a8jN+mRbwLVkoLa2t1K4gLQ1",
-	"iqhqnmNbm5L9ADTF8KQhhBcgaZoiYVM9a5rVuNChG+VfOfMhNSRnVLdJD9jIYi5FjKbcvVzf9aA32Ov0",
-	"+53B3kmvNzT//T2o2mGqoYO2cb31WnLtbIATifPoMUlgKikGqHbTJqDl6hKjVBfuEkuu16UTWLE4baYm",
-	"n+OKztwxsvqEVYzHYPdd2/X2Xq/X3b3VaXMBUjHrY9Tn+D5naULc4yXl7Hd73d6N8lOYbD9HY2M1Bode",
-	"OlYLXMWZp2n6ahIM39/NIQo//u8WyD+lYKyXgs9m/umyD/u0rnChyeQ0gy2rfG76kNjZzYEMF2ib3fF/",
-	"HQZH6OeCaqGnf9K0ZLcwDTcqeru+tIn/kZgeGZvdwvELkEwvQoIHo9Lodc/YdAZKV+d/+uz7ty+CMDh8",
-	"+fxVEAbv9o9fHr7EH54dH786DsLg4Pjw5PBg/winL4XVvd6Qwx9BSxa3bP+1E/1Y5NzkkYwD5AOOuRAp",
-	"mdJ8Ci0UTcZn+PzGGEeIFN07o46pmKqzS8m0Bn6mhaYtFDoSU+KOPqK0QLO8Sj32dnoV3WBc7+2Uuy9C",
-	"FMs1UFqdMX42Sdl01mINXGCiyBhMNgXkBSSEi8tucLc5VmyrGB9plIJes61+b7Bzqzn/bd3uat3W27TS",
-	"9i1xs1WEWsU5LPSizS6UytCaMSkULxacQ2wyiThWU/lobPd0hm+qtgyyH0BhlJsrWBbj7UGrSLEkhVWD",
-	"HiZpdWnqlkNm9GrViEgPothvQIxrfcsBDaVXDflqDvzOi1ySkuoENZKEy4Sv7q6V4XWHpnn8tCQdybMr",
-	"DRwFkdjyiSIZXZAxEJokVoGXnKKyXHDGkpaI90NOU1IEHDav/kCRauKmJQUhct15ONmmbaq/KkR8djVP",
-	"Kbc5cBNZMUVEHOdSAo+hPkktsqOK9InL8pEJxs1t05pcS1tMbzyEIpy2FSI/GuPzXN86mK/E7C0RPeNK",
-	"Ux7D2nqnjSGX9k5mdD4HDglZds+31EJpyLbQmtwlqvnh5OQ1sQ9JLJI6dXcGg1bVYTptWfybmZDap6N8",
-	"SOz9MhzFFRvNZA8UkUAV2qaZpAqW0ldvuTtx6DgF8oxrphdt29KSxuDkdR1DTvC9w6clN5YX//b4kEiY",
-	"gCUzS4BrNln48kh1F/WF5pIPfa556F4bGpExQtSxObsbjxTtEg+GstXEl1WRisyEy5raZjGOfaqzzYXw",
-	"WVDjKtfc4nuI3G8OnZEiuQRFqIRG0Fys7rZx86rwc01YuTzHHxZZLq399sHQvk8FlyltFD1YGRWZCk3K",
-	"0HNcjoPeGLtxJKaGDEnCcA6avq7sa0JTBc01OL86da72os3B0G1ZS7RyvJI2s4VRs8ZLKbQtg5ohQ6JA",
-	"17Ecj0eckjhlwDWJKedCm3eY7qKZMA6/c6Z8DYKWRSYm+IjDFVPGc6YLEm3kvPIcks1ouVY9ZmnK+LSD",
-	"07O41YfFL6dCtoA7DtyTutHAGVvHEVzDlV7NCVulWjK7WuaxzpEVGWiK7l/FhXUyFAZXnanouB9/VYJ3",
-	"j+nlj2hgp2CnXn/8H7Rgb0whVy75ACTnKQqkqSNt3tEjaJv5hGXQETIxZsKhDT4FTFD4b3nOWv2C1Afb",
-	"63S3CMrRJ3Xka0J67IOlk0KBJIpNuYFHtB5mLAOlaTZfE4g59IXTvUJR1gVkg53h7k73Yb+/u9e/fVxW",
-	"PVmb6vtu+4CYN1AYlhLs7YosJOF5mqJTNeJLoblTVD+gIngmEAkxsj1ZVsid8eTRYLK9+/DheHsnoXt0",
-	"O4ZHg0dJD3qw83B7z/rTHkyzPahha/BPXIctxVp9qoJtep1HtDM5/bg9uP62NVxVIFdSxbC42DMGEDFI",
-	"rorNNwWis4ORxPKC1p9xVnoLWfGCWzFDpWg2FLvC2HIzpeUJnc1uOzeLk+J7quOWOsAby0zHW1MYNV4z",
-	"McrbPB0KT7pJSFUb6tZud3mWNbzuZRqa4W7e5YEEB024w9HozyEt7EYI1SJjMU3TljPS7bFJB4PP6vV6",
-	"n04Ft3gbPR/aT3FEoxD+7xsI5Ze3llSfRKX90nMoKNXigtaO1gnNU7RcU+AgbaKkNuZzCdBB+0b8dyGB",
-	"7rRLIjxyo5BECuJcMr3Af08YR5c66pKndmTDssgNHrWe2RXLsrezDrX3j9Hoqtc7/f/f/q4HfX3lH6+j",
-	"LjnUipzDwmZh7ZSKZLnSI+Ms4dSUcfL2Lz0Uro3XQumphDc/HT1QBB2DceFWGdllenPosJMj7tbdVu7a",
-	"GQyIqWAa1Kgm0ZZ7edmh+hiwuTmjtru9br+/3X1Y0dbfyV3x8vWYJBV66Rq6+PaJjNvjhdcKQeFv3C74",
-	"KD0PEw94VXDZ+vYCwZJ84LtRd63r8kOeUd7BuMJE3u69LtnnC/KWs1gkQIwIjHPtZCgklzMWz0gpSTUJ",
-	"usELqhKz543Tp5DzU07mVQfyvXB4yZJ6kq+1pEdM6XaYx5xOTcBUHK8cTOnHQLHvdLh650twm16aO1f1",
-	"c4/YMOBwpc/iXKq2qO/A/G6SasgIfNdMXbqGwrq4KVW6WFTJnf2f9l8c//DTSV/t78vewZtfv3s+OX72",
-	"4eeHvd9+eZW92f3lMljr2u2//6lzclrCm886q728FeUXf7Bn6Br43NCEpRqkCl35KyH53Cibzf+alHRE",
-	"NgRPFyNubGXEeJzmCdhk/xNcaLT5mCgA/5E3Xcumsz/YbqvpZIyzLM+CYW91otsP2dxUBB8iiwu3s0do",
-	"3eGKxvoxiaYa3MMMDwOoEgAdfT7i9Y16rI4hBuPT0BxDlZFdKiJj+maiuO27/A98CMJgqqFerTS/3uAw",
-	"G8Gui2ebFvokYTN/VYt3hmR7YAqvMqYKyAyuSMKmTKsuqferROaLOZXAdTTiHnuvgBt4U0ggNd0KHC7d",
-	"4K6QVM943Hv8c/t45zoMvMP0Bg2AtS0Wk7ufWzCQ/eu5F8qLWXo2ynu97Zgl5v/g/lQQS9D2p6DpDP6H",
-	"S6J6bHFGE7C+RXRRe6RIbNzNqEsMCs9mj2YiTdSIG6C5Ck2uy7YhRFcd+2P02LZ7VPD1Bk1foO8VYegj",
-	"ASTKfeiFyI/QJRuv5sD3Xx+S7W6PnAPMa9+LCTpJnmLEfZ4hv9HsvUKSkYHRCBzn8ClxJTarJZ4Epo9G",
-	"ES7cF1YMTPdLZbKUXYDrs1BAwJd7VHfTyIsx2CZ/ZfhT8nam9dw4WHYcZKGB5eOZHwyDF6DNYpCChYfu",
-	"wo8Svh8Mg3emX6nyhvlsjJYB37bIXMYnoqlPBa+Zqrc80JSMaXw+duA/ygnSep5SjUZviPrBEyoT9hsk",
-	"I16kOW1FB4lIaJ4wjdrEUhzBVkVwlUWygfGKpxKOuE9bVLvL9EyKfDojUdUpjCyXHOLLJFxVd8RH3BaO",
-	"zCLKxiqmSLQK3B2ZgWIqbZg4g2IVjS63LrGjF+OaBhu1tDKzDDQ+yI6Cmsp0kBBaQ+2TjWjfNRGYl4bE",
-	"IedRcf/1z/+ONl0TltGo1b0pthOlVU2GIx6VohIZTDj+KyRRIWmRbXKjiTWajqiGLIKjMdQjXtkIlWZy",
-	"XL1XryF5f+qPiJTFwJVxZ12X0P6cxjPoDAxkLZepE3w13Nq6vLzsUvO4K+R0y32rto4OD569fPMMv+nO",
-	"dJZWSl2FxFbq+8PAIuKuwwBXRucsGAYY02wHxsTOjGptZSVqZgp6VdXRvuXbpl5LkYGeQa6srw1Xc6FM",
-	"lEjs4U823CpIr9vr7myGI44Ghla/dJlCDH1iSecw9CeTwuOl5KQNE6nOVYicByYL8LIKy28YJxayENZ0",
-	"vsi1L4iJZ8IRL6tfZa2nOqNtYqzhg8JlcD6uZWxQGWhBrOLhVy8EkehYOFDXvEAepSnEWkhUyMjVQjtW",
-	"qDwHIjOHKlsTPVzJilCxvENnBUtSeuBTvbNzRbhWvlLrUzhdakYb9HpLnSDI6a15Shl/7KEoTwx3660g",
-	"pR/wDfnh2dFr4k/HM5TvszrmhJjybsFDi0cKV/HfFoBH/Bty8svrZ+sHdsQz3F751kcc8MkoGPT6oyAs",
-	"pnwyCuwRXgQTo+CabI94ezttM4JxHDXlriVducduq13LorZPClb6kqCFM7iY/NbfVNyrYPj+NAxc8dxi",
-	"6vy2skL8NJ2i4AVWsINTHGDLGZ+u7xpyVqYhz85z+eubVy9/Z0muHnvNXqYmO71PlYg4R2fpzuWrdimB",
-	"bAxJAuWJgv+4AONga2EaIr4WaTnBON5v06iFY7OXGP9sSWYWNEtvITO/7P949AVlxq/q82TmtlKB5lCD",
-	"cdDxH1+vSDgurhCJ2pm50lvxvR7uwKiirc1BYqGRXRINej2XOKgADsicKgV4ttuufQ9P2KjfWeAAa5v2",
-	"e4wF0I9YdU67tpQ/0qStS5i55bVIo32y+AMFbre3fe/tqPWmjZZteyS/BavUgfu6DAU8arGAK94Tje5V",
-	"yeqtT6tO6Lo7inH7Sv06qWCtmSL53LpnIC8Yn3aJRQ4RLrRJP2LQLzk1deWGXhQNDn9WzSgW2NZHj1T6",
-	"Wkyx36jNGdxOSpphY4PBXyYs+XT++vW1sPeg2ilS9oZ8Dcz+nioW3+Sz13mNcelipUlYe5Q+Lm7A8XY0",
-	"NbfZTGvv4scjXhykxJVgXIaAKaJmuTZfJeKS24xM2UZgp2N8qlyu3vWfm+5ykesV53KJQf2zCmi5whYR",
-	"xYdf29ncQL62XvKhTaJksXQ+t8jVn/VUPq6jYtcroUXMr1K+I4uZdcmuasmVbGj8aSxNUnW8ICwJCX4M",
-	"PGF8am/SMkAM0CM+p1PGXb4VNZdElWJUZC/yEr7KSxWJ/BMtyBR0UTHtjvh+mvqaI4lFNmbc1Un2Xz5t",
-	"U0XcQpFo+TxlDJuF6XRRpgJxEWXbvgKbEVRkQ8Ic0JykHuY/T0VS1GjNLU+mdb685MlD2kq5vlV1uobO",
-	"LDBPu81KtdILk0ObCJndtC+q0WDSsbgAWzBXHl0RtC8+Y/ysuYHbrfuGtTBXs48ruOK2JVSggK1XjjWx",
-	"S43K3828tiuplytWrWcZhXjb2/fuuCyXjbY31Tm32VwZZ2s8vpuoKOeuWm8FJHk7DhYNJjes0MIf0LVX",
-	"FhPZNnuJy/x9yOQk2t35w1CslKZckw1ThVfswipq29pMH2ZtZbfBE9+wIA8Arq0Frm5aS841S+9hLa/R",
-	"6ir220px8Hd2VDNS7sDa7bW0Bmb0yiIydh2gyf7Vb2sabPYe0g85kNjBZfBkwFMYLpjILVjnwdLx8dge",
-	"KUyb4umI5zyeUT6FxIIB1YzOTT1ywq5KbIEDAYTm5hrnZbi7V/C4ktrDun2eaBmGcCs8TqstsAiMKjU/",
-	"CabTJN1+qoStTBRYr9VwnRaYzohvUPe9WXNILmfCdNIqTaZSXKoyTZHZQjdS3XyhNrsFFqbA7+CbnCi6",
-	"UOiDm/svl0E2ZCOCD5G5WYeOuIGVkLHIeUI2DPpmc7gKemNR8g51ZLnTRu4asKZdhh0+19F3LEQKlLcR",
-	"+N0qqI5DP6FlyYTpAWC4VL7wdEJvcsQVUBnPCPAp+mckEUPiCW6Lc9a7tHssKGsCkhF3yzXcUOaSTxqX",
-	"PaLOdzIfZe6EekwkZcr8aNoOKHc0tzUsYe6xROKWi9RO5u1hQYmyHLFoV5SPscg16ZNMkTlI0u+FvV7P",
-	"f7/ZJYdTLjwqFt+sEytazaaKHLYzySK3m+Avb2oMerJAUK42OL9nRFXHMbZEFy1IxvuKIsIgZdw2372E",
-	"K/26Fd56UkUeDsuUs3eoLeDIO98KPW8x4nVnfYOOHYSrDlfcbPO+03Xe90dvC4e4TXdV6lgki2+2qlg1",
-	"C6XZ6fVvDo9qN0Saj7Zv/qi8GBW/GAzuGKd+Ulx74zaK+xI/OTqs5N/qUKZKQGiCv9MwaIBY/EMLizo1",
-	"13O1QXNN04syYU/ZCEne2pswSYnJNQgWCb9CjMba3OtMDHpy6Y7gKCxuOK7e2mxhy5WuLxuDmmJLi9Qd",
-	"1Mvrnxv03fD20g3X1sKY778XNrF1v8bF97XUcZ54Dl03bFv//qdfVVmsNC0tJ46ORLwCffv2+MifX8vf",
-	"f5HLSStW8wVoS9nEdQOv32LoPcmIJVHjwueGSE5Br5LHj6bvs2ECWVJYvruZmC9lKfvbd1tWf/du7399",
-	"lthiRmlpKu9kii3ytJG82xr7fsS1Jnq5n67SlTckNE2dGmZEyLCsPJuA1CDawhHnggPGVJCZ1BuYeGu5",
-	"z9HbdtJm2ke83bZXmmHvbN1tO+bXZeKrzZd/lJ23dL3Z2K9odr1nn/YF6OcoFTeZaCs6VUPtzxejJvdi",
-	"mFEBtnr/NtBfq4GuAnyZtYNaUq5svH0vNvsjS67XFbfvzXdt739bPFDVbPWcGvSGz5gka72vGy6S+DIB",
-	"9kp4W4v3+TmFuS+lqr2d/+uq9wJ0PYz8lDB1qSxa79V6f4qyaav+VpWWL82MaUoSuIBUzE3X0kaU0XMg",
-	"MufRZq2PYri11R887Pa6vW5/+F3vu55xCdxyGw5Y0YRj8B6VFp1uJcWOW2wqrMfOVDsEcBAHsDD1FNuK",
-	"Y362dkRIVRnZFX3bjUGBDWZaQTrpVktWDh95fXr9PwEAAP//",
+	"7H3rchs3tu6rrNNJlaUzTYqkJDumKz8U36IZxXZk+XgyoUcNdi+SiLoBGkBLYlw6Ne+w32E/2DzJrgWg",
+	"b2STkmzFznZNlX+IZDcu64Z1+Rb8IYhlNpcChdHB8EMwQ5agsn/+/Rjf56jN4RP6lKCOFZ8bLkUwDE5m",
+	"CMr9fE9DLJXClNFvwBPYMjOEmKUpqns6BKlACoSMC4MJjBdAP2tU56i2u0EY0DhcYRIMjcoxDHQ8w4zR",
+	"nBm7PEIxNbNg2B98FwYZF+XnMJgzY1DRav7560HnH6zze6/zsHs67Lz7y7dBGJjFHINhoI3iYhpcXV3R",
+	"G4plaPz+DhPM5tKgiBd/w8XqHn9iZ6iBwYXiBkGzCYKRoNCoRRfecjPjAgZ7MJO50qHbFMsQznABEyUz",
+	"+mYk7FdGnqGAC25m1WNjmSxosFwJbb+dcKUNKNRzKTQ6ItKTI8ETvW3flrmxq+FiCmzKuAgBz2nkGU+x",
+	"MYjlDHAN2vA0HQmVC8HF9FFzmXZFTEgzQ+UWxGnD0d5gEHXhpUgXxfZHwsyYAZ3HMWKCCT2oMMNsjAqT",
+	"ELQE5kgDbGJQ0Sj7vd3Iva27I/FGIzCYKNQzUEwkMoNzluYY0qAzYDTxmzeHT0KYSAXI4hkkXBsuYrdn",
+	"7I5EEAZ4ybJ5SozdnfTiAdvDzoNxP+nsxfv7nYfsO+z0kvuT/ngQ77K9JAgDTqx0Uh2EgWAZvVtjfYd4",
+	"v0boBvv7m4Tu/3T+f7uohRt153FDW7rwN5wbuJihAG5Z1v/3v/6rP/gO4hlTLCZpBTmBaEnGo0cjx7gL",
+	"rrGmUlbPCmKeP+jCQXrBFhownknim7DPFmK2TNRe/+Fg0ov3O/fZfew8SPpx5+FkHzu74z4bxHvJPt6f",
+	"rCPq3zt+053DJw2KtmhiMb9VxGdSjXmSoKAPsRQGhaE/2Xye8tgSameu5DjF7C+/aWkfq0b/VuEkGAbf",
+	"7FSGbMf9qndeubeeoGE81W7qVUPm1JNrEkiewDg3kLL4zKmljuXc0VfOUTmuCcREO11K7NBAJNDADdmz",
+	"mgl9+/Zt5yA3MxSGNoLthnSMTKEifqcpiinSaKTiNH7Gtaa/3TK2jp89hvsP9nvWcFZs+8GNoJCl2fej",
+	"4JylNBYbBSGgUlJ9Pwq40PlkwmOOwpza0ehX+8f3oyCVUz10mh5s5F3YZPMa+nsS7NTUwNLe8+ML8PlA",
+	"ANHu4d7+A/BzLPHqU/b1RrDczKTiv9Mx9tk390IWMmRFuTxyrc3mGnJxJuSFCCFj6USqDBN6QuG5PMPE",
+	"mYBPF9pPkk2read29VYA1/sEdyuQbwQ7Zzxl4xS/kPFJmGFjptHxqVzNo8ZpSpZgyumoTzBliyXJPaYn",
+	"Owf05CqvXmMsRaLJdblg3MAYJ1KhG52LabdN28lTm6L6ROpeFSPbRT6eYXy2uryXgtbCEi5Qa4jpIVrS",
+	"XJG1NdwdEEnuDO9ppldH+FFeQCq9ubQDgJHyLKSjLuNpyrWjQEMqe929QRiQLjATDINE5iQB5UkucnJs",
+	"gqswsCK6Ounb2aI234TxFBPYYqBnUpnQOYs6zzKmFkvq4FfIrRLmxjO4r1fdiOJgXZ2bGbhgnlqYNMcv",
+	"5KltPG2YyfV1cms59do96s7qQhd/dSsqBwobnHlXzijHv2FsaMb6WKu8z00sMyTvhlWsR5FnNJU8C8KA",
+	"KFsbuNqKHbhlzKfkONqxQufecqOJznYiJhIoVkxTcYPZzchBU/o1MKXYgj4/45gmT9vlg8T6nEvn5XXh",
+	"6SWLTbqwRpl8ubkkFVMRicxfX798Aa/cF8CFkVawyBvfDkciKmMW+/D7HNWCjPecmRmUv23TV5FTwwhS",
+	"SWbbuiPWti8pk7VHa8SKa7hQ0pmFSqaso06/CWmKPdAiWZrKC0ycI98qwd5HXJnsBcvKUYpoxT3bnPmx",
+	"M8idExq4ZfySApunWEO25lwpz7hpncQxZ3WKBuvc+few19+uuFhsjbjZnGwHhVEc9c7uTornmLZGEXXN",
+	"82xrU7IfkaUUnqwI4TkqlqZE2NTMVs1qXOrQtfKvvflQBpNTZtqkB11kMVcyJlPuH27uetAb3O/0+53B",
+	"/ZNeb2j//SOo22FmsEO2cbP1WnLtXIATybPoESQ4VYwCVLdpG9AKfUFRqg93wZHrVeUE1ixOm6nJ57Si",
+	"U3+MrD9hNRcxun03dr17v9fr7t/otDlHpbnzMZpz/JDzNAH/85Jy9ru9bu9a+SlNdjHHysYaDA4L6Vgv",
+	"cDVnnqXpy0kw/PV2DlH44X+3QP4pBWOzFHwy898t+7BPmgoX2kzOarDllM9PH4Kb3R7IeE622R//V2Fw",
+	"RH4u6hZ6Fr+sWrIbmIZrFb1dX9rE/0hOj6zNbuH4OSpuFiHQwagNed0zPp2hNvX5nzz94c3zIAwOXzx7",
+	"GYTB24PjF4cv6Iunx8cvj4MweHx8eHL4+OCIpq+E1T++Ioc/oVE8btn+Ky/6scyFzSNZB6gIOOZSpjBl",
+	"+RRbKJqMT+n3a2McKVNy76w6pnKqTy8UNwbFqZGGtVDoSE7BH32gjSSzvE497u/1arrBhbm/V+2+DFEc",
+	"11AbfcrF6STl01mLNfCBiYYx2mwKqnNMQMiLbnC7OdZsqxyfaJSi2bCtfm+wd6M5/2PdbmvdNtu0yvYt",
+	"cbNVhFrFOSz1os0uVMrQmjEpFS+WQmBsM4k01qrysdjt6ZSe1G0Z5GIATVFurnFZjHcHrSLFkxTXDXqY",
+	"pPWl6RsOmbHLdSMSPUDz3xGsa33DAS2l1w35co7i1otckpL6BA2ShMuEr++uleFNh2b1+GlJOsLTS4OC",
+	"BBFc+URDxhYwRmBJ4hR4ySmqygWnPGmJeN/nLIUy4HB59Xsa6omblhSEzE3nwWSXtan+uhDx6eU8ZcLl",
+	"wG1kxTXIOM6VQhFjc5JGZMc09MFn+WBCcXPbtDbX0hbTWw+hDKddhagYjYt5bm4czNdi9paIngttmIhx",
+	"Y73TxZBLe4cZm89RYALL7vmOXmiD2Q5Zk9tENT+enLwC9yPEMmlSd28waFUdbtKWxb+eSWWKdFQREhd+",
+	"GY3ii412snsaFDJNtmmmmMal9NUb4U8cNk4RngrDzaJtW0axGL28bmLICT13+KTiRhvl62sNgcGb40NQ",
+	"OEFHeqcd5wjNoPuepueGIxEV+Vu9M8p7vd1YsAztXxiFcDFDhfD86QlUj32gJ66cl6CBwZxNETRbcDEd",
+	"iQubJzGQIRPOo7LfGAmJ7MJPzMQzkO5wpmEcbVPmBWckNE4zFGb7UfmIBqZciYkcRMcgZqp60z0NET0X",
+	"LVfrqhVbXbAPd1wysm4Xc8U7JbmuPUSNT7VYWaqn+pxRqGlJuGyb2mzkcZHcbXOairyvDQ4agcAd5Cqu",
+	"TxYQqXLl6b+cJihXd9NMwbqAe0MgvTzHF4ull9Z+8/DvoEh+V0l8EkpcGwda0U45+crLkd9raymP5NSS",
+	"IUk4zcHSV7V9TViqcXUNPpJIfXCxaHOpTFue9qTQUm8VXSnYrvFCSVNopVGLEDSaJnrl0UgwiFOOwkDM",
+	"hJDGPsNNlwyjDXG8+1hUXVhVVuNSjARecm1jBbaAaCsXtd8x2V7R9zFPUy6mHZqex61eO705laoFzvLY",
+	"/9K05zRj6zhSGLw06znh6nJLB41ReWxyYkWGhpHDW3PavQyFwWVnKjv+y9+0FN1jdvETHSlTdFNvdnge",
+	"t6CNbOlaLXk9kIuUBNJWzrZv6QO1zXzCM+xIlVgz4fEVHwOfqCxzzls9obRIL2zS3TINQV64J98qiMn9",
+	"0FxmrlGB5lNhASGtxzfPUBuWzTeEnh5v4nWvVJRNIehgb7i/133Q7+/f7988Eq37Eqvq+3b3MdgnSBiW",
+	"SgrtiiwViDxNyY0ciaVkhFfUYkANdCaAwpjYniwr5N548nAw2d1/8GC8u5ew+2w3xoeDh0kPe7j3YPe+",
+	"iyAK+NDuoIEmoo+0Dld8dvpUhxf1Og9ZZ/Luw+7g6tvWAF2jWksVy+JyzxQyxaiELje/KhCdPYqdlhe0",
+	"+Yxz0lvKSiG4NTNUieaKYtcYW22msjyht9lt52Z5UvxA7laLx+uY6XlrS8E2TgCrvKunQxk7rBJSN4a6",
+	"caBRnWUrccYyDe1w1+/ysUIPxrjF0VicQ0a6jQAzMuMxS9OWM9LvcZUOFpHW6/U+ngp+8S5fcOhepRGt",
+	"QhSfryFUsbyNpPooKh1UnkNJqRYXtHG0TliekuWaokDlUkONMZ8pxA7ZNyjeCwG70y5EdORGIUQa41xx",
+	"s6C/J1yQSx114Ykb2bIs8oNHrWd2zbLc39uEU/znaHTZ6737v9/+oQd9c+UfrqIuHBoNZ7hwUZKbUkOW",
+	"azOyzhJNzbiAN3/pkXBtvZLaTBW+/vnongZyDMalW2Vll5vtoUeLjoRfd1uBb28wAFuztThZA9GOf3jZ",
+	"ofoQ8Lk9o3a7vW6/v9t9UNPWP8hdKeTrESQ1ejXj1punbm6OkN4oBKW/cbPgo/I8bDxQqIKvT7SXRJbk",
+	"g56Nuhtdlx/zjIkOxRU21+Cf68KBWMAbwWOZIFgRGOfGyxCF8zyeQSVJDQm6xguqE7NXGKePIefHnMzr",
+	"DuQ74fCSJS1IvtGSHnFt2oEtNh0iJ9XxKtAWuyz4/FaHa+F82XwJ13bkuzhiw0DgpTmNc6Xbor7H9nub",
+	"RrQ5GBIimrpyDX0Cx6dtlv3ng58Pnh//+PNJXx8cqN7j179992xy/PT93x/0fv/lZfZ6/5eLYKNrd/Dr",
+	"z52TdxWg+7Sz3stbU3AqDvaMXIMCLDzhqUGlQ1/wSyCfW2VzGW+bhI9gS4p0MRLWVkZcxGmeoCtvfE8L",
+	"jbYfgUYsXipM17Lp7A9226pYGRc8y7Ng2Fuf2i+GXN1UhO8jh4R3s0dk3fGSxeYRRFOD/seMDgOsE4Ac",
+	"fTESzY0W6CRLDC6moT2GaiP7VETGzfVE8dv3+R98H4TB1GCzPmu/vcZhtoLdFM82LSzSoqv5q0a8M4Td",
+	"gS01q5hphBleQsKn3OguNDt0IvvGnCkUJhqJottAo7CArhAwtf0ZAi/84L501sx43Hn8c/N45yoMCofp",
+	"NRkAZ1scCvkgd/An9+lZIZTns/TUZXx54vK9/qPGWKFxXwWrzuD/8xDlAk2dsQSdbxGdN37SEFt3M+qC",
+	"xR267NFMpokeCQut16HNdbnGi+iy476MHrkGl1pHgU0Dl/0GGjj5SIiJ9i8WQlSM0IWtl3MUB68OYbfb",
+	"gzPEeeN9OSEnqaAY+Ncz4jeZvZdEMhhYjaBxDp+ALyo6LSlIYDuHNAjp33BiYPt9apOl/Bx9Z4lGwKLA",
+	"pbvbVl6swbb5K8ufirczY+bWwXLjEAttIwKd+cEweI7GLoYoWHroPvyoGhaCYfDWdmjVnrCvjcky0NMO",
+	"i8zFRK7qU8lrrptNHiyFMYvPxh7uyAQQrecpM2T0hqQfImEq4b9jMhJlmtPVsIiIwPKEG9ImntIIrg5E",
+	"qyyTDVzUPJVwJIq0Rb2fzsyUzKcziOpOYeS45DFuNuGquyMxEq5UZhdRtZJxDdE6OHtkB4qZcmHiDMtV",
+	"rPT1dcGNXo5rW4r00srsMsj4EDtKamrbMwOs0acAW9GBb5uwDw3B9wqQ4v77X/8dbfu2M6tR67txXO9N",
+	"q5oMRyKqRCWyKHj6K4SolLTItfWxxBlNT1RLFinIGJqRqG2EKTs5rb5QryH8+q44IlIeo9DWnfV9UQdz",
+	"Fs+wM7AgvVylXvD1cGfn4uKiy+zPXammO/5dvXN0+Pjpi9dP6Z3uzGRprbhXSmwN0TAMHAbwKgxoZWzO",
+	"g2FAMc1uYE3szKrWTlbhhKZo1tVZ3VNFo9grJTM0M8y187Xxci61jRLBHf6w5VcBvW6vu7cdjgQZGFZ/",
+	"02cKKfSJFZvjsDiZNB0vFSddmMhMrkPiPHJVwrV1WL3DBTiQRtjQ+TLXvgAbz4QjUZXFqlpPfUbXttlA",
+	"RIXL7Qi0lrHFoZAFcYpHbz2XoMix8DC2eYm1SlOMjVSkkJGv/nacUBUciOwcumrGLABaToTK5R16K1iR",
+	"soB6NXtZ14Rr1SONzox3S+13g15vqfeFOL0zTxkXjwrwzfeWu83ml8oP+AZ+fHr0CorT8ZTk+7SJsgFb",
+	"0C556BBY4Tr+u5L3SHwDJ7+8erp5YE88y+21T32gAb8fBYNefxSE5ZTfjwJ3hJfBxCi4gt2RaG8gXo1g",
+	"PEdtuWtJV+6wv2zfsajtlZKVRUnQATh8TH7jd2ruVTD89V0YeLiAQxEW28pK8TNsSoIXOMEO3tEAO974",
+	"dIs+KW9lVuTZey5/ff3yxR8syfVjb7V7a5WdhU+VyDgnZ+nW5at2KcFsjEmC1YlCf5yjdbCNtC0gX4u0",
+	"nFAcX2zTqoVncyExxW9LMrNgWXoDmfnl4Kejzygzxao+TWZuKhVkDg1aB53++HpFwnNxjUgUqJa1jsqB",
+	"gB9PfjpyiajU3hIw9WiCBqypdO5dhtjhTEIbe41EysWZTZxI1yN2IVymp+UIPuLa+I2eLOb4WY5f6/Y1",
+	"JO9G5xFRw5KYCPS1CNDTFdY6eIkTAFKXOcq5wxZ7kSplqClSHtq1XrKKWWzOZDFHmyjajCDbgEezXmwT",
+	"kOb6xGysqD0IeLfb7/a3u/AEy0GSELixwAVtM6MjQVsdeqhZDRJnUWihlWDvOVfPeGiKnsk8TSCR4UiQ",
+	"h8UEeM/N9aXZqMcBzBwArY7OqRN9vXdaaMYnKUZ4HfTvnraxXlilZj2WjsJrooDjWLe4oIIin+p6Ct+6",
+	"ur6zvEjulU3yHc84CtvqDf427+lvrAgDIU1nInOR2Fq3mcmkQ1/57KOlyCKVLOkYKTspU7YUngudz+eS",
+	"HIBOhglnHQ+7awPy2f5CwdKOa0YmPbH4n06tX7wNj/bHWpolzrj8+d0bnr3e3q0Mz95gcKvnv6hhsz23",
+	"Uiyhcb1O387CNQLNtfataAn1UVa9KctGX66DogvRoNfz2fYaSg/mTGukgNhd7lOseqt5tZHHtW+792l7",
+	"JMrrglvfvfol44BNVSa/vBYlcL8svuAhu9/bvfNbK5q9nS3bLhr+CgGt9/eZKn9WNDeUXQ13RKM71b9m",
+	"h/S6sLaZw0n5Oa7Vr5NaSxbXkM9dToPstZh2wcFtQUhja3Z46Qx7t00vyj7IP6tmlAtsu26HqPS1uJ/F",
+	"Rl2i/WZSspprXWHw58nlfTx/i/W1sPdxvaG0aiH9Gpj9A9M8vi7R1eS1QpYs1pqEjUfpo/KivMKONsNZ",
+	"9yy9PBLlQQoet+DT6lyDnuXGvpXIC+Ec+qrb0E3HxVT7Are/psZeQiNzs+Zcrho3/qwCWq2wRUTpx6/t",
+	"bF5pF2m9C8zY6sJi6Xxukas/66l83Gwl2ayErrFunfIduVDWV4jqOCXYMvTVWNlK5HgBPAmBXkaRcDF1",
+	"F25a9CIaG31z4YuUpLkQ1RAckbvvUxbQKKYhKn4xEqZoSphRdyQO0rQA6kAsszEXHlxw8OLJuuRTWZ3Q",
+	"dxth2ys+y/oZLaK63UejK6Np2FI4RzInadENOE9lUgKbbKxtb9ipgu0CB17J9Y0gXY2WhhIovL8K79Jm",
+	"YQtPFKhfty8KsRSwsTxHhzLTBSQxaF98xsXp6gZutu5r1sI90C2uNeO0LaGGn2+9mXQV8LsCl7me124l",
+	"zRr/uvUsQ/dveknvLZflS7juQlvvNtubZR0womg6LjFQ69Zb6yy4GQfLPtRrVugwg+Taa9dI0DZ71czw",
+	"x5DJS7S/GpCTWGnDhIEtC13T/Nwpatva7HUNjZXdpAnnmgUVXTONteDldWvJheHpHazlle3P5b+vFYfi",
+	"aq96GccfWPu9lhsEMnbpYIz7HgXsPvXb7hZYvaKAvc8RYo8xpZOBTmE85zJ3abJ7S8fHI3ekcGMRRyOR",
+	"i3jGxBQTh6DXMza3IJ4Jv6wAeR4551K/3svwV7TRcaVM0QtVFFeWsXs3ArG22gIHW6xT86OwraukO0i1",
+	"dOX8EiC9HuPagm0diS3m37drDuFiJu2FG9rAVMkLXaUpMocOI6rbN/R2twSQlqBXelKAZgtNPri9JnsZ",
+	"mQpbEb6P7AV8bCQsFhPGMhcJbFnI6vZwHV7VtZZ5qK7jThu5G2jUdhn2TS2evmMpU2SijcBv1+FbPWSY",
+	"LEsmbeMcp6WKRUEn8iZHQiNT8QxQTMk/g0QOoSC4Q7Q479LtsaSsDUhGwi/XckPbu8BZXF0l4X0n+1Lm",
+	"T6hHoBjX9kvbq+cqF7EBB/yQ9rprIm61SF/5kO6wYKAdR1wBkORjLHMDfcg0zFFBvxf2er3i/e0uHE6F",
+	"LFpJ6MkmsaL1bKrJYTuTXLvTKmK6MDW25aBsO1hvcP7IiKoJ/m+JLlrg/3cVRYRByoXrWH+Bl+ZVa0/I",
+	"SR2uP6xSzoVD7VC6hfOtyfOWI9F01rfY2OOemxj/7TbvO93kfX8obOGQtulvVB/LZPHNTh3gfeULGf3r",
+	"w6PGRdL2pd3rX6ruT/8M9Y/9m6yofq3yR0eHtfxbE/9bCwht8PcuDFaQn8WPDkv8zt7i2dbPYjtFtQ17",
+	"qtsD4I27MBuqRhYL+1T4G8ZkrO1//wC25WDpvxKw9WB3dXP9P3dwvT61VmkXg9piS4vUPW5i0j416Lvm",
+	"6aX/CMNZGPv+D9Iltu7WuBTNoM3mCDqHrlZsW//up19X0Kx1+i4njo5kvKZl5c3xUXF+Lb//We4wr1nN",
+	"52gcZRN/hcbmLYaFJxnxJFr5fyFWRHKKZp08frCXJayYQJ6Ulu92JuZzWcr+7u2W1d//U1Wiv4Aldo0W",
+	"rDKVtzLFrl1jJXm3My6a+Dea6OUm9For+xBYmno1zECqsKo824DUgirCkRBSIMVUmNnUG9p4a/lygMK2",
+	"Q5tpH4l22167QeLW1t3dYfB1mfj6jQVfys47ul5v7NfcEHHHPu1zNM9IKq4z0U506oa6OF+smtyJYSYF",
+	"2On9x0B/rQa63hXDnR00ignt4u07sdkfeHK1qbh9Z75re9P44p6uZ6ubSD+beV3vfV1z+9LnCbDXYsJb",
+	"vM9Pg899HlX9k6H0voDqPUfTDCM/JkxdKos2G5x/fUey6ar+TpWW79aOWQoJnmMq5xYXuxVl7AxB5SLa",
+	"bjQfDnd2+oMH3V631+0Pv+t917MugV/uigNWdq5avEetr7VbS7HTFlcVtsDO1NvqaBAPsHDQRtu/ar92",
+	"dkQqXRvZF33bjUHZUMONxnTSrZesfFNBe73At/9rtnCAaduQvQrDfFSV0CtIuEIt03N3rRK5lNWkJSjz",
+	"6t3V/wQAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

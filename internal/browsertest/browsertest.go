@@ -32,9 +32,10 @@ import (
 // DefaultChrome is the browser used when CHROME_BIN is unset.
 const DefaultChrome = "/usr/bin/chromium"
 
-// Timeout bounds every Run: a condition a test waits on that does not come
-// true by then fails the test.
-const Timeout = 30 * time.Second
+// Timeout bounds every step: a condition a test waits on that does not
+// come true by then fails the test. It is generous because the machine
+// running the tests may be busy running many at once.
+const Timeout = 60 * time.Second
 
 // Browser is one headless Chromium tab confined to one server's origin.
 type Browser struct {
@@ -212,11 +213,13 @@ func (b *Browser) check() {
 	}
 }
 
-// Do runs steps in the tab, bounded by Timeout, and fails the test now if
-// one fails or if a page reported an error.
+// Do runs steps in the tab in order, each bounded by Timeout, and fails the
+// test now if one fails or if a page reported an error.
 func (b *Browser) Do(steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	Get(b, chromedp.Steps(steps...))
+	for _, s := range steps {
+		Get(b, s)
+	}
 }
 
 // Get runs a in b's tab, bounded by Timeout, and returns its value; it

@@ -47,6 +47,7 @@ type Deps struct {
 type server struct {
 	Deps
 	openapiJSON []byte
+	pages       *pages.Pages
 }
 
 var _ api.StrictServerInterface = (*server)(nil)
@@ -73,6 +74,10 @@ func NewServer(d Deps) (http.Handler, error) {
 		return nil, err
 	}
 	s := &server{Deps: d, openapiJSON: validator.JSON()}
+	s.pages, err = pages.New(pages.Options{FrameAncestors: d.FrameAncestors, NotFound: http.HandlerFunc(s.notFound)})
+	if err != nil {
+		return nil, err
+	}
 
 	mux := http.NewServeMux()
 	// The validator answers unknown routes first; this is the backstop.
@@ -90,14 +95,10 @@ func NewServer(d Deps) (http.Handler, error) {
 	apiHandler = validator.Middleware(s.writeError)(apiHandler)
 	apiHandler = auth.Middleware(apiHandler)
 
-	pg, err := pages.New(pages.Options{FrameAncestors: d.FrameAncestors, NotFound: http.HandlerFunc(s.notFound)})
-	if err != nil {
-		return nil, err
-	}
 	root := http.NewServeMux()
 	root.Handle("/", apiHandler)
-	root.Handle("GET /docs/", pg.Dir("/docs/", "docs", "docsPage"))
-	root.Handle("GET /ui/", pg.Dir("/ui/", "ui", "viewerPage"))
+	root.Handle("GET /docs/", s.pages.Dir("/docs/", "docs", "docsPage"))
+	root.Handle("GET /ui/", s.pages.Dir("/ui/", "ui", "viewerPage"))
 
 	var h http.Handler = root
 	h = s.recoverPanics(h)

@@ -1,6 +1,7 @@
 // Package pages serves what Valhalla shows people rather than programs: the
-// API reference at /docs/ (Swagger UI over the embedded contract) and the
-// log viewer at /ui/. Their files are embedded (built by scripts/assets.sh
+// API reference at /docs/ (Swagger UI over the embedded contract), the
+// log viewer at /ui/, and a page per problem type (rendered from
+// problem.Types) that a problem's type resolves to. Their files are embedded (built by scripts/assets.sh
 // and committed), served with an ETag that is a hash of their content, and
 // every page and asset carries the same security headers: a
 // Content-Security-Policy without inline script, nosniff and no referrer.
@@ -42,6 +43,9 @@ type Pages struct {
 	files    map[string]*file // by path under assets, e.g. "docs/index.html"
 	csp      string
 	notFound http.Handler
+	// problemIndex and problems are the problem type pages, by name.
+	problemIndex page
+	problems     map[string]page
 }
 
 // file is one embedded asset and what its responses carry.
@@ -75,10 +79,14 @@ func New(opts Options) (*Pages, error) {
 			"form-action 'self'; frame-ancestors " + ancestors,
 		notFound: opts.NotFound,
 	}
+	var err error
+	if p.problemIndex, p.problems, err = renderProblems(); err != nil {
+		return nil, err
+	}
 	if p.notFound == nil {
 		p.notFound = http.NotFoundHandler()
 	}
-	err := fs.WalkDir(assets, "assets", func(name string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(assets, "assets", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
