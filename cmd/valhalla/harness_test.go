@@ -174,6 +174,10 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// The problem type pages are text/html, a string in the contract;
+// kin-openapi has no decoder for it.
+func init() { openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.FileBodyDecoder) }
+
 // loadContract is openapi.yaml, loaded once for response validation.
 var loadContract = sync.OnceValues(func() (*openapi3.T, error) {
 	loader := openapi3.NewLoader()

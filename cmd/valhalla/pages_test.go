@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -97,6 +98,15 @@ func TestProblemTypeOpensItsPage(t *testing.T) {
 	page := base.ResolveReference(ref).String()
 	if page != in.URL+"/problems/validation-failed" {
 		t.Errorf("type resolves to %s, want this server's /problems/validation-failed", page)
+	}
+
+	// Through the conformance transport: the page is what the contract says.
+	if resp, html := in.do(t, http.MethodGet, ref.Path, "", nil); resp.StatusCode != http.StatusOK ||
+		!strings.Contains(string(html), "validation-failed") || resp.Header.Get("Content-Security-Policy") == "" {
+		t.Errorf("GET %s = %d %q (CSP %q), want its page", ref.Path, resp.StatusCode, html, resp.Header.Get("Content-Security-Policy"))
+	}
+	if resp, _ := in.do(t, http.MethodGet, "/problems/no-such-type", "", nil); resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("GET an unknown problem type = %d, want 422 naming the allowed names", resp.StatusCode)
 	}
 
 	b := browsertest.New(t, in.URL, 0)
