@@ -185,6 +185,17 @@ function showProblem(where: HTMLElement, err: unknown, response?: Response): voi
     h("p", {}, h("a", { href: typeURL, class: "problem-type" }, "What this problem means and what to do"))));
 }
 
+/** Shows a failed call's problem in box; a refused token signs out to the form. */
+function showFailure(box: HTMLElement, err: unknown, response: Response): void {
+  if (response.status === 401) {
+    const above = h("div", { id: "problem" });
+    showProblem(above, err, response);
+    renderSignIn(above);
+    return;
+  }
+  showProblem(box, err, response);
+}
+
 // ---- Health strip. ----
 
 async function renderHealth(): Promise<void> {
@@ -315,13 +326,7 @@ async function renderList(v: View): Promise<void> {
   const { data, error, response } = await api.GET("/system/logs", { params: { query: v.query } });
   if (error !== undefined || data === undefined) {
     status.textContent = "";
-    if (response.status === 401) {
-      const box = h("div", { id: "problem" });
-      showProblem(box, error, response);
-      renderSignIn(box);
-      return;
-    }
-    showProblem(problemBox, error, response);
+    showFailure(problemBox, error, response);
     return;
   }
   const page: SystemLogList = data;
@@ -371,13 +376,7 @@ async function renderEntry(v: View, id: string): Promise<void> {
   main.replaceChildren(h("p", {}, back), problemBox);
   const { data, error, response } = await api.GET("/system/logs/{id}", { params: { path: { id } } });
   if (error !== undefined || data === undefined) {
-    if (response.status === 401) {
-      const box = h("div", { id: "problem" });
-      showProblem(box, error, response);
-      renderSignIn(box);
-      return;
-    }
-    showProblem(problemBox, error, response);
+    showFailure(problemBox, error, response);
     return;
   }
   const e = data as SystemLog & { seq?: number };
