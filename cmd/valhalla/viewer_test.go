@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
@@ -235,8 +238,9 @@ func TestViewerEntry(t *testing.T) {
 	}
 }
 
-// TestViewerNarrow checks the list and an entry are readable at 360 px:
-// nothing wider than the screen.
+// TestViewerNarrow checks the list and an entry are readable at 360 px
+// (nothing wider than the screen), in a viewer whose time zone is
+// Asia/Kolkata: timestamps are shown in it.
 func TestViewerNarrow(t *testing.T) {
 	t.Parallel()
 	in := setup(t)
@@ -244,10 +248,18 @@ func TestViewerNarrow(t *testing.T) {
 	b := browsertest.New(t, in.URL, 0)
 	b.Do(
 		chromedp.EmulateViewport(360, 780),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Asia/Kolkata"})
+			return err
+		}),
 		chromedp.Navigate(b.URL("/ui/")),
 		chromedp.SendKeys(chromedp.CSS("#token"), in.Token+"\r", chromedp.NodeVisible),
 		chromedp.WaitVisible(chromedp.CSS("#entries tbody tr")),
 	)
+	shown := browsertest.Get(b, chromedp.Text(chromedp.CSS("#entries tbody tr:first-child time")))
+	if !strings.Contains(shown, "GMT+5:30") {
+		t.Errorf("timestamp shown as %q, want it in the viewer's zone (GMT+5:30)", shown)
+	}
 	const fits = `document.documentElement.scrollWidth <= window.innerWidth`
 	if !browsertest.Get(b, chromedp.Evaluate[bool](fits)) {
 		w := browsertest.Get(b, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
