@@ -115,7 +115,7 @@ var Types = []Doc{
 		Detail:  "the request has 2 invalid fields",
 		Errors: []api.FieldError{
 			Pointer("/level", "value is not one of the allowed values [DEBUG INFO WARNING ERROR CRITICAL]"),
-			Parameter("limit", "number must be at most 1000"),
+			Parameter("limit", "number must be at most 500"),
 		},
 	},
 	{
