@@ -7,7 +7,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_FILES = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: help run build test test-go test-ts durability conformance api-diff generate check-generated lint lint-spec postgres bench
+.PHONY: help run build test test-go test-ts durability conformance api-diff generate check-generated lint lint-spec postgres chromium bench
 
 # API_DIFF_BASE is the git ref whose openapi.yaml `make api-diff` compares against.
 API_DIFF_BASE ?= HEAD~1
@@ -21,9 +21,9 @@ run: $(if $(DATABASE_URL),,postgres) ## Serve on 127.0.0.1:8080 with a local Pos
 build: ## Build bin/valhalla
 	go build -ldflags "$(LDFLAGS)" -o bin/valhalla ./cmd/valhalla
 
-test: postgres lint test-go test-ts conformance ## Lint, Go tests, the TypeScript client test and Schemathesis
+test: postgres chromium lint test-go test-ts conformance ## Lint, Go tests, the TypeScript client test and Schemathesis
 
-test-go: postgres ## Go tests (race detector, real PostgreSQL), the service's and the benchmark's
+test-go: postgres chromium ## Go tests (race detector, real PostgreSQL, real Chromium), the service's and the benchmark's
 	go test -race -count=1 ./...
 	cd bench && go test -race -count=1 ./...
 
@@ -56,16 +56,17 @@ bench: postgres build ## Measure the stack against its floors (BENCH_DURATION, B
 	cd bench && go build -o ../bin/valhalla-bench .
 	bin/valhalla-bench
 
-generate: node_modules ## Regenerate gen/ (Go server, models and client; sqlc queries; TypeScript types)
+generate: node_modules ## Regenerate gen/ (Go server, models and client; sqlc queries; TypeScript types) and the pages' assets
 	go tool oapi-codegen -config oapi-codegen.yaml openapi.yaml
 	go run ./internal/cmd/correlationgen -o gen/correlation/correlation.gen.go
 	go tool sqlc generate
 	npm run --silent gen:ts
+	npm run --silent assets
 
-check-generated: generate ## Fail when gen/ differs from what the generators produce
-	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
-		echo "gen/ is out of date or hand-edited; run make generate and commit:"; \
-		git status --porcelain -- gen; git --no-pager diff --stat -- gen; exit 1; \
+check-generated: generate ## Fail when gen/ or the pages' built assets differ from what the generators produce
+	@if [ -n "$$(git status --porcelain -- gen internal/pages/assets)" ]; then \
+		echo "gen/ or internal/pages/assets is out of date or hand-edited; run make generate and commit:"; \
+		git status --porcelain -- gen internal/pages/assets; git --no-pager diff --stat -- gen internal/pages/assets; exit 1; \
 	fi
 
 lint: lint-spec ## go vet, gofmt and the spec linter (the service and bench/)
@@ -92,6 +93,16 @@ node_modules: package.json package-lock.json
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --disable-pip-version-check -r conformance/requirements.txt
 	@touch $@
+
+chromium: ## Install Debian's Chromium for the browser tests if CHROME_BIN and /usr/bin/chromium are missing
+	@if [ -n "$$CHROME_BIN" ] && [ -x "$$CHROME_BIN" ] || [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "Chromium not found: install it (e.g. apt-get install chromium) or set CHROME_BIN to a Chromium binary"; exit 1; \
+	fi
 
 # The tests start clusters of their own (the embedded default, crashes and
 # restarts), so they need the server binaries even when DATABASE_URL is set;

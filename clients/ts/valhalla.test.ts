@@ -88,7 +88,7 @@ function assertProblem<E extends ProblemDetails>(
   const problem = problemOf(result);
   assert.ok(problem, "the error body is read as a problem");
   assert.equal(problem.status, status);
-  assert.ok(problem.type.endsWith(`:${typeSuffix}`), `type ${problem.type} ends with :${typeSuffix}`);
+  assert.equal(problem.type, `/problems/${typeSuffix}`);
   assert.ok(problem.title.length > 0);
   assert.ok(problem.detail.length > 0);
   const requestId = response.headers.get("X-Request-ID");

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/valhalla-platform/valhalla/internal/logging"
+	"github.com/valhalla-platform/valhalla/internal/pages"
 )
 
 // config is everything serve and migrate read from flags and environment.
@@ -32,6 +33,9 @@ type config struct {
 	// token exists yet. It comes from the environment only, never a flag,
 	// so it does not show in process listings.
 	BootstrapToken string
+	// FrameAncestors are the origins allowed to embed the pages (/ui/,
+	// /docs/) in a frame; none when empty.
+	FrameAncestors []string
 }
 
 // limits are the http.Server timeouts and header size limit.
@@ -80,6 +84,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		"how long an idle keep-alive connection stays open (VALHALLA_IDLE_TIMEOUT)")
 	maxHeader := fs.String("max-header-bytes", envOr(getenv, "VALHALLA_MAX_HEADER_BYTES", "65536"),
 		"largest request header block, in bytes (VALHALLA_MAX_HEADER_BYTES)")
+	frameAncestors := fs.String("ui-frame-ancestors", getenv("VALHALLA_UI_FRAME_ANCESTORS"),
+		"origins allowed to embed the log viewer and API reference in a frame, separated by commas, e.g. https://portal.example.com; none when empty (VALHALLA_UI_FRAME_ANCESTORS)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -117,6 +123,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		errs = append(errs, fmt.Errorf("max header bytes %q: want a number of bytes, at least 1024", *maxHeader))
 	} else {
 		cfg.Limits.MaxHeaderBytes = n
+	}
+	if cfg.FrameAncestors, err = pages.ParseFrameAncestors(*frameAncestors); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err

@@ -69,7 +69,7 @@ func TestErrorStatuses(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
 			}
 			p := problemOf(t, body)
-			if p.Type != "urn:valhalla:problem:"+tt.problemType {
+			if p.Type != "/problems/"+tt.problemType {
 				t.Errorf("type %q, want ...%s", p.Type, tt.problemType)
 			}
 			if p.Title == "" || p.Detail == "" {

@@ -25,6 +25,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/apiclient"
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
+	"github.com/valhalla-platform/valhalla/internal/problem"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
 
@@ -173,6 +174,10 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// The problem type pages are text/html, a string in the contract;
+// kin-openapi has no decoder for it.
+func init() { openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.FileBodyDecoder) }
+
 // loadContract is openapi.yaml, loaded once for response validation.
 var loadContract = sync.OnceValues(func() (*openapi3.T, error) {
 	loader := openapi3.NewLoader()
@@ -253,8 +258,16 @@ func checkResponse(req *http.Request, resp *http.Response, body []byte) error {
 		if p.TraceId == nil || !traceIDPattern.MatchString(*p.TraceId) {
 			return fmt.Errorf("problem trace_id %v, want the request's trace id", p.TraceId)
 		}
+		// The type resolves to a page of problem.Types, which documents
+		// the status it comes with.
+		if doc, ok := problem.Lookup(p.Type); !ok || doc.Status != p.Status {
+			return fmt.Errorf("problem type %q (status %d) is not a documented problem type of that status", p.Type, p.Status)
+		}
 	}
 	route, pathParams, err := router.FindRoute(req)
+	if err != nil && isPage(req.URL.Path) && resp.StatusCode < 400 {
+		return checkPageHeaders(resp)
+	}
 	if err != nil {
 		// No operation: only 404 or 405, with a ProblemDetails body.
 		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
@@ -282,6 +295,32 @@ func checkResponse(req *http.Request, resp *http.Response, body []byte) error {
 			},
 		},
 	})
+}
+
+// isPage reports whether path is under one of the pages for people, which
+// the contract does not list.
+func isPage(path string) bool {
+	return strings.HasPrefix(path, "/docs/") || strings.HasPrefix(path, "/ui/")
+}
+
+// checkPageHeaders checks the security headers every page and asset
+// carries, and the ETag it is cached by.
+func checkPageHeaders(resp *http.Response) error {
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors ") ||
+		strings.Contains(csp, "unsafe-inline") {
+		return fmt.Errorf("page Content-Security-Policy %q, want default-src 'self', frame-ancestors and no unsafe-inline", csp)
+	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		return fmt.Errorf("page X-Content-Type-Options %q, want nosniff", got)
+	}
+	if got := resp.Header.Get("Referrer-Policy"); got != "no-referrer" {
+		return fmt.Errorf("page Referrer-Policy %q, want no-referrer", got)
+	}
+	if resp.Header.Get("ETag") == "" {
+		return errors.New("page has no ETag")
+	}
+	return nil
 }
 
 // ctx returns a context bounded by the test's deadline.

@@ -95,6 +95,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Metrics:        m,
 		Logger:         logger,
 		TracerProvider: tracerProvider,
+		FrameAncestors: cfg.FrameAncestors,
 	})
 	if err != nil {
 		return err
@@ -116,7 +117,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	go expireKeys(ctx, store, logger, keyCleanupInterval)
-	logger.Info("listening", "addr", ln.Addr().String(), "version", version)
+	base := "http://" + ln.Addr().String()
+	logger.Info("listening", "addr", ln.Addr().String(), "version", version,
+		"viewer", base+"/ui/", "docs", base+"/docs/")
 
 	select {
 	case err := <-served:

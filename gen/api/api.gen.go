@@ -135,6 +135,48 @@ func (e SystemLogListTotalRelation) Valid() bool {
 	}
 }
 
+// Defines values for GetProblemTypeParamsName.
+const (
+	GetProblemTypeParamsNameForbidden            GetProblemTypeParamsName = "forbidden"
+	GetProblemTypeParamsNameInternalError        GetProblemTypeParamsName = "internal-error"
+	GetProblemTypeParamsNameMalformedRequest     GetProblemTypeParamsName = "malformed-request"
+	GetProblemTypeParamsNameMethodNotAllowed     GetProblemTypeParamsName = "method-not-allowed"
+	GetProblemTypeParamsNameNotFound             GetProblemTypeParamsName = "not-found"
+	GetProblemTypeParamsNamePayloadTooLarge      GetProblemTypeParamsName = "payload-too-large"
+	GetProblemTypeParamsNameServiceUnavailable   GetProblemTypeParamsName = "service-unavailable"
+	GetProblemTypeParamsNameUnauthorized         GetProblemTypeParamsName = "unauthorized"
+	GetProblemTypeParamsNameUnsupportedMediaType GetProblemTypeParamsName = "unsupported-media-type"
+	GetProblemTypeParamsNameValidationFailed     GetProblemTypeParamsName = "validation-failed"
+)
+
+// Valid indicates whether the value is a known member of the GetProblemTypeParamsName enum.
+func (e GetProblemTypeParamsName) Valid() bool {
+	switch e {
+	case GetProblemTypeParamsNameForbidden:
+		return true
+	case GetProblemTypeParamsNameInternalError:
+		return true
+	case GetProblemTypeParamsNameMalformedRequest:
+		return true
+	case GetProblemTypeParamsNameMethodNotAllowed:
+		return true
+	case GetProblemTypeParamsNameNotFound:
+		return true
+	case GetProblemTypeParamsNamePayloadTooLarge:
+		return true
+	case GetProblemTypeParamsNameServiceUnavailable:
+		return true
+	case GetProblemTypeParamsNameUnauthorized:
+		return true
+	case GetProblemTypeParamsNameUnsupportedMediaType:
+		return true
+	case GetProblemTypeParamsNameValidationFailed:
+		return true
+	default:
+		return false
+	}
+}
+
 // Check One readiness check.
 type Check struct {
 	// DurationMs How long the check took, in milliseconds.
@@ -258,9 +300,13 @@ type HealthProblem struct {
 	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
 	TraceId *TraceID `json:"trace_id,omitempty"`
 
-	// Type URI reference identifying the problem type.
+	// Type The problem type, a URI reference relative to the request's URI:
+	// `/problems/<name>`, where GET /problems/{name} serves a page saying
+	// what it means and what to do. Match on the name (the last path
+	// segment); the names are the enum of that operation's `name`.
 	//
-	// Example: urn:valhalla:problem:validation-failed
+	//
+	// Example: /problems/validation-failed
 	Type string `json:"type"`
 
 	// UptimeSeconds Seconds since start.
@@ -370,9 +416,13 @@ type ProblemDetails struct {
 	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
 	TraceId *TraceID `json:"trace_id,omitempty"`
 
-	// Type URI reference identifying the problem type.
+	// Type The problem type, a URI reference relative to the request's URI:
+	// `/problems/<name>`, where GET /problems/{name} serves a page saying
+	// what it means and what to do. Match on the name (the last path
+	// segment); the names are the enum of that operation's `name`.
 	//
-	// Example: urn:valhalla:problem:validation-failed
+	//
+	// Example: /problems/validation-failed
 	Type string `json:"type"`
 }
 
@@ -428,9 +478,13 @@ type ReadinessProblem struct {
 	// Example: 4bf92f3577b34da6a3ce929d0e0e4736
 	TraceId *TraceID `json:"trace_id,omitempty"`
 
-	// Type URI reference identifying the problem type.
+	// Type The problem type, a URI reference relative to the request's URI:
+	// `/problems/<name>`, where GET /problems/{name} serves a page saying
+	// what it means and what to do. Match on the name (the last path
+	// segment); the names are the enum of that operation's `name`.
 	//
-	// Example: urn:valhalla:problem:validation-failed
+	//
+	// Example: /problems/validation-failed
 	Type string `json:"type"`
 }
 
@@ -613,6 +667,23 @@ type GetOpenAPIYAMLParams struct {
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
 }
+
+// ListProblemTypesParams defines parameters for ListProblemTypes.
+type ListProblemTypesParams struct {
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// GetProblemTypeParams defines parameters for GetProblemType.
+type GetProblemTypeParams struct {
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// GetProblemTypeParamsName defines parameters for GetProblemType.
+type GetProblemTypeParamsName string
 
 // GetHealthParams defines parameters for GetHealth.
 type GetHealthParams struct {
@@ -833,6 +904,24 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.yaml (the `GetOpenAPIYAML` operationId).
 	GetOpenAPIYAML(ctx context.Context, params *GetOpenAPIYAMLParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListProblemTypes Every problem type, as a page for people
+	//
+	// An HTML page listing every problem type Valhalla answers with, each
+	// linking to its own page.
+	//
+	// Corresponds with GET /problems (the `ListProblemTypes` operationId).
+	ListProblemTypes(ctx context.Context, params *ListProblemTypesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetProblemType What one problem type means, as a page for people
+	//
+	// A problem's `type` is `/problems/<name>`, a URI reference relative to
+	// the request's URI (RFC 9457 section 3.1.1). Dereferenced, it gives this
+	// page: what the problem means, its status, what the client should do,
+	// and an example body. The `name` enum lists every problem type.
+	//
+	// Corresponds with GET /problems/{name} (the `GetProblemType` operationId).
+	GetProblemType(ctx context.Context, name GetProblemTypeParamsName, params *GetProblemTypeParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHealth Overall health
 	//
 	// Overall status with version and uptime. `200` when every check passes,
@@ -961,6 +1050,44 @@ func (c *Client) GetOpenAPIJSON(ctx context.Context, params *GetOpenAPIJSONParam
 // Corresponds with GET /openapi.yaml (the `GetOpenAPIYAML` operationId).
 func (c *Client) GetOpenAPIYAML(ctx context.Context, params *GetOpenAPIYAMLParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetOpenAPIYAMLRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListProblemTypes Every problem type, as a page for people
+//
+// An HTML page listing every problem type Valhalla answers with, each
+// linking to its own page.
+//
+// Corresponds with GET /problems (the `ListProblemTypes` operationId).
+func (c *Client) ListProblemTypes(ctx context.Context, params *ListProblemTypesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListProblemTypesRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetProblemType What one problem type means, as a page for people
+//
+// A problem's `type` is `/problems/<name>`, a URI reference relative to
+// the request's URI (RFC 9457 section 3.1.1). Dereferenced, it gives this
+// page: what the problem means, its status, what the client should do,
+// and an example body. The `name` enum lists every problem type.
+//
+// Corresponds with GET /problems/{name} (the `GetProblemType` operationId).
+func (c *Client) GetProblemType(ctx context.Context, name GetProblemTypeParamsName, params *GetProblemTypeParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetProblemTypeRequest(c.Server, name, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1250,6 +1377,97 @@ func NewGetOpenAPIYAMLRequest(server string, params *GetOpenAPIYAMLParams) (*htt
 	}
 
 	operationPath := fmt.Sprintf("/openapi.yaml")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListProblemTypesRequest constructs an http.Request for the ListProblemTypes method
+func NewListProblemTypesRequest(server string, params *ListProblemTypesParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/problems")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetProblemTypeRequest constructs an http.Request for the GetProblemType method
+func NewGetProblemTypeRequest(server string, name GetProblemTypeParamsName, params *GetProblemTypeParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/problems/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -1904,6 +2122,28 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /openapi.yaml (the `GetOpenAPIYAML` operationId).
 	GetOpenAPIYAMLWithResponse(ctx context.Context, params *GetOpenAPIYAMLParams, reqEditors ...RequestEditorFn) (*GetOpenAPIYAMLResponse, error)
 
+	// ListProblemTypesWithResponse Every problem type, as a page for people
+	//
+	// An HTML page listing every problem type Valhalla answers with, each
+	// linking to its own page.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /problems (the `ListProblemTypes` operationId).
+	ListProblemTypesWithResponse(ctx context.Context, params *ListProblemTypesParams, reqEditors ...RequestEditorFn) (*ListProblemTypesResponse, error)
+
+	// GetProblemTypeWithResponse What one problem type means, as a page for people
+	//
+	// A problem's `type` is `/problems/<name>`, a URI reference relative to
+	// the request's URI (RFC 9457 section 3.1.1). Dereferenced, it gives this
+	// page: what the problem means, its status, what the client should do,
+	// and an example body. The `name` enum lists every problem type.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /problems/{name} (the `GetProblemType` operationId).
+	GetProblemTypeWithResponse(ctx context.Context, name GetProblemTypeParamsName, params *GetProblemTypeParams, reqEditors ...RequestEditorFn) (*GetProblemTypeResponse, error)
+
 	// GetHealthWithResponse Overall health
 	//
 	// Overall status with version and uptime. `200` when every check passes,
@@ -2217,6 +2457,172 @@ func (r GetOpenAPIYAMLResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetOpenAPIYAMLResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListProblemTypesResponse200Headers the declared response headers of an HTTP 200 response for ListProblemTypes
+type ListProblemTypesResponse200Headers struct {
+	XRequestID string
+}
+
+// ListProblemTypesResponse500Headers the declared response headers of an HTTP 500 response for ListProblemTypes
+type ListProblemTypesResponse500Headers struct {
+	XRequestID string
+}
+
+// ListProblemTypesResponseDefaultHeaders the declared response headers of an HTTP default response for ListProblemTypes
+type ListProblemTypesResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type ListProblemTypesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListProblemTypesResponse200Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListProblemTypesResponse500Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *ListProblemTypesResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListProblemTypesResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListProblemTypesResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListProblemTypesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListProblemTypesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListProblemTypesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListProblemTypesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetProblemTypeResponse200Headers the declared response headers of an HTTP 200 response for GetProblemType
+type GetProblemTypeResponse200Headers struct {
+	XRequestID string
+}
+
+// GetProblemTypeResponse404Headers the declared response headers of an HTTP 404 response for GetProblemType
+type GetProblemTypeResponse404Headers struct {
+	XRequestID string
+}
+
+// GetProblemTypeResponse422Headers the declared response headers of an HTTP 422 response for GetProblemType
+type GetProblemTypeResponse422Headers struct {
+	XRequestID string
+}
+
+// GetProblemTypeResponse500Headers the declared response headers of an HTTP 500 response for GetProblemType
+type GetProblemTypeResponse500Headers struct {
+	XRequestID string
+}
+
+// GetProblemTypeResponseDefaultHeaders the declared response headers of an HTTP default response for GetProblemType
+type GetProblemTypeResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetProblemTypeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetProblemTypeResponse200Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetProblemTypeResponse404Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *GetProblemTypeResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetProblemTypeResponse500Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetProblemTypeResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetProblemTypeResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetProblemTypeResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetProblemTypeResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetProblemTypeResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetProblemTypeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetProblemTypeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetProblemTypeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetProblemTypeResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3240,6 +3646,40 @@ func (c *ClientWithResponses) GetOpenAPIYAMLWithResponse(ctx context.Context, pa
 	return ParseGetOpenAPIYAMLResponse(rsp)
 }
 
+// ListProblemTypesWithResponse Every problem type, as a page for people
+//
+// An HTML page listing every problem type Valhalla answers with, each
+// linking to its own page.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /problems (the `ListProblemTypes` operationId).
+func (c *ClientWithResponses) ListProblemTypesWithResponse(ctx context.Context, params *ListProblemTypesParams, reqEditors ...RequestEditorFn) (*ListProblemTypesResponse, error) {
+	rsp, err := c.ListProblemTypes(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListProblemTypesResponse(rsp)
+}
+
+// GetProblemTypeWithResponse What one problem type means, as a page for people
+//
+// A problem's `type` is `/problems/<name>`, a URI reference relative to
+// the request's URI (RFC 9457 section 3.1.1). Dereferenced, it gives this
+// page: what the problem means, its status, what the client should do,
+// and an example body. The `name` enum lists every problem type.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /problems/{name} (the `GetProblemType` operationId).
+func (c *ClientWithResponses) GetProblemTypeWithResponse(ctx context.Context, name GetProblemTypeParamsName, params *GetProblemTypeParams, reqEditors ...RequestEditorFn) (*GetProblemTypeResponse, error) {
+	rsp, err := c.GetProblemType(ctx, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetProblemTypeResponse(rsp)
+}
+
 // GetHealthWithResponse Overall health
 //
 // Overall status with version and uptime. `200` when every check passes,
@@ -3596,6 +4036,172 @@ func ParseGetOpenAPIYAMLResponse(rsp *http.Response) (*GetOpenAPIYAMLResponse, e
 		response.Headers500 = &headers
 	case true:
 		var headers GetOpenAPIYAMLResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListProblemTypesResponse parses an HTTP response from a ListProblemTypesWithResponse call
+func ParseListProblemTypesResponse(rsp *http.Response) (*ListProblemTypesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListProblemTypesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListProblemTypesResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListProblemTypesResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case true:
+		var headers ListProblemTypesResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetProblemTypeResponse parses an HTTP response from a GetProblemTypeWithResponse call
+func ParseGetProblemTypeResponse(rsp *http.Response) (*GetProblemTypeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetProblemTypeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetProblemTypeResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetProblemTypeResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 422:
+		var headers GetProblemTypeResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetProblemTypeResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case true:
+		var headers GetProblemTypeResponseDefaultHeaders
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -4720,6 +5326,12 @@ type ServerInterface interface {
 	// GetOpenAPIYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	GetOpenAPIYAML(w http.ResponseWriter, r *http.Request, params GetOpenAPIYAMLParams)
+	// ListProblemTypes Every problem type, as a page for people
+	// (GET /problems)
+	ListProblemTypes(w http.ResponseWriter, r *http.Request, params ListProblemTypesParams)
+	// GetProblemType What one problem type means, as a page for people
+	// (GET /problems/{name})
+	GetProblemType(w http.ResponseWriter, r *http.Request, name GetProblemTypeParamsName, params GetProblemTypeParams)
 	// GetHealth Overall health
 	// (GET /system-health)
 	GetHealth(w http.ResponseWriter, r *http.Request, params GetHealthParams)
@@ -4869,6 +5481,97 @@ func (siw *ServerInterfaceWrapper) GetOpenAPIYAML(w http.ResponseWriter, r *http
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetOpenAPIYAML(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListProblemTypes operation middleware
+func (siw *ServerInterfaceWrapper) ListProblemTypes(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListProblemTypesParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListProblemTypes(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetProblemType operation middleware
+func (siw *ServerInterfaceWrapper) GetProblemType(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name GetProblemTypeParamsName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", r.PathValue("name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetProblemTypeParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetProblemType(w, r, name, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -5538,6 +6241,8 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/ready", wrapper.GetReadiness)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/metrics", wrapper.GetMetrics)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/metrics", wrapper.GetPrometheusMetrics)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/problems", wrapper.ListProblemTypes)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/problems/{name}", wrapper.GetProblemType)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/openapi.yaml", wrapper.GetOpenAPIYAML)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/openapi.json", wrapper.GetOpenAPIJSON)
 
@@ -5789,6 +6494,199 @@ type GetOpenAPIYAMLdefaultApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetOpenAPIYAMLdefaultApplicationProblemPlusJSONResponse) VisitGetOpenAPIYAMLResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListProblemTypesRequestObject struct {
+	Params ListProblemTypesParams
+}
+
+type ListProblemTypesResponseObject interface {
+	VisitListProblemTypesResponse(w http.ResponseWriter) error
+}
+
+type ListProblemTypes200ResponseHeaders struct {
+	XRequestID string
+}
+
+type ListProblemTypes200TexthtmlResponse struct {
+	Body          io.Reader
+	Headers       ListProblemTypes200ResponseHeaders
+	ContentLength int64
+}
+
+func (response ListProblemTypes200TexthtmlResponse) VisitListProblemTypesResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type ListProblemTypes500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response ListProblemTypes500ApplicationProblemPlusJSONResponse) VisitListProblemTypesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListProblemTypesdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type ListProblemTypesdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    ListProblemTypesdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response ListProblemTypesdefaultApplicationProblemPlusJSONResponse) VisitListProblemTypesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetProblemTypeRequestObject struct {
+	Name   GetProblemTypeParamsName `json:"name"`
+	Params GetProblemTypeParams
+}
+
+type GetProblemTypeResponseObject interface {
+	VisitGetProblemTypeResponse(w http.ResponseWriter) error
+}
+
+type GetProblemType200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetProblemType200TexthtmlResponse struct {
+	Body          io.Reader
+	Headers       GetProblemType200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetProblemType200TexthtmlResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetProblemType404ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetProblemType404ApplicationProblemPlusJSONResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetProblemType422ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetProblemType422ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetProblemType422ResponseHeaders
+}
+
+func (response GetProblemType422ApplicationProblemPlusJSONResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetProblemType500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetProblemType500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetProblemType500ResponseHeaders
+}
+
+func (response GetProblemType500ApplicationProblemPlusJSONResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetProblemTypedefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetProblemTypedefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetProblemTypedefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetProblemTypedefaultApplicationProblemPlusJSONResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -6895,6 +7793,12 @@ type StrictServerInterface interface {
 	// GetOpenAPIYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	GetOpenAPIYAML(ctx context.Context, request GetOpenAPIYAMLRequestObject) (GetOpenAPIYAMLResponseObject, error)
+	// ListProblemTypes Every problem type, as a page for people
+	// (GET /problems)
+	ListProblemTypes(ctx context.Context, request ListProblemTypesRequestObject) (ListProblemTypesResponseObject, error)
+	// GetProblemType What one problem type means, as a page for people
+	// (GET /problems/{name})
+	GetProblemType(ctx context.Context, request GetProblemTypeRequestObject) (GetProblemTypeResponseObject, error)
 	// GetHealth Overall health
 	// (GET /system-health)
 	GetHealth(ctx context.Context, request GetHealthRequestObject) (GetHealthResponseObject, error)
@@ -7031,6 +7935,59 @@ func (sh *strictHandler) GetOpenAPIYAML(w http.ResponseWriter, r *http.Request, 
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetOpenAPIYAMLResponseObject); ok {
 		if err := validResponse.VisitGetOpenAPIYAMLResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListProblemTypes operation middleware
+func (sh *strictHandler) ListProblemTypes(w http.ResponseWriter, r *http.Request, params ListProblemTypesParams) {
+	var request ListProblemTypesRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListProblemTypes(ctx, request.(ListProblemTypesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListProblemTypes")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListProblemTypesResponseObject); ok {
+		if err := validResponse.VisitListProblemTypesResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetProblemType operation middleware
+func (sh *strictHandler) GetProblemType(w http.ResponseWriter, r *http.Request, name GetProblemTypeParamsName, params GetProblemTypeParams) {
+	var request GetProblemTypeRequestObject
+
+	request.Name = name
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetProblemType(ctx, request.(GetProblemTypeRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetProblemType")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetProblemTypeResponseObject); ok {
+		if err := validResponse.VisitGetProblemTypeResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -7266,113 +8223,122 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hz7cttG1uer9CJTFWkHpEBKsmO68oci24lmFNuR5fVkQo3QBA7JjoBuurshiXFpa95h32EfbJ7kq9MX",
-	"XAiQkmyNk8/fVKUqFgH05fS5n9/pD0Ei8oXgwLUKRh+COdAUpPnn307gfQFKHz3Dv1JQiWQLzQQPRsHp",
-	"HIi0j79WJBFSQkbxGWEp2dJzIAnNMpBfq5AISQQHkjOuISWTJcHHCuQlyO1+EAY4DpOQBiMtCwgDlcwh",
-	"pzhnTq+Pgc/0PBgNht+EQc54+XcYLKjWIHE1//jloPd32vst6j3pn496Z3/+UxAGermAYBQoLRmfBTc3",
-	"N/iFpDlot7+jFPKF0MCT5V9h2d7jj/QCFKHkSjINRNEpEC2IBC2XffKO6TnjZLhH5qKQKrSbojmQC1iS",
-	"qRQ5/jLm5ictLoCTK6bn1WsTkS5xsEJyZX6dMqk0kaAWgiuwRMQ3x5ylatt8LQptVsP4jNAZZTwkcIkj",
-	"z1kGjUHMyRCmiNIsy8ZcFpwzPnvaXKZZEeVCz0HaBTHccLw3HMZ98opnS7/9MddzqokqkgQghRRflJBD",
-	"PgEJaUiUINSShtCpBomj7Ee7sf1a9cf8rQJCyVSCmhNJeSpyckmzAkIcdE4oTvz27dGzkEyFJECTOUmZ",
-	"0ownds/QH/MgDOCa5osMD3Z3GiVDuge9x5NB2ttL9vd7T+g30IvSR9PBZJjs0r00CAOGR2m5OggDTnP8",
-	"tnb0PTz7NUw33N/fxHT/q/d/u1kt3Cg7hw1p6ZO/wkKTqzlwwsyRDf71z/83GH5DkjmVNEFuJWJK4hUe",
-	"j5+O7cFdMQU1kTJy5ol5+bhPDrIrulQEkrnAc+PmXc9mq0SNBk+G0yjZ7z2ij6D3OB0kvSfTfejtTgZ0",
-	"mOyl+/Bouo6of+u5TfeOnjUoWqfZP8bj6yg6+99rJNSvywjoCyEnLE2B4x+J4Bq4xn/SxSJjiSHgzkKK",
-	"SQb5n39VwrxWzfonCdNgFHy1Uym4HftU7by2Xz0DTVmm7NRtBWfFlilkVJaSSaFJRpMLK64qEQtLd7EA",
-	"aU+TA6TKylhqhiZIGkWYRj1XU63v3r3rHRR6DlzjRqBbwU6ASpDIB1kGfAY4Goo+jp8zpfDfdhlbJy8O",
-	"yaPH+5FRqNVxfmdHkECz/NtxcEkzHIuOg5CAlEJ+Ow4YV8V0yhIGXJ+b0fCp+ce34yATMzWyGiBonGkH",
-	"y9ePfw39HQl2auJhaO/O43c45wNOkHZP9vYfEzfHyll9yr7eclrouZDsNzRvn31zL4XnIcPKpSk2upwp",
-	"UvALLq54SHKaTYXMIcU3JFyKC0itavh0pv0k3jSSd25Wbxhwva/wsAz5ltNLyjI6yeB3Uj4p1XRCFdhz",
-	"KlfztGFlURPMGLoAKWR0ucK5J/hm7wDfbJ/VG0gETxW6NFeUaTKBqZBgR2d81u+SdvTgZiA/kbo3fmSz",
-	"yMM5JBft5b3iuBaaMg5KkQRfwiUtJGpbzayBSAureM9z1R7hB3FFMuHUpRmAaCEuQjSBOcsypiwFGlwZ",
-	"9feGYYCyQHUwClJRIAeUpooX6PAEN2FgWLQ96bv5sjbflLIMUrJFiZoLqUPrRKoiz6lcroiDWyEzQlho",
-	"d8AD1baT3uC256aaXFFHLUib43t+6hpPaaoLdRvfmpN6Y1+1ttrL4i92ReVAYeNkzsoZxeRXSDTOWB+r",
-	"ffaFTkQO6PXQ6uiBFzlOJS6CMEDK1gautmIG7hjzOTqUZqzQur1MK6SzmYjylPgV41RMQ343cuCUbg1U",
-	"SrrEv18wyNLn3fyBbH3JhPX++uT5NU10tjRKGX28hUARkzGyzF/evHpJXtsfCONaGMZCL307HPO4jGXM",
-	"y+8LkEtU3guq56R8to0/xVYMY5IJVNvGHTG6fUWYjD5aw1ZMkSsprFqoeMo48PiMC+33gIukWSauILUO",
-	"ficHO9+xNdlLmpej+CjGvtuc+dAq5N4pDtwxfkmBzVOsIVtzrozlTHdOYg+nPUXj6Kz9exINtqtT9FvD",
-	"02xOtgNcSwZqZ3cng0vIOqOLuuS5Y+sSsh+AZhi2tJjwEiTNMiRspudttZqUMnQr/yunPqSG9JzqLu4B",
-	"G3EspEhQlbuXm7seRsNHvcGgN3x0GkUj89/fg7oephp6qBs3a68V184GPrG4iJ+SFGaSYuBqN20CXa6u",
-	"MHp1YTCx5HpdOYE1jdOlaooFrujcmZH1FlYxnoDdd2PXu4+iqL9/J2tzCVIx62M05/iuYFlK3OMV4Rz0",
-	"o350K/+UKtvP0dpY44BDzx3rGa7mzNMsezUNRr/czyEKP/z3Zsg/JGNs5oJPPvyzVR/2WVPgQpPhaQdb",
-	"Vvjc9CGxsxuDDJeom535vwmDY/RzQXXQ0z9pa7I7qIZbBb1bXrrY/1jMjo3O7jjxS5BML0OChlFp9Lrn",
-	"bDYHpevzP3v+3dvvgzA4evniVRAG7w5OXh69xB+en5y8OgnC4PDk6PTo8OAYp6+Y1b3e4sMfQUuWdGz/",
-	"tWP9RBTc5JeMA+QDjoUQGZnRYgYdFE0n5/j81hhHiAzdOyOOmZip8yvJtAZ+roWmHRQ6FjPiTB9RWqBa",
-	"Xicej/aimmwwrh/tVbsvQxR7aqC0Omf8fJqx2bxDG7jARJEJmGwKyEtICRdX/eB+c6zZVjk+0igDvWFb",
-	"g2i4d6c5/6Pd7qvdNuu0SvetnGYnC3Wyc1jKRZdeqIShM2NSCl4iOIfEZBJxrLbw0cTu6RzfVF2ZZT+A",
-	"wii3ULDKxrvDTpZiaQbrBj1Ks/rS1B2HzOn1uhGRHkSx34AY1/qOAxpKrxvy1QL4vRe5wiX1CRokCVcJ",
-	"X99d54E3HZq2+elIOpLn1xo4MiKxZRVFcrokEyA0Ta0ArzhFVRnhnKUdEe/7gmakDDhsXv1rReqJm44U",
-	"hCh07/F0l3aJ/roQ8fn1IqPc5sBNZMUUEUlSSAk8geYkjciOKjIgLstHphg3d01rci1dMb3xEMpw2laO",
-	"/GiMLwp952C+FrN3RPSMK015AhvroDaGXNk7mdPFAjikZNU931FLpSHfQW1yn6jmh9PT18Q+JIlIm9Td",
-	"Gw47RYfprGPxb+ZCap+O8iGx98twFFeENJN9rYgEqlA3zSVVsJK+esudxaGTDMhzrpledm1LS5qA49dN",
-	"B3KK7x09q05jdfFvT46IhClYMrMUuGbTpS+P1HfRXGgh+cjnmkfutZFhGcNEPZuzu9WkaJd4MJStJ76s",
-	"iNR4JlyV1C6NceJTnV0uhM+CGle54RY/QOR+e+iMFCkkKEIltILmcnV3jZvXhZ8bwsrVOX63yHJl7XcP",
-	"hg58KrhKaSPrwdqoyFRoMoae42oc9MbojWMxM2RIU4Zz0Ox1bV9Tmilor8H51ZlztZddDobuylqiluO1",
-	"tJktjJo1XkmhbRnUDBkSBbqJ8Xg65pQkGQOuSUI5F9q8w3Qf1YRx+J0z5WsQtCoyMcHHHK6ZMp4zXZJ4",
-	"q+C155Bux6s17AnLMsZnPZyeJZ0+LH45E7ID9HHonjSVBs7YOY7gGq71+pOwVaoVtatlkegCjyIHTdH9",
-	"q7mwjofC4Lo3Ez33469K8P4JvfoRFewM7NSbzf9hBybHFHLlig9ACp4hQ5o60vY9PYKumU9ZDj0hU6Mm",
-	"HArhY0AGpf9WFKzTL8h8sL1JdsugHH1SR7421Mc+WLEUCiRRbMYNbKLTmLEclKb5YkMg5lAZTvZKQdkU",
-	"kA33Rvt7/ceDwf6jwd3jsrplbYvvu91DYt5AZlhJsHcLspCEF1mGTtWYr4TmTlD9gIqgTSASEjz2dFUg",
-	"9ybTJ8Pp7v7jx5PdvZQ+orsJPBk+SSOIYO/x7iPrT3uQze6wgbnBP3EdthRr5akOKIl6T2hvevZhd3jz",
-	"p85wVYFcSxVzxOWeMYBIQHJVbr7NEL09jCRWF7TZxlnuLXnFM25NDVWs2RLs2sFWm6k0T+h0dpfdLC3F",
-	"d1QnHXWAN/Yw3dmawqjxmokR3rZ1KD3pNiFVY6g7u92VLWt53as0NMPdvstDCQ6acA/T6O2QFnYjhGqR",
-	"s4RmWYeNdHts08HgtqIo+ngquMXb6PnIfoojGoHwf99CKL+8jaT6KCodVJ5DSakOF7RhWqe0yFBzzYCD",
-	"tImSxpgvJEAP9Rvx34UE+rM+idHkxiGJFSSFZHqJ/54yji513CfP7MjmyGI3eNxps2ua5dHeJjTfBmTa",
-	"Axr65so/3MR9cqQVuYClzcLaKRXJC6XHxlnCqSnj5O2fI2SurddC6ZmENz8df60IOgaT0q0yvMv09shh",
-	"Ksfcrbur3LU3HBJTwTRoUk3iHffyqkP1IWALY6N2+1F/MNjtP65J67/JXfH89ZSkNXrpBur47omMu+OI",
-	"NzJB6W/cLfioPA8TD3hRcNn67gLBCn/gu3F/o+vyQ5FT3sO4wkTe7r0+OeBL8pazRKRADAtMCu14KCRX",
-	"c5bMScVJDQ66xQuqEzPyyuljyPkxlnmdQX6QE17RpJ7kGzXpMVO6G+axoDMTMJXmlYMp/RiI9r2Mq3e+",
-	"BLfppYVzVT/VxIYBh2t9nhRSdUV9h+Z3k1TDg8B3zdSVayisi5tRpctFVadz8NPB9yc//HQ6UAcHMjp8",
-	"8+s3L6Ynz9//7XH028+v8jf7P18FG127g19+6p2eVbDn8956L29N+cUb9hxdA58bmrJMg1ShK3+lpFgY",
-	"YbP5X5OSjsmW4NlyzI2ujBlPsiIFm+z/Fhcabz8lCsB/5FXXquocDHe7ajo54ywv8mAUrU90+yHbm4rh",
-	"fWzx4nb2GLU7XNNEPyXxTIN7mKMxgDoB0NHnY97cqMfqGGIwPguNGaqN7FIROdO3E8Vt3+V/4H0QBjMN",
-	"zWql+fUWh9kwdpM9u6TQJwnb+atGvDMiu0NTeJUJVUDmcE1SNmNa9UmzjyU2XyyoBK7jMfeYfAXcwJtC",
-	"ApnpYuBw5QZ3haRmxuPB45+7xzs3YeAdpjeoAKxusZjcg8KCgexfLzxTXs6z83ERRbsJS83/wf2pIJGg",
-	"7U9B2xn8Py6J6rHFOU3B+hbxZeORIolxN+M+MSg8mz2aiyxVY26A5io0uS7bnhBf9+yP8VPbBlLD1xs0",
-	"fYm+V4ShjwSQKvehZyI/Qp9svVoAP3h9RHb7EbkAWDS+F1N0kjzFiPs8x/NGtfcKSUaGRiJwnKNnxJXY",
-	"rJR4Epj+GkW4cF9YNjBdMbXJMnYJrv9CAQFf7lH9bcMvRmGb/JU5n+ps51ovjINlx8EjNLB8tPnBKPge",
-	"tFkMUrD00F34UcH3g1HwzvQx1d4wn01QM+DbFpnL+FS05ak8a6aaLQ80IxOaXEwc+I9ygrReZFSj0huh",
-	"fPCUypT9BumYl2lOW9FBIhJapEyjNLEMR7BVEVxlmWxgvOaphGPu0xb1rjM9l6KYzUlcdwpje0oO8WUS",
-	"rqo/5mNuC0dmEVXDFVMkXgfujs1ACZU2TJxDuYpW91uf2NHLcU3jjVpZmVkGKh88jpKaynSQENpA7ZOt",
-	"+MA1EZiXRsQh51Fw//XP/x9vu+YsI1Hre1NsJ0qnmIzGPK5YJTaYcPxXSOKS02Lb/EZTqzQdUQ1ZBEdl",
-	"qMe8thEqzeS4ei9eI/LLmTcRGUuAK+POuu6hgwVN5tAbGshaITPH+Gq0s3N1ddWn5nFfyNmO+1btHB8d",
-	"Pn/55jl+05/rPKuVukqOrdX3R4FFxN2EAa6MLlgwCjCm2Q2Mip0b0drJK9TMDPS6qqN9y7dTvZYiBz2H",
-	"QllfG64XQpkokVjjT7bcKkjUj/p72+GYo4Kh9S9dphBDn0TSBYy8ZVJoXqqTtGEi1YUK8eSByRK8rMLq",
-	"G8aJhSyEDZkvc+1LYuKZcMyr6ldV66nPaJsbG/igcBWcj2uZGFQGahArePjV94JIdCwcqGtRIo+yDBIt",
-	"JApk7GqhPctU/gRiM4eqWhY9XMmyULm8I6cFK1J64FOz43NNuFa90uhTOFtpRhtG0UonCJ70ziKjjD/1",
-	"UJRvzek2W0EqP+Ar8sPz49fEW8dz5O/zJuaEmPJueYYWjxSuO39bAB7zr8jpz6+fbx7YEc+c9tq3PuCA",
-	"346DYTQYB2E55bfjwJrwMpgYBzdkd8y7m/jaEYw7UVPuWpGVB+y22rdH1PVJeZS+JGjhDC4mv/M3Nfcq",
-	"GP1yFgaueG4xdX5becl+ms6Q8QLL2MEZDrDjlE/fdw05LdPiZ+e5/OXNq5f/Zk6um712L1P7OL1PlYqk",
-	"QGfp3uWrbi6BfAJpCpVFwX9cgnGwtTANEV8Kt5xiHO+3acTCHbPnGP9shWeWNM/uwDM/H/x4/Bl5xq/q",
-	"03jmrlyB6lCDcdDxH18uS7hTXMMSDZu51lvxvR7OYNTR1saQWGhkn8TDKHKJgxrggCyoUoC23Xbze3jC",
-	"VvMuAwdY27bfYyyAfsQ6O+3aUn5PlbYpYeaW18GN9snyd2S4/Wj3wdtRm00bHdv2SH4LVmkC93UVCnjU",
-	"YglXfCAaPaiQNVuf1lnopjuKcfta+TqtYa2ZIsXCumcgLxmf9YlFDhEutEk/YtAvOTV15ZZclA0Of1TJ",
-	"KBfY1UePVPpSVLHfqM0Z3I1L2mFj64A/T1jy8efr19dxvIf1TpGqN+RLOOzvqGLJbT5786wxLl2uVQkb",
-	"TenT8mYcr0czc8vNrPEufjzmpSElrgTjMgRMETUvtPkqFVfcZmSqNgI7HeMz5XL1rv/cdJeLQq+xyxUG",
-	"9Y/KoNUKO1gUH35ptrmFfO285EObRMlyxT538NUf1SqfNFGxm4XQIubXCd+xxcy6ZFe95Eq2NP40kSap",
-	"OlkSloYEPwaeMj6zN2wZIAboMV/QGeMu34qSS+JaMSq2F3wJX+WlisT+iRZkBrqsmPbH/CDLfM2RJCKf",
-	"MO7qJAcvn3WJIm6hTLR8mjCG7cJ0tqxSgbiIqm1fgc0IKrIlYQGoTjIP819kIi1rtOb2J9M6X13+5CFt",
-	"FV/fqTrdQGeWmKf9dqVa6aXJoU2FzG/bF9WoMOlEXIItmCuPrgi6F58zft7ewN3WfctamKvZJzVccdcS",
-	"alDAzqvIPhq7dBcesCtsljHWrXMVnfgxt/V9wnJd9treeOfcbHP1nK0J+e6jsvy7bh81UOXdTrxsSLll",
-	"hRYugaGAshjKrtkrHOfnJZ+TDHd3EEP2VJpyTbZMNV+xSyvwXWs2/ZyNFd8Fl3zLgjyQuLEWuL5tLQXX",
-	"LHuAtbxG7a3Yb2vZxN/9Uc9sOcO3H3W0GOb02iI79h0wyv416Go+bPcw0vcFkMTBbtDCoDWHSyYKC/r5",
-	"esUMPbWmiWlThB3zgidzymeQWlChmtOFqWtO2XWFUXCcFJobcJy34u5wQbMntYeH+3zTKpzhTrieTt1h",
-	"kRxrrga8O9ynTbqDTAlb4SgxY+thPx1wnzHfou57s+aQXM2F6chVmsykuFJVuiO3BXOkuvlCbfdLTE2J",
-	"A8I3OVF0qdCXN/drroJ1yFYM72NzQw8dcwNPIRNR8JRsGRTP9mgdhMei7R16yZ5OF7kbAJ1uHnY4X0ff",
-	"iRAZUN5F4HfrID8ORYWaJReml4DhUvnS0wm90jFXQGUyJ8Bn6OeRVIyIJ7gt8lkv1e6xpKwJbMbcLdec",
-	"hjKXiNKk6jV1Ppj5KHcW7SmRlCnzo2lfoNzR3NbChLknE4lbLVI7nrdGhBJlT8SiZpE/JqLQZEByRRYg",
-	"ySAKoyjy32/3ydGMC4+uxTebxIrXH1OND7sPySLA2yAyr2oMCrNEYq5XOP/OyKyJh+yIUjoQkQ8VjYRB",
-	"xrht4nsJ1/p1J0z2tI5gHFWpa++YW+CSd+IVevBizJtO/xadOChYE/a43eXFZ5u8+A9eF45wm+4q1olI",
-	"l1/t1DFvFpKzFw1uD7MaN02aj3Zv/6i6YBW/GA7vGe9+VHx86zbKexc/Osqs5fGakKhaYGmCyLMwaIFh",
-	"/EMLrzoz13x1QXxN84wy4VPVUEne2hs1SYXtNUgYCb9Cgsra3BtNDApz5Q7iOCxvUK7fCm3hz7XuMRvL",
-	"mqJNB9cdNsv0nxo83vL2yg3aVsOY778TNkH2sMrF98c08aJoh25aum3w8NOvq1DWmp9WE1DHIlmD4n17",
-	"cuzt1+r3n+WS05rW/B60pWzquoo3bzH0nmTM0rh1oXSLJWeg1/HjB9M/2lKBLC013/1UzOfSlIPd+y1r",
-	"sH+/9788TWyxp7RSlfdSxRbB2koC7kx8X+NGFb3al1fr7hsRmmVODHMiZFhVsE1AapBx4ZhzwQFjKshN",
-	"Cg9MvLXaL+l1O+lS7WPerdtrTbX31u62rfPLUvH1Js7fS89but6u7Nc0zT6wT/s96BfIFbepaMs6dUXt",
-	"7YsRkwdRzCgAO9F/FPSXqqDrQGFm9aCWlCsbbz+Izv7A0ptNRfIH8127++iWX6t6dntBDQrEZ0zSjd7X",
-	"LRdSfJ4Aey1MrsP7/JQC3+cS1Wjvf7rofQ+6GUZ+TJi6Ul5t9nz9coa8adEDVpRWL99MaEZSuIRMLEz3",
-	"01ac0wsgsuDxdqMfY7SzMxg+7kf9qD8YfRN9ExmXwC235YCVzTwGN1Jr9enXUuy4xbbAegxOvdMAB3FA",
-	"DVNnsS095merR4RUtZFd8bhbGZQYY6YVZNN+vcTlcJY3Zzf/FQAA//8=",
+	"7F3rchs3ln6Vs52psrTTpEhKsmO68kPxLZpRbEeW15MJPWqw+5BE1A3QAFoS49LWvMO+wz7YPMnWAdA3",
+	"sklJtmJnXVPlHyLZjcu54Vy+A38IYpnNpUBhdDD8EMyQJajsn387xvc5anP4hD4lqGPF54ZLEQyDkxmC",
+	"cj/f0xBLpTBl9BvwBLbMDCFmaYrqng5BKpACIePCYALjBdDPGtU5qu1uEAY0DleYBEOjcgwDHc8wYzRn",
+	"xi6PUEzNLBj2B9+GQcZF+TkM5swYVLSaf/xy0Pk76/zW6zzsng477/78pyAMzGKOwTDQRnExDa6urugN",
+	"xTI0fn+HCWZzaVDEi7/iYnWPP7Iz1MDgQnGDoNkEwUhQaNSiC2+5mXEBgz2YyVzp0G2KZQhnuICJkhl9",
+	"MxL2KyPPUMAFN7PqsbFMFjRYroS230640gYU6rkUGh0R6cmR4Inetm/L3NjVcDEFNmVchIDnNPKMp9gY",
+	"xHIGuAZteJqOhMqF4GL6qLlMuyImpJmhcgvitOFobzCIuvBSpIti+yNhZsyAzuMYMcGEHlSYYTZGhUkI",
+	"WgJzpAE2MaholP3ebuTe1t2ReKMRGEwU6hkoJhKZwTlLcwxp0BkwmvjNm8MnIUykAmTxDBKuDRex2zN2",
+	"RyIIA7xk2Twlxu5OevGA7WHnwbifdPbi/f3OQ/YtdnrJ/Ul/PIh32V4ShAEnVjqpDsJAsIzerbG+Q7xf",
+	"I3SD/f1NQvcfnf9uF7Vwo+48bmhLF/6KcwMXMxTALcv6//rn//QH30I8Y4rFJK0gJxAtyXj0aOQYd8E1",
+	"1lTK6llBzPMHXThIL9hCA8YzSXwT9tlCzJaJ2us/HEx68X7nPruPnQdJP+48nOxjZ3fcZ4N4L9nH+5N1",
+	"RP1bx2+6c/ikQdE6zf4xGl32eu/+c42GFuuyCvpMqjFPEhT0IZbCoDD0J5vPUx5bAu7MlRynmP35Vy3t",
+	"Y9Wsf1I4CYbBNzuVgdtxv+qdV+6tJ2gYT7WbetXAObXlmgSVJzDODaQsPnPqqmM5d3SXc1SOmwIx0U7H",
+	"Ejs0EGk0cEN2rmZa37592znIzQyFoY1gu4EdI1OoSA7SFMUUaTRSfRo/41rT324ZW8fPHsP9B/s9a1Ar",
+	"dn7vRlDI0uy7UXDOUhqLjYIQUCmpvhsFXOh8MuExR2FO7Wj0q/3ju1GQyqkeOgsQNHjaIvJ19q+hvyfB",
+	"Tk09LO09P74Anw8EEO0e7u0/AD/HEq8+ZV9vBMvNTCr+Gx1vn31zL2QhQ1aUy6PY2nKuIRdnQl6IEDKW",
+	"TqTKMKEnFJ7LM0ycafh0of0k2bSad2pXbwVwva9wtwL5RrBzxlM2TvELGZ+EGTZmGh2fytU8apyyZAmm",
+	"nFyABFO2WJLcY3qyc0BPrvLqNcZSJJpcmgvGDYxxIhW60bmYdtu0nTy4KapPpO5VMbJd5OMZxmery3sp",
+	"aC0s4QK1hpgeoiXNFVlbw90BkeTO8J5menWEH+QFpNKbSzsAGCnPQjoCM56mXDsKNKSy190bhAHpAjPB",
+	"MEhkThJQHlUiJ4cnuAoDK6Krk76dLWrzTRhPMYEtBnomlQmdE6nzLGNqsaQOfoXcKmFuPIP7evWcLA7c",
+	"1bmZgQvmqYVJc/xCntrG04aZXF8nt5ZTr92j7qwudPEXt6JyoLDBmXfljHL8K8aGZqyPtcr73MQyQ/J6",
+	"WMV6FHlGU8mzIAyIsrWBq63YgVvGfEoOpR0rdG4vN5robCdiIoFixTQVN5jdjBw0pV8DU4ot6PMzjmny",
+	"tF0+SKzPuXTeXxeeXrLYpAtrlMnHm0tSMRWRyPzl9csX8Mp9AVwYaQWLvPTtcCSiMpaxD7/PUS3IeM+Z",
+	"mUH52zZ9FTk1jCCVZLatO2Jt+5IyWXu0Rqy4hgslnVmoZMo68PSbkKbYAy2Spam8wMQ5+K0S7H3Hlcle",
+	"sKwcpYhi3LPNmR87g9w5oYFbxi8psHmKNWRrzpXyjJvWSRxzVqdosM6dfw97/e2Ki8XWiJvNyXZQGMVR",
+	"7+zupHiOaWt0Udc8z7Y2JfsBWUphy4oQnqNiaUqETc1s1azGpQ5dK//amw9lMDllpk160EUccyVjMuX+",
+	"4eauB73B/U6/3xncP+n1hvbf34O6HWYGO2QbN1uvJdfOBT6RPIseQYJTxShwdZu2ga7QFxS9+jAYHLle",
+	"VU5gzeK0mZp8Tis69cfI+hNWcxGj23dj17v3e73u/o1Om3NUmjsfoznH9zlPE/A/Lylnv9vr9q6Vn9Jk",
+	"F3OsbKzB4LCQjvUCV3PmWZq+nATDX27nEIUf/n8L5B9SMDZLwScz/92yD/ukqXChzfCsBltO+fz0IbjZ",
+	"7YGM52Sb/fF/FQZH5OeibqFn8cuqJbuBabhW0dv1pU38j+T0yNrsFo6fo+JmEQIdjNqQ1z3j0xlqU5//",
+	"ydPv3zwPwuDwxbOXQRi8PTh+cfiCvnh6fPzyOAiDx8eHJ4ePD45o+kpY/eMrcvgjGsXjlu2/8qIfy1zY",
+	"/JJ1gIqAYy5lClOWT7GFosn4lH6/NsaRMiX3zqpjKqf69EJxY1CcGmlYC4WO5BT80QfaSDLL69Tj/l6v",
+	"phtcmPt71e7LEMVxDbXRp1ycTlI+nbVYAx+YaBijzaagOscEhLzoBrebY822yvGJRimaDdvq9wZ7N5rz",
+	"39btttZts02rbN8SN1tFqFWcw1Iv2uxCpQytGZNS8WIpBMY2k0hjrSofi92eTulJ3ZZZLgbQFOXmGpfF",
+	"eHfQKlI8SXHdoIdJWl+avuGQGbtcNyLRAzT/DcG61jcc0FJ63ZAv5yhuvcglKalP0CBJuEz4+u5aGd50",
+	"aFaPn5akIzy9NChIEMGVVTRkbAFjBJYkToGXnKKqjHDKk5aI933OUigDDpdXv6ehnrhpSUHI3HQeTHZZ",
+	"m+qvCxGfXs5TJlwO3EZWXIOM41wpFDE2J2lEdkxDH3yWDyYUN7dNa3MtbTG99RDKcNpVjorRuJjn5sbB",
+	"fC1mb4noudCGiRg31kFdDLm0d5ix+RwFJrDsnu/ohTaY7ZA1uU1U88PJyStwP0IskyZ19waDVtXhJm1Z",
+	"/OuZVKZIRxUhceGX0Si+CGknu6dBIdNkm2aKaVxKX70R/sRh4xThqTDcLNq2ZRSL0cvrJoac0HOHTypu",
+	"tFG+vtYQGLw5PgSFE3Skd9pxjtAMuu9pem44ElGRv9U7o7zX240Fy9D+hVEIFzNUCM+fnkD12Ad64sp5",
+	"CRoYzNkUQbMFF9ORuLB5EgMZMuE8KvuNkZDILvzITDwD6Q5nGsbRNmVecEZC4zRDYbYflY9oYMqVmMhB",
+	"dAxipqo33dMQ0XPRchWvWrHVBftwxyUj63YxV7xTkuvaQ9T4VIuVpXqqzxmFmpaEy7apzUYeF8ndNqep",
+	"yPva4KARCNxBruL6ZAGRKlee/stpgnJ1N80UrAu4NwTSy3N8sVh6ae03D/8OiuR3lcQnocS1caAV7ZST",
+	"r7wc+b22lvJITi0ZkoTTHCx9VdvXhKUaV9fgI4nUBxeLNpfKtOVpTwot9VbRlYLtGi+UNIVWGrUIQaNp",
+	"oloejQSDOOUoDMRMCGnsM9x0yTDaEMe7j0XVhVVlNS7FSOAl1zZWYAuItnJR+x2T7RV9H/M05WLaoel5",
+	"3Oq105tTqVpgLo/9L017TjO2jiOFwUuznhOuLrd00BiVxyYnVmRoGDm8Nafdy1AYXHamsuO//FVL0T1m",
+	"Fz/SkTJFN/Vmh+dxCwrJlq7VktcDuUhJIG3lbPuWPlDbzCc8w45UiTUTHnfxMbCKyjLnvNUTSov0wibd",
+	"LdMQ5IV78q2Cm9wPzWXmGhVoPhUWKNJ6fPMMtWHZfEPo6XEoXvdKRdkUgg72hvt73Qf9/v79/s0j0bov",
+	"saq+b3cfg32ChGGppNCuyFKByNOU3MiRWEpGeEUtBtRAZwIojIntybJC7o0nDweT3f0HD8a7ewm7z3Zj",
+	"fDh4mPSwh3sPdu+7CKKAFe0OGigj+kjrcMVnp091CE2v85B1Ju8+7A6u/tQaoGtUa6liWVzumUKmGJXQ",
+	"5eZXBaKzR7HT8oI2n3FOektZKQS3ZoYq0VxR7Bpjq81Ulif0Nrvt3CxPiu/J3WrxeB0zPW9tKdjGCWCV",
+	"d/V0KGOHVULqxlA3DjSqs2wlzlimoR3u+l0+VujBGLc4GotzyEi3EWBGZjxmadpyRvo9rtLBItV6vd7H",
+	"U8Ev3uULDt2rNKJViOLzNYQqlreRVB9FpYPKcygp1eKCNo7WCctTslxTFKhcaqgx5jOF2CH7BsV7IWB3",
+	"2oWIjtwohEhjnCtuFvT3hAtyqaMuPHEjW5ZFfvCo9cyuWZb7e5vwixuweHd40DdX/uEq6sKh0XCGCxcl",
+	"uSk1ZLk2I+ss0dSMC3jz5x4J19Yrqc1U4eufju5pIMdgXLpVVna52R56FOlI+HW3Ffj2BgOwNVuLnzUQ",
+	"7fiHlx2qDwGf2zNqt9vr9vu73Qc1bf2d3JVCvh5BUqNXM269eerm5sjpjUJQ+hs3Cz4qz8PGA4Uq+PpE",
+	"e0lkST7o2ai70XX5Ic+Y6FBcYXMN/rkuHIgFvBE8lgmCFYFxbrwMUTjP4xlUktSQoGu8oDoxe4Vx+hhy",
+	"fszJvO5AvhMOL1nSguQbLekR16Yd2GLTIXJSHa8CbbHLgtJvdbgWzpfNl3BtR76LIzYMBF6a0zhXui3q",
+	"e2y/t2lEm4MhIaKpK9fQJ3B82mbZfz746eD58Q8/nfT1wYHqPX7967fPJsdP3//tQe+3n19mr/d/vgg2",
+	"unYHv/zUOXlXAb1PO+u9vDUFp+Jgz8g1KMDCE54aVDr0Bb8E8rlVNpfxtkn4CLakSBcjYW1lxEWc5gm6",
+	"8sZ3tNBo+xFoxOKlwnQtm87+YLetipVxwbM8C4a99an9YsjVTUX4PnIIeTd7RNYdL1lsHkE0Neh/zOgw",
+	"wDoByNEXI9HcaIFOssTgYhraY6g2sk9FZNxcTxS/fZ//wfdBGEwNNuuz9ttrHGYr2E3xbNPCIi26mr9q",
+	"xDtD2B3YUrOKmUaY4SUkfMqN7kKzcyeyb8yZQmGikSi6EDQKC+gKAVPbtyHwwg/uS2fNjMedxz83j3eu",
+	"wqBwmF6TAXC2xaGQD3IHf3KfnhVCeT5LT13Glycu3+s/aowVGvdVsOoM/peHKBdo6owl6HyL6Lzxk4bY",
+	"uptRFyzu0GWPZjJN9EhYaL0Oba7LNWRElx33ZfTINb7UOgpsGrjsN9DAyUdCTLR/sRCiYoQubL2cozh4",
+	"dQi73R6cIc4b78sJOUkFxcC/nhG/yey9JJLBwGoEjXP4BHxR0WlJQQLbUaRBSP+GEwPbB1SbLOXn6DtO",
+	"NAIWBS7d3bbyYg22zV9Z/lS8nRkztw6WG4dYaBsR6MwPhsFzNHYxRMHSQ/fhR9WwEAyDt7Zzq/aEfW1M",
+	"loGedlhkLiZyVZ9KXnPdbPJgKYxZfDb2cEcmgGg9T5khozck/RAJUwn/DZORKNOcroZFRASWJ9yQNvGU",
+	"RnB1IFplmWzgouaphCNRpC3qfXZmpmQ+nUFUdwojxyWPcbMJV90diZFwpTK7iKrFjGuI1sHZIztQzJQL",
+	"E2dYrmKl368LbvRyXNtqpJdWZpdBxofYUVJT254ZYI0+BdiKDnzbhH1oCL5XgBT3X//832jbt6NZjVrf",
+	"jeN6b1rVZDgSUSUqkUXB018hRKWkRa7djyXOaHqiWrJIQcbQjERtI0zZyWn1hXoN4Zd3xRGR8hiFtu6s",
+	"75c6mLN4hp2BBenlKvWCr4c7OxcXF11mf+5KNd3x7+qdo8PHT1+8fkrvdGcmS2vFvVJia4iGYeAwgFdh",
+	"QCtjcx4MA4ppdgNrYmdWtXayCic0RbOuzuqeKhrIXimZoZlhrp2vjZdzqW2UCO7why2/Cuh1e9297XAk",
+	"yMCw+ps+U0ihT6zYHIfFyaTpeKk46cJEZnIdEueRqxKurcPqHS7AgTTChs6XufYF2HgmHImqLFbVeuoz",
+	"unbOBiIqXG5HoLWMLQ6FLIhTPHrruQRFjoWHsc1LrFWaYmykIoWMfPW344Sq4EBk59BVk2YB0HIiVC7v",
+	"0FvBipQF1KvZ47omXKseaXRmvFtqvxv0eku9L8TpnXnKuHhUgG++s9xtNr9UfsA38MPTo1dQnI6nJN+n",
+	"TZQN2IJ2yUOHwArX8d+VvEfiGzj5+dXTzQN74llur33qAw343SgY9PqjICyn/G4UuCO8DCZGwRXsjkR7",
+	"2+JqBOM5astdS7pyh/1l+45Fba+UrCxKgg7A4WPyG79Tc6+C4S/vwsDDBRyKsNhWVoqfYVMSvMAJdvCO",
+	"Btjxxqdb9El5K7Miz95z+cvrly9+Z0muH3ur3Vur7Cx8qkTGOTlLty5ftUsJZmNMEqxOFPrjHK2DbaRt",
+	"AflapOWE4vhim1YtPJsLiSl+W5KZBcvSG8jMzwc/Hn1GmSlW9Wkyc1OpIHNo0Dro9MfXKxKei2tEokC1",
+	"rHVUDgT8cPLjkUtEpfb2gKlHEzRgTaVz7zLEDmcS2thrJFIuzmziRLoesQvhMj0tR/AR18Zv9GQxx89y",
+	"/Fq3ryF5NzqPiBqWxESgr0WAnq6w1sFLnACQusxRzh222ItUKUNNkfLQrvWSVcxicyaLOdpE0WYE2QY8",
+	"mvVim4A01ydmY0XtQcC73X63v92FJ1gOkoTAjQUuaJsZHQna6tBDzWqQOItCC60Ee8+5esZDU/RM5mkC",
+	"iQxHgjwsJsB7bq4vzUY9DmDmAGh1dE6d6Ou900IzPkkxwuugf/e0jfXCKjXrsXQUXhMFHMe6xcUVFPlU",
+	"11b41tX1neVFcq9sku94xlHYVm/wt3lPf2NFGAhpOhOZi8TWus1MJh36ymcfLUUWqWRJx0jZSZmypfBc",
+	"6Hw+l+QAdDJMOOt42F0bkM/2FwqWdlwzMumJxf90av3ibXi039fSLHHG5c/v3vDs9fZuZXj2BoNbPf9F",
+	"DZvtuZViCY3rdfp2Fq4RaK61b0VLqI+y6k1ZNvpyHRRdiAa9ns+211B6MGdaIwXE7tKfYtVbzSuPPK59",
+	"271P2yNRXhfc+u7VLxkHbKoy+eW1KIH7ZfEFD9n93u6d31rR7O1s2XbR8FcIaL2/z1T5s6K5oexquCMa",
+	"3an+NTuk14W1zRxOys9xrX6d1FqyuIZ87nIaZK/FtAsObgtCGluzw0tn2LttelH2Qf5RNaNcYNt1O0Sl",
+	"r8X9LDbqEu03k5LVXOsKgz9PLu/j+Vusr4W9j+sNpVUL6dfA7O+Z5vF1ia4mrxWyZLHWJGw8Sh+VF+gV",
+	"drQZzrpn6eWRKA9S8LgFn1bnGvQsN/atRF4I59BX3YZuOi6m2he4/TU19hIamZs153LVuPFHFdBqhS0i",
+	"Sj9+bWfzSrtI611gxlYXFkvnc4tc/VFP5eNmK8lmJXSNdeuU78iFsr5CVMcpwZahr8bKViLHC+BJCPQy",
+	"ioSLqbuI06IX0djomwtfpCTNhaiG4IjcPaCygEYxDVHxi5EwRVPCjLojcZCmBVAHYpmNufDggoMXT9Yl",
+	"n8rqhL7bCNte/VnWz2gR1e0+Gl0ZTcOWwjmSOUmLbsB5KpMS2GRjbXvDThVsFzjwSq5vBOlqtDSUQOH9",
+	"VXiXNgtbeKJA/bp9UYilgI3lOTqUmS4giUH74jMuTlc3cLN1X7MW7oFuca0Zp20JNfx8642lHw34vYkM",
+	"uBU2a//r1rkM6f+YS30/Ybm+5OsuxvVutr2h1gEpiiblEjO1bh+1ToSbcbzsW71mhQ5jSKGAdo0HbbNX",
+	"zQ+fl3xeM/wVg5zEUxsmDGxZCJzm507h29Zsr31orPgmzTzXLKjovmmsBS+vW0suDE/vYC2vbJ8v/22t",
+	"mBRXhNXLQf7g2++13ESQsUsHh9z3aGL3qd92R8HqVQfsfY4Qe6wqnTB0muM5l7lLt91bOoYeuaOJG4tc",
+	"GolcxDMmppg4JL6esbkFA034ZQXs85LkUsjeW/FXvdGxp0zRU1UUaZYxgDcCw7baDgd/XHOD8M0xsquk",
+	"O0i1dLCAEmi9HivbgpEdiS3m37drDuFiJu3FHdrAVMkLXaU7MocyI6rbN/R2twSiluBZelKAZgtNvry9",
+	"hnsZ4QpbEb6P7EV+bCQsphPGMhcJbFno6/ZwHe7Vtah5yK/jThu5G6jWdhn2zTGevmMpU2SijcBv1+Fk",
+	"PfSYLEsmbQMep6WKRUEn8kpHQiNT8QxQTMnPg0QOoSC4Q8Y4L9XtsaSsDWxGwi/XckPbu8ZZXF1J4X0w",
+	"+1LmT7RHoBjX9kvb8+cqILEBByCR9jptIm61SF9Bke4QYaAdR1whkeRjLHMDfcg0zFFBvxf2er3i/e0u",
+	"HE6FLFpS6MkmsaL1bKrJYTuTXNvUKvK6MDW2daFsX1hvcH7PyKzZRNASpbS0EdxVNBIGKReu8/0FXppX",
+	"rb0lJ3XY/7BKXReOuUP7Fk68Jg9ejkTT6d9iY4+fbvYKbLd58ekmL/5DYQuHtE1/Y/tYJotvdupA8Stf",
+	"EOlfH2Y1LqS2L+1e/1J1D/tnqKPs32RF9euZPzrKrOXxmjjiWmBpg8h3YbCCIC1+dJjkd/Y20La+GNtx",
+	"qm34VN1CAG/cxdtQNcRY+KjCXzEmY23/ewmwrQtL/1WBrSu7K6Dr/3mE6xmqtVy7WNYWbVqk7nET2/ap",
+	"weM1Ty/9RxvOwtj3v5cuQXa3xqVoKm02WdA5dLVi2/p3P/26wmitY3g5AXUk4zWtL2+Oj4rza/n9z3IX",
+	"es1qPkfjKJv4qzg2bzEsPMmIJ9HK/zuxIpJTNOvk8YO9dGHFBPKktHy3MzGfy1L2d2+3rP7+H6qi/QUs",
+	"sWvYYJWpvJUpdm0fK0nAnXFxGcBGE73czF5riR8CS1OvhhlIFVYVbBuQWnBGOBJCCqSYCjObwkMbby1f",
+	"MlDYdmgz7SPRbttrN1Hc2rq7uxC+LhNfv/ngS9l5R9frjf2amybu2Kd9juYZScV1JtqJTt1QF+eLVZM7",
+	"McykADu9fxvor9VA17truLODRjGhXbx9Jzb7A0+uNhXJ78x3bW8+X9zT9ex2EzFoM7Lrva9rbnH6PAH2",
+	"Wmx5i/f5aTC8z6OqfzC03xdQvedommHkx4SpS+XVZqP0L+9INh16wKnS8h3dMUshwXNM5dzia7eijJ0h",
+	"qFxE240mxuHOTn/woNvr9rr94be9b3vWJfDLXXHAyg5Yixup9cd2ayl22uKqwhYYnHp7Hg3igRoOImn7",
+	"YO3Xzo5IpWsj++JxuzEoG3O40ZhOuvUSl29OaK8X+GsENFs44LVt7F6Fcz6qSvEVtFyhlum5u56JXMpq",
+	"0hLcefXu6v8CAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -175,6 +175,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/problems": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every problem type, as a page for people
+         * @description An HTML page listing every problem type Valhalla answers with, each
+         *     linking to its own page.
+         */
+        get: operations["listProblemTypes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/problems/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What one problem type means, as a page for people
+         * @description A problem's `type` is `/problems/<name>`, a URI reference relative to
+         *     the request's URI (RFC 9457 section 3.1.1). Dereferenced, it gives this
+         *     page: what the problem means, its status, what the client should do,
+         *     and an example body. The `name` enum lists every problem type.
+         */
+        get: operations["getProblemType"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.yaml": {
         parameters: {
             query?: never;
@@ -532,8 +576,12 @@ export interface components {
         /** @description An RFC 9457 problem. Extension members may be added. */
         ProblemDetails: {
             /**
-             * @description URI reference identifying the problem type.
-             * @example urn:valhalla:problem:validation-failed
+             * Format: uri-reference
+             * @description The problem type, a URI reference relative to the request's URI:
+             *     `/problems/<name>`, where GET /problems/{name} serves a page saying
+             *     what it means and what to do. Match on the name (the last path
+             *     segment); the names are the enum of that operation's `name`.
+             * @example /problems/validation-failed
              */
             type: string;
             /**
@@ -1056,6 +1104,71 @@ export interface operations {
                     "text/plain; version=0.0.4": string;
                 };
             };
+            500: components["responses"]["Problem"];
+            default: components["responses"]["Problem"];
+        };
+    };
+    listProblemTypes: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The list, as HTML. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            500: components["responses"]["Problem"];
+            default: components["responses"]["Problem"];
+        };
+    };
+    getProblemType: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path: {
+                /** @description The problem type's name, the last segment of its `type`. */
+                name: "malformed-request" | "unauthorized" | "forbidden" | "not-found" | "method-not-allowed" | "payload-too-large" | "unsupported-media-type" | "validation-failed" | "internal-error" | "service-unavailable";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The problem type's page, as HTML. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            404: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };

@@ -16,6 +16,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
 	"github.com/valhalla-platform/valhalla/internal/observe"
+	"github.com/valhalla-platform/valhalla/internal/pages"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 	"github.com/valhalla-platform/valhalla/internal/tracing"
 )
@@ -37,12 +38,16 @@ type Deps struct {
 	Logger *slog.Logger
 	// TracerProvider starts each request's span (tracing.NewProvider).
 	TracerProvider trace.TracerProvider
+	// FrameAncestors are the origins allowed to embed the pages in a
+	// frame; none when empty.
+	FrameAncestors []string
 }
 
 // server implements api.StrictServerInterface.
 type server struct {
 	Deps
 	openapiJSON []byte
+	pages       *pages.Pages
 }
 
 var _ api.StrictServerInterface = (*server)(nil)
@@ -55,8 +60,12 @@ var _ api.StrictServerInterface = (*server)(nil)
 // (which notes each request's operation for the observer, and authenticates
 // and authorizes the caller of a secured operation through its hook, with
 // the scopes the contract names); then the routes the generated code
-// registers for each operation in openapi.yaml.
-// It returns an error when the embedded contract cannot be loaded.
+// registers for each operation in openapi.yaml. The pages for people (the
+// API reference at /docs/, the log viewer at /ui/) are not operations of
+// the contract: they are served beside it, inside the same correlation,
+// tracing, observation and recovery, with their own security headers.
+// It returns an error when the embedded contract cannot be loaded or a
+// frame ancestor is not an origin.
 func NewServer(d Deps) (http.Handler, error) {
 	validator, err := contract.New(MaxBodyBytes, map[string]int64{
 		"createSystemLogBatch": MaxBatchBodyBytes,
@@ -65,6 +74,10 @@ func NewServer(d Deps) (http.Handler, error) {
 		return nil, err
 	}
 	s := &server{Deps: d, openapiJSON: validator.JSON()}
+	s.pages, err = pages.New(pages.Options{FrameAncestors: d.FrameAncestors, NotFound: http.HandlerFunc(s.notFound)})
+	if err != nil {
+		return nil, err
+	}
 
 	mux := http.NewServeMux()
 	// The validator answers unknown routes first; this is the backstop.
@@ -78,9 +91,16 @@ func NewServer(d Deps) (http.Handler, error) {
 		ErrorHandlerFunc: s.parameterError,
 	})
 
-	var h http.Handler = mux
-	h = validator.Middleware(s.writeError)(h)
-	h = auth.Middleware(h)
+	var apiHandler http.Handler = mux
+	apiHandler = validator.Middleware(s.writeError)(apiHandler)
+	apiHandler = auth.Middleware(apiHandler)
+
+	root := http.NewServeMux()
+	root.Handle("/", apiHandler)
+	root.Handle("GET /docs/", s.pages.Dir("/docs/", "docs", "docsPage"))
+	root.Handle("GET /ui/", s.pages.Dir("/ui/", "ui", "viewerPage"))
+
+	var h http.Handler = root
 	h = s.recoverPanics(h)
 	h = observe.Middleware(d.Metrics, d.Logger)(h)
 	h = tracing.Middleware(d.TracerProvider)(h)

@@ -18,11 +18,16 @@ import (
 // ContentType is the media type of every error response.
 const ContentType = "application/problem+json"
 
-// typePrefix namespaces Valhalla's problem types; they are URNs because no
-// documentation is served at them.
-const typePrefix = "urn:valhalla:problem:"
+// TypeBase is the path of every problem type's page: a problem's type is
+// TypeBase plus the type's name, a relative URI that resolves against the
+// request's URI (RFC 9457 section 3.1.1) to a page this server serves.
+const TypeBase = "/problems/"
 
-// Problem types, one per way a request can fail.
+// typePrefix is TypeBase; the constants below spell it once each.
+const typePrefix = TypeBase
+
+// Problem types, one per way a request can fail. Each has an entry in
+// Types, which documents it and from which its page is generated.
 const (
 	TypeMalformed        = typePrefix + "malformed-request"
 	TypeValidation       = typePrefix + "validation-failed"
