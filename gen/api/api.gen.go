@@ -162,6 +162,18 @@ type CheckStatus string
 // Checks Each check, with its outcome and duration.
 type Checks = []Check
 
+// ConsistencyProof An RFC 6962 consistency proof between two tree sizes.
+type ConsistencyProof struct {
+	// From The smaller tree size.
+	From int64 `json:"from"`
+
+	// Proof The proof's hashes, each base64.
+	Proof [][]byte `json:"proof"`
+
+	// To The larger tree size.
+	To int64 `json:"to"`
+}
+
 // FieldError One violation. Exactly one of `pointer` (a JSON Pointer into the body),
 // `parameter` (a query or path parameter) or `header` locates it.
 type FieldError struct {
@@ -272,6 +284,27 @@ type HealthProblem struct {
 	Version string `json:"version"`
 }
 
+// InclusionProof An RFC 6962 inclusion proof of one entry.
+type InclusionProof struct {
+	// Checkpoint The signed checkpoint (C2SP signed note) of that tree size.
+	Checkpoint string `json:"checkpoint"`
+
+	// Id The entry's id.
+	Id openapi_types.UUID `json:"id"`
+
+	// LeafHash The leaf hash (base64).
+	LeafHash []byte `json:"leaf_hash"`
+
+	// Proof The audit path, bottom up, each hash base64.
+	Proof [][]byte `json:"proof"`
+
+	// Seq The entry's `seq`; its leaf is leaf `seq - 1` (0-based) of the tree.
+	Seq int64 `json:"seq"`
+
+	// TreeSize The size of the tree the proof is for.
+	TreeSize int64 `json:"tree_size"`
+}
+
 // Liveness Liveness.
 type Liveness struct {
 	// Status Always `ok`.
@@ -316,6 +349,18 @@ type Metrics struct {
 
 	// Version Build version.
 	Version string `json:"version"`
+}
+
+// MissingEntry A sealed entry that is no longer stored.
+type MissingEntry struct {
+	// Id Its id.
+	Id openapi_types.UUID `json:"id"`
+
+	// LeafHash Its leaf hash in the ledger (base64).
+	LeafHash []byte `json:"leaf_hash"`
+
+	// Seq Its place in the trail.
+	Seq int64 `json:"seq"`
 }
 
 // PoolStats The database connection pool.
@@ -462,6 +507,14 @@ type SystemLog struct {
 	// Example: 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
 	Id openapi_types.UUID `json:"id"`
 
+	// LeafHash The entry's RFC 6962 leaf hash in the ledger (base64 of 32
+	// bytes): SHA-256 of 0x00 and its canonical encoding
+	// (docs/ledger.md). Null until sealed.
+	//
+	//
+	// Example: 3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
+	LeafHash *[]byte `json:"leaf_hash"`
+
 	// Level Severity, lowest to highest.
 	//
 	// Example: INFO
@@ -471,6 +524,14 @@ type SystemLog struct {
 	//
 	// Example: user signed in
 	Message string `json:"message"`
+
+	// Seq The entry's place in the sealed trail: 1, 2, 3, … in commit
+	// order, with no gap. Null until the sequencer seals the entry,
+	// within the seal interval of its commit.
+	//
+	//
+	// Example: 42
+	Seq *int64 `json:"seq"`
 
 	// Timestamp When the server stored the entry.
 	//
@@ -536,6 +597,21 @@ type SystemLogCreate struct {
 	UserId *string `json:"user_id,omitempty"`
 }
 
+// SystemLogFeed One page of the feed, `seq` ascending.
+type SystemLogFeed struct {
+	// Items The sealed entries on this page that match the filters.
+	Items []SystemLog `json:"items"`
+
+	// Missing Leaves of the ledger in the scanned range whose entry is no longer
+	// in the table (deleted), whatever the filters.
+	Missing []MissingEntry `json:"missing"`
+
+	// NextAfter The last `seq` this page scanned; pass it as `after` for the next page.
+	//
+	// Example: 42
+	NextAfter int64 `json:"next_after"`
+}
+
 // SystemLogList One page of entries, newest first.
 type SystemLogList struct {
 	// Items The entries on this page.
@@ -584,6 +660,9 @@ type XRequestID = string
 // Forbidden An RFC 9457 problem. Extension members may be added.
 type Forbidden = ProblemDetails
 
+// NotSealed An RFC 9457 problem. Extension members may be added.
+type NotSealed = ProblemDetails
+
 // Problem An RFC 9457 problem. Extension members may be added.
 type Problem = ProblemDetails
 
@@ -592,6 +671,36 @@ type Unauthorized = ProblemDetails
 
 // Unavailable An RFC 9457 problem. Extension members may be added.
 type Unavailable = ProblemDetails
+
+// GetLedgerCheckpointParams defines parameters for GetLedgerCheckpoint.
+type GetLedgerCheckpointParams struct {
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// GetLedgerConsistencyParams defines parameters for GetLedgerConsistency.
+type GetLedgerConsistencyParams struct {
+	// From The smaller signed tree size.
+	From int64 `form:"from" json:"from"`
+
+	// To The larger signed tree size.
+	To int64 `form:"to" json:"to"`
+
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// ListUnsealedLogsParams defines parameters for ListUnsealedLogs.
+type ListUnsealedLogsParams struct {
+	// Limit At most this many entries.
+	Limit *int32 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
 
 // GetPrometheusMetricsParams defines parameters for GetPrometheusMetrics.
 type GetPrometheusMetricsParams struct {
@@ -724,8 +833,55 @@ type CreateSystemLogBatchParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// GetSystemLogFeedParams defines parameters for GetSystemLogFeed.
+type GetSystemLogFeedParams struct {
+	// After Only entries with a larger `seq`; `0` (the default) starts at the first.
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Limit Page size.
+	Limit *int32 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Level Only entries with one of these levels (repeatable).
+	Level *[]LogLevel `form:"level,omitempty" json:"level,omitempty"`
+
+	// MinLevel Only entries at or above this severity.
+	MinLevel *LogLevel `form:"min_level,omitempty" json:"min_level,omitempty"`
+
+	// Category Only entries in this category.
+	Category *string `form:"category,omitempty" json:"category,omitempty"`
+
+	// CorrelationId Only entries with this correlation id.
+	CorrelationId *string `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
+
+	// TraceId Only entries written while serving a request of this W3C trace.
+	TraceId *TraceID `form:"trace_id,omitempty" json:"trace_id,omitempty"`
+
+	// UserId Only entries for this user.
+	UserId *string `form:"user_id,omitempty" json:"user_id,omitempty"`
+
+	// Since Only entries at or after this instant (inclusive).
+	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+
+	// Until Only entries before this instant (exclusive).
+	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
 // GetSystemLogParams defines parameters for GetSystemLog.
 type GetSystemLogParams struct {
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// GetSystemLogProofParams defines parameters for GetSystemLogProof.
+type GetSystemLogProofParams struct {
+	// TreeSize A signed tree size (see `GET /ledger/checkpoint`); by default the latest.
+	TreeSize *int64 `form:"tree_size,omitempty" json:"tree_size,omitempty"`
+
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
@@ -810,6 +966,34 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 
 // The interface specification for the client above.
 type ClientInterface interface {
+
+	// GetLedgerCheckpoint The latest signed checkpoint
+	//
+	// The latest checkpoint of the ledger as a C2SP signed note
+	// (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), as is: the origin,
+	// the tree size and the base64 root hash, a blank line and the Ed25519
+	// signature. Verify it with the key `valhalla ledger key` prints.
+	//
+	// Corresponds with GET /ledger/checkpoint (the `GetLedgerCheckpoint` operationId).
+	GetLedgerCheckpoint(ctx context.Context, params *GetLedgerCheckpointParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLedgerConsistency Prove one tree extends another
+	//
+	// The RFC 6962 consistency proof that the tree of `from` entries is a
+	// prefix of the tree of `to` entries; both must be signed sizes.
+	//
+	// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
+	GetLedgerConsistency(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListUnsealedLogs Entries stored behind the API's back
+	//
+	// Entries in the table that are neither in the ledger nor waiting to
+	// be sealed: the API queues every entry it stores in the same
+	// transaction, so these were written by other means (such as SQL).
+	// Oldest first. This reads the whole table; `valhalla verify` calls it.
+	//
+	// Corresponds with GET /ledger/unsealed (the `ListUnsealedLogs` operationId).
+	ListUnsealedLogs(ctx context.Context, params *ListUnsealedLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetPrometheusMetrics Prometheus metrics
 	//
@@ -913,10 +1097,94 @@ type ClientInterface interface {
 	// Corresponds with POST /system/logs/batch (the `CreateSystemLogBatch` operationId).
 	CreateSystemLogBatch(ctx context.Context, params *CreateSystemLogBatchParams, body CreateSystemLogBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetSystemLogFeed Follow the sealed trail in commit order
+	//
+	// Sealed entries with `seq` greater than `after`, ascending, with
+	// every filter of the listing. Pass `next_after` back as `after` to
+	// continue: it is the last `seq` this page scanned, so a filtered
+	// poller advances even through entries that do not match, and a
+	// poller that follows it sees every entry exactly once (entries are
+	// sealed in commit order, a whole seal pass at a time). A page reads
+	// at most 10,000 sealed entries, so it may hold fewer than `limit`
+	// items before the end of the trail. Use the feed to consume or sync
+	// the trail; use the newest-first listing to look at it.
+	//
+	// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
+	GetSystemLogFeed(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetSystemLog Get one log entry
 	//
 	// Corresponds with GET /system/logs/{id} (the `GetSystemLog` operationId).
 	GetSystemLog(ctx context.Context, id openapi_types.UUID, params *GetSystemLogParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetSystemLogProof Prove an entry is in the ledger
+	//
+	// The entry's `seq`, its leaf hash, the RFC 6962 inclusion proof of
+	// that leaf in the tree of `tree_size` entries (by default the latest
+	// signed one) and the signed checkpoint of that tree. A `404` says
+	// whether the entry is unknown or not sealed yet (then with
+	// `Retry-After`).
+	//
+	// Corresponds with GET /system/logs/{id}/proof (the `GetSystemLogProof` operationId).
+	GetSystemLogProof(ctx context.Context, id openapi_types.UUID, params *GetSystemLogProofParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// GetLedgerCheckpoint The latest signed checkpoint
+//
+// The latest checkpoint of the ledger as a C2SP signed note
+// (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), as is: the origin,
+// the tree size and the base64 root hash, a blank line and the Ed25519
+// signature. Verify it with the key `valhalla ledger key` prints.
+//
+// Corresponds with GET /ledger/checkpoint (the `GetLedgerCheckpoint` operationId).
+func (c *Client) GetLedgerCheckpoint(ctx context.Context, params *GetLedgerCheckpointParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLedgerCheckpointRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLedgerConsistency Prove one tree extends another
+//
+// The RFC 6962 consistency proof that the tree of `from` entries is a
+// prefix of the tree of `to` entries; both must be signed sizes.
+//
+// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
+func (c *Client) GetLedgerConsistency(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLedgerConsistencyRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListUnsealedLogs Entries stored behind the API's back
+//
+// Entries in the table that are neither in the ledger nor waiting to
+// be sealed: the API queues every entry it stores in the same
+// transaction, so these were written by other means (such as SQL).
+// Oldest first. This reads the whole table; `valhalla verify` calls it.
+//
+// Corresponds with GET /ledger/unsealed (the `ListUnsealedLogs` operationId).
+func (c *Client) ListUnsealedLogs(ctx context.Context, params *ListUnsealedLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListUnsealedLogsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // GetPrometheusMetrics Prometheus metrics
@@ -1141,6 +1409,31 @@ func (c *Client) CreateSystemLogBatch(ctx context.Context, params *CreateSystemL
 	return c.Client.Do(req)
 }
 
+// GetSystemLogFeed Follow the sealed trail in commit order
+//
+// Sealed entries with `seq` greater than `after`, ascending, with
+// every filter of the listing. Pass `next_after` back as `after` to
+// continue: it is the last `seq` this page scanned, so a filtered
+// poller advances even through entries that do not match, and a
+// poller that follows it sees every entry exactly once (entries are
+// sealed in commit order, a whole seal pass at a time). A page reads
+// at most 10,000 sealed entries, so it may hold fewer than `limit`
+// items before the end of the trail. Use the feed to consume or sync
+// the trail; use the newest-first listing to look at it.
+//
+// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
+func (c *Client) GetSystemLogFeed(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSystemLogFeedRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetSystemLog Get one log entry
 //
 // Corresponds with GET /system/logs/{id} (the `GetSystemLog` operationId).
@@ -1154,6 +1447,211 @@ func (c *Client) GetSystemLog(ctx context.Context, id openapi_types.UUID, params
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// GetSystemLogProof Prove an entry is in the ledger
+//
+// The entry's `seq`, its leaf hash, the RFC 6962 inclusion proof of
+// that leaf in the tree of `tree_size` entries (by default the latest
+// signed one) and the signed checkpoint of that tree. A `404` says
+// whether the entry is unknown or not sealed yet (then with
+// `Retry-After`).
+//
+// Corresponds with GET /system/logs/{id}/proof (the `GetSystemLogProof` operationId).
+func (c *Client) GetSystemLogProof(ctx context.Context, id openapi_types.UUID, params *GetSystemLogProofParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSystemLogProofRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// NewGetLedgerCheckpointRequest constructs an http.Request for the GetLedgerCheckpoint method
+func NewGetLedgerCheckpointRequest(server string, params *GetLedgerCheckpointParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/ledger/checkpoint")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetLedgerConsistencyRequest constructs an http.Request for the GetLedgerConsistency method
+func NewGetLedgerConsistencyRequest(server string, params *GetLedgerConsistencyParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/ledger/consistency")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListUnsealedLogsRequest constructs an http.Request for the ListUnsealedLogs method
+func NewListUnsealedLogsRequest(server string, params *ListUnsealedLogsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/ledger/unsealed")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
 }
 
 // NewGetPrometheusMetricsRequest constructs an http.Request for the GetPrometheusMetrics method
@@ -1783,6 +2281,183 @@ func NewCreateSystemLogBatchRequestWithBody(server string, params *CreateSystemL
 	return req, nil
 }
 
+// NewGetSystemLogFeedRequest constructs an http.Request for the GetSystemLogFeed method
+func NewGetSystemLogFeedRequest(server string, params *GetSystemLogFeedParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/system/logs/feed")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Level != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "level", *params.Level, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.MinLevel != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "min_level", *params.MinLevel, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Category != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "category", *params.Category, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CorrelationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "correlation_id", *params.CorrelationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TraceId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "trace_id", *params.TraceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.UserId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user_id", *params.UserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Since != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Until != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGetSystemLogRequest constructs an http.Request for the GetSystemLog method
 func NewGetSystemLogRequest(server string, id openapi_types.UUID, params *GetSystemLogParams) (*http.Request, error) {
 	var err error
@@ -1807,6 +2482,82 @@ func NewGetSystemLogRequest(server string, id openapi_types.UUID, params *GetSys
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetSystemLogProofRequest constructs an http.Request for the GetSystemLogProof method
+func NewGetSystemLogProofRequest(server string, id openapi_types.UUID, params *GetSystemLogProofParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/system/logs/%s/proof", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TreeSize != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "tree_size", *params.TreeSize, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -1875,6 +2626,40 @@ func WithBaseURL(baseURL string) ClientOption {
 
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
+
+	// GetLedgerCheckpointWithResponse The latest signed checkpoint
+	//
+	// The latest checkpoint of the ledger as a C2SP signed note
+	// (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), as is: the origin,
+	// the tree size and the base64 root hash, a blank line and the Ed25519
+	// signature. Verify it with the key `valhalla ledger key` prints.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /ledger/checkpoint (the `GetLedgerCheckpoint` operationId).
+	GetLedgerCheckpointWithResponse(ctx context.Context, params *GetLedgerCheckpointParams, reqEditors ...RequestEditorFn) (*GetLedgerCheckpointResponse, error)
+
+	// GetLedgerConsistencyWithResponse Prove one tree extends another
+	//
+	// The RFC 6962 consistency proof that the tree of `from` entries is a
+	// prefix of the tree of `to` entries; both must be signed sizes.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
+	GetLedgerConsistencyWithResponse(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*GetLedgerConsistencyResponse, error)
+
+	// ListUnsealedLogsWithResponse Entries stored behind the API's back
+	//
+	// Entries in the table that are neither in the ledger nor waiting to
+	// be sealed: the API queues every entry it stores in the same
+	// transaction, so these were written by other means (such as SQL).
+	// Oldest first. This reads the whole table; `valhalla verify` calls it.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /ledger/unsealed (the `ListUnsealedLogs` operationId).
+	ListUnsealedLogsWithResponse(ctx context.Context, params *ListUnsealedLogsParams, reqEditors ...RequestEditorFn) (*ListUnsealedLogsResponse, error)
 
 	// GetPrometheusMetricsWithResponse Prometheus metrics
 	//
@@ -1994,12 +2779,455 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /system/logs/batch (the `CreateSystemLogBatch` operationId).
 	CreateSystemLogBatchWithResponse(ctx context.Context, params *CreateSystemLogBatchParams, body CreateSystemLogBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateSystemLogBatchResponse, error)
 
+	// GetSystemLogFeedWithResponse Follow the sealed trail in commit order
+	//
+	// Sealed entries with `seq` greater than `after`, ascending, with
+	// every filter of the listing. Pass `next_after` back as `after` to
+	// continue: it is the last `seq` this page scanned, so a filtered
+	// poller advances even through entries that do not match, and a
+	// poller that follows it sees every entry exactly once (entries are
+	// sealed in commit order, a whole seal pass at a time). A page reads
+	// at most 10,000 sealed entries, so it may hold fewer than `limit`
+	// items before the end of the trail. Use the feed to consume or sync
+	// the trail; use the newest-first listing to look at it.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
+	GetSystemLogFeedWithResponse(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*GetSystemLogFeedResponse, error)
+
 	// GetSystemLogWithResponse Get one log entry
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /system/logs/{id} (the `GetSystemLog` operationId).
 	GetSystemLogWithResponse(ctx context.Context, id openapi_types.UUID, params *GetSystemLogParams, reqEditors ...RequestEditorFn) (*GetSystemLogResponse, error)
+
+	// GetSystemLogProofWithResponse Prove an entry is in the ledger
+	//
+	// The entry's `seq`, its leaf hash, the RFC 6962 inclusion proof of
+	// that leaf in the tree of `tree_size` entries (by default the latest
+	// signed one) and the signed checkpoint of that tree. A `404` says
+	// whether the entry is unknown or not sealed yet (then with
+	// `Retry-After`).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /system/logs/{id}/proof (the `GetSystemLogProof` operationId).
+	GetSystemLogProofWithResponse(ctx context.Context, id openapi_types.UUID, params *GetSystemLogProofParams, reqEditors ...RequestEditorFn) (*GetSystemLogProofResponse, error)
+}
+
+// GetLedgerCheckpointResponse200Headers the declared response headers of an HTTP 200 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse200Headers struct {
+	XRequestID string
+}
+
+// GetLedgerCheckpointResponse401Headers the declared response headers of an HTTP 401 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetLedgerCheckpointResponse403Headers the declared response headers of an HTTP 403 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// GetLedgerCheckpointResponse404Headers the declared response headers of an HTTP 404 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse404Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetLedgerCheckpointResponse500Headers the declared response headers of an HTTP 500 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse500Headers struct {
+	XRequestID string
+}
+
+// GetLedgerCheckpointResponse503Headers the declared response headers of an HTTP 503 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetLedgerCheckpointResponseDefaultHeaders the declared response headers of an HTTP default response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerCheckpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotSealed
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetLedgerCheckpointResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetLedgerCheckpointResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetLedgerCheckpointResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetLedgerCheckpointResponse404Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetLedgerCheckpointResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetLedgerCheckpointResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetLedgerCheckpointResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON404() *NotSealed {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLedgerCheckpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLedgerCheckpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLedgerCheckpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLedgerCheckpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetLedgerConsistencyResponse200Headers the declared response headers of an HTTP 200 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse200Headers struct {
+	XRequestID string
+}
+
+// GetLedgerConsistencyResponse401Headers the declared response headers of an HTTP 401 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetLedgerConsistencyResponse403Headers the declared response headers of an HTTP 403 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// GetLedgerConsistencyResponse404Headers the declared response headers of an HTTP 404 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse404Headers struct {
+	XRequestID string
+}
+
+// GetLedgerConsistencyResponse422Headers the declared response headers of an HTTP 422 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse422Headers struct {
+	XRequestID string
+}
+
+// GetLedgerConsistencyResponse500Headers the declared response headers of an HTTP 500 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse500Headers struct {
+	XRequestID string
+}
+
+// GetLedgerConsistencyResponse503Headers the declared response headers of an HTTP 503 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetLedgerConsistencyResponseDefaultHeaders the declared response headers of an HTTP default response for GetLedgerConsistency
+type GetLedgerConsistencyResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerConsistencyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ConsistencyProof
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetLedgerConsistencyResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetLedgerConsistencyResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetLedgerConsistencyResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetLedgerConsistencyResponse404Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *GetLedgerConsistencyResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetLedgerConsistencyResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetLedgerConsistencyResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetLedgerConsistencyResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLedgerConsistencyResponse) GetJSON200() *ConsistencyProof {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLedgerConsistencyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLedgerConsistencyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLedgerConsistencyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLedgerConsistencyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListUnsealedLogsResponse200Headers the declared response headers of an HTTP 200 response for ListUnsealedLogs
+type ListUnsealedLogsResponse200Headers struct {
+	XRequestID string
+}
+
+// ListUnsealedLogsResponse401Headers the declared response headers of an HTTP 401 response for ListUnsealedLogs
+type ListUnsealedLogsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ListUnsealedLogsResponse403Headers the declared response headers of an HTTP 403 response for ListUnsealedLogs
+type ListUnsealedLogsResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// ListUnsealedLogsResponse422Headers the declared response headers of an HTTP 422 response for ListUnsealedLogs
+type ListUnsealedLogsResponse422Headers struct {
+	XRequestID string
+}
+
+// ListUnsealedLogsResponse500Headers the declared response headers of an HTTP 500 response for ListUnsealedLogs
+type ListUnsealedLogsResponse500Headers struct {
+	XRequestID string
+}
+
+// ListUnsealedLogsResponse503Headers the declared response headers of an HTTP 503 response for ListUnsealedLogs
+type ListUnsealedLogsResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// ListUnsealedLogsResponseDefaultHeaders the declared response headers of an HTTP default response for ListUnsealedLogs
+type ListUnsealedLogsResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type ListUnsealedLogsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SystemLogBatch
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListUnsealedLogsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListUnsealedLogsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListUnsealedLogsResponse403Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *ListUnsealedLogsResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListUnsealedLogsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListUnsealedLogsResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *ListUnsealedLogsResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListUnsealedLogsResponse) GetJSON200() *SystemLogBatch {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListUnsealedLogsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListUnsealedLogsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListUnsealedLogsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListUnsealedLogsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 // GetPrometheusMetricsResponse200Headers the declared response headers of an HTTP 200 response for GetPrometheusMetrics
@@ -3045,6 +4273,141 @@ func (r CreateSystemLogBatchResponse) ContentType() string {
 	return ""
 }
 
+// GetSystemLogFeedResponse200Headers the declared response headers of an HTTP 200 response for GetSystemLogFeed
+type GetSystemLogFeedResponse200Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogFeedResponse401Headers the declared response headers of an HTTP 401 response for GetSystemLogFeed
+type GetSystemLogFeedResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetSystemLogFeedResponse403Headers the declared response headers of an HTTP 403 response for GetSystemLogFeed
+type GetSystemLogFeedResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// GetSystemLogFeedResponse422Headers the declared response headers of an HTTP 422 response for GetSystemLogFeed
+type GetSystemLogFeedResponse422Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogFeedResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLogFeed
+type GetSystemLogFeedResponse500Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogFeedResponse503Headers the declared response headers of an HTTP 503 response for GetSystemLogFeed
+type GetSystemLogFeedResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetSystemLogFeedResponseDefaultHeaders the declared response headers of an HTTP default response for GetSystemLogFeed
+type GetSystemLogFeedResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogFeedResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SystemLogFeed
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetSystemLogFeedResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSystemLogFeedResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetSystemLogFeedResponse403Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *GetSystemLogFeedResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetSystemLogFeedResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetSystemLogFeedResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetSystemLogFeedResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetSystemLogFeedResponse) GetJSON200() *SystemLogFeed {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSystemLogFeedResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSystemLogFeedResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSystemLogFeedResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSystemLogFeedResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetSystemLogResponse200Headers the declared response headers of an HTTP 200 response for GetSystemLog
 type GetSystemLogResponse200Headers struct {
 	XRequestID string
@@ -3192,6 +4555,208 @@ func (r GetSystemLogResponse) ContentType() string {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
+}
+
+// GetSystemLogProofResponse200Headers the declared response headers of an HTTP 200 response for GetSystemLogProof
+type GetSystemLogProofResponse200Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogProofResponse401Headers the declared response headers of an HTTP 401 response for GetSystemLogProof
+type GetSystemLogProofResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetSystemLogProofResponse403Headers the declared response headers of an HTTP 403 response for GetSystemLogProof
+type GetSystemLogProofResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// GetSystemLogProofResponse404Headers the declared response headers of an HTTP 404 response for GetSystemLogProof
+type GetSystemLogProofResponse404Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetSystemLogProofResponse422Headers the declared response headers of an HTTP 422 response for GetSystemLogProof
+type GetSystemLogProofResponse422Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogProofResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLogProof
+type GetSystemLogProofResponse500Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogProofResponse503Headers the declared response headers of an HTTP 503 response for GetSystemLogProof
+type GetSystemLogProofResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetSystemLogProofResponseDefaultHeaders the declared response headers of an HTTP default response for GetSystemLogProof
+type GetSystemLogProofResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogProofResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *InclusionProof
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotSealed
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetSystemLogProofResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSystemLogProofResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetSystemLogProofResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetSystemLogProofResponse404Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *GetSystemLogProofResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetSystemLogProofResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetSystemLogProofResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetSystemLogProofResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetSystemLogProofResponse) GetJSON200() *InclusionProof {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON404() *NotSealed {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSystemLogProofResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSystemLogProofResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSystemLogProofResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSystemLogProofResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetLedgerCheckpointWithResponse The latest signed checkpoint
+//
+// The latest checkpoint of the ledger as a C2SP signed note
+// (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), as is: the origin,
+// the tree size and the base64 root hash, a blank line and the Ed25519
+// signature. Verify it with the key `valhalla ledger key` prints.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /ledger/checkpoint (the `GetLedgerCheckpoint` operationId).
+func (c *ClientWithResponses) GetLedgerCheckpointWithResponse(ctx context.Context, params *GetLedgerCheckpointParams, reqEditors ...RequestEditorFn) (*GetLedgerCheckpointResponse, error) {
+	rsp, err := c.GetLedgerCheckpoint(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLedgerCheckpointResponse(rsp)
+}
+
+// GetLedgerConsistencyWithResponse Prove one tree extends another
+//
+// The RFC 6962 consistency proof that the tree of `from` entries is a
+// prefix of the tree of `to` entries; both must be signed sizes.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
+func (c *ClientWithResponses) GetLedgerConsistencyWithResponse(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*GetLedgerConsistencyResponse, error) {
+	rsp, err := c.GetLedgerConsistency(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLedgerConsistencyResponse(rsp)
+}
+
+// ListUnsealedLogsWithResponse Entries stored behind the API's back
+//
+// Entries in the table that are neither in the ledger nor waiting to
+// be sealed: the API queues every entry it stores in the same
+// transaction, so these were written by other means (such as SQL).
+// Oldest first. This reads the whole table; `valhalla verify` calls it.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /ledger/unsealed (the `ListUnsealedLogs` operationId).
+func (c *ClientWithResponses) ListUnsealedLogsWithResponse(ctx context.Context, params *ListUnsealedLogsParams, reqEditors ...RequestEditorFn) (*ListUnsealedLogsResponse, error) {
+	rsp, err := c.ListUnsealedLogs(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListUnsealedLogsResponse(rsp)
 }
 
 // GetPrometheusMetricsWithResponse Prometheus metrics
@@ -3384,6 +4949,29 @@ func (c *ClientWithResponses) CreateSystemLogBatchWithResponse(ctx context.Conte
 	return ParseCreateSystemLogBatchResponse(rsp)
 }
 
+// GetSystemLogFeedWithResponse Follow the sealed trail in commit order
+//
+// Sealed entries with `seq` greater than `after`, ascending, with
+// every filter of the listing. Pass `next_after` back as `after` to
+// continue: it is the last `seq` this page scanned, so a filtered
+// poller advances even through entries that do not match, and a
+// poller that follows it sees every entry exactly once (entries are
+// sealed in commit order, a whole seal pass at a time). A page reads
+// at most 10,000 sealed entries, so it may hold fewer than `limit`
+// items before the end of the trail. Use the feed to consume or sync
+// the trail; use the newest-first listing to look at it.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
+func (c *ClientWithResponses) GetSystemLogFeedWithResponse(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*GetSystemLogFeedResponse, error) {
+	rsp, err := c.GetSystemLogFeed(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSystemLogFeedResponse(rsp)
+}
+
 // GetSystemLogWithResponse Get one log entry
 //
 // Returns a wrapper object for the known response body format(s).
@@ -3395,6 +4983,528 @@ func (c *ClientWithResponses) GetSystemLogWithResponse(ctx context.Context, id o
 		return nil, err
 	}
 	return ParseGetSystemLogResponse(rsp)
+}
+
+// GetSystemLogProofWithResponse Prove an entry is in the ledger
+//
+// The entry's `seq`, its leaf hash, the RFC 6962 inclusion proof of
+// that leaf in the tree of `tree_size` entries (by default the latest
+// signed one) and the signed checkpoint of that tree. A `404` says
+// whether the entry is unknown or not sealed yet (then with
+// `Retry-After`).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /system/logs/{id}/proof (the `GetSystemLogProof` operationId).
+func (c *ClientWithResponses) GetSystemLogProofWithResponse(ctx context.Context, id openapi_types.UUID, params *GetSystemLogProofParams, reqEditors ...RequestEditorFn) (*GetSystemLogProofResponse, error) {
+	rsp, err := c.GetSystemLogProof(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSystemLogProofResponse(rsp)
+}
+
+// ParseGetLedgerCheckpointResponse parses an HTTP response from a GetLedgerCheckpointWithResponse call
+func ParseGetLedgerCheckpointResponse(rsp *http.Response) (*GetLedgerCheckpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLedgerCheckpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotSealed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetLedgerCheckpointResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetLedgerCheckpointResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetLedgerCheckpointResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetLedgerCheckpointResponse404Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetLedgerCheckpointResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetLedgerCheckpointResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers GetLedgerCheckpointResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetLedgerConsistencyResponse parses an HTTP response from a GetLedgerConsistencyWithResponse call
+func ParseGetLedgerConsistencyResponse(rsp *http.Response) (*GetLedgerConsistencyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLedgerConsistencyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ConsistencyProof
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetLedgerConsistencyResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetLedgerConsistencyResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetLedgerConsistencyResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetLedgerConsistencyResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 422:
+		var headers GetLedgerConsistencyResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetLedgerConsistencyResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetLedgerConsistencyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers GetLedgerConsistencyResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListUnsealedLogsResponse parses an HTTP response from a ListUnsealedLogsWithResponse call
+func ParseListUnsealedLogsResponse(rsp *http.Response) (*ListUnsealedLogsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListUnsealedLogsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SystemLogBatch
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListUnsealedLogsResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListUnsealedLogsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListUnsealedLogsResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 422:
+		var headers ListUnsealedLogsResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListUnsealedLogsResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListUnsealedLogsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers ListUnsealedLogsResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
 }
 
 // ParseGetPrometheusMetricsResponse parses an HTTP response from a GetPrometheusMetricsWithResponse call
@@ -4530,6 +6640,168 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 	return response, nil
 }
 
+// ParseGetSystemLogFeedResponse parses an HTTP response from a GetSystemLogFeedWithResponse call
+func ParseGetSystemLogFeedResponse(rsp *http.Response) (*GetSystemLogFeedResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSystemLogFeedResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SystemLogFeed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetSystemLogFeedResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSystemLogFeedResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetSystemLogFeedResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 422:
+		var headers GetSystemLogFeedResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetSystemLogFeedResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetSystemLogFeedResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers GetSystemLogFeedResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetSystemLogResponse parses an HTTP response from a GetSystemLogWithResponse call
 func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -4709,8 +6981,203 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 	return response, nil
 }
 
+// ParseGetSystemLogProofResponse parses an HTTP response from a GetSystemLogProofWithResponse call
+func ParseGetSystemLogProofResponse(rsp *http.Response) (*GetSystemLogProofResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSystemLogProofResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest InclusionProof
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotSealed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetSystemLogProofResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSystemLogProofResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetSystemLogProofResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetSystemLogProofResponse404Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 422:
+		var headers GetSystemLogProofResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetSystemLogProofResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetSystemLogProofResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers GetSystemLogProofResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// GetLedgerCheckpoint The latest signed checkpoint
+	// (GET /ledger/checkpoint)
+	GetLedgerCheckpoint(w http.ResponseWriter, r *http.Request, params GetLedgerCheckpointParams)
+	// GetLedgerConsistency Prove one tree extends another
+	// (GET /ledger/consistency)
+	GetLedgerConsistency(w http.ResponseWriter, r *http.Request, params GetLedgerConsistencyParams)
+	// ListUnsealedLogs Entries stored behind the API's back
+	// (GET /ledger/unsealed)
+	ListUnsealedLogs(w http.ResponseWriter, r *http.Request, params ListUnsealedLogsParams)
 	// GetPrometheusMetrics Prometheus metrics
 	// (GET /metrics)
 	GetPrometheusMetrics(w http.ResponseWriter, r *http.Request, params GetPrometheusMetricsParams)
@@ -4741,9 +7208,15 @@ type ServerInterface interface {
 	// CreateSystemLogBatch Write log entries in one transaction
 	// (POST /system/logs/batch)
 	CreateSystemLogBatch(w http.ResponseWriter, r *http.Request, params CreateSystemLogBatchParams)
+	// GetSystemLogFeed Follow the sealed trail in commit order
+	// (GET /system/logs/feed)
+	GetSystemLogFeed(w http.ResponseWriter, r *http.Request, params GetSystemLogFeedParams)
 	// GetSystemLog Get one log entry
 	// (GET /system/logs/{id})
 	GetSystemLog(w http.ResponseWriter, r *http.Request, id openapi_types.UUID, params GetSystemLogParams)
+	// GetSystemLogProof Prove an entry is in the ledger
+	// (GET /system/logs/{id}/proof)
+	GetSystemLogProof(w http.ResponseWriter, r *http.Request, id openapi_types.UUID, params GetSystemLogProofParams)
 }
 
 // ServerInterfaceWrapper converts contexts to parameters.
@@ -4754,6 +7227,168 @@ type ServerInterfaceWrapper struct {
 }
 
 type MiddlewareFunc func(http.Handler) http.Handler
+
+// GetLedgerCheckpoint operation middleware
+func (siw *ServerInterfaceWrapper) GetLedgerCheckpoint(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetLedgerCheckpointParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetLedgerCheckpoint(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetLedgerConsistency operation middleware
+func (siw *ServerInterfaceWrapper) GetLedgerConsistency(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetLedgerConsistencyParams
+
+	// ------------- Required query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "from", r.URL.Query(), &params.From, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "from"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "from", Err: err})
+		}
+		return
+	}
+
+	// ------------- Required query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "to", r.URL.Query(), &params.To, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "to"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "to", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetLedgerConsistency(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListUnsealedLogs operation middleware
+func (siw *ServerInterfaceWrapper) ListUnsealedLogs(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListUnsealedLogsParams
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListUnsealedLogs(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
 
 // GetPrometheusMetrics operation middleware
 func (siw *ServerInterfaceWrapper) GetPrometheusMetrics(w http.ResponseWriter, r *http.Request) {
@@ -5359,6 +7994,177 @@ func (siw *ServerInterfaceWrapper) CreateSystemLogBatch(w http.ResponseWriter, r
 	handler.ServeHTTP(w, r)
 }
 
+// GetSystemLogFeed operation middleware
+func (siw *ServerInterfaceWrapper) GetSystemLogFeed(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetSystemLogFeedParams
+
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", r.URL.Query(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "after"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "after", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "level", r.URL.Query(), &params.Level, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "min_level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "min_level", r.URL.Query(), &params.MinLevel, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "min_level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "min_level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "category" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "category", r.URL.Query(), &params.Category, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "category"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "category", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "correlation_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "correlation_id", r.URL.Query(), &params.CorrelationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "correlation_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "correlation_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "trace_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "trace_id", r.URL.Query(), &params.TraceId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "trace_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "trace_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "user_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "user_id", r.URL.Query(), &params.UserId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "user_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "user_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "until" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "until", r.URL.Query(), &params.Until, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "until"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "until", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetSystemLogFeed(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetSystemLog operation middleware
 func (siw *ServerInterfaceWrapper) GetSystemLog(w http.ResponseWriter, r *http.Request) {
 
@@ -5400,6 +8206,69 @@ func (siw *ServerInterfaceWrapper) GetSystemLog(w http.ResponseWriter, r *http.R
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetSystemLog(w, r, id, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetSystemLogProof operation middleware
+func (siw *ServerInterfaceWrapper) GetSystemLogProof(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "id" -------------
+	var id openapi_types.UUID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", r.PathValue("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "id", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetSystemLogProofParams
+
+	// ------------- Optional query parameter "tree_size" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "tree_size", r.URL.Query(), &params.TreeSize, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "tree_size"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "tree_size", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetSystemLogProof(w, r, id, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -5532,7 +8401,12 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs", wrapper.ListSystemLogs)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/system/logs", wrapper.CreateSystemLog)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/system/logs/batch", wrapper.CreateSystemLogBatch)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/feed", wrapper.GetSystemLogFeed)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/{id}/proof", wrapper.GetSystemLogProof)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/{id}", wrapper.GetSystemLog)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/checkpoint", wrapper.GetLedgerCheckpoint)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/consistency", wrapper.GetLedgerConsistency)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/unsealed", wrapper.ListUnsealedLogs)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health", wrapper.GetHealth)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/live", wrapper.GetLiveness)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/ready", wrapper.GetReadiness)
@@ -5552,6 +8426,16 @@ type ForbiddenApplicationProblemPlusJSONResponse struct {
 	Body ProblemDetails
 
 	Headers ForbiddenResponseHeaders
+}
+
+type NotSealedResponseHeaders struct {
+	RetryAfter *int
+	XRequestID string
+}
+type NotSealedApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetails
+
+	Headers NotSealedResponseHeaders
 }
 
 type ProblemResponseHeaders struct {
@@ -5581,6 +8465,473 @@ type UnavailableApplicationProblemPlusJSONResponse struct {
 	Body ProblemDetails
 
 	Headers UnavailableResponseHeaders
+}
+
+type GetLedgerCheckpointRequestObject struct {
+	Params GetLedgerCheckpointParams
+}
+
+type GetLedgerCheckpointResponseObject interface {
+	VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error
+}
+
+type GetLedgerCheckpoint200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerCheckpoint200TextResponse struct {
+	Body    string
+	Headers GetLedgerCheckpoint200ResponseHeaders
+}
+
+func (response GetLedgerCheckpoint200TextResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
+	return err
+}
+
+type GetLedgerCheckpoint401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint401ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerCheckpoint403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint403ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerCheckpoint404ApplicationProblemPlusJSONResponse struct {
+	NotSealedApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint404ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerCheckpoint500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint500ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerCheckpoint503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint503ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerCheckpointdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerCheckpointdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetLedgerCheckpointdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetLedgerCheckpointdefaultApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistencyRequestObject struct {
+	Params GetLedgerConsistencyParams
+}
+
+type GetLedgerConsistencyResponseObject interface {
+	VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error
+}
+
+type GetLedgerConsistency200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerConsistency200JSONResponse struct {
+	Body    ConsistencyProof
+	Headers GetLedgerConsistency200ResponseHeaders
+}
+
+func (response GetLedgerConsistency200JSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerConsistency401ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerConsistency403ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency404ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerConsistency404ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency422ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerConsistency422ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetLedgerConsistency422ResponseHeaders
+}
+
+func (response GetLedgerConsistency422ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerConsistency500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetLedgerConsistency500ResponseHeaders
+}
+
+func (response GetLedgerConsistency500ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerConsistency503ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistencydefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerConsistencydefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetLedgerConsistencydefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetLedgerConsistencydefaultApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogsRequestObject struct {
+	Params ListUnsealedLogsParams
+}
+
+type ListUnsealedLogsResponseObject interface {
+	VisitListUnsealedLogsResponse(w http.ResponseWriter) error
+}
+
+type ListUnsealedLogs200ResponseHeaders struct {
+	XRequestID string
+}
+
+type ListUnsealedLogs200JSONResponse struct {
+	Body    SystemLogBatch
+	Headers ListUnsealedLogs200ResponseHeaders
+}
+
+func (response ListUnsealedLogs200JSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListUnsealedLogs401ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListUnsealedLogs403ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs422ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response ListUnsealedLogs422ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs500ResponseHeaders struct {
+	XRequestID string
+}
+
+type ListUnsealedLogs500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers ListUnsealedLogs500ResponseHeaders
+}
+
+func (response ListUnsealedLogs500ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListUnsealedLogs503ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogsdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type ListUnsealedLogsdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    ListUnsealedLogsdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response ListUnsealedLogsdefaultApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type GetPrometheusMetricsRequestObject struct {
@@ -6711,6 +10062,156 @@ func (response CreateSystemLogBatchdefaultApplicationProblemPlusJSONResponse) Vi
 	return err
 }
 
+type GetSystemLogFeedRequestObject struct {
+	Params GetSystemLogFeedParams
+}
+
+type GetSystemLogFeedResponseObject interface {
+	VisitGetSystemLogFeedResponse(w http.ResponseWriter) error
+}
+
+type GetSystemLogFeed200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogFeed200JSONResponse struct {
+	Body    SystemLogFeed
+	Headers GetSystemLogFeed200ResponseHeaders
+}
+
+func (response GetSystemLogFeed200JSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogFeed401ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogFeed403ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed422ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogFeed422ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogFeed500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetSystemLogFeed500ResponseHeaders
+}
+
+func (response GetSystemLogFeed500ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogFeed503ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeeddefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogFeeddefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetSystemLogFeeddefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetSystemLogFeeddefaultApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetSystemLogRequestObject struct {
 	Id     openapi_types.UUID `json:"id"`
 	Params GetSystemLogParams
@@ -6884,8 +10385,188 @@ func (response GetSystemLogdefaultApplicationProblemPlusJSONResponse) VisitGetSy
 	return err
 }
 
+type GetSystemLogProofRequestObject struct {
+	Id     openapi_types.UUID `json:"id"`
+	Params GetSystemLogProofParams
+}
+
+type GetSystemLogProofResponseObject interface {
+	VisitGetSystemLogProofResponse(w http.ResponseWriter) error
+}
+
+type GetSystemLogProof200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogProof200JSONResponse struct {
+	Body    InclusionProof
+	Headers GetSystemLogProof200ResponseHeaders
+}
+
+func (response GetSystemLogProof200JSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof401ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof403ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof404ApplicationProblemPlusJSONResponse struct {
+	NotSealedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof404ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof422ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof422ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogProof500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetSystemLogProof500ResponseHeaders
+}
+
+func (response GetSystemLogProof500ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof503ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProofdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogProofdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetSystemLogProofdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetSystemLogProofdefaultApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// GetLedgerCheckpoint The latest signed checkpoint
+	// (GET /ledger/checkpoint)
+	GetLedgerCheckpoint(ctx context.Context, request GetLedgerCheckpointRequestObject) (GetLedgerCheckpointResponseObject, error)
+	// GetLedgerConsistency Prove one tree extends another
+	// (GET /ledger/consistency)
+	GetLedgerConsistency(ctx context.Context, request GetLedgerConsistencyRequestObject) (GetLedgerConsistencyResponseObject, error)
+	// ListUnsealedLogs Entries stored behind the API's back
+	// (GET /ledger/unsealed)
+	ListUnsealedLogs(ctx context.Context, request ListUnsealedLogsRequestObject) (ListUnsealedLogsResponseObject, error)
 	// GetPrometheusMetrics Prometheus metrics
 	// (GET /metrics)
 	GetPrometheusMetrics(ctx context.Context, request GetPrometheusMetricsRequestObject) (GetPrometheusMetricsResponseObject, error)
@@ -6916,9 +10597,15 @@ type StrictServerInterface interface {
 	// CreateSystemLogBatch Write log entries in one transaction
 	// (POST /system/logs/batch)
 	CreateSystemLogBatch(ctx context.Context, request CreateSystemLogBatchRequestObject) (CreateSystemLogBatchResponseObject, error)
+	// GetSystemLogFeed Follow the sealed trail in commit order
+	// (GET /system/logs/feed)
+	GetSystemLogFeed(ctx context.Context, request GetSystemLogFeedRequestObject) (GetSystemLogFeedResponseObject, error)
 	// GetSystemLog Get one log entry
 	// (GET /system/logs/{id})
 	GetSystemLog(ctx context.Context, request GetSystemLogRequestObject) (GetSystemLogResponseObject, error)
+	// GetSystemLogProof Prove an entry is in the ledger
+	// (GET /system/logs/{id}/proof)
+	GetSystemLogProof(ctx context.Context, request GetSystemLogProofRequestObject) (GetSystemLogProofResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, request any) (any, error)
@@ -6958,6 +10645,84 @@ type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
 	options     StrictHTTPServerOptions
+}
+
+// GetLedgerCheckpoint operation middleware
+func (sh *strictHandler) GetLedgerCheckpoint(w http.ResponseWriter, r *http.Request, params GetLedgerCheckpointParams) {
+	var request GetLedgerCheckpointRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLedgerCheckpoint(ctx, request.(GetLedgerCheckpointRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLedgerCheckpoint")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetLedgerCheckpointResponseObject); ok {
+		if err := validResponse.VisitGetLedgerCheckpointResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetLedgerConsistency operation middleware
+func (sh *strictHandler) GetLedgerConsistency(w http.ResponseWriter, r *http.Request, params GetLedgerConsistencyParams) {
+	var request GetLedgerConsistencyRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLedgerConsistency(ctx, request.(GetLedgerConsistencyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLedgerConsistency")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetLedgerConsistencyResponseObject); ok {
+		if err := validResponse.VisitGetLedgerConsistencyResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListUnsealedLogs operation middleware
+func (sh *strictHandler) ListUnsealedLogs(w http.ResponseWriter, r *http.Request, params ListUnsealedLogsParams) {
+	var request ListUnsealedLogsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListUnsealedLogs(ctx, request.(ListUnsealedLogsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListUnsealedLogs")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListUnsealedLogsResponseObject); ok {
+		if err := validResponse.VisitListUnsealedLogsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
 }
 
 // GetPrometheusMetrics operation middleware
@@ -7234,6 +10999,32 @@ func (sh *strictHandler) CreateSystemLogBatch(w http.ResponseWriter, r *http.Req
 	}
 }
 
+// GetSystemLogFeed operation middleware
+func (sh *strictHandler) GetSystemLogFeed(w http.ResponseWriter, r *http.Request, params GetSystemLogFeedParams) {
+	var request GetSystemLogFeedRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetSystemLogFeed(ctx, request.(GetSystemLogFeedRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetSystemLogFeed")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetSystemLogFeedResponseObject); ok {
+		if err := validResponse.VisitGetSystemLogFeedResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetSystemLog operation middleware
 func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id openapi_types.UUID, params GetSystemLogParams) {
 	var request GetSystemLogRequestObject
@@ -7261,118 +11052,179 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 	}
 }
 
+// GetSystemLogProof operation middleware
+func (sh *strictHandler) GetSystemLogProof(w http.ResponseWriter, r *http.Request, id openapi_types.UUID, params GetSystemLogProofParams) {
+	var request GetSystemLogProofRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetSystemLogProof(ctx, request.(GetSystemLogProofRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetSystemLogProof")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetSystemLogProofResponseObject); ok {
+		if err := validResponse.VisitGetSystemLogProofResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hz5cttGtver9IekytI3IEVSi2O6/IciL9GMYjuyfJ2MqRGawCHZEdBNdzckMS7dmne473AfbJ7k1ukF",
-	"CwFSkq04ub5TlapYBNDL2fosv9Mfg1hkc8GBaxUMPwYzoAlI88+fj+FDDkofPsW/ElCxZHPNBA+GwckM",
-	"iLSPHygSCykhpfiMsIRs6BmQmKYpyAcqJEISwYFkjGtIyHhB8LECeQFysxuEAY7DJCTBUMscwkDFM8go",
-	"zpnRqyPgUz0Lhv3Bd2GQMV78HQZzqjVIXM0/3u93/k47v/U6j7pnw87pX74NwkAv5hAMA6Ul49Pg+voa",
-	"v5A0A+32d5hANhcaeLz4Gyyae/yRnoMilFxKpoEoOgGiBZGg5aJL3jE9Y5wMdshM5FKFdlM0A3IOCzKR",
-	"IsNfRtz8pMU5cHLJ9Kx8bSySBQ6WS67MrxMmlSYS1FxwBZaI+OaIs0Rtmq9Frs1qGJ8SOqWMhwQucOQZ",
-	"S6E2iOEMYYoozdJ0xGXOOePTx/VlmhVRLvQMpF0Qww1HO4NB1CWveLrw2x9xPaOaqDyOARJI8EUJGWRj",
-	"kJCERAlCLWkInWiQOMpubzuyX6vuiL9VQCiZSFAzIilPREYuaJpDiIPOCMWJ3749fBqSiZAEaDwjCVOa",
-	"8djuGbojHoQBXNFsniJjtye9eEB3oPNw3E86O/HubucR/Q46vWRv0h8P4m26kwRhwJCVVqqDMOA0w28r",
-	"rO8g71cI3WB3d53Q/b/Of7aLWrhWdw5q2tIlf4O5Jpcz4IQZlvX/9c//6g++I/GMShqjtBIxIdGSjEeP",
-	"R5Zxl0xBRaWMnnliXjzskv30ki4UgXgmkG/cvOvFbJmovf6jwaQX73b26B50Hib9uPNosgud7XGfDuKd",
-	"ZBf2JquI+nPHbbpz+LRG0RZN9PMbRXwu5JglCXD8IxZcA9f4Tzqfpyw2hNqaSzFOIfvLr0qY18rRv5Uw",
-	"CYbBN1ulIduyT9XWa/vVU9CUpcpO3TRkVj2ZQoFkCRnnmqQ0PrdqqWIxt/QVc5CWaxwgUVaXEjM0QRIo",
-	"wjTas4oJfffuXWc/1zPgGjcC7YZ0DFSCRH6nKfAp4Gio4jh+xpTCf9tlbBw/PyB7D3d7xnCWbPvejiCB",
-	"ptmTUXBBUxyLjoKQgJRCPhkFjKt8MmExA67PzGj41PzjyShIxVQNraYHa3kX1tm8gv6OBFsVNTC0d/z4",
-	"A/i8zwnS7tHO7kPi5lji1efs6y2nuZ4JyX7DY+yLb+6l8DJkRLk4co3NZork/JyLSx6SjKYTITNI8A0J",
-	"F+IcEmsCPl9oP0s2jeadmdUbAVztE9yvQL7l9IKylI5T+IOMT0I1HVMFlk/Fah7XTlO0BFOGR30CKV0s",
-	"Se4xvtnZxzebvHoDseCJQtflkjJNxjAREuzojE+7bdqOntoU5GdS99qPbBZ5MIP4vLm8VxzXQhPGQSkS",
-	"40u4pLlEa6uZPSCS3Bres0w1R/hBXJJUOHNpBiBaiPMQj7qMpSlTlgI1qex1dwZhgLpAdTAMEpGjBBQn",
-	"Oc/RsQmuw8CIaHPSd7NFZb4JZSkkZIMSNRNSh9ZZVHmWUblYUge3QmaUMNeOwX3VdCP8wdqcm2pySR21",
-	"IKmP7+WpbTylqc7VTXJrOPXGvmrPaq+L7+2KioHCGmdOixnF+FeINc5YHavJ+1zHIgP0bmjJeuB5hlOJ",
-	"8yAMkLKVgcutmIFbxnyGjqMZK7TuLdMK6WwmojwhfsU4FdOQ3Y4cOKVbA5WSLvDv5wzS5Fm7fKBYXzBh",
-	"vbwueXZFY50ujFFGX24uUMVkhCLz1zevXpLX9gfCuBZGsNAb3wxHPCpiFvPyhxzkAo33nOoZKZ5t4k+R",
-	"VcOIpALNtnFHjG1fUiZjj1aIFVPkUgprFkqZMo46PuNC+z3gImmaiktIrCPfKsHOR2xM9pJmxSg+WrHv",
-	"1mc+sAa5c4IDt4xfUGD9FCvIVp8rZRnTrZNY5jSnqLHOnn+Pev3Nkot+a8jN+mRbwLVkoLa2t1K4gLQ1",
-	"iqhqnmNbm5L9ADTF8KQhhBcgaZoiYVM9a5rVuNChG+VfOfMhNSRnVLdJD9jIYi5FjKbcvVzf9aA32Ov0",
-	"+53B3kmvNzT//T2o2mGqoYO2cb31WnLtbIATifPoMUlgKikGqHbTJqDl6hKjVBfuEkuu16UTWLE4baYm",
-	"n+OKztwxsvqEVYzHYPdd2/X2Xq/X3b3VaXMBUjHrY9Tn+D5naULc4yXl7Hd73d6N8lOYbD9HY2M1Bode",
-	"OlYLXMWZp2n6ahIM39/NIQo//u8WyD+lYKyXgs9m/umyD/u0rnChyeQ0gy2rfG76kNjZzYEMF2ib3fF/",
-	"HQZH6OeCaqGnf9K0ZLcwDTcqeru+tIn/kZgeGZvdwvELkEwvQoIHo9Lodc/YdAZKV+d/+uz7ty+CMDh8",
-	"+fxVEAbv9o9fHr7EH54dH786DsLg4Pjw5PBg/winL4XVvd6Qwx9BSxa3bP+1E/1Y5NzkkYwD5AOOuRAp",
-	"mdJ8Ci0UTcZn+PzGGEeIFN07o46pmKqzS8m0Bn6mhaYtFDoSU+KOPqK0QLO8Sj32dnoV3WBc7+2Uuy9C",
-	"FMs1UFqdMX42Sdl01mINXGCiyBhMNgXkBSSEi8tucLc5VmyrGB9plIJes61+b7Bzqzn/bd3uat3W27TS",
-	"9i1xs1WEWsU5LPSizS6UytCaMSkULxacQ2wyiThWU/lobPd0hm+qtgyyH0BhlJsrWBbj7UGrSLEkhVWD",
-	"HiZpdWnqlkNm9GrViEgPothvQIxrfcsBDaVXDflqDvzOi1ySkuoENZKEy4Sv7q6V4XWHpnn8tCQdybMr",
-	"DRwFkdjyiSIZXZAxEJokVoGXnKKyXHDGkpaI90NOU1IEHDav/kCRauKmJQUhct15ONmmbaq/KkR8djVP",
-	"Kbc5cBNZMUVEHOdSAo+hPkktsqOK9InL8pEJxs1t05pcS1tMbzyEIpy2FSI/GuPzXN86mK/E7C0RPeNK",
-	"Ux7D2nqnjSGX9k5mdD4HDglZds+31EJpyLbQmtwlqvnh5OQ1sQ9JLJI6dXcGg1bVYTptWfybmZDap6N8",
-	"SOz9MhzFFRvNZA8UkUAV2qaZpAqW0ldvuTtx6DgF8oxrphdt29KSxuDkdR1DTvC9w6clN5YX//b4kEiY",
-	"gCUzS4BrNln48kh1F/WF5pIPfa556F4bGpExQtSxObsbjxTtEg+GstXEl1WRisyEy5raZjGOfaqzzYXw",
-	"WVDjKtfc4nuI3G8OnZEiuQRFqIRG0Fys7rZx86rwc01YuTzHHxZZLq399sHQvk8FlyltFD1YGRWZCk3K",
-	"0HNcjoPeGLtxJKaGDEnCcA6avq7sa0JTBc01OL86da72os3B0G1ZS7RyvJI2s4VRs8ZLKbQtg5ohQ6JA",
-	"17Ecj0eckjhlwDWJKedCm3eY7qKZMA6/c6Z8DYKWRSYm+IjDFVPGc6YLEm3kvPIcks1ouVY9ZmnK+LSD",
-	"07O41YfFL6dCtoA7DtyTutHAGVvHEVzDlV7NCVulWjK7WuaxzpEVGWiK7l/FhXUyFAZXnanouB9/VYJ3",
-	"j+nlj2hgp2CnXn/8H7Rgb0whVy75ACTnKQqkqSNt3tEjaJv5hGXQETIxZsKhDT4FTFD4b3nOWv2C1Afb",
-	"63S3CMrRJ3Xka0J67IOlk0KBJIpNuYFHtB5mLAOlaTZfE4g59IXTvUJR1gVkg53h7k73Yb+/u9e/fVxW",
-	"PVmb6vtu+4CYN1AYlhLs7YosJOF5mqJTNeJLoblTVD+gIngmEAkxsj1ZVsid8eTRYLK9+/DheHsnoXt0",
-	"O4ZHg0dJD3qw83B7z/rTHkyzPahha/BPXIctxVp9qoJtep1HtDM5/bg9uP62NVxVIFdSxbC42DMGEDFI",
-	"rorNNwWis4ORxPKC1p9xVnoLWfGCWzFDpWg2FLvC2HIzpeUJnc1uOzeLk+J7quOWOsAby0zHW1MYNV4z",
-	"McrbPB0KT7pJSFUb6tZud3mWNbzuZRqa4W7e5YEEB024w9HozyEt7EYI1SJjMU3TljPS7bFJB4PP6vV6",
-	"n04Ft3gbPR/aT3FEoxD+7xsI5Ze3llSfRKX90nMoKNXigtaO1gnNU7RcU+AgbaKkNuZzCdBB+0b8dyGB",
-	"7rRLIjxyo5BECuJcMr3Af08YR5c66pKndmTDssgNHrWe2RXLsrezDrX3j9Hoqtc7/f/f/q4HfX3lH6+j",
-	"LjnUipzDwmZh7ZSKZLnSI+Ms4dSUcfL2Lz0Uro3XQumphDc/HT1QBB2DceFWGdllenPosJMj7tbdVu7a",
-	"GQyIqWAa1Kgm0ZZ7edmh+hiwuTmjtru9br+/3X1Y0dbfyV3x8vWYJBV66Rq6+PaJjNvjhdcKQeFv3C74",
-	"KD0PEw94VXDZ+vYCwZJ84LtRd63r8kOeUd7BuMJE3u69LtnnC/KWs1gkQIwIjHPtZCgklzMWz0gpSTUJ",
-	"usELqhKz543Tp5DzU07mVQfyvXB4yZJ6kq+1pEdM6XaYx5xOTcBUHK8cTOnHQLHvdLh650twm16aO1f1",
-	"c4/YMOBwpc/iXKq2qO/A/G6SasgIfNdMXbqGwrq4KVW6WFTJnf2f9l8c//DTSV/t78vewZtfv3s+OX72",
-	"4eeHvd9+eZW92f3lMljr2u2//6lzclrCm886q728FeUXf7Bn6Br43NCEpRqkCl35KyH53Cibzf+alHRE",
-	"NgRPFyNubGXEeJzmCdhk/xNcaLT5mCgA/5E3Xcumsz/YbqvpZIyzLM+CYW91otsP2dxUBB8iiwu3s0do",
-	"3eGKxvoxiaYa3MMMDwOoEgAdfT7i9Y16rI4hBuPT0BxDlZFdKiJj+maiuO27/A98CMJgqqFerTS/3uAw",
-	"G8Gui2ebFvokYTN/VYt3hmR7YAqvMqYKyAyuSMKmTKsuqferROaLOZXAdTTiHnuvgBt4U0ggNd0KHC7d",
-	"4K6QVM943Hv8c/t45zoMvMP0Bg2AtS0Wk7ufWzCQ/eu5F8qLWXo2ynu97Zgl5v/g/lQQS9D2p6DpDP6H",
-	"S6J6bHFGE7C+RXRRe6RIbNzNqEsMCs9mj2YiTdSIG6C5Ck2uy7YhRFcd+2P02LZ7VPD1Bk1foO8VYegj",
-	"ASTKfeiFyI/QJRuv5sD3Xx+S7W6PnAPMa9+LCTpJnmLEfZ4hv9HsvUKSkYHRCBzn8ClxJTarJZ4Epo9G",
-	"ES7cF1YMTPdLZbKUXYDrs1BAwJd7VHfTyIsx2CZ/ZfhT8nam9dw4WHYcZKGB5eOZHwyDF6DNYpCChYfu",
-	"wo8Svh8Mg3emX6nyhvlsjJYB37bIXMYnoqlPBa+Zqrc80JSMaXw+duA/ygnSep5SjUZviPrBEyoT9hsk",
-	"I16kOW1FB4lIaJ4wjdrEUhzBVkVwlUWygfGKpxKOuE9bVLvL9EyKfDojUdUpjCyXHOLLJFxVd8RH3BaO",
-	"zCLKxiqmSLQK3B2ZgWIqbZg4g2IVjS63LrGjF+OaBhu1tDKzDDQ+yI6Cmsp0kBBaQ+2TjWjfNRGYl4bE",
-	"IedRcf/1z/+ONl0TltGo1b0pthOlVU2GIx6VohIZTDj+KyRRIWmRbXKjiTWajqiGLIKjMdQjXtkIlWZy",
-	"XL1XryF5f+qPiJTFwJVxZ12X0P6cxjPoDAxkLZepE3w13Nq6vLzsUvO4K+R0y32rto4OD569fPMMv+nO",
-	"dJZWSl2FxFbq+8PAIuKuwwBXRucsGAYY02wHxsTOjGptZSVqZgp6VdXRvuXbpl5LkYGeQa6srw1Xc6FM",
-	"lEjs4U823CpIr9vr7myGI44Ghla/dJlCDH1iSecw9CeTwuOl5KQNE6nOVYicByYL8LIKy28YJxayENZ0",
-	"vsi1L4iJZ8IRL6tfZa2nOqNtYqzhg8JlcD6uZWxQGWhBrOLhVy8EkehYOFDXvEAepSnEWkhUyMjVQjtW",
-	"qDwHIjOHKlsTPVzJilCxvENnBUtSeuBTvbNzRbhWvlLrUzhdakYb9HpLnSDI6a15Shl/7KEoTwx3660g",
-	"pR/wDfnh2dFr4k/HM5TvszrmhJjybsFDi0cKV/HfFoBH/Bty8svrZ+sHdsQz3F751kcc8MkoGPT6oyAs",
-	"pnwyCuwRXgQTo+CabI94ezttM4JxHDXlriVducduq13LorZPClb6kqCFM7iY/NbfVNyrYPj+NAxc8dxi",
-	"6vy2skL8NJ2i4AVWsINTHGDLGZ+u7xpyVqYhz85z+eubVy9/Z0muHnvNXqYmO71PlYg4R2fpzuWrdimB",
-	"bAxJAuWJgv+4AONga2EaIr4WaTnBON5v06iFY7OXGP9sSWYWNEtvITO/7P949AVlxq/q82TmtlKB5lCD",
-	"cdDxH1+vSDgurhCJ2pm50lvxvR7uwKiirc1BYqGRXRINej2XOKgADsicKgV4ttuufQ9P2KjfWeAAa5v2",
-	"e4wF0I9YdU67tpQ/0qStS5i55bVIo32y+AMFbre3fe/tqPWmjZZteyS/BavUgfu6DAU8arGAK94Tje5V",
-	"yeqtT6tO6Lo7inH7Sv06qWCtmSL53LpnIC8Yn3aJRQ4RLrRJP2LQLzk1deWGXhQNDn9WzSgW2NZHj1T6",
-	"Wkyx36jNGdxOSpphY4PBXyYs+XT++vW1sPeg2ilS9oZ8Dcz+nioW3+Sz13mNcelipUlYe5Q+Lm7A8XY0",
-	"NbfZTGvv4scjXhykxJVgXIaAKaJmuTZfJeKS24xM2UZgp2N8qlyu3vWfm+5ykesV53KJQf2zCmi5whYR",
-	"xYdf29ncQL62XvKhTaJksXQ+t8jVn/VUPq6jYtcroUXMr1K+I4uZdcmuasmVbGj8aSxNUnW8ICwJCX4M",
-	"PGF8am/SMkAM0CM+p1PGXb4VNZdElWJUZC/yEr7KSxWJ/BMtyBR0UTHtjvh+mvqaI4lFNmbc1Un2Xz5t",
-	"U0XcQpFo+TxlDJuF6XRRpgJxEWXbvgKbEVRkQ8Ic0JykHuY/T0VS1GjNLU+mdb685MlD2kq5vlV1uobO",
-	"LDBPu81KtdILk0ObCJndtC+q0WDSsbgAWzBXHl0RtC8+Y/ysuYHbrfuGtTBXs48ruOK2JVSggK1XjjWx",
-	"S43K3828tiuplytWrWcZhXjb2/fuuCyXjbY31Tm32VwZZ2s8vpuoKOeuWm8FJHk7DhYNJjes0MIf0LVX",
-	"FhPZNnuJy/x9yOQk2t35w1CslKZckw1ThVfswipq29pMH2ZtZbfBE9+wIA8Arq0Frm5aS841S+9hLa/R",
-	"6ir220px8Hd2VDNS7sDa7bW0Bmb0yiIydh2gyf7Vb2sabPYe0g85kNjBZfBkwFMYLpjILVjnwdLx8dge",
-	"KUyb4umI5zyeUT6FxIIB1YzOTT1ywq5KbIEDAYTm5hrnZbi7V/C4ktrDun2eaBmGcCs8TqstsAiMKjU/",
-	"CabTJN1+qoStTBRYr9VwnRaYzohvUPe9WXNILmfCdNIqTaZSXKoyTZHZQjdS3XyhNrsFFqbA7+CbnCi6",
-	"UOiDm/svl0E2ZCOCD5G5WYeOuIGVkLHIeUI2DPpmc7gKemNR8g51ZLnTRu4asKZdhh0+19F3LEQKlLcR",
-	"+N0qqI5DP6FlyYTpAWC4VL7wdEJvcsQVUBnPCPAp+mckEUPiCW6Lc9a7tHssKGsCkhF3yzXcUOaSTxqX",
-	"PaLOdzIfZe6EekwkZcr8aNoOKHc0tzUsYe6xROKWi9RO5u1hQYmyHLFoV5SPscg16ZNMkTlI0u+FvV7P",
-	"f7/ZJYdTLjwqFt+sEytazaaKHLYzySK3m+Avb2oMerJAUK42OL9nRFXHMbZEFy1IxvuKIsIgZdw2372E",
-	"K/26Fd56UkUeDsuUs3eoLeDIO98KPW8x4nVnfYOOHYSrDlfcbPO+03Xe90dvC4e4TXdV6lgki2+2qlg1",
-	"C6XZ6fVvDo9qN0Saj7Zv/qi8GBW/GAzuGKd+Ulx74zaK+xI/OTqs5N/qUKZKQGiCv9MwaIBY/EMLizo1",
-	"13O1QXNN04syYU/ZCEne2pswSYnJNQgWCb9CjMba3OtMDHpy6Y7gKCxuOK7e2mxhy5WuLxuDmmJLi9Qd",
-	"1Mvrnxv03fD20g3X1sKY778XNrF1v8bF97XUcZ54Dl03bFv//qdfVVmsNC0tJ46ORLwCffv2+MifX8vf",
-	"f5HLSStW8wVoS9nEdQOv32LoPcmIJVHjwueGSE5Br5LHj6bvs2ECWVJYvruZmC9lKfvbd1tWf/du7399",
-	"lthiRmlpKu9kii3ytJG82xr7fsS1Jnq5n67SlTckNE2dGmZEyLCsPJuA1CDawhHnggPGVJCZ1BuYeGu5",
-	"z9HbdtJm2ke83bZXmmHvbN1tO+bXZeKrzZd/lJ23dL3Z2K9odr1nn/YF6OcoFTeZaCs6VUPtzxejJvdi",
-	"mFEBtnr/NtBfq4GuAnyZtYNaUq5svH0vNvsjS67XFbfvzXdt739bPFDVbPWcGvSGz5gka72vGy6S+DIB",
-	"9kp4W4v3+TmFuS+lqr2d/+uq9wJ0PYz8lDB1qSxa79V6f4qyaav+VpWWL82MaUoSuIBUzE3X0kaU0XMg",
-	"MufRZq2PYri11R887Pa6vW5/+F3vu55xCdxyGw5Y0YRj8B6VFp1uJcWOW2wqrMfOVDsEcBAHsDD1FNuK",
-	"Y362dkRIVRnZFX3bjUGBDWZaQTrpVktWDh95fXr9PwEAAP//",
+	"7H3rchs30uir4HC3ytLZIcWLLjZV/qHYsqNEsRXLjjcb+tOAM00S0QxAAxhJjMun9h3OeYbvwfZJTqEB",
+	"zIWcoShbufnL1lZF5szg0t3oezc+tCKRzgUHrlVr+KE1AxqDxD//+QreZ6D0yVPzrxhUJNlcM8Fbw9br",
+	"GRBpHz9QJBJSQkLNM8JisqVnQCKaJCAfqIAISQQHkjKuISbjBTGPFcgrkNudVtAy4zAJcWuoZQZBS0Uz",
+	"SKmZM6U3p8CnetYa9voPg1bKeP7voDWnWoM0q/mvn47a/6LtX7rtR52LYfvdP/7eClp6MYfWsKW0ZHza",
+	"+vjxo/lC0hS0299JDOlcaODR4ltYrO7xO3oJilByLZkGougEiBZEgpaLDnnL9Ixx0t8lM5FJFdhN0RTI",
+	"JSzIRIrU/DLi+JMWl8DJNdOz4rWxiBdmsExyhb9OmFSaSFBzwRVYIJo3R5zFahu/FpnG1TA+JXRKGQ8I",
+	"XJmRZyyByiCIGcIUUZolyYjLjHPGp4fVZeKKKBd6BtIuiJkNh7v9ftghL3my8NsfcT2jmqgsigBiiM2L",
+	"ElJIxyAhDogShFrQEDrRIM0oe91BaL9WnRF/o4BQMpGgZkRSHouUXNEkg8AMOiPUTPzmzcnTgEyEJECj",
+	"GYmZ0oxHds/QGfFW0IIbms4Tg9jBpBv16S60D8a9uL0b7e21H9GH0O7G+5PeuB8N6G7cClrMoNJSdSto",
+	"cZqab0uobxvcNxBdf29vHdH9r/b/qSe1YO3ZeVI5LR3yLcw1uZ4BJwxR1vvPv/9vr/+QRDMqaWSolYgJ",
+	"CZdoPDwcWcRdMwWlI4XnzAPz6qBDjpJrulAEopkweOP4riezZaB2e4/6k260196n+9A+iHtR+9FkD9qD",
+	"cY/2o914D/YnTUD9Z9ttun3ytALRmpPo58eD+EzIMYtj4OYfkeAauDZ/0vk8YRECamcuxTiB9B8/K4Gv",
+	"FaP/XcKkNWz9badgZDv2qdo5s189BU1ZouzUq4zMHk+mDEGymIwzTRIaXdpjqSIxt/AVc5AWaxwgVvYs",
+	"xTg0MSBQhGnDz0os9O3bt+2jTM+Aa7MRqGekY6ASpMF3kgCfghnNHHEzfsqUMn/bZWy9evaE7B/sdZFx",
+	"Fmj7yo4ggSbp41HriiZmLDpqBQSkFPLxqMW4yiYTFjHg+gJHM0/xj8ejViKmamhPemst7oIqmhvg70Cw",
+	"UzoGCPsXQp8DTQyv/80x/UJoMhEZj1EicaGJwqWQBeihgTUvI1SZM2O4Go9HPHxlOFv7yHC20D7C86oF",
+	"oerSsmJ7kkq4L32zivZziASPlWOW1zMWWdEA3LDQa5YkZAx+gVvCcOISh7imVgZoQcaApLCCMCNspyA/",
+	"G2MOrr8Dvo44MdT+aHfvgLg5lk7X5+zrDaeZngnJfvmdiNGfemQ+uZKEUpYpkvFLLq55QFKaTIRMITZv",
+	"SLgSlxCvkNonspnP4ibIKy9w9cgymrW4+2Uhbzi9oiyh4wR+J3ERU03HVIHFU76aw4r+Yw7zlBnlLIaE",
+	"LjqfwBu0wINOxjAREuzojE9/xeP+0Y+Mi3wyg+hydXkvuVkLjRkHpUhkXjJLmksjHzWzIj3OrKi8SNXq",
+	"CF+La5IIJ+BwAKKFuAyMcpKyJGHKQqBCld3Obj9ombNAdWvYikVmKCDXvXhmVNHWx6CFJLo66dvZojTf",
+	"hDLkrJSomZA6sOq9ytKUysXScXArZHgIM+0Q3FOrip9XhVbnpppcUwctiKvje3qqG09pqjN1G90ips7t",
+	"q1a78mfxJ7uifKCggpl3+Yxi/DNE2sxYHmsV95mORApGH6UF6oFnqZlKXLaCloFsaeBiKzhwzZjHRtXH",
+	"sQJrkDCtDJxxIspj4ldspmIa0s3AYaZ0a6BS0gUuQXDFFKr9Z1KIyepinNDZf7TfJ1HxthFAYkLGoK/B",
+	"yP1rQbQEIIr9AmqV+o35V8+DVYpmcfG1+Tgnasb1/m4LTQ6WGph2g5UDjnPVLd0Mj48eKDKjagYqsGaU",
+	"oa393Qr08hnHC11Ld8uQ06J+woTK6WdtZ4laEXI4nd9nHY0+Y5DEx/Xn3LCnKyasfdUhxzc00skChaux",
+	"oubCTC1Dc/S/OX/5gpzZHwjjWiCDMHbwdjDiYe4twJffZyAXRgjPqZ6R/Nm2+Sm07DQkiTDiFw0BlNFL",
+	"TBHlSgN7MGqdFJa9F7wBTWTzzOirbg9mkTRJxDXE1oSu5UTOOluZ7AVN81G8n8C+W535iRWs7ddm4Jrx",
+	"cwisn6IBbNW5EpYyXTuJRc7qFBXUWT3mUbe3XWDRb81gszrZjtGxGaidwU4CV5DU2u9lmnRoqyPEr4Em",
+	"elZDhFcgaZIYwCZ6tsogopwX3srHlBMDUkN8QXUd9TjLZS5FZESye7m66363v9/u9dr9/dfd7hD//6/y",
+	"WY2phraRceul0BK3tK6FUFyGhySGqaQxxG7T6Eri6hokxM7RRCy4zgplviQ56kRGNjcrunDqQLOmpBiP",
+	"wO67suvBfrfb2dtIa7gCqZjVFatzfJWxJCbu8dLh7HW6ne6t9JOLXj/HysYqCA48dTQTXMkoo0nyctIa",
+	"/nQ3xTb48OcmyD8kYayngs9G/rtlW+Rp9cAF6ENdNZrt4XPTB8TOjooVXBne7NS4j0HrhEdJZt7aQDli",
+	"/l2nGpn/c+e/aOB3yMwb1CI25RCT4jWy9aR/fuZ/50LDtpUoVFeVjRXSYHH9FLiyB4qwuKKjZBmL64ZJ",
+	"gE4ujBrVoPcAnaCWRbaserVdGbVJrVqjutEsZhqlZEDGQmuRkmzuNDic6D7UOAXv10MnVPA+PEQVHLfI",
+	"3H/N76RNeiHZ6rbNSuJtL+ENOtarfb06LdZ8dmGw2EQRv0B5Bs9QBK5pIuSdp1w6j4h2A48yrsvL8tgK",
+	"ytRbx5NPjZkPqoYN+SerB2IDiXqrfKwXM7UrFNNTVHVqGOUVSKYXATH6pNJECzJj0xkoXZ7/6fFXb563",
+	"gtbJi2cvW0Hr7dGrFycvzA/Hr169fNUKWk9enbw+eXJ0aqYveLx7fYUsvwMtWVSz/TMnMSKRcQx8oP3n",
+	"/S1zIRIypdm0zuaKxxfm+a0uHiESY92iFEvEVF1cS6Y18AstNK2B0KmYEqcxEqWF0WaapMr+breGJldJ",
+	"3+mm6oLxi0nCprMaruj8MoqMAd3/IK+QEV7X0v2aORq2lY9vYJSAXrOtXre/u9GcfykFd1UK1qsChcqw",
+	"hM1aEqol5yA/F3V84TsbXDo2zL+GF/n4gw1KeNc0F+i8A+mOw+pRrBPBJ/o+RO+Jl0soEV0sM4HYrOZO",
+	"grhWEJrR5wmNwI+sJWXJ5woaK2Nwq8XO6rBRsKZaiZizwUhwDhEGIg1mV+FPIzv7hXlT1QWg/QDK7DRT",
+	"K/J70K894CxOoGnQkzgpL01tOGRKb5pGNPCwegD6BzYcEOm+aciXc+B3XuQSPssTVEASLAO+vLtahFet",
+	"siZ9uxIBI8c3Gjgq3jb7QpGULsgYCI3jusNYys25qDuYx+8zmpDca2LD8g8UKUcRavzhItPtg8mA1h2u",
+	"Jj/X8c08odyG0FG1Y4qIKMqkBB5BdZKKe4oq0iMu5EQmDJJavoGO/zoHM5o5uU/QJpj40RifZ3pjz3LJ",
+	"8VijXTOuNOURrE2Xso6wpb2TGZ3PwZg6yz6GHbVQGtIdw9vv4pr5+vXrM2IfkkjEVeju9vu1R4fppGbx",
+	"5zMhtY+NeJ3cG5dmFJerhJM9UEQCVYY3zSRVsBRLecOd/KfjBMgx10wvag0XSSNw9LoOIa/NeydPC2ws",
+	"L/7NqxMiYQIWzCwGrtlk4bMryruoLjSTfOgDn0P32hBJBomobQNItwp47bynCNlyFMYekRLNBMsntY5j",
+	"vPJxtzqFzofk0N6v2Pb34H683f9nIJJJUIRKWPH85avb1PnX5ENb4xtbnuN3c48trX1zj86Rj0sW8VVD",
+	"etDo2kGdLGFGj1925pwj3zgVUwRDHDMzB03OSvua0ETB6hqclZM4w2dRp2DoutCL4XK85Pu3eVW4xmsp",
+	"NBQZLgFRoKupoIcjTkmUMOCaRJTb/BxNmO4YNoHml1NtfUCcFhkPTPARhxum0I6hCxJuZbz0HOLtcDnV",
+	"bcyShPFp20zPolot0Xw5FXW68RP3pMo0zIy14wiu4UY3Y8KmTCyxXS2zSGcGFSloatS/kkHhaCho3bSn",
+	"ou1+/FkJ3nlFr78zDHYKdur14v9JTeou5oHJJR2AZDwxBIlJDdt31AhqnXIshbaQMbIJl6z4KbmIn+vK",
+	"866v3LV5i4FhqHvQH3FjWqjtITn/+qjd39s3P3dvul10WTBjWFMuOItoQoBHImZ8OuJbsYjUjh2vk8bb",
+	"HfIiSxKScc0SZ22tpLm+7//j4Ppok/89rrF8eJa4XBlLYzXQcY6hdZwtdyAZjd0R12q+tH2wJEeVMRSt",
+	"G5fxjU2xMmIqJpkzSdEyG5JeQPoBGQTkP//+b/NGJNKU6RFHsnLpBFyQKZ1XIG0Hep8ZnUDikKrEm0b8",
+	"2iZ3+/kIhhmvaGJwzKzPJPUh3pJSdYud2ICKigKWgtI0na/xn7gsX8ek81Wv86P0d4d7u52DXm9vv7e5",
+	"O6Wsgq0i5+3gCcE3DNdYCifXc3whiYGA0b5HfMmj5ji6H1ARozwQCZFB5MqR2B1PHvUng72Dg/FgN6b7",
+	"dBDBo/6juAtd2D0Y7FvDyydtD/qVHG7zz2VMlJO6u+1HtD1592HQ//j3Wi+TAtkIFaT2Io8zEobAuMo3",
+	"v3o22rv9209pneu6oBV/hkvyqjilKxKghNhiM4WICpxwX/WN16lcuZLxFdVRDX89t+h12MYELzS4CB7Q",
+	"Gs+RN8JqAgKVoTa22Ao1aMVgW4YqDnf7Lp9IcCmWd9CqvAqjhd0IoVqkRjgkNeqV2+MqHLAyoNvtfjoU",
+	"3OKt4+XEfmpGxCPi/30LoPzy1oLqk6B0VCidOaRqrJeKVjahWWJ42RQ4SOvxrIz5TAK0Dccj/ruAQGfa",
+	"IaHR1sKAhAqiTDK9MH9PGDfWWNghT+3IiLLQDR7WqnslXrO/u65e5L9Go5tu993//vuvqiNWV/7hY9gh",
+	"J1qRS1jYcIqdUpE0U3qEeraZmjJO3vyja4hr60woPZVw/v3pA0WMTjnONXKkXaa3h65qZ8TduuvSPXb7",
+	"fYJhM6xX0iTccS8v6+IfWmyOUmvQ6XZ6vUHnoHRafyVN19PXIYlL8NKVurbNfWCbV6qtJYJcGdvMbi3U",
+	"MjQl/VFwYbf6SN8SfZh3w85ave7rLKW8bUxSdNq49zrkiC/IG84iEQNBEhhn2tFQ4EoaCkqqUNAtKmIZ",
+	"mF3PnD4FnJ8iq5tE9L1geImTepCv5aTPAOL6NMc5nea29gQgDmz4nlAVAY9dqvjmArYI9hhJJbh1UuIk",
+	"qNGlRvq5KsNEg7wXIWwAiUGomsgr0CtQfoPOCPNquSEniImkfArkeiaUx2M5QjXiPpCDlLsVA0Y6tw15",
+	"Um0ORGU7yJQ22lAlcFazJw43+oLWp/fbtFmlHbIKILs9HZI5VYowTagiIbU1RxNhl2oGxrc7m5set2fd",
+	"2j1Xll3gZS1xnjKl1xNnrvtxwAQDrFC9E2HWUeT9kB7uN8qkqvNmPcHfVyFfWDLCuQeoqsFJ6+j7o+ev",
+	"vv7+dU8dHcnuk/OfHz6bvDp+/8+D7i8/vkzP9368bq21RI5++r79+l1R9XnRbjZKGoL8XuvEk+t93o7a",
+	"A5dkEZNsjpLAxrUw1BbakjNrCJMQc71isCHlx2ah4fYhUQD+Iy9Xl+V6rz/YvXN6e3XI1U2F5tRgMZyd",
+	"PTRHHm5opA9JONXgHqZGU4EyAAwX4yNe3ahPpEZgMD4NUEcqjexcrCnTtwPFbd/5tdF+mmqo5sTgr7fY",
+	"d+Xj6Miz7hT64EdN5L5sng/JoI/pPTKiCsgMbkjMpkyrDqmW8Yf4xZxK4DoccV9wqIBj7nlAIMEibg7X",
+	"bnCXrlD15N67ub65eY7uJKvNnxsGYHmLLXw7ymymtv3XM0+UV7PkYpR1u4OIxfhfcP9UEEnQ9qfWqqXy",
+	"gwsO+QK+lMZgFd/wqvJIkQhtobBDsNTFesVnIonViGP9rQrQh2+rs8Obtv0xPLTJf6WyYywyzouSjYwY",
+	"caxFdh96IvIjdMjWyznwo7MTMuh0ySXAvPK9mBgN3kOMuM9Tg2/D9l4akJE+nggzzslT4lIH7CnxIMD2",
+	"Aih27ReWDLApQGmyhF15L54R1j6MrTrbSC/IsNEvj/gpcDvTeo7avx3HoBCrlY1C2hq2noPGxRgI5uYj",
+	"CpyJMGe7pB2ZL0q6xANVSji1thFm/KFeUxREt4att9gBojQ4vjw2TMUY4bZyjvFJTZFMTiZMVYvIaULG",
+	"NLocu6IOyolB0zyh2vDLoTlaPKYyZr9APOJ55McGuQ38XcYoekLNCDZQbFaZu9UYL2ngwYh7B125X4ee",
+	"SZFNZyQsGzuhRbDL5McYlFGPRtzG0nERRasKZvSUhuLLEAeKqLTujxnkq1jpG9IhdvR8XGxZoJZWhstA",
+	"HUpMC2gqrMkntFJVS7bCI1fkiy8NiatsNWf+P//+73DbtbXAw9hc7W9r+2tP2HDEw4JUQqzZNH8FJMyJ",
+	"NLRtQ2hs+a0DKoJFcMNH9YiXNkIlTm5W70/mkPz0zkuXhEXAFZppru/C0ZxGM2j3sRQhk4k7M2q4s3N9",
+	"fd2h+Lgj5HTHfat2Tk+eHL84PzbfdGY6TUrR/5xiSwlow5atdPgYtMzK6Jy1hi1jqw9ayJ1neCpdXGOn",
+	"muw9Bd2kA2ukxSLnu6rpY0eQ5SzwEd+K+mqOu9GJmLaLzwOSP7EftDFtHGOnTA0tUiWbMh4YtEORR464",
+	"wNIvG+CRQmDSySwwBJVQfkkSxovXjuP+3l7v0YibeajOJHTIDyDZZGHEZd7m5RIWJVngdnUJi5DMpeE4",
+	"Fp855k8cNzvFF58UQKz2rWlwCRSvVGp63y212uh3u0tV08Zy35knlC3VSVdq0HALbbuFdo/2x4NoNx7x",
+	"3f6Iv//m4PK77i9fH/yrz79PfxjQhzcHi/d78Yvu+8G4n/aiXdib7NOD8cPosTm6//n3/yNNI5KjXwZT",
+	"mT6b7fLn3z+cDKKTH8e9+Q9x/+znA95N+99EvfRt9H36VTf7QccPn7/sffvo28sBX/x88ha6+k1P7k96",
+	"P87+pQbjo+43z/fSPf3Dcdyl3w6uv3s84vVNgTaoRrjHvgO73V7TJzmidirNCfCjwe0fFV1U8Ivd278o",
+	"unF8DFp7ljLWf+EzK/D9wUYbyYv1P5ZcVBvPYxQ6m3hU5RorKDK4pVNzPlqWqIzGvMKv8XGuPLwzw+dc",
+	"q6j2Xcu21pQH2+oUz1nEhIQTKdIwVxqYMurWXMKE3VRqG8yrWuQvHpKx0DN00GIXELtXW2u8lmeUtvA5",
+	"TCNYV7nsVlMpwsF2QFjpWXQDcpW8zW0h7uiwWFN9vOmSsKr4vhZ0O2ctq0R360OxUqfewKhWSPALZVQl",
+	"trPb79+RTf3h2dqZFFdgu78YCkbLKFa+L9tnM7aMq7zlUi1X816iiq8UeZlRRTkwbA9XzYXhQpa6EI14",
+	"3qzI6lnGlHmfQQY+L835Zp3/P5/L9rfTknJFI5uca41GBTYFIE/5WhDbpS4FyhXZ8j3jzr8/NXrxyyQu",
+	"fIvk9Qy701Gn01/PROK2dVhSyK5QYwuxUWFRsV9lradM6TcOfqc2A/ce2eqRJqnAfAmmSEr5ohLXrWFg",
+	"vk6+4CI56fW63ZpU9pTeuPQTH0Zprlr4NRnaUp5AAzvzlFoGw5+Mm3153Ol4OVNnxpwZdHR28kChE+PT",
+	"eVRaVALW8ybkHvYtzzTOpEhBzyBTNuwIN3OhMGBO7AEgW85wJd1Ot7O7HYz4REhCy1+6NCotiIokncPQ",
+	"+0EV8prc+LcRc6ozZa1GJvN+NCoovmGc2DKsoOImKrEvDO0GI17kkBcZ0+UZbSfRSs1jsNxvyaxljJVm",
+	"jE9EkBumzwWRGc/ru+d5NWWSQKQFhrhCV1HQtn4Ij4GwxDCxP6gvwWzQOAtQ+mLO38pMPfTldY8Ru01W",
+	"69/I18enZ7mpeTHTen5RraMjWCSR49DWWAZN+LdlFCP+N/L6x7Pj9QM74CG2G9/6YAZ8PGr1u71RK8in",
+	"fDxqWYdxzjRHrY9ksLn56jCKjo+ls3KPHPWurOvT2JBzgLWGP71bUpn8ttKc/DwLsoTtGIzzV3W8vHJc",
+	"ZoWenZ/8m/OXL35lSl4vRVfR6T34sYiyFKwz4k6pMfVUAukY4hgKJ6T54wownKMF9kb6UqgF9UG/TTwW",
+	"Ds2eYvyzJZpZ0DTZgGZ+PPru9DekGb+qz6OZTanCsEMNGA4yf3y5JOGw2EASFZnZqK34tk9OYJQbr6Ag",
+	"seXeHRL2u10Xpi6V7WDeBxjZbltn+yKfrWrjcFf2uW2/N2aj0SOa5LTrUPV7srR1hoFbXg012ieL35Hg",
+	"nLJ9rx1Gq/2barbtm/rYkq9qDx9dRI987W9e9HtPMLrXQ1btgtYkoavqaMKuYK3/1Su1TJFsbtUzkFeM",
+	"TzvE1t8RLjQmu8CNBskpJt2vekx905Y/6snIF1jXGtlA6UthxX6jNsy8GZWsmo0rCP5tzJJPx69fXw16",
+	"n5S73xT9br4EZH9FFYtu09mruDZ2aXNIZq0oPcyvofB8NMErJaaVd83HI54LUuIS/pyHgCmiZpnGr2Jx",
+	"zW0Qv2jGYadjfKpcZphrKYwNg0WmG+RyUcn9RyXQYoU1JGoefmmyeaV+vOESASTIJflcQ1d/VKn8qlpb",
+	"vv4Q2r4TTYfv1FaeO2dXOcGXbGnz01hiHs54QVgcEPOxTUy319lgTQroEZ/TKeMuRQeTn8NS6mNob9MR",
+	"PqeYKhL6J1qQKeg8P7cz4kdJ4jNcSSTSMeMuK+/oxdMmD3/uaLln/z5eoJO7As0iig6+CqxHUJEtCXOg",
+	"GJ5wZdXzRMR5RnBtHMDV+xV0vVEudKWKNy//2qtpE6gX6EObCJneti+qDcOkY3EFNpChfKFJQxAjZfxi",
+	"dQObrfuWtTCXIR6VqvPrllCqk6y992e1jGslz/R2XNuVVDPcmtazXKK56RVYd1yW80bb66Kc2oz3Ntm0",
+	"QN+TJ08ebgykFxWkm2Ewb9Nyywptsr1R7ZUtD62bvSha/XXA5CjaXePADFkpTbkmW67p6ZU9qHVrw95y",
+	"rdqsgjXF1rcsyFdHV9YCN7etBWvd72EtZ1icsiavYk1Ycm9tVHLv1qDkKmDm9H0GJHLFGUYyGCkMV0xk",
+	"tjTkwZL4KOppxjS6HPGMRzPKpxDbukg1o3NMYZ2wmyKT3aWcB67cH7UM14bdiCuZJyt6P9Fy0vtG1R+1",
+	"vMDm+5eh+UlFITXh5kQJG5nIy96ai0NqikJGfIu673HNgau7ioTSZCrFtSrcFKnNjTZQxy/UdievvMir",
+	"ReylS/46JQzvL5d0kK0Q3ofYZJ+OOBYxkLHIeEy2sNZje9hU6GHzB1yNiyvtqgF3pYyjnoZdqbKD71iI",
+	"BCivA/DbpsIQV2tjOMtSwN/ByWiTI66AymhGgE+NfkZiMSQe4DY4Z7VLu8ccsmiQjLhbLmJD4U17NqMi",
+	"b9hlTjF+lDoJdUgkZQp/xJ4MlDuY2xiWwMvkDHCLRWpH81ZYUKIsRmzhr6GPscg06ZFUkTlI0usG3W7X",
+	"f7/dISdTLnyBsHmzCqywGU0lOmzMf6hrvlpJgOh2/yBZEFg1V2Nd1NTN3ZcVEbQSxm0Lqxdwo89qK31f",
+	"l+vchoXL2SvUtrzFK9/KaN5ixKvK+hYdu4KhanHcdp32nazTvj94Xjg023T3FY5FvPjbTrky6uNfCR6f",
+	"leBxulQ4U07mMEjZJJUjaM1FXSHouc32MmZP0U6MvLGXm5GiAhQzzST8DJFh1ni5KsFavaWLOsMgv2a0",
+	"fHWqzS4rtcSxNigGW2qo7kk1vP65Rt8tby9dM2s5DH7/lbCOrftlLr7FR7Wq0Mihjyu8rXf/0zcm1Rf9",
+	"W5YdR6ciaqj1fPPq1Muv5e9/k/vmSlzzOWgL2dj11Fu/xcBrkiGLw5VbV1dIcgq6iR5tP+UVFsjinPPd",
+	"jcX8VpyyN7jbsnp7/9MTgW2ZIS1Y5Z1YsS1WXHHe7Yx9a6a1LHq5tVCpQdGQ0CRxxzAlQgZF5BkNUsxo",
+	"C0acCw7GpoIUXW+A9tZyyyfP20kdax/xet5eyj+8M3e3GadfFosv96H6vfj82kxedWvfr3vWaZ+Dfmao",
+	"4jYWbUmnzKi9fMFjci+M2RyAne5fDPpLZdDlBF/GXeFGXsFwLzx7AmvqNc6rjXqsUYa9ZKZI/dL6P1zr",
+	"mKBoB2QbYo64dSNYoy4vurUBrA45K+IvrvcMsvFSLxpj8xlewngGQ3cjtb6lqQ3WdVA3J8QjPhdYTUbj",
+	"K8ojWyZS1KL7rWERSizw8kN0IthUZ5p/ji/YOn9lW1UsVZxAfv1jBGQrl20SRr7WIO8aSlzTUOoKRrDz",
+	"J7oOqSYUxc12hxzZbaE/ZsS9Q8c5OqrlC7hnprE//0wkMZnAdY4c71JDblF4eI28i4vaQMqSDnnj7vc3",
+	"REG0wKqvLAUiJFELHvliZsqSQ5K5d20srm3ZnQ9OakESIS7NflhTXLradupXDodRX8Hnrp0Ku6HtQOzO",
+	"6bZtMKK84ynvHVTnIvJ9i2qcQ93gc6sNP8cH/vmlOX9FFv+KLP4VWfwrsvgnjyz+Jr51lFu3+Na9NP2V",
+	"nOtmCRs42IMmB7vTs6x/vaKLrbdPakT2BycWG1zo9uFfHvTPMwueFY2myu3pl1XLT3GsLxsGH1j8cV3W",
+	"6705tW+7QBXZwpxiWrcPpcabtVeov6fht+EOjXUvNW7pv7on/BkO33PQ1fjSfR2znfyy3sZahMqtuUFx",
+	"a67tHaXL3WJW70t2vcfsNbt8qRmMv4W2aB6zNV54s8hZ2xqUtj2o8N4w2M7rgFevUy7fnWyM2HC3uxti",
+	"6gX2ecTciyKSZtQkF6MTktireJCvLUCjgcadJyF8BVou2kconLZvMynP3H26fzLGFNRcjLnUcYZsYTfU",
+	"58evyWoXtHD7kNQir1kJLu4g3qQ9zW+dx7B0T3gDS12i+P8JPbS+2OY0lBecodII5pOYbTU5vdqf9ad3",
+	"hnRt7YVlD8vXMUc0IbEx2sUcO5VuhSm9BCIzHm5XGiAOd3Z6/YNOt9Pt9IYPuw+7GJhxy11xqubdM62L",
+	"seit2Sl5R8wWG9pjWY7wHcjLxDNy31+8rBTa2yex9wxzLdRz10tsOyA33SJebgNh1uiqaHBA26ITf7b8",
+	"V1TGdpn99UvPC8CZVpBMOmXvgSuC/fju4/8PAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
