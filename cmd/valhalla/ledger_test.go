@@ -330,6 +330,13 @@ func TestLedgerEndpoints(t *testing.T) {
 	if err != nil || cons.JSON200 == nil {
 		t.Errorf("consistency 0..%d: %v %s", size, err, cons.Body)
 	}
+	resp, body = srv.do(t, "GET", "/metrics", "", nil)
+	for _, want := range []string{"\nvalhalla_ledger_tree_size 3\n", "\nvalhalla_ledger_unsealed_entries 0\n",
+		"\nvalhalla_ledger_seal_lag_seconds_count 3\n", "\nvalhalla_ledger_sequencer 1\n"} {
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
 	bad, _ := srv.Client.GetLedgerConsistencyWithResponse(ctx(t), &api.GetLedgerConsistencyParams{From: size, To: 0})
 	if bad.StatusCode() != http.StatusUnprocessableEntity {
 		t.Errorf("consistency %d..0: %d, want 422", size, bad.StatusCode())
@@ -381,4 +388,36 @@ degraded:
 
 func checkRecord(proof [][]byte, cp ledger.Checkpoint, seq int64, leaf [32]byte) error {
 	return tlog.CheckRecord(hashesOf(proof), cp.Size, cp.Root, seq-1, leaf)
+}
+
+// TestFeedTakesEveryListFilter: the feed declares every filter of the
+// listing with the same schema (the contract states them twice; this keeps
+// the copies equal).
+func TestFeedTakesEveryListFilter(t *testing.T) {
+	t.Parallel()
+	spec, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := func(path string) map[string]string {
+		out := map[string]string{}
+		for _, p := range spec.Paths.Find(path).Get.Parameters {
+			schema, err := json.Marshal(p.Value.Schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[p.Value.In+" "+p.Value.Name] = string(schema)
+		}
+		return out
+	}
+	list, feed := params("/system/logs"), params("/system/logs/feed")
+	paging := map[string]bool{"query limit": true, "query cursor": true, "query include_total": true, "query total_limit": true}
+	for name, schema := range list {
+		if paging[name] {
+			continue
+		}
+		if got, ok := feed[name]; !ok || got != schema {
+			t.Errorf("feed parameter %s: %s, want the listing's %s", name, got, schema)
+		}
+	}
 }
