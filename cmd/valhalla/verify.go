@@ -196,23 +196,55 @@ func (v *verifier) checkState(ctx context.Context, path string, cp ledger.Checkp
 	return nil
 }
 
+// feedPages reads the feed from after up to size in order, a page ahead
+// of the caller, so reading overlaps hashing. The channel closes after the
+// last page; a failure is sent as the last item.
+func (v *verifier) feedPages(ctx context.Context, after, size int64) <-chan pageOrError {
+	out := make(chan pageOrError, 2)
+	go func() {
+		defer close(out)
+		for after < size {
+			resp, err := v.client.GetSystemLogFeedWithResponse(ctx, &api.GetSystemLogFeedParams{After: &after, Limit: ptr(int32(verifyPage))})
+			switch {
+			case err != nil:
+				out <- pageOrError{err: fmt.Errorf("verify: read feed: %w", err)}
+				return
+			case resp.JSON200 == nil:
+				out <- pageOrError{err: fmt.Errorf("verify: read feed: %s", problemLine(resp.HTTPResponse, resp.Body))}
+				return
+			}
+			select {
+			case out <- pageOrError{page: resp.JSON200}:
+			case <-ctx.Done():
+				return
+			}
+			if resp.JSON200.NextAfter <= after {
+				return
+			}
+			after = resp.JSON200.NextAfter
+		}
+	}()
+	return out
+}
+
+// pageOrError is a feed page or the error that ended the reading.
+type pageOrError struct {
+	page *api.SystemLogFeed
+	err  error
+}
+
 // verifyAll reads the whole feed up to cp's size, hashes every entry again
 // and recomputes the root, and lists the entries outside the tree.
 func (v *verifier) verifyAll(ctx context.Context, cp ledger.Checkpoint) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var stored, recomputed treeBuilder
 	next := int64(1)
-	after := int64(0)
-	for after < cp.Size {
-		resp, err := v.client.GetSystemLogFeedWithResponse(ctx, &api.GetSystemLogFeedParams{After: &after, Limit: ptr(int32(verifyPage))})
-		if err != nil {
-			return 0, fmt.Errorf("verify: read feed: %w", err)
+	for p := range v.feedPages(ctx, 0, cp.Size) {
+		if p.err != nil {
+			return 0, p.err
 		}
-		if resp.JSON200 == nil {
-			return 0, fmt.Errorf("verify: read feed: %s", problemLine(resp.HTTPResponse, resp.Body))
-		}
-		page := resp.JSON200
-		leaves := mergeFeed(page)
-		for _, l := range leaves {
+		for _, l := range mergeFeed(p.page) {
 			if l.seq > cp.Size {
 				break
 			}
@@ -238,10 +270,6 @@ func (v *verifier) verifyAll(ctx context.Context, cp ledger.Checkpoint) (int64, 
 				v.find("altered", l.seq, l.id, "the entry does not hash to its leaf in the tree (changed after it was sealed)")
 			}
 		}
-		if page.NextAfter <= after {
-			break
-		}
-		after = page.NextAfter
 	}
 	for ; next <= cp.Size; next++ {
 		v.find("missing", next, "", "the tree has no leaf at this seq")
