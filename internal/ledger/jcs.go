@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -18,49 +19,52 @@ import (
 // the UTF-16 code units of their names, strings with only the escapes JCS
 // prescribes, and numbers as ECMAScript prints an IEEE 754 double. A number
 // that no finite double can hold (such as 1e400, which jsonb accepts) keeps
-// its literal text instead: docs/ledger.md says so. It returns an error
-// when in is not one JSON value or holds a duplicate member name.
+// its literal text instead, and of duplicate member names the last wins,
+// as in jsonb: docs/ledger.md says so. It returns an error when in is not
+// one JSON value.
 func canonicalJSON(in []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(in))
 	dec.UseNumber()
-	var buf bytes.Buffer
-	if err := canonicalValue(dec, &buf); err != nil {
+	var v any
+	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("canonical JSON: %w", err)
 	}
-	if _, err := dec.Token(); err == nil {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("canonical JSON: more than one value")
 	}
+	buf := bytes.NewBuffer(make([]byte, 0, len(in)))
+	writeValue(buf, v)
 	return buf.Bytes(), nil
 }
 
-// canonicalValue writes the next value of dec to buf.
-func canonicalValue(dec *json.Decoder, buf *bytes.Buffer) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			return canonicalObject(dec, buf)
-		case '[':
-			buf.WriteByte('[')
-			for i := 0; dec.More(); i++ {
-				if i > 0 {
-					buf.WriteByte(',')
-				}
-				if err := canonicalValue(dec, buf); err != nil {
-					return err
-				}
-			}
-			if _, err := dec.Token(); err != nil { // ]
-				return err
-			}
-			buf.WriteByte(']')
-			return nil
+// writeValue writes v, as decoded with UseNumber, canonically.
+func writeValue(buf *bytes.Buffer, v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		names := make([]string, 0, len(t))
+		for name := range t {
+			names = append(names, name)
 		}
-		return fmt.Errorf("unexpected %q", t)
+		slices.SortFunc(names, compareUTF16)
+		buf.WriteByte('{')
+		for i, name := range names {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			writeString(buf, name)
+			buf.WriteByte(':')
+			writeValue(buf, t[name])
+		}
+		buf.WriteByte('}')
+	case []any:
+		buf.WriteByte('[')
+		for i, e := range t {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			writeValue(buf, e)
+		}
+		buf.WriteByte(']')
 	case string:
 		writeString(buf, t)
 	case json.Number:
@@ -70,50 +74,33 @@ func canonicalValue(dec *json.Decoder, buf *bytes.Buffer) error {
 	case nil:
 		buf.WriteString("null")
 	}
-	return nil
 }
 
-// canonicalObject writes the object whose '{' dec has just read.
-func canonicalObject(dec *json.Decoder, buf *bytes.Buffer) error {
-	type member struct {
-		name  string
-		key   []uint16
-		value []byte
-	}
-	var members []member
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		name, ok := tok.(string)
-		if !ok {
-			return fmt.Errorf("member name %v is not a string", tok)
-		}
-		var v bytes.Buffer
-		if err := canonicalValue(dec, &v); err != nil {
-			return err
-		}
-		members = append(members, member{name: name, key: utf16.Encode([]rune(name)), value: v.Bytes()})
-	}
-	if _, err := dec.Token(); err != nil { // }
-		return err
-	}
-	slices.SortFunc(members, func(a, b member) int { return slices.Compare(a.key, b.key) })
-	buf.WriteByte('{')
-	for i, m := range members {
-		if i > 0 {
-			if m.name == members[i-1].name {
-				return fmt.Errorf("duplicate member %q", m.name)
+// compareUTF16 orders a and b by their UTF-16 code units, as RFC 8785
+// §3.2.3 sorts member names. It differs from UTF-8 byte order only where
+// a character beyond U+FFFF (a surrogate pair) meets one in U+E000–U+FFFF.
+func compareUTF16(a, b string) int {
+	for a != "" && b != "" {
+		ra, na := utf8.DecodeRuneInString(a)
+		rb, nb := utf8.DecodeRuneInString(b)
+		if ra != rb {
+			ua, ub := utf16Units(ra), utf16Units(rb)
+			if c := slices.Compare(ua[:], ub[:]); c != 0 {
+				return c
 			}
-			buf.WriteByte(',')
 		}
-		writeString(buf, m.name)
-		buf.WriteByte(':')
-		buf.Write(m.value)
+		a, b = a[na:], b[nb:]
 	}
-	buf.WriteByte('}')
-	return nil
+	return len(a) - len(b)
+}
+
+// utf16Units returns r's UTF-16 code units, the second 0 for one unit.
+func utf16Units(r rune) [2]uint16 {
+	if r < 0x10000 {
+		return [2]uint16{uint16(r), 0}
+	}
+	r1, r2 := utf16.EncodeRune(r)
+	return [2]uint16{uint16(r1), uint16(r2)}
 }
 
 // writeString writes s as a JSON string the way RFC 8785 §3.2.2.2 does:

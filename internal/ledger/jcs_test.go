@@ -34,7 +34,11 @@ func TestCanonicalJSON(t *testing.T) {
 			t.Errorf("canonicalJSON(%s)\n got %s\nwant %s", tc.in, got, tc.want)
 		}
 	}
-	for _, bad := range []string{`{"a":1,"a":2}`, `{"a":1} {}`, `{"a":}`, ``} {
+	// jsonb keeps the last of duplicate names; so does the encoding.
+	if got, err := canonicalJSON([]byte(`{"a":1,"a":2}`)); err != nil || string(got) != `{"a":2}` {
+		t.Errorf("duplicate names: %s %v, want the last", got, err)
+	}
+	for _, bad := range []string{`{"a":1} {}`, `{"a":}`, ``} {
 		if got, err := canonicalJSON([]byte(bad)); err == nil {
 			t.Errorf("canonicalJSON(%q) = %s, want an error", bad, got)
 		}
