@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -336,6 +337,11 @@ func TestLedgerEndpoints(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
 		}
+	}
+	// The largest after is an empty page, not an overflow.
+	last, err := srv.Client.GetSystemLogFeedWithResponse(ctx(t), &api.GetSystemLogFeedParams{After: ptr(int64(math.MaxInt64))})
+	if err != nil || last.JSON200 == nil || len(last.JSON200.Items) != 0 || last.JSON200.NextAfter != math.MaxInt64 {
+		t.Errorf("feed after MaxInt64: %v %d %s", err, last.StatusCode(), last.Body)
 	}
 	bad, _ := srv.Client.GetLedgerConsistencyWithResponse(ctx(t), &api.GetLedgerConsistencyParams{From: size, To: 0})
 	if bad.StatusCode() != http.StatusUnprocessableEntity {

@@ -3,6 +3,7 @@ package logstore
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/google/uuid"
 
@@ -72,9 +73,10 @@ func (s *Store) Feed(ctx context.Context, f Filter, after int64, limit int32) (F
 	if err != nil {
 		return FeedPage{}, fmt.Errorf("read tree size: %w", translate(err))
 	}
+	scan := min(int64(FeedScan), math.MaxInt64-after) // after + scan must not overflow
 	rows, err := s.q.Feed(ctx, db.FeedParams{
 		After:         after,
-		Scan:          FeedScan,
+		Scan:          scan,
 		Levels:        f.levels(),
 		Category:      f.Category,
 		CorrelationID: f.CorrelationID,
@@ -102,7 +104,7 @@ func (s *Store) Feed(ctx context.Context, f Filter, after int64, limit int32) (F
 	}
 	if len(rows) < int(limit) {
 		// The whole window was scanned: skip past it, up to the tree's end.
-		page.NextAfter = max(page.NextAfter, min(after+FeedScan, size))
+		page.NextAfter = max(page.NextAfter, min(after+scan, size))
 	}
 	return page, nil
 }
