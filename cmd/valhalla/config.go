@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,12 @@ type config struct {
 	DrainDelay      time.Duration
 	DBWait          time.Duration
 	ReadyTimeout    time.Duration
+	// SealInterval is how often the sequencer seals; 0 means this server
+	// never seals (another one on the database must).
+	SealInterval time.Duration
+	// LedgerKeyFile holds the ledger's signing key (default
+	// <DataDir>/ledger.key).
+	LedgerKeyFile string
 	// Limits bounds what one client can hold: a client that trickles its
 	// headers or body is cut off.
 	Limits limits
@@ -74,6 +81,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		"how long to wait for the database at start (VALHALLA_DB_WAIT)")
 	readyTimeout := fs.String("ready-timeout", envOr(getenv, "VALHALLA_READY_TIMEOUT", "1s"),
 		"timeout of each readiness check (VALHALLA_READY_TIMEOUT)")
+	sealInterval := fs.String("seal-interval", envOr(getenv, "VALHALLA_SEAL_INTERVAL", "250ms"),
+		"how often the sequencer seals new entries into the ledger; 0 makes this server never seal (VALHALLA_SEAL_INTERVAL)")
+	fs.StringVar(&cfg.LedgerKeyFile, "ledger-key-file", getenv("VALHALLA_LEDGER_KEY_FILE"),
+		"the ledger's signing key, generated on first start; servers on one database share it (VALHALLA_LEDGER_KEY_FILE, default <data-dir>/ledger.key)")
 	readHeader := fs.String("read-header-timeout", envOr(getenv, "VALHALLA_READ_HEADER_TIMEOUT", "10s"),
 		"how long a client may take to send the request headers (VALHALLA_READ_HEADER_TIMEOUT)")
 	readTimeout := fs.String("read-timeout", envOr(getenv, "VALHALLA_READ_TIMEOUT", "60s"),
@@ -107,6 +118,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{"drain delay", *drainDelay, &cfg.DrainDelay},
 		{"db wait", *dbWait, &cfg.DBWait},
 		{"ready timeout", *readyTimeout, &cfg.ReadyTimeout},
+		{"seal interval", *sealInterval, &cfg.SealInterval},
 		{"read header timeout", *readHeader, &cfg.Limits.ReadHeaderTimeout},
 		{"read timeout", *readTimeout, &cfg.Limits.ReadTimeout},
 		{"write timeout", *writeTimeout, &cfg.Limits.WriteTimeout},
@@ -129,6 +141,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err
+	}
+	if cfg.LedgerKeyFile == "" {
+		cfg.LedgerKeyFile = filepath.Join(cfg.DataDir, "ledger.key")
 	}
 	return cfg, fs.Args(), nil
 }

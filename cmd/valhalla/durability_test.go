@@ -323,9 +323,17 @@ func buildBinary(t *testing.T) string {
 // listens.
 func startProcess(t *testing.T, bin, dataDir, token string) *process {
 	t.Helper()
+	return startServeProcess(t, bin, []string{"DATABASE_URL=", "VALHALLA_BOOTSTRAP_TOKEN=" + token}, "--data-dir", dataDir)
+}
+
+// startServeProcess runs the valhalla binary bin as `serve` with env added
+// to the test's environment and args added to serve's, and waits until it
+// listens.
+func startServeProcess(t *testing.T, bin string, env []string, args ...string) *process {
+	t.Helper()
 	p := &process{out: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir)
-	p.cmd.Env = append(os.Environ(), "DATABASE_URL=", "VALHALLA_BOOTSTRAP_TOKEN="+token)
+	p.cmd = exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -81,6 +82,10 @@ func startServer(t *testing.T, env map[string]string, args ...string) *instance 
 	env = maps.Clone(env)
 	if _, set := env["VALHALLA_BOOTSTRAP_TOKEN"]; !set {
 		env["VALHALLA_BOOTSTRAP_TOKEN"] = auth.Mint()
+	}
+	if _, set := env["VALHALLA_LEDGER_KEY_FILE"]; !set && env["VALHALLA_DATA_DIR"] == "" {
+		// Not ./.valhalla/ledger.key in the package directory.
+		env["VALHALLA_LEDGER_KEY_FILE"] = filepath.Join(t.TempDir(), "ledger.key")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}

@@ -75,7 +75,7 @@ func TestWriteAndRead(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := "actor category context correlation_id id level message timestamp trace_id user_id"; strings.Join(keys, " ") != want {
+	if want := "actor category context correlation_id id leaf_hash level message seq timestamp trace_id user_id"; strings.Join(keys, " ") != want {
 		t.Errorf("fields %v, want %s", keys, want)
 	}
 	var read api.SystemLog

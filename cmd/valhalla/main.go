@@ -6,6 +6,8 @@
 //	valhalla migrate status   list migrations and whether they are applied
 //	valhalla tokens ...       create, list and revoke bearer tokens
 //	valhalla logs ...         write, get and list entries on a running server
+//	valhalla ledger key       print the ledger's verifier key
+//	valhalla verify ...       verify a server's sealed trail against its signed checkpoints
 //	valhalla version          print the build version
 package main
 
@@ -46,6 +48,8 @@ commands:
                    manage bearer tokens (valhalla tokens -h)
   logs write|get|list
                    talk to a running server (valhalla logs -h)
+  ledger key       print the ledger's verifier key (valhalla ledger -h)
+  verify           verify a server's sealed trail (valhalla verify -h)
   version          print the build version
 `
 
@@ -65,6 +69,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return tokensCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "logs":
 		return logsCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "ledger":
+		return ledgerCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "verify":
+		return verifyCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

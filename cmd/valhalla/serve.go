@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/valhalla-platform/valhalla/internal/auth"
@@ -20,6 +21,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/httpapi"
+	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/logging"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
@@ -86,10 +88,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	go func() { defer close(watched); tokens.Watch(watchCtx, logger) }()
 	defer func() { stopWatch(); <-watched }()
 
+	key, err := ledger.LoadOrCreateKey(cfg.LedgerKeyFile)
+	if err != nil {
+		return err
+	}
+	logger.Info("ledger verifier key (give it to auditors: valhalla verify --key)", "key", key.Verifier, "key_file", cfg.LedgerKeyFile)
 	store := logstore.New(pool, logstore.WithGroupObserver(m.WriteGroup))
+	ledgerReader := ledger.NewReader(pool)
+	m.ObserveLedger(func(ctx context.Context) (int64, int64, error) {
+		s, err := ledgerReader.Stats(ctx)
+		return s.TreeSize, s.Unsealed, err
+	})
 	checker := health.NewChecker(version, cfg.ReadyTimeout, logger, health.Check{Name: "database", Run: pool.Ping})
+	// The ledger degrades health, not readiness: a lagging sequencer is
+	// no reason to send this server less traffic.
+	interval := cfg.SealInterval
+	if interval == 0 {
+		interval = ledger.DefaultSealInterval
+	}
+	checker.AlsoForHealth(health.Check{Name: "ledger", Run: ledgerReader.HealthCheck(maxSealLag(interval))})
 	handler, err := httpapi.NewServer(httpapi.Deps{
 		Store:          store,
+		Ledger:         ledgerReader,
+		SealInterval:   cfg.SealInterval,
 		Tokens:         tokens,
 		Checker:        checker,
 		Metrics:        m,
@@ -117,6 +138,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	go expireKeys(ctx, store, logger, keyCleanupInterval)
+	sealed := make(chan struct{})
+	if cfg.SealInterval > 0 {
+		// The sequencer stops with the server, before the pool closes.
+		sealer := ledger.NewSealer(ledger.SealerOptions{
+			Connect: func(ctx context.Context) (*pgx.Conn, error) {
+				return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+			},
+			Key:      key,
+			Interval: cfg.SealInterval,
+			Logger:   logger,
+			Sealed:   m.Sealed,
+			Leading:  m.Sequencing,
+		})
+		sealCtx, stopSealing := context.WithCancel(context.WithoutCancel(ctx))
+		go func() { defer close(sealed); sealer.Run(sealCtx) }()
+		defer func() { stopSealing(); <-sealed }()
+	} else {
+		close(sealed)
+		logger.Info("ledger: this server never seals (seal interval 0)")
+	}
 	base := "http://" + ln.Addr().String()
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version,
 		"viewer", base+"/ui/", "docs", base+"/docs/")
@@ -147,6 +188,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logger.Info("stopped")
 	return nil
 }
+
+// maxSealLag is the wait past which the ledger check fails: 10 seal
+// intervals.
+func maxSealLag(interval time.Duration) time.Duration { return 10 * interval }
 
 // keyCleanupInterval is how often expired idempotency keys are deleted.
 const keyCleanupInterval = 10 * time.Minute

@@ -204,6 +204,18 @@ type CheckStatus string
 // Checks Each check, with its outcome and duration.
 type Checks = []Check
 
+// ConsistencyProof An RFC 6962 consistency proof between two tree sizes.
+type ConsistencyProof struct {
+	// From The smaller tree size.
+	From int64 `json:"from"`
+
+	// Proof The proof's hashes, each base64.
+	Proof [][]byte `json:"proof"`
+
+	// To The larger tree size.
+	To int64 `json:"to"`
+}
+
 // FieldError One violation. Exactly one of `pointer` (a JSON Pointer into the body),
 // `parameter` (a query or path parameter) or `header` locates it.
 type FieldError struct {
@@ -318,6 +330,27 @@ type HealthProblem struct {
 	Version string `json:"version"`
 }
 
+// InclusionProof An RFC 6962 inclusion proof of one entry.
+type InclusionProof struct {
+	// Checkpoint The signed checkpoint (C2SP signed note) of that tree size.
+	Checkpoint string `json:"checkpoint"`
+
+	// Id The entry's id.
+	Id openapi_types.UUID `json:"id"`
+
+	// LeafHash The leaf hash (base64).
+	LeafHash []byte `json:"leaf_hash"`
+
+	// Proof The audit path, bottom up, each hash base64.
+	Proof [][]byte `json:"proof"`
+
+	// Seq The entry's `seq`; its leaf is leaf `seq - 1` (0-based) of the tree.
+	Seq int64 `json:"seq"`
+
+	// TreeSize The size of the tree the proof is for.
+	TreeSize int64 `json:"tree_size"`
+}
+
 // Liveness Liveness.
 type Liveness struct {
 	// Status Always `ok`.
@@ -362,6 +395,18 @@ type Metrics struct {
 
 	// Version Build version.
 	Version string `json:"version"`
+}
+
+// MissingEntry A sealed entry that is no longer stored.
+type MissingEntry struct {
+	// Id Its id.
+	Id openapi_types.UUID `json:"id"`
+
+	// LeafHash Its leaf hash in the ledger (base64).
+	LeafHash []byte `json:"leaf_hash"`
+
+	// Seq Its place in the trail.
+	Seq int64 `json:"seq"`
 }
 
 // PoolStats The database connection pool.
@@ -516,6 +561,14 @@ type SystemLog struct {
 	// Example: 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
 	Id openapi_types.UUID `json:"id"`
 
+	// LeafHash The entry's RFC 6962 leaf hash in the ledger (base64 of 32
+	// bytes): SHA-256 of 0x00 and its canonical encoding
+	// (docs/ledger.md). Null until sealed.
+	//
+	//
+	// Example: 3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
+	LeafHash *[]byte `json:"leaf_hash"`
+
 	// Level Severity, lowest to highest.
 	//
 	// Example: INFO
@@ -525,6 +578,14 @@ type SystemLog struct {
 	//
 	// Example: user signed in
 	Message string `json:"message"`
+
+	// Seq The entry's place in the sealed trail: 1, 2, 3, … in commit
+	// order, with no gap. Null until the sequencer seals the entry,
+	// within the seal interval of its commit.
+	//
+	//
+	// Example: 42
+	Seq *int64 `json:"seq"`
 
 	// Timestamp When the server stored the entry.
 	//
@@ -590,6 +651,21 @@ type SystemLogCreate struct {
 	UserId *string `json:"user_id,omitempty"`
 }
 
+// SystemLogFeed One page of the feed, `seq` ascending.
+type SystemLogFeed struct {
+	// Items The sealed entries on this page that match the filters.
+	Items []SystemLog `json:"items"`
+
+	// Missing Leaves of the ledger in the scanned range whose entry is no longer
+	// in the table (deleted), whatever the filters.
+	Missing []MissingEntry `json:"missing"`
+
+	// NextAfter The last `seq` this page scanned; pass it as `after` for the next page.
+	//
+	// Example: 42
+	NextAfter int64 `json:"next_after"`
+}
+
 // SystemLogList One page of entries, newest first.
 type SystemLogList struct {
 	// Items The entries on this page.
@@ -638,6 +714,9 @@ type XRequestID = string
 // Forbidden An RFC 9457 problem. Extension members may be added.
 type Forbidden = ProblemDetails
 
+// NotSealed An RFC 9457 problem. Extension members may be added.
+type NotSealed = ProblemDetails
+
 // Problem An RFC 9457 problem. Extension members may be added.
 type Problem = ProblemDetails
 
@@ -646,6 +725,36 @@ type Unauthorized = ProblemDetails
 
 // Unavailable An RFC 9457 problem. Extension members may be added.
 type Unavailable = ProblemDetails
+
+// GetLedgerCheckpointParams defines parameters for GetLedgerCheckpoint.
+type GetLedgerCheckpointParams struct {
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// GetLedgerConsistencyParams defines parameters for GetLedgerConsistency.
+type GetLedgerConsistencyParams struct {
+	// From The smaller signed tree size.
+	From int64 `form:"from" json:"from"`
+
+	// To The larger signed tree size.
+	To int64 `form:"to" json:"to"`
+
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// ListUnsealedLogsParams defines parameters for ListUnsealedLogs.
+type ListUnsealedLogsParams struct {
+	// Limit At most this many entries.
+	Limit *int32 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
 
 // GetPrometheusMetricsParams defines parameters for GetPrometheusMetrics.
 type GetPrometheusMetricsParams struct {
@@ -795,8 +904,55 @@ type CreateSystemLogBatchParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// GetSystemLogFeedParams defines parameters for GetSystemLogFeed.
+type GetSystemLogFeedParams struct {
+	// After Only entries with a larger `seq`; `0` (the default) starts at the first.
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Limit Page size.
+	Limit *int32 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Level Only entries with one of these levels (repeatable).
+	Level *[]LogLevel `form:"level,omitempty" json:"level,omitempty"`
+
+	// MinLevel Only entries at or above this severity.
+	MinLevel *LogLevel `form:"min_level,omitempty" json:"min_level,omitempty"`
+
+	// Category Only entries in this category.
+	Category *string `form:"category,omitempty" json:"category,omitempty"`
+
+	// CorrelationId Only entries with this correlation id.
+	CorrelationId *string `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
+
+	// TraceId Only entries written while serving a request of this W3C trace.
+	TraceId *TraceID `form:"trace_id,omitempty" json:"trace_id,omitempty"`
+
+	// UserId Only entries for this user.
+	UserId *string `form:"user_id,omitempty" json:"user_id,omitempty"`
+
+	// Since Only entries at or after this instant (inclusive).
+	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+
+	// Until Only entries before this instant (exclusive).
+	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
 // GetSystemLogParams defines parameters for GetSystemLog.
 type GetSystemLogParams struct {
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// GetSystemLogProofParams defines parameters for GetSystemLogProof.
+type GetSystemLogProofParams struct {
+	// TreeSize A signed tree size (see `GET /ledger/checkpoint`); by default the latest.
+	TreeSize *int64 `form:"tree_size,omitempty" json:"tree_size,omitempty"`
+
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
@@ -881,6 +1037,34 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 
 // The interface specification for the client above.
 type ClientInterface interface {
+
+	// GetLedgerCheckpoint The latest signed checkpoint
+	//
+	// The latest checkpoint of the ledger as a C2SP signed note
+	// (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), as is: the origin,
+	// the tree size and the base64 root hash, a blank line and the Ed25519
+	// signature. Verify it with the key `valhalla ledger key` prints.
+	//
+	// Corresponds with GET /ledger/checkpoint (the `GetLedgerCheckpoint` operationId).
+	GetLedgerCheckpoint(ctx context.Context, params *GetLedgerCheckpointParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetLedgerConsistency Prove one tree extends another
+	//
+	// The RFC 6962 consistency proof that the tree of `from` entries is a
+	// prefix of the tree of `to` entries; both must be signed sizes.
+	//
+	// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
+	GetLedgerConsistency(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListUnsealedLogs Entries stored behind the API's back
+	//
+	// Entries in the table that are neither in the ledger nor waiting to
+	// be sealed: the API queues every entry it stores in the same
+	// transaction, so these were written by other means (such as SQL).
+	// Oldest first. This reads the whole table; `valhalla verify` calls it.
+	//
+	// Corresponds with GET /ledger/unsealed (the `ListUnsealedLogs` operationId).
+	ListUnsealedLogs(ctx context.Context, params *ListUnsealedLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetPrometheusMetrics Prometheus metrics
 	//
@@ -1002,10 +1186,94 @@ type ClientInterface interface {
 	// Corresponds with POST /system/logs/batch (the `CreateSystemLogBatch` operationId).
 	CreateSystemLogBatch(ctx context.Context, params *CreateSystemLogBatchParams, body CreateSystemLogBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetSystemLogFeed Follow the sealed trail in commit order
+	//
+	// Sealed entries with `seq` greater than `after`, ascending, with
+	// every filter of the listing. Pass `next_after` back as `after` to
+	// continue: it is the last `seq` this page scanned, so a filtered
+	// poller advances even through entries that do not match, and a
+	// poller that follows it sees every entry exactly once (entries are
+	// sealed in commit order, a whole seal pass at a time). A page reads
+	// at most 10,000 sealed entries, so it may hold fewer than `limit`
+	// items before the end of the trail. Use the feed to consume or sync
+	// the trail; use the newest-first listing to look at it.
+	//
+	// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
+	GetSystemLogFeed(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetSystemLog Get one log entry
 	//
 	// Corresponds with GET /system/logs/{id} (the `GetSystemLog` operationId).
 	GetSystemLog(ctx context.Context, id openapi_types.UUID, params *GetSystemLogParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetSystemLogProof Prove an entry is in the ledger
+	//
+	// The entry's `seq`, its leaf hash, the RFC 6962 inclusion proof of
+	// that leaf in the tree of `tree_size` entries (by default the latest
+	// signed one) and the signed checkpoint of that tree. A `404` says
+	// whether the entry is unknown or not sealed yet (then with
+	// `Retry-After`).
+	//
+	// Corresponds with GET /system/logs/{id}/proof (the `GetSystemLogProof` operationId).
+	GetSystemLogProof(ctx context.Context, id openapi_types.UUID, params *GetSystemLogProofParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// GetLedgerCheckpoint The latest signed checkpoint
+//
+// The latest checkpoint of the ledger as a C2SP signed note
+// (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), as is: the origin,
+// the tree size and the base64 root hash, a blank line and the Ed25519
+// signature. Verify it with the key `valhalla ledger key` prints.
+//
+// Corresponds with GET /ledger/checkpoint (the `GetLedgerCheckpoint` operationId).
+func (c *Client) GetLedgerCheckpoint(ctx context.Context, params *GetLedgerCheckpointParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLedgerCheckpointRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetLedgerConsistency Prove one tree extends another
+//
+// The RFC 6962 consistency proof that the tree of `from` entries is a
+// prefix of the tree of `to` entries; both must be signed sizes.
+//
+// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
+func (c *Client) GetLedgerConsistency(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetLedgerConsistencyRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListUnsealedLogs Entries stored behind the API's back
+//
+// Entries in the table that are neither in the ledger nor waiting to
+// be sealed: the API queues every entry it stores in the same
+// transaction, so these were written by other means (such as SQL).
+// Oldest first. This reads the whole table; `valhalla verify` calls it.
+//
+// Corresponds with GET /ledger/unsealed (the `ListUnsealedLogs` operationId).
+func (c *Client) ListUnsealedLogs(ctx context.Context, params *ListUnsealedLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListUnsealedLogsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // GetPrometheusMetrics Prometheus metrics
@@ -1268,6 +1536,31 @@ func (c *Client) CreateSystemLogBatch(ctx context.Context, params *CreateSystemL
 	return c.Client.Do(req)
 }
 
+// GetSystemLogFeed Follow the sealed trail in commit order
+//
+// Sealed entries with `seq` greater than `after`, ascending, with
+// every filter of the listing. Pass `next_after` back as `after` to
+// continue: it is the last `seq` this page scanned, so a filtered
+// poller advances even through entries that do not match, and a
+// poller that follows it sees every entry exactly once (entries are
+// sealed in commit order, a whole seal pass at a time). A page reads
+// at most 10,000 sealed entries, so it may hold fewer than `limit`
+// items before the end of the trail. Use the feed to consume or sync
+// the trail; use the newest-first listing to look at it.
+//
+// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
+func (c *Client) GetSystemLogFeed(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSystemLogFeedRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetSystemLog Get one log entry
 //
 // Corresponds with GET /system/logs/{id} (the `GetSystemLog` operationId).
@@ -1281,6 +1574,211 @@ func (c *Client) GetSystemLog(ctx context.Context, id openapi_types.UUID, params
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// GetSystemLogProof Prove an entry is in the ledger
+//
+// The entry's `seq`, its leaf hash, the RFC 6962 inclusion proof of
+// that leaf in the tree of `tree_size` entries (by default the latest
+// signed one) and the signed checkpoint of that tree. A `404` says
+// whether the entry is unknown or not sealed yet (then with
+// `Retry-After`).
+//
+// Corresponds with GET /system/logs/{id}/proof (the `GetSystemLogProof` operationId).
+func (c *Client) GetSystemLogProof(ctx context.Context, id openapi_types.UUID, params *GetSystemLogProofParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSystemLogProofRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// NewGetLedgerCheckpointRequest constructs an http.Request for the GetLedgerCheckpoint method
+func NewGetLedgerCheckpointRequest(server string, params *GetLedgerCheckpointParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/ledger/checkpoint")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetLedgerConsistencyRequest constructs an http.Request for the GetLedgerConsistency method
+func NewGetLedgerConsistencyRequest(server string, params *GetLedgerConsistencyParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/ledger/consistency")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListUnsealedLogsRequest constructs an http.Request for the ListUnsealedLogs method
+func NewListUnsealedLogsRequest(server string, params *ListUnsealedLogsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/ledger/unsealed")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
 }
 
 // NewGetPrometheusMetricsRequest constructs an http.Request for the GetPrometheusMetrics method
@@ -2001,6 +2499,183 @@ func NewCreateSystemLogBatchRequestWithBody(server string, params *CreateSystemL
 	return req, nil
 }
 
+// NewGetSystemLogFeedRequest constructs an http.Request for the GetSystemLogFeed method
+func NewGetSystemLogFeedRequest(server string, params *GetSystemLogFeedParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/system/logs/feed")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Level != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "level", *params.Level, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.MinLevel != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "min_level", *params.MinLevel, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Category != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "category", *params.Category, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CorrelationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "correlation_id", *params.CorrelationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TraceId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "trace_id", *params.TraceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.UserId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user_id", *params.UserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Since != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Until != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGetSystemLogRequest constructs an http.Request for the GetSystemLog method
 func NewGetSystemLogRequest(server string, id openapi_types.UUID, params *GetSystemLogParams) (*http.Request, error) {
 	var err error
@@ -2025,6 +2700,82 @@ func NewGetSystemLogRequest(server string, id openapi_types.UUID, params *GetSys
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetSystemLogProofRequest constructs an http.Request for the GetSystemLogProof method
+func NewGetSystemLogProofRequest(server string, id openapi_types.UUID, params *GetSystemLogProofParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/system/logs/%s/proof", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TreeSize != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "tree_size", *params.TreeSize, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -2093,6 +2844,40 @@ func WithBaseURL(baseURL string) ClientOption {
 
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
+
+	// GetLedgerCheckpointWithResponse The latest signed checkpoint
+	//
+	// The latest checkpoint of the ledger as a C2SP signed note
+	// (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), as is: the origin,
+	// the tree size and the base64 root hash, a blank line and the Ed25519
+	// signature. Verify it with the key `valhalla ledger key` prints.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /ledger/checkpoint (the `GetLedgerCheckpoint` operationId).
+	GetLedgerCheckpointWithResponse(ctx context.Context, params *GetLedgerCheckpointParams, reqEditors ...RequestEditorFn) (*GetLedgerCheckpointResponse, error)
+
+	// GetLedgerConsistencyWithResponse Prove one tree extends another
+	//
+	// The RFC 6962 consistency proof that the tree of `from` entries is a
+	// prefix of the tree of `to` entries; both must be signed sizes.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
+	GetLedgerConsistencyWithResponse(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*GetLedgerConsistencyResponse, error)
+
+	// ListUnsealedLogsWithResponse Entries stored behind the API's back
+	//
+	// Entries in the table that are neither in the ledger nor waiting to
+	// be sealed: the API queues every entry it stores in the same
+	// transaction, so these were written by other means (such as SQL).
+	// Oldest first. This reads the whole table; `valhalla verify` calls it.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /ledger/unsealed (the `ListUnsealedLogs` operationId).
+	ListUnsealedLogsWithResponse(ctx context.Context, params *ListUnsealedLogsParams, reqEditors ...RequestEditorFn) (*ListUnsealedLogsResponse, error)
 
 	// GetPrometheusMetricsWithResponse Prometheus metrics
 	//
@@ -2234,12 +3019,455 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /system/logs/batch (the `CreateSystemLogBatch` operationId).
 	CreateSystemLogBatchWithResponse(ctx context.Context, params *CreateSystemLogBatchParams, body CreateSystemLogBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateSystemLogBatchResponse, error)
 
+	// GetSystemLogFeedWithResponse Follow the sealed trail in commit order
+	//
+	// Sealed entries with `seq` greater than `after`, ascending, with
+	// every filter of the listing. Pass `next_after` back as `after` to
+	// continue: it is the last `seq` this page scanned, so a filtered
+	// poller advances even through entries that do not match, and a
+	// poller that follows it sees every entry exactly once (entries are
+	// sealed in commit order, a whole seal pass at a time). A page reads
+	// at most 10,000 sealed entries, so it may hold fewer than `limit`
+	// items before the end of the trail. Use the feed to consume or sync
+	// the trail; use the newest-first listing to look at it.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
+	GetSystemLogFeedWithResponse(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*GetSystemLogFeedResponse, error)
+
 	// GetSystemLogWithResponse Get one log entry
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /system/logs/{id} (the `GetSystemLog` operationId).
 	GetSystemLogWithResponse(ctx context.Context, id openapi_types.UUID, params *GetSystemLogParams, reqEditors ...RequestEditorFn) (*GetSystemLogResponse, error)
+
+	// GetSystemLogProofWithResponse Prove an entry is in the ledger
+	//
+	// The entry's `seq`, its leaf hash, the RFC 6962 inclusion proof of
+	// that leaf in the tree of `tree_size` entries (by default the latest
+	// signed one) and the signed checkpoint of that tree. A `404` says
+	// whether the entry is unknown or not sealed yet (then with
+	// `Retry-After`).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /system/logs/{id}/proof (the `GetSystemLogProof` operationId).
+	GetSystemLogProofWithResponse(ctx context.Context, id openapi_types.UUID, params *GetSystemLogProofParams, reqEditors ...RequestEditorFn) (*GetSystemLogProofResponse, error)
+}
+
+// GetLedgerCheckpointResponse200Headers the declared response headers of an HTTP 200 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse200Headers struct {
+	XRequestID string
+}
+
+// GetLedgerCheckpointResponse401Headers the declared response headers of an HTTP 401 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetLedgerCheckpointResponse403Headers the declared response headers of an HTTP 403 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// GetLedgerCheckpointResponse404Headers the declared response headers of an HTTP 404 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse404Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetLedgerCheckpointResponse500Headers the declared response headers of an HTTP 500 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse500Headers struct {
+	XRequestID string
+}
+
+// GetLedgerCheckpointResponse503Headers the declared response headers of an HTTP 503 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetLedgerCheckpointResponseDefaultHeaders the declared response headers of an HTTP default response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerCheckpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotSealed
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetLedgerCheckpointResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetLedgerCheckpointResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetLedgerCheckpointResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetLedgerCheckpointResponse404Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetLedgerCheckpointResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetLedgerCheckpointResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetLedgerCheckpointResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON404() *NotSealed {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLedgerCheckpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLedgerCheckpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLedgerCheckpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLedgerCheckpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetLedgerConsistencyResponse200Headers the declared response headers of an HTTP 200 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse200Headers struct {
+	XRequestID string
+}
+
+// GetLedgerConsistencyResponse401Headers the declared response headers of an HTTP 401 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetLedgerConsistencyResponse403Headers the declared response headers of an HTTP 403 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// GetLedgerConsistencyResponse404Headers the declared response headers of an HTTP 404 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse404Headers struct {
+	XRequestID string
+}
+
+// GetLedgerConsistencyResponse422Headers the declared response headers of an HTTP 422 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse422Headers struct {
+	XRequestID string
+}
+
+// GetLedgerConsistencyResponse500Headers the declared response headers of an HTTP 500 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse500Headers struct {
+	XRequestID string
+}
+
+// GetLedgerConsistencyResponse503Headers the declared response headers of an HTTP 503 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetLedgerConsistencyResponseDefaultHeaders the declared response headers of an HTTP default response for GetLedgerConsistency
+type GetLedgerConsistencyResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerConsistencyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ConsistencyProof
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetLedgerConsistencyResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetLedgerConsistencyResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetLedgerConsistencyResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetLedgerConsistencyResponse404Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *GetLedgerConsistencyResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetLedgerConsistencyResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetLedgerConsistencyResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetLedgerConsistencyResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetLedgerConsistencyResponse) GetJSON200() *ConsistencyProof {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetLedgerConsistencyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetLedgerConsistencyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetLedgerConsistencyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetLedgerConsistencyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListUnsealedLogsResponse200Headers the declared response headers of an HTTP 200 response for ListUnsealedLogs
+type ListUnsealedLogsResponse200Headers struct {
+	XRequestID string
+}
+
+// ListUnsealedLogsResponse401Headers the declared response headers of an HTTP 401 response for ListUnsealedLogs
+type ListUnsealedLogsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ListUnsealedLogsResponse403Headers the declared response headers of an HTTP 403 response for ListUnsealedLogs
+type ListUnsealedLogsResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// ListUnsealedLogsResponse422Headers the declared response headers of an HTTP 422 response for ListUnsealedLogs
+type ListUnsealedLogsResponse422Headers struct {
+	XRequestID string
+}
+
+// ListUnsealedLogsResponse500Headers the declared response headers of an HTTP 500 response for ListUnsealedLogs
+type ListUnsealedLogsResponse500Headers struct {
+	XRequestID string
+}
+
+// ListUnsealedLogsResponse503Headers the declared response headers of an HTTP 503 response for ListUnsealedLogs
+type ListUnsealedLogsResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// ListUnsealedLogsResponseDefaultHeaders the declared response headers of an HTTP default response for ListUnsealedLogs
+type ListUnsealedLogsResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type ListUnsealedLogsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SystemLogBatch
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListUnsealedLogsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListUnsealedLogsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListUnsealedLogsResponse403Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *ListUnsealedLogsResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListUnsealedLogsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListUnsealedLogsResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *ListUnsealedLogsResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListUnsealedLogsResponse) GetJSON200() *SystemLogBatch {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListUnsealedLogsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListUnsealedLogsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListUnsealedLogsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListUnsealedLogsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 // GetPrometheusMetricsResponse200Headers the declared response headers of an HTTP 200 response for GetPrometheusMetrics
@@ -3451,6 +4679,141 @@ func (r CreateSystemLogBatchResponse) ContentType() string {
 	return ""
 }
 
+// GetSystemLogFeedResponse200Headers the declared response headers of an HTTP 200 response for GetSystemLogFeed
+type GetSystemLogFeedResponse200Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogFeedResponse401Headers the declared response headers of an HTTP 401 response for GetSystemLogFeed
+type GetSystemLogFeedResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetSystemLogFeedResponse403Headers the declared response headers of an HTTP 403 response for GetSystemLogFeed
+type GetSystemLogFeedResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// GetSystemLogFeedResponse422Headers the declared response headers of an HTTP 422 response for GetSystemLogFeed
+type GetSystemLogFeedResponse422Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogFeedResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLogFeed
+type GetSystemLogFeedResponse500Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogFeedResponse503Headers the declared response headers of an HTTP 503 response for GetSystemLogFeed
+type GetSystemLogFeedResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetSystemLogFeedResponseDefaultHeaders the declared response headers of an HTTP default response for GetSystemLogFeed
+type GetSystemLogFeedResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogFeedResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SystemLogFeed
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetSystemLogFeedResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSystemLogFeedResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetSystemLogFeedResponse403Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *GetSystemLogFeedResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetSystemLogFeedResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetSystemLogFeedResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetSystemLogFeedResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetSystemLogFeedResponse) GetJSON200() *SystemLogFeed {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSystemLogFeedResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSystemLogFeedResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSystemLogFeedResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSystemLogFeedResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetSystemLogResponse200Headers the declared response headers of an HTTP 200 response for GetSystemLog
 type GetSystemLogResponse200Headers struct {
 	XRequestID string
@@ -3598,6 +4961,208 @@ func (r GetSystemLogResponse) ContentType() string {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
+}
+
+// GetSystemLogProofResponse200Headers the declared response headers of an HTTP 200 response for GetSystemLogProof
+type GetSystemLogProofResponse200Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogProofResponse401Headers the declared response headers of an HTTP 401 response for GetSystemLogProof
+type GetSystemLogProofResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetSystemLogProofResponse403Headers the declared response headers of an HTTP 403 response for GetSystemLogProof
+type GetSystemLogProofResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// GetSystemLogProofResponse404Headers the declared response headers of an HTTP 404 response for GetSystemLogProof
+type GetSystemLogProofResponse404Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetSystemLogProofResponse422Headers the declared response headers of an HTTP 422 response for GetSystemLogProof
+type GetSystemLogProofResponse422Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogProofResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLogProof
+type GetSystemLogProofResponse500Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogProofResponse503Headers the declared response headers of an HTTP 503 response for GetSystemLogProof
+type GetSystemLogProofResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetSystemLogProofResponseDefaultHeaders the declared response headers of an HTTP default response for GetSystemLogProof
+type GetSystemLogProofResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogProofResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *InclusionProof
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotSealed
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetSystemLogProofResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSystemLogProofResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetSystemLogProofResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetSystemLogProofResponse404Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *GetSystemLogProofResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetSystemLogProofResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetSystemLogProofResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetSystemLogProofResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetSystemLogProofResponse) GetJSON200() *InclusionProof {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON404() *NotSealed {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSystemLogProofResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSystemLogProofResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSystemLogProofResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSystemLogProofResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetLedgerCheckpointWithResponse The latest signed checkpoint
+//
+// The latest checkpoint of the ledger as a C2SP signed note
+// (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), as is: the origin,
+// the tree size and the base64 root hash, a blank line and the Ed25519
+// signature. Verify it with the key `valhalla ledger key` prints.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /ledger/checkpoint (the `GetLedgerCheckpoint` operationId).
+func (c *ClientWithResponses) GetLedgerCheckpointWithResponse(ctx context.Context, params *GetLedgerCheckpointParams, reqEditors ...RequestEditorFn) (*GetLedgerCheckpointResponse, error) {
+	rsp, err := c.GetLedgerCheckpoint(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLedgerCheckpointResponse(rsp)
+}
+
+// GetLedgerConsistencyWithResponse Prove one tree extends another
+//
+// The RFC 6962 consistency proof that the tree of `from` entries is a
+// prefix of the tree of `to` entries; both must be signed sizes.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
+func (c *ClientWithResponses) GetLedgerConsistencyWithResponse(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*GetLedgerConsistencyResponse, error) {
+	rsp, err := c.GetLedgerConsistency(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetLedgerConsistencyResponse(rsp)
+}
+
+// ListUnsealedLogsWithResponse Entries stored behind the API's back
+//
+// Entries in the table that are neither in the ledger nor waiting to
+// be sealed: the API queues every entry it stores in the same
+// transaction, so these were written by other means (such as SQL).
+// Oldest first. This reads the whole table; `valhalla verify` calls it.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /ledger/unsealed (the `ListUnsealedLogs` operationId).
+func (c *ClientWithResponses) ListUnsealedLogsWithResponse(ctx context.Context, params *ListUnsealedLogsParams, reqEditors ...RequestEditorFn) (*ListUnsealedLogsResponse, error) {
+	rsp, err := c.ListUnsealedLogs(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListUnsealedLogsResponse(rsp)
 }
 
 // GetPrometheusMetricsWithResponse Prometheus metrics
@@ -3824,6 +5389,29 @@ func (c *ClientWithResponses) CreateSystemLogBatchWithResponse(ctx context.Conte
 	return ParseCreateSystemLogBatchResponse(rsp)
 }
 
+// GetSystemLogFeedWithResponse Follow the sealed trail in commit order
+//
+// Sealed entries with `seq` greater than `after`, ascending, with
+// every filter of the listing. Pass `next_after` back as `after` to
+// continue: it is the last `seq` this page scanned, so a filtered
+// poller advances even through entries that do not match, and a
+// poller that follows it sees every entry exactly once (entries are
+// sealed in commit order, a whole seal pass at a time). A page reads
+// at most 10,000 sealed entries, so it may hold fewer than `limit`
+// items before the end of the trail. Use the feed to consume or sync
+// the trail; use the newest-first listing to look at it.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
+func (c *ClientWithResponses) GetSystemLogFeedWithResponse(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*GetSystemLogFeedResponse, error) {
+	rsp, err := c.GetSystemLogFeed(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSystemLogFeedResponse(rsp)
+}
+
 // GetSystemLogWithResponse Get one log entry
 //
 // Returns a wrapper object for the known response body format(s).
@@ -3835,6 +5423,528 @@ func (c *ClientWithResponses) GetSystemLogWithResponse(ctx context.Context, id o
 		return nil, err
 	}
 	return ParseGetSystemLogResponse(rsp)
+}
+
+// GetSystemLogProofWithResponse Prove an entry is in the ledger
+//
+// The entry's `seq`, its leaf hash, the RFC 6962 inclusion proof of
+// that leaf in the tree of `tree_size` entries (by default the latest
+// signed one) and the signed checkpoint of that tree. A `404` says
+// whether the entry is unknown or not sealed yet (then with
+// `Retry-After`).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /system/logs/{id}/proof (the `GetSystemLogProof` operationId).
+func (c *ClientWithResponses) GetSystemLogProofWithResponse(ctx context.Context, id openapi_types.UUID, params *GetSystemLogProofParams, reqEditors ...RequestEditorFn) (*GetSystemLogProofResponse, error) {
+	rsp, err := c.GetSystemLogProof(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSystemLogProofResponse(rsp)
+}
+
+// ParseGetLedgerCheckpointResponse parses an HTTP response from a GetLedgerCheckpointWithResponse call
+func ParseGetLedgerCheckpointResponse(rsp *http.Response) (*GetLedgerCheckpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLedgerCheckpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotSealed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetLedgerCheckpointResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetLedgerCheckpointResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetLedgerCheckpointResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetLedgerCheckpointResponse404Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetLedgerCheckpointResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetLedgerCheckpointResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers GetLedgerCheckpointResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetLedgerConsistencyResponse parses an HTTP response from a GetLedgerConsistencyWithResponse call
+func ParseGetLedgerConsistencyResponse(rsp *http.Response) (*GetLedgerConsistencyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetLedgerConsistencyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ConsistencyProof
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetLedgerConsistencyResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetLedgerConsistencyResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetLedgerConsistencyResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetLedgerConsistencyResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 422:
+		var headers GetLedgerConsistencyResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetLedgerConsistencyResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetLedgerConsistencyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers GetLedgerConsistencyResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListUnsealedLogsResponse parses an HTTP response from a ListUnsealedLogsWithResponse call
+func ParseListUnsealedLogsResponse(rsp *http.Response) (*ListUnsealedLogsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListUnsealedLogsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SystemLogBatch
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListUnsealedLogsResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListUnsealedLogsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListUnsealedLogsResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 422:
+		var headers ListUnsealedLogsResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListUnsealedLogsResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListUnsealedLogsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers ListUnsealedLogsResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
 }
 
 // ParseGetPrometheusMetricsResponse parses an HTTP response from a GetPrometheusMetricsWithResponse call
@@ -5136,6 +7246,168 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 	return response, nil
 }
 
+// ParseGetSystemLogFeedResponse parses an HTTP response from a GetSystemLogFeedWithResponse call
+func ParseGetSystemLogFeedResponse(rsp *http.Response) (*GetSystemLogFeedResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSystemLogFeedResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SystemLogFeed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetSystemLogFeedResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSystemLogFeedResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetSystemLogFeedResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 422:
+		var headers GetSystemLogFeedResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetSystemLogFeedResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetSystemLogFeedResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers GetSystemLogFeedResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetSystemLogResponse parses an HTTP response from a GetSystemLogWithResponse call
 func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -5315,8 +7587,203 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 	return response, nil
 }
 
+// ParseGetSystemLogProofResponse parses an HTTP response from a GetSystemLogProofWithResponse call
+func ParseGetSystemLogProofResponse(rsp *http.Response) (*GetSystemLogProofResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSystemLogProofResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest InclusionProof
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotSealed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetSystemLogProofResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSystemLogProofResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetSystemLogProofResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetSystemLogProofResponse404Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 422:
+		var headers GetSystemLogProofResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetSystemLogProofResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetSystemLogProofResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers GetSystemLogProofResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// GetLedgerCheckpoint The latest signed checkpoint
+	// (GET /ledger/checkpoint)
+	GetLedgerCheckpoint(w http.ResponseWriter, r *http.Request, params GetLedgerCheckpointParams)
+	// GetLedgerConsistency Prove one tree extends another
+	// (GET /ledger/consistency)
+	GetLedgerConsistency(w http.ResponseWriter, r *http.Request, params GetLedgerConsistencyParams)
+	// ListUnsealedLogs Entries stored behind the API's back
+	// (GET /ledger/unsealed)
+	ListUnsealedLogs(w http.ResponseWriter, r *http.Request, params ListUnsealedLogsParams)
 	// GetPrometheusMetrics Prometheus metrics
 	// (GET /metrics)
 	GetPrometheusMetrics(w http.ResponseWriter, r *http.Request, params GetPrometheusMetricsParams)
@@ -5353,9 +7820,15 @@ type ServerInterface interface {
 	// CreateSystemLogBatch Write log entries in one transaction
 	// (POST /system/logs/batch)
 	CreateSystemLogBatch(w http.ResponseWriter, r *http.Request, params CreateSystemLogBatchParams)
+	// GetSystemLogFeed Follow the sealed trail in commit order
+	// (GET /system/logs/feed)
+	GetSystemLogFeed(w http.ResponseWriter, r *http.Request, params GetSystemLogFeedParams)
 	// GetSystemLog Get one log entry
 	// (GET /system/logs/{id})
 	GetSystemLog(w http.ResponseWriter, r *http.Request, id openapi_types.UUID, params GetSystemLogParams)
+	// GetSystemLogProof Prove an entry is in the ledger
+	// (GET /system/logs/{id}/proof)
+	GetSystemLogProof(w http.ResponseWriter, r *http.Request, id openapi_types.UUID, params GetSystemLogProofParams)
 }
 
 // ServerInterfaceWrapper converts contexts to parameters.
@@ -5366,6 +7839,168 @@ type ServerInterfaceWrapper struct {
 }
 
 type MiddlewareFunc func(http.Handler) http.Handler
+
+// GetLedgerCheckpoint operation middleware
+func (siw *ServerInterfaceWrapper) GetLedgerCheckpoint(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetLedgerCheckpointParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetLedgerCheckpoint(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetLedgerConsistency operation middleware
+func (siw *ServerInterfaceWrapper) GetLedgerConsistency(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetLedgerConsistencyParams
+
+	// ------------- Required query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "from", r.URL.Query(), &params.From, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "from"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "from", Err: err})
+		}
+		return
+	}
+
+	// ------------- Required query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "to", r.URL.Query(), &params.To, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "to"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "to", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetLedgerConsistency(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListUnsealedLogs operation middleware
+func (siw *ServerInterfaceWrapper) ListUnsealedLogs(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListUnsealedLogsParams
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListUnsealedLogs(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
 
 // GetPrometheusMetrics operation middleware
 func (siw *ServerInterfaceWrapper) GetPrometheusMetrics(w http.ResponseWriter, r *http.Request) {
@@ -6062,6 +8697,177 @@ func (siw *ServerInterfaceWrapper) CreateSystemLogBatch(w http.ResponseWriter, r
 	handler.ServeHTTP(w, r)
 }
 
+// GetSystemLogFeed operation middleware
+func (siw *ServerInterfaceWrapper) GetSystemLogFeed(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetSystemLogFeedParams
+
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", r.URL.Query(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "after"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "after", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "level", r.URL.Query(), &params.Level, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "min_level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "min_level", r.URL.Query(), &params.MinLevel, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "min_level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "min_level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "category" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "category", r.URL.Query(), &params.Category, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "category"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "category", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "correlation_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "correlation_id", r.URL.Query(), &params.CorrelationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "correlation_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "correlation_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "trace_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "trace_id", r.URL.Query(), &params.TraceId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "trace_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "trace_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "user_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "user_id", r.URL.Query(), &params.UserId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "user_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "user_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "until" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "until", r.URL.Query(), &params.Until, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "until"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "until", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetSystemLogFeed(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetSystemLog operation middleware
 func (siw *ServerInterfaceWrapper) GetSystemLog(w http.ResponseWriter, r *http.Request) {
 
@@ -6103,6 +8909,69 @@ func (siw *ServerInterfaceWrapper) GetSystemLog(w http.ResponseWriter, r *http.R
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetSystemLog(w, r, id, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetSystemLogProof operation middleware
+func (siw *ServerInterfaceWrapper) GetSystemLogProof(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "id" -------------
+	var id openapi_types.UUID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", r.PathValue("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "id", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetSystemLogProofParams
+
+	// ------------- Optional query parameter "tree_size" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "tree_size", r.URL.Query(), &params.TreeSize, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "tree_size"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "tree_size", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetSystemLogProof(w, r, id, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -6235,7 +9104,12 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs", wrapper.ListSystemLogs)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/system/logs", wrapper.CreateSystemLog)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/system/logs/batch", wrapper.CreateSystemLogBatch)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/feed", wrapper.GetSystemLogFeed)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/{id}/proof", wrapper.GetSystemLogProof)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/{id}", wrapper.GetSystemLog)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/checkpoint", wrapper.GetLedgerCheckpoint)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/consistency", wrapper.GetLedgerConsistency)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/unsealed", wrapper.ListUnsealedLogs)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health", wrapper.GetHealth)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/live", wrapper.GetLiveness)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/ready", wrapper.GetReadiness)
@@ -6257,6 +9131,16 @@ type ForbiddenApplicationProblemPlusJSONResponse struct {
 	Body ProblemDetails
 
 	Headers ForbiddenResponseHeaders
+}
+
+type NotSealedResponseHeaders struct {
+	RetryAfter *int
+	XRequestID string
+}
+type NotSealedApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetails
+
+	Headers NotSealedResponseHeaders
 }
 
 type ProblemResponseHeaders struct {
@@ -6286,6 +9170,473 @@ type UnavailableApplicationProblemPlusJSONResponse struct {
 	Body ProblemDetails
 
 	Headers UnavailableResponseHeaders
+}
+
+type GetLedgerCheckpointRequestObject struct {
+	Params GetLedgerCheckpointParams
+}
+
+type GetLedgerCheckpointResponseObject interface {
+	VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error
+}
+
+type GetLedgerCheckpoint200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerCheckpoint200TextResponse struct {
+	Body    string
+	Headers GetLedgerCheckpoint200ResponseHeaders
+}
+
+func (response GetLedgerCheckpoint200TextResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
+	return err
+}
+
+type GetLedgerCheckpoint401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint401ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerCheckpoint403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint403ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerCheckpoint404ApplicationProblemPlusJSONResponse struct {
+	NotSealedApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint404ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerCheckpoint500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint500ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerCheckpoint503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint503ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerCheckpointdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerCheckpointdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetLedgerCheckpointdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetLedgerCheckpointdefaultApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistencyRequestObject struct {
+	Params GetLedgerConsistencyParams
+}
+
+type GetLedgerConsistencyResponseObject interface {
+	VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error
+}
+
+type GetLedgerConsistency200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerConsistency200JSONResponse struct {
+	Body    ConsistencyProof
+	Headers GetLedgerConsistency200ResponseHeaders
+}
+
+func (response GetLedgerConsistency200JSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerConsistency401ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerConsistency403ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency404ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerConsistency404ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency422ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerConsistency422ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetLedgerConsistency422ResponseHeaders
+}
+
+func (response GetLedgerConsistency422ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerConsistency500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetLedgerConsistency500ResponseHeaders
+}
+
+func (response GetLedgerConsistency500ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistency503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerConsistency503ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLedgerConsistencydefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetLedgerConsistencydefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetLedgerConsistencydefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetLedgerConsistencydefaultApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogsRequestObject struct {
+	Params ListUnsealedLogsParams
+}
+
+type ListUnsealedLogsResponseObject interface {
+	VisitListUnsealedLogsResponse(w http.ResponseWriter) error
+}
+
+type ListUnsealedLogs200ResponseHeaders struct {
+	XRequestID string
+}
+
+type ListUnsealedLogs200JSONResponse struct {
+	Body    SystemLogBatch
+	Headers ListUnsealedLogs200ResponseHeaders
+}
+
+func (response ListUnsealedLogs200JSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListUnsealedLogs401ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListUnsealedLogs403ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs422ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response ListUnsealedLogs422ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs500ResponseHeaders struct {
+	XRequestID string
+}
+
+type ListUnsealedLogs500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers ListUnsealedLogs500ResponseHeaders
+}
+
+func (response ListUnsealedLogs500ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListUnsealedLogs503ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogsdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type ListUnsealedLogsdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    ListUnsealedLogsdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response ListUnsealedLogsdefaultApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type GetPrometheusMetricsRequestObject struct {
@@ -7609,6 +10960,156 @@ func (response CreateSystemLogBatchdefaultApplicationProblemPlusJSONResponse) Vi
 	return err
 }
 
+type GetSystemLogFeedRequestObject struct {
+	Params GetSystemLogFeedParams
+}
+
+type GetSystemLogFeedResponseObject interface {
+	VisitGetSystemLogFeedResponse(w http.ResponseWriter) error
+}
+
+type GetSystemLogFeed200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogFeed200JSONResponse struct {
+	Body    SystemLogFeed
+	Headers GetSystemLogFeed200ResponseHeaders
+}
+
+func (response GetSystemLogFeed200JSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogFeed401ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogFeed403ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed422ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogFeed422ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogFeed500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetSystemLogFeed500ResponseHeaders
+}
+
+func (response GetSystemLogFeed500ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogFeed503ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeeddefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogFeeddefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetSystemLogFeeddefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetSystemLogFeeddefaultApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetSystemLogRequestObject struct {
 	Id     openapi_types.UUID `json:"id"`
 	Params GetSystemLogParams
@@ -7782,8 +11283,188 @@ func (response GetSystemLogdefaultApplicationProblemPlusJSONResponse) VisitGetSy
 	return err
 }
 
+type GetSystemLogProofRequestObject struct {
+	Id     openapi_types.UUID `json:"id"`
+	Params GetSystemLogProofParams
+}
+
+type GetSystemLogProofResponseObject interface {
+	VisitGetSystemLogProofResponse(w http.ResponseWriter) error
+}
+
+type GetSystemLogProof200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogProof200JSONResponse struct {
+	Body    InclusionProof
+	Headers GetSystemLogProof200ResponseHeaders
+}
+
+func (response GetSystemLogProof200JSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof401ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof403ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof404ApplicationProblemPlusJSONResponse struct {
+	NotSealedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof404ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof422ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof422ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogProof500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetSystemLogProof500ResponseHeaders
+}
+
+func (response GetSystemLogProof500ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof503ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProofdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogProofdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetSystemLogProofdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetSystemLogProofdefaultApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// GetLedgerCheckpoint The latest signed checkpoint
+	// (GET /ledger/checkpoint)
+	GetLedgerCheckpoint(ctx context.Context, request GetLedgerCheckpointRequestObject) (GetLedgerCheckpointResponseObject, error)
+	// GetLedgerConsistency Prove one tree extends another
+	// (GET /ledger/consistency)
+	GetLedgerConsistency(ctx context.Context, request GetLedgerConsistencyRequestObject) (GetLedgerConsistencyResponseObject, error)
+	// ListUnsealedLogs Entries stored behind the API's back
+	// (GET /ledger/unsealed)
+	ListUnsealedLogs(ctx context.Context, request ListUnsealedLogsRequestObject) (ListUnsealedLogsResponseObject, error)
 	// GetPrometheusMetrics Prometheus metrics
 	// (GET /metrics)
 	GetPrometheusMetrics(ctx context.Context, request GetPrometheusMetricsRequestObject) (GetPrometheusMetricsResponseObject, error)
@@ -7820,9 +11501,15 @@ type StrictServerInterface interface {
 	// CreateSystemLogBatch Write log entries in one transaction
 	// (POST /system/logs/batch)
 	CreateSystemLogBatch(ctx context.Context, request CreateSystemLogBatchRequestObject) (CreateSystemLogBatchResponseObject, error)
+	// GetSystemLogFeed Follow the sealed trail in commit order
+	// (GET /system/logs/feed)
+	GetSystemLogFeed(ctx context.Context, request GetSystemLogFeedRequestObject) (GetSystemLogFeedResponseObject, error)
 	// GetSystemLog Get one log entry
 	// (GET /system/logs/{id})
 	GetSystemLog(ctx context.Context, request GetSystemLogRequestObject) (GetSystemLogResponseObject, error)
+	// GetSystemLogProof Prove an entry is in the ledger
+	// (GET /system/logs/{id}/proof)
+	GetSystemLogProof(ctx context.Context, request GetSystemLogProofRequestObject) (GetSystemLogProofResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, request any) (any, error)
@@ -7862,6 +11549,84 @@ type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
 	options     StrictHTTPServerOptions
+}
+
+// GetLedgerCheckpoint operation middleware
+func (sh *strictHandler) GetLedgerCheckpoint(w http.ResponseWriter, r *http.Request, params GetLedgerCheckpointParams) {
+	var request GetLedgerCheckpointRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLedgerCheckpoint(ctx, request.(GetLedgerCheckpointRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLedgerCheckpoint")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetLedgerCheckpointResponseObject); ok {
+		if err := validResponse.VisitGetLedgerCheckpointResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetLedgerConsistency operation middleware
+func (sh *strictHandler) GetLedgerConsistency(w http.ResponseWriter, r *http.Request, params GetLedgerConsistencyParams) {
+	var request GetLedgerConsistencyRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetLedgerConsistency(ctx, request.(GetLedgerConsistencyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetLedgerConsistency")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetLedgerConsistencyResponseObject); ok {
+		if err := validResponse.VisitGetLedgerConsistencyResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListUnsealedLogs operation middleware
+func (sh *strictHandler) ListUnsealedLogs(w http.ResponseWriter, r *http.Request, params ListUnsealedLogsParams) {
+	var request ListUnsealedLogsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListUnsealedLogs(ctx, request.(ListUnsealedLogsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListUnsealedLogs")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListUnsealedLogsResponseObject); ok {
+		if err := validResponse.VisitListUnsealedLogsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
 }
 
 // GetPrometheusMetrics operation middleware
@@ -8191,6 +11956,32 @@ func (sh *strictHandler) CreateSystemLogBatch(w http.ResponseWriter, r *http.Req
 	}
 }
 
+// GetSystemLogFeed operation middleware
+func (sh *strictHandler) GetSystemLogFeed(w http.ResponseWriter, r *http.Request, params GetSystemLogFeedParams) {
+	var request GetSystemLogFeedRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetSystemLogFeed(ctx, request.(GetSystemLogFeedRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetSystemLogFeed")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetSystemLogFeedResponseObject); ok {
+		if err := validResponse.VisitGetSystemLogFeedResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetSystemLog operation middleware
 func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id openapi_types.UUID, params GetSystemLogParams) {
 	var request GetSystemLogRequestObject
@@ -8218,127 +12009,188 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 	}
 }
 
+// GetSystemLogProof operation middleware
+func (sh *strictHandler) GetSystemLogProof(w http.ResponseWriter, r *http.Request, id openapi_types.UUID, params GetSystemLogProofParams) {
+	var request GetSystemLogProofRequestObject
+
+	request.Id = id
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetSystemLogProof(ctx, request.(GetSystemLogProofRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetSystemLogProof")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetSystemLogProofResponseObject); ok {
+		if err := validResponse.VisitGetSystemLogProofResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F3rchs3ln6Vs52psrTTpEhKsmO68kPxLZpRbEeW15MJPWqw+5BE1A3QAFoS49LWvMO+wz7YPMnWAdA3",
-	"sklJtmJnXVPlHyLZjcu54Vy+A38IYpnNpUBhdDD8EMyQJajsn387xvc5anP4hD4lqGPF54ZLEQyDkxmC",
-	"cj/f0xBLpTBl9BvwBLbMDCFmaYrqng5BKpACIePCYALjBdDPGtU5qu1uEAY0DleYBEOjcgwDHc8wYzRn",
-	"xi6PUEzNLBj2B9+GQcZF+TkM5swYVLSaf/xy0Pk76/zW6zzsng477/78pyAMzGKOwTDQRnExDa6urugN",
-	"xTI0fn+HCWZzaVDEi7/iYnWPP7Iz1MDgQnGDoNkEwUhQaNSiC2+5mXEBgz2YyVzp0G2KZQhnuICJkhl9",
-	"MxL2KyPPUMAFN7PqsbFMFjRYroS230640gYU6rkUGh0R6cmR4Inetm/L3NjVcDEFNmVchIDnNPKMp9gY",
-	"xHIGuAZteJqOhMqF4GL6qLlMuyImpJmhcgvitOFobzCIuvBSpIti+yNhZsyAzuMYMcGEHlSYYTZGhUkI",
-	"WgJzpAE2MaholP3ebuTe1t2ReKMRGEwU6hkoJhKZwTlLcwxp0BkwmvjNm8MnIUykAmTxDBKuDRex2zN2",
-	"RyIIA7xk2Twlxu5OevGA7WHnwbifdPbi/f3OQ/YtdnrJ/Ul/PIh32V4ShAEnVjqpDsJAsIzerbG+Q7xf",
-	"I3SD/f1NQvcfnf9uF7Vwo+48bmhLF/6KcwMXMxTALcv6//rn//QH30I8Y4rFJK0gJxAtyXj0aOQYd8E1",
-	"1lTK6llBzPMHXThIL9hCA8YzSXwT9tlCzJaJ2us/HEx68X7nPruPnQdJP+48nOxjZ3fcZ4N4L9nH+5N1",
-	"RP1bx2+6c/ikQdE6zf4xGl32eu/+c42GFuuyCvpMqjFPEhT0IZbCoDD0J5vPUx5bAu7MlRynmP35Vy3t",
-	"Y9Wsf1I4CYbBNzuVgdtxv+qdV+6tJ2gYT7WbetXAObXlmgSVJzDODaQsPnPqqmM5d3SXc1SOmwIx0U7H",
-	"Ejs0EGk0cEN2rmZa37592znIzQyFoY1gu4EdI1OoSA7SFMUUaTRSfRo/41rT324ZW8fPHsP9B/s9a1Ar",
-	"dn7vRlDI0uy7UXDOUhqLjYIQUCmpvhsFXOh8MuExR2FO7Wj0q/3ju1GQyqkeOgsQNHjaIvJ19q+hvyfB",
-	"Tk09LO09P74Anw8EEO0e7u0/AD/HEq8+ZV9vBMvNTCr+Gx1vn31zL2QhQ1aUy6PY2nKuIRdnQl6IEDKW",
-	"TqTKMKEnFJ7LM0ycafh0of0k2bSad2pXbwVwva9wtwL5RrBzxlM2TvELGZ+EGTZmGh2fytU8apyyZAmm",
-	"nFyABFO2WJLcY3qyc0BPrvLqNcZSJJpcmgvGDYxxIhW60bmYdtu0nTy4KapPpO5VMbJd5OMZxmery3sp",
-	"aC0s4QK1hpgeoiXNFVlbw90BkeTO8J5menWEH+QFpNKbSzsAGCnPQjoCM56mXDsKNKSy190bhAHpAjPB",
-	"MEhkThJQHlUiJ4cnuAoDK6Krk76dLWrzTRhPMYEtBnomlQmdE6nzLGNqsaQOfoXcKmFuPIP7evWcLA7c",
-	"1bmZgQvmqYVJc/xCntrG04aZXF8nt5ZTr92j7qwudPEXt6JyoLDBmXfljHL8K8aGZqyPtcr73MQyQ/J6",
-	"WMV6FHlGU8mzIAyIsrWBq63YgVvGfEoOpR0rdG4vN5robCdiIoFixTQVN5jdjBw0pV8DU4ot6PMzjmny",
-	"tF0+SKzPuXTeXxeeXrLYpAtrlMnHm0tSMRWRyPzl9csX8Mp9AVwYaQWLvPTtcCSiMpaxD7/PUS3IeM+Z",
-	"mUH52zZ9FTk1jCCVZLatO2Jt+5IyWXu0Rqy4hgslnVmoZMo68PSbkKbYAy2Spam8wMQ5+K0S7H3Hlcle",
-	"sKwcpYhi3LPNmR87g9w5oYFbxi8psHmKNWRrzpXyjJvWSRxzVqdosM6dfw97/e2Ki8XWiJvNyXZQGMVR",
-	"7+zupHiOaWt0Udc8z7Y2JfsBWUphy4oQnqNiaUqETc1s1azGpQ5dK//amw9lMDllpk160EUccyVjMuX+",
-	"4eauB73B/U6/3xncP+n1hvbf34O6HWYGO2QbN1uvJdfOBT6RPIseQYJTxShwdZu2ga7QFxS9+jAYHLle",
-	"VU5gzeK0mZp8Tis69cfI+hNWcxGj23dj17v3e73u/o1Om3NUmjsfoznH9zlPE/A/Lylnv9vr9q6Vn9Jk",
-	"F3OsbKzB4LCQjvUCV3PmWZq+nATDX27nEIUf/n8L5B9SMDZLwScz/92yD/ukqXChzfCsBltO+fz0IbjZ",
-	"7YGM52Sb/fF/FQZH5OeibqFn8cuqJbuBabhW0dv1pU38j+T0yNrsFo6fo+JmEQIdjNqQ1z3j0xlqU5//",
-	"ydPv3zwPwuDwxbOXQRi8PTh+cfiCvnh6fPzyOAiDx8eHJ4ePD45o+kpY/eMrcvgjGsXjlu2/8qIfy1zY",
-	"/JJ1gIqAYy5lClOWT7GFosn4lH6/NsaRMiX3zqpjKqf69EJxY1CcGmlYC4WO5BT80QfaSDLL69Tj/l6v",
-	"phtcmPt71e7LEMVxDbXRp1ycTlI+nbVYAx+YaBijzaagOscEhLzoBrebY822yvGJRimaDdvq9wZ7N5rz",
-	"39btttZts02rbN8SN1tFqFWcw1Iv2uxCpQytGZNS8WIpBMY2k0hjrSofi92eTulJ3ZZZLgbQFOXmGpfF",
-	"eHfQKlI8SXHdoIdJWl+avuGQGbtcNyLRAzT/DcG61jcc0FJ63ZAv5yhuvcglKalP0CBJuEz4+u5aGd50",
-	"aFaPn5akIzy9NChIEMGVVTRkbAFjBJYkToGXnKKqjHDKk5aI933OUigDDpdXv6ehnrhpSUHI3HQeTHZZ",
-	"m+qvCxGfXs5TJlwO3EZWXIOM41wpFDE2J2lEdkxDH3yWDyYUN7dNa3MtbTG99RDKcNpVjorRuJjn5sbB",
-	"fC1mb4noudCGiRg31kFdDLm0d5ix+RwFJrDsnu/ohTaY7ZA1uU1U88PJyStwP0IskyZ19waDVtXhJm1Z",
-	"/OuZVKZIRxUhceGX0Si+CGknu6dBIdNkm2aKaVxKX70R/sRh4xThqTDcLNq2ZRSL0cvrJoac0HOHTypu",
-	"tFG+vtYQGLw5PgSFE3Skd9pxjtAMuu9pem44ElGRv9U7o7zX240Fy9D+hVEIFzNUCM+fnkD12Ad64sp5",
-	"CRoYzNkUQbMFF9ORuLB5EgMZMuE8KvuNkZDILvzITDwD6Q5nGsbRNmVecEZC4zRDYbYflY9oYMqVmMhB",
-	"dAxipqo33dMQ0XPRchWvWrHVBftwxyUj63YxV7xTkuvaQ9T4VIuVpXqqzxmFmpaEy7apzUYeF8ndNqep",
-	"yPva4KARCNxBruL6ZAGRKlee/stpgnJ1N80UrAu4NwTSy3N8sVh6ae03D/8OiuR3lcQnocS1caAV7ZST",
-	"r7wc+b22lvJITi0ZkoTTHCx9VdvXhKUaV9fgI4nUBxeLNpfKtOVpTwot9VbRlYLtGi+UNIVWGrUIQaNp",
-	"oloejQSDOOUoDMRMCGnsM9x0yTDaEMe7j0XVhVVlNS7FSOAl1zZWYAuItnJR+x2T7RV9H/M05WLaoel5",
-	"3Oq105tTqVpgLo/9L017TjO2jiOFwUuznhOuLrd00BiVxyYnVmRoGDm8Nafdy1AYXHamsuO//FVL0T1m",
-	"Fz/SkTJFN/Vmh+dxCwrJlq7VktcDuUhJIG3lbPuWPlDbzCc8w45UiTUTHnfxMbCKyjLnvNUTSov0wibd",
-	"LdMQ5IV78q2Cm9wPzWXmGhVoPhUWKNJ6fPMMtWHZfEPo6XEoXvdKRdkUgg72hvt73Qf9/v79/s0j0bov",
-	"saq+b3cfg32ChGGppNCuyFKByNOU3MiRWEpGeEUtBtRAZwIojIntybJC7o0nDweT3f0HD8a7ewm7z3Zj",
-	"fDh4mPSwh3sPdu+7CKKAFe0OGigj+kjrcMVnp091CE2v85B1Ju8+7A6u/tQaoGtUa6liWVzumUKmGJXQ",
-	"5eZXBaKzR7HT8oI2n3FOektZKQS3ZoYq0VxR7Bpjq81Ulif0Nrvt3CxPiu/J3WrxeB0zPW9tKdjGCWCV",
-	"d/V0KGOHVULqxlA3DjSqs2wlzlimoR3u+l0+VujBGLc4GotzyEi3EWBGZjxmadpyRvo9rtLBItV6vd7H",
-	"U8Ev3uULDt2rNKJViOLzNYQqlreRVB9FpYPKcygp1eKCNo7WCctTslxTFKhcaqgx5jOF2CH7BsV7IWB3",
-	"2oWIjtwohEhjnCtuFvT3hAtyqaMuPHEjW5ZFfvCo9cyuWZb7e5vwixuweHd40DdX/uEq6sKh0XCGCxcl",
-	"uSk1ZLk2I+ss0dSMC3jz5x4J19Yrqc1U4eufju5pIMdgXLpVVna52R56FOlI+HW3Ffj2BgOwNVuLnzUQ",
-	"7fiHlx2qDwGf2zNqt9vr9vu73Qc1bf2d3JVCvh5BUqNXM269eerm5sjpjUJQ+hs3Cz4qz8PGA4Uq+PpE",
-	"e0lkST7o2ai70XX5Ic+Y6FBcYXMN/rkuHIgFvBE8lgmCFYFxbrwMUTjP4xlUktSQoGu8oDoxe4Vx+hhy",
-	"fszJvO5AvhMOL1nSguQbLekR16Yd2GLTIXJSHa8CbbHLgtJvdbgWzpfNl3BtR76LIzYMBF6a0zhXui3q",
-	"e2y/t2lEm4MhIaKpK9fQJ3B82mbZfz746eD58Q8/nfT1wYHqPX7967fPJsdP3//tQe+3n19mr/d/vgg2",
-	"unYHv/zUOXlXAb1PO+u9vDUFp+Jgz8g1KMDCE54aVDr0Bb8E8rlVNpfxtkn4CLakSBcjYW1lxEWc5gm6",
-	"8sZ3tNBo+xFoxOKlwnQtm87+YLetipVxwbM8C4a99an9YsjVTUX4PnIIeTd7RNYdL1lsHkE0Neh/zOgw",
-	"wDoByNEXI9HcaIFOssTgYhraY6g2sk9FZNxcTxS/fZ//wfdBGEwNNuuz9ttrHGYr2E3xbNPCIi26mr9q",
-	"xDtD2B3YUrOKmUaY4SUkfMqN7kKzcyeyb8yZQmGikSi6EDQKC+gKAVPbtyHwwg/uS2fNjMedxz83j3eu",
-	"wqBwmF6TAXC2xaGQD3IHf3KfnhVCeT5LT13Glycu3+s/aowVGvdVsOoM/peHKBdo6owl6HyL6Lzxk4bY",
-	"uptRFyzu0GWPZjJN9EhYaL0Oba7LNWRElx33ZfTINb7UOgpsGrjsN9DAyUdCTLR/sRCiYoQubL2cozh4",
-	"dQi73R6cIc4b78sJOUkFxcC/nhG/yey9JJLBwGoEjXP4BHxR0WlJQQLbUaRBSP+GEwPbB1SbLOXn6DtO",
-	"NAIWBS7d3bbyYg22zV9Z/lS8nRkztw6WG4dYaBsR6MwPhsFzNHYxRMHSQ/fhR9WwEAyDt7Zzq/aEfW1M",
-	"loGedlhkLiZyVZ9KXnPdbPJgKYxZfDb2cEcmgGg9T5khozck/RAJUwn/DZORKNOcroZFRASWJ9yQNvGU",
-	"RnB1IFplmWzgouaphCNRpC3qfXZmpmQ+nUFUdwojxyWPcbMJV90diZFwpTK7iKrFjGuI1sHZIztQzJQL",
-	"E2dYrmKl368LbvRyXNtqpJdWZpdBxofYUVJT254ZYI0+BdiKDnzbhH1oCL5XgBT3X//832jbt6NZjVrf",
-	"jeN6b1rVZDgSUSUqkUXB018hRKWkRa7djyXOaHqiWrJIQcbQjERtI0zZyWn1hXoN4Zd3xRGR8hiFtu6s",
-	"75c6mLN4hp2BBenlKvWCr4c7OxcXF11mf+5KNd3x7+qdo8PHT1+8fkrvdGcmS2vFvVJia4iGYeAwgFdh",
-	"QCtjcx4MA4ppdgNrYmdWtXayCic0RbOuzuqeKhrIXimZoZlhrp2vjZdzqW2UCO7why2/Cuh1e9297XAk",
-	"yMCw+ps+U0ihT6zYHIfFyaTpeKk46cJEZnIdEueRqxKurcPqHS7AgTTChs6XufYF2HgmHImqLFbVeuoz",
-	"unbOBiIqXG5HoLWMLQ6FLIhTPHrruQRFjoWHsc1LrFWaYmykIoWMfPW344Sq4EBk59BVk2YB0HIiVC7v",
-	"0FvBipQF1KvZ47omXKseaXRmvFtqvxv0eku9L8TpnXnKuHhUgG++s9xtNr9UfsA38MPTo1dQnI6nJN+n",
-	"TZQN2IJ2yUOHwArX8d+VvEfiGzj5+dXTzQN74llur33qAw343SgY9PqjICyn/G4UuCO8DCZGwRXsjkR7",
-	"2+JqBOM5astdS7pyh/1l+45Fba+UrCxKgg7A4WPyG79Tc6+C4S/vwsDDBRyKsNhWVoqfYVMSvMAJdvCO",
-	"Btjxxqdb9El5K7Miz95z+cvrly9+Z0muH3ur3Vur7Cx8qkTGOTlLty5ftUsJZmNMEqxOFPrjHK2DbaRt",
-	"AflapOWE4vhim1YtPJsLiSl+W5KZBcvSG8jMzwc/Hn1GmSlW9Wkyc1OpIHNo0Dro9MfXKxKei2tEokC1",
-	"rHVUDgT8cPLjkUtEpfb2gKlHEzRgTaVz7zLEDmcS2thrJFIuzmziRLoesQvhMj0tR/AR18Zv9GQxx89y",
-	"/Fq3ryF5NzqPiBqWxESgr0WAnq6w1sFLnACQusxRzh222ItUKUNNkfLQrvWSVcxicyaLOdpE0WYE2QY8",
-	"mvVim4A01ydmY0XtQcC73X63v92FJ1gOkoTAjQUuaJsZHQna6tBDzWqQOItCC60Ee8+5esZDU/RM5mkC",
-	"iQxHgjwsJsB7bq4vzUY9DmDmAGh1dE6d6Ou900IzPkkxwuugf/e0jfXCKjXrsXQUXhMFHMe6xcUVFPlU",
-	"11b41tX1neVFcq9sku94xlHYVm/wt3lPf2NFGAhpOhOZi8TWus1MJh36ymcfLUUWqWRJx0jZSZmypfBc",
-	"6Hw+l+QAdDJMOOt42F0bkM/2FwqWdlwzMumJxf90av3ibXi039fSLHHG5c/v3vDs9fZuZXj2BoNbPf9F",
-	"DZvtuZViCY3rdfp2Fq4RaK61b0VLqI+y6k1ZNvpyHRRdiAa9ns+211B6MGdaIwXE7tKfYtVbzSuPPK59",
-	"271P2yNRXhfc+u7VLxkHbKoy+eW1KIH7ZfEFD9n93u6d31rR7O1s2XbR8FcIaL2/z1T5s6K5oexquCMa",
-	"3an+NTuk14W1zRxOys9xrX6d1FqyuIZ87nIaZK/FtAsObgtCGluzw0tn2LttelH2Qf5RNaNcYNt1O0Sl",
-	"r8X9LDbqEu03k5LVXOsKgz9PLu/j+Vusr4W9j+sNpVUL6dfA7O+Z5vF1ia4mrxWyZLHWJGw8Sh+VF+gV",
-	"drQZzrpn6eWRKA9S8LgFn1bnGvQsN/atRF4I59BX3YZuOi6m2he4/TU19hIamZs153LVuPFHFdBqhS0i",
-	"Sj9+bWfzSrtI611gxlYXFkvnc4tc/VFP5eNmK8lmJXSNdeuU78iFsr5CVMcpwZahr8bKViLHC+BJCPQy",
-	"ioSLqbuI06IX0djomwtfpCTNhaiG4IjcPaCygEYxDVHxi5EwRVPCjLojcZCmBVAHYpmNufDggoMXT9Yl",
-	"n8rqhL7bCNte/VnWz2gR1e0+Gl0ZTcOWwjmSOUmLbsB5KpMS2GRjbXvDThVsFzjwSq5vBOlqtDSUQOH9",
-	"VXiXNgtbeKJA/bp9UYilgI3lOTqUmS4giUH74jMuTlc3cLN1X7MW7oFuca0Zp20JNfx8642lHw34vYkM",
-	"uBU2a//r1rkM6f+YS30/Ybm+5OsuxvVutr2h1gEpiiblEjO1bh+1ToSbcbzsW71mhQ5jSKGAdo0HbbNX",
-	"zQ+fl3xeM/wVg5zEUxsmDGxZCJzm507h29Zsr31orPgmzTzXLKjovmmsBS+vW0suDE/vYC2vbJ8v/22t",
-	"mBRXhNXLQf7g2++13ESQsUsHh9z3aGL3qd92R8HqVQfsfY4Qe6wqnTB0muM5l7lLt91bOoYeuaOJG4tc",
-	"GolcxDMmppg4JL6esbkFA034ZQXs85LkUsjeW/FXvdGxp0zRU1UUaZYxgDcCw7baDgd/XHOD8M0xsquk",
-	"O0i1dLCAEmi9HivbgpEdiS3m37drDuFiJu3FHdrAVMkLXaU7MocyI6rbN/R2twSiluBZelKAZgtNvry9",
-	"hnsZ4QpbEb6P7EV+bCQsphPGMhcJbFno6/ZwHe7Vtah5yK/jThu5G6jWdhn2zTGevmMpU2SijcBv1+Fk",
-	"PfSYLEsmbQMep6WKRUEn8kpHQiNT8QxQTMnPg0QOoSC4Q8Y4L9XtsaSsDWxGwi/XckPbu8ZZXF1J4X0w",
-	"+1LmT7RHoBjX9kvb8+cqILEBByCR9jptIm61SF9Bke4QYaAdR1whkeRjLHMDfcg0zFFBvxf2er3i/e0u",
-	"HE6FLFpS6MkmsaL1bKrJYTuTXNvUKvK6MDW2daFsX1hvcH7PyKzZRNASpbS0EdxVNBIGKReu8/0FXppX",
-	"rb0lJ3XY/7BKXReOuUP7Fk68Jg9ejkTT6d9iY4+fbvYKbLd58ekmL/5DYQuHtE1/Y/tYJotvdupA8Stf",
-	"EOlfH2Y1LqS2L+1e/1J1D/tnqKPs32RF9euZPzrKrOXxmjjiWmBpg8h3YbCCIC1+dJjkd/Y20La+GNtx",
-	"qm34VN1CAG/cxdtQNcRY+KjCXzEmY23/ewmwrQtL/1WBrSu7K6Dr/3mE6xmqtVy7WNYWbVqk7nET2/ap",
-	"weM1Ty/9RxvOwtj3v5cuQXa3xqVoKm02WdA5dLVi2/p3P/26wmitY3g5AXUk4zWtL2+Oj4rza/n9z3IX",
-	"es1qPkfjKJv4qzg2bzEsPMmIJ9HK/zuxIpJTNOvk8YO9dGHFBPKktHy3MzGfy1L2d2+3rP7+H6qi/QUs",
-	"sWvYYJWpvJUpdm0fK0nAnXFxGcBGE73czF5riR8CS1OvhhlIFVYVbBuQWnBGOBJCCqSYCjObwkMbby1f",
-	"MlDYdmgz7SPRbttrN1Hc2rq7uxC+LhNfv/ngS9l5R9frjf2amybu2Kd9juYZScV1JtqJTt1QF+eLVZM7",
-	"McykADu9fxvor9VA17truLODRjGhXbx9Jzb7A0+uNhXJ78x3bW8+X9zT9ex2EzFoM7Lrva9rbnH6PAH2",
-	"Wmx5i/f5aTC8z6OqfzC03xdQvedommHkx4SpS+XVZqP0L+9INh16wKnS8h3dMUshwXNM5dzia7eijJ0h",
-	"qFxE240mxuHOTn/woNvr9rr94be9b3vWJfDLXXHAyg5Yixup9cd2ayl22uKqwhYYnHp7Hg3igRoOImn7",
-	"YO3Xzo5IpWsj++JxuzEoG3O40ZhOuvUSl29OaK8X+GsENFs44LVt7F6Fcz6qSvEVtFyhlum5u56JXMpq",
-	"0hLcefXu6v8CAAD//w==",
+	"7H3rchs30uir4HC3ytLZIcWLLjZV/qHYsqNEthVf4s2G/jTgTJNENAPQAEYS4/KpfYdznmEfbJ/kFBrA",
+	"XMgZirIVJ+vNVqpW5szg0t3oezc+tCKRzgUHrlVr+KE1AxqDxD///hLeZ6D0yWPzrxhUJNlcM8Fbw9br",
+	"GRBpH99TJBJSQkLNM8JisqVnQCKaJCDvqYAISQQHkjKuISbjBTGPFchLkNudVtAy4zAJcWuoZQZBS0Uz",
+	"SKmZM6XXp8CnetYa9vr3g1bKeP7voDWnWoM0q/mfn4/a/6DtX7vtB53zYfvd3/7aClp6MYfWsKW0ZHza",
+	"+vjxo/lC0hS0299JDOlcaODR4ntYrO7xGb0ARSi5kkwDUXQCRAsiQctFh7xlesY46e+SmcikCuymaArk",
+	"AhZkIkVqfhlx/EmLC+DkiulZ8dpYxAszWCa5wl8nTCpNJKi54AosEM2bI85itY1fi0zjahifEjqljAcE",
+	"Ls3IM5ZAZRDEDGGKKM2SZMRlxjnj08PqMnFFlAs9A2kXxMyGw91+P+yQFzxZ+O2PuJ5RTVQWRQAxxOZF",
+	"CSmkY5AQB0QJQi1oCJ1okGaUve4gtF+rzoi/UUAomUhQMyIpj0VKLmmSQWAGnRFqJn7z5uRxQCZCEqDR",
+	"jMRMacYju2fojHgraME1TeeJQexg0o36dBfaB+Ne3N6N9vbaD+h9aHfj/Ulv3I8GdDduBS1mUGmpuhW0",
+	"OE3NtyXUtw3uG4iuv7e3juj+V/v/1JNasPbsPKqclg75HuaaXM2AE4Yo6/37n/+3179PohmVNDLUSsSE",
+	"hEs0Hh6OLOKumILSkcJz5oF5edAhR8kVXSgC0UwYvHF815PZMlC7vQf9STfaa+/TfWgfxL2o/WCyB+3B",
+	"uEf70W68B/uTJqD+ve023T55XIFoGWb/Mxpdd7vv/nfDCfXrwgP6RMgxi2Pg5h+R4Bq4Nn/S+TxhEQJw",
+	"Zy7FOIH0b78oga8Vs/5VwqQ1bP1lp2BwO/ap2jmzXz0GTVmi7NSrDM4eW6YMobKYjDNNEhpd2OOqIjG3",
+	"cBdzkBabHCBW9ozFODQxoFGEacPnSqz17du37aNMz4BrsxGoZ7BjoBKkoYMkAT4FM5o5+mb8lCll/rbL",
+	"2Hr55BHZP9jrIkMt0PmNHUECTdKHo9YlTcxYdNQKCEgp5MNRi3GVTSYsYsD1OY5mnuIfD0etREzV0HKA",
+	"VgWnNSRfRn8D/B0IdkrHA2H/XOhXQBMjA744pp8LTSYi4zFKKi40UbgUsgA9NLDmZYQqc5YMt+PxiIcv",
+	"DcdrHxmOF9pHeI61IFRdWBZtT1gJ96VvVtH+CiLBY+WY6NWMRVZkADes9YolCRmDX+CWMBy6xDmuqJUN",
+	"WpAxICmsIMwI4SnIz8aYg+vvgK8jTgy1P9jdOyBujqXT9Tn7esNppmdCsl9/J2L0px6ZT648ofRlimT8",
+	"gosrHpCUJhMhU4jNGxIuxQXEK6T2iWzms7gJ8spzXD2yjGbt7m5ZyBtOLylL6DiB30lcxFTTMVVg8ZSv",
+	"5rCiF5nDPGVGaYshoYvOJ/AGLfCgkzFMhAQ7OuPT3/C4f/Qj4yIfzSC6WF3eC27WQmPGQSkSmZfMkubS",
+	"yEfNrEiPMysqz1O1OsK34ookwgk4HIBoIS4Co7SkLEmYshCoUGW3s9sPWuYsUN0atmKRGQrIlQueGRW1",
+	"9TFoIYmuTvp2tijNN6EMOSslaiakDqzar7I0pXKxdBzcChkewkw7BPfUqmbjVaTVuakmV9RBC+Lq+J6e",
+	"6sZTmupM3US3iKlX9lWrXfmz+LNdUT5QUMHMu3xGMf4FIm1mLI+1ivtMRyIFo6fSAvXAs9RMJS5aQctA",
+	"tjRwsRUcuGbMY2MC4FiBNVSYVgbOOBHlMfErNlMxDelm4DBTujVQKekClyC4YgrNgTMpxGR1MU7o7D/Y",
+	"75OoeNsIIDEhY9BXYOT+lSBaAhDFfgW1Sv3GLKznwSpFc7n42nycEzXjen+3haYISw1Mu8HKAce56pZu",
+	"hsdH9xSZUTUDFVjzytDW/m4FevmM44WupbtlyGlRP2FC5fSztrNErQg5nM7vs45GnzBI4uP6c27Y0yUT",
+	"1u7qkONrGulkgcLVWFdzYaaWoTn637168Zyc2R8I41oggzD28XYw4mHuRcCX32cgF0YIz6mekfzZtvkp",
+	"tOw0JIkw4hcNAZTRS0wR5UoDezBqnRSWvRe8AU1n88zoq24PZpE0ScQVxNa0ruVEzmpbmew5TfNRvP/A",
+	"vlud+ZEVrO3XZuCa8XMIrJ+iAWzVuRKWMl07iUXO6hQV1Fk95kG3t11g0W/NYLM62Y7RsRmoncFOApeQ",
+	"1Nr1ZZp0aKsjxG+BJnpWQ4SXIGmSGMAmerbKIKKcF97Ix5QTA1JDfE51HfU4y2UuRWREsnu5uut+t7/f",
+	"7vXa/f3X3e4Q//tH+azGVEPbyLj1UmiJW1qXQyguwkMSw1TSGGK3aXQxcXUFEmLngCIWXGeFMl+SHHUi",
+	"I5ubFZ07daBZU1KMR2D3Xdn1YL/b7extpDVcglTM6orVOb7JWBIT93jpcPY63U73RvrJRa+fY2VjFQQH",
+	"njqaCa5klNEkeTFpDX++nWIbfPjPJsg/JGGsp4LPRv67ZVvkcfXABehbXTWa7eFz0wfEzo6KFVwa3uzU",
+	"uI9B64RHSWbe2kA5Yv5dpxqZ/7jzXzTwO2TmDWoRm3KISfEa2XrUf3Xmf+dCw7aVKFRXlY0V0mBx/RS4",
+	"snuKsLiio2QZi+uGSYBOzo0a1aD3AJ2glkW2rHq1XRm1Sa1ao7rRLGYapWRAxkJrkZJs7jQ4nOgu1DgF",
+	"79dDJ1TwPjxEFRy3yNz/m99Jm/RCstVtm5XE217CG3SsV/t6dVqs+ezcYLGJIn6F8gyeoQhc00TIW0+5",
+	"dB4R7QYeZVyXl+WxFZSpt44nnxozH1QNG/JPVg/EBhL1RvlYL2ZqVyimp6jq1DDKS5BMLwJi9EmliRZk",
+	"xqYzULo8/+Pjb948bQWtk+dPXrSC1tujl89Pnpsfjl++fPGyFbQevTx5ffLo6NRMX/B49/oKWT4DLVlU",
+	"s/0zJzEikXEMiKD95/0tcyESMqXZtM7misfn5vmNLh4hEmPdohRLxFSdX0mmNfBzLTStgdCpmBKnMRKl",
+	"hdFmmqTK/m63hiZXSd/ppuqc8fNJwqazGq7o/DKKjAHd/yAvkRFe1dL9mjkatpWPb2CUgF6zrV63v7vR",
+	"nH8qBbdVCtarAoXKsITNWhKqJecgPxd1fOGZDS4dG+Zfw4t8/MEGJbxrmgt03oF0x2H1KNaJ4BN9F6L3",
+	"xMsllIguxplAbFZzK0FcKwjN6POERuBH1pKy5HMFjZUxuNViZ3XYKFhTrUTM2WAkOIcIA5EGs6vwp5Gd",
+	"/dy8qeoC034AZXaaqRX5PejXHnAWJ9A06EmclJemNhwypddNIxp4WD0A/QMbDoh03zTkiznwWy9yCZ/l",
+	"CSogCZYBX95dLcKrVlmTvl2JgJHjaw0cFW+blaFIShdkDITGcd1hLOXsnNcdzOP3GU1I7jWxYfl7ipSj",
+	"CDX+cJHp9sFkQOsOV5Of6/h6nlBuQ+io2jFFRBRlUgKPoDpJxT1FFekRF3IiEwZJLd9Ax3+dgxnNnNwn",
+	"aBNP/GiMzzO9sWe55His0a4ZV5ryCNamUVlH2NLeyYzO52BMnWUfw45aKA3pjuHtt3HNfPv69RmxD0kk",
+	"4ip0d/v92qPDdFKz+FczIbWPjXid3BuXZhSXw4ST3VNEAlWGN80kVbAUS3nDnfyn4wTIMddML2oNF0kj",
+	"cPS6DiGvzXsnjwtsNHjF87UGhJI3L0+IhAlY0NvTcQmk6jm8p8x7wxEPfTBR7YyybncQcZoC/gVhQK5m",
+	"IIE8PX5Nitc+mDc+Wp1NEUrmdApE0QXj0xG/QjGqSQqUW/0Wf9GCxKJDnlEdzYiw4scMY2GbUEc4I65g",
+	"mgLX24f5K4pQCS57IEtzMzlPVzFmnXkvXE4CKlaMZwFfbtvIWEVOS9bOwXWjSqOdvxhpqRx3skyhdEqC",
+	"Zd5UxyNf+khjnQrrg5Do4ah4M+7A4Xqzx9OAKpMO/su+znx1m7o7m7yGa7yBy3P8bg7BpbVv7sM68pHY",
+	"IqJsiBIanVlI2gkzlsuy++oVcspTMUUwxDEzc9DkrLSvCU0UrK7B2XWJM/UWdSqVrgs2vfan1HsqMJMM",
+	"13glhYYipycgCnQ1KfZwxCmJEgZck4hym5FkeEPHMEY0OJ0y71MAaJHjwQQfcbhmCi03uiDhVsZLzyHe",
+	"XjnvY5YkjE/bZnoW1erF5supqLMGHrknVX5uZqwdR3AN17oZEzZJZEnQaJlFOjOoSEFTo/CWTChHQ0Hr",
+	"uj0VbffjL0rwzkt69cyIlCnYqdcrPI9qkpgx800uaT0k44khSEzj2L6lDlTrhmQptIWMkU24tM1Pycr8",
+	"XOeld/blztwbTCpD3YP+iBtjSm0Pyatvj9r9vX3zc/e620UhxrQyRCw4i2hCgEciRnG3FYtI7djxOmm8",
+	"3SHPsyQhGdcscfblSsLv+/7fDq6ONvnfwxpbj2eJyw6yNFYDHecKW8fZcpeZsVEcca1mjtsHVSRmypjG",
+	"1nHN+MbGZxkxFSPUGeFoiw5JLyD9gAwC8u9//su8EYk0ZXrEkaxcAgUXZErnFUjbgd5nRoRLHFKVeNOI",
+	"X9k0dz8fwcDqJU0Mjpn1EqU+qF1SI2+wjBtQUVE5U1CapvM1HiOX7+yYdL7qdZ6j/u5wb7dz0Ovt7fc2",
+	"dyCVlc5V5LwdPCL4huEaSwH0eo4vJDEQMPbGiC/5EB1H9wMqYpQHIiEyiFw5ErvjyYP+ZLB3cDAe7MZ0",
+	"nw4ieNB/EHehC7sHg31ravr09UG/ks1u/rmMiXKqdrf9gLYn7z4M+h//WutXUyAboYLUXmSuRsIQGFf5",
+	"5lfPRnu3f/MprXPWF7Tiz3BJXhWndEUClBBbbKYQUYET7qvRgDqVK1cyvjGaeo2xZNHrsI0pbWhiEjyg",
+	"Nb4yb3bWhEAqQ21soxZq0IqJugxVHO7mXT6S4JJKb6FVeRVGC7sRQrVIjXBIatQrt8dVOGCNRLfb/XQo",
+	"uMVbV9OJ/dSMiEfE//sGQPnlrQXVJ0HpqFA6c0jVWC8VrWxCs8TwsilwkNbHWxnziQRoG45H/HcBgc60",
+	"Q0KjrYUBCRVEmWR6Yf6eMG6ssbBDHtuREWWhGzysVfdKvGZ/d13lzJoqkDvUEasr//Ax7JATrcgFLKyB",
+	"badUJM2UHqGebaamjJM3f+sa4to6E0pPJbz64fSeIkanHOcaOdIu09tDV7804m7ddQkuu/0+wUAhVm5p",
+	"Eu64l5d18Q8tNkepNeh0O73eoHNQOq2/kabr6euQxCV4VV0em3v9Nq/ZW0sEuTK2md1aqGVoSvqj4AKN",
+	"9bHNJfow74adtXrdt1lKeduYpOimcu91yBFfkDecRSIGgiQwzrSjocAVcRSUVKGgG1TEMjC7njl9Cjg/",
+	"RVY3ieg7wfASJ/UgX8tJnwDE9Ymd6ElzutcEIA5swgKhKgIeu+T4zQVsEd4ykgq9bkzZSVCjS9EbZ+st",
+	"Ew3yToSwASSG3WpizUAvQfkNOiPMq+WGnCAmkvIpkKuZUB6P5ZjciPvQFVLuVgwY290O0MtoDkRlO8iU",
+	"NtpQJVRYsycO1/qc1hc0vPYeTIusAshuT4dkTpUiTBOqSEhtldVE2KWagfHtzuamx815xnbPlWUXeFlL",
+	"nKdM6fXEmet+HDClAmt1b0WYdRR5N6SH+40yqeq8WY/w91XIF5aMc0w7d/Sy5Xv0w9HTl9/+8Lqnjo5k",
+	"99GrX+4/mbw8fv/3g+6vP71IX+39dNVaa4kc/fxD+/W7ov71vN1slDSkNXitE0+ur6F01B64tJKYZHOU",
+	"BDaSh8HF0BbZWUOYhJjdFoMNoj80Cw23D4kC8B95ubos13v9we6tE/qrQ65uKjSnBsv/7OyhOfJwTSN9",
+	"SMKpBvcwNZoKlAFguBgf8epGfeo4AoPxaYA6Umlk52JNmb4ZKG77zq+N9tNUQzULCH+9wb4rH0dHnnWn",
+	"0Id7anIVyub5kAz6mNAkI6qAzOCaxGzKtOqQakODEL+YUwlchyPuSywVcMy2DwgkWM7O4coN7hI0qp7c",
+	"OzfXNzfP0Z1ktflXhgFY3mJL/Y4ym5tu//XEE+XlLDm3kSwW2ziW+6eCSIK2P7VWLZUfXR2gL1lMaQxW",
+	"8Q0vK48UidAWCjsEi3usV3wmkliNOFYcqwB9+LZOPbxu2x/DQ5vuWCq0xvBWXoZtZMSIY/W1+9ATkR+h",
+	"Q7ZezIEfnZ2QQadLLgDmle/FxGjwHmLEfZ4afBu298KAjPTxRJhxTh4TlyxhT4kHATZaQLFrv7BkgO0R",
+	"SpMl7NJ78Yyw9oF71dlGekGGjX55xE+B25nWc9T+7TgGhVifbRTS1rD1FDQuxkAwNx9R4EyEOdsl7ch8",
+	"UdIl7qlSiq21jTDHEfWaogS8NWy9xV4YpcHx5bFhKsYIt7WCjE9qyoJyMmGqWjZPEzKm0cXYlbFQTgya",
+	"5gnVhl8OzdHiMZUx+xXiEc8jPzasb+DvcmTRE2pGsKFxs8rcrcZ4SQMPRtw76MqdS/RMimw6I2HZ2Akt",
+	"gl3tAsagjHo04jZ7ABdRNO1gRk9pKDcNcaCISuv+mEG+ipUOKh1iR8/HxeYNamlluAzUocS0gKbCLgSE",
+	"VuqIyVZ45Mqa8aUhcbW85sz/+5//Crddgw88jM39DWw3g9oTNhzxsCCVEKtUzV8BCXMiDW0DFRpbfuuA",
+	"imAR3PBRPeKljVCJk5vV+5M5JD+/89IlYRFwhWaa60BxNKfRDNp9LL7IZOLOjBru7FxdXXUoPu4IOd1x",
+	"36qd05NHx89fHZtvOjOdJqV8h5xiSyl3w5at7fgYtMzK6Jy1hi1jqw9ayJ1neCpdXGOnmt4+Bd2kA2uk",
+	"xSLLvarpY2+U5bz3Ed+K+mqOu9GJmLaLzwOSP7EftDFRHmOnTA0tUiWbMh4YtEOROY+4wGI3G+CRQmCa",
+	"zSwwBJVQfkESxovXjuP+3l7vwYibeajOJHTIjyDZZGHEZd7w5gIWJVngdnUBi5DMpeE4Fp855k8cNzvF",
+	"Fx8VQKx28GlwCRSvVKqY3y01F+l3u0t14sZy35knlC1Vhleq7nALbbuFdo/2x4NoNx7x3f6Iv//u4OJZ",
+	"99dvD/7R5z+kPw7o/euDxfu9+Hn3/WDcT3vRLuxN9unB+H700Bzdf//z/5GmEcnRr4OpTJ/MdvnTH+5P",
+	"BtHJT+Pe/Me4f/bLAe+m/e+iXvo2+iH9ppv9qOP7T1/0vn/w/cWAL345eQtd/aYn9ye9n2b/UIPxUfe7",
+	"p3vpnv7xOO7S7wdXzx6OeH3zlQ3qL+6w08Jut9f0SY6onUo7BvxocPNHRd8Y/GL35i+K/iMfg9aepYz1",
+	"X/jMCnx/sNFG8vYEH0suqo3nMQqdTbWqco0VFBnc0qk5Hy1LVEZjXuHX+DhXHt6Z4XOuVdQ3r2Vbawqi",
+	"bT2O5yxiQsKJFGmYKw1MGXVrLmHCrivVHOZVLfIXD8lY6Bk6aLHvid2rra5eyzNKW/gcphGsq9V2q6mU",
+	"HWFjJKxtLfoiudrl5kYYt3RYrKm33nRJWEd9Vwu6mbOWVaLbdd5YqcxvYFQrJPiVMqoS29nt92/Jpv7w",
+	"bO1Mikuw/W4MBaNlFCvfoe6zGVvGVd5kqpareS9RxVeKvMyoohwYNsqr5sJwIUt9l0Y8b89k9SxjyrzP",
+	"IAOfl+Z8s87/n89lO/1pSbmikU1HtkajApsCkKd8LYjt12cTRbd897xXP5wavfhFEhe+RfJ6hn36qNPp",
+	"r2Yicds6LClkl6ixhdiysehRUGWtp0zpNw5+pzbn+A7Z6pEmqcB8CaZISvmiEtetYWC+M0DBRXLS63W7",
+	"Ncn7Kb126Sc+jNJcp/FbMrSlPIEGduYptQyG/zBu9vVxp+PlTJ0Zc2bQ0dnJPYVOjE/nUWlR+1jPm5B7",
+	"2Lc80ziTIgU9g0zZsCNcz4XCgDmxB4BsOcOVdDvdzu52MOITIQktf+nSqLQgKpJ0DkPvB1XIa3Lj30bM",
+	"qc6UtRqZzDvwqKD4hnFiC8+CipuoxL4wtBuMeJFcXmRMl2e0PVUrVZ7Bcocps5Yx1tYxPhFBbpg+FURm",
+	"PK9on+f1o0kCkRYY4gpdDUXb+iE8BsISw8ROqb7otEHjLEDpy1e/lJl66AsKHyJ2m6zWv5Bvj0/PclPz",
+	"fKb1/LxaOUiwLCTHoa0qDZrwbwtHRvwv5PVPZ8frB3bAQ2w3vvXBDPhw1Op3e6NWkE/5cNSyDuOcaY5a",
+	"H8lgc/PVYRQdH0tn5Q456m1Z16exIecAaw1/frekMvltpTn5eRZkCdsxGOev6nh55bjMCj07P/l3r148",
+	"/40peb0UXUWn9+DHIspSsM6IW6XG1FMJpGOIYyickOaPS8BwjhbYDeproRbUB/028Vg4NHuK8c+WaGZB",
+	"02QDmvnp6NnpF6QZv6rPo5lNqcKwQw0YDjJ/fL0k4bDYQBK+NqxRUTni5NvXz05t2kOCLbynzvapFAfm",
+	"8SCbLGertWxjkxFPGL9wnWyx7d8Vt3kFDZaJ2+jrxRy+iPjFSEGF8jaSRwYaCGIDoK+FgI5XUGuLtCwB",
+	"mOMyBzG3/RIcSeU0VCUpVyDZTFl+FozQL+aAaQnr6zDXVHXa2EelrNO2jMPwonKl9INOr9Pb7pDHkA8S",
+	"B8Z+n7JLjOMxNeJmq0NXsFkqLEUTPUAKdppz8Y4r8FIzkSUxiUUw4kbDopw4zc22qMNAmS3TtGWc5Rq3",
+	"MtCbtVN/Mu7eE1qe/57C8GBQJAK5ilRfKmIxlhv0c4opw86ed91Im12SPpUk73vcdohrBa2sbK2i7e/s",
+	"0KDFhW5jc28sBNAzgbGwtst1QYgsEkHjthaijU5UHE9l87kwCkA7hZjRtiterSuHxYoYTpO27S9rzglW",
+	"0bVLLYDrqjp/W06zhBmbrXX3jOeP5rO8U8aG7TcFX6ppd2f6dhyuYmg28jffHdJZWeX+bGh92a4wHRL2",
+	"u12X21WqdcVkSTAGsb15w696q3rviOsOsW2/N9szpNxk3LpGlr+nHbDOm+aWV3MI7JPF7yhknYfqThuR",
+	"V9s81mzb9/7zBFpu9aeLlAvfIiTvDXJHMLrT81dtltpk1lZ9OAm7hLVBS+8JYopkc+vTMPyaTzvEFq0T",
+	"LjRmiMK1Zeyd2jCj7+32Rz0Z+QLrblAwUPpa1E+/UZubtRmVrPpaVxD8ZXx5n45fv74a9D4qN8kr2uJ9",
+	"Dcj+hioW3eToquJaAo2b8xjWitLD/BYrz0er5qx913w84rkgJS5L3rnVmSJqlmn8KhZX3Cr0Rc8uOx3j",
+	"U+XSqd3NA3ivgMh0g1wu2p/8UQm0WGENiZqHX5tsXmm60nDXEBLkknyuoas/qlR+WW3Isv4Q2vZUTYfv",
+	"1JqyLkJUroohW9r8NJaYvDpeEBYHxHxsq7nsbXhYyAkarW/GXV4rVgyFpXqB0F7GJ3whDlUk9E+0IFPQ",
+	"eVFLZ8SPksSXhZBIpGPGXSr70fPHTc6nPDpxx0FxvH8vj5+ZRRSN/hXYMJoiWxLmQDGm73qRzBMR52U0",
+	"tcFzVyRf0PVGBUSV1hd5zfReTTdhvcDAkzHUb9qXMbEkoWNxCTb6r3x1ZkPkP2X8fHUDm637hrUwV1YV",
+	"lVra1C2h1Fyg9trAT6593oQG7Aqr6eJN61zud/ApN2t+xnJdyNfeTunUbLwm0ube+1Z/eYVOY7Za0aZh",
+	"M4zn3d9uWKGtaDOmgLI9GOpmLzpDfFnwuZPhbo1ihjyVplyTLddj/dIe+Lo1YyvbVm1K35pOJzcsyLcm",
+	"qawFrm9aCzaauYO1nGFl6JqkxjU5QXtrU4L2bswIWgXMnL7PgESuMtJIGCPN4ZKJzLrb7i2JoaKYdUyj",
+	"ixHPeDSjfAqxbUqgZnSO9SMTdl2UkTlKClyvHdRW3K0vRuzJvFLAB2mWK842Kr2s5R222K7hGs/NKzJr",
+	"cr0SJWxaQF5z3lyZWVOROeJb1H2Paw5c0XMklCZTKa5U4e5IbWGSgTp+obY7edljXqpp73j0tzdibt1y",
+	"PSXZCuF9iHf60BHHCkIyFhmPyRYWWm4Pm6osbfKeKzB1ddU14K7UUNbTsOsT4uA7FiIByusA/LapKtMV",
+	"uhrOspRt5+BktNIRV0BlNCPAp0bPI7EYEg9wmxljtVS7xxyyaNiMuFsuYkPhhb82nTHvD2pOMX6UOol2",
+	"SCRlCn/Ehkg2AhJpYhNIBN5pa4BbLNJFUIQVIpQoixEbSDT0MRaZJj2SKjIHSXrdoNvt+u+3O+RkyoXv",
+	"zmHerAIrbEZTiQ4bkw/rer1Xsg+73T9ICiKWrNdYKTVF63dljQSthHHbP/I5XOuz2jYbr8tF5sPCde0V",
+	"c1tb6pV4ZTR4MeJVpX+Ljl21brUyfbtOi0/WafEfPC8cmm26a5PHIl78Zadclvzxz+zKz8quPF2qWi1n",
+	"UhqkbJJHGbTmoq4Lwyubam3Mp6KXJ3lj71IlRfsFTPOW8AtEhlnjHe8EC+WX7gvHuLK91bN8g7tN7S71",
+	"o7O2LAZtaqjuUTW37XONxxveXrrt3nIY/P4bYR1kd8tcfH+takm/kUMfV3hb7+6nb6xoK5qnLTugTkXU",
+	"0GjhzctTL7+Wv/8i19uWuOZT0BaysWtou36LgdckQxaHK5e/r5DkFHQTPdrrG1ZYIItzznc7FvOlOGVv",
+	"cLtl9fb+26twbI0/LVjlrVix7RSw4gTcGfu+iGtZ9HJfv1J3wCGhSeKOYUqEDIoINhqkmJwRjDgXHIxN",
+	"BSm68ADtreV+i563kzrWPuL1vL2U/H9r7m7LPb4uFl9uAvl78fm1ZTTqxqabd6zTPgX9xFDFTSzakk6Z",
+	"UXv5gsfkThizOQA73T8Z9NfKoMvVNYy7qsm8fPBOePYE1hRLvqp2ybNGGTZymyL1S+v/cH3bgqIXn+1G",
+	"PeLWjWCNurzjhQ2EdchZEcdxjd+QjZcawRmbz/ASxjMYEqZ9X5l1HeWwqJK6OSEe8bnAUm4aX1Ie2RrN",
+	"ohGM3xpWgMYC71pGJ4KtM6L55/iCbbKjbJ+opXJPyG+bjoBs5bJNwsgX+uUtu4nr2E1dtSa23UbXIdWE",
+	"orjZ7pAjuy30x4y4d+g4R0e1dhD3zDReBzQTSUwmcJUjx7vUkFsUHl4j7+KiMJ+ypEPeKMg7CBEtsOQ6",
+	"S4EISdSCR76TCGXJIcncuzam17bszgc5tSCJEBcE7ztpiG9Xez7+xmE16svn3S2XYTe07f/dOd223b2U",
+	"dzzljfvqXES+aWCNc6gbfG6p/+f4wD+/LvbPCOXXG6H8g0Yi/4w4/gZg+i+PLH4R3zrKrRt8616a/kbO",
+	"dbOEDRzsQZOD3elZ1r9e0cXW2yc1IvuDE4sNLnT78E8P+ueZBU+KLo/lu2GWVctPcawvGwYfWPxxXfbs",
+	"nTm1b7qvvaaUCBnnBr2N6i9J+jLcobHotMYt/Wfrov+Ew/cUdDW+dFfHbMfeNr+upqFySX9QXNJvGzfq",
+	"cqs2J+AFd43axMQ1/rS3+vOlTmz+0vuic9vWeOHNImdta1DaNoDEa0phO2/CsdKaLr+D0gxsjNhwt7sb",
+	"YuoFNlnG3IsikmbUJBejE5LYe/CQry1Ao4HGnSchfAlaLtpHKJy2bzIpz9z1/f9hjCmouYd7qd0b2cJW",
+	"5Hjr6EoL0nD7kNQir1kJdthvbdYb7kvnMZx4Wl7bGW6J4v8bGlh+tZ3hKC84Q6UL2ycx22qSe7U5+s/v",
+	"DOnaGg7LHpZS10VEExIbo13Mscp5K0zpBRCZ8XC70n14uLPT6x90up1upze8373fxcCMW+6KUzVvXW1d",
+	"jEVj607JO2K22NCb0nKEZyAvEs/I/eUeZaXQXnaNjd+Yu78kd73E9vqB1Wx9W2hV7sFk1uiqcWwdLPbH",
+	"xp8t/xWVsV2FQP3S8+4rTCtIJp2y98B1oKh3iDkHraILW12PveJXa3YPi3qLon+ABCWSS3sdmeBQmjSv",
+	"4P347uP/DwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -28,6 +28,25 @@ type IdempotencyKey struct {
 	CreatedAt   time.Time
 }
 
+type LedgerCheckpoint struct {
+	TreeSize int64
+	Root     []byte
+	Note     string
+	SignedAt time.Time
+}
+
+type LedgerEntry struct {
+	Seq      int64
+	LogID    uuid.UUID
+	Hashes   []byte
+	SealedAt time.Time
+}
+
+type LedgerQueue struct {
+	LogID    uuid.UUID
+	QueuedAt time.Time
+}
+
 type SystemLog struct {
 	ID            uuid.UUID
 	Timestamp     time.Time

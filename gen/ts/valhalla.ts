@@ -53,6 +53,58 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/system/logs/feed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow the sealed trail in commit order
+         * @description Sealed entries with `seq` greater than `after`, ascending, with
+         *     every filter of the listing. Pass `next_after` back as `after` to
+         *     continue: it is the last `seq` this page scanned, so a filtered
+         *     poller advances even through entries that do not match, and a
+         *     poller that follows it sees every entry exactly once (entries are
+         *     sealed in commit order, a whole seal pass at a time). A page reads
+         *     at most 10,000 sealed entries, so it may hold fewer than `limit`
+         *     items before the end of the trail. Use the feed to consume or sync
+         *     the trail; use the newest-first listing to look at it.
+         */
+        get: operations["getSystemLogFeed"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/system/logs/{id}/proof": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prove an entry is in the ledger
+         * @description The entry's `seq`, its leaf hash, the RFC 6962 inclusion proof of
+         *     that leaf in the tree of `tree_size` entries (by default the latest
+         *     signed one) and the signed checkpoint of that tree. A `404` says
+         *     whether the entry is unknown or not sealed yet (then with
+         *     `Retry-After`).
+         */
+        get: operations["getSystemLogProof"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/system/logs/{id}": {
         parameters: {
             query?: never;
@@ -62,6 +114,73 @@ export interface paths {
         };
         /** Get one log entry */
         get: operations["getSystemLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ledger/checkpoint": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The latest signed checkpoint
+         * @description The latest checkpoint of the ledger as a C2SP signed note
+         *     (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), as is: the origin,
+         *     the tree size and the base64 root hash, a blank line and the Ed25519
+         *     signature. Verify it with the key `valhalla ledger key` prints.
+         */
+        get: operations["getLedgerCheckpoint"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ledger/consistency": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prove one tree extends another
+         * @description The RFC 6962 consistency proof that the tree of `from` entries is a
+         *     prefix of the tree of `to` entries; both must be signed sizes.
+         */
+        get: operations["getLedgerConsistency"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ledger/unsealed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Entries stored behind the API's back
+         * @description Entries in the table that are neither in the ledger nor waiting to
+         *     be sealed: the API queues every entry it stores in the same
+         *     transaction, so these were written by other means (such as SQL).
+         *     Oldest first. This reads the whole table; `valhalla verify` calls it.
+         */
+        get: operations["listUnsealedLogs"];
         put?: never;
         post?: never;
         delete?: never;
@@ -361,6 +480,22 @@ export interface components {
              * @example billing-service
              */
             actor: string;
+            /**
+             * Format: int64
+             * @description The entry's place in the sealed trail: 1, 2, 3, … in commit
+             *     order, with no gap. Null until the sequencer seals the entry,
+             *     within the seal interval of its commit.
+             * @example 42
+             */
+            seq: number | null;
+            /**
+             * Format: byte
+             * @description The entry's RFC 6962 leaf hash in the ledger (base64 of 32
+             *     bytes): SHA-256 of 0x00 and its canonical encoding
+             *     (docs/ledger.md). Null until sealed.
+             * @example 3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
+             */
+            leaf_hash: string | null;
         };
         /** @description Entries to store atomically. */
         SystemLogBatchCreate: {
@@ -396,6 +531,82 @@ export interface components {
              * @enum {string}
              */
             total_relation?: "eq" | "gte";
+        };
+        /** @description One page of the feed, `seq` ascending. */
+        SystemLogFeed: {
+            /** @description The sealed entries on this page that match the filters. */
+            items: components["schemas"]["SystemLog"][];
+            /**
+             * Format: int64
+             * @description The last `seq` this page scanned; pass it as `after` for the next page.
+             * @example 42
+             */
+            next_after: number;
+            /**
+             * @description Leaves of the ledger in the scanned range whose entry is no longer
+             *     in the table (deleted), whatever the filters.
+             */
+            missing: components["schemas"]["MissingEntry"][];
+        };
+        /** @description A sealed entry that is no longer stored. */
+        MissingEntry: {
+            /**
+             * Format: int64
+             * @description Its place in the trail.
+             */
+            seq: number;
+            /**
+             * Format: uuid
+             * @description Its id.
+             */
+            id: string;
+            /**
+             * Format: byte
+             * @description Its leaf hash in the ledger (base64).
+             */
+            leaf_hash: string;
+        };
+        /** @description An RFC 6962 inclusion proof of one entry. */
+        InclusionProof: {
+            /**
+             * Format: uuid
+             * @description The entry's id.
+             */
+            id: string;
+            /**
+             * Format: int64
+             * @description The entry's `seq`; its leaf is leaf `seq - 1` (0-based) of the tree.
+             */
+            seq: number;
+            /**
+             * Format: byte
+             * @description The leaf hash (base64).
+             */
+            leaf_hash: string;
+            /**
+             * Format: int64
+             * @description The size of the tree the proof is for.
+             */
+            tree_size: number;
+            /** @description The audit path, bottom up, each hash base64. */
+            proof: string[];
+            /** @description The signed checkpoint (C2SP signed note) of that tree size. */
+            checkpoint: string;
+        };
+        /** @description An RFC 6962 consistency proof between two tree sizes. */
+        ConsistencyProof: {
+            /**
+             * Format: int64
+             * @description The smaller tree size.
+             */
+            from: number;
+            /**
+             * Format: int64
+             * @description The larger tree size.
+             */
+            to: number;
+            /** @description The proof's hashes, each base64. */
+            proof: string[];
         };
         /**
          * @description Outcome of a check.
@@ -615,6 +826,21 @@ export interface components {
         };
     };
     responses: {
+        /**
+         * @description Not found, or not sealed yet: then the detail says so and
+         *     `Retry-After` says when to ask again.
+         */
+        NotSealed: {
+            headers: {
+                "X-Request-ID": components["headers"]["XRequestID"];
+                /** @description Seconds after which the entry will be sealed (only when it is waiting to be). */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ProblemDetails"];
+            };
+        };
         /** @description No bearer token, or one that is unknown, malformed or revoked. */
         Unauthorized: {
             headers: {
@@ -700,6 +926,10 @@ export type SystemLog = components['schemas']['SystemLog'];
 export type SystemLogBatchCreate = components['schemas']['SystemLogBatchCreate'];
 export type SystemLogBatch = components['schemas']['SystemLogBatch'];
 export type SystemLogList = components['schemas']['SystemLogList'];
+export type SystemLogFeed = components['schemas']['SystemLogFeed'];
+export type MissingEntry = components['schemas']['MissingEntry'];
+export type InclusionProof = components['schemas']['InclusionProof'];
+export type ConsistencyProof = components['schemas']['ConsistencyProof'];
 export type CheckStatus = components['schemas']['CheckStatus'];
 export type Check = components['schemas']['Check'];
 export type Liveness = components['schemas']['Liveness'];
@@ -712,6 +942,7 @@ export type Metrics = components['schemas']['Metrics'];
 export type PoolStats = components['schemas']['PoolStats'];
 export type FieldError = components['schemas']['FieldError'];
 export type ProblemDetails = components['schemas']['ProblemDetails'];
+export type ResponseNotSealed = components['responses']['NotSealed'];
 export type ResponseUnauthorized = components['responses']['Unauthorized'];
 export type ResponseForbidden = components['responses']['Forbidden'];
 export type ResponseProblem = components['responses']['Problem'];
@@ -900,6 +1131,102 @@ export interface operations {
             default: components["responses"]["Problem"];
         };
     };
+    getSystemLogFeed: {
+        parameters: {
+            query?: {
+                /** @description Only entries with a larger `seq`; `0` (the default) starts at the first. */
+                after?: number;
+                /** @description Page size. */
+                limit?: number;
+                /** @description Only entries with one of these levels (repeatable). */
+                level?: components["schemas"]["LogLevel"][];
+                /** @description Only entries at or above this severity. */
+                min_level?: components["schemas"]["LogLevel"];
+                /** @description Only entries in this category. */
+                category?: string;
+                /** @description Only entries with this correlation id. */
+                correlation_id?: string;
+                /** @description Only entries written while serving a request of this W3C trace. */
+                trace_id?: components["schemas"]["TraceID"];
+                /** @description Only entries for this user. */
+                user_id?: string;
+                /** @description Only entries at or after this instant (inclusive). */
+                since?: string;
+                /** @description Only entries before this instant (exclusive). */
+                until?: string;
+            };
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of the feed. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemLogFeed"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+            default: components["responses"]["Problem"];
+        };
+    };
+    getSystemLogProof: {
+        parameters: {
+            query?: {
+                /** @description A signed tree size (see `GET /ledger/checkpoint`); by default the latest. */
+                tree_size?: number;
+            };
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path: {
+                /** @description The entry's id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The inclusion proof. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InclusionProof"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotSealed"];
+            422: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+            default: components["responses"]["Problem"];
+        };
+    };
     getSystemLog: {
         parameters: {
             query?: never;
@@ -932,6 +1259,117 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+            default: components["responses"]["Problem"];
+        };
+    };
+    getLedgerCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The signed checkpoint. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotSealed"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+            default: components["responses"]["Problem"];
+        };
+    };
+    getLedgerConsistency: {
+        parameters: {
+            query: {
+                /** @description The smaller signed tree size. */
+                from: number;
+                /** @description The larger signed tree size. */
+                to: number;
+            };
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The consistency proof. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsistencyProof"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+            default: components["responses"]["Problem"];
+        };
+    };
+    listUnsealedLogs: {
+        parameters: {
+            query?: {
+                /** @description At most this many entries. */
+                limit?: number;
+            };
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The unsealed entries. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SystemLogBatch"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             422: components["responses"]["Problem"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];

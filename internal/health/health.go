@@ -24,17 +24,40 @@ var ErrShuttingDown = errors.New("server is shutting down")
 
 // Checker runs the readiness checks and tracks the process's uptime.
 type Checker struct {
-	checks   []Check
-	timeout  time.Duration
-	started  time.Time
-	version  string
-	logger   *slog.Logger
-	draining atomic.Bool
+	checks []Check
+	// healthOnly checks count for overall health, not readiness.
+	healthOnly []Check
+	timeout    time.Duration
+	started    time.Time
+	version    string
+	logger     *slog.Logger
+	draining   atomic.Bool
 }
 
 // NewChecker returns a checker that runs checks, each bounded by timeout.
 func NewChecker(version string, timeout time.Duration, logger *slog.Logger, checks ...Check) *Checker {
 	return &Checker{checks: checks, timeout: timeout, started: time.Now(), version: version, logger: logger}
+}
+
+// AlsoForHealth adds checks that degrade overall health (Health) but not
+// readiness (Ready): a problem that more traffic would not make worse,
+// such as the ledger's sequencer falling behind. Call it before serving.
+func (c *Checker) AlsoForHealth(checks ...Check) { c.healthOnly = append(c.healthOnly, checks...) }
+
+// Health runs the readiness checks and the health-only ones and reports
+// whether all passed, as Ready does.
+func (c *Checker) Health(ctx context.Context) (bool, []api.Check) {
+	ok, results := c.Ready(ctx)
+	extra := make([]api.Check, len(c.healthOnly))
+	var wg sync.WaitGroup
+	for i, check := range c.healthOnly {
+		wg.Go(func() { extra[i] = c.run(ctx, check) })
+	}
+	wg.Wait()
+	for _, r := range extra {
+		ok = ok && r.Status == api.CheckStatusOk
+	}
+	return ok, append(results, extra...)
 }
 
 // Drain makes readiness fail from now on, so load balancers stop sending
@@ -85,6 +108,10 @@ func (c *Checker) run(ctx context.Context, check Check) api.Check {
 	}
 	if err != nil {
 		msg := "check failed"
+		var safe interface{ Safe() string }
+		if errors.As(err, &safe) {
+			msg = safe.Safe()
+		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			msg = "check timed out after " + c.timeout.String()
 		}

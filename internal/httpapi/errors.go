@@ -7,9 +7,11 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/auth"
+	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/observe"
 	"github.com/valhalla-platform/valhalla/internal/problem"
@@ -22,8 +24,9 @@ const retryAfterSeconds = 5
 const realm = `Bearer realm="valhalla"`
 
 // problemFor is the one table from error to problem. Anything not listed is
-// a 500 whose detail says nothing about the cause.
-func problemFor(err error) *problem.Problem {
+// a 500 whose detail says nothing about the cause. sealRetry is the
+// Retry-After, in seconds, of an answer about an entry not sealed yet.
+func problemFor(err error, sealRetry int) *problem.Problem {
 	var (
 		p        *problem.Problem
 		scopeErr *auth.ScopeError
@@ -44,7 +47,17 @@ func problemFor(err error) *problem.Problem {
 		p = problem.New(http.StatusForbidden, problem.TypeForbidden,
 			fmt.Sprintf("the token %q lacks the scope %s that this operation needs", scopeErr.Token, scopes)).
 			WithHeader("WWW-Authenticate", realm+`, error="insufficient_scope", scope="`+scopes+`"`)
-	case errors.Is(err, logstore.ErrNotFound):
+	case errors.Is(err, ledger.ErrNotSealed):
+		p = problem.New(http.StatusNotFound, problem.TypeNotFound,
+			"the entry is stored but not sealed yet; it will be within the seal interval, retry after Retry-After").
+			WithHeader("Retry-After", strconv.Itoa(sealRetry))
+	case errors.Is(err, ledger.ErrNoCheckpoint):
+		p = problem.New(http.StatusNotFound, problem.TypeNotFound,
+			"no checkpoint of this tree size was signed; GET /ledger/checkpoint gives the latest").
+			WithHeader("Retry-After", strconv.Itoa(sealRetry))
+	case errors.Is(err, ledger.ErrBadRange):
+		p = problem.Invalid("the tree sizes are out of range: a consistency proof needs from ≤ to, and an inclusion proof a tree_size of at least the entry's seq")
+	case errors.Is(err, ledger.ErrNoEntry), errors.Is(err, logstore.ErrNotFound):
 		p = problem.New(http.StatusNotFound, problem.TypeNotFound, "no log entry has this id")
 	case errors.Is(err, logstore.ErrInvalidCursor):
 		p = problem.Invalid("the cursor is not valid",
@@ -66,10 +79,16 @@ func problemFor(err error) *problem.Problem {
 	return p
 }
 
+// sealRetry is how many whole seconds a client waiting for a seal should
+// wait: the seal interval, rounded up, and at least 1.
+func (s *server) sealRetry() int {
+	return max(1, int((s.SealInterval+time.Second-1)/time.Second))
+}
+
 // writeError answers r with the problem err maps to. It is the generated
 // strict server's response error hook, so handler errors land here.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	s.writeProblem(w, r, problemFor(err))
+	s.writeProblem(w, r, problemFor(err, s.sealRetry()))
 }
 
 // writeProblem logs server-side failures (the logger adds the request and

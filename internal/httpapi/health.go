@@ -50,7 +50,8 @@ func (s *server) GetReadiness(ctx context.Context, _ api.GetReadinessRequestObje
 // GetHealth reports overall status, version and uptime: 200 when every
 // check passes, else a 503 problem with the same members.
 func (s *server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (api.GetHealthResponseObject, error) {
-	ok, checks := s.ready(ctx)
+	ok, checks := s.Checker.Health(ctx)
+	s.observeChecks(checks)
 	id := requestid.FromContext(ctx)
 	if !ok {
 		return api.GetHealth503ApplicationProblemPlusJSONResponse{
@@ -85,11 +86,16 @@ func (s *server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (a
 // ready runs the readiness checks and records each outcome in the metrics.
 func (s *server) ready(ctx context.Context) (bool, []api.Check) {
 	ok, checks := s.Checker.Ready(ctx)
+	s.observeChecks(checks)
+	return ok, checks
+}
+
+// observeChecks records each check's outcome in the metrics.
+func (s *server) observeChecks(checks []api.Check) {
 	for _, c := range checks {
 		s.Metrics.ObserveCheck(c.Name, c.Status == api.CheckStatusOk,
 			time.Duration(c.DurationMs*float64(time.Millisecond)))
 	}
-	return ok, checks
 }
 
 // failedChecks names the checks that failed, e.g. "database check failed".

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/gen/db"
@@ -57,8 +58,16 @@ func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogReq
 	if !replayed { // a replay wrote nothing
 		s.Metrics.LogWritten(stored.Level)
 	}
+	body := logToAPI(stored, nil) // a new entry is not sealed yet
+	if replayed {
+		items, err := s.withSeals(ctx, []db.SystemLog{stored})
+		if err != nil {
+			return nil, err
+		}
+		body = items[0]
+	}
 	return api.CreateSystemLog201JSONResponse{
-		Body: logToAPI(stored),
+		Body: body,
 		Headers: api.CreateSystemLog201ResponseHeaders{
 			Location:   "/system/logs/" + stored.ID.String(),
 			XRequestID: requestid.FromContext(ctx),
@@ -101,7 +110,12 @@ func (s *server) CreateSystemLogBatch(ctx context.Context, req api.CreateSystemL
 		if !replayed { // a replay wrote nothing
 			s.Metrics.LogWritten(row.Level)
 		}
-		items[i] = logToAPI(row)
+		items[i] = logToAPI(row, nil) // new entries are not sealed yet
+	}
+	if replayed {
+		if items, err = s.withSeals(ctx, stored); err != nil {
+			return nil, err
+		}
 	}
 	return api.CreateSystemLogBatch201JSONResponse{
 		Body:    api.SystemLogBatch{Items: items},
@@ -115,8 +129,12 @@ func (s *server) GetSystemLog(ctx context.Context, req api.GetSystemLogRequestOb
 	if err != nil {
 		return nil, err
 	}
+	items, err := s.withSeals(ctx, []db.SystemLog{stored})
+	if err != nil {
+		return nil, err
+	}
 	return api.GetSystemLog200JSONResponse{
-		Body:    logToAPI(stored),
+		Body:    items[0],
 		Headers: api.GetSystemLog200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
 	}, nil
 }
@@ -124,22 +142,7 @@ func (s *server) GetSystemLog(ctx context.Context, req api.GetSystemLogRequestOb
 // ListSystemLogs returns one page of entries, newest first.
 func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsRequestObject) (api.ListSystemLogsResponseObject, error) {
 	p := req.Params
-	filter := logstore.Filter{
-		Category:      p.Category,
-		CorrelationID: p.CorrelationId,
-		UserID:        p.UserId,
-		TraceID:       p.TraceId,
-		Since:         p.Since,
-		Until:         p.Until,
-	}
-	if p.Level != nil {
-		for _, l := range *p.Level {
-			filter.Levels = append(filter.Levels, string(l))
-		}
-	}
-	if p.MinLevel != nil {
-		filter.MinLevel = string(*p.MinLevel)
-	}
+	filter := filterOf(p.Level, p.MinLevel, p.Category, p.CorrelationId, p.UserId, p.TraceId, p.Since, p.Until)
 	limit := int32(defaultLimit)
 	if p.Limit != nil {
 		limit = *p.Limit
@@ -159,16 +162,17 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 	if err != nil {
 		return nil, err
 	}
-	body := api.SystemLogList{Items: make([]api.SystemLog, len(page.Items)), Total: page.Total}
+	items, err := s.withSeals(ctx, page.Items)
+	if err != nil {
+		return nil, err
+	}
+	body := api.SystemLogList{Items: items, Total: page.Total}
 	if page.Total != nil {
 		relation := api.Gte
 		if page.TotalExact {
 			relation = api.Eq
 		}
 		body.TotalRelation = &relation
-	}
-	for i, row := range page.Items {
-		body.Items[i] = logToAPI(row)
 	}
 	if page.NextCursor != "" {
 		body.NextCursor = &page.NextCursor
@@ -260,9 +264,10 @@ func containsNUL(raw []byte) bool {
 	}
 }
 
-// logToAPI converts a stored row to the contract's SystemLog.
-func logToAPI(row db.SystemLog) api.SystemLog {
-	return api.SystemLog{
+// logToAPI converts a stored row to the contract's SystemLog, with its
+// seal, or with a null seq and leaf hash when seal is nil.
+func logToAPI(row db.SystemLog, seal *logstore.Seal) api.SystemLog {
+	out := api.SystemLog{
 		Id:            row.ID,
 		Timestamp:     row.Timestamp,
 		Level:         api.LogLevel(row.Level),
@@ -274,4 +279,30 @@ func logToAPI(row db.SystemLog) api.SystemLog {
 		Context:       row.Context,
 		Actor:         row.Actor,
 	}
+	if seal != nil {
+		out.Seq, out.LeafHash = &seal.Seq, &seal.LeafHash
+	}
+	return out
+}
+
+// filterOf is the store's filter for the listing's (and the feed's) filter
+// parameters.
+func filterOf(level *[]api.LogLevel, minLevel *api.LogLevel, category, correlationID, userID, traceID *string, since, until *time.Time) logstore.Filter {
+	f := logstore.Filter{
+		Category:      category,
+		CorrelationID: correlationID,
+		UserID:        userID,
+		TraceID:       traceID,
+		Since:         since,
+		Until:         until,
+	}
+	if level != nil {
+		for _, l := range *level {
+			f.Levels = append(f.Levels, string(l))
+		}
+	}
+	if minLevel != nil {
+		f.MinLevel = string(*minLevel)
+	}
+	return f
 }

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
 	"github.com/valhalla-platform/valhalla/internal/health"
+	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
 	"github.com/valhalla-platform/valhalla/internal/observe"
@@ -29,10 +31,14 @@ const (
 
 // Deps are what the server needs; all are required.
 type Deps struct {
-	Store   *logstore.Store
-	Tokens  *auth.Store
-	Checker *health.Checker
-	Metrics *metrics.Metrics
+	Store *logstore.Store
+	// Ledger serves checkpoints and proofs.
+	Ledger *ledger.Reader
+	// SealInterval is the sequencer's interval, for Retry-After.
+	SealInterval time.Duration
+	Tokens       *auth.Store
+	Checker      *health.Checker
+	Metrics      *metrics.Metrics
 	// Logger's handler should add the ids on the context to each record,
 	// as logging.New's does.
 	Logger *slog.Logger

@@ -127,7 +127,7 @@ func (g *grouper) commit(group []*pendingWrite) {
 // insert writes the rows of group with one statement.
 func (g *grouper) insert(ctx context.Context, group []*pendingWrite) error {
 	n := len(group)
-	p := db.InsertLogsParams{
+	p := db.InsertQueuedLogsParams{
 		Ids:            make([]uuid.UUID, n),
 		Timestamps:     make([]time.Time, n),
 		Levels:         make([]string, n),
@@ -158,7 +158,7 @@ func (g *grouper) insert(ctx context.Context, group []*pendingWrite) error {
 			p.TraceIds[i] = *r.TraceID
 		}
 	}
-	stored, err := g.q.InsertLogs(ctx, p)
+	stored, err := g.q.InsertQueuedLogs(ctx, p)
 	if err != nil {
 		return fmt.Errorf("insert %d logs: %w", n, translate(err))
 	}

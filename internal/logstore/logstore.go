@@ -136,18 +136,28 @@ func (s *Store) Insert(ctx context.Context, e Entry) (db.SystemLog, error) {
 	return db.SystemLog(p), nil
 }
 
-// InsertBatch stores every entry or, on any error, none: one COPY is one
-// statement and so one transaction. It returns the stored entries in input
-// order, or ErrUnavailable or ErrInvalidText (wrapped).
+// InsertBatch stores every entry or, on any error, none: one COPY and the
+// entries' place in the ledger's queue, in one transaction. It returns the
+// stored entries in input order, or ErrUnavailable or ErrInvalidText
+// (wrapped).
 func (s *Store) InsertBatch(ctx context.Context, entries []Entry) ([]db.SystemLog, error) {
-	out, err := copyEntries(ctx, s.q, entries)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin write: %w", translate(err))
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
+	out, err := copyEntries(ctx, s.q.WithTx(tx), entries)
 	if err != nil {
 		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit write: %w", translate(err))
 	}
 	return out, nil
 }
 
-// copyEntries stores entries with one COPY and returns them as stored, in
+// copyEntries stores entries with one COPY, queues them for sealing (the
+// caller's transaction makes the two one), and returns them as stored, in
 // input order.
 func copyEntries(ctx context.Context, q *db.Queries, entries []Entry) ([]db.SystemLog, error) {
 	t := now()
@@ -167,8 +177,13 @@ func copyEntries(ctx context.Context, q *db.Queries, entries []Entry) ([]db.Syst
 		return nil, fmt.Errorf("copy logs: stored %d of %d rows", n, len(rows))
 	}
 	out := make([]db.SystemLog, len(rows))
+	ids := make([]uuid.UUID, len(rows))
 	for i, r := range rows {
 		out[i] = db.SystemLog(r)
+		ids[i] = r.ID
+	}
+	if err := q.QueueLogs(ctx, ids); err != nil {
+		return nil, fmt.Errorf("queue %d logs for sealing: %w", len(ids), translate(err))
 	}
 	return out, nil
 }

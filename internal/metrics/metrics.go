@@ -53,6 +53,11 @@ type Metrics struct {
 	acquireDuration    prometheus.Histogram
 	acquiresWaiting    prometheus.Gauge
 	writeGroups        prometheus.Histogram
+	sealLag            prometheus.Histogram
+	sealedEntries      prometheus.Counter
+	sequencer          prometheus.Gauge
+
+	ledger atomic.Pointer[func(context.Context) (treeSize, unsealed int64, err error)]
 
 	pool atomic.Pointer[pgxpool.Pool]
 }
@@ -105,6 +110,19 @@ func New(build BuildInfo) *Metrics {
 			Help:    "Single writes committed together by one statement (group commit); its count is the statements.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 		}),
+		sealLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "ledger", Name: "seal_lag_seconds",
+			Help:    "Time from an entry's timestamp to the commit of the seal pass that gave it its seq (observed by the sequencer).",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		sealedEntries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "ledger", Name: "sealed_entries_total",
+			Help: "Entries this server sealed as the sequencer.",
+		}),
+		sequencer: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "ledger", Name: "sequencer",
+			Help: "1 while this server is the ledger's sequencer, else 0.",
+		}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -117,6 +135,7 @@ func New(build BuildInfo) *Metrics {
 	m.registry.MustRegister(
 		m.requests, m.requestDuration, m.inFlight, m.logsWritten, m.validationFailures,
 		m.checkUp, m.checkDuration, m.acquireDuration, m.acquiresWaiting, m.writeGroups, buildInfo,
+		m.sealLag, m.sealedEntries, m.sequencer, ledgerCollector{m: m},
 		poolCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -158,6 +177,63 @@ func (m *Metrics) LogWritten(level string) { m.logsWritten.WithLabelValues(level
 // WriteGroup records a group commit of n single writes
 // (logstore.WithGroupObserver).
 func (m *Metrics) WriteGroup(n int) { m.writeGroups.Observe(float64(n)) }
+
+// Sealed records a seal pass of the sequencer (ledger.SealerOptions.Sealed).
+func (m *Metrics) Sealed(entries int, _ int64, lags []time.Duration) {
+	m.sealedEntries.Add(float64(entries))
+	for _, l := range lags {
+		m.sealLag.Observe(l.Seconds())
+	}
+}
+
+// Sequencing records whether this server is the sequencer
+// (ledger.SealerOptions.Leading).
+func (m *Metrics) Sequencing(leading bool) {
+	v := 0.0
+	if leading {
+		v = 1
+	}
+	m.sequencer.Set(v)
+}
+
+// ObserveLedger reports the ledger's tree size and unsealed entries from
+// now on, read with stats at each scrape.
+func (m *Metrics) ObserveLedger(stats func(context.Context) (treeSize, unsealed int64, err error)) {
+	m.ledger.Store(&stats)
+}
+
+// ledgerScrapeTimeout bounds the ledger's query at a scrape.
+const ledgerScrapeTimeout = 2 * time.Second
+
+var (
+	ledgerSizeDesc = prometheus.NewDesc(namespace+"_ledger_tree_size",
+		"Entries sealed into the ledger (the latest seq).", nil, nil)
+	ledgerUnsealedDesc = prometheus.NewDesc(namespace+"_ledger_unsealed_entries",
+		"Entries stored and waiting to be sealed.", nil, nil)
+)
+
+// ledgerCollector reads the ledger's gauges from the database at each scrape.
+type ledgerCollector struct{ m *Metrics }
+
+func (c ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- ledgerSizeDesc
+	ch <- ledgerUnsealedDesc
+}
+
+func (c ledgerCollector) Collect(ch chan<- prometheus.Metric) {
+	stats := c.m.ledger.Load()
+	if stats == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ledgerScrapeTimeout)
+	defer cancel()
+	size, unsealed, err := (*stats)(ctx)
+	if err != nil {
+		return // absent rather than wrong while the database is down
+	}
+	ch <- prometheus.MustNewConstMetric(ledgerSizeDesc, prometheus.GaugeValue, float64(size))
+	ch <- prometheus.MustNewConstMetric(ledgerUnsealedDesc, prometheus.GaugeValue, float64(unsealed))
+}
 
 // ValidationFailed counts a request to operation refused as invalid.
 func (m *Metrics) ValidationFailed(operation string) {

@@ -423,6 +423,9 @@ func (c *Cluster) pgCtlStart(ctx context.Context) error {
 		// filtering 1,800 rows, rather than the category index it uses for
 		// the first page, and the deep page took twice as long.
 		"random_page_cost=1.1",
+		// The ledger's sequencer orders the entries of one seal pass by
+		// their transactions' commit timestamps (docs/ledger.md).
+		"track_commit_timestamp=on",
 	}
 	if c.fsync {
 		settings = append(settings, "fsync=on")

@@ -1,0 +1,224 @@
+package ledger_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/ledger"
+	"github.com/valhalla-platform/valhalla/internal/logstore"
+	"github.com/valhalla-platform/valhalla/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// fixture is a migrated database with a store, a key and a reader.
+type fixture struct {
+	pool   *pgxpool.Pool
+	store  *logstore.Store
+	reader *ledger.Reader
+	key    *ledger.Key
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	pool, err := database.Open(t.Context(), pgtest.NewDatabase(t), 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := database.Migrate(t.Context(), pool); err != nil {
+		t.Fatal(err)
+	}
+	key, err := ledger.LoadOrCreateKey(filepath.Join(t.TempDir(), "ledger.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{pool: pool, store: logstore.New(pool), reader: ledger.NewReader(pool), key: key}
+}
+
+// startSealer runs a sealer until the test ends.
+func (f *fixture) startSealer(t *testing.T, interval time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	s := ledger.NewSealer(ledger.SealerOptions{
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			return pgx.ConnectConfig(ctx, f.pool.Config().ConnConfig.Copy())
+		},
+		Key: f.key, Interval: interval, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	go func() { defer close(done); s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// waitSize polls until the tree holds n entries, failing after 30 s.
+func (f *fixture) waitSize(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := f.reader.Stats(t.Context())
+		if err == nil && s.TreeSize == n {
+			if cp, err := f.reader.Latest(t.Context()); err == nil && cp.Size == n {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tree size %d (err %v) after 30s, want %d", s.TreeSize, err, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func entry(msg string) logstore.Entry {
+	return logstore.Entry{Level: "INFO", Category: "ledger", Message: msg, CorrelationID: "c", Actor: "test",
+		Context: []byte(`{"b": 2, "a": [1.0, "x"]}`)}
+}
+
+// TestSealProvesAndSigns: entries written singly and in batches are sealed
+// with seqs 1..n, each leaf is the hash of the stored entry, every
+// checkpoint is signed by the key, every entry's inclusion proof checks
+// against it, and every signed size is consistent with the latest.
+func TestSealProvesAndSigns(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.startSealer(t, 20*time.Millisecond)
+	f.waitSize(t, 0)
+	var ids []uuid.UUID
+	for i := range 5 {
+		e, err := f.store.Insert(t.Context(), entry(fmt.Sprint("single ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+		batch, err := f.store.InsertBatch(t.Context(), []logstore.Entry{entry("b1"), entry("b2"), entry("b3")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range batch {
+			ids = append(ids, b.ID)
+		}
+		f.waitSize(t, int64(len(ids)))
+	}
+	cp, err := f.reader.Latest(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := ledger.OpenCheckpoint([]byte(cp.Note), f.key.Verifier)
+	if err != nil || opened.Size != int64(len(ids)) || opened.Root != cp.Root {
+		t.Fatalf("checkpoint %+v (%v), want size %d root %x", opened, err, len(ids), cp.Root)
+	}
+	other, _ := ledger.GenerateKey("valhalla-ledger-other")
+	otherKey, _ := ledger.ParseKey(other)
+	if _, err := ledger.OpenCheckpoint([]byte(cp.Note), otherKey.Verifier); err == nil {
+		t.Error("a checkpoint verified with another key")
+	}
+	seen := map[int64]bool{}
+	q := db.New(f.pool)
+	for _, id := range ids {
+		p, err := f.reader.ProveEntry(t.Context(), id, 0)
+		if err != nil {
+			t.Fatalf("prove %s: %v", id, err)
+		}
+		seen[p.Seq] = true
+		stored, err := f.store.Get(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := ledger.LeafHash(ledger.Entry{ID: stored.ID, Timestamp: stored.Timestamp, Level: stored.Level,
+			Category: stored.Category, Message: stored.Message, CorrelationID: stored.CorrelationID, UserID: stored.UserID,
+			TraceID: stored.TraceID, Actor: stored.Actor, Context: stored.Context})
+		if err != nil || leaf != p.LeafHash {
+			t.Errorf("entry %s: leaf %x, stored entry hashes to %x (%v)", id, p.LeafHash, leaf, err)
+		}
+		if err := tlog.CheckRecord(p.Proof, cp.Size, cp.Root, p.Seq-1, leaf); err != nil {
+			t.Errorf("entry %s: inclusion proof: %v", id, err)
+		}
+		if len(p.Proof) > 6 {
+			t.Errorf("proof of %d hashes in a tree of %d", len(p.Proof), cp.Size)
+		}
+	}
+	for seq := int64(1); seq <= int64(len(ids)); seq++ {
+		if !seen[seq] {
+			t.Errorf("seq %d given to no entry", seq)
+		}
+	}
+	// Every signed size is consistent with the latest.
+	rows, err := f.pool.Query(t.Context(), "SELECT tree_size, root FROM ledger_checkpoints ORDER BY tree_size")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type sized struct {
+		Size int64
+		Root []byte
+	}
+	all, err := pgx.CollectRows(rows, pgx.RowToStructByPos[sized])
+	if err != nil || len(all) < 6 {
+		t.Fatalf("%d checkpoints (%v), want one per seal that grew the tree and the empty one", len(all), err)
+	}
+	for _, c := range all {
+		p, err := f.reader.Consistency(t.Context(), c.Size, cp.Size)
+		if err != nil {
+			t.Fatalf("consistency %d..%d: %v", c.Size, cp.Size, err)
+		}
+		if c.Size > 0 {
+			if err := tlog.CheckTree(p.Proof, cp.Size, cp.Root, c.Size, tlog.Hash(c.Root)); err != nil {
+				t.Errorf("consistency %d..%d: %v", c.Size, cp.Size, err)
+			}
+		}
+	}
+	if n, err := q.TreeSize(t.Context()); err != nil || n != int64(len(ids)) {
+		t.Errorf("tree size %d (%v), want %d", n, err, len(ids))
+	}
+}
+
+// TestLateCommitGetsLaterSeq: an entry whose transaction began first but
+// commits after another's gets the larger seq, and is not sealed while its
+// transaction is open.
+func TestLateCommitGetsLaterSeq(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.startSealer(t, 20*time.Millisecond)
+	f.waitSize(t, 0)
+	ctx := t.Context()
+	late, err := f.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = late.Rollback(context.Background()) }()
+	lateID := uuid.Must(uuid.NewV7())
+	if _, err := late.Exec(ctx, `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, actor)
+		VALUES ($1, now(), 'INFO', 'ledger', 'late', 'c', 'test')`, lateID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := late.Exec(ctx, `INSERT INTO ledger_queue (log_id) VALUES ($1)`, lateID); err != nil {
+		t.Fatal(err)
+	}
+	early, err := f.store.Insert(ctx, entry("early"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.waitSize(t, 1)
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSize(t, 2)
+	seals, err := f.store.Seals(ctx, []uuid.UUID{early.ID, lateID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seals[early.ID].Seq != 1 || seals[lateID].Seq != 2 {
+		t.Errorf("early (committed first) has seq %d, late %d; want 1 and 2", seals[early.ID].Seq, seals[lateID].Seq)
+	}
+}

@@ -1,0 +1,121 @@
+package logstore
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/google/uuid"
+
+	"github.com/valhalla-platform/valhalla/gen/db"
+)
+
+// Seal is an entry's place in the ledger.
+type Seal struct {
+	Seq      int64
+	LeafHash []byte
+}
+
+// Seals returns the seal of each of ids that is sealed; an unsealed one
+// is absent from the map. It returns ErrUnavailable (wrapped) on failure.
+func (s *Store) Seals(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]Seal, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.q.SealsOf(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read seals: %w", translate(err))
+	}
+	out := make(map[uuid.UUID]Seal, len(rows))
+	for _, r := range rows {
+		out[r.LogID] = Seal{Seq: r.Seq, LeafHash: r.LeafHash}
+	}
+	return out, nil
+}
+
+// FeedScan bounds how many sealed entries one feed page reads, whatever
+// its filters match, so a page costs the same however rare the matches.
+const FeedScan = 10_000
+
+// SealedEntry is an entry with its seal.
+type SealedEntry struct {
+	db.SystemLog
+	Seal
+}
+
+// MissingEntry is a leaf of the tree whose entry is no longer stored.
+type MissingEntry struct {
+	Seal
+	ID uuid.UUID
+}
+
+// FeedPage is one page of the feed.
+type FeedPage struct {
+	// Items are the matching entries, seq ascending.
+	Items []SealedEntry
+	// Missing are the leaves in the scanned range whose entry is gone.
+	Missing []MissingEntry
+	// NextAfter is the last seq the page scanned (after, when it scanned
+	// none): pass it as after for the next page.
+	NextAfter int64
+}
+
+// Feed returns up to limit sealed entries with seq > after that match f,
+// seq ascending, reading at most FeedScan leaves: keyset on seq, so a deep
+// position costs what the first does. Sealing assigns seqs in commit order
+// and makes each pass visible at once, so a reader that follows NextAfter
+// sees every entry exactly once. It returns ErrUnavailable (wrapped).
+func (s *Store) Feed(ctx context.Context, f Filter, after int64, limit int32) (FeedPage, error) {
+	// The size first: every leaf up to it is visible to the query that
+	// follows (passes commit whole, in seq order), so a short page has
+	// seen every match up to it.
+	size, err := s.q.TreeSize(ctx)
+	if err != nil {
+		return FeedPage{}, fmt.Errorf("read tree size: %w", translate(err))
+	}
+	scan := min(int64(FeedScan), math.MaxInt64-after) // after + scan must not overflow
+	rows, err := s.q.Feed(ctx, db.FeedParams{
+		After:         after,
+		Scan:          scan,
+		Levels:        f.levels(),
+		Category:      f.Category,
+		CorrelationID: f.CorrelationID,
+		UserID:        f.UserID,
+		TraceID:       f.TraceID,
+		Since:         f.Since,
+		Until:         f.Until,
+		RowLimit:      limit,
+	})
+	if err != nil {
+		return FeedPage{}, fmt.Errorf("read feed: %w", translate(err))
+	}
+	page := FeedPage{Items: []SealedEntry{}, NextAfter: after}
+	for _, r := range rows {
+		seal := Seal{Seq: r.Seq, LeafHash: r.LeafHash}
+		page.NextAfter = r.Seq
+		if r.ID == nil {
+			page.Missing = append(page.Missing, MissingEntry{Seal: seal, ID: r.LogID})
+			continue
+		}
+		page.Items = append(page.Items, SealedEntry{Seal: seal, SystemLog: db.SystemLog{
+			ID: *r.ID, Timestamp: *r.Timestamp, Level: *r.Level, Category: *r.Category, Message: *r.Message,
+			CorrelationID: *r.CorrelationID, UserID: r.UserID, Context: r.Context, TraceID: r.TraceID, Actor: *r.Actor,
+		}})
+	}
+	if len(rows) < int(limit) {
+		// The whole window was scanned: skip past it, up to the tree's end.
+		page.NextAfter = max(page.NextAfter, min(after+scan, size))
+	}
+	return page, nil
+}
+
+// Unsealed returns up to limit entries stored in system_logs that are
+// neither sealed nor waiting to be: written behind the API's back. It reads
+// the whole table. It returns ErrUnavailable (wrapped).
+func (s *Store) Unsealed(ctx context.Context, limit int32) ([]db.SystemLog, error) {
+	rows, err := s.q.UnsealedLogs(ctx, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read unsealed logs: %w", translate(err))
+	}
+	return rows, nil
+}

@@ -1,0 +1,103 @@
+-- name: InsertQueuedLogs :execrows
+-- InsertQueuedLogs is InsertLogs (system_logs.sql) that also queues every
+-- stored entry for sealing, in the same statement and so the same
+-- transaction. An empty user_id or trace_id stands for none.
+WITH stored AS (
+    INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
+    SELECT unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(timestamps)::timestamptz[]), unnest(sqlc.arg(levels)::text[]),
+           unnest(sqlc.arg(categories)::text[]), unnest(sqlc.arg(messages)::text[]), unnest(sqlc.arg(correlation_ids)::text[]),
+           NULLIF(unnest(sqlc.arg(user_ids)::text[]), ''), unnest(sqlc.arg(contexts)::jsonb[]), NULLIF(unnest(sqlc.arg(trace_ids)::text[]), ''),
+           unnest(sqlc.arg(actors)::text[])
+    RETURNING id
+)
+INSERT INTO ledger_queue (log_id)
+SELECT id FROM stored;
+
+-- name: QueueLogs :exec
+-- QueueLogs queues entries stored in the current transaction for sealing.
+INSERT INTO ledger_queue (log_id)
+SELECT unnest(sqlc.arg(ids)::uuid[]);
+
+-- name: SealsOf :many
+-- SealsOf returns the seq and leaf hash of each of ids that is sealed.
+SELECT log_id, seq, substring(hashes FROM 1 FOR 32)::bytea AS leaf_hash
+FROM ledger_entries
+WHERE log_id = ANY (sqlc.arg(ids)::uuid[]);
+
+-- name: IsQueued :one
+-- IsQueued reports whether the entry id waits to be sealed.
+SELECT EXISTS (SELECT 1 FROM ledger_queue WHERE log_id = $1);
+
+-- name: TreeSize :one
+-- TreeSize returns the number of sealed entries (the last seq).
+SELECT coalesce(max(seq), 0)::bigint FROM ledger_entries;
+
+-- name: StoredHashRows :many
+-- StoredHashRows returns the stored hashes of the leaves seqs.
+SELECT seq, hashes FROM ledger_entries
+WHERE seq = ANY (sqlc.arg(seqs)::bigint[]);
+
+-- name: InsertLedgerEntries :exec
+-- InsertLedgerEntries appends sealed leaves, one array element per column
+-- per leaf.
+INSERT INTO ledger_entries (seq, log_id, hashes, sealed_at)
+SELECT unnest(sqlc.arg(seqs)::bigint[]), unnest(sqlc.arg(log_ids)::uuid[]), unnest(sqlc.arg(hashes)::bytea[]), sqlc.arg(sealed_at)::timestamptz;
+
+-- name: DequeueLogs :exec
+-- DequeueLogs removes sealed (or vanished) entries from the queue.
+DELETE FROM ledger_queue WHERE log_id = ANY (sqlc.arg(ids)::uuid[]);
+
+-- name: InsertCheckpoint :exec
+-- InsertCheckpoint stores a signed checkpoint.
+INSERT INTO ledger_checkpoints (tree_size, root, note, signed_at)
+VALUES ($1, $2, $3, $4);
+
+-- name: LatestCheckpoint :one
+-- LatestCheckpoint returns the checkpoint of the largest tree.
+SELECT * FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1;
+
+-- name: CheckpointOfSize :one
+-- CheckpointOfSize returns the checkpoint signed for tree_size.
+SELECT * FROM ledger_checkpoints WHERE tree_size = $1;
+
+-- name: SealOf :one
+-- SealOf returns the seq of the entry log_id.
+SELECT seq FROM ledger_entries WHERE log_id = $1;
+
+-- name: QueueStats :one
+-- QueueStats counts the entries waiting to be sealed and says how long ago
+-- the oldest was queued, in seconds (0 when none waits).
+SELECT count(*)::bigint AS waiting,
+       coalesce(extract(epoch FROM clock_timestamp() - min(queued_at)), 0)::float8 AS oldest_age_seconds
+FROM ledger_queue;
+
+-- name: Feed :many
+-- Feed returns the sealed entries with seq in (after, after + scan] that
+-- match every non-null filter, in seq order, up to row_limit, together with
+-- the tree size in the same snapshot. A leaf whose entry is no longer in
+-- system_logs comes back with a null id (and no filter applies to it), so
+-- the reader can tell a missing entry from a filtered one.
+SELECT l.seq, l.log_id, substring(l.hashes FROM 1 FOR 32)::bytea AS leaf_hash,
+       s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
+FROM ledger_entries l
+LEFT JOIN system_logs s ON s.id = l.log_id
+WHERE l.seq > sqlc.arg(after)::bigint AND l.seq <= sqlc.arg(after)::bigint + sqlc.arg(scan)::bigint
+  AND (s.id IS NULL OR (
+        (sqlc.narg('levels')::text[] IS NULL OR s.level = ANY (sqlc.narg('levels')::text[]))
+    AND (sqlc.narg('category')::text IS NULL OR s.category = sqlc.narg('category')::text)
+    AND (sqlc.narg('correlation_id')::text IS NULL OR s.correlation_id = sqlc.narg('correlation_id')::text)
+    AND (sqlc.narg('user_id')::text IS NULL OR s.user_id = sqlc.narg('user_id')::text)
+    AND (sqlc.narg('trace_id')::text IS NULL OR s.trace_id = sqlc.narg('trace_id')::text)
+    AND (sqlc.narg('since')::timestamptz IS NULL OR s."timestamp" >= sqlc.narg('since')::timestamptz)
+    AND (sqlc.narg('until')::timestamptz IS NULL OR s."timestamp" < sqlc.narg('until')::timestamptz)))
+ORDER BY l.seq
+LIMIT sqlc.arg(row_limit);
+
+-- name: UnsealedLogs :many
+-- UnsealedLogs returns entries of system_logs that are neither sealed nor
+-- queued: stored behind the API's back. It reads the whole table.
+SELECT s.* FROM system_logs s
+WHERE NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.log_id = s.id)
+  AND NOT EXISTS (SELECT 1 FROM ledger_queue q WHERE q.log_id = s.id)
+ORDER BY s."timestamp", s.id
+LIMIT sqlc.arg(row_limit);
