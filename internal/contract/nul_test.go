@@ -1,6 +1,7 @@
 package contract_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -55,9 +56,18 @@ func TestNULInAnyStringParameterIsNamed(t *testing.T) {
 					continue
 				}
 				target, query, header := path, url.Values{}, http.Header{}
+				// Every other required parameter gets a valid value, so the
+				// NUL is the request's only fault.
 				for _, other := range op.Parameters {
-					if other.Value.In == openapi3.ParameterInPath && other.Value != p {
-						target = strings.ReplaceAll(target, "{"+other.Value.Name+"}", "0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f")
+					o := other.Value
+					if o == p || !o.Required {
+						continue
+					}
+					switch o.In {
+					case openapi3.ParameterInPath:
+						target = strings.ReplaceAll(target, "{"+o.Name+"}", validValue(o.Schema.Value))
+					case openapi3.ParameterInQuery:
+						query.Set(o.Name, validValue(o.Schema.Value))
 					}
 				}
 				var location string
@@ -118,6 +128,22 @@ func TestNULInAnyStringParameterIsNamed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// validValue is a value the schema accepts: its first enum value, its
+// minimum for a number, or a UUID.
+func validValue(s *openapi3.Schema) string {
+	switch {
+	case len(s.Enum) > 0:
+		return fmt.Sprint(s.Enum[0])
+	case s.Type.Is("integer") || s.Type.Is("number"):
+		if s.Min != nil {
+			return fmt.Sprint(*s.Min)
+		}
+		return "1"
+	default:
+		return "0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f"
 	}
 }
 
