@@ -45,15 +45,18 @@ func (e CheckStatus) Valid() bool {
 	}
 }
 
-// Defines values for HealthStatus.
+// Defines values for HealthOutcome.
 const (
-	HealthStatusOk HealthStatus = "ok"
+	HealthOutcomeDegraded HealthOutcome = "degraded"
+	HealthOutcomeOk       HealthOutcome = "ok"
 )
 
-// Valid indicates whether the value is a known member of the HealthStatus enum.
-func (e HealthStatus) Valid() bool {
+// Valid indicates whether the value is a known member of the HealthOutcome enum.
+func (e HealthOutcome) Valid() bool {
 	switch e {
-	case HealthStatusOk:
+	case HealthOutcomeDegraded:
+		return true
+	case HealthOutcomeOk:
 		return true
 	default:
 		return false
@@ -102,15 +105,18 @@ func (e LogLevel) Valid() bool {
 	}
 }
 
-// Defines values for ReadinessStatus.
+// Defines values for ReadinessOutcome.
 const (
-	ReadinessStatusOk ReadinessStatus = "ok"
+	NotReady ReadinessOutcome = "not_ready"
+	Ready    ReadinessOutcome = "ready"
 )
 
-// Valid indicates whether the value is a known member of the ReadinessStatus enum.
-func (e ReadinessStatus) Valid() bool {
+// Valid indicates whether the value is a known member of the ReadinessOutcome enum.
+func (e ReadinessOutcome) Valid() bool {
 	switch e {
-	case ReadinessStatusOk:
+	case NotReady:
+		return true
+	case Ready:
 		return true
 	default:
 		return false
@@ -191,13 +197,15 @@ type Health struct {
 	// Checks Each check, with its outcome and duration.
 	Checks Checks `json:"checks"`
 
+	// Health `ok` when every check passes (a `200`), else `degraded` (a `503`).
+	//
+	// Example: ok
+	Health HealthOutcome `json:"health"`
+
 	// StartedAt When the process started.
 	//
 	// Example: 2026-11-26T00:00:00Z
 	StartedAt time.Time `json:"started_at"`
-
-	// Status Always `ok`; degraded health is answered with a HealthProblem.
-	Status HealthStatus `json:"status"`
 
 	// UptimeSeconds Seconds since start.
 	//
@@ -210,8 +218,10 @@ type Health struct {
 	Version string `json:"version"`
 }
 
-// HealthStatus Always `ok`; degraded health is answered with a HealthProblem.
-type HealthStatus string
+// HealthOutcome `ok` when every check passes (a `200`), else `degraded` (a `503`).
+//
+// Example: ok
+type HealthOutcome string
 
 // HealthProblem Degraded health, as an RFC 9457 problem with version, uptime and every check.
 type HealthProblem struct {
@@ -230,6 +240,11 @@ type HealthProblem struct {
 
 	// Errors Every violation, for invalid input.
 	Errors *[]FieldError `json:"errors,omitempty"`
+
+	// Health `ok` when every check passes (a `200`), else `degraded` (a `503`).
+	//
+	// Example: ok
+	Health HealthOutcome `json:"health"`
 
 	// Instance The request path this occurrence happened on.
 	//
@@ -381,12 +396,16 @@ type Readiness struct {
 	// Checks Each check, with its outcome and duration.
 	Checks Checks `json:"checks"`
 
-	// Status Always `ok`; failures are answered with a ReadinessProblem.
-	Status ReadinessStatus `json:"status"`
+	// Readiness `ready` when every check passes (a `200`), else `not_ready` (a `503`).
+	//
+	// Example: ready
+	Readiness ReadinessOutcome `json:"readiness"`
 }
 
-// ReadinessStatus Always `ok`; failures are answered with a ReadinessProblem.
-type ReadinessStatus string
+// ReadinessOutcome `ready` when every check passes (a `200`), else `not_ready` (a `503`).
+//
+// Example: ready
+type ReadinessOutcome string
 
 // ReadinessProblem A failed readiness probe, as an RFC 9457 problem that lists every check.
 type ReadinessProblem struct {
@@ -410,6 +429,11 @@ type ReadinessProblem struct {
 	//
 	// Example: /system/logs
 	Instance string `json:"instance"`
+
+	// Readiness `ready` when every check passes (a `200`), else `not_ready` (a `503`).
+	//
+	// Example: ready
+	Readiness ReadinessOutcome `json:"readiness"`
 
 	// Status HTTP status code.
 	//
@@ -835,8 +859,10 @@ type ClientInterface interface {
 
 	// GetHealth Overall health
 	//
-	// Overall status with version and uptime. `200` when every check passes,
-	// `503` problem (with the same members) when one fails.
+	// Overall health with version and uptime. `200` when every check passes,
+	// `503` problem (with the same members) when one fails. Both bodies carry
+	// the outcome in `health` (`ok` or `degraded`); `status`, in the `503`
+	// only, is the problem's HTTP status code.
 	//
 	// Corresponds with GET /system-health (the `GetHealth` operationId).
 	GetHealth(ctx context.Context, params *GetHealthParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -856,8 +882,10 @@ type ClientInterface interface {
 	// GetReadiness Readiness probe
 	//
 	// `200` when every check passes; a `503` problem listing every check when
-	// one fails or the server is shutting down. The database check pings
-	// with a short timeout.
+	// one fails or the server is shutting down, with `Retry-After`. Both
+	// bodies carry the outcome in `readiness` (`ready` or `not_ready`);
+	// `status`, in the `503` only, is the problem's HTTP status code. The
+	// database check pings with a short timeout.
 	//
 	// Corresponds with GET /system-health/ready (the `GetReadiness` operationId).
 	GetReadiness(ctx context.Context, params *GetReadinessParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -973,8 +1001,10 @@ func (c *Client) GetOpenAPIYAML(ctx context.Context, params *GetOpenAPIYAMLParam
 
 // GetHealth Overall health
 //
-// Overall status with version and uptime. `200` when every check passes,
-// `503` problem (with the same members) when one fails.
+// Overall health with version and uptime. `200` when every check passes,
+// `503` problem (with the same members) when one fails. Both bodies carry
+// the outcome in `health` (`ok` or `degraded`); `status`, in the `503`
+// only, is the problem's HTTP status code.
 //
 // Corresponds with GET /system-health (the `GetHealth` operationId).
 func (c *Client) GetHealth(ctx context.Context, params *GetHealthParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1024,8 +1054,10 @@ func (c *Client) GetMetrics(ctx context.Context, params *GetMetricsParams, reqEd
 // GetReadiness Readiness probe
 //
 // `200` when every check passes; a `503` problem listing every check when
-// one fails or the server is shutting down. The database check pings
-// with a short timeout.
+// one fails or the server is shutting down, with `Retry-After`. Both
+// bodies carry the outcome in `readiness` (`ready` or `not_ready`);
+// `status`, in the `503` only, is the problem's HTTP status code. The
+// database check pings with a short timeout.
 //
 // Corresponds with GET /system-health/ready (the `GetReadiness` operationId).
 func (c *Client) GetReadiness(ctx context.Context, params *GetReadinessParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1906,8 +1938,10 @@ type ClientWithResponsesInterface interface {
 
 	// GetHealthWithResponse Overall health
 	//
-	// Overall status with version and uptime. `200` when every check passes,
-	// `503` problem (with the same members) when one fails.
+	// Overall health with version and uptime. `200` when every check passes,
+	// `503` problem (with the same members) when one fails. Both bodies carry
+	// the outcome in `health` (`ok` or `degraded`); `status`, in the `503`
+	// only, is the problem's HTTP status code.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -1933,8 +1967,10 @@ type ClientWithResponsesInterface interface {
 	// GetReadinessWithResponse Readiness probe
 	//
 	// `200` when every check passes; a `503` problem listing every check when
-	// one fails or the server is shutting down. The database check pings
-	// with a short timeout.
+	// one fails or the server is shutting down, with `Retry-After`. Both
+	// bodies carry the outcome in `readiness` (`ready` or `not_ready`);
+	// `status`, in the `503` only, is the problem's HTTP status code. The
+	// database check pings with a short timeout.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2235,6 +2271,7 @@ type GetHealthResponse500Headers struct {
 
 // GetHealthResponse503Headers the declared response headers of an HTTP 503 response for GetHealth
 type GetHealthResponse503Headers struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -2477,6 +2514,7 @@ type GetReadinessResponse500Headers struct {
 
 // GetReadinessResponse503Headers the declared response headers of an HTTP 503 response for GetReadiness
 type GetReadinessResponse503Headers struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -3242,8 +3280,10 @@ func (c *ClientWithResponses) GetOpenAPIYAMLWithResponse(ctx context.Context, pa
 
 // GetHealthWithResponse Overall health
 //
-// Overall status with version and uptime. `200` when every check passes,
-// `503` problem (with the same members) when one fails.
+// Overall health with version and uptime. `200` when every check passes,
+// `503` problem (with the same members) when one fails. Both bodies carry
+// the outcome in `health` (`ok` or `degraded`); `status`, in the `503`
+// only, is the problem's HTTP status code.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3287,8 +3327,10 @@ func (c *ClientWithResponses) GetMetricsWithResponse(ctx context.Context, params
 // GetReadinessWithResponse Readiness probe
 //
 // `200` when every check passes; a `503` problem listing every check when
-// one fails or the server is shutting down. The database check pings
-// with a short timeout.
+// one fails or the server is shutting down, with `Retry-After`. Both
+// bodies carry the outcome in `readiness` (`ready` or `not_ready`);
+// `status`, in the `503` only, is the problem's HTTP status code. The
+// database check pings with a short timeout.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3676,6 +3718,13 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetHealthResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -3912,6 +3961,13 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetReadinessResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -5849,6 +5905,7 @@ func (response GetHealth500ApplicationProblemPlusJSONResponse) VisitGetHealthRes
 }
 
 type GetHealth503ResponseHeaders struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -5864,6 +5921,7 @@ func (response GetHealth503ApplicationProblemPlusJSONResponse) VisitGetHealthRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
@@ -6081,6 +6139,7 @@ func (response GetReadiness500ApplicationProblemPlusJSONResponse) VisitGetReadin
 }
 
 type GetReadiness503ResponseHeaders struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -6096,6 +6155,7 @@ func (response GetReadiness503ApplicationProblemPlusJSONResponse) VisitGetReadin
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
@@ -7266,113 +7326,116 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hz5cttGtver9IekytI3IEVSi2O6/IciL9GMYjuyfJ2MqRGawCHZEdBNdzckMS7dmne473AfbJ7k1ukF",
-	"CwFSkq04ub5TlapYBNDL2fosv9Mfg1hkc8GBaxUMPwYzoAlI88+fj+FDDkofPsW/ElCxZHPNBA+GwckM",
-	"iLSPHygSCykhpfiMsIRs6BmQmKYpyAcqJEISwYFkjGtIyHhB8LECeQFysxuEAY7DJCTBUMscwkDFM8go",
-	"zpnRqyPgUz0Lhv3Bd2GQMV78HQZzqjVIXM0/3u93/k47v/U6j7pnw87pX74NwkAv5hAMA6Ul49Pg+voa",
-	"v5A0A+32d5hANhcaeLz4Gyyae/yRnoMilFxKpoEoOgGiBZGg5aJL3jE9Y5wMdshM5FKFdlM0A3IOCzKR",
-	"IsNfRtz8pMU5cHLJ9Kx8bSySBQ6WS67MrxMmlSYS1FxwBZaI+OaIs0Rtmq9Frs1qGJ8SOqWMhwQucOQZ",
-	"S6E2iOEMYYoozdJ0xGXOOePTx/VlmhVRLvQMpF0Qww1HO4NB1CWveLrw2x9xPaOaqDyOARJI8EUJGWRj",
-	"kJCERAlCLWkInWiQOMpubzuyX6vuiL9VQCiZSFAzIilPREYuaJpDiIPOCMWJ3749fBqSiZAEaDwjCVOa",
-	"8djuGbojHoQBXNFsniJjtye9eEB3oPNw3E86O/HubucR/Q46vWRv0h8P4m26kwRhwJCVVqqDMOA0w28r",
-	"rO8g71cI3WB3d53Q/b/Of7aLWrhWdw5q2tIlf4O5Jpcz4IQZlvX/9c//6g++I/GMShqjtBIxIdGSjEeP",
-	"R5Zxl0xBRaWMnnliXjzskv30ki4UgXgmkG/cvOvFbJmovf6jwaQX73b26B50Hib9uPNosgud7XGfDuKd",
-	"ZBf2JquI+nPHbbpz+LRG0RZN9PMbRXwu5JglCXD8IxZcA9f4Tzqfpyw2hNqaSzFOIfvLr0qY18rRv5Uw",
-	"CYbBN1ulIduyT9XWa/vVU9CUpcpO3TRkVj2ZQoFkCRnnmqQ0PrdqqWIxt/QVc5CWaxwgUVaXEjM0QRIo",
-	"wjTas4oJfffuXWc/1zPgGjcC7YZ0DFSCRH6nKfAp4Gio4jh+xpTCf9tlbBw/PyB7D3d7xnCWbPvejiCB",
-	"ptmTUXBBUxyLjoKQgJRCPhkFjKt8MmExA67PzGj41PzjyShIxVQNraYHa3kX1tm8gv6OBFsVNTC0d/z4",
-	"A/i8zwnS7tHO7kPi5lji1efs6y2nuZ4JyX7DY+yLb+6l8DJkRLk4co3NZork/JyLSx6SjKYTITNI8A0J",
-	"F+IcEmsCPl9oP0s2jeadmdUbAVztE9yvQL7l9IKylI5T+IOMT0I1HVMFlk/Fah7XTlO0BFOGR30CKV0s",
-	"Se4xvtnZxzebvHoDseCJQtflkjJNxjAREuzojE+7bdqOntoU5GdS99qPbBZ5MIP4vLm8VxzXQhPGQSkS",
-	"40u4pLlEa6uZPSCS3Bres0w1R/hBXJJUOHNpBiBaiPMQj7qMpSlTlgI1qex1dwZhgLpAdTAMEpGjBBQn",
-	"Oc/RsQmuw8CIaHPSd7NFZb4JZSkkZIMSNRNSh9ZZVHmWUblYUge3QmaUMNeOwX3VdCP8wdqcm2pySR21",
-	"IKmP7+WpbTylqc7VTXJrOPXGvmrPaq+L7+2KioHCGmdOixnF+FeINc5YHavJ+1zHIgP0bmjJeuB5hlOJ",
-	"8yAMkLKVgcutmIFbxnyGjqMZK7TuLdMK6WwmojwhfsU4FdOQ3Y4cOKVbA5WSLvDv5wzS5Fm7fKBYXzBh",
-	"vbwueXZFY50ujFFGX24uUMVkhCLz1zevXpLX9gfCuBZGsNAb3wxHPCpiFvPyhxzkAo33nOoZKZ5t4k+R",
-	"VcOIpALNtnFHjG1fUiZjj1aIFVPkUgprFkqZMo46PuNC+z3gImmaiktIrCPfKsHOR2xM9pJmxSg+WrHv",
-	"1mc+sAa5c4IDt4xfUGD9FCvIVp8rZRnTrZNY5jSnqLHOnn+Pev3Nkot+a8jN+mRbwLVkoLa2t1K4gLQ1",
-	"iqhqnmNbm5L9ADTF8KQhhBcgaZoiYVM9a5rVuNChG+VfOfMhNSRnVLdJD9jIYi5FjKbcvVzf9aA32Ov0",
-	"+53B3kmvNzT//T2o2mGqoYO2cb31WnLtbIATifPoMUlgKikGqHbTJqDl6hKjVBfuEkuu16UTWLE4baYm",
-	"n+OKztwxsvqEVYzHYPdd2/X2Xq/X3b3VaXMBUjHrY9Tn+D5naULc4yXl7Hd73d6N8lOYbD9HY2M1Bode",
-	"OlYLXMWZp2n6ahIM39/NIQo//u8WyD+lYKyXgs9m/umyD/u0rnChyeQ0gy2rfG76kNjZzYEMF2ib3fF/",
-	"HQZH6OeCaqGnf9K0ZLcwDTcqeru+tIn/kZgeGZvdwvELkEwvQoIHo9Lodc/YdAZKV+d/+uz7ty+CMDh8",
-	"+fxVEAbv9o9fHr7EH54dH786DsLg4Pjw5PBg/winL4XVvd6Qwx9BSxa3bP+1E/1Y5NzkkYwD5AOOuRAp",
-	"mdJ8Ci0UTcZn+PzGGEeIFN07o46pmKqzS8m0Bn6mhaYtFDoSU+KOPqK0QLO8Sj32dnoV3WBc7+2Uuy9C",
-	"FMs1UFqdMX42Sdl01mINXGCiyBhMNgXkBSSEi8tucLc5VmyrGB9plIJes61+b7Bzqzn/bd3uat3W27TS",
-	"9i1xs1WEWsU5LPSizS6UytCaMSkULxacQ2wyiThWU/lobPd0hm+qtgyyH0BhlJsrWBbj7UGrSLEkhVWD",
-	"HiZpdWnqlkNm9GrViEgPothvQIxrfcsBDaVXDflqDvzOi1ySkuoENZKEy4Sv7q6V4XWHpnn8tCQdybMr",
-	"DRwFkdjyiSIZXZAxEJokVoGXnKKyXHDGkpaI90NOU1IEHDav/kCRauKmJQUhct15ONmmbaq/KkR8djVP",
-	"Kbc5cBNZMUVEHOdSAo+hPkktsqOK9InL8pEJxs1t05pcS1tMbzyEIpy2FSI/GuPzXN86mK/E7C0RPeNK",
-	"Ux7D2nqnjSGX9k5mdD4HDglZds+31EJpyLbQmtwlqvnh5OQ1sQ9JLJI6dXcGg1bVYTptWfybmZDap6N8",
-	"SOz9MhzFFRvNZA8UkUAV2qaZpAqW0ldvuTtx6DgF8oxrphdt29KSxuDkdR1DTvC9w6clN5YX//b4kEiY",
-	"gCUzS4BrNln48kh1F/WF5pIPfa556F4bGpExQtSxObsbjxTtEg+GstXEl1WRisyEy5raZjGOfaqzzYXw",
-	"WVDjKtfc4nuI3G8OnZEiuQRFqIRG0Fys7rZx86rwc01YuTzHHxZZLq399sHQvk8FlyltFD1YGRWZCk3K",
-	"0HNcjoPeGLtxJKaGDEnCcA6avq7sa0JTBc01OL86da72os3B0G1ZS7RyvJI2s4VRs8ZLKbQtg5ohQ6JA",
-	"17Ecj0eckjhlwDWJKedCm3eY7qKZMA6/c6Z8DYKWRSYm+IjDFVPGc6YLEm3kvPIcks1ouVY9ZmnK+LSD",
-	"07O41YfFL6dCtoA7DtyTutHAGVvHEVzDlV7NCVulWjK7WuaxzpEVGWiK7l/FhXUyFAZXnanouB9/VYJ3",
-	"j+nlj2hgp2CnXn/8H7Rgb0whVy75ACTnKQqkqSNt3tEjaJv5hGXQETIxZsKhDT4FTFD4b3nOWv2C1Afb",
-	"63S3CMrRJ3Xka0J67IOlk0KBJIpNuYFHtB5mLAOlaTZfE4g59IXTvUJR1gVkg53h7k73Yb+/u9e/fVxW",
-	"PVmb6vtu+4CYN1AYlhLs7YosJOF5mqJTNeJLoblTVD+gIngmEAkxsj1ZVsid8eTRYLK9+/DheHsnoXt0",
-	"O4ZHg0dJD3qw83B7z/rTHkyzPahha/BPXIctxVp9qoJtep1HtDM5/bg9uP62NVxVIFdSxbC42DMGEDFI",
-	"rorNNwWis4ORxPKC1p9xVnoLWfGCWzFDpWg2FLvC2HIzpeUJnc1uOzeLk+J7quOWOsAby0zHW1MYNV4z",
-	"McrbPB0KT7pJSFUb6tZud3mWNbzuZRqa4W7e5YEEB024w9HozyEt7EYI1SJjMU3TljPS7bFJB4PP6vV6",
-	"n04Ft3gbPR/aT3FEoxD+7xsI5Ze3llSfRKX90nMoKNXigtaO1gnNU7RcU+AgbaKkNuZzCdBB+0b8dyGB",
-	"7rRLIjxyo5BECuJcMr3Af08YR5c66pKndmTDssgNHrWe2RXLsrezDrX3j9Hoqtc7/f/f/q4HfX3lH6+j",
-	"LjnUipzDwmZh7ZSKZLnSI+Ms4dSUcfL2Lz0Uro3XQumphDc/HT1QBB2DceFWGdllenPosJMj7tbdVu7a",
-	"GQyIqWAa1Kgm0ZZ7edmh+hiwuTmjtru9br+/3X1Y0dbfyV3x8vWYJBV66Rq6+PaJjNvjhdcKQeFv3C74",
-	"KD0PEw94VXDZ+vYCwZJ84LtRd63r8kOeUd7BuMJE3u69LtnnC/KWs1gkQIwIjHPtZCgklzMWz0gpSTUJ",
-	"usELqhKz543Tp5DzU07mVQfyvXB4yZJ6kq+1pEdM6XaYx5xOTcBUHK8cTOnHQLHvdLh650twm16aO1f1",
-	"c4/YMOBwpc/iXKq2qO/A/G6SasgIfNdMXbqGwrq4KVW6WFTJnf2f9l8c//DTSV/t78vewZtfv3s+OX72",
-	"4eeHvd9+eZW92f3lMljr2u2//6lzclrCm886q728FeUXf7Bn6Br43NCEpRqkCl35KyH53Cibzf+alHRE",
-	"NgRPFyNubGXEeJzmCdhk/xNcaLT5mCgA/5E3Xcumsz/YbqvpZIyzLM+CYW91otsP2dxUBB8iiwu3s0do",
-	"3eGKxvoxiaYa3MMMDwOoEgAdfT7i9Y16rI4hBuPT0BxDlZFdKiJj+maiuO27/A98CMJgqqFerTS/3uAw",
-	"G8Gui2ebFvokYTN/VYt3hmR7YAqvMqYKyAyuSMKmTKsuqferROaLOZXAdTTiHnuvgBt4U0ggNd0KHC7d",
-	"4K6QVM943Hv8c/t45zoMvMP0Bg2AtS0Wk7ufWzCQ/eu5F8qLWXo2ynu97Zgl5v/g/lQQS9D2p6DpDP6H",
-	"S6J6bHFGE7C+RXRRe6RIbNzNqEsMCs9mj2YiTdSIG6C5Ck2uy7YhRFcd+2P02LZ7VPD1Bk1foO8VYegj",
-	"ASTKfeiFyI/QJRuv5sD3Xx+S7W6PnAPMa9+LCTpJnmLEfZ4hv9HsvUKSkYHRCBzn8ClxJTarJZ4Epo9G",
-	"ES7cF1YMTPdLZbKUXYDrs1BAwJd7VHfTyIsx2CZ/ZfhT8nam9dw4WHYcZKGB5eOZHwyDF6DNYpCChYfu",
-	"wo8Svh8Mg3emX6nyhvlsjJYB37bIXMYnoqlPBa+Zqrc80JSMaXw+duA/ygnSep5SjUZviPrBEyoT9hsk",
-	"I16kOW1FB4lIaJ4wjdrEUhzBVkVwlUWygfGKpxKOuE9bVLvL9EyKfDojUdUpjCyXHOLLJFxVd8RH3BaO",
-	"zCLKxiqmSLQK3B2ZgWIqbZg4g2IVjS63LrGjF+OaBhu1tDKzDDQ+yI6Cmsp0kBBaQ+2TjWjfNRGYl4bE",
-	"IedRcf/1z/+ONl0TltGo1b0pthOlVU2GIx6VohIZTDj+KyRRIWmRbXKjiTWajqiGLIKjMdQjXtkIlWZy",
-	"XL1XryF5f+qPiJTFwJVxZ12X0P6cxjPoDAxkLZepE3w13Nq6vLzsUvO4K+R0y32rto4OD569fPMMv+nO",
-	"dJZWSl2FxFbq+8PAIuKuwwBXRucsGAYY02wHxsTOjGptZSVqZgp6VdXRvuXbpl5LkYGeQa6srw1Xc6FM",
-	"lEjs4U823CpIr9vr7myGI44Ghla/dJlCDH1iSecw9CeTwuOl5KQNE6nOVYicByYL8LIKy28YJxayENZ0",
-	"vsi1L4iJZ8IRL6tfZa2nOqNtYqzhg8JlcD6uZWxQGWhBrOLhVy8EkehYOFDXvEAepSnEWkhUyMjVQjtW",
-	"qDwHIjOHKlsTPVzJilCxvENnBUtSeuBTvbNzRbhWvlLrUzhdakYb9HpLnSDI6a15Shl/7KEoTwx3660g",
-	"pR/wDfnh2dFr4k/HM5TvszrmhJjybsFDi0cKV/HfFoBH/Bty8svrZ+sHdsQz3F751kcc8MkoGPT6oyAs",
-	"pnwyCuwRXgQTo+CabI94ezttM4JxHDXlriVducduq13LorZPClb6kqCFM7iY/NbfVNyrYPj+NAxc8dxi",
-	"6vy2skL8NJ2i4AVWsINTHGDLGZ+u7xpyVqYhz85z+eubVy9/Z0muHnvNXqYmO71PlYg4R2fpzuWrdimB",
-	"bAxJAuWJgv+4AONga2EaIr4WaTnBON5v06iFY7OXGP9sSWYWNEtvITO/7P949AVlxq/q82TmtlKB5lCD",
-	"cdDxH1+vSDgurhCJ2pm50lvxvR7uwKiirc1BYqGRXRINej2XOKgADsicKgV4ttuufQ9P2KjfWeAAa5v2",
-	"e4wF0I9YdU67tpQ/0qStS5i55bVIo32y+AMFbre3fe/tqPWmjZZteyS/BavUgfu6DAU8arGAK94Tje5V",
-	"yeqtT6tO6Lo7inH7Sv06qWCtmSL53LpnIC8Yn3aJRQ4RLrRJP2LQLzk1deWGXhQNDn9WzSgW2NZHj1T6",
-	"Wkyx36jNGdxOSpphY4PBXyYs+XT++vW1sPeg2ilS9oZ8Dcz+nioW3+Sz13mNcelipUlYe5Q+Lm7A8XY0",
-	"NbfZTGvv4scjXhykxJVgXIaAKaJmuTZfJeKS24xM2UZgp2N8qlyu3vWfm+5ykesV53KJQf2zCmi5whYR",
-	"xYdf29ncQL62XvKhTaJksXQ+t8jVn/VUPq6jYtcroUXMr1K+I4uZdcmuasmVbGj8aSxNUnW8ICwJCX4M",
-	"PGF8am/SMkAM0CM+p1PGXb4VNZdElWJUZC/yEr7KSxWJ/BMtyBR0UTHtjvh+mvqaI4lFNmbc1Un2Xz5t",
-	"U0XcQpFo+TxlDJuF6XRRpgJxEWXbvgKbEVRkQ8Ic0JykHuY/T0VS1GjNLU+mdb685MlD2kq5vlV1uobO",
-	"LDBPu81KtdILk0ObCJndtC+q0WDSsbgAWzBXHl0RtC8+Y/ysuYHbrfuGtTBXs48ruOK2JVSggK1XjjWx",
-	"S43K3828tiuplytWrWcZhXjb2/fuuCyXjbY31Tm32VwZZ2s8vpuoKOeuWm8FJHk7DhYNJjes0MIf0LVX",
-	"FhPZNnuJy/x9yOQk2t35w1CslKZckw1ThVfswipq29pMH2ZtZbfBE9+wIA8Arq0Frm5aS841S+9hLa/R",
-	"6ir220px8Hd2VDNS7sDa7bW0Bmb0yiIydh2gyf7Vb2sabPYe0g85kNjBZfBkwFMYLpjILVjnwdLx8dge",
-	"KUyb4umI5zyeUT6FxIIB1YzOTT1ywq5KbIEDAYTm5hrnZbi7V/C4ktrDun2eaBmGcCs8TqstsAiMKjU/",
-	"CabTJN1+qoStTBRYr9VwnRaYzohvUPe9WXNILmfCdNIqTaZSXKoyTZHZQjdS3XyhNrsFFqbA7+CbnCi6",
-	"UOiDm/svl0E2ZCOCD5G5WYeOuIGVkLHIeUI2DPpmc7gKemNR8g51ZLnTRu4asKZdhh0+19F3LEQKlLcR",
-	"+N0qqI5DP6FlyYTpAWC4VL7wdEJvcsQVUBnPCPAp+mckEUPiCW6Lc9a7tHssKGsCkhF3yzXcUOaSTxqX",
-	"PaLOdzIfZe6EekwkZcr8aNoOKHc0tzUsYe6xROKWi9RO5u1hQYmyHLFoV5SPscg16ZNMkTlI0u+FvV7P",
-	"f7/ZJYdTLjwqFt+sEytazaaKHLYzySK3m+Avb2oMerJAUK42OL9nRFXHMbZEFy1IxvuKIsIgZdw2372E",
-	"K/26Fd56UkUeDsuUs3eoLeDIO98KPW8x4nVnfYOOHYSrDlfcbPO+03Xe90dvC4e4TXdV6lgki2+2qlg1",
-	"C6XZ6fVvDo9qN0Saj7Zv/qi8GBW/GAzuGKd+Ulx74zaK+xI/OTqs5N/qUKZKQGiCv9MwaIBY/EMLizo1",
-	"13O1QXNN04syYU/ZCEne2pswSYnJNQgWCb9CjMba3OtMDHpy6Y7gKCxuOK7e2mxhy5WuLxuDmmJLi9Qd",
-	"1Mvrnxv03fD20g3X1sKY778XNrF1v8bF97XUcZ54Dl03bFv//qdfVVmsNC0tJ46ORLwCffv2+MifX8vf",
-	"f5HLSStW8wVoS9nEdQOv32LoPcmIJVHjwueGSE5Br5LHj6bvs2ECWVJYvruZmC9lKfvbd1tWf/du7399",
-	"lthiRmlpKu9kii3ytJG82xr7fsS1Jnq5n67SlTckNE2dGmZEyLCsPJuA1CDawhHnggPGVJCZ1BuYeGu5",
-	"z9HbdtJm2ke83bZXmmHvbN1tO+bXZeKrzZd/lJ23dL3Z2K9odr1nn/YF6OcoFTeZaCs6VUPtzxejJvdi",
-	"mFEBtnr/NtBfq4GuAnyZtYNaUq5svH0vNvsjS67XFbfvzXdt739bPFDVbPWcGvSGz5gka72vGy6S+DIB",
-	"9kp4W4v3+TmFuS+lqr2d/+uq9wJ0PYz8lDB1qSxa79V6f4qyaav+VpWWL82MaUoSuIBUzE3X0kaU0XMg",
-	"MufRZq2PYri11R887Pa6vW5/+F3vu55xCdxyGw5Y0YRj8B6VFp1uJcWOW2wqrMfOVDsEcBAHsDD1FNuK",
-	"Y362dkRIVRnZFX3bjUGBDWZaQTrpVktWDh95fXr9PwEAAP//",
+	"7Fz9chs3kn8V3CRVlm6HFEl9OKYqfyjyR7Sr2I4snzdrajXgTJNENAPQAEYS49LVvsO9wz3YPslV42M+",
+	"OENKshVny7dVqYrFmQEa/YXuxq/xMYhFNhccuFbB8GMwA5qANP88AS0XBxMNEv9KQMWSzTUTPBgGbyAW",
+	"PFFEC3JFmSZjmAgJhKoLxqeETinj3SAMJHzImYQkGGqZQxioeAYZxeEyxlmWZ8GwHwZ6MYdgGDCuYQoy",
+	"uLkJg7+ewIcclD562pz7dAZE2sePFImFlJBSfEZYQjb0DEhM0xTkIxUSIYngQDIcOyHjBcHHCuQlyM1b",
+	"CKTXx8CnehYM+4PvQiS4+DsM5lRrkEjN398fdP5GO7/1Ok+658PO2Z++DYoVKS0ZnwY3uKI5lTQD7Xh7",
+	"lEA2Fxp4vPgLLJpr/IlegCKUXEmmgSg6AWS1RIl0yTumZ4yTwQ6ZiVyq0C6KZkAuYEEmUmT4y4ibn7S4",
+	"AE6umJ6Vr41FssDBcsmV+XXCpNJEgpoLrsAyEd8ccZaoTfO1yLWhppBvSOASR56xFGqDGMkQpojSLE1H",
+	"XOacMz7dr5NpKKJc6BlISxDDBUc7g0HUJa94uvDLH3E9o5qoPI4BEkjwRQkZZGOQkIRECUItawhFbcVR",
+	"dnvbkf1adUf8rQJCyUSCmhFJeSIycknTHEIcdEYoTvz27dHTkEyEJEDjGUmY0ozHds3QHfEgDOCaZvMU",
+	"Bbs96cUDugOdx+N+0tmJd3c7T+h30Okle5P+eBBv050kCAOGorQWFYQBpxl+WxF9B2W/QukGu7vrlO4/",
+	"Ov/drmrrbeewZi1d8heYa3I1A06YEVn/n//4n/7gOxLPqKQxaisRExIt6Xi0P7KCu2IKKiZl7Mwz8/Jx",
+	"lxykV3ShCMQzgXLj5l2vZstM7fWfDCa9eLezR/eg8zjpx50nk13obI/7dBDvJLuwN1nF1L923KI7R09r",
+	"HG2xRD+/McTnQo5ZkgDHP2LBNXCN/6Tzecpiw6ituRTjFLI//aqEea0c/VsJk2AYfLNVOtEt+1RtvbZf",
+	"PQVNWars1E1HZs2TKVRIlpBxrklK4wtrlioWc8tfMQdppcYBEmVtKTFDE2SBIkyjP6u473fv3nUOcj0D",
+	"rnEh0O5Ix0AlSJR3mgKfAo6GJo7jZ0wp/LclY+Pk+SHZe7zbM46zFNsPdgQJNM2+HwWXNMWx6CgICUgp",
+	"5PejgHGVTyYsZsD1uRkNn5p/fD8KUjFVQ2vpwVrZhXUxr+C/Y8FWxQwM7508/gA5H3CCvHuys/uYuDmW",
+	"ZPU563rLaa5nQrLfcBv74ot7KbwOGVUutlzjs5kiOb/g4oqHJKPpRMgMEnxDwqW4gMS6gM9X2s/STWN5",
+	"54Z6o4CrY4KHVci3nF5SltJxCn+Q80mopmOqwMqpoGa/tpuiJ5gy3OoTSOliSXNNkNi5X5RoRmd82m2z",
+	"9loU+MncvfEjGyIPZxBfNMl7xZEWmjAOSpEYX0KS5hK9rWZ2g0hy63jPM9Uc4UdxRVLh3KUZgGghLkLc",
+	"6jKWpkxZDtS0stfdGYQB2gLVwTBIRI4aUOzkPMfAJrgJA6OizUnfzRaV+SaUpZCQDUrUTEgd2mBR5VlG",
+	"5WLJHByFzBhhrp2A+6oZRviNtTk31eSKOm5BUh/f61PbeEpTnavb9NZI6o191e7V3hbfW4qKgcKaZM6K",
+	"GcX4V4g1zlgdqyn7XMciA4xuaCl64JiSvA/ERRAGyNnKwOVSzMAtYz7DwNGMFdrwlmmFfDYTUZ4QTzFO",
+	"xTRkd2MHTulooFLSBf79nEGaPGvXD1TrSyZslNclz65prNOFccoYy80FmpiMUGX+/ObVS/La/kAY18Io",
+	"Fkbjm+GIR0XOYl7+kINcoPOeUz0jxbNN/CmyZhiRVKDbNuGI8e1LxmT80Qq1YopcSWHdQqlTJlDHZ1xo",
+	"vwYkkqapuILEBvKtGuxixMZkL2lWjOKzFftufeZD65A7pzhwy/gFB9ZPsYJt9blSljHdOokVTnOKmujs",
+	"/vek198speiXhtKsT7YFXEsGamt7K4VLSFuziKrlObG1GdmPQFNMTxpKeAmSpikyNtWzpluNCxu6Vf+V",
+	"E6abZ937lhpn287rSA3JOdVtSgc2IZlLEeMO4F6uM2vQG+x1+v3OYO+01xua//4WVN031dBBl9omvXyO",
+	"T87dLrB6g1SMx2Dnr82+vdfrdXfvtFlcglTMhgj1OX7IWZoQ93jJtvrdXrd3q/gd78s5GgurMTr0wl2t",
+	"L15CDWIjcRHZfBQu0WzsjjWnSoFCHxQNer1oMySQKiBRAlNJE0iMezI5/2bDi/t3kJpy5eZRQ1yWuEqi",
+	"QNP01SQYvr9fsBV+/Ley/6so+5fS7LPl+Pqp0zvnAUNTZWomgjZQcNOHxM5ugoWKAXRxzccYg4NqYax/",
+	"0vSyakX04+oyaG1LBnN2G8vckG22fSymx2Y/aRH9JUimFyHBTVtpzAhmbDoDpavzP332w9sXQRgcvXz+",
+	"KgiDdwcnL49e4g/PTk5enQRhcHhydHp0eHBcN2b3ekMhfwItWdyy/NfOBmKRc1PjMsGZT4bmQqRkSvMp",
+	"tHA0GZ/j81vzLyFSDD2NOadiqs6vJNMa+LkWmrZw6FhMiduWidJCQrLSTvZ2ehUjYVzv7QTNIrqVGiit",
+	"zhk/n6RsOmtxCy5pUmQMptID8hISwsVVN7jfHCuWVYyPPEpBr1lWvzfYudOc/3Zz93Vz631a6fuWpNmq",
+	"Qq3qHBZ20eYXSmNoreYUhhcLziE2VU4cq2l8NLZrOsc3VVt12w+gMAPPFSyr8fagVaVYksKqQY+StEqa",
+	"uuOQGb1eNSLygyj2GxAT9t9xQMPpVUO+mgO/N5FLWlKdoMaScJnx1dW1CrweEDW3n5aCKHl2rYGjIhJ7",
+	"tKNIRhdkDIQmiTXgpaCqPMo4Z0lLNv4hpykpkiFb83+kSLWo1FIeEbnuPJ5s0zbTX5W+Pruep5Tb+rzJ",
+	"+pgiIo5zKYHHUJ+klnVSRfrEVSDJBHP6tmlNHait3mAihCLVt6dXfjTG57m+c6GhUk9oqTYwrjTlMaw9",
+	"i7X57dLayYzO58AhIcu5x5ZaKA3ZFnqT9fWipZLb6elrYh+SWCR17u4MBq2mw3TaQvybmZDal8p8uu7j",
+	"MhzFHYSayR4pIoEq9E0zSRUsldbecrfj0HEK5BnXTC/alqUljcHp6zqBnOJ7R09LaSwT//bkiEiYgGUz",
+	"S4BrNln4o5vqKuqE5pIPfR186F4bGpUxStSx9cRbtxTtiiKGs9WinDWRis6Ey5ba5jFOfBm2LYTwFVoT",
+	"KtfC4s+tKsjqtOs+KYgo0q0lfpQjrU1/G+M0M2AcaXGPJJgLfe6+ac2CzbMgDIr36sGzf9zQ1ILUPz4f",
+	"/sJiauRyB77KXp4WoOXAyqTOHH6lDAPf5TTujXF7x2Jq+JkkDOeg6esKgyY0VdCkwaUFqcsUFm3xkW4r",
+	"CKOT5pWKpD1zNjReSaHtCbMZMiQKdB0msz/ilMQpA65JTDkX2rzDdBe9nMlXXCxYgIDK8zsm+IjDNVMm",
+	"8KcLEm3kvPIcks1oGQYwZmnK+LSD07O4NQTHL6dCtuBmDt2Tus/DGVvHEVzDtV4tCXsAuLRraJnHOkdR",
+	"ZKApRq+VCNzpUBhcd6ai4378VQnePaFXP+H+MAU79fro5bAF1mTOyOVSCENynqJCmiO6zXsGNG0zn7IM",
+	"OkImgCt0QI5PwWkU4Wees9awJvW1gnUWXdQUMKR27GuipeyDpY1OgSSKTblBnrTuxSwDpWk2X5NHOmCL",
+	"s73CUNblk4Od4e5O93G/v7vXv3taWQ0Mmub7bvuQmDdQGZbOLtoNWUjC8zTFmHDElyoLzlD9gIpcgTmW",
+	"jVHsybJB7ownTwaT7d3Hj8fbOwndo9sxPBk8SXrQg53H23s2HfA4pe1BDbaEfyId9pTb2lMVx9TrPKGd",
+	"ydnH7cHNt63ZtgK5kitGxMWaMf+JQXJVLL6pEJ0dTISWCVof6ljtLXTFK27FDZWq2TDsimDLxZSeJ3Q+",
+	"uy1WKHaKH6iOW45Y3lhhOtmaM2cT9BNjvM3doUgEmoxUtaHunDWUe1kjaVjmoRnu9lUeSnCoj3tsjX4f",
+	"0sIuhFAtMhbTNG3ZI90am3ww0Lder/fpXHDE2+T/yH6KIxqD8H/fwihP3lpWfRKXDsrIoeBUSwRd21on",
+	"NE/Rc02Bg7R1ntqYzyVAB/0b8d+FBLrTLolwy41CEimIc8n0Av89YRwzgqhLntqRjcgiN3jUumdXPMve",
+	"zjpA5N9Ho+te7+w/v/1dN/o65R9voi450opcwMIWke2UimS50iMTLOHUlHHy9k89VK6N10LpqYQ3Px8/",
+	"UgQDg3ERVhndZXpz6GCpI+7oNtBYrq7MlmyBs2RnMCDmcNgAcjWJttzLywHVx4DNzR613e11+/3t7uOK",
+	"tf5O4YrXr32SVPila8Dtu9dh7g7FXqsERbxxtyymjDxMPuBNwR02tJ9vLOkHvht114YuP+YZ5R3MK0zh",
+	"wL3XJQd8Qd5yFosEiFGBca6dDoXkasbiGSk1qaZBt0RBVWb2vHP6FHZ+ys68akN+EAkveVLP8rWe9Jgp",
+	"3Y6gmdOpSZiK7ZWDObkyKPd7ba4++BLcVsfmLlT93C02DDhc6/M4l6ot6zs0v5uaIAoC3zVTl6GhsCFu",
+	"SpUuiCqlc/DzwYuTH38+7auDA9k7fPPrd88nJ88+/PVx77dfXmVvdn+5CtaGdgfvf+6cnpXI8fPO6ihv",
+	"xemR39gzDA18aWvCUg1She70LiH53BibLV+binpENgRPFyNufGXEeJzmCdiziu+R0GhznygA/5F3Xcuu",
+	"sz/YbjuSKnpXeqvr9H7IlgIPfHDVHTt7hN4drmms90k01eAeZrgZQJUBGOjzEa8v1MOgDDMYn4ZmG6qM",
+	"7EoRGdO3M8Ut3xWO4EMQBlMN9XqR+fWWgNkodl0926zQ1zib5wO1fGdItgfm3FjGVAGZwTVJ2JRp1SX1",
+	"VqDIfDGnEriORty3NSjgBjnmCmYULdkN7s7B6hWPB89/7p7v3ISBD5jeoAOwvsXCnQ9yCwmxfz33Snk5",
+	"S89Hea+3HbPE/B/cnwpiCdr+FDSDwf9yNWAP285oAja2iC5rjxSJTbgZdYkBONrq0UykiRpxg+FXoal1",
+	"2Q6P6Lpjf4z2bSdNpXXBNCoUjQ2KMIyRABLlPvRK5Efoko1Xc+AHr4/IdrdHLgDmte/FBIMkzzHiPs9Q",
+	"3uj2XiHLyMBYBI5z9JS4E0JrJZ4FpkVJES7cF1YNTGNRZbKUXYJrYVFAwJ9Wqe6m0RfjsE39ysinlO1M",
+	"67kJsOw4KELT8YB7fjAMXoA2xCAHiwjdpR9lZ0QwDN6ZVrDKG+azMXoGfNuCnhmfiKY9FbJmqt5NQlMy",
+	"pvHF2OEqKSfI63lKNTq9IdoHT6hM2G+QjHhR5rQHUshEQvOEabQmluII9lAHqSyKDYxXIpVwxH3Zotq4",
+	"p2dS5NMZiapBYWSlZPEztuCquiM+4vbcyxBR9qwxRaJVuPnIDBRTadPEGRRUNBoIu8SOXoxrepfUEmWG",
+	"DHQ+KI6Cm8o05xBaa4ggG9GB688wLw2Ja0pAw/3nP/432nT9bcaiVrf92CafVjMZjnhUqkpk4Pb4r5BE",
+	"haZFtn+QJtZpOqYatgiOzlCPeGUhVJrJkXpvXkPy/sxvESmLgSsTzroGrIM5jWfQGRg4YS5Tp/hquLV1",
+	"dXXVpeZxV8jplvtWbR0fHT57+eYZftOd6SytnNQVGluBJwwDi1a8CQOkjM5ZMAwwp9kOjIudGdPaykrQ",
+	"zxT0qkNT+5bvSHstRQZ6BrmysTZcz4UyWSKxmz/ZcFSQXrfX3dkMRxwdDK1+6SqFmPrEks5h6HcmhdtL",
+	"KUmbJlKdqxAlD0wWuHAVlt8wTiziIqzZfFFrXxCTz4QjXh7emWOKXEJ9RtsfWoM3hct9D0jL2IBK0INY",
+	"w8OvXggiMbBwmLR5AZxKU4i1kGiQkTvK7Vil8hKIzByq7Pr0aCurQgV5R84Llqz0uK160+yKdK18pdYC",
+	"crbU5zfo9ZaabFDSW/OUMr7vkTTfG+nWu2zKOOAb8uOz49fE747nqN/ndcgMMafThQwtnCpcJX97fj3i",
+	"35DTX14/Wz+wY56R9sq3PuKA34+CQa8/CsJiyu9Hgd3Ci2RiFNyQ7RFv71RuZjBOoua4a8lWHrCRbdeK",
+	"qO2TQpT+bNGiMVxOfudvKuFVMHx/Fgbu7N9CAv2yskL9NJ2qCkz0DAfYcs6n6xuynJdp6LOLXP785tXL",
+	"31mTq9tes02sKU4fUyUizjFYuvfxVbuWQDaGJIFyR8F/XIIJsLUwvSZfi7acYh7vl2nMwonZa4x/tqQz",
+	"C5qld9CZXw5+Ov6COuOp+jyduatWoDvUYAJ0/MfXqxJOiitUorZnroxW6m00NbC42UgssrNrISGrMCPh",
+	"iNsLETw8YaN+HYTD223a7zEXwDhCdckPQs/IWCQYeGD0vDABS9HShtGoJSwiG6ZzQ8hKU8bmPonsRheF",
+	"PtIydIy44Oki9NmIo+qRIg1sV3uk8KNH7f9xTvX2vow2e7BPFn+gyu/2th+817jeNdOybN8KYeEy9c4H",
+	"XSYjHvZZ4D1XtxmvY1Hl2prPbNB+UP9Qt+RVwUU9kk7ZJax0DacVlDtTJJ/byBLkJePTLrHoKcKFNpVT",
+	"uNYgOTVH4g2DKlpL/lVNqiCw7XYF5NLXsov4hdpyx920pJnxNgT8ZTKqT5evp69FvIfVHp2yK+drEPYP",
+	"VLH4tnSjLmuL1lzlEtZGAfvFvUjeAafmjqNp7V38GPdnFwMQd3rkihtMETXLtfkqMbd62IpxxT1HNmwY",
+	"8WrcQJbDhqL8gJGDQ69i8FCCWTf3R7w9fCB3jR7I6QxGvGwvscww5/PuEN1cmWAuRBC5XhFtnFQgo/+a",
+	"1lNS2GI/+PBrizga0OTWe2m0KUAtlqKOFqX/6mKNkzpMeb1rsR0Yq1zKsQUxu+pj9QycbGj8aSxNlXu8",
+	"ICwJCX4MPGF8am+NM8gY0CM+p1PGXQEc/RGJKqeDkb20Tvhjd6pI5J9oQaagiyPs7ogfpKk/BCaxyMaM",
+	"u4Org5dP22wYl1BUvj7PisMmUiBdlLVZJKK8okKBLdEqsiFhDuiGUt82Mk9FUhyamxvNzDUR5YVmHmNY",
+	"GsSd4AI1uGwBQtttQgeUXpii5kTI7LZ1UY2+mY7FJVgEg/Jwl6Cd+Izx8+YC7kb3LbQwB6KIK0DvNhIq",
+	"2MzW6/WaYLLGUeztsraU1M+PVtGzDAu9602T9yTLHQ/YWxldMmCuR7SHbr47rThfX0VvBbV6NwkWDUu3",
+	"UGjxKJiwKAtSbZu9BMr+PmxyGu3ut2KoVkpTrsmGgUUodmkNtY0209dbo+wuAO9bCPKI7BotcH0bLTnX",
+	"LH0AWl6j11Xst5Xq4O+nqZYI3Ya122tpNc3otYXI7DqE2ZrLXpu9rPRDDiR2+CXcGXD7hksmcoueerS0",
+	"fezbLYVpc5o94jmPZ5RPIbHoTDWjc3NAPGHXJdjDoTJCc0uTC0/cPUO4XUntcfa+cLeMC7kTQKrVF1hI",
+	"TJWbn4SbarLuIFXCHhUV4LvV+KkW3NSIb1D3vaE5JFczYTqzlSZTKa5UWbXJLPIAuW6+UJvdApxUAKrw",
+	"TU4UXSjMLMxdr8uoJ7IRwYfI3CJFR9zgfMhY5DwhGwYOtTlchYWybQsOBmal08buGtKpXYcdYNrxdyxE",
+	"CpS3MfjdKuyUg6OhZ8mEacpgSCpfeD5hGDriCqiMZwT4FOMzkogh8Qy3p6U2LLVrLDjrMxlLrpGGMhfa",
+	"0rjsOXaxk/koczvUPpGUKfOj6QOh3PHcHioKc2crMrckUjudt5sFJcpKxMKPUT/GItekTzJF5iBJvxf2",
+	"ej3//WaXHE258DBlfLPOrGi1mCp62C4kC6VvovG8qzFw1gLSutrh/J6pWB1Y2pKWtEBLHyo5C4OUcdtW",
+	"+RKu9etWvPFpFQo6LM8AfEBt83kffCuMvMWI14P1DTp2mLo6fnSzLfpO10XfH70vHOIy3bXAY5Esvtmq",
+	"ggcttmmn1789Pardhmo+2r79o/ISYPxiMLhngvtJCfGtyyjuBv3k7LBSVaxjyyoJoUn+zsKggSryDy1O",
+	"7cxcRdeGlTZdSMqkPWVnKnlrb30lJUjaQIok/AoxOmtzhzkxcNal+7CjsLjNu3pDucWRV9rwbA5qTr9a",
+	"tO6wjnf43KTvlreXbnO3HsZ8/4Ow5bqHdS6+0agOvMV96Kbh2/oPP/2qo95KF9lyxelYxCvg0G9Pjv3+",
+	"tfz9F7mIt+I1X4C2nE1ce/b6JYY+koxYEjUuN2+o5BT0Kn38aBpxGy6QJYXnu5+L+VKesr99P7L6u/d7",
+	"/+vzxBbES0tXeS9XbKHAjeLd1tg3iK510csNjpU2ySGhaerMMCNChiUUwCSkBmIYjjgXHDCngsyU3sDk",
+	"W8uNp963kzbXPuLtvr3SnXxv7277Y78uF1/thv2j/Lzl6+3OfkX38QPHtC9AP0etuM1FW9WpOmq/vxgz",
+	"eRDHjAaw1fu3g/5aHXQVcc2sH9SScmXz7Qfx2R9ZcrPuyP7BYtf2hsTFI1WtVs+pwaT4ikmyNvq65WaP",
+	"L5Ngr8QbtkSfn3Mw96VMtbfz/930XoCup5GfkqYuHYvWm+fen6FuWiyDNaXlS1hjmpIELiEVc9NGthFl",
+	"9AKIzHm0WWtsGW5t9QePu71ur9sfftf7rmdCAkduIwAruqIMiqXSM9WtlNhxiU2D9YigassGDuJgI+Y8",
+	"xfZGmZ+tHxFSVUZ2h77tzqAAazOtIJ10q0dWDrB6c3bzfwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/auth"
+	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/observe"
 	"github.com/valhalla-platform/valhalla/internal/problem"
@@ -54,7 +55,7 @@ func problemFor(err error) *problem.Problem {
 			problem.Header("Idempotency-Key", "was used in the last 24 hours with another request body; use a new key for a new write"))
 	case errors.Is(err, logstore.ErrInvalidText):
 		p = problem.Invalid("a value contains characters that cannot be stored")
-	case errors.Is(err, logstore.ErrUnavailable), errors.Is(err, auth.ErrUnavailable):
+	case errors.Is(err, database.ErrUnavailable):
 		p = problem.New(http.StatusServiceUnavailable, problem.TypeUnavailable,
 			"the database is unavailable; retry later").
 			WithHeader("Retry-After", strconv.Itoa(retryAfterSeconds))
