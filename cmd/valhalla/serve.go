@@ -32,7 +32,7 @@ import (
 // delay), in-flight requests finish (bounded by the shutdown timeout), then
 // the pool and any local cluster close.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, rest, err := parseConfig("serve", args, getenv, stderr)
+	cfg, rest, err := parseConfig("serve", serveFlags, args, getenv, stdout, stderr)
 	if err != nil {
 		return err
 	}
