@@ -115,7 +115,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	go expireKeys(ctx, store, logger, keyCleanupInterval)
+	// Key expiry runs until shutdown begins and is awaited, like the token
+	// watcher, before the pool closes.
+	expireCtx, stopExpiring := context.WithCancel(ctx)
+	expired := make(chan struct{})
+	go func() { defer close(expired); expireKeys(expireCtx, store, logger, keyCleanupInterval) }()
+	defer func() { stopExpiring(); <-expired }()
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version)
 
 	select {

@@ -74,8 +74,23 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // writeProblem logs server-side failures (the logger adds the request and
-// trace ids), counts validation failures by operation, then renders p.
+// trace ids), counts validation failures by operation, then renders p. It
+// writes nothing when the client went away (whatever failed then failed
+// because nobody waits for the answer, so observe records a 499 at info
+// level) or when the response has already started, since a second status
+// cannot be sent: a failure there is logged, and the client sees a short
+// body.
 func (s *server) writeProblem(w http.ResponseWriter, r *http.Request, p *problem.Problem) {
+	ctx := r.Context()
+	switch {
+	case observe.ClientGone(ctx):
+		s.Logger.DebugContext(ctx, "client closed request", "method", r.Method, "path", r.URL.Path, "error", p.Cause)
+		return
+	case observe.ResponseStarted(ctx):
+		s.Logger.ErrorContext(ctx, "response failed after it started",
+			"method", r.Method, "path", r.URL.Path, "status", p.Status, "error", p.Cause)
+		return
+	}
 	if p.Status >= 500 {
 		s.Logger.ErrorContext(r.Context(), "request failed",
 			"method", r.Method, "path", r.URL.Path, "status", p.Status, "error", p.Cause)
