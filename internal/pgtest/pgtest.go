@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/valhalla-platform/valhalla/internal/pgcluster"
 )
@@ -40,14 +42,16 @@ var shared struct {
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
 // If the cluster cannot start, Main prints the error and exits 1; tests are
-// not skipped. An interrupt (SIGINT, SIGTERM) also closes the cluster before
+// not skipped. When the tests pass, Main fails the binary if goroutines
+// started by the tests outlive them (go.uber.org/goleak, with opts); the
+// idle connections of http.DefaultTransport are closed first. An interrupt (SIGINT, SIGTERM) also closes the cluster before
 // exiting, since PostgreSQL runs in its own process group.
-func Main(m *testing.M) {
-	os.Exit(runMain(m))
+func Main(m *testing.M, opts ...goleak.Option) {
+	os.Exit(runMain(m, opts...))
 }
 
 // runMain is Main without the exit.
-func runMain(m *testing.M) int {
+func runMain(m *testing.M, opts ...goleak.Option) int {
 	// PostgreSQL runs in its own process group, so an interrupt reaches only
 	// this process: catch it to stop the cluster instead of leaking it.
 	sigCtx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -101,7 +105,30 @@ func runMain(m *testing.M) int {
 	shared.mu.Lock()
 	shared.cluster = c
 	shared.mu.Unlock()
-	return m.Run()
+	// What runs now (this Main's signal watcher, the cluster's process
+	// waiters) runs until Main returns; anything else left after the tests
+	// is a leak.
+	opts = append(opts, goleak.IgnoreCurrent())
+	code := m.Run()
+	if code == 0 {
+		code = checkLeaks(opts)
+	}
+	return code
+}
+
+// checkLeaks reports the goroutines that outlived the tests and returns 1
+// when there are any. The idle keep-alive connections of
+// http.DefaultTransport, which tests share, are closed first: they are
+// reused, not leaked.
+func checkLeaks(opts []goleak.Option) int {
+	if tr, ok := http.DefaultTransport.(*http.Transport); ok {
+		tr.CloseIdleConnections()
+	}
+	if err := goleak.Find(opts...); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: goroutines leaked by the tests: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // NewDatabase creates a fresh, empty database with a unique name on the
