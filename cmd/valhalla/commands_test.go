@@ -99,3 +99,64 @@ func TestVersionAndUsage(t *testing.T) {
 		t.Errorf("bad flags: %v", err)
 	}
 }
+
+// TestHelpShowsEachCommandsOwnFlags: -h prints the command's flags on
+// stdout and succeeds; only serve shows the serve flags.
+func TestHelpShowsEachCommandsOwnFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args      []string
+		shows     string
+		serveOnly bool
+	}{
+		{[]string{"serve", "-h"}, "-drain-delay", true},
+		{[]string{"serve", "--help"}, "-addr", true},
+		{[]string{"migrate", "-h"}, "-database-url", false},
+		{[]string{"migrate", "status", "-h"}, "-data-dir", false},
+		{[]string{"tokens", "list", "-h"}, "-database-url", false},
+		{[]string{"tokens", "create", "-h"}, "-scopes", false},
+		{[]string{"tokens", "revoke", "-h"}, "-data-dir", false},
+		{[]string{"logs", "list", "-h"}, "-trace-id", false},
+		{[]string{"logs", "write", "-h"}, "-level", false},
+		{[]string{"-h"}, "usage", false},
+	} {
+		var out, errOut bytes.Buffer
+		err := run(ctx(t), tc.args, func(string) string { return "" }, &out, &errOut)
+		if err != nil || !strings.Contains(out.String(), tc.shows) || errOut.Len() != 0 {
+			t.Errorf("%v: %v, stdout %q, stderr %q; want success with %s on stdout", tc.args, err, out.String(), errOut.String(), tc.shows)
+		}
+		for _, serveFlag := range []string{"-drain-delay", "-shutdown-timeout", "-max-header-bytes"} {
+			if strings.Contains(out.String(), serveFlag) != tc.serveOnly {
+				t.Errorf("%v: shows %s: %v, want %v", tc.args, serveFlag, !tc.serveOnly, tc.serveOnly)
+			}
+		}
+	}
+}
+
+// TestFlagsGoAnywhere: flags may follow the subcommand's arguments, for
+// migrate as for tokens, and "--" ends them.
+func TestFlagsGoAnywhere(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	none := func(string) string { return "" }
+	var out bytes.Buffer
+	if err := run(ctx(t), []string{"migrate", "up", "--database-url", url}, none, &out, &out); err != nil {
+		t.Fatalf("migrate up --database-url: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := run(ctx(t), []string{"migrate", "status", "--database-url", url}, none, &out, &out); err != nil || !strings.Contains(out.String(), "applied") {
+		t.Errorf("migrate status --database-url: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := run(ctx(t), []string{"tokens", "create", "--name", "ci", "--database-url", url, "--scopes", "logs:read"}, none, &out, &out); err != nil {
+		t.Fatalf("tokens create: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := run(ctx(t), []string{"tokens", "revoke", "ci", "--database-url", url}, none, &out, &out); err != nil || !strings.Contains(out.String(), `revoked token "ci"`) {
+		t.Errorf("tokens revoke NAME --database-url: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := run(ctx(t), []string{"tokens", "revoke", "--database-url", url, "--", "-ci"}, none, &out, &out); err == nil || !strings.Contains(err.Error(), "-ci") {
+		t.Errorf(`tokens revoke -- -ci: %v, want "no active token" for the name -ci`, err)
+	}
+}

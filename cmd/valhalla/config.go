@@ -54,57 +54,86 @@ type limits struct {
 	MaxHeaderBytes    int
 }
 
-// parseConfig parses args for the command name, with defaults from getenv.
-// extra, when given, declares the command's own flags.
-func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer, extra ...func(*flag.FlagSet)) (config, []string, error) {
+// Which flags a command takes: every command that opens the database takes
+// the database flags; serve and ledger take the ledger key file; only
+// serve takes the rest.
+const (
+	databaseFlags = iota
+	ledgerFlags   // the database flags and the ledger's key file
+	serveFlags
+)
+
+// parseConfig parses args for the command name, with defaults from getenv:
+// the database flags, the serve flags too when which is serveFlags, and
+// the command's own that extra declares. It returns the positional
+// arguments, or flag.ErrHelp after printing the help on stdout for -h.
+func parseConfig(name string, which int, args []string, getenv func(string) string, stdout, stderr io.Writer, extra ...func(*flag.FlagSet)) (config, []string, error) {
 	cfg := config{BootstrapToken: getenv("VALHALLA_BOOTSTRAP_TOKEN")}
 	fs := flag.NewFlagSet("valhalla "+name, flag.ContinueOnError)
 	for _, declare := range extra {
 		declare(fs)
 	}
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "VALHALLA_ADDR", "127.0.0.1:8080"),
-		"address to listen on (VALHALLA_ADDR)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("DATABASE_URL"),
 		"PostgreSQL URL (DATABASE_URL); empty starts a local cluster under -data-dir")
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr(getenv, "VALHALLA_DATA_DIR", "./.valhalla"),
 		"where the local PostgreSQL cluster lives when no database URL is given (VALHALLA_DATA_DIR)")
 	level := fs.String("log-level", envOr(getenv, "VALHALLA_LOG_LEVEL", "info"),
 		"log level: debug, info, warn or error (VALHALLA_LOG_LEVEL)")
-	format := fs.String("log-format", envOr(getenv, "VALHALLA_LOG_FORMAT", "auto"),
-		"log format: json, text, or auto for text on a terminal and JSON otherwise (VALHALLA_LOG_FORMAT)")
-	shutdown := fs.String("shutdown-timeout", envOr(getenv, "VALHALLA_SHUTDOWN_TIMEOUT", "15s"),
-		"how long in-flight requests may take to finish on shutdown (VALHALLA_SHUTDOWN_TIMEOUT)")
-	drainDelay := fs.String("drain-delay", envOr(getenv, "VALHALLA_DRAIN_DELAY", "0s"),
-		"on shutdown, how long to keep serving with readiness failing before new connections are refused, so load balancers stop sending traffic (VALHALLA_DRAIN_DELAY)")
 	dbWait := fs.String("db-wait", envOr(getenv, "VALHALLA_DB_WAIT", "30s"),
 		"how long to wait for the database at start (VALHALLA_DB_WAIT)")
-	readyTimeout := fs.String("ready-timeout", envOr(getenv, "VALHALLA_READY_TIMEOUT", "1s"),
-		"timeout of each readiness check (VALHALLA_READY_TIMEOUT)")
-	sealInterval := fs.String("seal-interval", envOr(getenv, "VALHALLA_SEAL_INTERVAL", "250ms"),
-		"how often the sequencer seals new entries into the ledger; 0 makes this server never seal (VALHALLA_SEAL_INTERVAL)")
-	fs.StringVar(&cfg.LedgerKeyFile, "ledger-key-file", getenv("VALHALLA_LEDGER_KEY_FILE"),
-		"the ledger's signing key, generated on first start; servers on one database share it (VALHALLA_LEDGER_KEY_FILE, default <data-dir>/ledger.key)")
-	readHeader := fs.String("read-header-timeout", envOr(getenv, "VALHALLA_READ_HEADER_TIMEOUT", "10s"),
-		"how long a client may take to send the request headers (VALHALLA_READ_HEADER_TIMEOUT)")
-	readTimeout := fs.String("read-timeout", envOr(getenv, "VALHALLA_READ_TIMEOUT", "60s"),
-		"how long a client may take to send the whole request (VALHALLA_READ_TIMEOUT)")
-	writeTimeout := fs.String("write-timeout", envOr(getenv, "VALHALLA_WRITE_TIMEOUT", "60s"),
-		"how long serving one request may take, from the end of its headers (VALHALLA_WRITE_TIMEOUT)")
-	idleTimeout := fs.String("idle-timeout", envOr(getenv, "VALHALLA_IDLE_TIMEOUT", "120s"),
-		"how long an idle keep-alive connection stays open (VALHALLA_IDLE_TIMEOUT)")
-	maxHeader := fs.String("max-header-bytes", envOr(getenv, "VALHALLA_MAX_HEADER_BYTES", "65536"),
-		"largest request header block, in bytes (VALHALLA_MAX_HEADER_BYTES)")
-	frameAncestors := fs.String("ui-frame-ancestors", getenv("VALHALLA_UI_FRAME_ANCESTORS"),
-		"origins allowed to embed the log viewer and API reference in a frame, separated by commas, e.g. https://portal.example.com; none when empty (VALHALLA_UI_FRAME_ANCESTORS)")
-	if err := fs.Parse(args); err != nil {
+	// The serve flags; a command that does not take them keeps the
+	// environment's values or the defaults, which it does not use.
+	cfg.Addr = envOr(getenv, "VALHALLA_ADDR", "127.0.0.1:8080")
+	format := envOr(getenv, "VALHALLA_LOG_FORMAT", "auto")
+	shutdown := envOr(getenv, "VALHALLA_SHUTDOWN_TIMEOUT", "15s")
+	drainDelay := envOr(getenv, "VALHALLA_DRAIN_DELAY", "0s")
+	readyTimeout := envOr(getenv, "VALHALLA_READY_TIMEOUT", "1s")
+	readHeader := envOr(getenv, "VALHALLA_READ_HEADER_TIMEOUT", "10s")
+	readTimeout := envOr(getenv, "VALHALLA_READ_TIMEOUT", "60s")
+	writeTimeout := envOr(getenv, "VALHALLA_WRITE_TIMEOUT", "60s")
+	idleTimeout := envOr(getenv, "VALHALLA_IDLE_TIMEOUT", "120s")
+	maxHeader := envOr(getenv, "VALHALLA_MAX_HEADER_BYTES", "65536")
+	sealInterval := envOr(getenv, "VALHALLA_SEAL_INTERVAL", "250ms")
+	frameAncestors := getenv("VALHALLA_UI_FRAME_ANCESTORS")
+	cfg.LedgerKeyFile = getenv("VALHALLA_LEDGER_KEY_FILE")
+	if which >= ledgerFlags {
+		fs.StringVar(&cfg.LedgerKeyFile, "ledger-key-file", cfg.LedgerKeyFile,
+			"the ledger's signing key, generated on first start; servers on one database share it (VALHALLA_LEDGER_KEY_FILE, default <data-dir>/ledger.key)")
+	}
+	if which == serveFlags {
+		fs.StringVar(&sealInterval, "seal-interval", sealInterval,
+			"how often the sequencer seals new entries into the ledger; 0 makes this server never seal (VALHALLA_SEAL_INTERVAL)")
+		fs.StringVar(&frameAncestors, "ui-frame-ancestors", frameAncestors,
+			"origins allowed to embed the log viewer and API reference in a frame, separated by commas, e.g. https://portal.example.com; none when empty (VALHALLA_UI_FRAME_ANCESTORS)")
+		fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on (VALHALLA_ADDR)")
+		fs.StringVar(&format, "log-format", format,
+			"log format: json, text, or auto for text on a terminal and JSON otherwise (VALHALLA_LOG_FORMAT)")
+		fs.StringVar(&shutdown, "shutdown-timeout", shutdown,
+			"how long in-flight requests may take to finish on shutdown (VALHALLA_SHUTDOWN_TIMEOUT)")
+		fs.StringVar(&drainDelay, "drain-delay", drainDelay,
+			"on shutdown, how long to keep serving with readiness failing before new connections are refused, so load balancers stop sending traffic (VALHALLA_DRAIN_DELAY)")
+		fs.StringVar(&readyTimeout, "ready-timeout", readyTimeout,
+			"timeout of each readiness check (VALHALLA_READY_TIMEOUT)")
+		fs.StringVar(&readHeader, "read-header-timeout", readHeader,
+			"how long a client may take to send the request headers (VALHALLA_READ_HEADER_TIMEOUT)")
+		fs.StringVar(&readTimeout, "read-timeout", readTimeout,
+			"how long a client may take to send the whole request (VALHALLA_READ_TIMEOUT)")
+		fs.StringVar(&writeTimeout, "write-timeout", writeTimeout,
+			"how long serving one request may take, from the end of its headers (VALHALLA_WRITE_TIMEOUT)")
+		fs.StringVar(&idleTimeout, "idle-timeout", idleTimeout,
+			"how long an idle keep-alive connection stays open (VALHALLA_IDLE_TIMEOUT)")
+		fs.StringVar(&maxHeader, "max-header-bytes", maxHeader,
+			"largest request header block, in bytes (VALHALLA_MAX_HEADER_BYTES)")
+	}
+	rest, err := parseFlags(fs, args, stdout, stderr)
+	if err != nil {
 		return cfg, nil, err
 	}
 	var errs []error
 	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", *level))
 	}
-	logFormat, err := logging.ParseFormat(*format)
+	logFormat, err := logging.ParseFormat(format)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -114,15 +143,15 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		value string
 		into  *time.Duration
 	}{
-		{"shutdown timeout", *shutdown, &cfg.ShutdownTimeout},
-		{"drain delay", *drainDelay, &cfg.DrainDelay},
+		{"shutdown timeout", shutdown, &cfg.ShutdownTimeout},
+		{"drain delay", drainDelay, &cfg.DrainDelay},
 		{"db wait", *dbWait, &cfg.DBWait},
-		{"ready timeout", *readyTimeout, &cfg.ReadyTimeout},
-		{"seal interval", *sealInterval, &cfg.SealInterval},
-		{"read header timeout", *readHeader, &cfg.Limits.ReadHeaderTimeout},
-		{"read timeout", *readTimeout, &cfg.Limits.ReadTimeout},
-		{"write timeout", *writeTimeout, &cfg.Limits.WriteTimeout},
-		{"idle timeout", *idleTimeout, &cfg.Limits.IdleTimeout},
+		{"ready timeout", readyTimeout, &cfg.ReadyTimeout},
+		{"seal interval", sealInterval, &cfg.SealInterval},
+		{"read header timeout", readHeader, &cfg.Limits.ReadHeaderTimeout},
+		{"read timeout", readTimeout, &cfg.Limits.ReadTimeout},
+		{"write timeout", writeTimeout, &cfg.Limits.WriteTimeout},
+		{"idle timeout", idleTimeout, &cfg.Limits.IdleTimeout},
 	} {
 		v, err := time.ParseDuration(strings.TrimSpace(d.value))
 		if err != nil || v < 0 {
@@ -131,12 +160,12 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		}
 		*d.into = v
 	}
-	if n, err := strconv.Atoi(strings.TrimSpace(*maxHeader)); err != nil || n < 1024 {
-		errs = append(errs, fmt.Errorf("max header bytes %q: want a number of bytes, at least 1024", *maxHeader))
+	if n, err := strconv.Atoi(strings.TrimSpace(maxHeader)); err != nil || n < 1024 {
+		errs = append(errs, fmt.Errorf("max header bytes %q: want a number of bytes, at least 1024", maxHeader))
 	} else {
 		cfg.Limits.MaxHeaderBytes = n
 	}
-	if cfg.FrameAncestors, err = pages.ParseFrameAncestors(*frameAncestors); err != nil {
+	if cfg.FrameAncestors, err = pages.ParseFrameAncestors(frameAncestors); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -145,7 +174,39 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if cfg.LedgerKeyFile == "" {
 		cfg.LedgerKeyFile = filepath.Join(cfg.DataDir, "ledger.key")
 	}
-	return cfg, fs.Args(), nil
+	return cfg, rest, nil
+}
+
+// parseFlags parses args with fs, its flags before, between or after the
+// positional arguments, which it returns (every argument after "--" is
+// one). With -h or --help it prints the usage on stdout and returns
+// flag.ErrHelp, which run turns into success; other mistakes print the
+// error and usage on stderr.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
+	fs.SetOutput(stderr)
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(stdout)
+			break
+		}
+	}
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		left := fs.Args()
+		if consumed := len(args) - len(left); consumed > 0 && args[consumed-1] == "--" {
+			return append(rest, left...), nil
+		}
+		if len(left) == 0 {
+			return rest, nil
+		}
+		rest, args = append(rest, left[0]), left[1:]
+	}
 }
 
 func envOr(getenv func(string) string, key, fallback string) string {

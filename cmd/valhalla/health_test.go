@@ -29,7 +29,7 @@ func TestReadinessChecksDatabase(t *testing.T) {
 	if err != nil || resp.JSON200 == nil {
 		t.Fatalf("%v %d %s", err, resp.StatusCode(), resp.Body)
 	}
-	if resp.JSON200.Status != "ok" || check(resp.JSON200.Checks, "database") == nil ||
+	if resp.JSON200.Readiness != api.Ready || check(resp.JSON200.Checks, "database") == nil ||
 		check(resp.JSON200.Checks, "database").Status != "ok" {
 		t.Errorf("readiness %+v", resp.JSON200)
 	}
@@ -44,7 +44,7 @@ func TestOverallHealth(t *testing.T) {
 		t.Fatalf("%v %s", err, resp.Body)
 	}
 	h := resp.JSON200
-	if h.Status != "ok" || h.Version != version || h.UptimeSeconds <= 0 || time.Since(h.StartedAt) > time.Minute {
+	if h.Health != api.HealthOutcomeOk || h.Version != version || h.UptimeSeconds <= 0 || time.Since(h.StartedAt) > time.Minute {
 		t.Errorf("health %+v", h)
 	}
 }
@@ -133,9 +133,19 @@ func TestDatabaseOutage(t *testing.T) {
 	if c := check(ready.ApplicationproblemJSON503.Checks, "database"); c == nil || c.Status != "fail" || c.Error == nil {
 		t.Errorf("database check %+v", c)
 	}
+	if p := ready.ApplicationproblemJSON503; p.Readiness != api.NotReady || p.Status != 503 || p.Instance != "/system-health/ready" ||
+		ready.HTTPResponse.Header.Get("Retry-After") == "" {
+		t.Errorf("readiness 503: readiness %q, status %d, instance %q, Retry-After %q", p.Readiness, p.Status, p.Instance,
+			ready.HTTPResponse.Header.Get("Retry-After"))
+	}
 	health, err := srv.Client.GetHealthWithResponse(ctx(t), &api.GetHealthParams{})
 	if err != nil || health.ApplicationproblemJSON503 == nil || health.ApplicationproblemJSON503.Version != version {
-		t.Errorf("health with the database down: %v %d %s", err, health.StatusCode(), health.Body)
+		t.Fatalf("health with the database down: %v %d %s", err, health.StatusCode(), health.Body)
+	}
+	if p := health.ApplicationproblemJSON503; p.Health != api.HealthOutcomeDegraded || p.Status != 503 || p.Instance != "/system-health" ||
+		health.HTTPResponse.Header.Get("Retry-After") == "" {
+		t.Errorf("health 503: health %q, status %d, instance %q, Retry-After %q", p.Health, p.Status, p.Instance,
+			health.HTTPResponse.Header.Get("Retry-After"))
 	}
 	live, err := srv.Client.GetLivenessWithResponse(ctx(t), &api.GetLivenessParams{})
 	if err != nil || live.StatusCode() != 200 {

@@ -20,7 +20,7 @@ func ledgerCommand(_ context.Context, args []string, getenv func(string) string,
 		fmt.Fprint(stderr, ledgerUsage)
 		return fmt.Errorf("ledger: want the subcommand key")
 	}
-	cfg, rest, err := parseConfig("ledger key", args[1:], getenv, stderr)
+	cfg, rest, err := parseConfig("ledger key", ledgerFlags, args[1:], getenv, stdout, stderr)
 	if err != nil {
 		return err
 	}

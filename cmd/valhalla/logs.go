@@ -23,10 +23,13 @@ const logsUsage = `usage:
   valhalla logs write [flags] MESSAGE   write an entry (--level, --category, --user, --correlation-id, --context JSON)
   valhalla logs get [flags] ID          show one entry
   valhalla logs list [flags]            list entries, newest first (--level, --min-level, --category,
-                                        --correlation-id, --user, --since, --until, --limit, --all)
+                                        --correlation-id, --trace-id, --user, --since, --until, --limit, --all)
 
 common flags: --server URL (VALHALLA_URL), --token T (VALHALLA_TOKEN), --json, --request-id ID
 `
+
+// parser parses a logs command's arguments (see parseFlags).
+type parser func(args []string) ([]string, error)
 
 // clientFlags are the flags every logs command takes.
 type clientFlags struct {
@@ -76,36 +79,41 @@ func logsCommand(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprint(stderr, logsUsage)
 		return errors.New("logs: missing command")
 	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, logsUsage)
+		return nil
+	}
 	fs := flag.NewFlagSet("valhalla logs "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cf clientFlags
+	parse := func(args []string) ([]string, error) { return parseFlags(fs, args, stdout, stderr) }
 	cf.register(fs, getenv)
 	switch args[0] {
 	case "write":
-		return logsWrite(ctx, fs, &cf, args[1:], stdout)
+		return logsWrite(ctx, fs, parse, &cf, args[1:], stdout)
 	case "get":
-		return logsGet(ctx, fs, &cf, args[1:], stdout)
+		return logsGet(ctx, parse, &cf, args[1:], stdout)
 	case "list":
-		return logsList(ctx, fs, &cf, args[1:], stdout)
+		return logsList(ctx, fs, parse, &cf, args[1:], stdout)
 	default:
 		fmt.Fprint(stderr, logsUsage)
 		return fmt.Errorf("logs: unknown command %q", args[0])
 	}
 }
 
-func logsWrite(ctx context.Context, fs *flag.FlagSet, cf *clientFlags, args []string, stdout io.Writer) error {
+func logsWrite(ctx context.Context, fs *flag.FlagSet, parse parser, cf *clientFlags, args []string, stdout io.Writer) error {
 	level := fs.String("level", "", "DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)")
 	category := fs.String("category", "", "category (default general)")
 	user := fs.String("user", "", "user id")
 	correlation := fs.String("correlation-id", "", "correlation id (default: the request id)")
 	contextJSON := fs.String("context", "", "context, a JSON object")
-	if err := fs.Parse(args); err != nil {
+	rest, err := parse(args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(rest) != 1 {
 		return errors.New("logs write: want exactly one MESSAGE argument (quote it)")
 	}
-	body := api.SystemLogCreate{Message: fs.Arg(0)}
+	body := api.SystemLogCreate{Message: rest[0]}
 	if *level != "" {
 		body.Level = ptr(api.LogLevel(strings.ToUpper(*level)))
 	}
@@ -133,16 +141,17 @@ func logsWrite(ctx context.Context, fs *flag.FlagSet, cf *clientFlags, args []st
 	return printLogs(stdout, cf.json, []api.SystemLog{*resp.JSON201})
 }
 
-func logsGet(ctx context.Context, fs *flag.FlagSet, cf *clientFlags, args []string, stdout io.Writer) error {
-	if err := fs.Parse(args); err != nil {
+func logsGet(ctx context.Context, parse parser, cf *clientFlags, args []string, stdout io.Writer) error {
+	rest, err := parse(args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(rest) != 1 {
 		return errors.New("logs get: want exactly one ID argument")
 	}
-	id, err := uuid.Parse(fs.Arg(0))
+	id, err := uuid.Parse(rest[0])
 	if err != nil {
-		return fmt.Errorf("logs get: %q is not an id (a UUID)", fs.Arg(0))
+		return fmt.Errorf("logs get: %q is not an id (a UUID)", rest[0])
 	}
 	client, err := cf.client()
 	if err != nil {
@@ -158,26 +167,29 @@ func logsGet(ctx context.Context, fs *flag.FlagSet, cf *clientFlags, args []stri
 	return printLogs(stdout, cf.json, []api.SystemLog{*resp.JSON200})
 }
 
-func logsList(ctx context.Context, fs *flag.FlagSet, cf *clientFlags, args []string, stdout io.Writer) error {
+func logsList(ctx context.Context, fs *flag.FlagSet, parse parser, cf *clientFlags, args []string, stdout io.Writer) error {
 	var levels levelList
 	fs.Var(&levels, "level", "only this level (repeatable)")
 	minLevel := fs.String("min-level", "", "only this severity and above")
 	category := fs.String("category", "", "only this category")
 	correlation := fs.String("correlation-id", "", "only this correlation id")
+	traceID := fs.String("trace-id", "", "only entries written under this W3C trace id (32 hex digits)")
 	user := fs.String("user", "", "only this user id")
 	since := fs.String("since", "", "only at or after this RFC 3339 time")
 	until := fs.String("until", "", "only before this RFC 3339 time")
 	limit := fs.Int("limit", 50, "entries per page (1-500)")
 	all := fs.Bool("all", false, "follow cursors to the last page")
-	if err := fs.Parse(args); err != nil {
+	rest, err := parse(args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("logs list: unexpected arguments %q", fs.Args())
+	if len(rest) != 0 {
+		return fmt.Errorf("logs list: unexpected arguments %q", rest)
 	}
 	params := api.ListSystemLogsParams{
 		Category:      nonEmpty(*category),
 		CorrelationId: nonEmpty(*correlation),
+		TraceId:       nonEmpty(*traceID),
 		UserId:        nonEmpty(*user),
 		Limit:         ptr(int32(*limit)),
 	}

@@ -134,3 +134,25 @@ func TestCLISendsToken(t *testing.T) {
 		t.Errorf("Authorization %q, X-Request-ID %q", seen, req.Header.Get("X-Request-ID"))
 	}
 }
+
+// TestCLIListByTraceID: logs list --trace-id keeps the entries written
+// under that trace, as the API's trace_id filter does.
+func TestCLIListByTraceID(t *testing.T) {
+	t.Parallel()
+	srv := setup(t)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	for _, traceparent := range []string{"00-" + traceID + "-00f067aa0ba902b7-01", "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"} {
+		if resp, body := srv.do(t, "POST", "/system/logs", "application/json", strings.NewReader(`{"message":"traced","category":"by-trace"}`),
+			"traceparent", traceparent); resp.StatusCode != 201 {
+			t.Fatalf("write: %d %s", resp.StatusCode, body)
+		}
+	}
+	out, err := srv.cli(t, "list", "--category", "by-trace", "--trace-id", traceID, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l api.SystemLog
+	if err := json.Unmarshal([]byte(out), &l); err != nil || strings.Count(out, "\n") != 1 || l.TraceId == nil || *l.TraceId != traceID {
+		t.Errorf("list --trace-id printed %q (%v), want the one entry of trace %s", out, err, traceID)
+	}
+}

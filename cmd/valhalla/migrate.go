@@ -14,12 +14,12 @@ import (
 // migrate applies migrations (up) or lists them (status), against the same
 // database serve would use; a local cluster that serve runs is used as it is.
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, rest, err := parseConfig("migrate", args, getenv, stderr)
+	cfg, rest, err := parseConfig("migrate", databaseFlags, args, getenv, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	if len(rest) != 1 || (rest[0] != "up" && rest[0] != "status") {
-		return fmt.Errorf("usage: valhalla migrate [flags] up|status")
+		return fmt.Errorf("usage: valhalla migrate up|status [flags]")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, true)

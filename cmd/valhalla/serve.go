@@ -34,7 +34,7 @@ import (
 // delay), in-flight requests finish (bounded by the shutdown timeout), then
 // the pool and any local cluster close.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, rest, err := parseConfig("serve", args, getenv, stderr)
+	cfg, rest, err := parseConfig("serve", serveFlags, args, getenv, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	go expireKeys(ctx, store, logger, keyCleanupInterval)
+	// Key expiry runs until shutdown begins and is awaited, like the token
+	// watcher, before the pool closes.
+	expireCtx, stopExpiring := context.WithCancel(ctx)
+	expired := make(chan struct{})
+	go func() { defer close(expired); expireKeys(expireCtx, store, logger, keyCleanupInterval) }()
+	defer func() { stopExpiring(); <-expired }()
 	sealed := make(chan struct{})
 	if cfg.SealInterval > 0 {
 		// The sequencer stops with the server, before the pool closes.

@@ -38,7 +38,15 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	finishing := start()
 	hanging := start()
-	time.Sleep(200 * time.Millisecond) // both are being read by the server
+	// Both are being read by the server: in flight with the metrics
+	// request that counts them.
+	waitFor(t, 30*time.Second, "both writes in flight", func() (bool, string) {
+		m, err := srv.Client.GetMetricsWithResponse(ctx(t), &api.GetMetricsParams{})
+		if err != nil || m.JSON200 == nil {
+			return false, fmt.Sprint(err)
+		}
+		return m.JSON200.RequestsInFlight == 3, fmt.Sprint(m.JSON200.RequestsInFlight, " in flight")
+	})
 
 	stopped := make(chan error, 1)
 	began := time.Now()
@@ -61,7 +69,17 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("liveness during the drain delay: %v", err)
 	}
 
-	time.Sleep(1200 * time.Millisecond) // past the drain delay: now shutting down
+	// Past the drain delay, the listener is closed: now shutting down.
+	waitFor(t, 30*time.Second, "the listener to close after the drain delay", func() (bool, string) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil, fmt.Sprint("dial: ", err)
+	})
+	if d := time.Since(began); d < time.Second {
+		t.Errorf("the listener closed %v after the stop, before the 1s drain delay", d)
+	}
 	if _, err := io.WriteString(finishing, body[10:]); err != nil {
 		t.Fatal(err)
 	}

@@ -17,14 +17,18 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/database"
 )
 
-const tokensUsage = `usage:
+var tokensUsage = `usage:
   valhalla tokens create --name NAME --scopes logs:read,logs:write [flags]
   valhalla tokens list [flags]
-  valhalla tokens revoke [flags] NAME
+  valhalla tokens revoke NAME [flags]
 
 The commands work on the database serve uses (--database-url, or the local
 cluster under --data-dir, also while serve runs on it). create prints the
-token once; only its hash is stored.
+token once; only its hash is stored. Once revoke returns, every server
+refuses the token within ` + auth.RevocationDelay.String() + `: a server hears the revocation from
+PostgreSQL within milliseconds, and none trusts what it remembers of a
+token for longer than that; a server that cannot reach the database
+accepts no token at all (503).
 `
 
 // tokensCommand creates, lists and revokes bearer tokens.
@@ -35,7 +39,7 @@ func tokensCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	sub := args[0]
 	var name, scopeList string
-	cfg, rest, err := parseConfig("tokens "+sub, args[1:], getenv, stderr, func(fs *flag.FlagSet) {
+	cfg, rest, err := parseConfig("tokens "+sub, databaseFlags, args[1:], getenv, stdout, stderr, func(fs *flag.FlagSet) {
 		if sub == "create" {
 			fs.StringVar(&name, "name", "", "the token's name, stored as the actor of what it writes (required)")
 			fs.StringVar(&scopeList, "scopes", "", "comma-separated scopes, e.g. logs:read,logs:write (required)")

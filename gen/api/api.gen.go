@@ -45,15 +45,18 @@ func (e CheckStatus) Valid() bool {
 	}
 }
 
-// Defines values for HealthStatus.
+// Defines values for HealthOutcome.
 const (
-	HealthStatusOk HealthStatus = "ok"
+	HealthOutcomeDegraded HealthOutcome = "degraded"
+	HealthOutcomeOk       HealthOutcome = "ok"
 )
 
-// Valid indicates whether the value is a known member of the HealthStatus enum.
-func (e HealthStatus) Valid() bool {
+// Valid indicates whether the value is a known member of the HealthOutcome enum.
+func (e HealthOutcome) Valid() bool {
 	switch e {
-	case HealthStatusOk:
+	case HealthOutcomeDegraded:
+		return true
+	case HealthOutcomeOk:
 		return true
 	default:
 		return false
@@ -102,15 +105,18 @@ func (e LogLevel) Valid() bool {
 	}
 }
 
-// Defines values for ReadinessStatus.
+// Defines values for ReadinessOutcome.
 const (
-	ReadinessStatusOk ReadinessStatus = "ok"
+	NotReady ReadinessOutcome = "not_ready"
+	Ready    ReadinessOutcome = "ready"
 )
 
-// Valid indicates whether the value is a known member of the ReadinessStatus enum.
-func (e ReadinessStatus) Valid() bool {
+// Valid indicates whether the value is a known member of the ReadinessOutcome enum.
+func (e ReadinessOutcome) Valid() bool {
 	switch e {
-	case ReadinessStatusOk:
+	case NotReady:
+		return true
+	case Ready:
 		return true
 	default:
 		return false
@@ -245,13 +251,15 @@ type Health struct {
 	// Checks Each check, with its outcome and duration.
 	Checks Checks `json:"checks"`
 
+	// Health `ok` when every check passes (a `200`), else `degraded` (a `503`).
+	//
+	// Example: ok
+	Health HealthOutcome `json:"health"`
+
 	// StartedAt When the process started.
 	//
 	// Example: 2026-11-26T00:00:00Z
 	StartedAt time.Time `json:"started_at"`
-
-	// Status Always `ok`; degraded health is answered with a HealthProblem.
-	Status HealthStatus `json:"status"`
 
 	// UptimeSeconds Seconds since start.
 	//
@@ -264,8 +272,10 @@ type Health struct {
 	Version string `json:"version"`
 }
 
-// HealthStatus Always `ok`; degraded health is answered with a HealthProblem.
-type HealthStatus string
+// HealthOutcome `ok` when every check passes (a `200`), else `degraded` (a `503`).
+//
+// Example: ok
+type HealthOutcome string
 
 // HealthProblem Degraded health, as an RFC 9457 problem with version, uptime and every check.
 type HealthProblem struct {
@@ -284,6 +294,11 @@ type HealthProblem struct {
 
 	// Errors Every violation, for invalid input.
 	Errors *[]FieldError `json:"errors,omitempty"`
+
+	// Health `ok` when every check passes (a `200`), else `degraded` (a `503`).
+	//
+	// Example: ok
+	Health HealthOutcome `json:"health"`
 
 	// Instance The request path this occurrence happened on.
 	//
@@ -476,12 +491,16 @@ type Readiness struct {
 	// Checks Each check, with its outcome and duration.
 	Checks Checks `json:"checks"`
 
-	// Status Always `ok`; failures are answered with a ReadinessProblem.
-	Status ReadinessStatus `json:"status"`
+	// Readiness `ready` when every check passes (a `200`), else `not_ready` (a `503`).
+	//
+	// Example: ready
+	Readiness ReadinessOutcome `json:"readiness"`
 }
 
-// ReadinessStatus Always `ok`; failures are answered with a ReadinessProblem.
-type ReadinessStatus string
+// ReadinessOutcome `ready` when every check passes (a `200`), else `not_ready` (a `503`).
+//
+// Example: ready
+type ReadinessOutcome string
 
 // ReadinessProblem A failed readiness probe, as an RFC 9457 problem that lists every check.
 type ReadinessProblem struct {
@@ -505,6 +524,11 @@ type ReadinessProblem struct {
 	//
 	// Example: /system/logs
 	Instance string `json:"instance"`
+
+	// Readiness `ready` when every check passes (a `200`), else `not_ready` (a `503`).
+	//
+	// Example: ready
+	Readiness ReadinessOutcome `json:"readiness"`
 
 	// Status HTTP status code.
 	//
@@ -1108,8 +1132,10 @@ type ClientInterface interface {
 
 	// GetHealth Overall health
 	//
-	// Overall status with version and uptime. `200` when every check passes,
-	// `503` problem (with the same members) when one fails.
+	// Overall health with version and uptime. `200` when every check passes,
+	// `503` problem (with the same members) when one fails. Both bodies carry
+	// the outcome in `health` (`ok` or `degraded`); `status`, in the `503`
+	// only, is the problem's HTTP status code.
 	//
 	// Corresponds with GET /system-health (the `GetHealth` operationId).
 	GetHealth(ctx context.Context, params *GetHealthParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1129,8 +1155,10 @@ type ClientInterface interface {
 	// GetReadiness Readiness probe
 	//
 	// `200` when every check passes; a `503` problem listing every check when
-	// one fails or the server is shutting down. The database check pings
-	// with a short timeout.
+	// one fails or the server is shutting down, with `Retry-After`. Both
+	// bodies carry the outcome in `readiness` (`ready` or `not_ready`);
+	// `status`, in the `503` only, is the problem's HTTP status code. The
+	// database check pings with a short timeout.
 	//
 	// Corresponds with GET /system-health/ready (the `GetReadiness` operationId).
 	GetReadiness(ctx context.Context, params *GetReadinessParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1368,8 +1396,10 @@ func (c *Client) GetProblemType(ctx context.Context, name GetProblemTypeParamsNa
 
 // GetHealth Overall health
 //
-// Overall status with version and uptime. `200` when every check passes,
-// `503` problem (with the same members) when one fails.
+// Overall health with version and uptime. `200` when every check passes,
+// `503` problem (with the same members) when one fails. Both bodies carry
+// the outcome in `health` (`ok` or `degraded`); `status`, in the `503`
+// only, is the problem's HTTP status code.
 //
 // Corresponds with GET /system-health (the `GetHealth` operationId).
 func (c *Client) GetHealth(ctx context.Context, params *GetHealthParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1419,8 +1449,10 @@ func (c *Client) GetMetrics(ctx context.Context, params *GetMetricsParams, reqEd
 // GetReadiness Readiness probe
 //
 // `200` when every check passes; a `503` problem listing every check when
-// one fails or the server is shutting down. The database check pings
-// with a short timeout.
+// one fails or the server is shutting down, with `Retry-After`. Both
+// bodies carry the outcome in `readiness` (`ready` or `not_ready`);
+// `status`, in the `503` only, is the problem's HTTP status code. The
+// database check pings with a short timeout.
 //
 // Corresponds with GET /system-health/ready (the `GetReadiness` operationId).
 func (c *Client) GetReadiness(ctx context.Context, params *GetReadinessParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2931,8 +2963,10 @@ type ClientWithResponsesInterface interface {
 
 	// GetHealthWithResponse Overall health
 	//
-	// Overall status with version and uptime. `200` when every check passes,
-	// `503` problem (with the same members) when one fails.
+	// Overall health with version and uptime. `200` when every check passes,
+	// `503` problem (with the same members) when one fails. Both bodies carry
+	// the outcome in `health` (`ok` or `degraded`); `status`, in the `503`
+	// only, is the problem's HTTP status code.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2958,8 +2992,10 @@ type ClientWithResponsesInterface interface {
 	// GetReadinessWithResponse Readiness probe
 	//
 	// `200` when every check passes; a `503` problem listing every check when
-	// one fails or the server is shutting down. The database check pings
-	// with a short timeout.
+	// one fails or the server is shutting down, with `Retry-After`. Both
+	// bodies carry the outcome in `readiness` (`ready` or `not_ready`);
+	// `status`, in the `503` only, is the problem's HTTP status code. The
+	// database check pings with a short timeout.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3869,6 +3905,7 @@ type GetHealthResponse500Headers struct {
 
 // GetHealthResponse503Headers the declared response headers of an HTTP 503 response for GetHealth
 type GetHealthResponse503Headers struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -4111,6 +4148,7 @@ type GetReadinessResponse500Headers struct {
 
 // GetReadinessResponse503Headers the declared response headers of an HTTP 503 response for GetReadiness
 type GetReadinessResponse503Headers struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -5247,8 +5285,10 @@ func (c *ClientWithResponses) GetProblemTypeWithResponse(ctx context.Context, na
 
 // GetHealthWithResponse Overall health
 //
-// Overall status with version and uptime. `200` when every check passes,
-// `503` problem (with the same members) when one fails.
+// Overall health with version and uptime. `200` when every check passes,
+// `503` problem (with the same members) when one fails. Both bodies carry
+// the outcome in `health` (`ok` or `degraded`); `status`, in the `503`
+// only, is the problem's HTTP status code.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5292,8 +5332,10 @@ func (c *ClientWithResponses) GetMetricsWithResponse(ctx context.Context, params
 // GetReadinessWithResponse Readiness probe
 //
 // `200` when every check passes; a `503` problem listing every check when
-// one fails or the server is shutting down. The database check pings
-// with a short timeout.
+// one fails or the server is shutting down, with `Retry-After`. Both
+// bodies carry the outcome in `readiness` (`ready` or `not_ready`);
+// `status`, in the `503` only, is the problem's HTTP status code. The
+// database check pings with a short timeout.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6392,6 +6434,13 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetHealthResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -6628,6 +6677,13 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetReadinessResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -10098,6 +10154,7 @@ func (response GetHealth500ApplicationProblemPlusJSONResponse) VisitGetHealthRes
 }
 
 type GetHealth503ResponseHeaders struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -10113,6 +10170,7 @@ func (response GetHealth503ApplicationProblemPlusJSONResponse) VisitGetHealthRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
@@ -10330,6 +10388,7 @@ func (response GetReadiness500ApplicationProblemPlusJSONResponse) VisitGetReadin
 }
 
 type GetReadiness503ResponseHeaders struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -10345,6 +10404,7 @@ func (response GetReadiness503ApplicationProblemPlusJSONResponse) VisitGetReadin
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
@@ -12041,156 +12101,159 @@ func (sh *strictHandler) GetSystemLogProof(w http.ResponseWriter, r *http.Reques
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rcttG0uirzMFulaWzIMWLLjZV/qHYsq1EthVf4s2G/oQh0CQnAmZozEAU49KpfYdznuF7sH2SU9Mz",
-	"gwsJUJStOIk/b6VqZQKYS3dP37vnoxeKZCY4cCW9wUdvCjSCFP/85yv4kIFUJ4/1vyKQYcpmignuDbw3",
-	"UyCpeXxPklCkKcRUPyMsIltqCiSkcQzpPekTkRLBgSSMK4jIaEH0YwnpJaTbbc/39DgshcgbqDQD35Ph",
-	"FBKq50zo1SnwiZp6g27vvu8ljOf/9r0ZVQpSvZr/+uWo9S/a+q3TetA+H7Te/+Pvnu+pxQy8gSdVyvjE",
-	"u76+1l+kNAFl93cSQTITCni4+AEWq3t8Ti9AEkrmKVNAJB0DUYKkoNJFm7xjaso46e2SqchS6ZtN0QTI",
-	"BSzIOBWJ/mXI8SclLoCTOVPT4rWRiBZ6sCzlEn8ds1QqkoKcCS7BAFG/OeQsktv4tcgUrobxCaETyrhP",
-	"4FKPPGUxVAZBzBAmiVQsjoc8zThnfHJYXSauiHKhppCaBTG94WC31wva5CWPF277Q66mVBGZhSFABJF+",
-	"MYUEkhGkEPlECkINaAgdK0j1KHudfmC+lu0hfyuBUDJOQU5JSnkkEnJJ4wx8PeiUUD3x27cnj30yFikB",
-	"Gk5JxKRiPDR7hvaQe74HVzSZxRqx/XEn7NFdaB2MulFrN9zbaz2g96HVifbH3VEv7NPdyPM9plFpqNrz",
-	"PU4T/W0J9S2N+wai6+3trSO6/9X6P/Wk5q89O48qp6VNfoCZIvMpcMIQZd3//Pv/dnv3STilKQ01tRIx",
-	"JsESjQeHQ4O4OZNQOlJ4zhwwLw/a5Cie04UkEE6FxhvHdx2ZLQO1033QG3fCvdY+3YfWQdQNWw/Ge9Dq",
-	"j7q0F+5Ge7A/bgLqP1t2062TxxWIlmH2X8PhVafz/n83nFC3LjygT0Q6YlEEXP8jFFwBV/pPOpvFLEQA",
-	"7sxSMYoh+cevUuBrxax/T2HsDby/7RQMbsc8lTtn5qvHoCiLpZl6lcGZY8ukJlQWkVGmSEzDC3NcZShm",
-	"Bu5iBqnBJgeIpDljEQ5NNGgkYUrzuRJrfffuXesoU1PgSm8E6hnsCGgKqaaDOAY+AT2aPvp6/IRJqf82",
-	"y9h69eQR2T/Y6yBDLdD5nRkhBRonD4feJY31WHTo+QTSVKQPhx7jMhuPWciAq3McTT/FPx4OvVhM5MBw",
-	"AK+C0xqSL6O/Af4WBDul44GwfyHUa6CxlgFfHNMvhCJjkfEIJRUXikhcClmAGmhY8zJCpT5LmtvxaMiD",
-	"V5rjtY40xwvMIzzHShAqLwyLNieshPvSN6tofw2h4JG0THQ+ZaERGcA1a52zOCYjcAvcEppDlzjHnBrZ",
-	"oAQZAZLCCsK0EJ5A+tkYs3D9A/B1xImm9ge7ewfEzrF0uj5nX285zdRUpOy3P4gY3alH5pMrTyh9mSQZ",
-	"v+Bizn2S0Hgs0gQi/UYKl+ICohVS+0Q281ncBHnlOa4eWUazdne3LOQtp5eUxXQUwx8kLiKq6IhKMHjK",
-	"V3NY0Yv0YZ4wrbRFENNF+xN4gxJ40MkIxiIFMzrjk9/xuF+7kXGRj6YQXqwu7yXXa6ER4yAlCfVLekmz",
-	"VMtHxYxIjzIjKs8TuTrCMzEnsbACDgcgSogLXystCYtjJg0EKlTZae/2fE+fBaq8gReJTFNArlzwTKuo",
-	"3rXvIYmuTvpuuijNN6YMOSslcipS5Ru1X2ZJQtPF0nGwK2R4CDNlEdyVq5qNU5FW56aKzKmFFkTV8R09",
-	"1Y0nFVWZvIluEVOvzatGu3Jn8Rezonwgv4KZ9/mMYvQrhErPWB5rFfeZCkUCWk+lBeqBZ4meSlx4vqch",
-	"Wxq42AoOXDPmsTYBcCzfGCpMSQ1nnIjyiLgV66mYgmQzcOgp7RpomtIFLkFwySSaA2epEOPVxVihs/9g",
-	"v0fC4m0tgMSYjEDNQcv9uSAqBSCS/QZylfq1WVjPg2WC5nLxtf44J2rG1f6uh6YISzRMO/7KAce56pau",
-	"h8dH9ySZUjkF6RvzStPW/m4FevmMo4WqpbtlyClRP2FM08lnbWeJWhFyOJ3bZx2NPmEQR8f151yzp0sm",
-	"jN3VJsdXNFTxAoWrtq5mQk+dBvrof//65QtyZn4gjCuBDELbx9v+kAe5FwFf/pBButBCeEbVlOTPtvVP",
-	"gWGnAYmFFr9oCKCMXmKKKFca2INW61Jh2HvBG9B01s+0vmr3oBdJ41jMITKmdS0nslbbymQvaJKP4vwH",
-	"5t3qzI+MYG290QPXjJ9DYP0UDWCrzhWzhKnaSQxyVqeooM7oMQ863e0Ci25rGpvVyXa0js1A7vR3YriE",
-	"uNauL9OkRVsdIT4DGqtpDRFeQkrjWAM2VtNVBhHmvPBGPiatGEgVROdU1VGPtVxmqQi1SLYvV3fd6/T2",
-	"W91uq7f/ptMZ4H//Kp/ViCpoaRm3XgotcUvjcgjERXBIIpikNILIbhpdTFzOIYXIOqCIAddZocyXJEed",
-	"yMhmekXnVh1o1pQk4yGYfVd23d/vdNp7G2kNl5BKZnTF6hzfZSyOiH28dDi77U67cyP95KLXzbGysQqC",
-	"fUcdzQRXMspoHL8ce4NfbqfY+h//2gT5pySM9VTw2ch/v2yLPK4eOB99q6tGszl8dnqfmNlRsYJLzZut",
-	"Gnfteyc8jDP91gbKEXPvWtVI/8et/6KB3yEzb1CL2IRDRIrXyNaj3usz9zsXCraNRKGqqmyskAaL6qfA",
-	"ld2ThEUVHSXLWFQ3TAx0fK7VqAa9B+gYtSyyZdSr7cqoTWrVGtWNZhFTKCV9MhJKiYRkM6vB4UR3ocZJ",
-	"+LAeOoGED8EhquC4RWb/X/9OWqQbkK1OS68k2nYSXqNjvdrXrdNi9WfnGotNFPEblGdwDEXgmsYivfWU",
-	"S+cR0a7hUcZ1eVkOW36Zeut48qk280HWsCH3ZPVAbCBRb5SP9WKmdoVicoqqTg2jvISUqYVPtD4pFVGC",
-	"TNlkClKV5398/N3bp57vnbx48tLzvXdHr16cvNA/HL969fKV53uPXp28OXl0dKqnL3i8fX2FLJ+DSllY",
-	"s/0zKzFCkXEMiKD95/wtMyFiMqHZpM7mikbn+vmNLh4hYm3dohSLxUSez1OmFPBzJRStgdCpmBCrMRKp",
-	"hNZmmqTK/m6nhiZXSd/qpvKc8fNxzCbTGq5o/TKSjADd/5BeIiOc19L9mjkatpWPr2EUg1qzrW6nt7vR",
-	"nN+UgtsqBetVgUJlWMJmLQnVkrOfn4s6vvDcBJeONfOv4UUu/mCCEs41zQU67yC1x2H1KNaJ4BN1F6L3",
-	"xMkllIg2xhlDpFdzK0FcKwj16LOYhuBGVill8ecKGiNjcKvFzuqwUbCmWomYs8FQcA4hBiI1ZlfhT0Mz",
-	"+7l+U9YFpt0AUu80kyvyu9+rPeAsiqFp0JMoLi9NbjhkQq+aRtTwMHoA+gc2HBDpvmnIlzPgt17kEj7L",
-	"E1RA4i8Dvry7WoRXrbImfbsSASPHVwo4Kt4mK0OShC7ICAiNorrDWMrZOa87mMcfMhqT3GtiwvL3JClH",
-	"EWr84SJTrYNxn9YdriY/1/HVLKbchNBRtWOSiDDM0hR4CNVJKu4pKkmX2JATGTOIa/kGOv7rHMxo5uQ+",
-	"QZN44kZjfJapjT3LJcdjjXbNuFSUh7A2jco4wpb2TqZ0NgNt6iz7GHbkQipIdjRvv41r5tmbN2fEPCSh",
-	"iKrQ3e31ao8OU3HN4l9PRapcbMTp5M641KPYHCac7J4kKVCpedM0pRKWYilvuZX/dBQDOeaKqUWt4ZLS",
-	"ECy9rkPIG/3eyeMCGw1e8XytPqHk7asTksIYDOjN6bgEUvUc3pP6vcGQBy6YKHeGWafTDzlNAP+CwCfz",
-	"KaRAnh6/IcVrH/Ub10Znk4SSGZ0AkXTB+GTI5yhGFUmAcqPf4i9KkEi0yXOqwikRRvzoYQxsY2oJZ8gl",
-	"TBLgavswf0USmoLNHsiS3EzO01W0WaffC5aTgIoV41nAl1smMlaR0ylr5eC6UaVR1l+MtFSOOxmmUDol",
-	"/jJvquORr1yksU6FdUFI9HBUvBl34HC92eOpQZWlFv7Lvs58dZu6O5u8hmu8gctz/GEOwaW1b+7DOnKR",
-	"2CKirIkSGp1ZSNox05bLsvvqNXLKUzFBMEQR03PQ+Ky0rzGNJayuwdp1sTX1FnUqlaoLNr1xp9R5KjCT",
-	"DNc4T4WCIqfHJxJUNSn2cMgpCWMGXJGQcpORpHlDWzNGNDitMu9SAGiR48EEH3K4YhItN7ogwVbGS88h",
-	"2l457yMWx4xPWnp6FtbqxfrLiaizBh7ZJ1V+rmesHUdwBVeqGRMmSWRJ0Kg0C1WmUZGAolrhLZlQloZ8",
-	"76o1ES37469S8PYrOn+uRcoEzNTrFZ5HNUnMmPmWLmk9JOOxJkhM49i+pQ5U64ZkCbREGiGbsGmbn5KV",
-	"+bnOS+fsy525N5hUmrr7vSHXxpTcHpDXz45avb19/XPnqtNBIcaU1EQsOAtpTICHIkJxtxWJUO6Y8dpJ",
-	"tN0mL7I4JhlXLLb25UrC74fePw7mR5v872GNrcez2GYHGRqrgY51ha3jbLnLTNsolrhWM8fNgyoSM6lN",
-	"Y+O4Znxj47OMmIoRao1wtEUHpOuTnk/6PvnPv/9bvxGKJGFqyJGsbAIFF2RCZxVIm4E+ZFqEpzikLPGm",
-	"IZ+bNHc3H8HA6iWNNY6Z8RIlLqhdUiNvsIwbUFFROROQiiazNR4jm+9smXS+6nWeo97uYG+3fdDt7u13",
-	"N3cglZXOVeS86z8i+IbmGksB9HqOL1KiIaDtjSFf8iFaju4GlEQrDySFUCNy5UjsjsYPeuP+3sHBqL8b",
-	"0X3aD+FB70HUgQ7sHvT3janp0tf7vUo2u/7nMibKqdqd1gPaGr//2O9d/73WryYhbYQKUnuRuRoKTWBc",
-	"5ptfPRut3d7Np7TOWV/QijvDJXlVnNIVCVBCbLGZQkT5VrivRgPqVK5cyfhOa+o1xpJBr8U2prShiUnw",
-	"gNb4ypzZWRMCqQy1sY1aqEErJuoyVHG4m3f5KAWbVHoLrcqpMEqYjRCqRKKFQ1yjXtk9rsIBayQ6nc6n",
-	"Q8Eu3riaTsynekQ8Iu7fNwDKLW8tqD4JSkeF0plDqsZ6qWhlY5rFmpdNgENqfLyVMZ+kAC3N8Yj7zifQ",
-	"nrRJoLW1wCeBhDBLmVrov8eMa2ssaJPHZmREWWAHD2rVvRKv2d9dVzmzpgrkDnXE6so/XgdtcqIkuYCF",
-	"MbDNlJIkmVRD1LP11JRx8vYfHU1cW2dCqkkKr388vSeJ1ilHuUaOtMvU9sDWLw25XXddgstur0cwUIiV",
-	"W4oEO/blZV38o8dmKLX67U672+23D0qn9XfSdB19HZKoBK+qy2Nzr9/mNXtriSBXxjazWwu1DE1JdxRs",
-	"oLE+trlEH/rdoL1Wr3uWJZS3tEmKbir7Xpsc8QV5y1koIiBIAqNMWRrybRFHQUkVCrpBRSwDs+OY06eA",
-	"81NkdZOIvhMML3FSB/K1nPQJQFSf2ImeNKt7jQEi3yQsECpD4JFNjt9cwBbhLS2p0OvGpJkENboEvXGm",
-	"3jJWkN6JENaAxLBbTawZ6CVIt0FrhDm1XJMTRCSlfAJkPhXS4bEckxtyF7pCyt2KAGO72z56GfWBqGwH",
-	"mdJGG6qECmv2xOFKndP6goY3zoNpkFUA2e7pkMyolIQpQiUJqKmyGguzVD0wvt3e3PS4Oc/Y7Lmy7AIv",
-	"a4nzlEm1njhz3Y8DplRgre6tCLOOIu+G9HC/YZbKOm/WI/x9FfKFJWMd09YdvWz5Hv149PTVsx/fdOXR",
-	"Udp59PrX+0/Gr44//POg89vPL5PXez/PvbWWyNEvP7bevC/qX89bzUZJQ1qD0zrx5LoaSkvtvk0riUg2",
-	"Q0lgInkYXAxMkZ0xhEmA2W0RmCD6Q73QYPuQSAD3kZOry3K92+vv3jqhvzrk6qYCfWqw/M/MHugjD1c0",
-	"VIckmCiwDxOtqUAZAJqL8SGvbtSljiMwGJ/4qCOVRrYu1oSpm4Fit2/92mg/TRRUs4Dw1xvsu/JxtORZ",
-	"dwpduKcmV6Fsng9Iv4cJTWlIJZApXJGITZiSbVJtaBDgFzOaAlfBkLsSSwkcs+19AjGWs3OY28FtgkbV",
-	"k3vn5vrm5jm6k4w2/1ozAMNbTKnfUWZy082/njiivJzG5yaSxSITx7L/lBCmoMxP3qql8pOtA3QliwmN",
-	"wCi+wWXlkSQh2kJBm2Bxj/GKT0UcySHHimPpow/f1KkHVy3zY3Bo0h1LhdYY3srLsLWMGHKsvrYfOiJy",
-	"I7TJ1ssZ8KOzE9Jvd8gFwKzyvRhrDd5BjNjPE41vzfZeapCRHp4IPc7JY2KTJcwpcSDARgsods0Xhgyw",
-	"PUJpsphdOi+eFtYucC/b20gvyLDRL4/4KXA7VWqG2r8ZR6MQ67O1QuoNvKegcDEagrn5iAJnLPTZLmlH",
-	"+ouSLnFPllJsjW2EOY6o1xQl4N7Ae4e9MEqD48sjzVS0EW5qBRkf15QF5WTCZLVsnsZkRMOLkS1joZxo",
-	"NM1iqjS/HOijxSOaRuw3iIY8j/yYsL6Gv82RRU+oHsGExvUqc7ca4yUN3B9y56Ardy5R01RkkykJysZO",
-	"YBBsaxcwBqXVoyE32QO4iKJpB9N6SkO5aYADhTQ17o8p5KtY6aDSJmb0fFxs3iCXVobLQB1KTApoSuxC",
-	"QGiljphsBUe2rBlfGhBby6vP/H/+/d/Btm3wgYexub+B6WZQe8IGQx4UpBJglar+yydBTqSBaaBCI8Nv",
-	"LVARLIJrPqqGvLQRmuLkevXuZA7IL++ddIlZCFyimWY7UBzNaDiFVg+LL7I0tmdGDnZ25vN5m+Ljtkgn",
-	"O/ZbuXN68uj4xetj/U17qpK4lO+QU2wp5W7gmdqOa9/TK6Mz5g08bav3PeTOUzyVNq6xU01vn4Bq0oEV",
-	"0mKR5V7V9LE3ynLe+5BvhT05w92oWExaxec+yZ+YD1qYKI+xUyYHBqkpmzDua7RDkTmPuMBiNxPgSYXA",
-	"NJuprwkqpvyCxIwXrx1Hvb297oMh1/NQlaXQJj9BysYLLS7zhjcXsCjJArurC1gEZJZqjmPwmWP+xHKz",
-	"U3zxUQHEagefBpdA8Uqlivn9UnORXqezVCeuLfedWUzZUmV4peoOt9AyW2h1aW/UD3ejId/tDfmH7w8u",
-	"nnd+e3bwrx7/MfmpT+9fHSw+7EUvOh/6o17SDXdhb7xPD0b3w4f66P7n3/+PNI1Ijn7rT9LkyXSXP/3x",
-	"/rgfnvw86s5+inpnvx7wTtL7Puwm78Ifk+862U8quv/0ZfeHBz9c9Pni15N30FFvu+n+uPvz9F+yPzrq",
-	"fP90L9lTPx1HHfpDf/784ZDXN1/ZoP7iDjst7Ha6TZ/kiNqptGPAj/o3f1T0jcEvdm/+oug/cu17e4Yy",
-	"1n/hMivw/f5GG8nbE1yXXFQbz6MVOpNqVeUaKyjSuKUTfT48Q1RaY17h1/g4Vx7e6+FzrlXUN69lW2sK",
-	"ok09juMsYkyCcSqSIFcamNTq1iyFMbuqVHPoV5XIXzwkI6Gm6KDFvidmr6a6ei3PKG3hc5iGv65W266m",
-	"UnaEjZGwtrXoi2Rrl5sbYdzSYbGm3nrTJWEd9V0t6GbOWlaJbtd5Y6Uyv4FRrZDgV8qoSmxnt9e7JZv6",
-	"07O1s1Rcgul3oykYLaNIug51n83YMi7zJlO1XM15iSq+UuRlWhXlwLBRXjUXhou01HdpyPP2TEbP0qbM",
-	"hwwycHlp1jdr/f/5XKbTn0oplzQ06cjGaJRgUgDylK8FMf36TKLoluue9/rHU60Xv4yjwrdI3kyxTx+1",
-	"Ov18KmK7rcOSQnaJGluALRuLHgVV1nrKpHpr4Xdqco7vkK0eKZIIzJdgkiSULypx3RoG5joDFFwkJ71u",
-	"p1OTvJ/QK5t+4sIozXUavydDW8oTaGBnjlLLYPiLcbOvjzsdL2fqTJk1g47OTu5JdGJ8Oo9KitrHet6E",
-	"3MO85ZjGWSoSUFPIpAk7wtVMSAyYE3MAyJY1XEmn3WnvbvtDPhYpoeUvbRqVEkSGKZ3BwPlBJfKa3Pg3",
-	"EXOqMmmsRpbmHXikX3zDODGFZ37FTVRiXxja9Ye8SC4vMqbLM5qeqpUqT3+5w5Reywhr6xgfCz83TJ8K",
-	"kmY8r2if5fWjcQyhEhjiCmwNRcv4IRwGghLDxE6prui0QeMsQOnKV7+UmXroCgofInabrNa/kWfHp2e5",
-	"qXk+VWp2Xq0cJFgWkuPQVJX6Tfg3hSND/jfy5uez4/UDW+Ahthvf+qgHfDj0ep3u0PPzKR8OPeMwzpnm",
-	"0Lsm/c3NV4tRdHwsnZU75Ki3ZV2fxoasA8wb/PJ+SWVy20py8nMsyBC2ZTDWX9V28spymRV6tn7y71+/",
-	"fPE7U/J6KbqKTufBj0SYJWCcEbdKjamnEkhGEEVQOCH1H5eA4RwlsBvU10ItqA+6beKxsGh2FOOeLdHM",
-	"gibxBjTz89Hz0y9IM25Vn0czm1KFZocKMByk//h6ScJisYEkXG1Yo6JyxMmzN89PTdpDjC28J9b2qRQH",
-	"5vEgkyxnqrVMY5Mhjxm/sJ1sse3fnJu8ggbLxG70zWIGX0T8YqSgQnkbySMNDQSxBtDXQkDHK6g1RVqG",
-	"APRxmYGYmX4JlqRyGqqSlC2QbKYsNwtG6BczwLSE9XWYa6o6TeyjUtZpWsZheFHaUvp+u9vubrfJY8gH",
-	"iXxtv0/YJcbxmBxyvdWBLdgsFZaiie4jBVvNuXjHFnjJqcjiiETCH3KtYVFOrOZmWtRhoMyUaZoyznKN",
-	"WxnozdqpOxl37wktz39PYnjQLxKBbEWqKxUxGMsN+hnFlGFrz9tupM0uSZdKkvc9blnEeb6Xla1VtP2t",
-	"Hep7XKgWNvfGQgA1FRgLa9lcF4TIIhY0aikhWuhExfFkNpsJrQC0EogYbdni1bpyWKyI4TRumf6y+pxg",
-	"FV2r1AK4rqrz9+U0S5gx2Vp3z3j+bD7LO2Vs2H5T8KWadnumb8fhKoZmI39z3SGtlVXuz4bWl+kK0yZB",
-	"r9OxuV2lWldMlgRtEJubN9yqt6r3jtjuENvme709TcpNxq1tZPlH2gHrvGl2eTWHwDxZ/IFC1nqo7rQR",
-	"ebXNY822Xe8/R6DlVn+qSLlwLULy3iB3BKM7PX/VZqlNZm3VhxOzS1gbtHSeICZJNjM+Dc2v+aRNTNE6",
-	"4UJhhihcGcberg0zut5uf9aTkS+w7gYFDaWvRf10GzW5WZtRyaqvdQXBX8aX9+n4deurQe+jcpO8oi3e",
-	"14Ds76hk4U2OriquU6BRcx7DWlF6mN9i5fho1Zw17+qPhzwXpMRmyVu3OpNETjOFX0Vizo1CX/TsMtMx",
-	"PpE2ndrePID3CohMNcjlov3Jn5VAixXWkKh++LXJ5pWmKw13DSFBLsnnGrr6s0rlV9WGLOsPoWlP1XT4",
-	"To0payNE5aoYsqX0T6MUk1dHC8Iin+iPTTWXuQ0PCzlBofXNuM1rxYqhoFQvEJjL+IQrxKGSBO6JEmQC",
-	"Ki9qaQ/5URy7shASimTEuE1lP3rxuMn5lEcn7jgojvfv5fEzvYii0b8EE0aTZCuFGVCM6dteJLNYRHkZ",
-	"TW3w3BbJF3S9UQFRpfVFXjO9V9NNWC0w8KQN9Zv2pU2slNCRuAQT/ZeuOrMh8p8wfr66gc3WfcNamC2r",
-	"CkstbeqWUGouUHtt4CfXPm9CA2aF1XTxpnUu9zv4lJs1P2O5NuRrbqe0ajZeE2ly712rv7xCpzFbrWjT",
-	"sBnG8+5vN6zQVLRpU0CaHgx1sxedIb4s+OzJsLdGMU2eUlGuyJbtsX5pDnzdmrGVrVeb0rem08kNC3Kt",
-	"SSprgaub1oKNZu5gLWdYGbomqXFNTtDe2pSgvRszglYBM6MfMiChrYzUEkZLc7hkIjPutntLYqgoZh3R",
-	"8GLIMx5OKZ9AZJoSyCmdYf3ImF0VZWSWknzbawe1FXvrixZ7aV4p4II0yxVnG5Ve1vIOU2zXcI3n5hWZ",
-	"NblesRQmLSCvOW+uzKypyBzyLWq/xzX7tug5FFKRSSrmsnB3JKYwSUMdv5Db7bzsMS/VNHc8utsbMbdu",
-	"uZ6SbAXwIcA7feiQYwUhGYmMR2QLCy23B01VliZ5zxaY2rrqGnBXaijradj2CbHwHQkRA+V1AH7XVJVp",
-	"C101Z1nKtrNw0lrpkEugaTglwCdazyORGBAHcJMZY7RUs8ccsmjYDLldLmJD4oW/Jp0x7w+qTzF+lFiJ",
-	"dkhSyiT+iA2RTAQkVMQkkAi801YDt1ikjaAII0QokQYjJpCo6WMkMkW6JJFkBinpdvxOp+O+326TkwkX",
-	"rjuHfrMKrKAZTSU6bEw+rOv1Xsk+7HT+JCmIWLJeY6XUFK3flTXiezHjpn/kC7hSZ7VtNt6Ui8wHheva",
-	"KeamttQp8VJr8GLIq0r/Fh3Zat1qZfp2nRYfr9PiPzpeONDbtNcmj0S0+NtOuSz5+lt25WdlV54uVa2W",
-	"Myk1UjbJo/S9majrwvDapFpr86no5UnemrtUSdF+AdO8U/gVQs2s8Y53goXyS/eFY1zZ3OpZvsHdpHaX",
-	"+tEZWxaDNjVU96ia2/a5xuMNby/ddm84DH7/nTAOsrtlLq6/VrWkX8uh6xXe1r376Rsr2ormacsOqFMR",
-	"NjRaePvq1Mmv5e+/yPW2Ja75FJSBbGQb2q7fou80yYBFwcrl7yskOQHVRI/m+oYVFsiinPPdjsV8KU7Z",
-	"7d9uWd29/+lVOKbGnxas8las2HQKWHEC7oxcX8S1LHq5r1+pO+CA0Di2xzAhIvWLCDYapJic4Q85Fxy0",
-	"TQUJuvAA7a3lfouOt5M61j7k9by9lPx/a+5uyj2+LhZfbgL5R/H5tWU08samm3es0z4F9URTxU0s2pBO",
-	"mVE7+YLH5E4Ysz4AO51vDPprZdDl6hrGbdVkXj54Jzx7DGuKJV9Xu+QZowwbuU2Q+lPj/7B92/yiF5/p",
-	"Rj3kxo1gjLq844UJhLXJWRHHsY3fkI2XGsFpm0/zEsYzGBCmXF+ZdR3lsKiS2jkhGvKZwFJuGl1SHpoa",
-	"zaIRjNsaVoBGAu9aRieCqTOi+ef4gmmyI02fqKVyT8hvmw6BbOWyLYWhK/TLW3YT27Gb2mpNbLuNrkOq",
-	"CEVxs90mR2Zb6I8ZcufQsY6Oau0g7pkpvA5oKuKIjGGeI8e51JBbFB5eLe+iojCfsrhN3krIOwgRJbDk",
-	"OkuAiJTIBQ9dJxHK4kOS2XdNTK9l2J0LcipBYiEuCN530hDfrvZ8/J3DatSVz9tbLoNOYNr/23O6bbp7",
-	"Sed4yhv31bmIXNPAGudQx//cUv/P8YF/fl3stwjltwjltwjltwjltwjlhhn8d2DfoPy7wUfvpPLv5KTX",
-	"S9jAUe83Oeqtvmb89BWdbr2dUyP6P1rx2uCKNw+/eeI/z7x4UnSLLN8xs6yifoqDftnA+Mii63VZuHfm",
-	"HL/p3veakiRkqBv0SKq/bOnLcIfG4tUa9/a3Fkh/hcP3FFQ1TnVXx2zH3Fq/rjaictm/X1z2bxpAqnLL",
-	"NyvgBbcN38TYNhDFD/Jrkl1HN3d5ftEBbmu0cOaVtdoVSGUaSeJ1p7CdN/NYaXGX32WpB9bGcLDb2Q0w",
-	"hQObNWMORxGR0+qTjfWJlJj79JCvLUChocetRyJ4BSpdtI5QOG3fZJqahmR/Ocbk19znvdQ2jmxhS3O8",
-	"vXSllWmwfUhqkdesHFvse5v1mPvS+RAnjpbXdphbovj/CY0wv9oOc5QXnKHSze2TmG01Wb7aZP2X95p0",
-	"TS2IYQ9LKfAipDGJtPEvZlgtvRUk9AJImvFgu9LFeLCz0+0dtDvtTrs7uN+538EAj13uinM2b4FtXJVF",
-	"g+x2ycuit9jQ49JwhOeQXsSOkbtLQspKobk0GxvIMXsPSu7Cicw1BqtZ/6Zgq9zLSa/RVvWYelrss40/",
-	"G/4rKmPbSoP6peddXJiSEI/bZW+D7WRR71izjl5JF6ZKH3vOr9b+HhZ1G0UfghSkiC/NtWaCQ2nSvBL4",
-	"+v31/w8AAP//",
+	"7H3rcts40uir4HC3KvZZSpbkSxK58sOTOBnvOJfJZbKzo3wmRLYkjElAAUDbmlRO7Tuc8wzfg+2TnEID",
+	"4EUiZTnxZGbzZWuq1hFJXLobfe/GhyAW2Vxw4FoFww/BDGgCEv98CVoujiYapPlXAiqWbK6Z4MEweAWx",
+	"4IkiWpBLyjQZw0RIIFSdMz4ldEoZ7wZhIOF9ziQkwVDLHMJAxTPIqBkuY5xleRYM+2GgF3MIhgHjGqYg",
+	"g48fw+AfL+F9DkqfPFqd+/UMiLSP7ygSCykhpeYZYQnZ0jMgMU1TkHdUSIQkggPJzNgJGS+IeaxAXoDc",
+	"vmaB9OoU+FTPgmF/cC80Cy7+HQZzqjVIs5r/+uWo80/a+a3Xud89G3be/e2vQbEjpSXj0+Cj2dGcSpqB",
+	"drA9SSCbCw08XvwAi9U9PqXnoAgll5JpIIpOwIBaGox0yVumZ4yTwR6ZiVyq0G6KZkDOYUEmUmTmlxHH",
+	"n7Q4B04umZ6Vr41FsjCD5ZIr/HXCpNJEgpoLrsAC0bw54ixR2/i1yDWupsBvSODCjDxjKdQGQcwQpojS",
+	"LE1HXOacMz49rC8TV0S50DOQdkHMbDjaGwyiLnnO04Xf/ojrGdVE5XEMkEBiXpSQQTYGCUlIlCDUgoZQ",
+	"Q61mlP3ebmS/Vt0Rf6OAUDKRoGZEUp6IjFzQNIfQDDoj1Ez85s3Jo5BMhCRA4xlJmNKMx3bP0B3xIAzg",
+	"imbz1CB2d9KLB3QPOnfH/aSzF+/vd+7Te9DpJQeT/ngQ79K9JAgDZlBpT1QQBpxm5tsK6jsG9y1EN9jf",
+	"X0d0/6vzf5pJbf3ZeVg7LV3yA8w1uZwBJwxR1v/3v/5vf3CPxDMqaWyolYgJiZZoPDocWcRdMgWVI4Xn",
+	"zAPz4m6XHKWXdKEIxDNh8MbxXU9my0Dt9e8PJr14v3NAD6BzN+nHnfuTfejsjvt0EO8l+3AwaQPqPzpu",
+	"052TRzWIVmH2X6PRVa/37n+3nFC/Ljygj4UcsyQBbv4RC66Ba/Mnnc9TFiMAd+ZSjFPI/varEvhaOetf",
+	"JUyCYfCXnZK57tinaueF/eoRaMpSZadeZXD22DJlCJUlZJxrktL43B5XFYu5hbuYg7TY5ACJsmcswaGJ",
+	"AY0iTBs+V2Hrb9++7RzlegZcm41AM4MdA5UgDR2kKfApmNHM0TfjZ0wp87ddxtbLxw/Jwd39HjLUEp3f",
+	"2REk0DR7MAouaGrGoqMgJCClkA9GAeMqn0xYzIDrMxzNPMU/HoyCVEzV0HKAoIbTBpKvor8F/g4EO5Xj",
+	"gbB/JvQroKmRAV8c08+EJhOR8wQlFReaKFwKWYAeGljzKkKVOUuG2/FkxCMUzx2Uz5F9hOdYCyOFnQjG",
+	"E7Ys0jvXyHTLRC9nLLYiA7hhrZcsTckY/AK3hOHQFc5h1AAkEEHGgKSwgrCagP8MjDm4/gH4OuLEUPv9",
+	"vf27xM2xdLo+Z19vOM31TEj22x9EjP7UI/MplCeUvkyRnJ9zcclDktF0ImQGiXlDwoU4h2SF1D6RzXwW",
+	"N0FeeYarR5bRrt3dLgt5w+kFZSkdp/AHiYuEajqmCiyeitUc1vQic5inzChtCaR00f0E3rCk7+PojE9/",
+	"x+P+0Y+Mi3w4g/h8dXnPuVkLTRgHpUhsXjJLmksjHzWzIj3Jrag8y9TqCN+LS5IKJ+BwAKKFOA+N0pKx",
+	"NGXKQqBGlb3u3iAMzFmgOhgGicgNBRTKBc+Nihp8DAMk0dVJ384WlfkmlCFnpUTNhNShVftVnmVULpaO",
+	"g1shw0OYa4fgvlrVbLyKtDo31eSSOmhBUh/f01PTeEpTnavr6BYx9cq+arUrfxZ/sSsqBgprmHlXzCjG",
+	"v0KszYzVsVZxn+tYZGD0VFqiHrgxLn8JxHkQBgaylYHLreDADWMeGxMAxwqtocK0MnDGiShPiF+xmYpp",
+	"yDYDh5nSrYFKSRe4BMEVU2gOvJBCTFYX44TOwf2DAYnLt40AEhMyBn0JRu5fCqIlAFHsN1Cr1G/MwmYe",
+	"rDI0l8uvzccFUTOuD/aCsDTYe6sGO87VtHQzPD66o8iMqhmo0JpXhrYO9mrQK2YcL3Qj3S1DTovmCVMq",
+	"p5+1nSVqRcjhdH6fTTT6mEGaHDefc8OeLpiwdleXHF/RWKcLFK7GupoLM7WMzNH/+6vnz8gL+wNhXAtk",
+	"EMY+3g5HPCq8CPjy+xzkwgjhOdUzUjzbNj9Flp1GJBVG/KIhgDJ6iSmiXGlhD0atk8Ky95I3oOlsnhl9",
+	"1e3BLJKmqbiExJrWjZzIWW0rkz2jWTGK9x/Yd+szP7SCtfPaDNwwfgGB9VO0gK0+V8oyphsnschZnaKG",
+	"OqvH3O/1t0ss+q0ZbNYn2zE6NgO1s7uTwgWkjXZ9lSYd2poI8XugqZ41EOEFSJqmBrCpnq0yiLjghdfy",
+	"MeWQ6eZZ975djePRTnpIDckZ1U1E5wyeuRSxkeTu5TqwBr3BQaff7wwOXvd6Q/zvn9UjnlANHSMam7CX",
+	"z82TMyfN2xUdxXgMdv7a7LsHvV53fyOhfwFSMavq1ef4LmdpQtzjpbPV7/a6vWvR72BfzrGysRqgQ4/c",
+	"dnrxGFpZbCTOI2vnwYU5NlbzmFOlQBkeFA16vWg7JJAqIFECU0kTSJA9oRdue0Ua+3fMasqd46MVdNnF",
+	"VQw+mqbPJ8Hwl5spzeGHb8T+ZyH2L0XZ75btpEeO7hwHDNHvu2rQW4XPTR8SOzsqfZUD0DV7PuFxmpu3",
+	"NlDcmH/XqW3mP+58Ky28GAVNi8rGphwSUr5Gth4OXr3wv3OhYdtKO6rritAKjbCkeQpc2R1FWFLTn/Kc",
+	"JU3DpEAnZ0bFa9HJgE5QAyRbVvXbro3apvKtUStpnjCNEjwkY6G1yEg+d9olTnQbKqaC9+uhEyl4Hx2i",
+	"eYBbZO7/ze+kQ/oR2ep1zEqSba99GHSsV0n7TRq2+ezMYLGNIn6D6gyeswhc00TIG0+5dDAR7QYeVVxX",
+	"l+WxFVapt0ngnLILMHb66kb8k9UDoVqMPxdgMEJqSc68u47TuCEbVyimp6iGNXDMC5BML0JidF2liRZk",
+	"xqYzULo6/6Pj7948CcLg5Nnj50EYvD16+ezkmfnh+OXL5y+DMHj48uT1ycOj07oMdK+vkOVT0JLFDdt/",
+	"4URHLHKOwRq0Tb0vaC5ESqY0nzbZg8n4zDy/1v0kRGosb5SCqZiqs0vJtAZ+poWmDRA6FVPitFmitJCQ",
+	"tIqXg71eA02ukr7Tm9UZ42eTlE1nDVzR+YwUGQOGJkBeICO8bKT7NXO0bKsY38AoBb1mW/3eYG+jOb9p",
+	"BzfVDtarAqXKsITNRhJqJOewOBdNfOGpDXwdG+bfwIt8bMQGTLzbnAt0LIJ0x2H1KDaJ4BN9G6L3xMsl",
+	"lIgu/ppCYlZzI0HcKAjN6POUxuBH1pKy9HMFjZUxuNVyZ03YKFlTo0Qs2GAsOIcYg6QGs6vwp7Gd/cy8",
+	"qZqC5n4AZXaaqxX5vTtoPOAsSaFt0JMkrS5NbThkRq/aRjTwsHoA+i42HBDpvm3I53PgN17kEj6rE9RA",
+	"Ei4Dvrq7RoTXrbo2fbsWnSPHVxo4Kt42Y0SRjC7IGAhNkqbDWMknOms6mMfvc5qSwqNjUwbuKFKNcDT4",
+	"6kWuO3cnu7TpcLX54I6v5inlNryPqh1TRMRxLiXwGOqT1FxnVJE+ceEwMmGQNvINDEo0Ob/RzCn8lTYp",
+	"xo/G+DzXG3u9K07RBu2acaUpj2Ftipd10i3tnczofA7G1Fl2oOyohdKQ7Rjevj54sRT/ef36BbEPSSyS",
+	"OnT3BoPGo8N02rD4VzMhtY/beJ3cG5dmFJdfhZPdUUQCVYY3zSRVsBTnecOd/KfjFMgx10wvGg0XSWNw",
+	"9LoOIa/NeyePSmy0eOyLtYaEkjcvT4iECVjQ29NxAaTu1byjzHvDEY98oFPtjPJebzfmNAP8C6KQXM5A",
+	"Anly/JqUr30wb3y0OpsilMzpFIiiC8anI36JYlSTDCi3+i3+ogVJRJc8pTqeEWHFjxnGwjaljnBGXME0",
+	"A663D4tXFKESXGZDnhVmcpFKY8w68160nKBUrhjPAr7csVG7mpyWrFOA61qVRjtfNtJSNSZmmULllITL",
+	"vKmJR770UdAmFdYHSNHDUfNmfK4zWFanXfdJsYjCS7YEj3KktV7LlXFWHZdmpMUNfJdc6DP3TaPzEp8F",
+	"YVC8Vzfe/OOVs1ks9Y93Y35hNK244I58kLsM1pszBa2+ODyZKTOG17L37RUy+lMxRXgmCTNz0PRFBUAT",
+	"mipYXYMzS1NnqS6aNELdFMd77ZmMd7Rgkh6u8VIKDWW6VEgU6Hq+8eGIUxKnDLgmMeU22cuwtq7h62gv",
+	"O1ukyKYu02eY4CMOV0yh4UkXJNrKeeU5JNsr7GrM0pTxacdMz+JGtd58ORVNxsxD96QujsyMjeMIruFK",
+	"t2PC5t8syUkt81jnBhUZaGr09YoF6GgoDK46U9FxP/6qBO++pJdPjUScgp16vb72sCE/HJMK5ZLSRnKe",
+	"GoLEDJntG6pwjV5UlkFHyATMDl1G7KckvH6u79X7Kgtf9DUWoaHu3cGIG1tQbQ/Jq++POoP9A/Nz76rX",
+	"QxnMtDJELDiLaUqAxyJBab2ViFjt2PG6WbLdJc/yNCU51yx15vFKLvX7wd/uXh5t8r8HDaYqz1OXeGVp",
+	"rAE6zpO3jt8VHj9jYjniWk3Ktw/qSMyVseyt353xjW3nKmJqNrTzIaApPST9kAxCshuSf//rv80bscgy",
+	"pkccycrlpnBBpnReg7Qd6H1uNBCJQ6oKbxrxS1tB4OcjGLO+oKnBMbNOrsznC1S04GsM+xZU1DTmDJSm",
+	"2XyNw8ulkjsmXax6neNrsDfc3+ve7ff3D/qb+7+qOvMqct7uPiT4huEaS7kJzRxfSGIgYMylEV9ygTqO",
+	"7gdU5BIwfS42iFw5Envjyf3BZHf/7t3x7l5CD+huDPcH95Me9GDv7u6BtZR9ZcDuoFYoYP65jIlqFnyv",
+	"c592Ju8+7A4+/rXRLahAtkIFqb1MCo6FITCuis2vno3O3uD6U9oUayhpxZ/hirwqT+mKBKggttxMKaJC",
+	"J9xXgxlNamahZHxnDI0GW8+i12EbswXRQiZ4QBtcfd5qbojg1Iba2MQu1aAVC3sZqjjc9bt8KMHl695A",
+	"q/IqjBZ2I4RqkRnhkDaoV26Pq3DA8pNer/fpUHCLt56yE/upGRGPiP/3NYDyy1sLqk+C0lGpdBaQajC+",
+	"alrZhOap4WVT4CCti7o25mMJ0DEcj/jvQgLdaZdERluLQhIpiHPJ9ML8PWHcGJNRlzyyIyPKIjd41Kju",
+	"VXjNwd66oqQ1BTa3qCPWV/7hY9QlJ1qRc1hY/4CdUpEsV3qEeraZmjJO3vytZ4hr64VQeirh1Y+ndxQx",
+	"OuW40MiRdpneHrrSsBF368byNK4uUZuzxWtkbzAgGOfEojhNoh338rIu/iFgc5Rau91et9/f7d6tnNbf",
+	"SdP19HVIkgq86h6bzZ2Wm5dDriWCQhnbzAAu1TI0Jf1RcHHS5tDsEn2Yd6PuWr3u+zyjvGNMUvSyufe6",
+	"5IgvyBvOYpEAQRIY59rRUOjqY0pKqlHQNSpiFZg9z5w+BZyfIqvbRPStYHiJk3qQr+WkjwGS5pxZdAQ6",
+	"3WsCkIQ234JQFQNPXN3B5gK2jM4ZSYVOQ6bsJKjRZehMtKWsqQZ5K0LYABKjhg2hcqAXoPwGnRHm1XJD",
+	"TpAQSfkUyOVMKI/HakhxxH3kDSl3KwEMTW+H6CQ1B6K2HWRKG22oFuls2BOHK31Gm2tFXnsHrEVWCWS3",
+	"p0P0wBGmCVUkoraAbSLsUs3A+HZ3c9Pj+hRuu+fasku8rCXOU6b0euIsdD8OmBGCZdA3Iswmirwd0sP9",
+	"xrlUTd6sh/j7KuRLS8b51Z03fdnyPfrx6MnL73983VdHR7L38NWv9x5PXh6//8fd3m8/P89e7f98Gay1",
+	"RI5++bHz+l1ZWnzWaTdKWrIyvNaJJ9eXpzpqD11WTELyOUoCG4jE2Ghk6xetIUwiTM5LwOYAPDALjbYP",
+	"iQLwH3m5uizX+4PdvRvXStSHbHBcm1ODXms7e2SOPFzRWB+SaKrBPcyMpgJVABguxke8vlGflY/AYHwa",
+	"oo5UGdm5WDOmrweK275ziKP9NNVQ94Pjr9fYd9Xj6Miz6RT6aFVDqkXVPB+S3QHmY8mYKiAzuCIJmzKt",
+	"uqTeKyLCL+ZUAtfRiPvqVQUcCxlcIICak+wGd/kldU/urZvrm5vn6E6y2vwrwwAsb7FVlEe5zVC2/3rs",
+	"ifJilp7ZQBxLbBjO/VNBLEHbn4JVS+UnV2Lpq0EzmoBVfKOL2iNFYrSFoi7BuinrFZ+JNFEjjsXcKkQf",
+	"vm0BEF117I/Roc3WrNSwY3SuqHA3MmLEsbDdfeiJyI/QJVvP58CPXpyQ3W6PnAPMa9+LidHgPcSI+zwz",
+	"+DZs77kBGRngiTDjnDwiLtfDnhIPAuxhgWLXfmHJADtPVCZL2YX34hlh7fMOVHcb6QUZNvrlET8lbmda",
+	"z1H7t+MYFGLpu1FIg2HwBDQuxkCwMB9R4EyEOdsV7ch8UdEl7qhKhrC1jTBFE/Wasro+GAZvsc1IZXB8",
+	"eWyYijHCbRkm45OGiquCTJiqdySgKRnT+HzsKoQoJwZN85Rqwy+H5mjxhMqE/QbJiBeRH5uVYODvUnzR",
+	"E2pGsJF9s8rCrcZ4RQMPR9w76KpNYfRMinw6I1HV2Iksgm0muI1BGfVoxG3yAy6i7IfCjJ7SUskb4UAx",
+	"ldb9MYNiFSvNabrEjl6Mi30x1NLKcBmoQ4lpCU2FDR4IrZVok63oyFWM40tD4sqkzZn/97/+O9p2vVPw",
+	"MLa3jrCNIhpP2HDEo5JUIiwANn+FJCqINLK9aWhi+a0DKoJFcMNH9YhXNkIlTm5W70/mkPzyzkuXlMXA",
+	"FZpprrnH0ZzGM+gMsDAml6k7M2q4s3N5edml+Lgr5HTHfat2Tk8eHj97dWy+6c50llbSNQqKrWQMDgNb",
+	"d/MxDMzK6JwFw8DY6rsBcucZnkoX19ipZ+dPQbfpwBppsUzSr2v62HZmOW1/xLfigZrjbnQqpp3y85AU",
+	"T+wHHczzx9gpU0OLVMmmjIcG7VAm/iMusI7QBnikEJglNAsNQaWUn5OU8fK142Swv9+/P+JmHqpzCV3y",
+	"E0g2WRhxWfQSOodFRRa4XZ3DIiJzaTiOxWeB+RPHzU7xxYclEOvNkVpcAuUrtQLxd0t9Wwa93lIJvrHc",
+	"d+YpZUtF97WCRtxCx26h06eD8W68l4z43mDE3//97vnT3m/f3/3ngP+Y/bRL713dXbzfT5713u+OB1k/",
+	"3oP9yQG9O74XPzBH99//+n+kbURy9NvuVGaPZ3v8yY/3Jrvxyc/j/vynZPDi17u8lw3+Hvezt/GP2Xe9",
+	"/Ced3HvyvP/D/R/Od/ni15O30NNv+vJg0v959k+1Oz7q/f3JfravfzpOevSH3cunD0a8ua/NBuUjt9jE",
+	"Yq/Xb/ukQNROrdMFfrR7/UdlSx78Yu/6L8rWLh/DYN9SxvovfIoGvr+70UaKzg8fKy6qjecxCp3NFKtz",
+	"jRUUGdzSqTkfgSUqozGv8Gt8XCgP78zwBdcqS8fXsq01tea2nMhzFjEh0USKLCqUBqaMujWXMGFXtWIU",
+	"86oWxYuHZCz0DB202FLG7tUWrq/lGZUtfA7TCNeVwbvV1KqmsOcUlg2XLadcWXh7j5EbOizWlLJvuiQs",
+	"Ub+tBV3PWasq0c2amqw0PWhhVCsk+JUyqgrb2RsMbsim/vRs7YUUF2BbCRkKRssoUb7532cztpyron9X",
+	"I1fzXqKarxR5mVFFOTDsQVjPheFCVlpajXjR+crqWcaUeZ9DDj4vzflmnf+/mMs2UdSSckVjm01tjUYF",
+	"NgWgSPlaENsK0ea5bvnGhK9+PDV68fM0KX2L5PUMWyBSp9NfzkTqtnVYUcguUGOLsBtm2f6hzlpPmdJv",
+	"HPxObcr0LbLVI00ygfkSTJGM8kUtrtvAwHzThZKLFKTX7/Uaag8yeuXST3wYpb3M5PdkaEt5Ai3szFNq",
+	"FQz/Ydzs6+NOx8uZOjPmzKCjFyd3FDoxPp1HZWXpZjNvQu5h3/JM44UUGegZ5MqGHeFqLhQGzIk9AGTL",
+	"Ga6k1+1197bDEZ8ISWj1S5dGpQVRsaRzGHo/qEJeUxj/NmJOda6s1chk0dxIheU3jBNbNxfW3EQV9oWh",
+	"3XDEy9x4TPbNDTeszmjb1daKVMPl5l1mLWMsDWR8IsLCMH0iiMx5UZA/L8pf0xRiLTDEFbkSkI71Q3gM",
+	"RBWGiU1ofc1si8ZZgtJX334pM/XQ10M+QOy2Wa1/Id8fn74oTM2zmdbzs3rhI8GqlgKHtig2bMO/rXsZ",
+	"8b+Q1z+/OF4/sAMeYrv1rQ9mwAejYNDrj4KwmPLBKLAO44JpjoKPZHdz89VhFB0fS2flFjnqTVnXp7Eh",
+	"5wALhr+8W1KZ/Laygvw8C3I9MiyDcf6qrpdXjsus0LPzk//91fNnvzMlr5eiq+j0HvxExHkG1hlxo9SY",
+	"ZiqBbAxJAqUT0vxxARjO0QIbbX0t1IL6oN8mHguHZk8x/tkSzSxolm5AMz8fPT39gjTjV/V5NLMpVRh2",
+	"qAHDQeaPr5ckHBZbSMKXtrUqKkecfP/66alNe0ixO/rU2T612sYiHmST5Wyxme3LMuIp4+euSTB2VLzk",
+	"Nq+gxTJxG329mMMXEb8YKahR3kbyyEADQWwA9LUQ0PEKam2RliUAc1zmIOa23YMjqYKG6iTl6jvbKcvP",
+	"ghH6xRwwLWF9GemaolQb+6hVpdpufBheVK4TwG633+1vd8kjKAZJQmO/T9kFxvGYGnGz1aGrN63UxaKJ",
+	"HiIFO825fMcVeKmZyNOEJCIccaNhUU6c5ma7/2GgzFaZ2irUao1bFejt2qk/GbfvCa3Of0dheDAsE4Fc",
+	"Qa0vFbEYKwz6OcWUYWfPu0av7S5Jn0pStJTuOMQFYZBXrVW0/Z0diiWYHeybjoUAeiYwFtZxuS4IkUUq",
+	"aNLRQnTQiYrjqXw+F0YB6GSQMNpxtbdN1bxYEcNp2rGte805wSq6TqW7clOPod+X0yxhxmZr3T7j+bP5",
+	"LG+VsWFnU8GXSvLdmb4Zh6sZmq38rd54s9ZeDq0v29Sma6uR28qVwxG3l5r4VW/Vr3RxzS227fdme4aU",
+	"VZd8J/TM8BxjrcdUyoXlj76ZMePYKTbVs4hsYa9HISttHLcPSWR5XBR69wSuY8QFTxehz/ooOfhKI4Vm",
+	"Bva97/P3x1ki13dybDqG9sniDxTzzkd2q13m6302G7btmyf6I1LtlajLpA/fY6VortLeYH4diCpXT31m",
+	"a/5bZR31k9xmkdfdTym7gLXxVu/EYorkc+uOMaKGT7vEFu4TLjQmt8KVlUndxgip76r3Zz1SxQKb7tUw",
+	"UPpaNGe/UZtWthmVrLqJVxD8ZdyQn45fv74G9D6sticsGxJ+Dcj+jioWX+ejq+PaNgppYwlrtYDD4m4z",
+	"z4Drlrh913xs5LPTAYhL8HcRAaaImuUav0rwPheb1Fu9T8iqDSNe1RvIstpQ+OyN5uAapxjloeyjsn04",
+	"4s3qA9lUezCG0oiXvdwsMLC+zxXh4WUZeBWGyHWLtvGy0q3kz3l6yhU2nB/z8GvTOFa64rRcj4WUtKR1",
+	"NBD9V6drvKx3yFnPWmy7szaWcmp9Cy5kVy1TIlva/DSWmE08XhCWhMR8bMvr7M2PWFkLGt0hjLtEYyzh",
+	"iioFHJG9eFL4yiiqSOSfaEGmoIsqo+6IH6Wpr9MhscjGjLvagqNnj9q8gUW46JazFPCuySKgaRZRXmqh",
+	"wMY1FdmSMAeKSRauOcw8FUlR19SYzeC6FpQHYqOKrlovkqKIfb+hO7VeYCRwImR23b6MzSsJHYsLsOkY",
+	"ypfLtqRiZIyfrW5gs3Vfsxbm6tziSo+hpiVUuj00XpH5ycXom9CAXWE9f79tncsNKD7lFtnPWK6Lwdub",
+	"WJ3xgFei2mII3zqyKJlqTR8s+2ZshvGim+A1K7QlhsbAUbYpRtPsZauOLws+dzLcDWnMkKfSlGuy5Xr2",
+	"X9gD37RmbI0cNOZYrmk9c82CfK+Y2lrg6rq1YOefW1jLCyzVXZNluiZJa39tjtb+tSlaq4CZ0/c5kNiV",
+	"qhoJY9QAuGAit/7PO0tiqKwuHtP4fMRzHs8on0Jiu0SoGZ1jQc+EXZV1fY6SQtf8CNUcd8OREXuyKN3w",
+	"UbPlEsCNamEbeYetfmy5snbzEtmG5LtUCZunUTQBaC+VbSiRHfEt6r7HNYeuCj0WSpOpFJeq9P5ktlLM",
+	"QB2/UNvdog61qJ2195n6m0ox2XG5wJVsRfA+wvur6IhjSScZi5wnZAsrX7eHbWWvNpvSVfy6QvcGcNeK",
+	"Wptp2DVucfAdC5EC5U0AfttWJusqjw1nWUp/dHAy6uyIK6AynhHgU6PnkUQMiQe4TVWy6q3dYwFZbxHZ",
+	"5SI2FF5ubfNLi36z5hTjR5mTaIdEUqbwR+xQZUNSsSY2o0fg/c0GuOUiXUhLWCFCibIYsZFdQx9jkWvS",
+	"J5kic5Ck3wt7vZ7/frtLTqZc+HYp5s06sKJ2NFXosDUbtOnugFo6aK/3J8kJxR4CDeZNQxeB2zLywiBl",
+	"3HYGfQZX+kVj35PX1ar/YRlL8Iq59Qt4JV4ZDV6MeF3p36JjVz5dbxWw3aTFp+u0+A+eFw7NNt0V4WOR",
+	"LP6yU60T//gt3fWz0l1Pl8qIq6mtBimbJLaGwVw0tcV4ZXPfjflUNlclb+y9waTsh4F59xJ+hdgwa4KM",
+	"FDsXLN2Nj4F+e4OtBJ1LXuliWG0QaG1ZjKI1UN3DerLh5xqP17xd2cIPsHBOI/z+O2HdfrfLXHzDs3qP",
+	"BSOHPq7wtv7tT99aYlh2s1v2XJ2KuKXzxZuXp15+LX//Ra5yrnDNJ6AtZBPXYXj9FkOvSUYsibyns+Bi",
+	"KyQ5Bd1Gj/Y6kBUWyJKC892MxXwpTtnfvdmy+vv/08uibNMFWrLKG7Fi27phxQm4M/aNKtey6OVGi5V2",
+	"jUNC09Qdw4wIGZYpBWiQYrZMOOJccDA2FWTowgO0t5YbYHreTppY+4g38/ZKNcaNubutv/m6WHy1K+cf",
+	"xefX1jWpa7ug3rJO+wT0Y0MV17FoSzpVRu3lCx6TW2HM5gDs9L4x6K+VQVfLnRh3ZaxFPeet8OwJrKle",
+	"fVVvW2iNMuysN0Xql9b/4RrphWVzRBvYHXHrRrBGXdGCxEbQuuRFGcdxnfiQjVc68xmbz/ASxnMYEqZ9",
+	"0HZdiz+scqVuTkhGfC6wtp4mF5THtmi27Mzjt4YluYnAe8XRiWALv2jxOb5gux4p27hrqf4WipvVYyBb",
+	"hWyTMPKVl0UPdeJaqFNXPot90NF1SDWhKG62u+TIbgv9MSPuHTrO0VEv5sQ9M43XS81EmpAJXBbI8S41",
+	"5Balh9fIu6TslEBZ2iVvFBQtnYgWWAOfZ0CEJGrBY9/ahbL0kOTuXRvT61h256OjWpBUiHOC9+e0BMbr",
+	"TTh/57Aa9f0M3K2pUS+y9zG4c7pt260p73gqOik2uYh8F8cG51Av/NzeC5/jA//8QuVvEcpvEcpvEcpv",
+	"EcpvEcoNSypuwb5B+XeNj95L5d/JSW+WsIGjPmxz1Dt9zfrpazrdejunQfR/cOK1xRVvH37zxH+eefG4",
+	"bN9ZvfRnWUX9FAf9soHxgSUf1+UW35pzvP2So4pwqteIIUPdoGlV8+1XX4Y7tFYTN7i3v/Wk+k84fE9A",
+	"1+NUt3XMdrBP2dqKD38k0AyyOSfFlWyWuxc9+JyAF9x14BMT19EVPyiu3fYt9iTAmTFbypZ8W+OFN6+c",
+	"1a5BadvZE6/Phe2iu8pKz8HiblQzsDGGo73eXoQpHNg9G3M4yoicUZ9crE9IYi84RL62AI2GHnceiVqu",
+	"+fZ1pqntEPcfx5jChvvhl/r4kS3sMY+34a70lo22D0kj8tqVY4f9YLOmf186H+LE0/Laln9LFP8/oTPp",
+	"V9vyj/KSM9Ta630Ss60ny9e73v/yzpCurXCx7GEpBV7ENCWJMf7FHMvXt6KMngOROY+2a22lhzs7/cHd",
+	"bq/b6/aH93r3ehjgcctdcc4WPcmtq7LsWN6teFnMFluajlqO8BTkeeoZub+1paoU2kvYsaMfcxfTFC6c",
+	"xN4rsZr1b8vQqs21zBpdrZItcMbG5/iz5b+iNrarNGheetFWh2kF6aRb9Ta41iLNjjXn6FV0Ydsm4CUA",
+	"q8XYh2XBR9kYQoIS6YW9Z05wqExalGZ/fPfx/wcAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

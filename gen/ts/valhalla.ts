@@ -198,8 +198,10 @@ export interface paths {
         };
         /**
          * Overall health
-         * @description Overall status with version and uptime. `200` when every check passes,
-         *     `503` problem (with the same members) when one fails.
+         * @description Overall health with version and uptime. `200` when every check passes,
+         *     `503` problem (with the same members) when one fails. Both bodies carry
+         *     the outcome in `health` (`ok` or `degraded`); `status`, in the `503`
+         *     only, is the problem's HTTP status code.
          */
         get: operations["getHealth"];
         put?: never;
@@ -240,8 +242,10 @@ export interface paths {
         /**
          * Readiness probe
          * @description `200` when every check passes; a `503` problem listing every check when
-         *     one fails or the server is shutting down. The database check pings
-         *     with a short timeout.
+         *     one fails or the server is shutting down, with `Retry-After`. Both
+         *     bodies carry the outcome in `readiness` (`ready` or `not_ready`);
+         *     `status`, in the `503` only, is the problem's HTTP status code. The
+         *     database check pings with a short timeout.
          */
         get: operations["getReadiness"];
         put?: never;
@@ -643,21 +647,31 @@ export interface components {
         };
         /** @description Readiness with every check. */
         Readiness: {
-            /**
-             * @description Always `ok`; failures are answered with a ReadinessProblem.
-             * @enum {string}
-             */
-            status: "ok";
+            readiness: components["schemas"]["ReadinessOutcome"];
             checks: components["schemas"]["Checks"];
         };
         /** @description Each check, with its outcome and duration. */
         Checks: components["schemas"]["Check"][];
+        /**
+         * @description `ready` when every check passes (a `200`), else `not_ready` (a `503`).
+         * @example ready
+         * @enum {string}
+         */
+        ReadinessOutcome: "ready" | "not_ready";
+        /**
+         * @description `ok` when every check passes (a `200`), else `degraded` (a `503`).
+         * @example ok
+         * @enum {string}
+         */
+        HealthOutcome: "ok" | "degraded";
         /** @description A failed readiness probe, as an RFC 9457 problem that lists every check. */
         ReadinessProblem: components["schemas"]["ProblemDetails"] & {
+            readiness: components["schemas"]["ReadinessOutcome"];
             checks: components["schemas"]["Checks"];
         };
         /** @description Degraded health, as an RFC 9457 problem with version, uptime and every check. */
         HealthProblem: components["schemas"]["ProblemDetails"] & {
+            health: components["schemas"]["HealthOutcome"];
             /** @description Build version. */
             version: string;
             /**
@@ -676,11 +690,7 @@ export interface components {
         };
         /** @description Overall health. */
         Health: {
-            /**
-             * @description Always `ok`; degraded health is answered with a HealthProblem.
-             * @enum {string}
-             */
-            status: "ok";
+            health: components["schemas"]["HealthOutcome"];
             /**
              * @description Build version.
              * @example v1.0.0
@@ -916,6 +926,8 @@ export interface components {
     headers: {
         /** @description The request's correlation id (the caller's, or one minted by the server). */
         XRequestID: string;
+        /** @description Seconds to wait before asking again. */
+        RetryAfter: number;
     };
     pathItems: never;
 }
@@ -935,6 +947,8 @@ export type Check = components['schemas']['Check'];
 export type Liveness = components['schemas']['Liveness'];
 export type Readiness = components['schemas']['Readiness'];
 export type Checks = components['schemas']['Checks'];
+export type ReadinessOutcome = components['schemas']['ReadinessOutcome'];
+export type HealthOutcome = components['schemas']['HealthOutcome'];
 export type ReadinessProblem = components['schemas']['ReadinessProblem'];
 export type HealthProblem = components['schemas']['HealthProblem'];
 export type Health = components['schemas']['Health'];
@@ -950,6 +964,7 @@ export type ResponseUnavailable = components['responses']['Unavailable'];
 export type ParameterXRequestId = components['parameters']['XRequestID'];
 export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
 export type HeaderXRequestId = components['headers']['XRequestID'];
+export type HeaderRetryAfter = components['headers']['RetryAfter'];
 export type $defs = Record<string, never>;
 export interface operations {
     listSystemLogs: {
@@ -1407,6 +1422,7 @@ export interface operations {
             503: {
                 headers: {
                     "X-Request-ID": components["headers"]["XRequestID"];
+                    "Retry-After": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1477,6 +1493,7 @@ export interface operations {
             503: {
                 headers: {
                     "X-Request-ID": components["headers"]["XRequestID"];
+                    "Retry-After": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -15,18 +15,18 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
 
-// New returns the generated client for the server at url, with Propagate
+// New returns the generated client for the server at url, with propagate
 // applied to each request before any editor in opts.
 // It returns an error when url is not a valid server URL.
 func New(url string, opts ...api.ClientOption) (*api.ClientWithResponses, error) {
-	return api.NewClientWithResponses(url, append([]api.ClientOption{api.WithRequestEditorFn(Propagate)}, opts...)...)
+	return api.NewClientWithResponses(url, append([]api.ClientOption{api.WithRequestEditorFn(propagate)}, opts...)...)
 }
 
-// Propagate writes ctx's span context to req as traceparent and tracestate,
+// propagate writes ctx's span context to req as traceparent and tracestate,
 // and ctx's correlation id (requestid.NewContext) as X-Request-ID unless
 // req already has one (from the call's parameters). A context with neither
 // leaves req as it is. It never fails; its signature is api.RequestEditorFn's.
-func Propagate(ctx context.Context, req *http.Request) error {
+func propagate(ctx context.Context, req *http.Request) error {
 	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	if id := requestid.FromContext(ctx); id != "" && req.Header.Get(requestid.Header) == "" {
 		req.Header.Set(requestid.Header, id)

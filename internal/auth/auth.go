@@ -21,8 +21,6 @@ import (
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/valhalla-platform/valhalla/gen/db"
@@ -34,15 +32,12 @@ import (
 const Prefix = "vhl_"
 
 // Errors the package returns, wrapped with context; test with errors.Is
-// (or errors.As for *ScopeError).
+// (or errors.As for *ScopeError). An outage is database.ErrUnavailable.
 var (
 	// ErrMissingToken means the request carries no bearer token.
 	ErrMissingToken = errors.New("no bearer token")
 	// ErrInvalidToken means the bearer token is malformed, unknown or revoked.
 	ErrInvalidToken = errors.New("bearer token is not valid")
-	// ErrUnavailable means the tokens cannot be read because the database
-	// is unreachable: the caller may be fine, so this is no 401.
-	ErrUnavailable = errors.New("database unavailable")
 	// ErrNameTaken means a token (perhaps revoked) already has the name.
 	ErrNameTaken = errors.New("a token with this name exists")
 	// ErrInvalidName means a token name breaks the naming rule.
@@ -134,7 +129,7 @@ func NewStore(pool *pgxpool.Pool) *Store {
 
 // Create stores a new token with name and scopes and returns it; this is
 // the only time the token is known. It returns ErrInvalidName, ErrNameTaken
-// or ErrUnavailable (wrapped).
+// or database.ErrUnavailable (wrapped).
 func (s *Store) Create(ctx context.Context, name string, scopes []string) (string, error) {
 	if !nameRE.MatchString(name) {
 		return "", ErrInvalidName
@@ -151,7 +146,7 @@ func (s *Store) Create(ctx context.Context, name string, scopes []string) (strin
 // CreateFirst stores token under name with scopes when no token exists at
 // all, revoked ones included, and reports whether it did. It returns
 // ErrInvalidName, ErrInvalidToken (token has not the shape of one) or
-// ErrUnavailable (wrapped).
+// database.ErrUnavailable (wrapped).
 func (s *Store) CreateFirst(ctx context.Context, name, token string, scopes []string) (bool, error) {
 	if !nameRE.MatchString(name) {
 		return false, ErrInvalidName
@@ -168,7 +163,7 @@ func (s *Store) CreateFirst(ctx context.Context, name, token string, scopes []st
 }
 
 // List returns every token, revoked ones included, oldest first. It returns
-// ErrUnavailable (wrapped) when the database is down.
+// database.ErrUnavailable (wrapped) when the database is down.
 func (s *Store) List(ctx context.Context) ([]Token, error) {
 	rows, err := s.q.ListTokens(ctx)
 	if err != nil {
@@ -181,8 +176,10 @@ func (s *Store) List(ctx context.Context) ([]Token, error) {
 	return out, nil
 }
 
-// Revoke revokes the named token at once: the next request with it is
-// refused. It returns ErrNotFound or ErrUnavailable (wrapped).
+// Revoke revokes the named token. Every server refuses it within
+// RevocationDelay of Revoke returning (see Watch), most within
+// milliseconds. It returns ErrNotFound or database.ErrUnavailable
+// (wrapped).
 func (s *Store) Revoke(ctx context.Context, name string) error {
 	n, err := s.q.RevokeToken(ctx, name)
 	if err != nil {
@@ -195,8 +192,10 @@ func (s *Store) Revoke(ctx context.Context, name string) error {
 }
 
 // Authenticate returns the caller that the Authorization header value
-// authorization ("Bearer <token>") names. It returns ErrMissingToken,
-// ErrInvalidToken or ErrUnavailable (wrapped).
+// authorization ("Bearer <token>") names, from memory when Watch runs and
+// has seen the token in the last RevocationDelay, else from the database.
+// It returns ErrMissingToken, ErrInvalidToken or database.ErrUnavailable
+// (wrapped): a server that cannot reach the database accepts no token.
 func (s *Store) Authenticate(ctx context.Context, authorization string) (Principal, error) {
 	scheme, token, _ := strings.Cut(strings.TrimSpace(authorization), " ")
 	if authorization == "" {
@@ -209,15 +208,15 @@ func (s *Store) Authenticate(ctx context.Context, authorization string) (Princip
 	if err != nil {
 		return Principal{}, err
 	}
-	known, ok := s.cache.get(id)
+	known, ok := s.cache.get(id, time.Now())
 	if !ok {
-		epoch := s.cache.begin()
+		l := s.cache.begin()
 		row, err := s.q.GetActiveToken(ctx, id)
 		if err != nil {
 			return Principal{}, fmt.Errorf("look up token: %w", translate(err))
 		}
 		known = cachedToken{secretHash: row.SecretHash, principal: Principal{Name: row.Name, Scopes: row.Scopes}}
-		s.cache.put(epoch, id, known)
+		s.cache.put(l, id, known)
 	}
 	if subtle.ConstantTimeCompare(hash(secret), known.secretHash) != 1 {
 		return Principal{}, ErrInvalidToken
@@ -280,17 +279,15 @@ func FromContext(ctx context.Context) (p Principal, ok bool) {
 	return *sl.principal, true
 }
 
-// translate maps database errors to the package's sentinels, keeping the
-// original in the chain for logs.
+// tokenErrors maps the SQLSTATE (and constraint) of a refused write to the
+// package's sentinels.
+var tokenErrors = map[string]error{
+	"23505/api_tokens_pkey": ErrNameTaken, // unique_violation of the name
+}
+
+// translate maps database errors to the package's sentinels
+// (ErrInvalidToken for no row, database.ErrUnavailable, ErrNameTaken),
+// keeping the original in the chain for logs.
 func translate(err error) error {
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return ErrInvalidToken
-	case database.IsUnavailable(err):
-		return errors.Join(ErrUnavailable, err)
-	case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "api_tokens_pkey": // unique_violation
-		return errors.Join(ErrNameTaken, err)
-	}
-	return err
+	return database.Translate(err, ErrInvalidToken, tokenErrors)
 }

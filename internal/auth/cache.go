@@ -16,6 +16,16 @@ import (
 // migration 00014_notify_api_tokens_changes.sql).
 const changesChannel = "valhalla_api_tokens"
 
+// RevocationDelay is the longest a server goes on accepting a token after
+// its revocation has committed: no server trusts what it remembers of a
+// token for longer than this, even when it never heard PostgreSQL's
+// notification of the change (a notification lost with a connection that
+// failed silently, say). A server that hears the notification forgets the
+// token as soon as it arrives, within milliseconds of the commit; one whose
+// notification connection is down remembers nothing and reads the database
+// on every request, so it refuses the token at once.
+const RevocationDelay = time.Second
+
 const (
 	// watchPing is how long the listener waits for a notification before it
 	// checks that its connection is still alive.
@@ -29,7 +39,8 @@ const (
 // Watch listens for changes to api_tokens: every change (a revocation above
 // all) and every loss of the listening connection empties it, and the epoch
 // keeps a lookup that raced with a change from filling it with what the
-// change replaced.
+// change replaced. An entry is trusted for RevocationDelay from the start
+// of the lookup that read it, whatever Watch hears.
 type cache struct {
 	mu      sync.Mutex
 	live    bool   // Watch is listening, so the entries are current
@@ -41,29 +52,43 @@ type cache struct {
 type cachedToken struct {
 	secretHash []byte
 	principal  Principal
+	// expires is when the entry must be read again: RevocationDelay after
+	// the lookup that read it began, so before any revocation committed
+	// after that lookup's snapshot is more than RevocationDelay old.
+	expires time.Time
 }
 
-// get returns the token with public id when the cache is live and holds it.
-func (c *cache) get(id string) (cachedToken, bool) {
+// lookup is a database read of a token in progress: the cache's epoch and
+// the time when it began.
+type lookup struct {
+	epoch uint64
+	began time.Time
+}
+
+// get returns the token with public id when the cache is live and holds it
+// unexpired.
+func (c *cache) get(id string, now time.Time) (cachedToken, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t, ok := c.entries[id]
-	return t, ok && c.live
+	return t, ok && c.live && now.Before(t.expires)
 }
 
-// begin returns the epoch to hand put after a database lookup.
-func (c *cache) begin() uint64 {
+// begin returns the lookup to hand put after reading the database.
+func (c *cache) begin() lookup {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.epoch
+	return lookup{epoch: c.epoch, began: time.Now()}
 }
 
-// put remembers t under id unless the cache was reset since begin returned
-// epoch: the lookup may then have read what the reset announced changed.
-func (c *cache) put(epoch uint64, id string, t cachedToken) {
+// put remembers t under id until RevocationDelay after l began, unless the
+// cache was reset since: the lookup may then have read what the reset
+// announced changed.
+func (c *cache) put(l lookup, id string, t cachedToken) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.live && c.epoch == epoch {
+	if c.live && c.epoch == l.epoch {
+		t.expires = l.began.Add(RevocationDelay)
 		if c.entries == nil {
 			c.entries = map[string]cachedToken{}
 		}
@@ -86,9 +111,12 @@ func (c *cache) reset(live bool) {
 // api_tokens, and forgets every remembered token when one arrives, so a
 // revocation (by `valhalla tokens revoke`, another server or plain SQL)
 // takes effect as soon as PostgreSQL delivers the notification, within
-// milliseconds of its commit. While the connection is down, Authenticate
-// reads the database on every request, as it does without Watch. Watch
-// logs to logger and returns when ctx ends.
+// milliseconds of its commit, and in any case within RevocationDelay.
+// While the connection is down, Authenticate reads the database on every
+// request, as it does without Watch: a token is then refused at once, and
+// with the database unreachable every authenticated request is answered
+// database.ErrUnavailable, since no revocation could be heard. Watch logs
+// to logger and returns when ctx ends.
 func (s *Store) Watch(ctx context.Context, logger *slog.Logger) {
 	for {
 		err := s.listen(ctx)

@@ -192,10 +192,41 @@ func MigrationStatus(ctx context.Context, pool *pgxpool.Pool) ([]*goose.Migratio
 	return status, nil
 }
 
-// IsUnavailable reports whether err means the database cannot be reached or
+// ErrUnavailable means the database cannot be reached or is not accepting
+// work right now (see isUnavailable): the request may be fine, so callers
+// answer 503 with Retry-After rather than 4xx or 500.
+var ErrUnavailable = errors.New("database unavailable")
+
+// Translate maps an error from a query to the caller's sentinels, keeping
+// the original in the chain for logs: nil stays nil; pgx.ErrNoRows becomes
+// notFound (when notFound is not nil); an outage (isUnavailable) becomes
+// ErrUnavailable; a PostgreSQL error becomes codes["SQLSTATE/constraint"]
+// or codes["SQLSTATE"] when either is set. Anything else is returned as it
+// is.
+func Translate(err, notFound error, codes map[string]error) error {
+	switch {
+	case err == nil:
+		return nil
+	case notFound != nil && errors.Is(err, pgx.ErrNoRows):
+		return notFound
+	case isUnavailable(err):
+		return errors.Join(ErrUnavailable, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		for _, key := range []string{pgErr.Code + "/" + pgErr.ConstraintName, pgErr.Code} {
+			if sentinel, ok := codes[key]; ok {
+				return errors.Join(sentinel, err)
+			}
+		}
+	}
+	return err
+}
+
+// isUnavailable reports whether err means the database cannot be reached or
 // is not accepting work right now (connection refused or lost, shutting
 // down, starting up, out of connections), as opposed to a bad query.
-func IsUnavailable(err error) bool {
+func isUnavailable(err error) bool {
 	if err == nil {
 		return false
 	}

@@ -19,8 +19,9 @@ type Check struct {
 	Run  func(ctx context.Context) error
 }
 
-// ErrShuttingDown fails readiness once the server has begun to drain.
-var ErrShuttingDown = errors.New("server is shutting down")
+// shuttingDown is the shutdown check's error once the server has begun to
+// drain.
+const shuttingDown = "server is shutting down"
 
 // Checker runs the readiness checks and tracks the process's uptime.
 type Checker struct {
@@ -86,7 +87,7 @@ func (c *Checker) Ready(ctx context.Context) (bool, []api.Check) {
 	wg.Wait()
 	results[len(c.checks)] = api.Check{Name: "shutdown", Status: api.CheckStatusOk}
 	if c.draining.Load() {
-		msg := ErrShuttingDown.Error()
+		msg := shuttingDown
 		results[len(c.checks)] = api.Check{Name: "shutdown", Status: api.CheckStatusFail, Error: &msg}
 	}
 	ok := true

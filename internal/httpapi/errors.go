@@ -11,6 +11,7 @@ import (
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/auth"
+	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/observe"
@@ -67,7 +68,7 @@ func problemFor(err error, sealRetry int) *problem.Problem {
 			problem.Header("Idempotency-Key", "was used in the last 24 hours with another request body; use a new key for a new write"))
 	case errors.Is(err, logstore.ErrInvalidText):
 		p = problem.Invalid("a value contains characters that cannot be stored")
-	case errors.Is(err, logstore.ErrUnavailable), errors.Is(err, auth.ErrUnavailable):
+	case errors.Is(err, database.ErrUnavailable):
 		p = problem.New(http.StatusServiceUnavailable, problem.TypeUnavailable,
 			"the database is unavailable; retry later").
 			WithHeader("Retry-After", strconv.Itoa(retryAfterSeconds))
@@ -92,8 +93,23 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // writeProblem logs server-side failures (the logger adds the request and
-// trace ids), counts validation failures by operation, then renders p.
+// trace ids), counts validation failures by operation, then renders p. It
+// writes nothing when the client went away (whatever failed then failed
+// because nobody waits for the answer, so observe records a 499 at info
+// level) or when the response has already started, since a second status
+// cannot be sent: a failure there is logged, and the client sees a short
+// body.
 func (s *server) writeProblem(w http.ResponseWriter, r *http.Request, p *problem.Problem) {
+	ctx := r.Context()
+	switch {
+	case observe.ClientGone(ctx):
+		s.Logger.DebugContext(ctx, "client closed request", "method", r.Method, "path", r.URL.Path, "error", p.Cause)
+		return
+	case observe.ResponseStarted(ctx):
+		s.Logger.ErrorContext(ctx, "response failed after it started",
+			"method", r.Method, "path", r.URL.Path, "status", p.Status, "error", p.Cause)
+		return
+	}
 	if p.Status >= 500 {
 		s.Logger.ErrorContext(r.Context(), "request failed",
 			"method", r.Method, "path", r.URL.Path, "status", p.Status, "error", p.Cause)

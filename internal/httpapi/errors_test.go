@@ -13,6 +13,7 @@ import (
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/auth"
+	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/logging"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
@@ -102,12 +103,12 @@ func TestErrorTable(t *testing.T) {
 	}{
 		{fmt.Errorf("get: %w", logstore.ErrNotFound), 404, problem.TypeNotFound},
 		{fmt.Errorf("list: %w", logstore.ErrInvalidCursor), 422, problem.TypeValidation},
-		{errors.Join(logstore.ErrUnavailable, errors.New("dial unix /tmp/.s.PGSQL.5432")), 503, problem.TypeUnavailable},
+		{errors.Join(database.ErrUnavailable, errors.New("dial unix /tmp/.s.PGSQL.5432")), 503, problem.TypeUnavailable},
 		{errors.New(`ERROR: relation "system_logs" does not exist (SQLSTATE 42P01)`), 500, problem.TypeInternal},
 		{auth.ErrMissingToken, 401, problem.TypeUnauthorized},
 		{fmt.Errorf("look up token: %w", auth.ErrInvalidToken), 401, problem.TypeUnauthorized},
 		{&auth.ScopeError{Token: "reader", Missing: []string{"logs:write"}}, 403, problem.TypeForbidden},
-		{fmt.Errorf("look up token: %w", errors.Join(auth.ErrUnavailable, errors.New("dial unix /tmp/.s.PGSQL.5432"))), 503, problem.TypeUnavailable},
+		{fmt.Errorf("look up token: %w", errors.Join(database.ErrUnavailable, errors.New("dial unix /tmp/.s.PGSQL.5432"))), 503, problem.TypeUnavailable},
 	}
 	for _, tt := range tests {
 		w, p, logs := serve(t, func(s *server) http.Handler {

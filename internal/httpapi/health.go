@@ -22,27 +22,29 @@ func (s *server) GetLiveness(ctx context.Context, _ api.GetLivenessRequestObject
 }
 
 // GetReadiness runs every readiness check: 200 when all pass, else a 503
-// problem listing every check.
+// problem listing every check, with Retry-After.
 func (s *server) GetReadiness(ctx context.Context, _ api.GetReadinessRequestObject) (api.GetReadinessResponseObject, error) {
 	ok, checks := s.ready(ctx)
 	id := requestid.FromContext(ctx)
 	if !ok {
+		p := unavailable(ctx, "not ready: "+failedChecks(checks))
 		return api.GetReadiness503ApplicationProblemPlusJSONResponse{
 			Body: api.ReadinessProblem{
-				Type:          problem.TypeUnavailable,
-				Title:         http.StatusText(http.StatusServiceUnavailable),
-				Status:        http.StatusServiceUnavailable,
-				Detail:        "not ready: " + failedChecks(checks),
-				Instance:      "/system-health/ready",
-				CorrelationId: id,
-				TraceId:       problem.TraceID(ctx),
+				Type:          p.Type,
+				Title:         p.Title,
+				Status:        p.Status,
+				Detail:        p.Detail,
+				Instance:      p.Instance,
+				CorrelationId: p.CorrelationId,
+				TraceId:       p.TraceId,
+				Readiness:     api.NotReady,
 				Checks:        checks,
 			},
-			Headers: api.GetReadiness503ResponseHeaders{XRequestID: id},
+			Headers: api.GetReadiness503ResponseHeaders{XRequestID: id, RetryAfter: retryAfterSeconds},
 		}, nil
 	}
 	return api.GetReadiness200JSONResponse{
-		Body:    api.Readiness{Status: api.ReadinessStatusOk, Checks: checks},
+		Body:    api.Readiness{Readiness: api.Ready, Checks: checks},
 		Headers: api.GetReadiness200ResponseHeaders{XRequestID: id},
 	}, nil
 }
@@ -54,26 +56,28 @@ func (s *server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (a
 	s.observeChecks(checks)
 	id := requestid.FromContext(ctx)
 	if !ok {
+		p := unavailable(ctx, "degraded: "+failedChecks(checks))
 		return api.GetHealth503ApplicationProblemPlusJSONResponse{
 			Body: api.HealthProblem{
-				Type:          problem.TypeUnavailable,
-				Title:         http.StatusText(http.StatusServiceUnavailable),
-				Status:        http.StatusServiceUnavailable,
-				Detail:        "degraded: " + failedChecks(checks),
-				Instance:      "/system-health",
-				CorrelationId: id,
-				TraceId:       problem.TraceID(ctx),
+				Type:          p.Type,
+				Title:         p.Title,
+				Status:        p.Status,
+				Detail:        p.Detail,
+				Instance:      p.Instance,
+				CorrelationId: p.CorrelationId,
+				TraceId:       p.TraceId,
+				Health:        api.HealthOutcomeDegraded,
 				Version:       s.Checker.Version(),
 				UptimeSeconds: s.Checker.Uptime().Seconds(),
 				StartedAt:     s.Checker.StartedAt().UTC(),
 				Checks:        checks,
 			},
-			Headers: api.GetHealth503ResponseHeaders{XRequestID: id},
+			Headers: api.GetHealth503ResponseHeaders{XRequestID: id, RetryAfter: retryAfterSeconds},
 		}, nil
 	}
 	return api.GetHealth200JSONResponse{
 		Body: api.Health{
-			Status:        api.HealthStatusOk,
+			Health:        api.HealthOutcomeOk,
 			Version:       s.Checker.Version(),
 			UptimeSeconds: s.Checker.Uptime().Seconds(),
 			StartedAt:     s.Checker.StartedAt().UTC(),
@@ -81,6 +85,12 @@ func (s *server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (a
 		},
 		Headers: api.GetHealth200ResponseHeaders{XRequestID: id},
 	}, nil
+}
+
+// unavailable returns the members of the 503 problem the health endpoints
+// answer, for the request on ctx, as problem.Write would send them.
+func unavailable(ctx context.Context, detail string) api.ProblemDetails {
+	return problem.New(http.StatusServiceUnavailable, problem.TypeUnavailable, detail).Body(requestFrom(ctx))
 }
 
 // ready runs the readiness checks and records each outcome in the metrics.

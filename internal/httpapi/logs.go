@@ -47,7 +47,7 @@ func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogReq
 			return nil, err
 		}
 		var rows []db.SystemLog
-		rows, replayed, err = s.Store.InsertOnce(ctx, k, []logstore.Entry{entry})
+		rows, replayed, err = s.Store.InsertBatch(ctx, &k, []logstore.Entry{entry})
 		if err != nil {
 			return nil, err
 		}
@@ -92,16 +92,15 @@ func (s *server) CreateSystemLogBatch(ctx context.Context, req api.CreateSystemL
 	if len(errs) > 0 {
 		return nil, problem.Invalid("a value contains characters that cannot be stored", errs...)
 	}
-	var stored []db.SystemLog
-	replayed := false
-	if key := req.Params.IdempotencyKey; key != nil {
-		var k logstore.Key
-		if k, err = idempotencyKey(caller, *key, "createSystemLogBatch", req.Body); err == nil {
-			stored, replayed, err = s.Store.InsertOnce(ctx, k, entries)
+	var key *logstore.Key
+	if name := req.Params.IdempotencyKey; name != nil {
+		k, err := idempotencyKey(caller, *name, "createSystemLogBatch", req.Body)
+		if err != nil {
+			return nil, err
 		}
-	} else {
-		stored, err = s.Store.InsertBatch(ctx, entries)
+		key = &k
 	}
+	stored, replayed, err := s.Store.InsertBatch(ctx, key, entries)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -26,7 +27,7 @@ import (
 // Body size limits: one entry, and a batch of up to 1000.
 const (
 	MaxBodyBytes      = 1 << 20
-	MaxBatchBodyBytes = 16 << 20
+	maxBatchBodyBytes = 16 << 20
 )
 
 // Deps are what the server needs; all are required.
@@ -74,7 +75,7 @@ var _ api.StrictServerInterface = (*server)(nil)
 // frame ancestor is not an origin.
 func NewServer(d Deps) (http.Handler, error) {
 	validator, err := contract.New(MaxBodyBytes, map[string]int64{
-		"createSystemLogBatch": MaxBatchBodyBytes,
+		"createSystemLogBatch": maxBatchBodyBytes,
 	}, d.Tokens.Check)
 	if err != nil {
 		return nil, err
@@ -88,7 +89,7 @@ func NewServer(d Deps) (http.Handler, error) {
 	mux := http.NewServeMux()
 	// The validator answers unknown routes first; this is the backstop.
 	mux.HandleFunc("/", s.notFound)
-	strict := api.NewStrictHandlerWithOptions(s, nil, api.StrictHTTPServerOptions{
+	strict := api.NewStrictHandlerWithOptions(s, []api.StrictMiddlewareFunc{withRequest}, api.StrictHTTPServerOptions{
 		RequestErrorHandlerFunc:  s.bodyDecodeError,
 		ResponseErrorHandlerFunc: s.writeError,
 	})
@@ -112,4 +113,21 @@ func NewServer(d Deps) (http.Handler, error) {
 	h = tracing.Middleware(d.TracerProvider)(h)
 	h = requestid.Middleware(h)
 	return h, nil
+}
+
+type requestKey struct{}
+
+// withRequest puts the request on the context the strict handlers get, for
+// the few that answer with a problem they build themselves (its instance is
+// the request's path).
+func withRequest(next api.StrictHandlerFunc, _ string) api.StrictHandlerFunc {
+	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, request any) (any, error) {
+		return next(context.WithValue(ctx, requestKey{}, r), w, r, request)
+	}
+}
+
+// requestFrom returns the request withRequest put on ctx.
+func requestFrom(ctx context.Context) *http.Request {
+	r, _ := ctx.Value(requestKey{}).(*http.Request)
+	return r
 }

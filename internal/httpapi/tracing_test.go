@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -35,6 +36,8 @@ type traced struct {
 	Spans *tracetest.InMemoryExporter
 	Logs  *syncBuffer
 	Token string
+	// Handler is the server's handler, for requests sent without a client.
+	Handler http.Handler
 }
 
 func setupTraced(t *testing.T) *traced {
@@ -77,7 +80,7 @@ func setupTraced(t *testing.T) *traced {
 	if len(spans.GetSpans()) != 0 {
 		t.Fatalf("spans before any request: %v", spans.GetSpans())
 	}
-	return &traced{URL: srv.URL, Spans: spans, Logs: logs, Token: token}
+	return &traced{URL: srv.URL, Spans: spans, Logs: logs, Token: token, Handler: h}
 }
 
 // post writes one entry with the given headers and returns it as stored.
@@ -263,4 +266,32 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestClientGoneIs499OnTheSpan: a request whose client has gone before it
+// is answered is recorded as 499 on its span and in the access log, at
+// info level, with no ERROR record and nothing written but the status.
+func TestClientGoneIs499OnTheSpan(t *testing.T) {
+	t.Parallel()
+	tr := setupTraced(t)
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	req := httptest.NewRequest("GET", "/system/logs", nil).WithContext(gone)
+	req.Header.Set("Authorization", "Bearer "+tr.Token)
+	rec := httptest.NewRecorder()
+	tr.Handler.ServeHTTP(rec, req)
+	if rec.Code != 499 || rec.Body.Len() != 0 {
+		t.Errorf("answered %d %q, want a bare 499", rec.Code, rec.Body)
+	}
+	span := tr.serverSpan(t)
+	if got := attr(span.Attributes, "http.response.status_code"); got != "499" {
+		t.Errorf("span status code %q, want 499", got)
+	}
+	access := tr.accessRecord(t)
+	if access["status"] != float64(499) || access["level"] != "INFO" {
+		t.Errorf("access log %v, want status 499 at INFO", access)
+	}
+	if strings.Contains(tr.Logs.String(), `"level":"ERROR"`) {
+		t.Errorf("an ERROR record for a client that went away:\n%s", tr.Logs)
+	}
 }

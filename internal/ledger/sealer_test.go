@@ -102,7 +102,7 @@ func TestSealProvesAndSigns(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids = append(ids, e.ID)
-		batch, err := f.store.InsertBatch(t.Context(), []logstore.Entry{entry("b1"), entry("b2"), entry("b3")})
+		batch, _, err := f.store.InsertBatch(t.Context(), nil, []logstore.Entry{entry("b1"), entry("b2"), entry("b3")})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -48,7 +48,7 @@ func New(w io.Writer, format Format, level slog.Leveler) *slog.Logger {
 	} else {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(NewContextHandler(h))
+	return slog.New(newContextHandler(h))
 }
 
 // isTerminal reports whether w is a character device, such as a terminal.
@@ -61,9 +61,9 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
-// NewContextHandler wraps h so that each record gets the request_id,
+// newContextHandler wraps h so that each record gets the request_id,
 // trace_id and span_id of the context it is logged with, when known.
-func NewContextHandler(h slog.Handler) slog.Handler { return contextHandler{h} }
+func newContextHandler(h slog.Handler) slog.Handler { return contextHandler{h} }
 
 type contextHandler struct{ slog.Handler }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/database"
 )
 
 // Group commit. Every single write is a transaction, and PostgreSQL's cost
@@ -57,7 +58,7 @@ type grouper struct {
 }
 
 // write queues row and returns once it is committed, or with the error
-// that kept it out (ErrUnavailable or ErrInvalidText, wrapped), or ctx's
+// that kept it out (database.ErrUnavailable or ErrInvalidText, wrapped), or ctx's
 // error when ctx ends first; the row may then still be committed, as a
 // statement interrupted on its way may be.
 func (g *grouper) write(ctx context.Context, row db.CopyLogsParams) error {
@@ -113,7 +114,7 @@ func (g *grouper) commit(group []*pendingWrite) {
 	if err == nil && g.observe != nil {
 		g.observe(len(group))
 	}
-	if err == nil || len(group) == 1 || errors.Is(err, ErrUnavailable) {
+	if err == nil || len(group) == 1 || errors.Is(err, database.ErrUnavailable) {
 		for _, p := range group {
 			p.done <- err
 		}

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/valhalla-platform/valhalla/gen/db"
@@ -25,8 +23,6 @@ import (
 var (
 	// ErrNotFound means no entry has the requested id.
 	ErrNotFound = errors.New("log entry not found")
-	// ErrUnavailable means the database cannot be reached right now.
-	ErrUnavailable = errors.New("database unavailable")
 	// ErrInvalidCursor means a cursor did not come from this server.
 	ErrInvalidCursor = errors.New("cursor is not valid")
 	// ErrInvalidText means the database refused a value, such as a NUL character.
@@ -35,11 +31,11 @@ var (
 	ErrKeyReused = errors.New("idempotency key was used with another request")
 )
 
-// KeyTTL is how long an idempotency key is remembered.
-const KeyTTL = 24 * time.Hour
+// keyTTL is how long an idempotency key is remembered.
+const keyTTL = 24 * time.Hour
 
 // Key makes a write idempotent: the same Key (Actor and Name) with the same
-// Request within KeyTTL returns what the first write stored.
+// Request within keyTTL returns what the first write stored.
 type Key struct {
 	// Actor scopes the key to one caller.
 	Actor string
@@ -124,7 +120,7 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 // Insert stores e and returns it as stored, once it is committed.
 // Concurrent Inserts are committed together (see grouper), each still
 // with its own id and timestamp, taken when Insert is called.
-// It returns ErrUnavailable or ErrInvalidText (wrapped) on failure.
+// It returns database.ErrUnavailable or ErrInvalidText (wrapped) on failure.
 func (s *Store) Insert(ctx context.Context, e Entry) (db.SystemLog, error) {
 	p, err := row(e, now())
 	if err != nil {
@@ -134,26 +130,6 @@ func (s *Store) Insert(ctx context.Context, e Entry) (db.SystemLog, error) {
 		return db.SystemLog{}, err
 	}
 	return db.SystemLog(p), nil
-}
-
-// InsertBatch stores every entry or, on any error, none: one COPY and the
-// entries' place in the ledger's queue, in one transaction. It returns the
-// stored entries in input order, or ErrUnavailable or ErrInvalidText
-// (wrapped).
-func (s *Store) InsertBatch(ctx context.Context, entries []Entry) ([]db.SystemLog, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("begin write: %w", translate(err))
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
-	out, err := copyEntries(ctx, s.q.WithTx(tx), entries)
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit write: %w", translate(err))
-	}
-	return out, nil
 }
 
 // copyEntries stores entries with one COPY, queues them for sealing (the
@@ -188,22 +164,33 @@ func copyEntries(ctx context.Context, q *db.Queries, entries []Entry) ([]db.Syst
 	return out, nil
 }
 
-// InsertOnce stores entries (all or none) under key, or returns what an
-// earlier write under the same key stored, with replayed true. The key is
-// claimed in the write's transaction: a concurrent request with the same key
-// waits for it and then replays it, and a write that fails leaves the key
-// free. A key older than KeyTTL is forgotten first. It returns ErrKeyReused
-// when the key was used with another request, or ErrUnavailable or
+// InsertBatch stores every entry or, on any error, none (the COPY and the
+// entries' place in the ledger's queue are one transaction), and returns
+// them as stored, in input order. With a key, it stores them under key or returns what an earlier
+// write under the same key stored, with replayed true. The key is claimed in
+// the write's transaction: a concurrent request with the same key waits for
+// it and then replays it, and a write that fails leaves the key free. A key
+// older than keyTTL is forgotten first. It returns ErrKeyReused when the key
+// was used with another request, or database.ErrUnavailable or
 // ErrInvalidText (wrapped).
-func (s *Store) InsertOnce(ctx context.Context, key Key, entries []Entry) (stored []db.SystemLog, replayed bool, err error) {
+func (s *Store) InsertBatch(ctx context.Context, key *Key, entries []Entry) (stored []db.SystemLog, replayed bool, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("begin write: %w", translate(err))
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
 	q := s.q.WithTx(tx)
+	if key == nil {
+		if stored, err = copyEntries(ctx, q, entries); err != nil {
+			return nil, false, err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return nil, false, fmt.Errorf("commit write: %w", translate(err))
+		}
+		return stored, false, nil
+	}
 	t := time.Now()
-	if err := q.DeleteExpiredKey(ctx, db.DeleteExpiredKeyParams{Actor: key.Actor, Key: key.Name, Before: t.Add(-KeyTTL)}); err != nil {
+	if err := q.DeleteExpiredKey(ctx, db.DeleteExpiredKeyParams{Actor: key.Actor, Key: key.Name, Before: t.Add(-keyTTL)}); err != nil {
 		return nil, false, fmt.Errorf("expire idempotency key: %w", translate(err))
 	}
 	claimed, err := q.ClaimKey(ctx, db.ClaimKeyParams{Actor: key.Actor, Key: key.Name, RequestHash: key.Request, CreatedAt: t})
@@ -211,7 +198,7 @@ func (s *Store) InsertOnce(ctx context.Context, key Key, entries []Entry) (store
 		return nil, false, fmt.Errorf("claim idempotency key: %w", translate(err))
 	}
 	if claimed == 0 {
-		stored, err := replay(ctx, q, key)
+		stored, err := replay(ctx, q, *key)
 		if err != nil {
 			return nil, false, err
 		}
@@ -262,17 +249,17 @@ func replay(ctx context.Context, q *db.Queries, key Key) ([]db.SystemLog, error)
 	return out, nil
 }
 
-// ExpireKeys forgets every idempotency key older than KeyTTL and returns how
-// many it forgot, or ErrUnavailable (wrapped).
+// ExpireKeys forgets every idempotency key older than keyTTL and returns how
+// many it forgot, or database.ErrUnavailable (wrapped).
 func (s *Store) ExpireKeys(ctx context.Context) (int64, error) {
-	n, err := s.q.DeleteExpiredKeys(ctx, time.Now().Add(-KeyTTL))
+	n, err := s.q.DeleteExpiredKeys(ctx, time.Now().Add(-keyTTL))
 	if err != nil {
 		return 0, fmt.Errorf("expire idempotency keys: %w", translate(err))
 	}
 	return n, nil
 }
 
-// Get returns the entry with id, or ErrNotFound or ErrUnavailable (wrapped).
+// Get returns the entry with id, or ErrNotFound or database.ErrUnavailable (wrapped).
 func (s *Store) Get(ctx context.Context, id uuid.UUID) (db.SystemLog, error) {
 	stored, err := s.q.GetLog(ctx, id)
 	if err != nil {
@@ -334,7 +321,7 @@ type Page struct {
 // keyset, so a deep page costs what the first does and entries written
 // between calls are neither skipped nor repeated. A positive countUpTo
 // also counts the matches, up to countUpTo (at most MaxCount).
-// It returns ErrInvalidCursor or ErrUnavailable (wrapped).
+// It returns ErrInvalidCursor or database.ErrUnavailable (wrapped).
 func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, countUpTo int64) (Page, error) {
 	params := db.ListLogsParams{
 		Levels:        f.levels(),
@@ -402,21 +389,15 @@ func asLogs[Row db.ListLogsRow | db.ListLogsByLevelsRow](rows []Row) []db.System
 	return out
 }
 
-// translate maps database errors to the store's sentinels, keeping the
-// original in the chain for logs.
+// textErrors are the SQLSTATEs of a value PostgreSQL cannot store.
+var textErrors = map[string]error{
+	"22021": ErrInvalidText, // character_not_in_repertoire
+	"22P05": ErrInvalidText, // untranslatable_character
+}
+
+// translate maps database errors to the store's sentinels (ErrNotFound,
+// database.ErrUnavailable, ErrInvalidText), keeping the original in the
+// chain for logs.
 func translate(err error) error {
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return ErrNotFound
-	case database.IsUnavailable(err):
-		return errors.Join(ErrUnavailable, err)
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "22021", "22P05": // character_not_in_repertoire, untranslatable_character
-			return errors.Join(ErrInvalidText, err)
-		}
-	}
-	return err
+	return database.Translate(err, ErrNotFound, textErrors)
 }

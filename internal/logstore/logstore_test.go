@@ -50,13 +50,13 @@ func TestInsertBatchIsAtomic(t *testing.T) {
 		{Level: "INFO", Category: strings.Repeat("c", 65), Message: "too long a category", CorrelationID: "x"},
 		{Level: "INFO", Category: "c", Message: "ok", CorrelationID: "x"},
 	}
-	if _, err := store.InsertBatch(t.Context(), entries); err == nil {
+	if _, _, err := store.InsertBatch(t.Context(), nil, entries); err == nil {
 		t.Fatal("batch with an invalid row was accepted")
 	}
 	if n := count(t, pool); n != 0 {
 		t.Errorf("%d rows stored from a failed batch", n)
 	}
-	stored, err := store.InsertBatch(t.Context(), []logstore.Entry{entries[0], entries[2]})
+	stored, _, err := store.InsertBatch(t.Context(), nil, []logstore.Entry{entries[0], entries[2]})
 	if err != nil || len(stored) != 2 || count(t, pool) != 2 {
 		t.Fatalf("valid batch: %v, %d returned, %d stored", err, len(stored), count(t, pool))
 	}
@@ -98,17 +98,17 @@ func TestUnavailable(t *testing.T) {
 	}
 	ctx := t.Context()
 	_, err = store.Insert(ctx, logstore.Entry{Level: "INFO", Category: "c", Message: "m", CorrelationID: "x"})
-	if !errors.Is(err, logstore.ErrUnavailable) {
+	if !errors.Is(err, database.ErrUnavailable) {
 		t.Errorf("insert: %v, want ErrUnavailable", err)
 	}
-	_, err = store.InsertBatch(ctx, []logstore.Entry{{Level: "INFO", Category: "c", Message: "m", CorrelationID: "x"}})
-	if !errors.Is(err, logstore.ErrUnavailable) {
+	_, _, err = store.InsertBatch(ctx, nil, []logstore.Entry{{Level: "INFO", Category: "c", Message: "m", CorrelationID: "x"}})
+	if !errors.Is(err, database.ErrUnavailable) {
 		t.Errorf("batch: %v, want ErrUnavailable", err)
 	}
-	if _, err := store.Get(ctx, uuid.Must(uuid.NewV7())); !errors.Is(err, logstore.ErrUnavailable) {
+	if _, err := store.Get(ctx, uuid.Must(uuid.NewV7())); !errors.Is(err, database.ErrUnavailable) {
 		t.Errorf("get: %v, want ErrUnavailable", err)
 	}
-	if _, err := store.List(ctx, logstore.Filter{}, 10, "", 100); !errors.Is(err, logstore.ErrUnavailable) {
+	if _, err := store.List(ctx, logstore.Filter{}, 10, "", 100); !errors.Is(err, database.ErrUnavailable) {
 		t.Errorf("list: %v, want ErrUnavailable", err)
 	}
 }
@@ -122,7 +122,7 @@ func TestListTiesBrokenByID(t *testing.T) {
 	for i := range entries {
 		entries[i] = logstore.Entry{Level: "INFO", Category: "tie", Message: "m", CorrelationID: "x"}
 	}
-	stored, err := store.InsertBatch(t.Context(), entries)
+	stored, _, err := store.InsertBatch(t.Context(), nil, entries)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestTraceIDFilter(t *testing.T) {
 	entry := func(id *string) logstore.Entry {
 		return logstore.Entry{Level: "INFO", Category: "c", Message: "m", CorrelationID: "x", TraceID: id}
 	}
-	if _, err := store.InsertBatch(t.Context(), []logstore.Entry{entry(&trace), entry(&other), entry(nil), entry(&trace), entry(&trace)}); err != nil {
+	if _, _, err := store.InsertBatch(t.Context(), nil, []logstore.Entry{entry(&trace), entry(&other), entry(nil), entry(&trace), entry(&trace)}); err != nil {
 		t.Fatal(err)
 	}
 	page, err := store.List(t.Context(), logstore.Filter{TraceID: &trace}, 2, "", 100)
@@ -243,29 +243,29 @@ func TestTraceIDFilter(t *testing.T) {
 	}
 }
 
-// TestInsertOnce: the same key with the same request replays the first
+// TestInsertBatchWithKey: the same key with the same request replays the first
 // write; with another request it is ErrKeyReused; keys are per actor; a
 // failed write leaves the key free; an expired key is forgotten.
-func TestInsertOnce(t *testing.T) {
+func TestInsertBatchWithKey(t *testing.T) {
 	t.Parallel()
 	store, pool := setup(t)
 	ctx := t.Context()
 	entry := logstore.Entry{Level: "INFO", Category: "c", Message: "m", CorrelationID: "x", Actor: "a"}
 	key := logstore.Key{Actor: "a", Name: "k-1", Request: []byte("req-1")}
 
-	first, replayed, err := store.InsertOnce(ctx, key, []logstore.Entry{entry, entry})
+	first, replayed, err := store.InsertBatch(ctx, &key, []logstore.Entry{entry, entry})
 	if err != nil || replayed || len(first) != 2 {
 		t.Fatalf("first write: %v %v %d", err, replayed, len(first))
 	}
-	again, replayed, err := store.InsertOnce(ctx, key, []logstore.Entry{entry, entry})
+	again, replayed, err := store.InsertBatch(ctx, &key, []logstore.Entry{entry, entry})
 	if err != nil || !replayed || len(again) != 2 || again[0].ID != first[0].ID || again[1].ID != first[1].ID ||
 		!again[0].Timestamp.Equal(first[0].Timestamp) {
 		t.Fatalf("retry: %v %v %+v, want the first write's entries in order", err, replayed, again)
 	}
-	if _, _, err := store.InsertOnce(ctx, logstore.Key{Actor: "a", Name: "k-1", Request: []byte("req-2")}, []logstore.Entry{entry}); !errors.Is(err, logstore.ErrKeyReused) {
+	if _, _, err := store.InsertBatch(ctx, &logstore.Key{Actor: "a", Name: "k-1", Request: []byte("req-2")}, []logstore.Entry{entry}); !errors.Is(err, logstore.ErrKeyReused) {
 		t.Errorf("same key, other request: %v", err)
 	}
-	if _, replayed, err := store.InsertOnce(ctx, logstore.Key{Actor: "b", Name: "k-1", Request: []byte("req-1")}, []logstore.Entry{entry}); err != nil || replayed {
+	if _, replayed, err := store.InsertBatch(ctx, &logstore.Key{Actor: "b", Name: "k-1", Request: []byte("req-1")}, []logstore.Entry{entry}); err != nil || replayed {
 		t.Errorf("another actor's key: %v %v", err, replayed)
 	}
 	if n := count(t, pool); n != 3 {
@@ -275,17 +275,17 @@ func TestInsertOnce(t *testing.T) {
 	bad := entry
 	bad.Category = strings.Repeat("c", 65)
 	failing := logstore.Key{Actor: "a", Name: "k-2", Request: []byte("req-3")}
-	if _, _, err := store.InsertOnce(ctx, failing, []logstore.Entry{bad}); err == nil {
+	if _, _, err := store.InsertBatch(ctx, &failing, []logstore.Entry{bad}); err == nil {
 		t.Fatal("invalid entry accepted")
 	}
-	if _, replayed, err := store.InsertOnce(ctx, failing, []logstore.Entry{entry}); err != nil || replayed {
+	if _, replayed, err := store.InsertBatch(ctx, &failing, []logstore.Entry{entry}); err != nil || replayed {
 		t.Errorf("a key whose write failed must stay free: %v %v", err, replayed)
 	}
 
 	if _, err := pool.Exec(ctx, "UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE key = 'k-1' AND actor = 'a'"); err != nil {
 		t.Fatal(err)
 	}
-	if _, replayed, err := store.InsertOnce(ctx, logstore.Key{Actor: "a", Name: "k-1", Request: []byte("req-2")}, []logstore.Entry{entry}); err != nil || replayed {
+	if _, replayed, err := store.InsertBatch(ctx, &logstore.Key{Actor: "a", Name: "k-1", Request: []byte("req-2")}, []logstore.Entry{entry}); err != nil || replayed {
 		t.Errorf("expired key: %v %v, want a fresh write", err, replayed)
 	}
 	if _, err := pool.Exec(ctx, "UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE actor = 'b'"); err != nil {
@@ -296,9 +296,9 @@ func TestInsertOnce(t *testing.T) {
 	}
 }
 
-// TestInsertOnceConcurrently: requests racing with one key write once and
+// TestInsertBatchWithKeyConcurrently: requests racing with one key write once and
 // all get the same entries.
-func TestInsertOnceConcurrently(t *testing.T) {
+func TestInsertBatchWithKeyConcurrently(t *testing.T) {
 	t.Parallel()
 	store, pool := setup(t)
 	entry := logstore.Entry{Level: "INFO", Category: "c", Message: "m", CorrelationID: "x", Actor: "a"}
@@ -309,7 +309,7 @@ func TestInsertOnceConcurrently(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			rows, _, err := store.InsertOnce(t.Context(), key, []logstore.Entry{entry})
+			rows, _, err := store.InsertBatch(t.Context(), &key, []logstore.Entry{entry})
 			errs[i] = err
 			if err == nil {
 				ids[i] = rows[0].ID

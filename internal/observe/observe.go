@@ -7,6 +7,7 @@ package observe
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -17,12 +18,48 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/metrics"
 )
 
-// record is what inner layers note about a request. It is written and read
-// on the request's goroutine only.
+// StatusClientClosedRequest is the status recorded for a request whose
+// client went away before it was answered (nginx's 499): a client that
+// hung up is not a server error.
+const StatusClientClosedRequest = 499
+
+// record is what inner layers note about a request, and what was sent. It
+// is written and read on the request's goroutine only.
 type record struct {
 	operation string // the contract's operationId; "" when none matched
 	route     string // the contract's path template, e.g. /system/logs/{id}
 	tokenName string // the authenticating token's name; "" when anonymous
+	// conn is the request's own context, which net/http cancels when the
+	// client's connection closes.
+	conn     context.Context
+	status   int   // the status sent; 0 until the header is written
+	bytes    int64 // body bytes written
+	writeErr error // the first failed write to the client
+}
+
+// clientGone reports whether the client went away: its connection closed
+// or a write to it failed.
+func (rec *record) clientGone() bool {
+	return rec.writeErr != nil || errors.Is(rec.conn.Err(), context.Canceled)
+}
+
+// ClientGone reports whether the client of the request on ctx went away
+// (its connection closed, or a write to it failed), so that no answer will
+// be read: the error that follows is no server error, and Middleware
+// records the request as StatusClientClosedRequest. Outside Middleware it
+// reports false.
+func ClientGone(ctx context.Context) bool {
+	rec := recordFrom(ctx)
+	return rec != nil && rec.clientGone()
+}
+
+// ResponseStarted reports whether the response to the request on ctx has
+// started (its status line is sent or buffered), after which no other
+// status, and so no problem, can be sent. Outside Middleware it reports
+// false.
+func ResponseStarted(ctx context.Context) bool {
+	rec := recordFrom(ctx)
+	return rec != nil && rec.status != 0
 }
 
 type contextKey struct{}
@@ -67,24 +104,36 @@ func (rec *record) operationLabel() string {
 
 // Middleware observes each request: in flight, then counted and timed by
 // operation and status code, its span renamed "METHOD /path/{template}",
-// and one access log record at info level. It must run inside the request
-// id and tracing middleware, whose ids the logger's handler adds, and
-// outside everything that answers requests.
+// and one access log record at info level. A request whose client went
+// away (see ClientGone) is recorded as StatusClientClosedRequest in all
+// three; when nothing was sent yet, that status is written too, so the
+// tracing middleware outside records it on the span (once a response has
+// started, the span keeps the status sent, with the write error and a
+// "client closed request" event). It must run inside the request id and
+// tracing middleware, whose ids the logger's handler adds, and outside
+// everything that answers requests.
 func Middleware(m *metrics.Metrics, logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			finished := m.RequestStarted()
-			rec := &record{}
-			rw := &responseRecorder{ResponseWriter: w}
 			ctx := r.Context()
+			rec := &record{conn: ctx}
+			rw := &responseRecorder{ResponseWriter: w, rec: rec}
 			defer func() {
 				d := time.Since(start)
-				status := rw.statusCode()
+				span := trace.SpanFromContext(ctx)
+				status := rec.statusCode()
+				if rec.clientGone() {
+					if rec.status == 0 {
+						rw.WriteHeader(StatusClientClosedRequest) // read by nobody but the tracing middleware
+					}
+					span.AddEvent("client closed request")
+					status = StatusClientClosedRequest
+				}
 				operation := rec.operationLabel()
 				finished(operation, status, d)
 				if rec.route != "" {
-					span := trace.SpanFromContext(ctx)
 					span.SetName(r.Method + " " + rec.route)
 					span.SetAttributes(attribute.String("http.route", rec.route))
 				}
@@ -94,7 +143,7 @@ func Middleware(m *metrics.Metrics, logger *slog.Logger) func(http.Handler) http
 					slog.String("path", r.URL.Path),
 					slog.Int("status", status),
 					slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-					slog.Int64("bytes", rw.bytes),
+					slog.Int64("bytes", rec.bytes),
 					slog.String("remote_addr", r.RemoteAddr),
 				}
 				if rec.tokenName != "" {
@@ -107,35 +156,38 @@ func Middleware(m *metrics.Metrics, logger *slog.Logger) func(http.Handler) http
 	}
 }
 
-// responseRecorder notes the status code and counts the body bytes.
+// responseRecorder notes the status code, the body bytes and a failed
+// write in its record.
 type responseRecorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
+	rec *record
 }
 
 func (rw *responseRecorder) WriteHeader(code int) {
-	if rw.status == 0 {
-		rw.status = code
+	if rw.rec.status == 0 {
+		rw.rec.status = code
 	}
 	rw.ResponseWriter.WriteHeader(code)
 }
 
 func (rw *responseRecorder) Write(b []byte) (int, error) {
-	if rw.status == 0 {
-		rw.status = http.StatusOK
+	if rw.rec.status == 0 {
+		rw.rec.status = http.StatusOK
 	}
 	n, err := rw.ResponseWriter.Write(b)
-	rw.bytes += int64(n)
+	rw.rec.bytes += int64(n)
+	if err != nil && rw.rec.writeErr == nil {
+		rw.rec.writeErr = err
+	}
 	return n, err
 }
 
 // statusCode is what the client was sent: 200 when the handler wrote nothing.
-func (rw *responseRecorder) statusCode() int {
-	if rw.status == 0 {
+func (rec *record) statusCode() int {
+	if rec.status == 0 {
 		return http.StatusOK
 	}
-	return rw.status
+	return rec.status
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

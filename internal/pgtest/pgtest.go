@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/valhalla-platform/valhalla/internal/pgcluster"
 )
@@ -85,15 +87,18 @@ func withDatabase(connString, database string) string {
 // either way.
 //
 // If the server cannot be reached or the cluster cannot start, Main prints
-// the error and exits 1; tests are not skipped. An interrupt (SIGINT,
-// SIGTERM) also closes the cluster before exiting, since PostgreSQL runs in
-// its own process group.
-func Main(m *testing.M) {
-	os.Exit(runMain(m, os.Getenv))
+// the error and exits 1; tests are not skipped. When the tests pass, Main
+// fails the binary if goroutines started by the tests outlive them
+// (go.uber.org/goleak, with opts); the idle connections of
+// http.DefaultTransport are closed first. An interrupt (SIGINT, SIGTERM)
+// also closes the cluster before exiting, since PostgreSQL runs in its own
+// process group.
+func Main(m *testing.M, opts ...goleak.Option) {
+	os.Exit(runMain(m, os.Getenv, opts...))
 }
 
 // runMain is Main without the exit.
-func runMain(m *testing.M, getenv func(string) string) int {
+func runMain(m *testing.M, getenv func(string) string, opts ...goleak.Option) int {
 	if databaseURL := getenv("DATABASE_URL"); databaseURL != "" {
 		srv, err := openURLServer(databaseURL)
 		if err != nil {
@@ -103,7 +108,7 @@ func runMain(m *testing.M, getenv func(string) string) int {
 		shared.mu.Lock()
 		shared.server = srv
 		shared.mu.Unlock()
-		return m.Run()
+		return runTests(m, opts)
 	}
 
 	// PostgreSQL runs in its own process group, so an interrupt reaches only
@@ -159,7 +164,34 @@ func runMain(m *testing.M, getenv func(string) string) int {
 	shared.mu.Lock()
 	shared.server = clusterServer(c)
 	shared.mu.Unlock()
-	return m.Run()
+	return runTests(m, opts)
+}
+
+// runTests runs the tests and, when they pass, checks for leaks. What runs
+// now (Main's signal watcher, the cluster's process waiters) runs until
+// Main returns; anything else left after the tests is a leak.
+func runTests(m *testing.M, opts []goleak.Option) int {
+	opts = append(opts, goleak.IgnoreCurrent())
+	code := m.Run()
+	if code == 0 {
+		code = checkLeaks(opts)
+	}
+	return code
+}
+
+// checkLeaks reports the goroutines that outlived the tests and returns 1
+// when there are any. The idle keep-alive connections of
+// http.DefaultTransport, which tests share, are closed first: they are
+// reused, not leaked.
+func checkLeaks(opts []goleak.Option) int {
+	if tr, ok := http.DefaultTransport.(*http.Transport); ok {
+		tr.CloseIdleConnections()
+	}
+	if err := goleak.Find(opts...); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: goroutines leaked by the tests: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // openURLServer checks that databaseURL reaches a server and returns it.
