@@ -32,6 +32,9 @@ type config struct {
 	// LedgerKeyFile holds the ledger's signing key (default
 	// <DataDir>/ledger.key).
 	LedgerKeyFile string
+	// MaxStreams bounds the live tails (GET /system/logs/stream) one
+	// server holds at once.
+	MaxStreams int
 	// Limits bounds what one client can hold: a client that trickles its
 	// headers or body is cut off.
 	Limits limits
@@ -91,6 +94,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		"how long an idle keep-alive connection stays open (VALHALLA_IDLE_TIMEOUT)")
 	maxHeader := fs.String("max-header-bytes", envOr(getenv, "VALHALLA_MAX_HEADER_BYTES", "65536"),
 		"largest request header block, in bytes (VALHALLA_MAX_HEADER_BYTES)")
+	maxStreams := fs.String("max-streams", envOr(getenv, "VALHALLA_MAX_STREAMS", "256"),
+		"most live tails (GET /system/logs/stream) this server holds at once; one more gets a 503 (VALHALLA_MAX_STREAMS)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -129,6 +134,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		errs = append(errs, fmt.Errorf("max header bytes %q: want a number of bytes, at least 1024", *maxHeader))
 	} else {
 		cfg.Limits.MaxHeaderBytes = n
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(*maxStreams)); err != nil || n < 1 {
+		errs = append(errs, fmt.Errorf("max streams %q: want a number, at least 1", *maxStreams))
+	} else {
+		cfg.MaxStreams = n
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err

@@ -135,6 +135,24 @@ func (e SystemLogListTotalRelation) Valid() bool {
 	}
 }
 
+// Defines values for ExportSystemLogsParamsFormat.
+const (
+	Csv    ExportSystemLogsParamsFormat = "csv"
+	Ndjson ExportSystemLogsParamsFormat = "ndjson"
+)
+
+// Valid indicates whether the value is a known member of the ExportSystemLogsParamsFormat enum.
+func (e ExportSystemLogsParamsFormat) Valid() bool {
+	switch e {
+	case Csv:
+		return true
+	case Ndjson:
+		return true
+	default:
+		return false
+	}
+}
+
 // Check One readiness check.
 type Check struct {
 	// DurationMs How long the check took, in milliseconds.
@@ -172,6 +190,44 @@ type ConsistencyProof struct {
 
 	// To The larger tree size.
 	To int64 `json:"to"`
+}
+
+// ExportError The last line of an NDJSON export that failed after it had started.
+type ExportError struct {
+	// Error An RFC 9457 problem. Extension members may be added.
+	Error ProblemDetails `json:"error"`
+}
+
+// ExportMissing A line for a sealed entry that is no longer stored.
+type ExportMissing struct {
+	// Missing A sealed entry that is no longer stored.
+	Missing MissingEntry `json:"missing"`
+}
+
+// ExportProvenEntry An exported entry with its inclusion proof in the trailer's tree.
+type ExportProvenEntry struct {
+	// Entry A stored log entry.
+	Entry SystemLog `json:"entry"`
+
+	// Proof The RFC 6962 audit path of leaf `seq - 1` in the tree of the trailer's `tree_size`, bottom up, each hash base64.
+	Proof [][]byte `json:"proof"`
+}
+
+// ExportTrailer The last line of a complete NDJSON export.
+type ExportTrailer struct {
+	Trailer struct {
+		// Checkpoint The signed checkpoint of that tree (a C2SP signed note), as `GET /ledger/checkpoint` serves it.
+		Checkpoint string `json:"checkpoint"`
+
+		// Count How many entries (and missing entries) the export holds.
+		Count int64 `json:"count"`
+
+		// LastSeq The `seq` of the last entry exported (0 when none).
+		LastSeq int64 `json:"last_seq"`
+
+		// TreeSize The size of the signed tree, at least `last_seq`.
+		TreeSize int64 `json:"tree_size"`
+	} `json:"trailer"`
 }
 
 // FieldError One violation. Exactly one of `pointer` (a JSON Pointer into the body),
@@ -477,6 +533,15 @@ type ReadinessProblem struct {
 	//
 	// Example: urn:valhalla:problem:validation-failed
 	Type string `json:"type"`
+}
+
+// StreamEnd The data of a stream's final `overflow` or `shutdown` event.
+type StreamEnd struct {
+	// After Resume after this `seq` (pass it as `after`, or as `Last-Event-ID`).
+	After int64 `json:"after"`
+
+	// Reason Why the stream ended, for people.
+	Reason string `json:"reason"`
 }
 
 // SystemLog A stored log entry.
@@ -833,6 +898,52 @@ type CreateSystemLogBatchParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// ExportSystemLogsParams defines parameters for ExportSystemLogs.
+type ExportSystemLogsParams struct {
+	// FromSeq The first `seq` to export (inclusive); by default 1.
+	FromSeq *int64 `form:"from_seq,omitempty" json:"from_seq,omitempty"`
+
+	// ToSeq The last `seq` to export (inclusive); by default the latest signed checkpoint's size.
+	ToSeq *int64 `form:"to_seq,omitempty" json:"to_seq,omitempty"`
+
+	// Format `ndjson` or `csv`; without it, the `Accept` header chooses (NDJSON unless it asks for `text/csv`).
+	Format *ExportSystemLogsParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Proofs Give every entry its inclusion proof (NDJSON only), so a filtered export verifies offline.
+	Proofs *bool `form:"proofs,omitempty" json:"proofs,omitempty"`
+
+	// Level Only entries with one of these levels (repeatable).
+	Level *[]LogLevel `form:"level,omitempty" json:"level,omitempty"`
+
+	// MinLevel Only entries at or above this severity.
+	MinLevel *LogLevel `form:"min_level,omitempty" json:"min_level,omitempty"`
+
+	// Category Only entries in this category.
+	Category *string `form:"category,omitempty" json:"category,omitempty"`
+
+	// CorrelationId Only entries with this correlation id.
+	CorrelationId *string `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
+
+	// TraceId Only entries written while serving a request of this W3C trace.
+	TraceId *TraceID `form:"trace_id,omitempty" json:"trace_id,omitempty"`
+
+	// UserId Only entries for this user.
+	UserId *string `form:"user_id,omitempty" json:"user_id,omitempty"`
+
+	// Since Only entries at or after this instant (inclusive).
+	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+
+	// Until Only entries before this instant (exclusive).
+	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// ExportSystemLogsParamsFormat defines parameters for ExportSystemLogs.
+type ExportSystemLogsParamsFormat string
+
 // GetSystemLogFeedParams defines parameters for GetSystemLogFeed.
 type GetSystemLogFeedParams struct {
 	// After Only entries with a larger `seq`; `0` (the default) starts at the first.
@@ -868,6 +979,43 @@ type GetSystemLogFeedParams struct {
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// GetSystemLogStreamParams defines parameters for GetSystemLogStream.
+type GetSystemLogStreamParams struct {
+	// After Start after this `seq` (it wins over `Last-Event-ID`); `0` starts at the first entry.
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Level Only entries with one of these levels (repeatable).
+	Level *[]LogLevel `form:"level,omitempty" json:"level,omitempty"`
+
+	// MinLevel Only entries at or above this severity.
+	MinLevel *LogLevel `form:"min_level,omitempty" json:"min_level,omitempty"`
+
+	// Category Only entries in this category.
+	Category *string `form:"category,omitempty" json:"category,omitempty"`
+
+	// CorrelationId Only entries with this correlation id.
+	CorrelationId *string `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
+
+	// TraceId Only entries written while serving a request of this W3C trace.
+	TraceId *TraceID `form:"trace_id,omitempty" json:"trace_id,omitempty"`
+
+	// UserId Only entries for this user.
+	UserId *string `form:"user_id,omitempty" json:"user_id,omitempty"`
+
+	// Since Only entries at or after this instant (inclusive).
+	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+
+	// Until Only entries before this instant (exclusive).
+	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+
+	// LastEventID The `id` of the last event received, sent by a reconnecting client; the stream continues after it.
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
 
 // GetSystemLogParams defines parameters for GetSystemLog.
@@ -1097,6 +1245,39 @@ type ClientInterface interface {
 	// Corresponds with POST /system/logs/batch (the `CreateSystemLogBatch` operationId).
 	CreateSystemLogBatch(ctx context.Context, params *CreateSystemLogBatchParams, body CreateSystemLogBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ExportSystemLogs Export the sealed trail to a file
+	//
+	// Every sealed entry in a `seq` range (`from_seq`, `to_seq`) or a
+	// time range (`since`, `until`), with every filter of the listing,
+	// `seq` ascending, streamed as it is read (memory stays flat
+	// whatever the size). The export stops at the latest signed
+	// checkpoint when it starts, so every entry is in a signed tree.
+	//
+	// `application/x-ndjson` (the default; `format=ndjson`): one JSON
+	// object a line:
+	//
+	// - each entry as a `SystemLog`, or with `proofs=true` as an
+	//   `ExportProvenEntry` (the entry and its RFC 6962 inclusion proof
+	//   in the trailer's tree);
+	// - an `ExportMissing` for a sealed entry no longer stored (only
+	//   without filters other than the seq range);
+	// - last, one `ExportTrailer`: the count, the last `seq` and the
+	//   signed checkpoint of the tree that includes them. An unfiltered
+	//   export from `seq` 1 verifies offline by recomputing the tree's
+	//   root (`valhalla verify --export FILE --key KEY`); a filtered one
+	//   with `proofs=true` by its proofs.
+	//
+	// `text/csv` (`format=csv`, or `Accept: text/csv` without `format`):
+	// a header row, then one row per entry; no trailer.
+	//
+	// If the export fails after it started, it ends with an
+	// `ExportError` line (in CSV, a row whose first field is `#error`
+	// and whose second is the problem as JSON) instead of the trailer:
+	// a file without a trailer (or with an error) is incomplete.
+	//
+	// Corresponds with GET /system/logs/export (the `ExportSystemLogs` operationId).
+	ExportSystemLogs(ctx context.Context, params *ExportSystemLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetSystemLogFeed Follow the sealed trail in commit order
 	//
 	// Sealed entries with `seq` greater than `after`, ascending, with
@@ -1111,6 +1292,41 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
 	GetSystemLogFeed(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetSystemLogStream Follow the sealed trail live (Server-Sent Events)
+	//
+	// A live tail of the sealed trail as Server-Sent Events
+	// (`text/event-stream`, html.spec.whatwg.org/multipage/server-sent-events.html),
+	// with every filter of the listing. It starts after `after`, else
+	// after the `Last-Event-ID` header (what a reconnecting client
+	// sends), else at the newest entry: only entries sealed from now on.
+	// OpenAPI 3.0 cannot type the events, so here they are:
+	//
+	// - The stream opens with `retry: 2000` (the reconnection delay, ms).
+	// - `event: entry` — one per matching sealed entry, `seq` ascending:
+	//   `id: <seq>` and `data:` the entry as a `SystemLog` object on
+	//   one line. An entry reaches the stream within about 100 ms of
+	//   being sealed.
+	// - A comment line `: heartbeat` every 15 seconds, so proxies and
+	//   clients know the stream is alive.
+	// - `event: overflow` — the client did not read fast enough and the
+	//   server stopped buffering for it: `data:` is a `StreamEnd`
+	//   object whose `after` is the `seq` to resume after. The stream
+	//   then ends.
+	// - `event: shutdown` — the server is stopping: `data:` is a
+	//   `StreamEnd`; reconnect (to another server) with `Last-Event-ID`
+	//   or `after`. The stream then ends.
+	// - `event: error` — the stream failed after it had started:
+	//   `data:` is a `ProblemDetails` object. The stream then ends;
+	//   reconnect with `Last-Event-ID`.
+	//
+	// A client that reconnects with the last `id` it received continues
+	// exactly after it: nothing lost, nothing repeated. Each server holds
+	// at most `--max-streams` streams; one more is refused with `503`
+	// and `Retry-After`.
+	//
+	// Corresponds with GET /system/logs/stream (the `GetSystemLogStream` operationId).
+	GetSystemLogStream(ctx context.Context, params *GetSystemLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetSystemLog Get one log entry
 	//
@@ -1409,6 +1625,49 @@ func (c *Client) CreateSystemLogBatch(ctx context.Context, params *CreateSystemL
 	return c.Client.Do(req)
 }
 
+// ExportSystemLogs Export the sealed trail to a file
+//
+// Every sealed entry in a `seq` range (`from_seq`, `to_seq`) or a
+// time range (`since`, `until`), with every filter of the listing,
+// `seq` ascending, streamed as it is read (memory stays flat
+// whatever the size). The export stops at the latest signed
+// checkpoint when it starts, so every entry is in a signed tree.
+//
+// `application/x-ndjson` (the default; `format=ndjson`): one JSON
+// object a line:
+//
+//   - each entry as a `SystemLog`, or with `proofs=true` as an
+//     `ExportProvenEntry` (the entry and its RFC 6962 inclusion proof
+//     in the trailer's tree);
+//   - an `ExportMissing` for a sealed entry no longer stored (only
+//     without filters other than the seq range);
+//   - last, one `ExportTrailer`: the count, the last `seq` and the
+//     signed checkpoint of the tree that includes them. An unfiltered
+//     export from `seq` 1 verifies offline by recomputing the tree's
+//     root (`valhalla verify --export FILE --key KEY`); a filtered one
+//     with `proofs=true` by its proofs.
+//
+// `text/csv` (`format=csv`, or `Accept: text/csv` without `format`):
+// a header row, then one row per entry; no trailer.
+//
+// If the export fails after it started, it ends with an
+// `ExportError` line (in CSV, a row whose first field is `#error`
+// and whose second is the problem as JSON) instead of the trailer:
+// a file without a trailer (or with an error) is incomplete.
+//
+// Corresponds with GET /system/logs/export (the `ExportSystemLogs` operationId).
+func (c *Client) ExportSystemLogs(ctx context.Context, params *ExportSystemLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewExportSystemLogsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetSystemLogFeed Follow the sealed trail in commit order
 //
 // Sealed entries with `seq` greater than `after`, ascending, with
@@ -1424,6 +1683,51 @@ func (c *Client) CreateSystemLogBatch(ctx context.Context, params *CreateSystemL
 // Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
 func (c *Client) GetSystemLogFeed(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetSystemLogFeedRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetSystemLogStream Follow the sealed trail live (Server-Sent Events)
+//
+// A live tail of the sealed trail as Server-Sent Events
+// (`text/event-stream`, html.spec.whatwg.org/multipage/server-sent-events.html),
+// with every filter of the listing. It starts after `after`, else
+// after the `Last-Event-ID` header (what a reconnecting client
+// sends), else at the newest entry: only entries sealed from now on.
+// OpenAPI 3.0 cannot type the events, so here they are:
+//
+//   - The stream opens with `retry: 2000` (the reconnection delay, ms).
+//   - `event: entry` — one per matching sealed entry, `seq` ascending:
+//     `id: <seq>` and `data:` the entry as a `SystemLog` object on
+//     one line. An entry reaches the stream within about 100 ms of
+//     being sealed.
+//   - A comment line `: heartbeat` every 15 seconds, so proxies and
+//     clients know the stream is alive.
+//   - `event: overflow` — the client did not read fast enough and the
+//     server stopped buffering for it: `data:` is a `StreamEnd`
+//     object whose `after` is the `seq` to resume after. The stream
+//     then ends.
+//   - `event: shutdown` — the server is stopping: `data:` is a
+//     `StreamEnd`; reconnect (to another server) with `Last-Event-ID`
+//     or `after`. The stream then ends.
+//   - `event: error` — the stream failed after it had started:
+//     `data:` is a `ProblemDetails` object. The stream then ends;
+//     reconnect with `Last-Event-ID`.
+//
+// A client that reconnects with the last `id` it received continues
+// exactly after it: nothing lost, nothing repeated. Each server holds
+// at most `--max-streams` streams; one more is refused with `503`
+// and `Retry-After`.
+//
+// Corresponds with GET /system/logs/stream (the `GetSystemLogStream` operationId).
+func (c *Client) GetSystemLogStream(ctx context.Context, params *GetSystemLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSystemLogStreamRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2281,6 +2585,207 @@ func NewCreateSystemLogBatchRequestWithBody(server string, params *CreateSystemL
 	return req, nil
 }
 
+// NewExportSystemLogsRequest constructs an http.Request for the ExportSystemLogs method
+func NewExportSystemLogsRequest(server string, params *ExportSystemLogsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/system/logs/export")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.FromSeq != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from_seq", *params.FromSeq, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ToSeq != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to_seq", *params.ToSeq, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Format != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Proofs != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "proofs", *params.Proofs, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Level != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "level", *params.Level, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.MinLevel != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "min_level", *params.MinLevel, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Category != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "category", *params.Category, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CorrelationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "correlation_id", *params.CorrelationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TraceId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "trace_id", *params.TraceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.UserId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user_id", *params.UserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Since != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Until != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGetSystemLogFeedRequest constructs an http.Request for the GetSystemLogFeed method
 func NewGetSystemLogFeedRequest(server string, params *GetSystemLogFeedParams) (*http.Request, error) {
 	var err error
@@ -2451,6 +2956,182 @@ func NewGetSystemLogFeedRequest(server string, params *GetSystemLogFeedParams) (
 			}
 
 			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetSystemLogStreamRequest constructs an http.Request for the GetSystemLogStream method
+func NewGetSystemLogStreamRequest(server string, params *GetSystemLogStreamParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/system/logs/stream")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Level != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "level", *params.Level, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.MinLevel != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "min_level", *params.MinLevel, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Category != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "category", *params.Category, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CorrelationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "correlation_id", *params.CorrelationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TraceId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "trace_id", *params.TraceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.UserId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user_id", *params.UserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Since != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Until != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+		if params.LastEventID != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam1)
 		}
 
 	}
@@ -2779,6 +3460,41 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /system/logs/batch (the `CreateSystemLogBatch` operationId).
 	CreateSystemLogBatchWithResponse(ctx context.Context, params *CreateSystemLogBatchParams, body CreateSystemLogBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateSystemLogBatchResponse, error)
 
+	// ExportSystemLogsWithResponse Export the sealed trail to a file
+	//
+	// Every sealed entry in a `seq` range (`from_seq`, `to_seq`) or a
+	// time range (`since`, `until`), with every filter of the listing,
+	// `seq` ascending, streamed as it is read (memory stays flat
+	// whatever the size). The export stops at the latest signed
+	// checkpoint when it starts, so every entry is in a signed tree.
+	//
+	// `application/x-ndjson` (the default; `format=ndjson`): one JSON
+	// object a line:
+	//
+	// - each entry as a `SystemLog`, or with `proofs=true` as an
+	//   `ExportProvenEntry` (the entry and its RFC 6962 inclusion proof
+	//   in the trailer's tree);
+	// - an `ExportMissing` for a sealed entry no longer stored (only
+	//   without filters other than the seq range);
+	// - last, one `ExportTrailer`: the count, the last `seq` and the
+	//   signed checkpoint of the tree that includes them. An unfiltered
+	//   export from `seq` 1 verifies offline by recomputing the tree's
+	//   root (`valhalla verify --export FILE --key KEY`); a filtered one
+	//   with `proofs=true` by its proofs.
+	//
+	// `text/csv` (`format=csv`, or `Accept: text/csv` without `format`):
+	// a header row, then one row per entry; no trailer.
+	//
+	// If the export fails after it started, it ends with an
+	// `ExportError` line (in CSV, a row whose first field is `#error`
+	// and whose second is the problem as JSON) instead of the trailer:
+	// a file without a trailer (or with an error) is incomplete.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /system/logs/export (the `ExportSystemLogs` operationId).
+	ExportSystemLogsWithResponse(ctx context.Context, params *ExportSystemLogsParams, reqEditors ...RequestEditorFn) (*ExportSystemLogsResponse, error)
+
 	// GetSystemLogFeedWithResponse Follow the sealed trail in commit order
 	//
 	// Sealed entries with `seq` greater than `after`, ascending, with
@@ -2795,6 +3511,43 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
 	GetSystemLogFeedWithResponse(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*GetSystemLogFeedResponse, error)
+
+	// GetSystemLogStreamWithResponse Follow the sealed trail live (Server-Sent Events)
+	//
+	// A live tail of the sealed trail as Server-Sent Events
+	// (`text/event-stream`, html.spec.whatwg.org/multipage/server-sent-events.html),
+	// with every filter of the listing. It starts after `after`, else
+	// after the `Last-Event-ID` header (what a reconnecting client
+	// sends), else at the newest entry: only entries sealed from now on.
+	// OpenAPI 3.0 cannot type the events, so here they are:
+	//
+	// - The stream opens with `retry: 2000` (the reconnection delay, ms).
+	// - `event: entry` — one per matching sealed entry, `seq` ascending:
+	//   `id: <seq>` and `data:` the entry as a `SystemLog` object on
+	//   one line. An entry reaches the stream within about 100 ms of
+	//   being sealed.
+	// - A comment line `: heartbeat` every 15 seconds, so proxies and
+	//   clients know the stream is alive.
+	// - `event: overflow` — the client did not read fast enough and the
+	//   server stopped buffering for it: `data:` is a `StreamEnd`
+	//   object whose `after` is the `seq` to resume after. The stream
+	//   then ends.
+	// - `event: shutdown` — the server is stopping: `data:` is a
+	//   `StreamEnd`; reconnect (to another server) with `Last-Event-ID`
+	//   or `after`. The stream then ends.
+	// - `event: error` — the stream failed after it had started:
+	//   `data:` is a `ProblemDetails` object. The stream then ends;
+	//   reconnect with `Last-Event-ID`.
+	//
+	// A client that reconnects with the last `id` it received continues
+	// exactly after it: nothing lost, nothing repeated. Each server holds
+	// at most `--max-streams` streams; one more is refused with `503`
+	// and `Retry-After`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /system/logs/stream (the `GetSystemLogStream` operationId).
+	GetSystemLogStreamWithResponse(ctx context.Context, params *GetSystemLogStreamParams, reqEditors ...RequestEditorFn) (*GetSystemLogStreamResponse, error)
 
 	// GetSystemLogWithResponse Get one log entry
 	//
@@ -4273,6 +5026,150 @@ func (r CreateSystemLogBatchResponse) ContentType() string {
 	return ""
 }
 
+// ExportSystemLogsResponse200Headers the declared response headers of an HTTP 200 response for ExportSystemLogs
+type ExportSystemLogsResponse200Headers struct {
+	ContentDisposition *string
+	XRequestID         string
+}
+
+// ExportSystemLogsResponse401Headers the declared response headers of an HTTP 401 response for ExportSystemLogs
+type ExportSystemLogsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ExportSystemLogsResponse403Headers the declared response headers of an HTTP 403 response for ExportSystemLogs
+type ExportSystemLogsResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// ExportSystemLogsResponse404Headers the declared response headers of an HTTP 404 response for ExportSystemLogs
+type ExportSystemLogsResponse404Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// ExportSystemLogsResponse422Headers the declared response headers of an HTTP 422 response for ExportSystemLogs
+type ExportSystemLogsResponse422Headers struct {
+	XRequestID string
+}
+
+// ExportSystemLogsResponse500Headers the declared response headers of an HTTP 500 response for ExportSystemLogs
+type ExportSystemLogsResponse500Headers struct {
+	XRequestID string
+}
+
+// ExportSystemLogsResponse503Headers the declared response headers of an HTTP 503 response for ExportSystemLogs
+type ExportSystemLogsResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// ExportSystemLogsResponseDefaultHeaders the declared response headers of an HTTP default response for ExportSystemLogs
+type ExportSystemLogsResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type ExportSystemLogsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotSealed
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ExportSystemLogsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ExportSystemLogsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ExportSystemLogsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ExportSystemLogsResponse404Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *ExportSystemLogsResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ExportSystemLogsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ExportSystemLogsResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *ExportSystemLogsResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON404() *NotSealed {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ExportSystemLogsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ExportSystemLogsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ExportSystemLogsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ExportSystemLogsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetSystemLogFeedResponse200Headers the declared response headers of an HTTP 200 response for GetSystemLogFeed
 type GetSystemLogFeedResponse200Headers struct {
 	XRequestID string
@@ -4402,6 +5299,134 @@ func (r GetSystemLogFeedResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetSystemLogFeedResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetSystemLogStreamResponse200Headers the declared response headers of an HTTP 200 response for GetSystemLogStream
+type GetSystemLogStreamResponse200Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogStreamResponse401Headers the declared response headers of an HTTP 401 response for GetSystemLogStream
+type GetSystemLogStreamResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetSystemLogStreamResponse403Headers the declared response headers of an HTTP 403 response for GetSystemLogStream
+type GetSystemLogStreamResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// GetSystemLogStreamResponse422Headers the declared response headers of an HTTP 422 response for GetSystemLogStream
+type GetSystemLogStreamResponse422Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogStreamResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLogStream
+type GetSystemLogStreamResponse500Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogStreamResponse503Headers the declared response headers of an HTTP 503 response for GetSystemLogStream
+type GetSystemLogStreamResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetSystemLogStreamResponseDefaultHeaders the declared response headers of an HTTP default response for GetSystemLogStream
+type GetSystemLogStreamResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogStreamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetSystemLogStreamResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSystemLogStreamResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetSystemLogStreamResponse403Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *GetSystemLogStreamResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetSystemLogStreamResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetSystemLogStreamResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetSystemLogStreamResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSystemLogStreamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSystemLogStreamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSystemLogStreamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSystemLogStreamResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -4949,6 +5974,47 @@ func (c *ClientWithResponses) CreateSystemLogBatchWithResponse(ctx context.Conte
 	return ParseCreateSystemLogBatchResponse(rsp)
 }
 
+// ExportSystemLogsWithResponse Export the sealed trail to a file
+//
+// Every sealed entry in a `seq` range (`from_seq`, `to_seq`) or a
+// time range (`since`, `until`), with every filter of the listing,
+// `seq` ascending, streamed as it is read (memory stays flat
+// whatever the size). The export stops at the latest signed
+// checkpoint when it starts, so every entry is in a signed tree.
+//
+// `application/x-ndjson` (the default; `format=ndjson`): one JSON
+// object a line:
+//
+//   - each entry as a `SystemLog`, or with `proofs=true` as an
+//     `ExportProvenEntry` (the entry and its RFC 6962 inclusion proof
+//     in the trailer's tree);
+//   - an `ExportMissing` for a sealed entry no longer stored (only
+//     without filters other than the seq range);
+//   - last, one `ExportTrailer`: the count, the last `seq` and the
+//     signed checkpoint of the tree that includes them. An unfiltered
+//     export from `seq` 1 verifies offline by recomputing the tree's
+//     root (`valhalla verify --export FILE --key KEY`); a filtered one
+//     with `proofs=true` by its proofs.
+//
+// `text/csv` (`format=csv`, or `Accept: text/csv` without `format`):
+// a header row, then one row per entry; no trailer.
+//
+// If the export fails after it started, it ends with an
+// `ExportError` line (in CSV, a row whose first field is `#error`
+// and whose second is the problem as JSON) instead of the trailer:
+// a file without a trailer (or with an error) is incomplete.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /system/logs/export (the `ExportSystemLogs` operationId).
+func (c *ClientWithResponses) ExportSystemLogsWithResponse(ctx context.Context, params *ExportSystemLogsParams, reqEditors ...RequestEditorFn) (*ExportSystemLogsResponse, error) {
+	rsp, err := c.ExportSystemLogs(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseExportSystemLogsResponse(rsp)
+}
+
 // GetSystemLogFeedWithResponse Follow the sealed trail in commit order
 //
 // Sealed entries with `seq` greater than `after`, ascending, with
@@ -4970,6 +6036,49 @@ func (c *ClientWithResponses) GetSystemLogFeedWithResponse(ctx context.Context, 
 		return nil, err
 	}
 	return ParseGetSystemLogFeedResponse(rsp)
+}
+
+// GetSystemLogStreamWithResponse Follow the sealed trail live (Server-Sent Events)
+//
+// A live tail of the sealed trail as Server-Sent Events
+// (`text/event-stream`, html.spec.whatwg.org/multipage/server-sent-events.html),
+// with every filter of the listing. It starts after `after`, else
+// after the `Last-Event-ID` header (what a reconnecting client
+// sends), else at the newest entry: only entries sealed from now on.
+// OpenAPI 3.0 cannot type the events, so here they are:
+//
+//   - The stream opens with `retry: 2000` (the reconnection delay, ms).
+//   - `event: entry` — one per matching sealed entry, `seq` ascending:
+//     `id: <seq>` and `data:` the entry as a `SystemLog` object on
+//     one line. An entry reaches the stream within about 100 ms of
+//     being sealed.
+//   - A comment line `: heartbeat` every 15 seconds, so proxies and
+//     clients know the stream is alive.
+//   - `event: overflow` — the client did not read fast enough and the
+//     server stopped buffering for it: `data:` is a `StreamEnd`
+//     object whose `after` is the `seq` to resume after. The stream
+//     then ends.
+//   - `event: shutdown` — the server is stopping: `data:` is a
+//     `StreamEnd`; reconnect (to another server) with `Last-Event-ID`
+//     or `after`. The stream then ends.
+//   - `event: error` — the stream failed after it had started:
+//     `data:` is a `ProblemDetails` object. The stream then ends;
+//     reconnect with `Last-Event-ID`.
+//
+// A client that reconnects with the last `id` it received continues
+// exactly after it: nothing lost, nothing repeated. Each server holds
+// at most `--max-streams` streams; one more is refused with `503`
+// and `Retry-After`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /system/logs/stream (the `GetSystemLogStream` operationId).
+func (c *ClientWithResponses) GetSystemLogStreamWithResponse(ctx context.Context, params *GetSystemLogStreamParams, reqEditors ...RequestEditorFn) (*GetSystemLogStreamResponse, error) {
+	rsp, err := c.GetSystemLogStream(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSystemLogStreamResponse(rsp)
 }
 
 // GetSystemLogWithResponse Get one log entry
@@ -6640,6 +7749,192 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 	return response, nil
 }
 
+// ParseExportSystemLogsResponse parses an HTTP response from a ExportSystemLogsWithResponse call
+func ParseExportSystemLogsResponse(rsp *http.Response) (*ExportSystemLogsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ExportSystemLogsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotSealed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ExportSystemLogsResponse200Headers
+		if values := rsp.Header.Values("Content-Disposition"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Disposition", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentDisposition = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers ExportSystemLogsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ExportSystemLogsResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ExportSystemLogsResponse404Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 422:
+		var headers ExportSystemLogsResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers ExportSystemLogsResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ExportSystemLogsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers ExportSystemLogsResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetSystemLogFeedResponse parses an HTTP response from a GetSystemLogFeedWithResponse call
 func ParseGetSystemLogFeedResponse(rsp *http.Response) (*GetSystemLogFeedResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -6789,6 +8084,161 @@ func ParseGetSystemLogFeedResponse(rsp *http.Response) (*GetSystemLogFeedRespons
 		response.Headers503 = &headers
 	case true:
 		var headers GetSystemLogFeedResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetSystemLogStreamResponse parses an HTTP response from a GetSystemLogStreamWithResponse call
+func ParseGetSystemLogStreamResponse(rsp *http.Response) (*GetSystemLogStreamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSystemLogStreamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetSystemLogStreamResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSystemLogStreamResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetSystemLogStreamResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 422:
+		var headers GetSystemLogStreamResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetSystemLogStreamResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetSystemLogStreamResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers GetSystemLogStreamResponseDefaultHeaders
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -7208,9 +8658,15 @@ type ServerInterface interface {
 	// CreateSystemLogBatch Write log entries in one transaction
 	// (POST /system/logs/batch)
 	CreateSystemLogBatch(w http.ResponseWriter, r *http.Request, params CreateSystemLogBatchParams)
+	// ExportSystemLogs Export the sealed trail to a file
+	// (GET /system/logs/export)
+	ExportSystemLogs(w http.ResponseWriter, r *http.Request, params ExportSystemLogsParams)
 	// GetSystemLogFeed Follow the sealed trail in commit order
 	// (GET /system/logs/feed)
 	GetSystemLogFeed(w http.ResponseWriter, r *http.Request, params GetSystemLogFeedParams)
+	// GetSystemLogStream Follow the sealed trail live (Server-Sent Events)
+	// (GET /system/logs/stream)
+	GetSystemLogStream(w http.ResponseWriter, r *http.Request, params GetSystemLogStreamParams)
 	// GetSystemLog Get one log entry
 	// (GET /system/logs/{id})
 	GetSystemLog(w http.ResponseWriter, r *http.Request, id openapi_types.UUID, params GetSystemLogParams)
@@ -7994,6 +9450,203 @@ func (siw *ServerInterfaceWrapper) CreateSystemLogBatch(w http.ResponseWriter, r
 	handler.ServeHTTP(w, r)
 }
 
+// ExportSystemLogs operation middleware
+func (siw *ServerInterfaceWrapper) ExportSystemLogs(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportSystemLogsParams
+
+	// ------------- Optional query parameter "from_seq" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from_seq", r.URL.Query(), &params.FromSeq, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "from_seq"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "from_seq", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "to_seq" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to_seq", r.URL.Query(), &params.ToSeq, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "to_seq"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "to_seq", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", r.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "format"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "proofs" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "proofs", r.URL.Query(), &params.Proofs, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "proofs"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "proofs", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "level", r.URL.Query(), &params.Level, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "min_level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "min_level", r.URL.Query(), &params.MinLevel, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "min_level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "min_level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "category" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "category", r.URL.Query(), &params.Category, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "category"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "category", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "correlation_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "correlation_id", r.URL.Query(), &params.CorrelationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "correlation_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "correlation_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "trace_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "trace_id", r.URL.Query(), &params.TraceId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "trace_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "trace_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "user_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "user_id", r.URL.Query(), &params.UserId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "user_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "user_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "until" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "until", r.URL.Query(), &params.Until, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "until"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "until", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportSystemLogs(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetSystemLogFeed operation middleware
 func (siw *ServerInterfaceWrapper) GetSystemLogFeed(w http.ResponseWriter, r *http.Request) {
 
@@ -8156,6 +9809,183 @@ func (siw *ServerInterfaceWrapper) GetSystemLogFeed(w http.ResponseWriter, r *ht
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetSystemLogFeed(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetSystemLogStream operation middleware
+func (siw *ServerInterfaceWrapper) GetSystemLogStream(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetSystemLogStreamParams
+
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", r.URL.Query(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "after"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "after", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "level", r.URL.Query(), &params.Level, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "min_level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "min_level", r.URL.Query(), &params.MinLevel, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "min_level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "min_level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "category" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "category", r.URL.Query(), &params.Category, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "category"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "category", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "correlation_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "correlation_id", r.URL.Query(), &params.CorrelationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "correlation_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "correlation_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "trace_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "trace_id", r.URL.Query(), &params.TraceId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "trace_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "trace_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "user_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "user_id", r.URL.Query(), &params.UserId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "user_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "user_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "until" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "until", r.URL.Query(), &params.Until, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "until"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "until", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	// ------------- Optional header parameter "Last-Event-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Last-Event-ID")]; found {
+		var LastEventID string
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "Last-Event-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Last-Event-ID", valueList[0], &LastEventID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "Last-Event-ID", Err: err})
+			return
+		}
+
+		params.LastEventID = &LastEventID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetSystemLogStream(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -8402,6 +10232,8 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/system/logs", wrapper.CreateSystemLog)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/system/logs/batch", wrapper.CreateSystemLogBatch)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/feed", wrapper.GetSystemLogFeed)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/stream", wrapper.GetSystemLogStream)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/export", wrapper.ExportSystemLogs)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/{id}/proof", wrapper.GetSystemLogProof)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/{id}", wrapper.GetSystemLog)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/checkpoint", wrapper.GetLedgerCheckpoint)
@@ -10062,6 +11894,232 @@ func (response CreateSystemLogBatchdefaultApplicationProblemPlusJSONResponse) Vi
 	return err
 }
 
+type ExportSystemLogsRequestObject struct {
+	Params ExportSystemLogsParams
+}
+
+type ExportSystemLogsResponseObject interface {
+	VisitExportSystemLogsResponse(w http.ResponseWriter) error
+}
+
+type ExportSystemLogs200ResponseHeaders struct {
+	ContentDisposition *string
+	XRequestID         string
+}
+
+type ExportSystemLogs200ApplicationxNdjsonResponse struct {
+	Body          io.Reader
+	Headers       ExportSystemLogs200ResponseHeaders
+	ContentLength int64
+}
+
+func (response ExportSystemLogs200ApplicationxNdjsonResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		// If w doesn't support flushing, fall back to io.Copy.
+		_, err := io.Copy(w, response.Body)
+		return err
+	}
+	// text/event-stream messages are typically small; use a
+	// modest buffer and flush after each chunk so clients see
+	// events immediately instead of waiting on OS buffering.
+	buf := make([]byte, 4096)
+	for {
+		n, err := response.Body.Read(buf)
+		if n > 0 {
+			if _, writeErr := w.Write(buf[:n]); writeErr != nil {
+				return writeErr
+			}
+			flusher.Flush()
+		}
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+type ExportSystemLogs200TextcsvResponse struct {
+	Body          io.Reader
+	Headers       ExportSystemLogs200ResponseHeaders
+	ContentLength int64
+}
+
+func (response ExportSystemLogs200TextcsvResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/csv")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type ExportSystemLogs401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs401ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogs403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs403ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogs404ApplicationProblemPlusJSONResponse struct {
+	NotSealedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs404ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogs422ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs422ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogs500ResponseHeaders struct {
+	XRequestID string
+}
+
+type ExportSystemLogs500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers ExportSystemLogs500ResponseHeaders
+}
+
+func (response ExportSystemLogs500ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogs503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs503ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogsdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type ExportSystemLogsdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    ExportSystemLogsdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response ExportSystemLogsdefaultApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetSystemLogFeedRequestObject struct {
 	Params GetSystemLogFeedParams
 }
@@ -10200,6 +12258,183 @@ type GetSystemLogFeeddefaultApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetSystemLogFeeddefaultApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStreamRequestObject struct {
+	Params GetSystemLogStreamParams
+}
+
+type GetSystemLogStreamResponseObject interface {
+	VisitGetSystemLogStreamResponse(w http.ResponseWriter) error
+}
+
+type GetSystemLogStream200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogStream200TexteventStreamResponse struct {
+	Body          io.Reader
+	Headers       GetSystemLogStream200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetSystemLogStream200TexteventStreamResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/event-stream")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		// If w doesn't support flushing, fall back to io.Copy.
+		_, err := io.Copy(w, response.Body)
+		return err
+	}
+	// text/event-stream messages are typically small; use a
+	// modest buffer and flush after each chunk so clients see
+	// events immediately instead of waiting on OS buffering.
+	buf := make([]byte, 4096)
+	for {
+		n, err := response.Body.Read(buf)
+		if n > 0 {
+			if _, writeErr := w.Write(buf[:n]); writeErr != nil {
+				return writeErr
+			}
+			flusher.Flush()
+		}
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+type GetSystemLogStream401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogStream401ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStream403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogStream403ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStream422ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogStream422ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStream500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogStream500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetSystemLogStream500ResponseHeaders
+}
+
+func (response GetSystemLogStream500ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStream503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogStream503ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStreamdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogStreamdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetSystemLogStreamdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetSystemLogStreamdefaultApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -10597,9 +12832,15 @@ type StrictServerInterface interface {
 	// CreateSystemLogBatch Write log entries in one transaction
 	// (POST /system/logs/batch)
 	CreateSystemLogBatch(ctx context.Context, request CreateSystemLogBatchRequestObject) (CreateSystemLogBatchResponseObject, error)
+	// ExportSystemLogs Export the sealed trail to a file
+	// (GET /system/logs/export)
+	ExportSystemLogs(ctx context.Context, request ExportSystemLogsRequestObject) (ExportSystemLogsResponseObject, error)
 	// GetSystemLogFeed Follow the sealed trail in commit order
 	// (GET /system/logs/feed)
 	GetSystemLogFeed(ctx context.Context, request GetSystemLogFeedRequestObject) (GetSystemLogFeedResponseObject, error)
+	// GetSystemLogStream Follow the sealed trail live (Server-Sent Events)
+	// (GET /system/logs/stream)
+	GetSystemLogStream(ctx context.Context, request GetSystemLogStreamRequestObject) (GetSystemLogStreamResponseObject, error)
 	// GetSystemLog Get one log entry
 	// (GET /system/logs/{id})
 	GetSystemLog(ctx context.Context, request GetSystemLogRequestObject) (GetSystemLogResponseObject, error)
@@ -10999,6 +13240,32 @@ func (sh *strictHandler) CreateSystemLogBatch(w http.ResponseWriter, r *http.Req
 	}
 }
 
+// ExportSystemLogs operation middleware
+func (sh *strictHandler) ExportSystemLogs(w http.ResponseWriter, r *http.Request, params ExportSystemLogsParams) {
+	var request ExportSystemLogsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportSystemLogs(ctx, request.(ExportSystemLogsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportSystemLogs")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportSystemLogsResponseObject); ok {
+		if err := validResponse.VisitExportSystemLogsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetSystemLogFeed operation middleware
 func (sh *strictHandler) GetSystemLogFeed(w http.ResponseWriter, r *http.Request, params GetSystemLogFeedParams) {
 	var request GetSystemLogFeedRequestObject
@@ -11018,6 +13285,32 @@ func (sh *strictHandler) GetSystemLogFeed(w http.ResponseWriter, r *http.Request
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetSystemLogFeedResponseObject); ok {
 		if err := validResponse.VisitGetSystemLogFeedResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetSystemLogStream operation middleware
+func (sh *strictHandler) GetSystemLogStream(w http.ResponseWriter, r *http.Request, params GetSystemLogStreamParams) {
+	var request GetSystemLogStreamRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetSystemLogStream(ctx, request.(GetSystemLogStreamRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetSystemLogStream")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetSystemLogStreamResponseObject); ok {
+		if err := validResponse.VisitGetSystemLogStreamResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -11084,147 +13377,180 @@ func (sh *strictHandler) GetSystemLogProof(w http.ResponseWriter, r *http.Reques
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rchs30uir4HC3ytLZIcWLLjZV/qHYsqNEsRXLjjcb+tOAM00S0QxAAxhJjMun9h3OeYbvwfZJTqEB",
-	"zIWcoShbufnL1lZF5szg0t3oezc+tCKRzgUHrlVr+KE1AxqDxD//+QreZ6D0yVPzrxhUJNlcM8Fbw9br",
-	"GRBpHz9QJBJSQkLNM8JisqVnQCKaJCAfqIAISQQHkjKuISbjBTGPFcgrkNudVtAy4zAJcWuoZQZBS0Uz",
-	"SKmZM6U3p8CnetYa9voPg1bKeP7voDWnWoM0q/mvn47a/6LtX7rtR52LYfvdP/7eClp6MYfWsKW0ZHza",
-	"+vjxo/lC0hS0299JDOlcaODR4ltYrO7xO3oJilByLZkGougEiBZEgpaLDnnL9Ixx0t8lM5FJFdhN0RTI",
-	"JSzIRIrU/DLi+JMWl8DJNdOz4rWxiBdmsExyhb9OmFSaSFBzwRVYIJo3R5zFahu/FpnG1TA+JXRKGQ8I",
-	"XJmRZyyByiCIGcIUUZolyYjLjHPGp4fVZeKKKBd6BtIuiJkNh7v9ftghL3my8NsfcT2jmqgsigBiiM2L",
-	"ElJIxyAhDogShFrQEDrRIM0oe91BaL9WnRF/o4BQMpGgZkRSHouUXNEkg8AMOiPUTPzmzcnTgEyEJECj",
-	"GYmZ0oxHds/QGfFW0IIbms4Tg9jBpBv16S60D8a9uL0b7e21H9GH0O7G+5PeuB8N6G7cClrMoNJSdSto",
-	"cZqab0uobxvcNxBdf29vHdH9r/b/qSe1YO3ZeVI5LR3yLcw1uZ4BJwxR1vvPv/9vr/+QRDMqaWSolYgJ",
-	"CZdoPDwcWcRdMwWlI4XnzAPz6qBDjpJrulAEopkweOP4riezZaB2e4/6k260196n+9A+iHtR+9FkD9qD",
-	"cY/2o914D/YnTUD9Z9ttun3ytALRmpPo58eD+EzIMYtj4OYfkeAauDZ/0vk8YRECamcuxTiB9B8/K4Gv",
-	"FaP/XcKkNWz9badgZDv2qdo5s189BU1ZouzUq4zMHk+mDEGymIwzTRIaXdpjqSIxt/AVc5AWaxwgVvYs",
-	"xTg0MSBQhGnDz0os9O3bt+2jTM+Aa7MRqGekY6ASpMF3kgCfghnNHHEzfsqUMn/bZWy9evaE7B/sdZFx",
-	"Fmj7yo4ggSbp41HriiZmLDpqBQSkFPLxqMW4yiYTFjHg+gJHM0/xj8ejViKmamhPemst7oIqmhvg70Cw",
-	"UzoGCPsXQp8DTQyv/80x/UJoMhEZj1EicaGJwqWQBeihgTUvI1SZM2O4Go9HPHxlOFv7yHC20D7C86oF",
-	"oerSsmJ7kkq4L32zivZziASPlWOW1zMWWdEA3LDQa5YkZAx+gVvCcOISh7imVgZoQcaApLCCMCNspyA/",
-	"G2MOrr8Dvo44MdT+aHfvgLg5lk7X5+zrDaeZngnJfvmdiNGfemQ+uZKEUpYpkvFLLq55QFKaTIRMITZv",
-	"SLgSlxCvkNonspnP4ibIKy9w9cgymrW4+2Uhbzi9oiyh4wR+J3ERU03HVIHFU76aw4r+Yw7zlBnlLIaE",
-	"LjqfwBu0wINOxjAREuzojE9/xeP+0Y+Mi3wyg+hydXkvuVkLjRkHpUhkXjJLmksjHzWzIj3OrKi8SNXq",
-	"CF+La5IIJ+BwAKKFuAyMcpKyJGHKQqBCld3Obj9ombNAdWvYikVmKCDXvXhmVNHWx6CFJLo66dvZojTf",
-	"hDLkrJSomZA6sOq9ytKUysXScXArZHgIM+0Q3FOrip9XhVbnpppcUwctiKvje3qqG09pqjN1G90ips7t",
-	"q1a78mfxJ7uifKCggpl3+Yxi/DNE2sxYHmsV95mORApGH6UF6oFnqZlKXLaCloFsaeBiKzhwzZjHRtXH",
-	"sQJrkDCtDJxxIspj4ldspmIa0s3AYaZ0a6BS0gUuQXDFFKr9Z1KIyepinNDZf7TfJ1HxthFAYkLGoK/B",
-	"yP1rQbQEIIr9AmqV+o35V8+DVYpmcfG1+Tgnasb1/m4LTQ6WGph2g5UDjnPVLd0Mj48eKDKjagYqsGaU",
-	"oa393Qr08hnHC11Ld8uQ06J+woTK6WdtZ4laEXI4nd9nHY0+Y5DEx/Xn3LCnKyasfdUhxzc00skChaux",
-	"oubCTC1Dc/S/OX/5gpzZHwjjWiCDMHbwdjDiYe4twJffZyAXRgjPqZ6R/Nm2+Sm07DQkiTDiFw0BlNFL",
-	"TBHlSgN7MGqdFJa9F7wBTWTzzOirbg9mkTRJxDXE1oSu5UTOOluZ7AVN81G8n8C+W535iRWs7ddm4Jrx",
-	"cwisn6IBbNW5EpYyXTuJRc7qFBXUWT3mUbe3XWDRb81gszrZjtGxGaidwU4CV5DU2u9lmnRoqyPEr4Em",
-	"elZDhFcgaZIYwCZ6tsogopwX3srHlBMDUkN8QXUd9TjLZS5FZESye7m66363v9/u9dr9/dfd7hD//6/y",
-	"WY2phraRceul0BK3tK6FUFyGhySGqaQxxG7T6Eri6hokxM7RRCy4zgplviQ56kRGNjcrunDqQLOmpBiP",
-	"wO67suvBfrfb2dtIa7gCqZjVFatzfJWxJCbu8dLh7HW6ne6t9JOLXj/HysYqCA48dTQTXMkoo0nyctIa",
-	"/nQ3xTb48OcmyD8kYayngs9G/rtlW+Rp9cAF6ENdNZrt4XPTB8TOjooVXBne7NS4j0HrhEdJZt7aQDli",
-	"/l2nGpn/c+e/aOB3yMwb1CI25RCT4jWy9aR/fuZ/50LDtpUoVFeVjRXSYHH9FLiyB4qwuKKjZBmL64ZJ",
-	"gE4ujBrVoPcAnaCWRbaserVdGbVJrVqjutEsZhqlZEDGQmuRkmzuNDic6D7UOAXv10MnVPA+PEQVHLfI",
-	"3H/N76RNeiHZ6rbNSuJtL+ENOtarfb06LdZ8dmGw2EQRv0B5Bs9QBK5pIuSdp1w6j4h2A48yrsvL8tgK",
-	"ytRbx5NPjZkPqoYN+SerB2IDiXqrfKwXM7UrFNNTVHVqGOUVSKYXATH6pNJECzJj0xkoXZ7/6fFXb563",
-	"gtbJi2cvW0Hr7dGrFycvzA/Hr169fNUKWk9enbw+eXJ0aqYveLx7fYUsvwMtWVSz/TMnMSKRcQx8oP3n",
-	"/S1zIRIypdm0zuaKxxfm+a0uHiESY92iFEvEVF1cS6Y18AstNK2B0KmYEqcxEqWF0WaapMr+breGJldJ",
-	"3+mm6oLxi0nCprMaruj8MoqMAd3/IK+QEV7X0v2aORq2lY9vYJSAXrOtXre/u9GcfykFd1UK1qsChcqw",
-	"hM1aEqol5yA/F3V84TsbXDo2zL+GF/n4gw1KeNc0F+i8A+mOw+pRrBPBJ/o+RO+Jl0soEV0sM4HYrOZO",
-	"grhWEJrR5wmNwI+sJWXJ5woaK2Nwq8XO6rBRsKZaiZizwUhwDhEGIg1mV+FPIzv7hXlT1QWg/QDK7DRT",
-	"K/J70K894CxOoGnQkzgpL01tOGRKb5pGNPCwegD6BzYcEOm+aciXc+B3XuQSPssTVEASLAO+vLtahFet",
-	"siZ9uxIBI8c3Gjgq3jb7QpGULsgYCI3jusNYys25qDuYx+8zmpDca2LD8g8UKUcRavzhItPtg8mA1h2u",
-	"Jj/X8c08odyG0FG1Y4qIKMqkBB5BdZKKe4oq0iMu5EQmDJJavoGO/zoHM5o5uU/QJpj40RifZ3pjz3LJ",
-	"8VijXTOuNOURrE2Xso6wpb2TGZ3PwZg6yz6GHbVQGtIdw9vv4pr5+vXrM2IfkkjEVeju9vu1R4fppGbx",
-	"5zMhtY+NeJ3cG5dmFJerhJM9UEQCVYY3zSRVsBRLecOd/KfjBMgx10wvag0XSSNw9LoOIa/NeydPC2ws",
-	"L/7NqxMiYQIWzCwGrtlk4bMryruoLjSTfOgDn0P32hBJBomobQNItwp47bynCNlyFMYekRLNBMsntY5j",
-	"vPJxtzqFzofk0N6v2Pb34H683f9nIJJJUIRKWPH85avb1PnX5ENb4xtbnuN3c48trX1zj86Rj0sW8VVD",
-	"etDo2kGdLGFGj1925pwj3zgVUwRDHDMzB03OSvua0ETB6hqclZM4w2dRp2DoutCL4XK85Pu3eVW4xmsp",
-	"NBQZLgFRoKupoIcjTkmUMOCaRJTb/BxNmO4YNoHml1NtfUCcFhkPTPARhxum0I6hCxJuZbz0HOLtcDnV",
-	"bcyShPFp20zPolot0Xw5FXW68RP3pMo0zIy14wiu4UY3Y8KmTCyxXS2zSGcGFSloatS/kkHhaCho3bSn",
-	"ou1+/FkJ3nlFr78zDHYKdur14v9JTeou5oHJJR2AZDwxBIlJDdt31AhqnXIshbaQMbIJl6z4KbmIn+vK",
-	"866v3LV5i4FhqHvQH3FjWqjtITn/+qjd39s3P3dvul10WTBjWFMuOItoQoBHImZ8OuJbsYjUjh2vk8bb",
-	"HfIiSxKScc0SZ22tpLm+7//j4Ppok/89rrF8eJa4XBlLYzXQcY6hdZwtdyAZjd0R12q+tH2wJEeVMRSt",
-	"G5fxjU2xMmIqJpkzSdEyG5JeQPoBGQTkP//+b/NGJNKU6RFHsnLpBFyQKZ1XIG0Hep8ZnUDikKrEm0b8",
-	"2iZ3+/kIhhmvaGJwzKzPJPUh3pJSdYud2ICKigKWgtI0na/xn7gsX8ek81Wv86P0d4d7u52DXm9vv7e5",
-	"O6Wsgq0i5+3gCcE3DNdYCifXc3whiYGA0b5HfMmj5ji6H1ARozwQCZFB5MqR2B1PHvUng72Dg/FgN6b7",
-	"dBDBo/6juAtd2D0Y7FvDyydtD/qVHG7zz2VMlJO6u+1HtD1592HQ//j3Wi+TAtkIFaT2Io8zEobAuMo3",
-	"v3o22rv9209pneu6oBV/hkvyqjilKxKghNhiM4WICpxwX/WN16lcuZLxFdVRDX89t+h12MYELzS4CB7Q",
-	"Gs+RN8JqAgKVoTa22Ao1aMVgW4YqDnf7Lp9IcCmWd9CqvAqjhd0IoVqkRjgkNeqV2+MqHLAyoNvtfjoU",
-	"3OKt4+XEfmpGxCPi/30LoPzy1oLqk6B0VCidOaRqrJeKVjahWWJ42RQ4SOvxrIz5TAK0Dccj/ruAQGfa",
-	"IaHR1sKAhAqiTDK9MH9PGDfWWNghT+3IiLLQDR7WqnslXrO/u65e5L9Go5tu993//vuvqiNWV/7hY9gh",
-	"J1qRS1jYcIqdUpE0U3qEeraZmjJO3vyja4hr60woPZVw/v3pA0WMTjnONXKkXaa3h65qZ8TduuvSPXb7",
-	"fYJhM6xX0iTccS8v6+IfWmyOUmvQ6XZ6vUHnoHRafyVN19PXIYlL8NKVurbNfWCbV6qtJYJcGdvMbi3U",
-	"MjQl/VFwYbf6SN8SfZh3w85ave7rLKW8bUxSdNq49zrkiC/IG84iEQNBEhhn2tFQ4EoaCkqqUNAtKmIZ",
-	"mF3PnD4FnJ8iq5tE9L1geImTepCv5aTPAOL6NMc5nea29gQgDmz4nlAVAY9dqvjmArYI9hhJJbh1UuIk",
-	"qNGlRvq5KsNEg7wXIWwAiUGomsgr0CtQfoPOCPNquSEniImkfArkeiaUx2M5QjXiPpCDlLsVA0Y6tw15",
-	"Um0ORGU7yJQ22lAlcFazJw43+oLWp/fbtFmlHbIKILs9HZI5VYowTagiIbU1RxNhl2oGxrc7m5set2fd",
-	"2j1Xll3gZS1xnjKl1xNnrvtxwAQDrFC9E2HWUeT9kB7uN8qkqvNmPcHfVyFfWDLCuQeoqsFJ6+j7o+ev",
-	"vv7+dU8dHcnuk/OfHz6bvDp+/8+D7i8/vkzP9368bq21RI5++r79+l1R9XnRbjZKGoL8XuvEk+t93o7a",
-	"A5dkEZNsjpLAxrUw1BbakjNrCJMQc71isCHlx2ah4fYhUQD+Iy9Xl+V6rz/YvXN6e3XI1U2F5tRgMZyd",
-	"PTRHHm5opA9JONXgHqZGU4EyAAwX4yNe3ahPpEZgMD4NUEcqjexcrCnTtwPFbd/5tdF+mmqo5sTgr7fY",
-	"d+Xj6Miz7hT64EdN5L5sng/JoI/pPTKiCsgMbkjMpkyrDqmW8Yf4xZxK4DoccV9wqIBj7nlAIMEibg7X",
-	"bnCXrlD15N67ub65eY7uJKvNnxsGYHmLLXw7ymymtv3XM0+UV7PkYpR1u4OIxfhfcP9UEEnQ9qfWqqXy",
-	"gwsO+QK+lMZgFd/wqvJIkQhtobBDsNTFesVnIonViGP9rQrQh2+rs8Obtv0xPLTJf6WyYywyzouSjYwY",
-	"caxFdh96IvIjdMjWyznwo7MTMuh0ySXAvPK9mBgN3kOMuM9Tg2/D9l4akJE+nggzzslT4lIH7CnxIMD2",
-	"Aih27ReWDLApQGmyhF15L54R1j6MrTrbSC/IsNEvj/gpcDvTeo7avx3HoBCrlY1C2hq2noPGxRgI5uYj",
-	"CpyJMGe7pB2ZL0q6xANVSji1thFm/KFeUxREt4att9gBojQ4vjw2TMUY4bZyjvFJTZFMTiZMVYvIaULG",
-	"NLocu6IOyolB0zyh2vDLoTlaPKYyZr9APOJ55McGuQ38XcYoekLNCDZQbFaZu9UYL2ngwYh7B125X4ee",
-	"SZFNZyQsGzuhRbDL5McYlFGPRtzG0nERRasKZvSUhuLLEAeKqLTujxnkq1jpG9IhdvR8XGxZoJZWhstA",
-	"HUpMC2gqrMkntFJVS7bCI1fkiy8NiatsNWf+P//+73DbtbXAw9hc7W9r+2tP2HDEw4JUQqzZNH8FJMyJ",
-	"NLRtQ2hs+a0DKoJFcMNH9YiXNkIlTm5W70/mkPz0zkuXhEXAFZppru/C0ZxGM2j3sRQhk4k7M2q4s3N9",
-	"fd2h+Lgj5HTHfat2Tk+eHL84PzbfdGY6TUrR/5xiSwlow5atdPgYtMzK6Jy1hi1jqw9ayJ1neCpdXGOn",
-	"muw9Bd2kA2ukxSLnu6rpY0eQ5SzwEd+K+mqOu9GJmLaLzwOSP7EftDFtHGOnTA0tUiWbMh4YtEORR464",
-	"wNIvG+CRQmDSySwwBJVQfkkSxovXjuP+3l7v0YibeajOJHTIDyDZZGHEZd7m5RIWJVngdnUJi5DMpeE4",
-	"Fp855k8cNzvFF58UQKz2rWlwCRSvVGp63y212uh3u0tV08Zy35knlC3VSVdq0HALbbuFdo/2x4NoNx7x",
-	"3f6Iv//m4PK77i9fH/yrz79PfxjQhzcHi/d78Yvu+8G4n/aiXdib7NOD8cPosTm6//n3/yNNI5KjXwZT",
-	"mT6b7fLn3z+cDKKTH8e9+Q9x/+znA95N+99EvfRt9H36VTf7QccPn7/sffvo28sBX/x88ha6+k1P7k96",
-	"P87+pQbjo+43z/fSPf3Dcdyl3w6uv3s84vVNgTaoRrjHvgO73V7TJzmidirNCfCjwe0fFV1U8Ivd278o",
-	"unF8DFp7ljLWf+EzK/D9wUYbyYv1P5ZcVBvPYxQ6m3hU5RorKDK4pVNzPlqWqIzGvMKv8XGuPLwzw+dc",
-	"q6j2Xcu21pQH2+oUz1nEhIQTKdIwVxqYMurWXMKE3VRqG8yrWuQvHpKx0DN00GIXELtXW2u8lmeUtvA5",
-	"TCNYV7nsVlMpwsF2QFjpWXQDcpW8zW0h7uiwWFN9vOmSsKr4vhZ0O2ctq0R360OxUqfewKhWSPALZVQl",
-	"trPb79+RTf3h2dqZFFdgu78YCkbLKFa+L9tnM7aMq7zlUi1X816iiq8UeZlRRTkwbA9XzYXhQpa6EI14",
-	"3qzI6lnGlHmfQQY+L835Zp3/P5/L9rfTknJFI5uca41GBTYFIE/5WhDbpS4FyhXZ8j3jzr8/NXrxyyQu",
-	"fIvk9Qy701Gn01/PROK2dVhSyK5QYwuxUWFRsV9lradM6TcOfqc2A/ce2eqRJqnAfAmmSEr5ohLXrWFg",
-	"vk6+4CI56fW63ZpU9pTeuPQTH0Zprlr4NRnaUp5AAzvzlFoGw5+Mm3153Ol4OVNnxpwZdHR28kChE+PT",
-	"eVRaVALW8ybkHvYtzzTOpEhBzyBTNuwIN3OhMGBO7AEgW85wJd1Ot7O7HYz4REhCy1+6NCotiIokncPQ",
-	"+0EV8prc+LcRc6ozZa1GJvN+NCoovmGc2DKsoOImKrEvDO0GI17kkBcZ0+UZbSfRSs1jsNxvyaxljJVm",
-	"jE9EkBumzwWRGc/ru+d5NWWSQKQFhrhCV1HQtn4Ij4GwxDCxP6gvwWzQOAtQ+mLO38pMPfTldY8Ru01W",
-	"69/I18enZ7mpeTHTen5RraMjWCSR49DWWAZN+LdlFCP+N/L6x7Pj9QM74CG2G9/6YAZ8PGr1u71RK8in",
-	"fDxqWYdxzjRHrY9ksLn56jCKjo+ls3KPHPWurOvT2JBzgLWGP71bUpn8ttKc/DwLsoTtGIzzV3W8vHJc",
-	"ZoWenZ/8m/OXL35lSl4vRVfR6T34sYiyFKwz4k6pMfVUAukY4hgKJ6T54wownKMF9kb6UqgF9UG/TTwW",
-	"Ds2eYvyzJZpZ0DTZgGZ+PPru9DekGb+qz6OZTanCsEMNGA4yf3y5JOGw2EASFZnZqK34tk9OYJQbr6Ag",
-	"seXeHRL2u10Xpi6V7WDeBxjZbltn+yKfrWrjcFf2uW2/N2aj0SOa5LTrUPV7srR1hoFbXg012ieL35Hg",
-	"nLJ9rx1Gq/2barbtm/rYkq9qDx9dRI987W9e9HtPMLrXQ1btgtYkoavqaMKuYK3/1Su1TJFsbtUzkFeM",
-	"TzvE1t8RLjQmu8CNBskpJt2vekx905Y/6snIF1jXGtlA6UthxX6jNsy8GZWsmo0rCP5tzJJPx69fXw16",
-	"n5S73xT9br4EZH9FFYtu09mruDZ2aXNIZq0oPcyvofB8NMErJaaVd83HI54LUuIS/pyHgCmiZpnGr2Jx",
-	"zW0Qv2jGYadjfKpcZphrKYwNg0WmG+RyUcn9RyXQYoU1JGoefmmyeaV+vOESASTIJflcQ1d/VKn8qlpb",
-	"vv4Q2r4TTYfv1FaeO2dXOcGXbGnz01hiHs54QVgcEPOxTUy319lgTQroEZ/TKeMuRQeTn8NS6mNob9MR",
-	"PqeYKhL6J1qQKeg8P7cz4kdJ4jNcSSTSMeMuK+/oxdMmD3/uaLln/z5eoJO7As0iig6+CqxHUJEtCXOg",
-	"GJ5wZdXzRMR5RnBtHMDV+xV0vVEudKWKNy//2qtpE6gX6EObCJneti+qDcOkY3EFNpChfKFJQxAjZfxi",
-	"dQObrfuWtTCXIR6VqvPrllCqk6y992e1jGslz/R2XNuVVDPcmtazXKK56RVYd1yW80bb66Kc2oz3Ntm0",
-	"QN+TJ08ebgykFxWkm2Ewb9Nyywptsr1R7ZUtD62bvSha/XXA5CjaXePADFkpTbkmW67p6ZU9qHVrw95y",
-	"rdqsgjXF1rcsyFdHV9YCN7etBWvd72EtZ1icsiavYk1Ycm9tVHLv1qDkKmDm9H0GJHLFGUYyGCkMV0xk",
-	"tjTkwZL4KOppxjS6HPGMRzPKpxDbukg1o3NMYZ2wmyKT3aWcB67cH7UM14bdiCuZJyt6P9Fy0vtG1R+1",
-	"vMDm+5eh+UlFITXh5kQJG5nIy96ai0NqikJGfIu673HNgau7ioTSZCrFtSrcFKnNjTZQxy/UdievvMir",
-	"ReylS/46JQzvL5d0kK0Q3ofYZJ+OOBYxkLHIeEy2sNZje9hU6GHzB1yNiyvtqgF3pYyjnoZdqbKD71iI",
-	"BCivA/DbpsIQV2tjOMtSwN/ByWiTI66AymhGgE+NfkZiMSQe4DY4Z7VLu8ccsmiQjLhbLmJD4U17NqMi",
-	"b9hlTjF+lDoJdUgkZQp/xJ4MlDuY2xiWwMvkDHCLRWpH81ZYUKIsRmzhr6GPscg06ZFUkTlI0usG3W7X",
-	"f7/dISdTLnyBsHmzCqywGU0lOmzMf6hrvlpJgOh2/yBZEFg1V2Nd1NTN3ZcVEbQSxm0Lqxdwo89qK31f",
-	"l+vchoXL2SvUtrzFK9/KaN5ixKvK+hYdu4KhanHcdp32nazTvj94Xjg023T3FY5FvPjbTrky6uNfCR6f",
-	"leBxulQ4U07mMEjZJJUjaM1FXSHouc32MmZP0U6MvLGXm5GiAhQzzST8DJFh1ni5KsFavaWLOsMgv2a0",
-	"fHWqzS4rtcSxNigGW2qo7kk1vP65Rt8tby9dM2s5DH7/lbCOrftlLr7FR7Wq0Mihjyu8rXf/0zcm1Rf9",
-	"W5YdR6ciaqj1fPPq1Muv5e9/k/vmSlzzOWgL2dj11Fu/xcBrkiGLw5VbV1dIcgq6iR5tP+UVFsjinPPd",
-	"jcX8VpyyN7jbsnp7/9MTgW2ZIS1Y5Z1YsS1WXHHe7Yx9a6a1LHq5tVCpQdGQ0CRxxzAlQgZF5BkNUsxo",
-	"C0acCw7GpoIUXW+A9tZyyyfP20kdax/xet5eyj+8M3e3GadfFosv96H6vfj82kxedWvfr3vWaZ+Dfmao",
-	"4jYWbUmnzKi9fMFjci+M2RyAne5fDPpLZdDlBF/GXeFGXsFwLzx7AmvqNc6rjXqsUYa9ZKZI/dL6P1zr",
-	"mKBoB2QbYo64dSNYoy4vurUBrA45K+IvrvcMsvFSLxpj8xlewngGQ3cjtb6lqQ3WdVA3J8QjPhdYTUbj",
-	"K8ojWyZS1KL7rWERSizw8kN0IthUZ5p/ji/YOn9lW1UsVZxAfv1jBGQrl20SRr7WIO8aSlzTUOoKRrDz",
-	"J7oOqSYUxc12hxzZbaE/ZsS9Q8c5OqrlC7hnprE//0wkMZnAdY4c71JDblF4eI28i4vaQMqSDnnj7vc3",
-	"REG0wKqvLAUiJFELHvliZsqSQ5K5d20srm3ZnQ9OakESIS7NflhTXLradupXDodRX8Hnrp0Ku6HtQOzO",
-	"6bZtMKK84ynvHVTnIvJ9i2qcQ93gc6sNP8cH/vmlOX9FFv+KLP4VWfwrsvgnjyz+Jr51lFu3+Na9NP2V",
-	"nOtmCRs42IMmB7vTs6x/vaKLrbdPakT2BycWG1zo9uFfHvTPMwueFY2myu3pl1XLT3GsLxsGH1j8cV3W",
-	"6705tW+7QBXZwpxiWrcPpcabtVeov6fht+EOjXUvNW7pv7on/BkO33PQ1fjSfR2znfyy3sZahMqtuUFx",
-	"a67tHaXL3WJW70t2vcfsNbt8qRmMv4W2aB6zNV54s8hZ2xqUtj2o8N4w2M7rgFevUy7fnWyM2HC3uxti",
-	"6gX2ecTciyKSZtQkF6MTktireJCvLUCjgcadJyF8BVou2kconLZvMynP3H26fzLGFNRcjLnUcYZsYTfU",
-	"58evyWoXtHD7kNQir1kJLu4g3qQ9zW+dx7B0T3gDS12i+P8JPbS+2OY0lBecodII5pOYbTU5vdqf9ad3",
-	"hnRt7YVlD8vXMUc0IbEx2sUcO5VuhSm9BCIzHm5XGiAOd3Z6/YNOt9Pt9IYPuw+7GJhxy11xqubdM62L",
-	"seit2Sl5R8wWG9pjWY7wHcjLxDNy31+8rBTa2yex9wxzLdRz10tsOyA33SJebgNh1uiqaHBA26ITf7b8",
-	"V1TGdpn99UvPC8CZVpBMOmXvgSuC/fju4/8PAAD//w==",
+	"7H3rcttG0uirzOFulaWzIEVSkh1T5R+KLTtKHNux7HizoT9hCDTJiYAZGjMQxaR8at/hfM/wPdg+yVfT",
+	"PYMLCVKULSdZr7dStRYBzK0v0/f+rRWpdKYkSKNbg99aU+AxZPjPv7+Edzloc/rI/hWDjjIxM0LJ1qD1",
+	"agoso8d3NItUlkHC7TMmYrZjpsAiniSQ3dEBUxlTElgqpIGYjRbMPtaQXUK222kFLTuOyCBuDUyWQ9DS",
+	"0RRSbudM+dVTkBMzbQ16/a+CVipk8XfQmnFjILOr+a+fj9v/4O1fu+37nfNB++3f/toKWmYxg9agpU0m",
+	"5KT1/v17+0XGUzBuf6cxpDNlQEaL72Cxusfv+QVoxtk8EwaY5mNgRrEMTLbosDfCTIVk/QM2VXmmA9oU",
+	"T4FdwIKNM5XaX4YSfzLqAiSbCzMtXxupeGEHyzOp8dexyLRhGeiZkhroEO2bQylivYtfq9zgaoScMD7h",
+	"QgYMLu3IU5FAbRCEDBOaaSOSZCizXEohJ0f1ZeKKuFRmChktSNgNhwf9fthhz2Wy8NsfSjPlhuk8igBi",
+	"iO2LGaSQjiCDOGBaMU5Hw/jYQGZHOezuh/S17gzlaw2Ms3EGesoyLmOVskue5BDYQaeM24lfvz59FLCx",
+	"yhjwaMpioY2QEe0ZOkPZClpwxdNZYgG7P+5GfX4A7XujXtw+iA4P2/f5V9DuxnfHvVE/2ucHcStoCQtK",
+	"wupW0JI8td9WQN+2sF+DdP3Dw01I93/a/68Z1YKNtPOwRi0d9h3MDJtPQTKBIOv965//v9f/ikVTnvHI",
+	"YitTYxYu4Xh4NCTAzYWGCkkhnfnDvLzXYcfJnC80g2iqLNwkvuvRbPlQu737/XE3Omzf5XehfS/uRe37",
+	"40No7496vB8dxIdwd7zuUP/edptunz6qnWgDJfr5kRAfq2wk4hik/SNS0oA09p98NktEhAe1N8vUKIH0",
+	"b79oha+Vo/81g3Fr0PrLXsnI9uip3ntBXz0Cw0WiaepVRkbkKbRFSBGzUW5YwqMLIksdqRmdr5pBRlCT",
+	"ALEmWopxaGaPQDNhLD+rsNA3b960j3MzBWnsRqCZkY6AZ5BZeCcJyAnY0SyJ2/FTobX9Ny1j5+Xjh+zu",
+	"vcMuMs4SbF/TCBnwJH0wbF3yxI7Fh62AQZap7MGwJaTOx2MRCZDmHEezT/EfD4atRE30gCi9tRF2QR3M",
+	"a87fHcFehQzw7J8pcwY8sbz+d4f0M2XYWOUyxhtJKsM0LoUtwAzsWcsqQLWlGcvVZDyU4UvL2drHlrOF",
+	"9Ajp1SjG9QWxYqKkCuwr36yC/QwiJWPtmOV8KiK6GkBaFjoXScJG4Be4oywnrnCIOac7wCg2AkSFFYDZ",
+	"y3YC2UdDzJ3rHwCvY8kstt8/OLzH3BxL1PUx+3oteW6mKhO//kHI6KkemU8hJOEtKzTL5YVUcxmwlCdj",
+	"laUQ2zcyuFQXEK+g2geymY/iJsgrz3H1yDLWS3G3y0JeS37JRcJHCfxB10XMDR9xDQSnYjVHNfnHEvNE",
+	"WOEshoQvOh/AG4xCQmcjGKsMaHQhJ5+Q3N/7kXGRD6cQXawu77m0a+GxkKA1i+xLdkmzzN6PRtCVHud0",
+	"VZ6nenWEb9ScJcpdcDgAM0pdBFY4SUWSCE0nUMPKbuegH7QsLXDTGrRilVsMKGQvmVtRtPU+aCGKrk76",
+	"ZrqozDfmAjkrZ3qqMhOQeK/zNOXZYokc3AoFEmFuHIB7elXw86LQ6tzcsDl3pwVxfXyPT03jacNNrq/D",
+	"W4TUGb1K0pWnxZ9pRcVAQQ0yb4sZ1egXiIydsTrWKuxzE6kUrDzKS9CDzFM7lbpoBS17spWBy63gwA1j",
+	"nlhRH8cKSCERRttzxom4jJlfsZ1KGEi3Ow47pVsDzzK+wCUoqYVGsf9FptR4dTHu0rl7/26fReXb9gJS",
+	"YzYCMwd7788VMxkA0+JX0KvYb9W/Zh6sU1SLy6/txwVSC2nuHrRQ5RCpPdNusELgOFfT0u3w+OiOZlOu",
+	"p6ADUqMsbt09qJ1eMeNoYRrxbvnkjGqeMOHZ5KO2s4SteHI4nd9nE46eXM1UZk48ofM4FnZNPHlRAcOY",
+	"JxqCxjVrwxIhCY0le/bo27PnzxjgoHQDO/ZAlC4Mm/KYacMzQ7Rbh3bBcG50tdT3TWOs3+v3pAbccLfH",
+	"tE2rUHMvTJKE6eUMqZATQ8a0UVnT7tJy5k37cws8saOv7M6PsX5/LzJ1CZK+vuEepYNcsbeCiQgZJbm2",
+	"ChuRr9N9TWahm93RiLYN8PSr2LTfs4U2kD5Vk2sosuAmPI+FYTNuphbtEuBjFmp4x9qsF5YrA0TK+ipD",
+	"+/O5pa4wYCNljEpZPnPEbSn9Fih8GR3xCK4nwVe0yI8mQmZPOAEDdWJchY3ZcsL6V3i7zJQgObGBK4uJ",
+	"hJiVrxEQuCGI7HD2sH/2wr8mlYHdgHHNwicnr9heAvEEsr3y65BMMd4esHL0kcqbVmLFopTLBaKxAM12",
+	"7O3nDQDux11SE4lXTVVCUtINbxB7+Oca3jWfhkXL0KMhwonoqiCznS4po1JJ0j5vOH2Bz+ug8WtBBe7I",
+	"7RcB48bSjTYs9BsIP/a+IVBUTqS6uqCKOKtEsDSUR80manksIIlPmgVTK09fCkUGwQ47ueKRSRaoDaox",
+	"C3F2yEKLhUgaL+gHJqRReEYjFS92g6EMC/M2vvwuh2xhtUbkOcWzXftTSPJ/yBJl9UXEVFQql6R4vK3W",
+	"yLNCs3mmSB8phVm06dLNYvwe7CJ5kqg5xGTzbRSdnTlxZbJnPC1G8YZterc+80PSBNuv7MAN4xcnsHmK",
+	"NcdWnysRqTCNkxBwVqeogY4U7/vd3m4JRb81C836ZHuO9Pf29xK4hKTR4FzFRAe2JkT8Bnhipg1IeAkZ",
+	"TxJ7sImZrvLdqBDerxW8tdNbLKs456YJe5ypbZapyOqQFcmq3HW/27/b7vXa/buvut0B/vePKrHH3EDb",
+	"KmWb1aYlYYFs4aG6CI9YDJOMxxC7TaPvQ+o5ZBA7zwij43pRWp8qqk6TjpPP7IrOnf66XrXXQkZA+67t",
+	"ev9ut9s53ErNvYRMCzJu1Of4OhdJzNzjJeLsdbqd7rX4U+iKfo6VjdUAHHjsWI9wFSsiT5Ln49bg55uJ",
+	"y8Fv/94I+adEjM1Y8NHAf7ss9z2qExyKUHzVykvE56YPGM2OlgC4tLzZ2R3eB61TL+Bvoc0vKwP2P+kM",
+	"7mv43Y0kxp0VEbEuRHrteAU1RNw8Ba7sjmYirgk5eS7ipmGsRnFutYE1irpVOFBZ2CFtoS64rdMSNmg2",
+	"pULzybSSoLVWSPWng8LqEap7uEWhl3WrnW7briTeLTUruMZO0ftIqRUBbrw9xq5prLIbT7lEjwh2ElFL",
+	"WNfFVYLWNWJr0HoqLkGCbmBD/skqQWxxo157PzZfM40rVJOnKOo0MMpLyIRZBMzKk9owo9hUTKagTXX+",
+	"Rydfv37SClqnzx4/bwWtN8cvn50+sz+cvHz5/GUraD18efrq9OHxUzt9yePd6yto+T2YTEQN23/hbgzU",
+	"IyDTZLD0DoKZUgmb8HzSZCSMR+f2+bWGI6WSM8MN3mKJmujzeSaMAXlulOENJ/RUFcqiM+qsvVXuHnQb",
+	"cHIV9Z1sqs+FPB8nYjJt4IrOkaDZCNBfbTVgywjnjXi/YY412yrG96aC9dvqdfsHW835RSi4qVCwWRQo",
+	"RYYlaDaiUCM6BwVdNPGFmpVxlRd9qI2z6Qo+Nbdx9Z76ewlvRGfmI4PRzS7ixovQjj5LeAQ10+bHXjR0",
+	"x+BWy501QaNkTY03YsEGIyUlRBg5YyG7ev48otnP7Zu6KWLKD6DtTnO9cn/v9xsJXMQJrBv0NE6qS9Nb",
+	"Dpnyq3Uj2vMgOQDtA1sOiHi/bsjnM5A3XuSyYaoyQe1IguWDr+6uEeB1rWydvF0L2WAnVwYkCt4ULqhZ",
+	"yhdsBIzHcRMxVoJJz5sI8+RdzhNWWE0ojuyOZlW3d4MDV+WmfW+8z5uIa52d6+RqlnBJMV8o2gnNVBTl",
+	"WQYygvokNfMU16zHXIwEGwtIGvkGOn2aPKKo5hQ2QYqI9KMJOcvN1q7QiuGxQboWUhsuI9gY30uGsKW9",
+	"symfzcCqOss2hj2NnpE9y9tvYpr55tWrF4weskjF9dM96PcbSUeYpGHxZ1OVGe/M9zK5Vy7tKC64Fie7",
+	"o1kGXFveNM24hiXn/2vp7n8+SoCdSCPMolFxyXgEDl83AeSVfe/0UQmN5cW/fnnKMhgDHbOIQRoxXvhw",
+	"wOou6gvNMznwkToD99oAUQaRqE0uzWsveOOsp3iy1bABIpEKzgTLlNrEMV76QJEmgc7HkKC+X9Ptb8H8",
+	"eL39z55InoFmPIMVy1+xum2Nf+tsaBtsY8tz/GHmsWWnyNYWnWPvKS8DgizqwVrTDspkibBy/LIx58xk",
+	"wNMTGa+XJshXqPHFO5qNheQJC9UlZONEzUP0bOhpbmI1lyGGxje4EHlz1NVL0HkKRfSWcKYFtjPjWjNh",
+	"0N+HT0OM1rN/PuXatE/sNO3TR+GHuMKI9ayPVqK9MpAxxHQPzEDNErheUqdtFjM04V/pw75pWIHTKxOn",
+	"ai6aRDrT5OyykJQVbwuFXiNWzDNloAyCDZgGU88WORpKzqJEgDQs4pJCeA0TpmMZMyq8TpnwMXO8DIoU",
+	"Sg4lXAmNmiNfsHAnl5XnEO+Gy9HwI5EkQk7adnoRNcrl9suJatJGHrondTZtZ2z2CUsDV2Y9JCiqcumi",
+	"M1kemdyCIgXDLYlUEMMBOmhdtSeq7X78RSvZecnn39srbQI09WaB62FDdg+GimdLUhfLZWJZAMY97t5Q",
+	"Bms0g4oU2iqLkTG7fIYPSVf4WOOpNzYWxuRrVDqL3fv9obTKnN4dsLNvjtv9w7v25+5Vt4tGImG0RWIl",
+	"RcQTBjJSsZCTodyJVaRdTEEnjXc77FmeJCyXRiROv13JhHnX/9u9+fE2/3vQoGvKPHHhtIRjDafjTHGb",
+	"7pLCZGd1JIdcqylV9GBJctFWNSfDuZBbK79VwNSUYGcEQF14wHoB6wdsP2D/+uf/2DcilabCDCWilYs4",
+	"lIpN+Kx20jTQu9xKYRkOqSu8aSjnlP/l52Po2L3kiYWxICtV6p3qFTH2Gs18DShqIm8K2vB0tsFi5RKB",
+	"HJMuVr3JctU/GBwedO71eod3e9sbsKpC7ypw3uw/ZPiG5RpLDvxmjq8yZk/A3nNDuWTDdBzdD6iZFddY",
+	"BpEF5ApJHIzG9/vj/cN790b7BzG/y/cjuN+/H3ehCwf39u+Squvzuvb7tTQv++cyJKp5X932fd4ev/1t",
+	"v//+r412PQ3Z2lNBbC9TPSJlEUzqYvOrtNE+6F9PpU3OghJXPA1X7quSSldugApgy82UV1TgLvdVb8RG",
+	"IeNrbqIG/npG4HXQxhhwVHEZEmiDrc6rvQ0umNpQW+vItVC+jWFxNNz1u3yYgcvCuIFU5UUYo2gjjBuV",
+	"2sshWTTHKBZBOtVRMHmw2+1++Cm4xZOp65Q+tSMiifi/t4gftMvbeFQfdErHpdBZnFSDvliTysY8Tywv",
+	"m4CEjGzMtTEfZwBty/GY/y5g0Jl0WGiltTCwmkCUZ8Is7L+t1iEjCDvsEY2MIAvd4GGjuFfhNXcPNqWU",
+	"/tdweNXtvv2/f/2kMmJ95b+9Dzvs1Gh2AQtyYNGUmqW5NkOUs+3UXEj2+m9di1w7L5Q2kwzOfnh6RzMr",
+	"U44KiRxxV5jdgUvsHUq37qYAm4N+n6GjElOaDQv33MvLsvhvLTHDW2u/0+30evudexVq/USSrsevIxZX",
+	"zsvUUt+3tzpun8y+EQkKYWw7S0EplqHy7knBOTqbfatL+GHfDTsb5bpv8pTLdgY8RjOZe6/DjuWCvZYi",
+	"UjEwRIFRbhwOBS7rscSkGgZdIyJWD7PrmdOHHOeH3NXrruhbgfBy6Lw78o2c9DFA3BxYOuOTQtceA8SB",
+	"s2pwHYGMXTbZ9hds6V6zN5WSZCjBSVCiS+3t5woRJAayW7mEg2oOwpKvG/gl6CJWmZQwL5ZbdIKYZVxO",
+	"gM2nSns4Vn2CQ+ldZ4i5OzGgb3nXoic3liBq20GmtNWG6gkRq3uScGXO19iiigB5AlZ5yG5PR2zVKIXG",
+	"IbtUOzC+3dle9bg+UJr2XFt2sDGvowDoU6HNZuQsZD8JGNKBRSxuhJhNGHk7qIf7jfJMN1mzHuLvqydf",
+	"ajJKllH0KzBpHf9w/OTlNz+86unj46z78OyXrx6PX568+/u97q8/PU/PDn+atzZqIsc//9B+9bYsDHHe",
+	"Xq+UrAmr8FInUq73MjhsD1xYS8zyGd4E5ElE52ZIWemkCLMQo+tiICf+A7vQcPeIaQD/kb9Xl+/1Xn//",
+	"4OYJBLUhVzcVWqrBFAWaPbQkD1c8MkcsnBhwD1MrqUD1ACwXk0NZ36gPXcfDEHISoIxUGdkZtVNhrj8U",
+	"t33nSUD9aWKgHoVEaQib9bsqOTr0bKJC725qiJWoqucDtt/HgKos4hrYFK5YLCbC6A6rV/oJ8YsZz0Ca",
+	"cCh9TQINEqP9AwYJ1nmRMHeDuwCRuiX31tX17dVzNCeRNH9mGQDxFsqNP84pNp7+euyR8nKanA/zbnc/",
+	"EjH+P7g/NUQZGPqptaqp/OjccT7HP+UxkOAbXtYeaRahLhR2GGbDklUcs3uGEkt06AC9JlTAJbxq04/h",
+	"EYVbViqTYB2Som6JvSOGEsuVuA89EvkROmzn+Qzk8YtTtt/psguAWe17NbYSvD8x5j5PLbwt23tuj4z1",
+	"kSLsOKePmAvWICrxR4AViPDapS8IDbBuUGWyRFx6K569rH3ggO7sIr4gw0a7PMKnhO3UmBlK/zSOBSEW",
+	"NLECaWvQegIGF2NPsFAf8cIZK0vbFenIflGRJe7oSogv6UYYY4lyTVkzpTVovcEiUZXB8eWRZSpWCafk",
+	"eiHHDXm0BZoIXa8zwxM24tHFSBWpqhZMs4Qbyy8HlrRkzLNY/ArxUBa+NgorsOfvYnTREmpHINe8XWVh",
+	"VhOyIoEHQ+kNdNWSXmaaqXwyZWFV2QkJwC53Ar1+VjwaSopewEWU1ayElVPW1GcIcaCIZ2T+mEKxipXS",
+	"Yh1GoxfjYlUjvbQyXAbKUGpSnqbGsj2M1wpvsJ3w2NUBwZcGzBW/sDT/r3/+T7jrKl8hMa4vCETlfxop",
+	"bDCUYYkqIZZ1sP8KWFggaUiVxXhM/NYdKh6LkpaPmqGsbIRnOLldvafMAfv5rb9dEhGB1KimudJMxzMe",
+	"TaHdx+SPPEsczejB3t58Pu9wfNxR2WTPfav3np4+PHl2dmK/6UxNmlTiLQqMrYT8DVqUW/I+aNmV8Zlo",
+	"DVpWV99vIXeeIlWu5kraXydg1snABnFxKS+zkPSxaNhy3P1Q7kR9PcPdmERN2uXnASue0AftMpdT6AEB",
+	"NRMTIQMLdigj9xEWmGxHDp5MKQzzmQYWoRIuLyiZ1b92EvcPD3v3h9LOw02eQYf9CJkYL+x1WVSCu4BF",
+	"5S5wu7qARchmmeU4BM8C8qeOmz3FFx+Wh1gvbbfGJFC+Uiv78XapGle/210qrGI1971ZwsVSKZVa1h9u",
+	"oU1baPd4f7QfHcRDedAfynff3rv4vvvrN/f+0Zc/pD/u86+u7i3eHcbPuu/2R/20Fx3A4fguvzf6Knpg",
+	"Sfdf//xvtm5Edvzr/iRLH08P5JMfvhrvR6c/jXqzH+P+i1/uyW7a/zbqpW+iH9Kvu/mPJv7qyfPed/e/",
+	"u9iXi19O30DXvO5ld8e9n6b/0Puj4+63Tw7TQ/PjSdzl3+3Pv38wlM11A7fI/7jF0kQH3d66TwpA7dXq",
+	"F+FH+9d/VBZawy8Orv+iLNj1PmgdEmZs/sLHsuD7+1ttpKjn875iotp6HivQUahXnWusgMjClk8sfbQI",
+	"qazEvMKv8XEhPLy1wxdcqywIspFtbaggQvlAlVT/cJypNCyEBqGtuDXLYCyuatkk9lWjiheP2EiZKRpo",
+	"sVAY7ZXKkWzkGZUtfAzTCDYVN6kkbRdpT1gxEHNry4KBrtjH+spRNzRYbChQsu2SsPDIbS3oes5aFYlu",
+	"VqpqpZTNGka1goKfKaOqsJ2Dfv+GbOpPz9awPAoViLMYjJpRrH3p1o9mbLnURVXGRq7mrUQ1WynyMiuK",
+	"ShBYQbYeCyNVVilUOJRFPUOSs6wq8y6HHHwkoLPNOvt/MReVwDUZl5pHFA5NSqMGCgEoQr4WjArZpsCl",
+	"Zju+rOzZD0+tXPw8iUvbIns1xQK23Mn086lK3LaOKgLZJUpsIdYyLmsk1FnrU6HNa3d+Tynm+RbZ6rFh",
+	"qcJ4CaFrxUHWMTBfmaDkIgXq9brdhuSBlF+58BPvRlmfJ/IpGdpSnMAaduYxtXoM/2bc7PPjTifLkTpT",
+	"4dSg4xendzQaMT6cR6Vl7mUzb0LuQW95pvEiUymYKeSa3I5wNVMaHeaMCIDtOMWVdTvdzsFuMJRUJavy",
+	"pQujMorpKOMzGHg7qEZeUyj/5DHnJtekNYqsKFmng/IbIRklvgU1M1GFfaFrNxjKMmq/jFGvzkjFxmtZ",
+	"psFySUa7lhHm9gk5VkGhmD5RLMtlkVE/K/JXkwQio9DFFbocjjbZITwEwgrDxBLiPul1jcRZHqVPn/29",
+	"1NQjn9D4AKG7Tmv9C/vm5OmLQtU8nxozO69nLjJMSylgSFmtwTr4U+LKUP6Fvfrpxcnmgd3hIbTXvvWb",
+	"HfDBsNXv9oatoJjywbBFBuOCaQ5b79n+9uqrgygaPpZo5RY56k1Z14exIWcAaw1+frskMvltpQX6eRZE",
+	"iO0YjLNXdfx95bjMCj47O/m3Z8+ffWJM3nyLroLTW/BjFeWpS3q4UWhMM5ZAOoI4htIIaf9xCejOMQqr",
+	"UX0u2ILyoN8mkoUDs8cY/2wJZxY8TbbAmZ+Ov3/6O+KMX9XH4cy2WGHZoaEqk/Yfny9KOCiuQYnanblW",
+	"WvGFttyFUS11gxcJJdh3WNjvdp2bupIohXEfYO926q7h06p26r1FXKLtLn1v1UYrR6y7p11NsD+SpW1S",
+	"DNzyGrCRniz+QIRzwvatFiGvV8xq2LYvo0RJdvWqSab0Hvls6yLN+pbO6FaJrF53bt0NXRdHE3EJG+2v",
+	"XqgVmuUzEs8guxRy0mGU8cikMhjsAlcGMskx6H7VYurL5PxZKaNYYFP3BHtKnwsr9hslN/N2WLKqNq4A",
+	"+PdRSz4cvn59DeB9WK03VFYY+hyA/TXXIrpOZq/D2uql610yG6/So6JTleejCXadmtTetR8PZXGRMhfw",
+	"5ywEQjM9zQ1+Fau5JCd+Wf6EphNyol1kmOs6gD0FVG7W3Mtl7vyfFUHLFTagqH34ud3NKxn7a/oMIUIu",
+	"3c8NePVnvZVf1rP5NxMhVfpYR3xPKdffGbuqAb5sx9ifRhnG4YwWTMQBsx9TYDp1vMOcFDBDOeMTIV2I",
+	"DgY/h5XQx5Aa7ikfU8w1C/0To9gETBGf2xnK4yTxEa4sUulISBeVd/zs0ToLf2FouWX7PvbYK0yBdhFl",
+	"zWQNZBHUbCeDGXB0T7i06lmi4iIiuNEP4PL9SrzeKha6lsVbpH8dNhRmNAu0oY1Vll63L26wYMJIXQI5",
+	"MrRPNFnjxEiFPF/dwHbrvmYtwkWIR5Xs/KYlVPIkG1sDrqZxrcSZXg9rWkk9wm3depZTNLftknnDZTlr",
+	"NHWUdGIztnaksEBfBakIHl7rSC8zSLeDYFEY55oVUrC9Fe01pYc2zV4mrX6aY3IYXdYKoao4hu24MrOX",
+	"RKhNa8Nqfq3GqIINydbXLMhnR9fWAlfXrQVz3W9hLS8wOWVDXMUGt+ThRq/k4bVOydWDmfF3ObDIJWfY",
+	"m8HewnApVE6pIXeWro8yn2bEo4uhzGU05XICMeVF6imfYQjrWFyVkewu5Dxw6f4oZbjC9/a6yopgRW8n",
+	"Wg563yr7o5EXULx/9TQ/KCmkwd2caEWeiSLtbX1ySENSyFDucPc9rjlweVeR0oZNMjXXpZkipdhoe+r4",
+	"hd7tFJkXRbYI9WX0HRfRvb+c0sF2QngXYlsDPpSYxMBGKpcx28Fcj93BukQPih9wOS4utavhuGtpHM04",
+	"7FKV3fmOlEqAy6YDfrMuMcTl2ljOsuTwd+dkpcmh1MCzaMpATqx8xmI1YP7AyTlH0iXtsThZVEiG0i0X",
+	"oaGxGS9FVBQl0iwV40epu6GOWMaFxh+xJgOX7szJh6Ww36w93HKRxuE8XRacaYIIJf5a/Bip3LAeSzWb",
+	"QcZ63aDb7frvdzvsdCKVTxC2b9YPK1wPpgoero1/aCp3WwuA6Hb/JFEQmDXXoF005M3dlhYRtBIhqWjY",
+	"M7gyLxozfV9V89wGpcnZC9SU3uKFb20lbzWUdWF9h49cwlA9OW63SfpONknfv3leOLDbdC2NRype/GWv",
+	"mhn1/kuAx0cFeDxdSpypBnNYoGwTyhG0ZqopEfSMor2s2lOWE2Ovqf8pKzNAMdIsg18gsswa+68zzNVb",
+	"6uUdBkUn8mp3dYouq5TEIR0UnS0NWPew7l7/WKXvmreXOtETh8Hvv1Zk2Lpd5uJLfNSzCu099H6Ft/Vu",
+	"f/q1QfVl/ZZlw9FTFa3J9Xz98mnRLGrp+9+lJW2Faz4BQycbu5p6m7cYeEkyFHG40ph9BSUnYNbhI1Ww",
+	"XmGBIi44381YzO/FKXv7N1tW7/A/PRCY0gx5ySpvxIopWXHFeLc38qWZNrLo5dJClQJFA8aTxJFhylQW",
+	"lJ5nVEgxoi0YSqkkWJ0KUjS9AepbyyWfPG9nTax9KJt5eyX+8MbcnSJOPy8WX61D9Ufx+Y2RvPraul+3",
+	"LNM+AfPYYsV1LJpQp8qo/f2CZHIrjNkSwF73C4P+XBl0NcBXSJe4UWQw3ArPpm6c10RF1/phCMm4qyhD",
+	"NXF2MPkM+2gGLDQK/+UNKRgi7N9Dm6V9CQ2G4W5QrdlNql+RmkturmAolyoNBa6YMcSYbou2Mky330kh",
+	"VSic84Vm44SboawV39HiV9glp6prfKqNmmlva6jl+w1lJVu4KE9heGY0Jo7Uck00nUklOQxTx2uZ6ldt",
+	"GVOWOha+dehxxEIyJDxwT3cHCOVvz54/G0oKoLPXtJAwsEO2qVADzYtuwbDgGVRPmhRnqi5AJiGqoT2U",
+	"jIUrTZLdatx4rpzsul5ndojG3se7R3Zl9qatdZkOmzpGL3dR8aVOWGGp8SYAysJBA5urokp4RLNZbT/A",
+	"swprPYTDgTMc5dIEpV3AIRFFr9vZ1vTqLZpuccOcxQiFg7TDjiXLJS3O4gfzSISWYRq/R6k+WEJoPMZM",
+	"7tECi4ums9x4y6ed4Y62I2D6985yohBrt93Qj0+fnrB2+wIW7LuTn8LdI8aZX4Hduz+2JYCPFghHV2IC",
+	"URGD2iN9GVpqJYyzfyHKhMdRBDMzYOVLhdWM3g13B0PJXbtUlql5QAZVe/yZmqMFDsF7ZOHrkAMnPh1X",
+	"Gw1T1EPRDt3VdAnsvzERbV5o45XW7CGlxO8IyR6e/YhquZo7gzBdstgZA2tD/AXrRYRDaSFNr1CPIV8U",
+	"w3vRXWTuLno5LPeot8vG7Y5FAsVJcP+I7Xgq45LKU+wSB/ANpZokRdrOp/L+luKGK/Sl/IFX/EhHFi28",
+	"6ba3KZfWNTDeJl21t33+7A1WZzZkX9/R1yTe3vbqQ8+3LaVY4jgqcEI4DuMIKPQEEk2V0qDZjutC7uqZ",
+	"Y521C3I9lgS51qnm1l3diq/3REtqBa1IXzb2kFjexBNxCUv5kat97f1yLUPexVuuwm0cyJb527rFE+/5",
+	"SC/Hl6iGL1ENX6IavkQ1/HtFNdzMr+f1gk15Ns+dRsBqCgHbqcj+eDutivfBski+GzBSowoRZkl8RtAV",
+	"v5IA1twlxt9gm1Z+XJEZUfpekRg72+Ya0gVExSBrVbPuaFZ5m5qcGY1HtOzT9L39HwntE3mb1oyCH7aX",
+	"8SU5afJO6xMZ///M1Xo+x0RzkmWWm3xYyZSk/g9xTC4bVsawoRDGWb0CMulwKB1P0Kzo9N6iUVTF+mHf",
+	"HcoNJpMOe1EGtrqivmgfrxT5NYrKqQuZw8AZUcw11YKXJMKhnCks08PjSy4jqr9RFvnzW0NNOlZMKlfW",
+	"mXLIefE5vkAFFDXVAF0q5YGRIsmCKRkB2ykumQyGvohD0Y6FuW4s3FXiwJYqGJPFUYMTKex22DFtCwNd",
+	"htJHyrgIknpdCNyzMNhqcqqSmI1hXgDHxyqh7FheMmA5bE2f7LDXGorqkBbNIiWxTZjKmF7IyFeJ4yI5",
+	"sle3CzOeW1ZCip2P+jaKJUpd2P2IdQH/9XrenzjOmPvSSK6DetitW7h2ndXMW9mKosxNN64vCN2gNHSD",
+	"jy3j9DHBhR9f8+SLcvNFufmi3HxRbv6jlJsPdPjivXVN0KK/TT9R1KJdwhaRi8G6yEUnZ1HgYk0W2+z4",
+	"bbiyi1ajzbGJ9PBLaOLHqQSPywreNZVgSbS8DcWA3JdrVYNjKl9uXK3tlRVxzc4wX7R9BtIwbBurh3KH",
+	"LMrYrLZNU4QBm5o06egZRJ35lJv5BGsWp3lihMXePUo8bWv7DX6psUbzrmtMyDZqGaemEO2QGxbKCiQa",
+	"htKzSFjub+tNAjtzLPyH7jFqTC8nri2rlexlrHd9HwBTEYhJKxiglboM2aETQlecVHOmZGcoqwXpXU8g",
+	"7NqNIjruFsX7KZDYvrA6hfOyvip75qoZSE/VGDM0YP1u10u55eKVZDEkfBGwFFMQ2izESQa04JD965//",
+	"TamFkJWZEFXf6EpTnQE6bUU8YL5PwDtqEkCezDDmhg/CSlzqskfYG4wUun8xNlZI7KfkPsiAY/JEpUew",
+	"60jp4uu7XZZqRr7fEZQrxg0eI21YLER7VDiwoM3MCLgJHe70Dp0Djs56lqkrV9TejkjQ1uxCetqjNQjN",
+	"OBYeqB5j2Z/ZniQ6eamHbyywYjdFAYw5ogjqoFV3b9HLcjaDmI3y8RjslebMRYPiMAUdoW8iHeLB0SmS",
+	"P9GzdqcxFz6trNL4uVNBIDsAOkstRtc2VLaY9huqJILbhVoUqC0M8aFc21GJfmzHKF/H0w3jMl+XqA/3",
+	"UxBrdaFrVkke1XKJ9K7r1124cqc89u5cwtracdb7jHu0bJ78CB3jxb6a9oCe5WMPfjQgFB9UMoPImIFB",
+	"sfgCiEtXbkjIHPRQesuC38WgKOiRKG2C4i/SwSB2bTUclFxfDW8/CNvtlF851qtDty99hGSHyS0YqDLO",
+	"tW9bh/UCyFUdvrScpX1MQLlGrScEuF3F/szCrqFrOVaZl5pSdJYblZO236Dfl6bd7bT8WyjQjHD2VxTy",
+	"ALvMAuwB9ZYZLZovnKMqbhcYUiBGsRO6usqt1A5kXSbdz932/be/9YLe/e2y575YBr5YBr5YBr5YBj43",
+	"y8CKgrLJc7iq47gmVaETp3GgOxrr43iprRB8t/cq4i1By9net+h0pS9Fo/+8ijsq0TurWLR7Gyr8byJ+",
+	"v6ki2K0l/DW3qFzc0dVbYcax5J1PM4+3az2R59Si/Y8w8K2lxoaUvS+dJf4dyPAJmHru7W2R2R5GEm6s",
+	"0+hJIqQMBAz+AD52fbVMtZPOcsijGru+bPhBEdzuG+VkAOda/AplY52dxjBV6s9FMdm7RY30NSHmVlHK",
+	"ADrsmIUH3YMQy1JgD0wX8F7pL5y7/GWVoYXDcbgFGLQ+SRcMUNMed69TH6nPy78dY1otMrLSjYftYKfY",
+	"Jyev2GqHuHBdjPF6adVB/yOiiT8lNz31uLyxcc8Sxv8n9Bf7bBv3cFnLOCqb5HwQs60X7qv3rv35rUVd",
+	"MnQRe1gqx6cinrDYatdqhhbgnTDlF8CyXIa7teaQg729Xv9ep9vpdnqDr7pfdTFp1S13ReovOotSlFDZ",
+	"d7RTMWPYLa5pHUYc4XvILhLPyIv0r4p4GKAo74LZqb18YSOJqTv0agVCKh5bbZFh1+gqjOKA1L6UAh2R",
+	"/6ra2K7qYfPSi+L4wmhIxp2qmu8KhL9/+/5/AwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -13,6 +13,7 @@ import (
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
+	"github.com/valhalla-platform/valhalla/internal/follow"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
@@ -33,6 +34,9 @@ type Deps struct {
 	Store *logstore.Store
 	// Ledger serves checkpoints and proofs.
 	Ledger *ledger.Reader
+	// Follow fans the feed out to live streams (follow.New with
+	// EncodeEntry; its Run must be running).
+	Follow *follow.Hub
 	// SealInterval is the sequencer's interval, for Retry-After.
 	SealInterval time.Duration
 	Tokens       *auth.Store
@@ -75,7 +79,7 @@ func NewServer(d Deps) (http.Handler, error) {
 	mux := http.NewServeMux()
 	// The validator answers unknown routes first; this is the backstop.
 	mux.HandleFunc("/", s.notFound)
-	strict := api.NewStrictHandlerWithOptions(s, nil, api.StrictHTTPServerOptions{
+	strict := api.NewStrictHandlerWithOptions(s, []api.StrictMiddlewareFunc{keepAccept}, api.StrictHTTPServerOptions{
 		RequestErrorHandlerFunc:  s.bodyDecodeError,
 		ResponseErrorHandlerFunc: s.writeError,
 	})

@@ -138,5 +138,14 @@ func (rw *responseRecorder) statusCode() int {
 	return rw.status
 }
 
+// Flush passes a flush through, for streaming responses that look for
+// http.Flusher rather than use http.ResponseController.
+func (rw *responseRecorder) Flush() {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	_ = http.NewResponseController(rw.ResponseWriter).Flush()
+}
+
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (rw *responseRecorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
