@@ -102,35 +102,39 @@ func (e *event) encoded(encode func(logstore.SealedEntry) ([]byte, error)) ([]by
 }
 
 // Run polls the feed until ctx is done: it starts at the end of the trail
-// and dispatches every entry sealed after that. A failed read is logged and
-// retried at the next poll.
+// and dispatches every entry sealed after that. A failed read is retried at
+// the next poll; the failure is logged once, and so is the recovery.
 func (h *Hub) Run(ctx context.Context) {
 	tick := time.NewTicker(h.opts.Poll)
 	defer tick.Stop()
-	started := false
+	started, failing := false, false
+	report := func(err error) {
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			failing = true
+			h.opts.Logger.Warn("follow: cannot read the feed; live streams wait until it can", "error", err)
+		case err == nil && failing:
+			failing = false
+			h.opts.Logger.Info("follow: reading the feed again")
+		}
+	}
 	for {
 		if !started {
-			// The end of the trail: an empty read from the feed's end.
+			// The end of the trail: streams that start now start there.
 			size, err := h.opts.Store.TreeSize(ctx)
+			report(err)
 			if err == nil {
 				h.mu.Lock()
 				h.pos = size
 				h.mu.Unlock()
 				close(h.ready)
 				started = true
-			} else if ctx.Err() == nil {
-				h.opts.Logger.Warn("follow: read the tree size", "error", err)
 			}
 		}
 		for started {
 			full, err := h.poll(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					h.opts.Logger.Warn("follow: read the feed", "error", err)
-				}
-				break
-			}
-			if !full {
+			report(err)
+			if err != nil || !full {
 				break
 			}
 		}
