@@ -145,12 +145,17 @@ func (r exportResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) err
 func (r exportResponse) write(sink exportSink, buf *bufio.Writer) error {
 	withMissing := r.filter.IsEmpty()
 	var count, last int64
-	after := r.from - 1
-	for after < r.to {
-		page, err := r.store.Feed(r.ctx, r.filter, after, exportPage)
-		if err != nil {
-			return err
+	// The next page is read while this one is written: the database and
+	// the encoding overlap, and memory holds two pages at most.
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	pages := make(chan pageOrError, 1)
+	go r.readPages(ctx, pages)
+	for next := range pages {
+		if next.err != nil {
+			return next.err
 		}
+		page := next.page
 		items, missing := page.Items, page.Missing
 		for len(items) > 0 || len(missing) > 0 {
 			// Entries and missing entries, merged in seq order.
@@ -184,10 +189,6 @@ func (r exportResponse) write(sink exportSink, buf *bufio.Writer) error {
 			}
 			count, last = count+1, m.Seq
 		}
-		if page.NextAfter <= after {
-			break
-		}
-		after = page.NextAfter
 		if buf.Buffered() > 0 {
 			if err := buf.Flush(); err != nil {
 				return err
@@ -195,6 +196,31 @@ func (r exportResponse) write(sink exportSink, buf *bufio.Writer) error {
 		}
 	}
 	return sink.trailer(count, last, r.checkpoint)
+}
+
+// pageOrError is one read of the feed.
+type pageOrError struct {
+	page logstore.FeedPage
+	err  error
+}
+
+// readPages sends the feed's pages of the export's range to pages, then
+// closes it; it stops after a failed read or when ctx is done.
+func (r exportResponse) readPages(ctx context.Context, pages chan<- pageOrError) {
+	defer close(pages)
+	after := r.from - 1
+	for after < r.to {
+		page, err := r.store.Feed(ctx, r.filter, after, exportPage)
+		select {
+		case pages <- pageOrError{page: page, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil || page.NextAfter <= after {
+			return
+		}
+		after = page.NextAfter
+	}
 }
 
 // ndjsonSink writes one JSON object a line.
