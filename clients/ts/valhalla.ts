@@ -78,3 +78,6 @@ export function problemOf<E>(result: { error?: E; response: Response }): E | und
   const mediaType = result.response.headers.get("Content-Type")?.split(";")[0]?.trim().toLowerCase();
   return mediaType === "application/problem+json" ? result.error : undefined;
 }
+
+// The live tail: follow() and its stream parser.
+export * from "./follow.js";

@@ -33,6 +33,9 @@ type config struct {
 	// LedgerKeyFile holds the ledger's signing key (default
 	// <DataDir>/ledger.key).
 	LedgerKeyFile string
+	// MaxStreams bounds the live tails (GET /system/logs/stream) one
+	// server holds at once.
+	MaxStreams int
 	// Limits bounds what one client can hold: a client that trickles its
 	// headers or body is cut off.
 	Limits limits
@@ -95,6 +98,7 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 	maxHeader := envOr(getenv, "VALHALLA_MAX_HEADER_BYTES", "65536")
 	sealInterval := envOr(getenv, "VALHALLA_SEAL_INTERVAL", "250ms")
 	frameAncestors := getenv("VALHALLA_UI_FRAME_ANCESTORS")
+	maxStreams := envOr(getenv, "VALHALLA_MAX_STREAMS", "256")
 	cfg.LedgerKeyFile = getenv("VALHALLA_LEDGER_KEY_FILE")
 	if which >= ledgerFlags {
 		fs.StringVar(&cfg.LedgerKeyFile, "ledger-key-file", cfg.LedgerKeyFile,
@@ -105,6 +109,8 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 			"how often the sequencer seals new entries into the ledger; 0 makes this server never seal (VALHALLA_SEAL_INTERVAL)")
 		fs.StringVar(&frameAncestors, "ui-frame-ancestors", frameAncestors,
 			"origins allowed to embed the log viewer and API reference in a frame, separated by commas, e.g. https://portal.example.com; none when empty (VALHALLA_UI_FRAME_ANCESTORS)")
+		fs.StringVar(&maxStreams, "max-streams", maxStreams,
+			"most live tails (GET /system/logs/stream) this server holds at once; one more gets a 503 (VALHALLA_MAX_STREAMS)")
 		fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on (VALHALLA_ADDR)")
 		fs.StringVar(&format, "log-format", format,
 			"log format: json, text, or auto for text on a terminal and JSON otherwise (VALHALLA_LOG_FORMAT)")
@@ -167,6 +173,11 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 	}
 	if cfg.FrameAncestors, err = pages.ParseFrameAncestors(frameAncestors); err != nil {
 		errs = append(errs, err)
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(maxStreams)); err != nil || n < 1 {
+		errs = append(errs, fmt.Errorf("max streams %q: want a number, at least 1", maxStreams))
+	} else {
+		cfg.MaxStreams = n
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err

@@ -24,6 +24,11 @@ const logsUsage = `usage:
   valhalla logs get [flags] ID          show one entry
   valhalla logs list [flags]            list entries, newest first (--level, --min-level, --category,
                                         --correlation-id, --trace-id, --user, --since, --until, --limit, --all)
+  valhalla logs tail [flags]            follow new entries as they are sealed, resuming by itself
+                                        (the list filters, --trace-id, --after SEQ)
+  valhalla logs export [flags] > FILE   export the sealed trail (the list filters, --trace-id, --from-seq,
+                                        --to-seq, --format ndjson|csv, --proofs); verify it with
+                                        valhalla verify --export FILE --key KEY
 
 common flags: --server URL (VALHALLA_URL), --token T (VALHALLA_TOKEN), --json, --request-id ID
 `
@@ -71,7 +76,7 @@ func (l *levelList) Set(v string) error {
 	return nil
 }
 
-// logsCommand runs `valhalla logs write|get|list` against a server through
+// logsCommand runs `valhalla logs write|get|list|tail|export` against a server through
 // the generated client. A problem answer becomes a one-line error naming the
 // request id.
 func logsCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -94,6 +99,10 @@ func logsCommand(ctx context.Context, args []string, getenv func(string) string,
 		return logsGet(ctx, parse, &cf, args[1:], stdout)
 	case "list":
 		return logsList(ctx, fs, parse, &cf, args[1:], stdout)
+	case "tail":
+		return logsTail(ctx, fs, parse, &cf, args[1:], stdout, stderr)
+	case "export":
+		return logsExport(ctx, fs, parse, &cf, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, logsUsage)
 		return fmt.Errorf("logs: unknown command %q", args[0])

@@ -48,7 +48,7 @@ commands:
   migrate status   list migrations and whether they are applied
   tokens create|list|revoke
                    manage bearer tokens (valhalla tokens -h)
-  logs write|get|list
+  logs write|get|list|tail|export
                    talk to a running server (valhalla logs -h)
   ledger key       print the ledger's verifier key (valhalla ledger -h)
   verify           verify a server's sealed trail (valhalla verify -h)

@@ -19,6 +19,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/follow"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/httpapi"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
@@ -107,7 +108,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		interval = ledger.DefaultSealInterval
 	}
 	checker.AlsoForHealth(health.Check{Name: "ledger", Run: ledgerReader.HealthCheck(maxSealLag(interval))})
+	// The live tail's poller runs until the server has drained, before the
+	// pool closes; shutdown ends every stream first (RegisterOnShutdown).
+	hub := follow.New(follow.Options{Store: store, Encode: httpapi.EncodeEntry, MaxStreams: cfg.MaxStreams, Logger: logger})
+	followCtx, stopFollow := context.WithCancel(context.WithoutCancel(ctx))
+	followed := make(chan struct{})
+	go func() { defer close(followed); hub.Run(followCtx) }()
+	defer func() { stopFollow(); <-followed }()
 	handler, err := httpapi.NewServer(httpapi.Deps{
+		Follow:         hub,
 		Store:          store,
 		Ledger:         ledgerReader,
 		SealInterval:   cfg.SealInterval,
@@ -135,6 +144,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(hub.Close)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	// Key expiry runs until shutdown begins and is awaited, like the token

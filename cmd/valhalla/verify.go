@@ -20,6 +20,7 @@ import (
 )
 
 const verifyUsage = `usage: valhalla verify --server URL --token T --key VERIFIER_KEY [--state FILE] [--from-seq N --to-seq M]
+       valhalla verify --export FILE --key VERIFIER_KEY
 
 Checks the latest signed checkpoint, its consistency with the one saved in
 --state by the previous run (then saves the new one), and either the whole
@@ -73,6 +74,7 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 	state := fs.String("state", "", "file holding the checkpoint of the previous run; created when missing")
 	fromSeq := fs.Int64("from-seq", 0, "verify only the entries from this seq, by inclusion proofs")
 	toSeq := fs.Int64("to-seq", 0, "verify only the entries up to this seq (default: the checkpoint's size)")
+	exportFile := fs.String("export", "", "verify this NDJSON export (valhalla logs export) offline, without a server")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,6 +83,9 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	if *key == "" {
 		return errors.New("verify: --key is required (valhalla ledger key prints it)")
+	}
+	if *exportFile != "" {
+		return verifyExport(*exportFile, *key, stdout)
 	}
 	client, err := cf.client()
 	if err != nil {

@@ -183,6 +183,24 @@ func (e GetProblemTypeParamsName) Valid() bool {
 	}
 }
 
+// Defines values for ExportSystemLogsParamsFormat.
+const (
+	Csv    ExportSystemLogsParamsFormat = "csv"
+	Ndjson ExportSystemLogsParamsFormat = "ndjson"
+)
+
+// Valid indicates whether the value is a known member of the ExportSystemLogsParamsFormat enum.
+func (e ExportSystemLogsParamsFormat) Valid() bool {
+	switch e {
+	case Csv:
+		return true
+	case Ndjson:
+		return true
+	default:
+		return false
+	}
+}
+
 // Check One readiness check.
 type Check struct {
 	// DurationMs How long the check took, in milliseconds.
@@ -220,6 +238,44 @@ type ConsistencyProof struct {
 
 	// To The larger tree size.
 	To int64 `json:"to"`
+}
+
+// ExportError The last line of an NDJSON export that failed after it had started.
+type ExportError struct {
+	// Error An RFC 9457 problem. Extension members may be added.
+	Error ProblemDetails `json:"error"`
+}
+
+// ExportMissing A line for a sealed entry that is no longer stored.
+type ExportMissing struct {
+	// Missing A sealed entry that is no longer stored.
+	Missing MissingEntry `json:"missing"`
+}
+
+// ExportProvenEntry An exported entry with its inclusion proof in the trailer's tree.
+type ExportProvenEntry struct {
+	// Entry A stored log entry.
+	Entry SystemLog `json:"entry"`
+
+	// Proof The RFC 6962 audit path of leaf `seq - 1` in the tree of the trailer's `tree_size`, bottom up, each hash base64.
+	Proof [][]byte `json:"proof"`
+}
+
+// ExportTrailer The last line of a complete NDJSON export.
+type ExportTrailer struct {
+	Trailer struct {
+		// Checkpoint The signed checkpoint of that tree (a C2SP signed note), as `GET /ledger/checkpoint` serves it.
+		Checkpoint string `json:"checkpoint"`
+
+		// Count How many entries (and missing entries) the export holds.
+		Count int64 `json:"count"`
+
+		// LastSeq The `seq` of the last entry exported (0 when none).
+		LastSeq int64 `json:"last_seq"`
+
+		// TreeSize The size of the signed tree, at least `last_seq`.
+		TreeSize int64 `json:"tree_size"`
+	} `json:"trailer"`
 }
 
 // FieldError One violation. Exactly one of `pointer` (a JSON Pointer into the body),
@@ -555,6 +611,15 @@ type ReadinessProblem struct {
 	//
 	// Example: /problems/validation-failed
 	Type string `json:"type"`
+}
+
+// StreamEnd The data of a stream's final `overflow` or `shutdown` event.
+type StreamEnd struct {
+	// After Resume after this `seq` (pass it as `after`, or as `Last-Event-ID`).
+	After int64 `json:"after"`
+
+	// Reason Why the stream ended, for people.
+	Reason string `json:"reason"`
 }
 
 // SystemLog A stored log entry.
@@ -928,6 +993,52 @@ type CreateSystemLogBatchParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// ExportSystemLogsParams defines parameters for ExportSystemLogs.
+type ExportSystemLogsParams struct {
+	// FromSeq The first `seq` to export (inclusive); by default 1.
+	FromSeq *int64 `form:"from_seq,omitempty" json:"from_seq,omitempty"`
+
+	// ToSeq The last `seq` to export (inclusive); by default the latest signed checkpoint's size.
+	ToSeq *int64 `form:"to_seq,omitempty" json:"to_seq,omitempty"`
+
+	// Format `ndjson` or `csv`; without it, the `Accept` header chooses (NDJSON unless it asks for `text/csv`).
+	Format *ExportSystemLogsParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Proofs Give every entry its inclusion proof (NDJSON only), so a filtered export verifies offline.
+	Proofs *bool `form:"proofs,omitempty" json:"proofs,omitempty"`
+
+	// Level Only entries with one of these levels (repeatable).
+	Level *[]LogLevel `form:"level,omitempty" json:"level,omitempty"`
+
+	// MinLevel Only entries at or above this severity.
+	MinLevel *LogLevel `form:"min_level,omitempty" json:"min_level,omitempty"`
+
+	// Category Only entries in this category.
+	Category *string `form:"category,omitempty" json:"category,omitempty"`
+
+	// CorrelationId Only entries with this correlation id.
+	CorrelationId *string `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
+
+	// TraceId Only entries written while serving a request of this W3C trace.
+	TraceId *TraceID `form:"trace_id,omitempty" json:"trace_id,omitempty"`
+
+	// UserId Only entries for this user.
+	UserId *string `form:"user_id,omitempty" json:"user_id,omitempty"`
+
+	// Since Only entries at or after this instant (inclusive).
+	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+
+	// Until Only entries before this instant (exclusive).
+	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// ExportSystemLogsParamsFormat defines parameters for ExportSystemLogs.
+type ExportSystemLogsParamsFormat string
+
 // GetSystemLogFeedParams defines parameters for GetSystemLogFeed.
 type GetSystemLogFeedParams struct {
 	// After Only entries with a larger `seq`; `0` (the default) starts at the first.
@@ -963,6 +1074,43 @@ type GetSystemLogFeedParams struct {
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// GetSystemLogStreamParams defines parameters for GetSystemLogStream.
+type GetSystemLogStreamParams struct {
+	// After Start after this `seq` (it wins over `Last-Event-ID`); `0` starts at the first entry.
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Level Only entries with one of these levels (repeatable).
+	Level *[]LogLevel `form:"level,omitempty" json:"level,omitempty"`
+
+	// MinLevel Only entries at or above this severity.
+	MinLevel *LogLevel `form:"min_level,omitempty" json:"min_level,omitempty"`
+
+	// Category Only entries in this category.
+	Category *string `form:"category,omitempty" json:"category,omitempty"`
+
+	// CorrelationId Only entries with this correlation id.
+	CorrelationId *string `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
+
+	// TraceId Only entries written while serving a request of this W3C trace.
+	TraceId *TraceID `form:"trace_id,omitempty" json:"trace_id,omitempty"`
+
+	// UserId Only entries for this user.
+	UserId *string `form:"user_id,omitempty" json:"user_id,omitempty"`
+
+	// Since Only entries at or after this instant (inclusive).
+	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+
+	// Until Only entries before this instant (exclusive).
+	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+
+	// LastEventID The `id` of the last event received, sent by a reconnecting client; the stream continues after it.
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
 
 // GetSystemLogParams defines parameters for GetSystemLog.
@@ -1214,6 +1362,39 @@ type ClientInterface interface {
 	// Corresponds with POST /system/logs/batch (the `CreateSystemLogBatch` operationId).
 	CreateSystemLogBatch(ctx context.Context, params *CreateSystemLogBatchParams, body CreateSystemLogBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ExportSystemLogs Export the sealed trail to a file
+	//
+	// Every sealed entry in a `seq` range (`from_seq`, `to_seq`) or a
+	// time range (`since`, `until`), with every filter of the listing,
+	// `seq` ascending, streamed as it is read (memory stays flat
+	// whatever the size). The export stops at the latest signed
+	// checkpoint when it starts, so every entry is in a signed tree.
+	//
+	// `application/x-ndjson` (the default; `format=ndjson`): one JSON
+	// object a line:
+	//
+	// - each entry as a `SystemLog`, or with `proofs=true` as an
+	//   `ExportProvenEntry` (the entry and its RFC 6962 inclusion proof
+	//   in the trailer's tree);
+	// - an `ExportMissing` for a sealed entry no longer stored (only
+	//   without filters other than the seq range);
+	// - last, one `ExportTrailer`: the count, the last `seq` and the
+	//   signed checkpoint of the tree that includes them. An unfiltered
+	//   export from `seq` 1 verifies offline by recomputing the tree's
+	//   root (`valhalla verify --export FILE --key KEY`); a filtered one
+	//   with `proofs=true` by its proofs.
+	//
+	// `text/csv` (`format=csv`, or `Accept: text/csv` without `format`):
+	// a header row, then one row per entry; no trailer.
+	//
+	// If the export fails after it started, it ends with an
+	// `ExportError` line (in CSV, a row whose first field is `#error`
+	// and whose second is the problem as JSON) instead of the trailer:
+	// a file without a trailer (or with an error) is incomplete.
+	//
+	// Corresponds with GET /system/logs/export (the `ExportSystemLogs` operationId).
+	ExportSystemLogs(ctx context.Context, params *ExportSystemLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetSystemLogFeed Follow the sealed trail in commit order
 	//
 	// Sealed entries with `seq` greater than `after`, ascending, with
@@ -1228,6 +1409,41 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
 	GetSystemLogFeed(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetSystemLogStream Follow the sealed trail live (Server-Sent Events)
+	//
+	// A live tail of the sealed trail as Server-Sent Events
+	// (`text/event-stream`, html.spec.whatwg.org/multipage/server-sent-events.html),
+	// with every filter of the listing. It starts after `after`, else
+	// after the `Last-Event-ID` header (what a reconnecting client
+	// sends), else at the newest entry: only entries sealed from now on.
+	// OpenAPI 3.0 cannot type the events, so here they are:
+	//
+	// - The stream opens with `retry: 2000` (the reconnection delay, ms).
+	// - `event: entry` — one per matching sealed entry, `seq` ascending:
+	//   `id: <seq>` and `data:` the entry as a `SystemLog` object on
+	//   one line. An entry reaches the stream within about 100 ms of
+	//   being sealed.
+	// - A comment line `: heartbeat` every 15 seconds, so proxies and
+	//   clients know the stream is alive.
+	// - `event: overflow` — the client did not read fast enough and the
+	//   server stopped buffering for it: `data:` is a `StreamEnd`
+	//   object whose `after` is the `seq` to resume after. The stream
+	//   then ends.
+	// - `event: shutdown` — the server is stopping: `data:` is a
+	//   `StreamEnd`; reconnect (to another server) with `Last-Event-ID`
+	//   or `after`. The stream then ends.
+	// - `event: error` — the stream failed after it had started:
+	//   `data:` is a `ProblemDetails` object. The stream then ends;
+	//   reconnect with `Last-Event-ID`.
+	//
+	// A client that reconnects with the last `id` it received continues
+	// exactly after it: nothing lost, nothing repeated. Each server holds
+	// at most `--max-streams` streams; one more is refused with `503`
+	// and `Retry-After`.
+	//
+	// Corresponds with GET /system/logs/stream (the `GetSystemLogStream` operationId).
+	GetSystemLogStream(ctx context.Context, params *GetSystemLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetSystemLog Get one log entry
 	//
@@ -1568,6 +1784,49 @@ func (c *Client) CreateSystemLogBatch(ctx context.Context, params *CreateSystemL
 	return c.Client.Do(req)
 }
 
+// ExportSystemLogs Export the sealed trail to a file
+//
+// Every sealed entry in a `seq` range (`from_seq`, `to_seq`) or a
+// time range (`since`, `until`), with every filter of the listing,
+// `seq` ascending, streamed as it is read (memory stays flat
+// whatever the size). The export stops at the latest signed
+// checkpoint when it starts, so every entry is in a signed tree.
+//
+// `application/x-ndjson` (the default; `format=ndjson`): one JSON
+// object a line:
+//
+//   - each entry as a `SystemLog`, or with `proofs=true` as an
+//     `ExportProvenEntry` (the entry and its RFC 6962 inclusion proof
+//     in the trailer's tree);
+//   - an `ExportMissing` for a sealed entry no longer stored (only
+//     without filters other than the seq range);
+//   - last, one `ExportTrailer`: the count, the last `seq` and the
+//     signed checkpoint of the tree that includes them. An unfiltered
+//     export from `seq` 1 verifies offline by recomputing the tree's
+//     root (`valhalla verify --export FILE --key KEY`); a filtered one
+//     with `proofs=true` by its proofs.
+//
+// `text/csv` (`format=csv`, or `Accept: text/csv` without `format`):
+// a header row, then one row per entry; no trailer.
+//
+// If the export fails after it started, it ends with an
+// `ExportError` line (in CSV, a row whose first field is `#error`
+// and whose second is the problem as JSON) instead of the trailer:
+// a file without a trailer (or with an error) is incomplete.
+//
+// Corresponds with GET /system/logs/export (the `ExportSystemLogs` operationId).
+func (c *Client) ExportSystemLogs(ctx context.Context, params *ExportSystemLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewExportSystemLogsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetSystemLogFeed Follow the sealed trail in commit order
 //
 // Sealed entries with `seq` greater than `after`, ascending, with
@@ -1583,6 +1842,51 @@ func (c *Client) CreateSystemLogBatch(ctx context.Context, params *CreateSystemL
 // Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
 func (c *Client) GetSystemLogFeed(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetSystemLogFeedRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetSystemLogStream Follow the sealed trail live (Server-Sent Events)
+//
+// A live tail of the sealed trail as Server-Sent Events
+// (`text/event-stream`, html.spec.whatwg.org/multipage/server-sent-events.html),
+// with every filter of the listing. It starts after `after`, else
+// after the `Last-Event-ID` header (what a reconnecting client
+// sends), else at the newest entry: only entries sealed from now on.
+// OpenAPI 3.0 cannot type the events, so here they are:
+//
+//   - The stream opens with `retry: 2000` (the reconnection delay, ms).
+//   - `event: entry` — one per matching sealed entry, `seq` ascending:
+//     `id: <seq>` and `data:` the entry as a `SystemLog` object on
+//     one line. An entry reaches the stream within about 100 ms of
+//     being sealed.
+//   - A comment line `: heartbeat` every 15 seconds, so proxies and
+//     clients know the stream is alive.
+//   - `event: overflow` — the client did not read fast enough and the
+//     server stopped buffering for it: `data:` is a `StreamEnd`
+//     object whose `after` is the `seq` to resume after. The stream
+//     then ends.
+//   - `event: shutdown` — the server is stopping: `data:` is a
+//     `StreamEnd`; reconnect (to another server) with `Last-Event-ID`
+//     or `after`. The stream then ends.
+//   - `event: error` — the stream failed after it had started:
+//     `data:` is a `ProblemDetails` object. The stream then ends;
+//     reconnect with `Last-Event-ID`.
+//
+// A client that reconnects with the last `id` it received continues
+// exactly after it: nothing lost, nothing repeated. Each server holds
+// at most `--max-streams` streams; one more is refused with `503`
+// and `Retry-After`.
+//
+// Corresponds with GET /system/logs/stream (the `GetSystemLogStream` operationId).
+func (c *Client) GetSystemLogStream(ctx context.Context, params *GetSystemLogStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSystemLogStreamRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2531,6 +2835,207 @@ func NewCreateSystemLogBatchRequestWithBody(server string, params *CreateSystemL
 	return req, nil
 }
 
+// NewExportSystemLogsRequest constructs an http.Request for the ExportSystemLogs method
+func NewExportSystemLogsRequest(server string, params *ExportSystemLogsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/system/logs/export")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.FromSeq != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from_seq", *params.FromSeq, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ToSeq != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to_seq", *params.ToSeq, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Format != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Proofs != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "proofs", *params.Proofs, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Level != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "level", *params.Level, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.MinLevel != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "min_level", *params.MinLevel, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Category != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "category", *params.Category, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CorrelationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "correlation_id", *params.CorrelationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TraceId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "trace_id", *params.TraceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.UserId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user_id", *params.UserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Since != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Until != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGetSystemLogFeedRequest constructs an http.Request for the GetSystemLogFeed method
 func NewGetSystemLogFeedRequest(server string, params *GetSystemLogFeedParams) (*http.Request, error) {
 	var err error
@@ -2701,6 +3206,182 @@ func NewGetSystemLogFeedRequest(server string, params *GetSystemLogFeedParams) (
 			}
 
 			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetSystemLogStreamRequest constructs an http.Request for the GetSystemLogStream method
+func NewGetSystemLogStreamRequest(server string, params *GetSystemLogStreamParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/system/logs/stream")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Level != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "level", *params.Level, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.MinLevel != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "min_level", *params.MinLevel, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Category != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "category", *params.Category, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.CorrelationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "correlation_id", *params.CorrelationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TraceId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "trace_id", *params.TraceId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.UserId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "user_id", *params.UserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Since != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Until != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+		if params.LastEventID != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam1)
 		}
 
 	}
@@ -3055,6 +3736,41 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /system/logs/batch (the `CreateSystemLogBatch` operationId).
 	CreateSystemLogBatchWithResponse(ctx context.Context, params *CreateSystemLogBatchParams, body CreateSystemLogBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateSystemLogBatchResponse, error)
 
+	// ExportSystemLogsWithResponse Export the sealed trail to a file
+	//
+	// Every sealed entry in a `seq` range (`from_seq`, `to_seq`) or a
+	// time range (`since`, `until`), with every filter of the listing,
+	// `seq` ascending, streamed as it is read (memory stays flat
+	// whatever the size). The export stops at the latest signed
+	// checkpoint when it starts, so every entry is in a signed tree.
+	//
+	// `application/x-ndjson` (the default; `format=ndjson`): one JSON
+	// object a line:
+	//
+	// - each entry as a `SystemLog`, or with `proofs=true` as an
+	//   `ExportProvenEntry` (the entry and its RFC 6962 inclusion proof
+	//   in the trailer's tree);
+	// - an `ExportMissing` for a sealed entry no longer stored (only
+	//   without filters other than the seq range);
+	// - last, one `ExportTrailer`: the count, the last `seq` and the
+	//   signed checkpoint of the tree that includes them. An unfiltered
+	//   export from `seq` 1 verifies offline by recomputing the tree's
+	//   root (`valhalla verify --export FILE --key KEY`); a filtered one
+	//   with `proofs=true` by its proofs.
+	//
+	// `text/csv` (`format=csv`, or `Accept: text/csv` without `format`):
+	// a header row, then one row per entry; no trailer.
+	//
+	// If the export fails after it started, it ends with an
+	// `ExportError` line (in CSV, a row whose first field is `#error`
+	// and whose second is the problem as JSON) instead of the trailer:
+	// a file without a trailer (or with an error) is incomplete.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /system/logs/export (the `ExportSystemLogs` operationId).
+	ExportSystemLogsWithResponse(ctx context.Context, params *ExportSystemLogsParams, reqEditors ...RequestEditorFn) (*ExportSystemLogsResponse, error)
+
 	// GetSystemLogFeedWithResponse Follow the sealed trail in commit order
 	//
 	// Sealed entries with `seq` greater than `after`, ascending, with
@@ -3071,6 +3787,43 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /system/logs/feed (the `GetSystemLogFeed` operationId).
 	GetSystemLogFeedWithResponse(ctx context.Context, params *GetSystemLogFeedParams, reqEditors ...RequestEditorFn) (*GetSystemLogFeedResponse, error)
+
+	// GetSystemLogStreamWithResponse Follow the sealed trail live (Server-Sent Events)
+	//
+	// A live tail of the sealed trail as Server-Sent Events
+	// (`text/event-stream`, html.spec.whatwg.org/multipage/server-sent-events.html),
+	// with every filter of the listing. It starts after `after`, else
+	// after the `Last-Event-ID` header (what a reconnecting client
+	// sends), else at the newest entry: only entries sealed from now on.
+	// OpenAPI 3.0 cannot type the events, so here they are:
+	//
+	// - The stream opens with `retry: 2000` (the reconnection delay, ms).
+	// - `event: entry` — one per matching sealed entry, `seq` ascending:
+	//   `id: <seq>` and `data:` the entry as a `SystemLog` object on
+	//   one line. An entry reaches the stream within about 100 ms of
+	//   being sealed.
+	// - A comment line `: heartbeat` every 15 seconds, so proxies and
+	//   clients know the stream is alive.
+	// - `event: overflow` — the client did not read fast enough and the
+	//   server stopped buffering for it: `data:` is a `StreamEnd`
+	//   object whose `after` is the `seq` to resume after. The stream
+	//   then ends.
+	// - `event: shutdown` — the server is stopping: `data:` is a
+	//   `StreamEnd`; reconnect (to another server) with `Last-Event-ID`
+	//   or `after`. The stream then ends.
+	// - `event: error` — the stream failed after it had started:
+	//   `data:` is a `ProblemDetails` object. The stream then ends;
+	//   reconnect with `Last-Event-ID`.
+	//
+	// A client that reconnects with the last `id` it received continues
+	// exactly after it: nothing lost, nothing repeated. Each server holds
+	// at most `--max-streams` streams; one more is refused with `503`
+	// and `Retry-After`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /system/logs/stream (the `GetSystemLogStream` operationId).
+	GetSystemLogStreamWithResponse(ctx context.Context, params *GetSystemLogStreamParams, reqEditors ...RequestEditorFn) (*GetSystemLogStreamResponse, error)
 
 	// GetSystemLogWithResponse Get one log entry
 	//
@@ -4717,6 +5470,150 @@ func (r CreateSystemLogBatchResponse) ContentType() string {
 	return ""
 }
 
+// ExportSystemLogsResponse200Headers the declared response headers of an HTTP 200 response for ExportSystemLogs
+type ExportSystemLogsResponse200Headers struct {
+	ContentDisposition *string
+	XRequestID         string
+}
+
+// ExportSystemLogsResponse401Headers the declared response headers of an HTTP 401 response for ExportSystemLogs
+type ExportSystemLogsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ExportSystemLogsResponse403Headers the declared response headers of an HTTP 403 response for ExportSystemLogs
+type ExportSystemLogsResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// ExportSystemLogsResponse404Headers the declared response headers of an HTTP 404 response for ExportSystemLogs
+type ExportSystemLogsResponse404Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// ExportSystemLogsResponse422Headers the declared response headers of an HTTP 422 response for ExportSystemLogs
+type ExportSystemLogsResponse422Headers struct {
+	XRequestID string
+}
+
+// ExportSystemLogsResponse500Headers the declared response headers of an HTTP 500 response for ExportSystemLogs
+type ExportSystemLogsResponse500Headers struct {
+	XRequestID string
+}
+
+// ExportSystemLogsResponse503Headers the declared response headers of an HTTP 503 response for ExportSystemLogs
+type ExportSystemLogsResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// ExportSystemLogsResponseDefaultHeaders the declared response headers of an HTTP default response for ExportSystemLogs
+type ExportSystemLogsResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type ExportSystemLogsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotSealed
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ExportSystemLogsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ExportSystemLogsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ExportSystemLogsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ExportSystemLogsResponse404Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *ExportSystemLogsResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ExportSystemLogsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ExportSystemLogsResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *ExportSystemLogsResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON404() *NotSealed {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ExportSystemLogsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ExportSystemLogsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ExportSystemLogsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ExportSystemLogsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetSystemLogFeedResponse200Headers the declared response headers of an HTTP 200 response for GetSystemLogFeed
 type GetSystemLogFeedResponse200Headers struct {
 	XRequestID string
@@ -4846,6 +5743,134 @@ func (r GetSystemLogFeedResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetSystemLogFeedResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetSystemLogStreamResponse200Headers the declared response headers of an HTTP 200 response for GetSystemLogStream
+type GetSystemLogStreamResponse200Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogStreamResponse401Headers the declared response headers of an HTTP 401 response for GetSystemLogStream
+type GetSystemLogStreamResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetSystemLogStreamResponse403Headers the declared response headers of an HTTP 403 response for GetSystemLogStream
+type GetSystemLogStreamResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// GetSystemLogStreamResponse422Headers the declared response headers of an HTTP 422 response for GetSystemLogStream
+type GetSystemLogStreamResponse422Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogStreamResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLogStream
+type GetSystemLogStreamResponse500Headers struct {
+	XRequestID string
+}
+
+// GetSystemLogStreamResponse503Headers the declared response headers of an HTTP 503 response for GetSystemLogStream
+type GetSystemLogStreamResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// GetSystemLogStreamResponseDefaultHeaders the declared response headers of an HTTP default response for GetSystemLogStream
+type GetSystemLogStreamResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogStreamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetSystemLogStreamResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSystemLogStreamResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetSystemLogStreamResponse403Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *GetSystemLogStreamResponse422Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetSystemLogStreamResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetSystemLogStreamResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *GetSystemLogStreamResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSystemLogStreamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSystemLogStreamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSystemLogStreamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSystemLogStreamResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5431,6 +6456,47 @@ func (c *ClientWithResponses) CreateSystemLogBatchWithResponse(ctx context.Conte
 	return ParseCreateSystemLogBatchResponse(rsp)
 }
 
+// ExportSystemLogsWithResponse Export the sealed trail to a file
+//
+// Every sealed entry in a `seq` range (`from_seq`, `to_seq`) or a
+// time range (`since`, `until`), with every filter of the listing,
+// `seq` ascending, streamed as it is read (memory stays flat
+// whatever the size). The export stops at the latest signed
+// checkpoint when it starts, so every entry is in a signed tree.
+//
+// `application/x-ndjson` (the default; `format=ndjson`): one JSON
+// object a line:
+//
+//   - each entry as a `SystemLog`, or with `proofs=true` as an
+//     `ExportProvenEntry` (the entry and its RFC 6962 inclusion proof
+//     in the trailer's tree);
+//   - an `ExportMissing` for a sealed entry no longer stored (only
+//     without filters other than the seq range);
+//   - last, one `ExportTrailer`: the count, the last `seq` and the
+//     signed checkpoint of the tree that includes them. An unfiltered
+//     export from `seq` 1 verifies offline by recomputing the tree's
+//     root (`valhalla verify --export FILE --key KEY`); a filtered one
+//     with `proofs=true` by its proofs.
+//
+// `text/csv` (`format=csv`, or `Accept: text/csv` without `format`):
+// a header row, then one row per entry; no trailer.
+//
+// If the export fails after it started, it ends with an
+// `ExportError` line (in CSV, a row whose first field is `#error`
+// and whose second is the problem as JSON) instead of the trailer:
+// a file without a trailer (or with an error) is incomplete.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /system/logs/export (the `ExportSystemLogs` operationId).
+func (c *ClientWithResponses) ExportSystemLogsWithResponse(ctx context.Context, params *ExportSystemLogsParams, reqEditors ...RequestEditorFn) (*ExportSystemLogsResponse, error) {
+	rsp, err := c.ExportSystemLogs(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseExportSystemLogsResponse(rsp)
+}
+
 // GetSystemLogFeedWithResponse Follow the sealed trail in commit order
 //
 // Sealed entries with `seq` greater than `after`, ascending, with
@@ -5452,6 +6518,49 @@ func (c *ClientWithResponses) GetSystemLogFeedWithResponse(ctx context.Context, 
 		return nil, err
 	}
 	return ParseGetSystemLogFeedResponse(rsp)
+}
+
+// GetSystemLogStreamWithResponse Follow the sealed trail live (Server-Sent Events)
+//
+// A live tail of the sealed trail as Server-Sent Events
+// (`text/event-stream`, html.spec.whatwg.org/multipage/server-sent-events.html),
+// with every filter of the listing. It starts after `after`, else
+// after the `Last-Event-ID` header (what a reconnecting client
+// sends), else at the newest entry: only entries sealed from now on.
+// OpenAPI 3.0 cannot type the events, so here they are:
+//
+//   - The stream opens with `retry: 2000` (the reconnection delay, ms).
+//   - `event: entry` — one per matching sealed entry, `seq` ascending:
+//     `id: <seq>` and `data:` the entry as a `SystemLog` object on
+//     one line. An entry reaches the stream within about 100 ms of
+//     being sealed.
+//   - A comment line `: heartbeat` every 15 seconds, so proxies and
+//     clients know the stream is alive.
+//   - `event: overflow` — the client did not read fast enough and the
+//     server stopped buffering for it: `data:` is a `StreamEnd`
+//     object whose `after` is the `seq` to resume after. The stream
+//     then ends.
+//   - `event: shutdown` — the server is stopping: `data:` is a
+//     `StreamEnd`; reconnect (to another server) with `Last-Event-ID`
+//     or `after`. The stream then ends.
+//   - `event: error` — the stream failed after it had started:
+//     `data:` is a `ProblemDetails` object. The stream then ends;
+//     reconnect with `Last-Event-ID`.
+//
+// A client that reconnects with the last `id` it received continues
+// exactly after it: nothing lost, nothing repeated. Each server holds
+// at most `--max-streams` streams; one more is refused with `503`
+// and `Retry-After`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /system/logs/stream (the `GetSystemLogStream` operationId).
+func (c *ClientWithResponses) GetSystemLogStreamWithResponse(ctx context.Context, params *GetSystemLogStreamParams, reqEditors ...RequestEditorFn) (*GetSystemLogStreamResponse, error) {
+	rsp, err := c.GetSystemLogStream(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSystemLogStreamResponse(rsp)
 }
 
 // GetSystemLogWithResponse Get one log entry
@@ -7302,6 +8411,192 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 	return response, nil
 }
 
+// ParseExportSystemLogsResponse parses an HTTP response from a ExportSystemLogsWithResponse call
+func ParseExportSystemLogsResponse(rsp *http.Response) (*ExportSystemLogsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ExportSystemLogsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotSealed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ExportSystemLogsResponse200Headers
+		if values := rsp.Header.Values("Content-Disposition"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Disposition", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentDisposition = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers ExportSystemLogsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ExportSystemLogsResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ExportSystemLogsResponse404Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 422:
+		var headers ExportSystemLogsResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers ExportSystemLogsResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ExportSystemLogsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers ExportSystemLogsResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetSystemLogFeedResponse parses an HTTP response from a GetSystemLogFeedWithResponse call
 func ParseGetSystemLogFeedResponse(rsp *http.Response) (*GetSystemLogFeedResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -7451,6 +8746,161 @@ func ParseGetSystemLogFeedResponse(rsp *http.Response) (*GetSystemLogFeedRespons
 		response.Headers503 = &headers
 	case true:
 		var headers GetSystemLogFeedResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetSystemLogStreamResponse parses an HTTP response from a GetSystemLogStreamWithResponse call
+func ParseGetSystemLogStreamResponse(rsp *http.Response) (*GetSystemLogStreamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSystemLogStreamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetSystemLogStreamResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSystemLogStreamResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetSystemLogStreamResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 422:
+		var headers GetSystemLogStreamResponse422Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetSystemLogStreamResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetSystemLogStreamResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers GetSystemLogStreamResponseDefaultHeaders
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -7876,9 +9326,15 @@ type ServerInterface interface {
 	// CreateSystemLogBatch Write log entries in one transaction
 	// (POST /system/logs/batch)
 	CreateSystemLogBatch(w http.ResponseWriter, r *http.Request, params CreateSystemLogBatchParams)
+	// ExportSystemLogs Export the sealed trail to a file
+	// (GET /system/logs/export)
+	ExportSystemLogs(w http.ResponseWriter, r *http.Request, params ExportSystemLogsParams)
 	// GetSystemLogFeed Follow the sealed trail in commit order
 	// (GET /system/logs/feed)
 	GetSystemLogFeed(w http.ResponseWriter, r *http.Request, params GetSystemLogFeedParams)
+	// GetSystemLogStream Follow the sealed trail live (Server-Sent Events)
+	// (GET /system/logs/stream)
+	GetSystemLogStream(w http.ResponseWriter, r *http.Request, params GetSystemLogStreamParams)
 	// GetSystemLog Get one log entry
 	// (GET /system/logs/{id})
 	GetSystemLog(w http.ResponseWriter, r *http.Request, id openapi_types.UUID, params GetSystemLogParams)
@@ -8753,6 +10209,203 @@ func (siw *ServerInterfaceWrapper) CreateSystemLogBatch(w http.ResponseWriter, r
 	handler.ServeHTTP(w, r)
 }
 
+// ExportSystemLogs operation middleware
+func (siw *ServerInterfaceWrapper) ExportSystemLogs(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportSystemLogsParams
+
+	// ------------- Optional query parameter "from_seq" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from_seq", r.URL.Query(), &params.FromSeq, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "from_seq"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "from_seq", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "to_seq" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to_seq", r.URL.Query(), &params.ToSeq, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "to_seq"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "to_seq", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", r.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "format"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "proofs" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "proofs", r.URL.Query(), &params.Proofs, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "proofs"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "proofs", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "level", r.URL.Query(), &params.Level, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "min_level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "min_level", r.URL.Query(), &params.MinLevel, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "min_level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "min_level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "category" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "category", r.URL.Query(), &params.Category, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "category"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "category", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "correlation_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "correlation_id", r.URL.Query(), &params.CorrelationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "correlation_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "correlation_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "trace_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "trace_id", r.URL.Query(), &params.TraceId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "trace_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "trace_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "user_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "user_id", r.URL.Query(), &params.UserId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "user_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "user_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "until" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "until", r.URL.Query(), &params.Until, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "until"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "until", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportSystemLogs(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetSystemLogFeed operation middleware
 func (siw *ServerInterfaceWrapper) GetSystemLogFeed(w http.ResponseWriter, r *http.Request) {
 
@@ -8915,6 +10568,183 @@ func (siw *ServerInterfaceWrapper) GetSystemLogFeed(w http.ResponseWriter, r *ht
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetSystemLogFeed(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetSystemLogStream operation middleware
+func (siw *ServerInterfaceWrapper) GetSystemLogStream(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetSystemLogStreamParams
+
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", r.URL.Query(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "after"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "after", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "level", r.URL.Query(), &params.Level, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "min_level" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "min_level", r.URL.Query(), &params.MinLevel, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "min_level"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "min_level", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "category" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "category", r.URL.Query(), &params.Category, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "category"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "category", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "correlation_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "correlation_id", r.URL.Query(), &params.CorrelationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "correlation_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "correlation_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "trace_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "trace_id", r.URL.Query(), &params.TraceId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "trace_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "trace_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "user_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "user_id", r.URL.Query(), &params.UserId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "user_id"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "user_id", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "until" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "until", r.URL.Query(), &params.Until, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "until"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "until", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	// ------------- Optional header parameter "Last-Event-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Last-Event-ID")]; found {
+		var LastEventID string
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "Last-Event-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Last-Event-ID", valueList[0], &LastEventID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "Last-Event-ID", Err: err})
+			return
+		}
+
+		params.LastEventID = &LastEventID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetSystemLogStream(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -9161,6 +10991,8 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/system/logs", wrapper.CreateSystemLog)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/system/logs/batch", wrapper.CreateSystemLogBatch)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/feed", wrapper.GetSystemLogFeed)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/stream", wrapper.GetSystemLogStream)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/export", wrapper.ExportSystemLogs)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/{id}/proof", wrapper.GetSystemLogProof)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system/logs/{id}", wrapper.GetSystemLog)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/checkpoint", wrapper.GetLedgerCheckpoint)
@@ -11020,6 +12852,232 @@ func (response CreateSystemLogBatchdefaultApplicationProblemPlusJSONResponse) Vi
 	return err
 }
 
+type ExportSystemLogsRequestObject struct {
+	Params ExportSystemLogsParams
+}
+
+type ExportSystemLogsResponseObject interface {
+	VisitExportSystemLogsResponse(w http.ResponseWriter) error
+}
+
+type ExportSystemLogs200ResponseHeaders struct {
+	ContentDisposition *string
+	XRequestID         string
+}
+
+type ExportSystemLogs200ApplicationxNdjsonResponse struct {
+	Body          io.Reader
+	Headers       ExportSystemLogs200ResponseHeaders
+	ContentLength int64
+}
+
+func (response ExportSystemLogs200ApplicationxNdjsonResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		// If w doesn't support flushing, fall back to io.Copy.
+		_, err := io.Copy(w, response.Body)
+		return err
+	}
+	// text/event-stream messages are typically small; use a
+	// modest buffer and flush after each chunk so clients see
+	// events immediately instead of waiting on OS buffering.
+	buf := make([]byte, 4096)
+	for {
+		n, err := response.Body.Read(buf)
+		if n > 0 {
+			if _, writeErr := w.Write(buf[:n]); writeErr != nil {
+				return writeErr
+			}
+			flusher.Flush()
+		}
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+type ExportSystemLogs200TextcsvResponse struct {
+	Body          io.Reader
+	Headers       ExportSystemLogs200ResponseHeaders
+	ContentLength int64
+}
+
+func (response ExportSystemLogs200TextcsvResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/csv")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type ExportSystemLogs401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs401ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogs403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs403ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogs404ApplicationProblemPlusJSONResponse struct {
+	NotSealedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs404ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogs422ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs422ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogs500ResponseHeaders struct {
+	XRequestID string
+}
+
+type ExportSystemLogs500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers ExportSystemLogs500ResponseHeaders
+}
+
+func (response ExportSystemLogs500ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogs503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs503ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSystemLogsdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type ExportSystemLogsdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    ExportSystemLogsdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response ExportSystemLogsdefaultApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetSystemLogFeedRequestObject struct {
 	Params GetSystemLogFeedParams
 }
@@ -11158,6 +13216,183 @@ type GetSystemLogFeeddefaultApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetSystemLogFeeddefaultApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStreamRequestObject struct {
+	Params GetSystemLogStreamParams
+}
+
+type GetSystemLogStreamResponseObject interface {
+	VisitGetSystemLogStreamResponse(w http.ResponseWriter) error
+}
+
+type GetSystemLogStream200ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogStream200TexteventStreamResponse struct {
+	Body          io.Reader
+	Headers       GetSystemLogStream200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetSystemLogStream200TexteventStreamResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/event-stream")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		// If w doesn't support flushing, fall back to io.Copy.
+		_, err := io.Copy(w, response.Body)
+		return err
+	}
+	// text/event-stream messages are typically small; use a
+	// modest buffer and flush after each chunk so clients see
+	// events immediately instead of waiting on OS buffering.
+	buf := make([]byte, 4096)
+	for {
+		n, err := response.Body.Read(buf)
+		if n > 0 {
+			if _, writeErr := w.Write(buf[:n]); writeErr != nil {
+				return writeErr
+			}
+			flusher.Flush()
+		}
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+type GetSystemLogStream401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogStream401ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStream403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogStream403ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStream422ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogStream422ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStream500ResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogStream500ApplicationProblemPlusJSONResponse struct {
+	Body    ProblemDetails
+	Headers GetSystemLogStream500ResponseHeaders
+}
+
+func (response GetSystemLogStream500ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStream503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogStream503ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStreamdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type GetSystemLogStreamdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    GetSystemLogStreamdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response GetSystemLogStreamdefaultApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -11561,9 +13796,15 @@ type StrictServerInterface interface {
 	// CreateSystemLogBatch Write log entries in one transaction
 	// (POST /system/logs/batch)
 	CreateSystemLogBatch(ctx context.Context, request CreateSystemLogBatchRequestObject) (CreateSystemLogBatchResponseObject, error)
+	// ExportSystemLogs Export the sealed trail to a file
+	// (GET /system/logs/export)
+	ExportSystemLogs(ctx context.Context, request ExportSystemLogsRequestObject) (ExportSystemLogsResponseObject, error)
 	// GetSystemLogFeed Follow the sealed trail in commit order
 	// (GET /system/logs/feed)
 	GetSystemLogFeed(ctx context.Context, request GetSystemLogFeedRequestObject) (GetSystemLogFeedResponseObject, error)
+	// GetSystemLogStream Follow the sealed trail live (Server-Sent Events)
+	// (GET /system/logs/stream)
+	GetSystemLogStream(ctx context.Context, request GetSystemLogStreamRequestObject) (GetSystemLogStreamResponseObject, error)
 	// GetSystemLog Get one log entry
 	// (GET /system/logs/{id})
 	GetSystemLog(ctx context.Context, request GetSystemLogRequestObject) (GetSystemLogResponseObject, error)
@@ -12016,6 +14257,32 @@ func (sh *strictHandler) CreateSystemLogBatch(w http.ResponseWriter, r *http.Req
 	}
 }
 
+// ExportSystemLogs operation middleware
+func (sh *strictHandler) ExportSystemLogs(w http.ResponseWriter, r *http.Request, params ExportSystemLogsParams) {
+	var request ExportSystemLogsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportSystemLogs(ctx, request.(ExportSystemLogsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportSystemLogs")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportSystemLogsResponseObject); ok {
+		if err := validResponse.VisitExportSystemLogsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetSystemLogFeed operation middleware
 func (sh *strictHandler) GetSystemLogFeed(w http.ResponseWriter, r *http.Request, params GetSystemLogFeedParams) {
 	var request GetSystemLogFeedRequestObject
@@ -12035,6 +14302,32 @@ func (sh *strictHandler) GetSystemLogFeed(w http.ResponseWriter, r *http.Request
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetSystemLogFeedResponseObject); ok {
 		if err := validResponse.VisitGetSystemLogFeedResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetSystemLogStream operation middleware
+func (sh *strictHandler) GetSystemLogStream(w http.ResponseWriter, r *http.Request, params GetSystemLogStreamParams) {
+	var request GetSystemLogStreamRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetSystemLogStream(ctx, request.(GetSystemLogStreamRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetSystemLogStream")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetSystemLogStreamResponseObject); ok {
+		if err := validResponse.VisitGetSystemLogStreamResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -12101,159 +14394,193 @@ func (sh *strictHandler) GetSystemLogProof(w http.ResponseWriter, r *http.Reques
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rcts40uir4HC3KvZZSpbkSxK58sOTOBnvOJfJZbKzo3wmRLYkjElAAUDbmlRO7Tuc8wzfg+2TnEID",
-	"4EUiZTnxZGbzZWuq1hFJXLobfe/GhyAW2Vxw4FoFww/BDGgCEv98CVoujiYapPlXAiqWbK6Z4MEweAWx",
-	"4IkiWpBLyjQZw0RIIFSdMz4ldEoZ7wZhIOF9ziQkwVDLHMJAxTPIqBkuY5xleRYM+2GgF3MIhgHjGqYg",
-	"g48fw+AfL+F9DkqfPFqd+/UMiLSP7ygSCykhpeYZYQnZ0jMgMU1TkHdUSIQkggPJzNgJGS+IeaxAXoDc",
-	"vmaB9OoU+FTPgmF/cC80Cy7+HQZzqjVIs5r/+uWo80/a+a3Xud89G3be/e2vQbEjpSXj0+Cj2dGcSpqB",
-	"drA9SSCbCw08XvwAi9U9PqXnoAgll5JpIIpOwIBaGox0yVumZ4yTwR6ZiVyq0G6KZkDOYUEmUmTmlxHH",
-	"n7Q4B04umZ6Vr41FsjCD5ZIr/HXCpNJEgpoLrsAC0bw54ixR2/i1yDWupsBvSODCjDxjKdQGQcwQpojS",
-	"LE1HXOacMz49rC8TV0S50DOQdkHMbDjaGwyiLnnO04Xf/ojrGdVE5XEMkEBiXpSQQTYGCUlIlCDUgoZQ",
-	"Q61mlP3ebmS/Vt0Rf6OAUDKRoGZEUp6IjFzQNIfQDDoj1Ez85s3Jo5BMhCRA4xlJmNKMx3bP0B3xIAzg",
-	"imbz1CB2d9KLB3QPOnfH/aSzF+/vd+7Te9DpJQeT/ngQ79K9JAgDZlBpT1QQBpxm5tsK6jsG9y1EN9jf",
-	"X0d0/6vzf5pJbf3ZeVg7LV3yA8w1uZwBJwxR1v/3v/5vf3CPxDMqaWyolYgJiZZoPDocWcRdMgWVI4Xn",
-	"zAPz4m6XHKWXdKEIxDNh8MbxXU9my0Dt9e8PJr14v3NAD6BzN+nHnfuTfejsjvt0EO8l+3AwaQPqPzpu",
-	"052TRzWIVmH2X6PRVa/37n+3nFC/Ljygj4UcsyQBbv4RC66Ba/Mnnc9TFiMAd+ZSjFPI/varEvhaOetf",
-	"JUyCYfCXnZK57tinaueF/eoRaMpSZadeZXD22DJlCJUlZJxrktL43B5XFYu5hbuYg7TY5ACJsmcswaGJ",
-	"AY0iTBs+V2Hrb9++7RzlegZcm41AM4MdA5UgDR2kKfApmNHM0TfjZ0wp87ddxtbLxw/Jwd39HjLUEp3f",
-	"2REk0DR7MAouaGrGoqMgJCClkA9GAeMqn0xYzIDrMxzNPMU/HoyCVEzV0HKAoIbTBpKvor8F/g4EO5Xj",
-	"gbB/JvQroKmRAV8c08+EJhOR8wQlFReaKFwKWYAeGljzKkKVOUuG2/FkxCMUzx2Uz5F9hOdYCyOFnQjG",
-	"E7Ys0jvXyHTLRC9nLLYiA7hhrZcsTckY/AK3hOHQFc5h1AAkEEHGgKSwgrCagP8MjDm4/gH4OuLEUPv9",
-	"vf27xM2xdLo+Z19vOM31TEj22x9EjP7UI/MplCeUvkyRnJ9zcclDktF0ImQGiXlDwoU4h2SF1D6RzXwW",
-	"N0FeeYarR5bRrt3dLgt5w+kFZSkdp/AHiYuEajqmCiyeitUc1vQic5inzChtCaR00f0E3rCk7+PojE9/",
-	"x+P+0Y+Mi3w4g/h8dXnPuVkLTRgHpUhsXjJLmksjHzWzIj3Jrag8y9TqCN+LS5IKJ+BwAKKFOA+N0pKx",
-	"NGXKQqBGlb3u3iAMzFmgOhgGicgNBRTKBc+Nihp8DAMk0dVJ384WlfkmlCFnpUTNhNShVftVnmVULpaO",
-	"g1shw0OYa4fgvlrVbLyKtDo31eSSOmhBUh/f01PTeEpTnavr6BYx9cq+arUrfxZ/sSsqBgprmHlXzCjG",
-	"v0KszYzVsVZxn+tYZGD0VFqiHrgxLn8JxHkQBgaylYHLreDADWMeGxMAxwqtocK0MnDGiShPiF+xmYpp",
-	"yDYDh5nSrYFKSRe4BMEVU2gOvJBCTFYX44TOwf2DAYnLt40AEhMyBn0JRu5fCqIlAFHsN1Cr1G/MwmYe",
-	"rDI0l8uvzccFUTOuD/aCsDTYe6sGO87VtHQzPD66o8iMqhmo0JpXhrYO9mrQK2YcL3Qj3S1DTovmCVMq",
-	"p5+1nSVqRcjhdH6fTTT6mEGaHDefc8OeLpiwdleXHF/RWKcLFK7GupoLM7WMzNH/+6vnz8gL+wNhXAtk",
-	"EMY+3g5HPCq8CPjy+xzkwgjhOdUzUjzbNj9Flp1GJBVG/KIhgDJ6iSmiXGlhD0atk8Ky95I3oOlsnhl9",
-	"1e3BLJKmqbiExJrWjZzIWW0rkz2jWTGK9x/Yd+szP7SCtfPaDNwwfgGB9VO0gK0+V8oyphsnschZnaKG",
-	"OqvH3O/1t0ss+q0ZbNYn2zE6NgO1s7uTwgWkjXZ9lSYd2poI8XugqZ41EOEFSJqmBrCpnq0yiLjghdfy",
-	"MeWQ6eZZ975djePRTnpIDckZ1U1E5wyeuRSxkeTu5TqwBr3BQaff7wwOXvd6Q/zvn9UjnlANHSMam7CX",
-	"z82TMyfN2xUdxXgMdv7a7LsHvV53fyOhfwFSMavq1ef4LmdpQtzjpbPV7/a6vWvR72BfzrGysRqgQ4/c",
-	"dnrxGFpZbCTOI2vnwYU5NlbzmFOlQBkeFA16vWg7JJAqIFECU0kTSJA9oRdue0Ua+3fMasqd46MVdNnF",
-	"VQw+mqbPJ8Hwl5spzeGHb8T+ZyH2L0XZ75btpEeO7hwHDNHvu2rQW4XPTR8SOzsqfZUD0DV7PuFxmpu3",
-	"NlDcmH/XqW3mP+58Ky28GAVNi8rGphwSUr5Gth4OXr3wv3OhYdtKO6rritAKjbCkeQpc2R1FWFLTn/Kc",
-	"JU3DpEAnZ0bFa9HJgE5QAyRbVvXbro3apvKtUStpnjCNEjwkY6G1yEg+d9olTnQbKqaC9+uhEyl4Hx2i",
-	"eYBbZO7/ze+kQ/oR2ep1zEqSba99GHSsV0n7TRq2+ezMYLGNIn6D6gyeswhc00TIG0+5dDAR7QYeVVxX",
-	"l+WxFVapt0ngnLILMHb66kb8k9UDoVqMPxdgMEJqSc68u47TuCEbVyimp6iGNXDMC5BML0JidF2liRZk",
-	"xqYzULo6/6Pj7948CcLg5Nnj50EYvD16+ezkmfnh+OXL5y+DMHj48uT1ycOj07oMdK+vkOVT0JLFDdt/",
-	"4URHLHKOwRq0Tb0vaC5ESqY0nzbZg8n4zDy/1v0kRGosb5SCqZiqs0vJtAZ+poWmDRA6FVPitFmitJCQ",
-	"tIqXg71eA02ukr7Tm9UZ42eTlE1nDVzR+YwUGQOGJkBeICO8bKT7NXO0bKsY38AoBb1mW/3eYG+jOb9p",
-	"BzfVDtarAqXKsITNRhJqJOewOBdNfOGpDXwdG+bfwIt8bMQGTLzbnAt0LIJ0x2H1KDaJ4BN9G6L3xMsl",
-	"lIgu/ppCYlZzI0HcKAjN6POUxuBH1pKy9HMFjZUxuNVyZ03YKFlTo0Qs2GAsOIcYg6QGs6vwp7Gd/cy8",
-	"qZqC5n4AZXaaqxX5vTtoPOAsSaFt0JMkrS5NbThkRq/aRjTwsHoA+i42HBDpvm3I53PgN17kEj6rE9RA",
-	"Ei4Dvrq7RoTXrbo2fbsWnSPHVxo4Kt42Y0SRjC7IGAhNkqbDWMknOms6mMfvc5qSwqNjUwbuKFKNcDT4",
-	"6kWuO3cnu7TpcLX54I6v5inlNryPqh1TRMRxLiXwGOqT1FxnVJE+ceEwMmGQNvINDEo0Ob/RzCn8lTYp",
-	"xo/G+DzXG3u9K07RBu2acaUpj2Ftipd10i3tnczofA7G1Fl2oOyohdKQ7Rjevj54sRT/ef36BbEPSSyS",
-	"OnT3BoPGo8N02rD4VzMhtY/beJ3cG5dmFJdfhZPdUUQCVYY3zSRVsBTnecOd/KfjFMgx10wvGg0XSWNw",
-	"9LoOIa/NeyePSmy0eOyLtYaEkjcvT4iECVjQ29NxAaTu1byjzHvDEY98oFPtjPJebzfmNAP8C6KQXM5A",
-	"Anly/JqUr30wb3y0OpsilMzpFIiiC8anI36JYlSTDCi3+i3+ogVJRJc8pTqeEWHFjxnGwjaljnBGXME0",
-	"A663D4tXFKESXGZDnhVmcpFKY8w68160nKBUrhjPAr7csVG7mpyWrFOA61qVRjtfNtJSNSZmmULllITL",
-	"vKmJR770UdAmFdYHSNHDUfNmfK4zWFanXfdJsYjCS7YEj3KktV7LlXFWHZdmpMUNfJdc6DP3TaPzEp8F",
-	"YVC8Vzfe/OOVs1ks9Y93Y35hNK244I58kLsM1pszBa2+ODyZKTOG17L37RUy+lMxRXgmCTNz0PRFBUAT",
-	"mipYXYMzS1NnqS6aNELdFMd77ZmMd7Rgkh6u8VIKDWW6VEgU6Hq+8eGIUxKnDLgmMeU22cuwtq7h62gv",
-	"O1ukyKYu02eY4CMOV0yh4UkXJNrKeeU5JNsr7GrM0pTxacdMz+JGtd58ORVNxsxD96QujsyMjeMIruFK",
-	"t2PC5t8syUkt81jnBhUZaGr09YoF6GgoDK46U9FxP/6qBO++pJdPjUScgp16vb72sCE/HJMK5ZLSRnKe",
-	"GoLEDJntG6pwjV5UlkFHyATMDl1G7KckvH6u79X7Kgtf9DUWoaHu3cGIG1tQbQ/Jq++POoP9A/Nz76rX",
-	"QxnMtDJELDiLaUqAxyJBab2ViFjt2PG6WbLdJc/yNCU51yx15vFKLvX7wd/uXh5t8r8HDaYqz1OXeGVp",
-	"rAE6zpO3jt8VHj9jYjniWk3Ktw/qSMyVseyt353xjW3nKmJqNrTzIaApPST9kAxCshuSf//rv80bscgy",
-	"pkccycrlpnBBpnReg7Qd6H1uNBCJQ6oKbxrxS1tB4OcjGLO+oKnBMbNOrsznC1S04GsM+xZU1DTmDJSm",
-	"2XyNw8ulkjsmXax6neNrsDfc3+ve7ff3D/qb+7+qOvMqct7uPiT4huEaS7kJzRxfSGIgYMylEV9ygTqO",
-	"7gdU5BIwfS42iFw5Envjyf3BZHf/7t3x7l5CD+huDPcH95Me9GDv7u6BtZR9ZcDuoFYoYP65jIlqFnyv",
-	"c592Ju8+7A4+/rXRLahAtkIFqb1MCo6FITCuis2vno3O3uD6U9oUayhpxZ/hirwqT+mKBKggttxMKaJC",
-	"J9xXgxlNamahZHxnDI0GW8+i12EbswXRQiZ4QBtcfd5qbojg1Iba2MQu1aAVC3sZqjjc9bt8KMHl695A",
-	"q/IqjBZ2I4RqkRnhkDaoV26Pq3DA8pNer/fpUHCLt56yE/upGRGPiP/3NYDyy1sLqk+C0lGpdBaQajC+",
-	"alrZhOap4WVT4CCti7o25mMJ0DEcj/jvQgLdaZdERluLQhIpiHPJ9ML8PWHcGJNRlzyyIyPKIjd41Kju",
-	"VXjNwd66oqQ1BTa3qCPWV/7hY9QlJ1qRc1hY/4CdUpEsV3qEeraZmjJO3vytZ4hr64VQeirh1Y+ndxQx",
-	"OuW40MiRdpneHrrSsBF368byNK4uUZuzxWtkbzAgGOfEojhNoh338rIu/iFgc5Rau91et9/f7d6tnNbf",
-	"SdP19HVIkgq86h6bzZ2Wm5dDriWCQhnbzAAu1TI0Jf1RcHHS5tDsEn2Yd6PuWr3u+zyjvGNMUvSyufe6",
-	"5IgvyBvOYpEAQRIY59rRUOjqY0pKqlHQNSpiFZg9z5w+BZyfIqvbRPStYHiJk3qQr+WkjwGS5pxZdAQ6",
-	"3WsCkIQ234JQFQNPXN3B5gK2jM4ZSYVOQ6bsJKjRZehMtKWsqQZ5K0LYABKjhg2hcqAXoPwGnRHm1XJD",
-	"TpAQSfkUyOVMKI/HakhxxH3kDSl3KwEMTW+H6CQ1B6K2HWRKG22oFuls2BOHK31Gm2tFXnsHrEVWCWS3",
-	"p0P0wBGmCVUkoraAbSLsUs3A+HZ3c9Pj+hRuu+fasku8rCXOU6b0euIsdD8OmBGCZdA3Iswmirwd0sP9",
-	"xrlUTd6sh/j7KuRLS8b51Z03fdnyPfrx6MnL73983VdHR7L38NWv9x5PXh6//8fd3m8/P89e7f98Gay1",
-	"RI5++bHz+l1ZWnzWaTdKWrIyvNaJJ9eXpzpqD11WTELyOUoCG4jE2Ghk6xetIUwiTM5LwOYAPDALjbYP",
-	"iQLwH3m5uizX+4PdvRvXStSHbHBcm1ODXms7e2SOPFzRWB+SaKrBPcyMpgJVABguxke8vlGflY/AYHwa",
-	"oo5UGdm5WDOmrweK275ziKP9NNVQ94Pjr9fYd9Xj6Miz6RT6aFVDqkXVPB+S3QHmY8mYKiAzuCIJmzKt",
-	"uqTeKyLCL+ZUAtfRiPvqVQUcCxlcIICak+wGd/kldU/urZvrm5vn6E6y2vwrwwAsb7FVlEe5zVC2/3rs",
-	"ifJilp7ZQBxLbBjO/VNBLEHbn4JVS+UnV2Lpq0EzmoBVfKOL2iNFYrSFoi7BuinrFZ+JNFEjjsXcKkQf",
-	"vm0BEF117I/Roc3WrNSwY3SuqHA3MmLEsbDdfeiJyI/QJVvP58CPXpyQ3W6PnAPMa9+LidHgPcSI+zwz",
-	"+DZs77kBGRngiTDjnDwiLtfDnhIPAuxhgWLXfmHJADtPVCZL2YX34hlh7fMOVHcb6QUZNvrlET8lbmda",
-	"z1H7t+MYFGLpu1FIg2HwBDQuxkCwMB9R4EyEOdsV7ch8UdEl7qhKhrC1jTBFE/Wasro+GAZvsc1IZXB8",
-	"eWyYijHCbRkm45OGiquCTJiqdySgKRnT+HzsKoQoJwZN85Rqwy+H5mjxhMqE/QbJiBeRH5uVYODvUnzR",
-	"E2pGsJF9s8rCrcZ4RQMPR9w76KpNYfRMinw6I1HV2Iksgm0muI1BGfVoxG3yAy6i7IfCjJ7SUskb4UAx",
-	"ldb9MYNiFSvNabrEjl6Mi30x1NLKcBmoQ4lpCU2FDR4IrZVok63oyFWM40tD4sqkzZn/97/+O9p2vVPw",
-	"MLa3jrCNIhpP2HDEo5JUIiwANn+FJCqINLK9aWhi+a0DKoJFcMNH9YhXNkIlTm5W70/mkPzyzkuXlMXA",
-	"FZpprrnH0ZzGM+gMsDAml6k7M2q4s3N5edml+Lgr5HTHfat2Tk8eHj97dWy+6c50llbSNQqKrWQMDgNb",
-	"d/MxDMzK6JwFw8DY6rsBcucZnkoX19ipZ+dPQbfpwBppsUzSr2v62HZmOW1/xLfigZrjbnQqpp3y85AU",
-	"T+wHHczzx9gpU0OLVMmmjIcG7VAm/iMusI7QBnikEJglNAsNQaWUn5OU8fK142Swv9+/P+JmHqpzCV3y",
-	"E0g2WRhxWfQSOodFRRa4XZ3DIiJzaTiOxWeB+RPHzU7xxYclEOvNkVpcAuUrtQLxd0t9Wwa93lIJvrHc",
-	"d+YpZUtF97WCRtxCx26h06eD8W68l4z43mDE3//97vnT3m/f3/3ngP+Y/bRL713dXbzfT5713u+OB1k/",
-	"3oP9yQG9O74XPzBH99//+n+kbURy9NvuVGaPZ3v8yY/3Jrvxyc/j/vynZPDi17u8lw3+Hvezt/GP2Xe9",
-	"/Ced3HvyvP/D/R/Od/ni15O30NNv+vJg0v959k+1Oz7q/f3JfravfzpOevSH3cunD0a8ua/NBuUjt9jE",
-	"Yq/Xb/ukQNROrdMFfrR7/UdlSx78Yu/6L8rWLh/DYN9SxvovfIoGvr+70UaKzg8fKy6qjecxCp3NFKtz",
-	"jRUUGdzSqTkfgSUqozGv8Gt8XCgP78zwBdcqS8fXsq01tea2nMhzFjEh0USKLCqUBqaMujWXMGFXtWIU",
-	"86oWxYuHZCz0DB202FLG7tUWrq/lGZUtfA7TCNeVwbvV1KqmsOcUlg2XLadcWXh7j5EbOizWlLJvuiQs",
-	"Ub+tBV3PWasq0c2amqw0PWhhVCsk+JUyqgrb2RsMbsim/vRs7YUUF2BbCRkKRssoUb7532cztpyron9X",
-	"I1fzXqKarxR5mVFFOTDsQVjPheFCVlpajXjR+crqWcaUeZ9DDj4vzflmnf+/mMs2UdSSckVjm01tjUYF",
-	"NgWgSPlaENsK0ea5bvnGhK9+PDV68fM0KX2L5PUMWyBSp9NfzkTqtnVYUcguUGOLsBtm2f6hzlpPmdJv",
-	"HPxObcr0LbLVI00ygfkSTJGM8kUtrtvAwHzThZKLFKTX7/Uaag8yeuXST3wYpb3M5PdkaEt5Ai3szFNq",
-	"FQz/Ydzs6+NOx8uZOjPmzKCjFyd3FDoxPp1HZWXpZjNvQu5h3/JM44UUGegZ5MqGHeFqLhQGzIk9AGTL",
-	"Ga6k1+1197bDEZ8ISWj1S5dGpQVRsaRzGHo/qEJeUxj/NmJOda6s1chk0dxIheU3jBNbNxfW3EQV9oWh",
-	"3XDEy9x4TPbNDTeszmjb1daKVMPl5l1mLWMsDWR8IsLCMH0iiMx5UZA/L8pf0xRiLTDEFbkSkI71Q3gM",
-	"RBWGiU1ofc1si8ZZgtJX334pM/XQ10M+QOy2Wa1/Id8fn74oTM2zmdbzs3rhI8GqlgKHtig2bMO/rXsZ",
-	"8b+Q1z+/OF4/sAMeYrv1rQ9mwAejYNDrj4KwmPLBKLAO44JpjoKPZHdz89VhFB0fS2flFjnqTVnXp7Eh",
-	"5wALhr+8W1KZ/Laygvw8C3I9MiyDcf6qrpdXjsus0LPzk//91fNnvzMlr5eiq+j0HvxExHkG1hlxo9SY",
-	"ZiqBbAxJAqUT0vxxARjO0QIbbX0t1IL6oN8mHguHZk8x/tkSzSxolm5AMz8fPT39gjTjV/V5NLMpVRh2",
-	"qAHDQeaPr5ckHBZbSMKXtrUqKkecfP/66alNe0ixO/rU2T612sYiHmST5Wyxme3LMuIp4+euSTB2VLzk",
-	"Nq+gxTJxG329mMMXEb8YKahR3kbyyEADQWwA9LUQ0PEKam2RliUAc1zmIOa23YMjqYKG6iTl6jvbKcvP",
-	"ghH6xRwwLWF9GemaolQb+6hVpdpufBheVK4TwG633+1vd8kjKAZJQmO/T9kFxvGYGnGz1aGrN63UxaKJ",
-	"HiIFO825fMcVeKmZyNOEJCIccaNhUU6c5ma7/2GgzFaZ2irUao1bFejt2qk/GbfvCa3Of0dheDAsE4Fc",
-	"Qa0vFbEYKwz6OcWUYWfPu0av7S5Jn0pStJTuOMQFYZBXrVW0/Z0diiWYHeybjoUAeiYwFtZxuS4IkUUq",
-	"aNLRQnTQiYrjqXw+F0YB6GSQMNpxtbdN1bxYEcNp2rGte805wSq6TqW7clOPod+X0yxhxmZr3T7j+bP5",
-	"LG+VsWFnU8GXSvLdmb4Zh6sZmq38rd54s9ZeDq0v29Sma6uR28qVwxG3l5r4VW/Vr3RxzS227fdme4aU",
-	"VZd8J/TM8BxjrcdUyoXlj76ZMePYKTbVs4hsYa9HISttHLcPSWR5XBR69wSuY8QFTxehz/ooOfhKI4Vm",
-	"Bva97/P3x1ki13dybDqG9sniDxTzzkd2q13m6302G7btmyf6I1LtlajLpA/fY6VortLeYH4diCpXT31m",
-	"a/5bZR31k9xmkdfdTym7gLXxVu/EYorkc+uOMaKGT7vEFu4TLjQmt8KVlUndxgip76r3Zz1SxQKb7tUw",
-	"UPpaNGe/UZtWthmVrLqJVxD8ZdyQn45fv74G9D6sticsGxJ+Dcj+jioWX+ejq+PaNgppYwlrtYDD4m4z",
-	"z4Drlrh913xs5LPTAYhL8HcRAaaImuUav0rwPheb1Fu9T8iqDSNe1RvIstpQ+OyN5uAapxjloeyjsn04",
-	"4s3qA9lUezCG0oiXvdwsMLC+zxXh4WUZeBWGyHWLtvGy0q3kz3l6yhU2nB/z8GvTOFa64rRcj4WUtKR1",
-	"NBD9V6drvKx3yFnPWmy7szaWcmp9Cy5kVy1TIlva/DSWmE08XhCWhMR8bMvr7M2PWFkLGt0hjLtEYyzh",
-	"iioFHJG9eFL4yiiqSOSfaEGmoIsqo+6IH6Wpr9MhscjGjLvagqNnj9q8gUW46JazFPCuySKgaRZRXmqh",
-	"wMY1FdmSMAeKSRauOcw8FUlR19SYzeC6FpQHYqOKrlovkqKIfb+hO7VeYCRwImR23b6MzSsJHYsLsOkY",
-	"ypfLtqRiZIyfrW5gs3Vfsxbm6tziSo+hpiVUuj00XpH5ycXom9CAXWE9f79tncsNKD7lFtnPWK6Lwdub",
-	"WJ3xgFei2mII3zqyKJlqTR8s+2ZshvGim+A1K7QlhsbAUbYpRtPsZauOLws+dzLcDWnMkKfSlGuy5Xr2",
-	"X9gD37RmbI0cNOZYrmk9c82CfK+Y2lrg6rq1YOefW1jLCyzVXZNluiZJa39tjtb+tSlaq4CZ0/c5kNiV",
-	"qhoJY9QAuGAit/7PO0tiqKwuHtP4fMRzHs8on0Jiu0SoGZ1jQc+EXZV1fY6SQtf8CNUcd8OREXuyKN3w",
-	"UbPlEsCNamEbeYetfmy5snbzEtmG5LtUCZunUTQBaC+VbSiRHfEt6r7HNYeuCj0WSpOpFJeq9P5ktlLM",
-	"QB2/UNvdog61qJ2195n6m0ox2XG5wJVsRfA+wvur6IhjSScZi5wnZAsrX7eHbWWvNpvSVfy6QvcGcNeK",
-	"Wptp2DVucfAdC5EC5U0AfttWJusqjw1nWUp/dHAy6uyIK6AynhHgU6PnkUQMiQe4TVWy6q3dYwFZbxHZ",
-	"5SI2FF5ubfNLi36z5hTjR5mTaIdEUqbwR+xQZUNSsSY2o0fg/c0GuOUiXUhLWCFCibIYsZFdQx9jkWvS",
-	"J5kic5Ck3wt7vZ7/frtLTqZc+HYp5s06sKJ2NFXosDUbtOnugFo6aK/3J8kJxR4CDeZNQxeB2zLywiBl",
-	"3HYGfQZX+kVj35PX1ar/YRlL8Iq59Qt4JV4ZDV6MeF3p36JjVz5dbxWw3aTFp+u0+A+eFw7NNt0V4WOR",
-	"LP6yU60T//gt3fWz0l1Pl8qIq6mtBimbJLaGwVw0tcV4ZXPfjflUNlclb+y9waTsh4F59xJ+hdgwa4KM",
-	"FDsXLN2Nj4F+e4OtBJ1LXuliWG0QaG1ZjKI1UN3DerLh5xqP17xd2cIPsHBOI/z+O2HdfrfLXHzDs3qP",
-	"BSOHPq7wtv7tT99aYlh2s1v2XJ2KuKXzxZuXp15+LX//Ra5yrnDNJ6AtZBPXYXj9FkOvSUYsibyns+Bi",
-	"KyQ5Bd1Gj/Y6kBUWyJKC892MxXwpTtnfvdmy+vv/08uibNMFWrLKG7Fi27phxQm4M/aNKtey6OVGi5V2",
-	"jUNC09Qdw4wIGZYpBWiQYrZMOOJccDA2FWTowgO0t5YbYHreTppY+4g38/ZKNcaNubutv/m6WHy1K+cf",
-	"xefX1jWpa7ug3rJO+wT0Y0MV17FoSzpVRu3lCx6TW2HM5gDs9L4x6K+VQVfLnRh3ZaxFPeet8OwJrKle",
-	"fVVvW2iNMuysN0Xql9b/4RrphWVzRBvYHXHrRrBGXdGCxEbQuuRFGcdxnfiQjVc68xmbz/ASxnMYEqZ9",
-	"0HZdiz+scqVuTkhGfC6wtp4mF5THtmi27Mzjt4YluYnAe8XRiWALv2jxOb5gux4p27hrqf4WipvVYyBb",
-	"hWyTMPKVl0UPdeJaqFNXPot90NF1SDWhKG62u+TIbgv9MSPuHTrO0VEv5sQ9M43XS81EmpAJXBbI8S41",
-	"5Balh9fIu6TslEBZ2iVvFBQtnYgWWAOfZ0CEJGrBY9/ahbL0kOTuXRvT61h256OjWpBUiHOC9+e0BMbr",
-	"TTh/57Aa9f0M3K2pUS+y9zG4c7pt260p73gqOik2uYh8F8cG51Av/NzeC5/jA//8QuVvEcpvEcpvEcpv",
-	"EcpvEcoNSypuwb5B+XeNj95L5d/JSW+WsIGjPmxz1Dt9zfrpazrdejunQfR/cOK1xRVvH37zxH+eefG4",
-	"bN9ZvfRnWUX9FAf9soHxgSUf1+UW35pzvP2So4pwqteIIUPdoGlV8+1XX4Y7tFYTN7i3v/Wk+k84fE9A",
-	"1+NUt3XMdrBP2dqKD38k0AyyOSfFlWyWuxc9+JyAF9x14BMT19EVPyiu3fYt9iTAmTFbypZ8W+OFN6+c",
-	"1a5BadvZE6/Phe2iu8pKz8HiblQzsDGGo73eXoQpHNg9G3M4yoicUZ9crE9IYi84RL62AI2GHnceiVqu",
-	"+fZ1pqntEPcfx5jChvvhl/r4kS3sMY+34a70lo22D0kj8tqVY4f9YLOmf186H+LE0/Laln9LFP8/oTPp",
-	"V9vyj/KSM9Ta630Ss60ny9e73v/yzpCurXCx7GEpBV7ENCWJMf7FHMvXt6KMngOROY+2a22lhzs7/cHd",
-	"bq/b6/aH93r3ehjgcctdcc4WPcmtq7LsWN6teFnMFluajlqO8BTkeeoZub+1paoU2kvYsaMfcxfTFC6c",
-	"xN4rsZr1b8vQqs21zBpdrZItcMbG5/iz5b+iNrarNGheetFWh2kF6aRb9Ta41iLNjjXn6FV0Ydsm4CUA",
-	"q8XYh2XBR9kYQoIS6YW9Z05wqExalGZ/fPfx/wcAAP//",
+	"7H3vchs3su+r4HK3yuLdIUVSkh1TlQ+KLTtKFNux7HizoY8GnAFJRDMAPcCIYly+te9wzzOcB9snOYVu",
+	"YP4PRVlykvU6lQ8WZwb/utHobnT/+n0nkPFSCia06ozfdxaMhiyBf75kOlkfzTRLzF8hU0HCl5pL0Rl3",
+	"zlggRaiIlmRFuSZTNpMJI1RdcDEndE656He8TsLepTxhYWesk5R5HRUsWExNczEXPE7jznjodfR6yTrj",
+	"DheazVnS+fDB6/z9JXuXMqVPHtf7frVgJMHH9xQJZJKwiJpnhIdkRy8YCWgUseSe8ohMiBSMxKbtkEzX",
+	"xDxWLLlkSfeaAdKrUybmetEZD0dfeWbA2d9eZ0m1ZokZzX/9ctT7B+39Nug97J+Pe2//9tdONiOlEy7m",
+	"nQ9mRkua0Jhpu7YnIYuXUjMRrL9n6/ocf6AXTBFKVgnXjCg6Y2apE0ORPnnD9YILMtonC5kmysNJ0ZiR",
+	"C7Yms0TG5peJgJ+0vGCCrLhe5K9NZbg2jaWJUPDrjCdKk4SppRSK4SKaNyeCh6oLX8tUw2gy+nqEXZqW",
+	"FzxipUaAMoQrojSPoolIUiG4mB+WhwkjokLqBUtwQNxM2N8fjfw+eS6itZv+ROgF1USlQcBYyELzYsJi",
+	"Fk9ZwkKPKEkoLg2hhltNKweDPR+/Vv2JeK0YoWSWMLUgCRWhjMkljVLmmUYXhJqOX78+eeyRmUwIo8GC",
+	"hFxpLgKcM+tPRMfrsCsaLyND2L3ZIBjRfdZ7MB2Gvf3g4KD3kH7FeoPw/mw4HQV7dD/seB1uSIk7quN1",
+	"BI3NtwXS9wztW5hudHCwien+T+//NbPa5r3zqLRb+uR7ttRktWCCcCDZ8F///P/D0VckWNCEBoZbiZwR",
+	"v8Lj/uEECbfiihW2FOwzt5iXD/rkKFrRtSIsWEhDNwHvOjarLupg+HA0GwQHvfv0Pus9CIdB7+HsgPX2",
+	"pkM6CvbDA3Z/1raof+/ZSfdOHpdWtLhm/zWZXA0Gb/9vyw5144IN+kQmUx6GTJg/Aik0E9r8ky6XEQ9g",
+	"AXeXiZxGLP7br0rCa3mvf03YrDPu/GU3F667+FTtvsCvHjNNeaSw67qAw23LlWFUHpJpqklEgwvcriqQ",
+	"S1x3uWQJUlMwFircYyE0TczSKMK1kXMFsf7mzZveUaoXTGgzEdYsYKeMJiwxfBBFTMyZac1sfdN+zJUy",
+	"/8Zh7Lx88ojcf3AwAIGak/MbbCFhNIq/nnQuaWTaopOOR1iSyOTrSYcLlc5mPOBM6HNozTyFf3w96URy",
+	"rsYoATolmjawfJH8Letvl2C3sD1g7Z9JfcZoZM6A353Sz6QmM5mKEE4qITVRMBSyZnps1loUCarMXjLS",
+	"ToQT4cPx3IPz2cdHsI+1NKewPYJhh1WP9N41ZzoK0dWCB3hkMGFE64pHEZkyN8AdaSR0QXIYNQAYRJIp",
+	"A1aoEax0wN+CYnZd/wB6HQliuP3h/sEDYvuo7K7bzOu1oKleyIT/9gcxo9v1IHwy5QlOX65IKi6EXAmP",
+	"xDSaySRmoXkjYZfygoU1VvtIMXMraQKy8hxGDyKjXbu7WxHyWtBLyiM6jdgfdFyEVNMpVQzplI3msKQX",
+	"mc0850ZpC1lE1/2PkA0VfR9a52L+Cbf7B9cyDPLRggUX9eE9F2YsNOSCKUUC85IZ0jIx56PmeKSHKR6V",
+	"57Gqt/CtXJFI2gMOGiBaygvPKC0xjyKucAVKXDno74+8jtkLVHfGnVCmhgMy5UKkRkXtfPA6wKL1Tt8s",
+	"1oX+ZpSDZKVELWSiPVT7VRrHNFlXtoMdIYdNmGpL4KGqazZORar3TTVZUbtaLCy37/ipqT2lqU7VdXwL",
+	"lDrDV1G7cnvxFxxR1pBXoszbrEc5/ZUF2vRYbKtO+1QHMmZGT6U56ZkwxuUvHXnR8TpmZQsN51OBhhva",
+	"PDYmALTloaHCtTLrDB1RERI3YtMV1yzebjlMl3YMNEnoGoYgheIKzIEXiZSz+mDsoXP/4f0RCfK3zQEk",
+	"Z2TK9IqZc38liU4YI4r/xlSd+41Z2CyDVQzmcv61+Thjai70/f2Olxvsg7rBDn01Dd00D4/uKbKgasGU",
+	"h+aV4a37+6XVy3qcrnUj31VXTsvmDiOazG81nQq3wspBd26eTTx6fLWUiT52G52GITdjotGLAhlmNFLM",
+	"axyz0iTiAtlYkGePvzt7/owwaBRPYCsecKdzTRY0JErTROPeLVM7Ezg3OlrK88Y22uf6A5oBN5ztEU7T",
+	"GNrUKZOoYTo9Q0iQxCwhSsukaXZx3vOm+dkBHpvWa7NzbbTP70UiL5nAr284R2Epl80tEyJcBFGqjMGG",
+	"29faxDox1E3uKWDbBnq6UWya79laaRafyvk1OzKTJjQNuSZLqheG7SJGZ8RX7B3pkaGfj4wBU5ZH6Zuf",
+	"z83u8j0ylVrLmKRLu7nNTr+DHV5lR1iC67fgKxzkrTchMSscMc3Km7FOG71lh+Wv4HRZSo56YoNU5nPB",
+	"QpK/hkSgGimyQ8mj0dkL95qQmnU9QhXxnx6/IrsRC+cs2c2/9tFF4/wBtaUPZNo0EqMWxVSsgY05U2TH",
+	"nH7OAWB/7KKZiLJqISPUkm54gpjFP1fsXfNqGLb0HRsCnXBfZdtsZ4DGqJACrc8bdp/xcxs1fst2gV1y",
+	"84VHqDb7Rmniuwn4tz1vkBSFFSmOzisyTn0TVJpyrNm0W55wFoXHzYqp0acvuURHYZ8cX9FAR2uwBuWM",
+	"+NA7S3zDhbA1XuAPhAstYY2mMlx3vYnwM7c3vPwuZcnaWI0gc7JnXfOTj/q/TyJp7EXgVDAqK1o8nFYt",
+	"+ixXZJVItEdyZRZ8vXiyaDcHM0gaRXLFQvQFN6rO1s1Y6+wZjbNWnMMb3y33/Agtwd4r03BD+9kKbO6i",
+	"ZdnKfUU85rqxEyROvYsS6dDwfjgYdnMquqkZapY727Vbf3dvN2KXLGp0RBc50ZKtiRG/ZTTSiwYmvGQJ",
+	"jSKzsJFe1OVukCnv1yreyhLT9rPpfRyNNSqsuWMkzDnVTUxnPXTLRAbG9CwoZPlijQaj+73hsDe6/2ow",
+	"GMP//yjKiJBq1jO2XBP10qV5cm7Nz3bLXHERMOy/1Pve/cGgf7CVlXrJEsXRN1Hu45uURyGxjyt7a9gf",
+	"9AfXkt+ufd5HbWKlhfYccdv5xVGoNlhfXvh4FrBLs23QVF5SpeD4Iv5oMPC7HmGRYsQP2TyhIQtBPMG1",
+	"UbdmPrp3zGjymcOjGrlwcAUPJY2i57PO+JebqeLe+y/M/mdh9t+Ls99WddLHlu+sBAT1jtY90Ghc2O49",
+	"gr2Dl6KwAfpmzifO+NjC01A1VMz/wl4GtMjiG2mzOzX1tazgOsu9xiM8bO4CRnZPER6WFLA05WFTM8ba",
+	"OTeWSosTwRhDYMjsoCVTVirbLJgNVldubH0yi8nrtCrQbnVAkT4EUxSmyFXV7tsZ9MxIwm5u9bFrfCjD",
+	"W2rUQHDtfEVmTDOZ3LjLysYEsqP6nNO6rEojta5Rqb3OKb9kgqkGeeSe1DeEavFW2htxc0hVzpm310ka",
+	"22TjCOX8FNSwBol5yRKu1x4xuq7SREuy4PMFU7rY/+Pjb14/7Xidk2dPnne8zpujl89Onpkfjl++fP6y",
+	"43UevTx5dfLo6LR8BtrXa2z5A9MJDxqm/8IeHWDjsEShM9VdXiyljMicpvMmB2Y4PTfPr3VqSRmdaarh",
+	"FIzkXJ2vEq41E+daatqwQqcyM2Stw6n1eLm/P2jgyTrrW71ZnXNxPov4fNEgFe0lhyJTBnfpxjo3gnDV",
+	"yPcb+miZVta+c2O0T2s4GO1v1ecX7eCm2sFmVSBXGSrUbGShRnb2sn3RJBdKHtC6LPpY/2vTEXyi7+Lo",
+	"PXHnEpyI1gWJzqybHcSNB6FpfRnRgJXcrrc9aPCMganmM2uiRi6aGk/ETAwGUggWQFSPoWx9/WmAvZ+b",
+	"N1VTlJdrQJmZpqp2fu+NGjc4DyPW1uhJGBWHprZsMqZXbS2a9UA9AHwXWzYIfN/W5PMlEzceZNVpVuig",
+	"tCRedeGLs2skeNmqa9O3S+Ek5PhKMwGKN4Y4KhLTNZkyQsOwaTMWAmDPmzbm8buURiTz6GCM2z1Filfy",
+	"DZfLMtW9B7M92rS52nxwx1fLiAqMRwPVjisigyBNEiYCVu6k5DqjigyJjd8gM86iRrkBF1JNt7Vg5mT+",
+	"SozidK1xsUz11te0Badog3bNhdJUBGxjTDI66SpzJwu6XDJj6lQdKLsKbm12jWzffNte8cy/evWC4EMS",
+	"yLC8uvujUePW4TpqGPzZQibaBRo4ndwZl6YVGxAMnd1TJGFUGdm0SKhilcCE18Ke/3QaMXIsNNfrRsMl",
+	"oQGz/LqJIK/MeyePc2q0XDFnY/UIJa9fnpCEzRguPe6OS0bKXs17yrw3ngjfReao3Uk6GOwFgsYM/sV8",
+	"j6wWLGEELlWy196bNz64GxVKlnTOiKJrLuYTsYJjVJOYUYH6LfyiJQlln/xAdbAgEo8f0wyuLVxpGMaZ",
+	"CMXmMRO6e5i9oghNmA3FS+PMTM5iP41ZZ97zqxG1+YhhL8DLPbxHLp3TCe9ly3WtSqOtLxt4qRjEgUKh",
+	"sEu8qmxqkpEvXdhOkwrrInrAw1HyZtzWGZwUu930STaIzEtWWY+8pY1ey1o7dcelaWl9A9+lkPrcftPo",
+	"vIRnHa+TvVc23tzj2t7MhvrHuzF/ZzK9rUcr2LCLPLrM7CnW6ouDnRlxY3hVvW9nOmE0PhZhu/qHF88K",
+	"XrynyIwLGhFfXrJkFsmVD9dkapHqUK6ED/kXDffRtDmE7yVTacyyUEBufUFkx7CXEVhUER+e+hD6af48",
+	"pUr3jk03vZPH/sfcq+JZ0R76hnMlTIQsxIN7yeQyYtebVjjNrIemPZcHRNw0RsU6AiLrG1g36eC66eb0",
+	"lRPrzrUFcfzAFatEapZHVHtEMV1OSTqcCEqCiDOhSUAFxoObw6RvTlLwUFjrL0u4yiNsuRQTwa64AlOf",
+	"rom/k4rCcxZ2awfElEcRF/Oe6Z4HjYaU+XIum8zHR/ZJWQEwPTYHGAjNrnQ7JTBEt6KZ6CQNdGpIETNN",
+	"zRYpMIYltNe56s1lz/74q5Ki/5KufjA6yJxh15s15EcNKWSQd5BU1GSSisiIAAii7d5QaW70W/OY9WQS",
+	"MjNDmzTzMTkxt/V2O+9w5v2/xgY33L03mghjfavumJx9e9QbHdw3Pw+uBgPQerhWhoml4AGNCBOBDEE/",
+	"2glloGyASj8Ou33yLI0ikgrNI+uQqKVbvRv97cHqaJv/vm5wDog0srHZyGMNq2N9p5tOmMzHaoxay1z1",
+	"vD18UCZiqljibjq42NpbUSRMyWthvTbgvBiToUdGHtnzyL/++T/mjUDGMdcTAWxlw1eFJHO6LK00NvQu",
+	"NTpfAk2qgmyaiBUmGbr+CEQJXNLI0JijWzF2ERoFu+MaV0oLKUo2SsyUpvFyg4vRZptZIZ2NepOrcbQ/",
+	"PtjvPxgOD+4Pt/c4Fq2UOnHe7D0i8IaRGpVokGaJLxNiVsCccxNRcTpbie4aVGTFIMI+MISsbYn96ezh",
+	"aLZ38ODBdG8/pPfpXsAejh6GAzZg+w/27qNvwiUP7o1KuYTmzyoliolyg95D2pu9fb83+vDXRkesYknr",
+	"qgC353lDgTQMJlQ2+fre6O2Prt+lTbc7Oa+4PVw4r/JdWjsBCoTNJ5MfUZ493OvXRxuVjG+MaddgXSN5",
+	"LbUhoQB8EgQ2aINz1fkpGu7MSk1t7dQoxYVujLHE5q6f5aOE2ZSeG2hVToXREidCqJaxORyidXPAaxbx",
+	"VWwFMlQHg8HHr4IdPPomT/BT0yJsEff3FsGoZngbl+qjVukoVzqzlWowd0ta2YymkZFlcyZYgpcCpTaf",
+	"JIz1jMQj7juPsP68T3yjrfmesQSCNOF6bf5trA4RML9PHmPLQDLfNu43qnsFWXN/f1Pe8oYc3DvUEcsj",
+	"f//B75MTrcgFW6NHBrtUJE6VnoCebbqmXJDXfxsY5tp5IZWeJ+zsx9N7ihidcppp5MC7XHfHNnt8Iuy4",
+	"IYNdqBVoc5jfTvZHIwI3y5A3r4m/a1+u6uLvO3wJp9Zef9AfDvf6Dwq79RNpuo6/DklYWK+yj2x7N/H2",
+	"iAkbmSBTxrZzOeRqGRjvbivYm+nmy/AKf5h3/f5Gve7bNKailzAagl/TvtcnR2JNXgseyJARYIFpqi0P",
+	"eTaFNuekEgddoyIWF3PghNPHLOfHnNVtR/SdULiah2GXfKMkfcJY2BylDK5Xq3vNGAs969WgKmAitKmJ",
+	"2x+w+X2oOanATcsVdgIaXQzuW0S7iDRL7uQQ9ooJLZXgBEYvmcoC39EIc2q5YScWkoSKOSOrhVSOjsVL",
+	"3Ilwd53AuTshg2CArgduabMhStMBobTVhMrZNfU5CXalz1t8UVm2BRIrX2Q7p0NSd0qBcwhc4mafLatW",
+	"1mbT4/qoe5xzadjexiShjKCnXOnNzJnpfoJBDA4gpdyIMZs48m5YD+YbpIlq8mY9gt/rK59bMvYmw95f",
+	"VC3fox+Pnr789sdXQ3V0lAwenf361ZPZy+N3f38w+O3n5/HZwc+rzkZL5OiXH3uv3uboI+e9dqOkJQ7G",
+	"aZ2wcx2CheV2z8YhhSRdwkmAV79wG+0jxAEawsSHcMiQYdTF12agfveQKMbcR+5crZ7rw9He/s2zUUpN",
+	"NlwVmF0D9wTYu2+2PLuigT4k/lwz+zA2mgorLoCRYmIiyhN1eRCwGFzMPdCRCi1bp3bM9fWLYqdvryDA",
+	"fpprVr55wJyWzfZdcTta9mzahe5+sCG4pWiej8neCCLgkoAqRhbsioR8zrXqkzKclA9fLGnChPYnwgFc",
+	"KCYgdcRevVCzk23jNqKn7Mm9c3N9e/Mc3EmozZ8ZAYCyBYEWjlKMCce/njimvFxE53j1yUO8+LR/KhYk",
+	"TONPnbql8pNFYXCAETENGSq+/mXpkSIB2EJ+n0BqNXrFIVVsIgDvRXlwa4IoQf5VD3/0DzE+tgBzA/eh",
+	"GQiOOSMmArBv7IeOiVwLfbLzfMnE0YsTstcfkAvGlqXv5cxo8G7FiP08NvQ2Yu+5WTIygh1h2jl5TGx0",
+	"De4StwQAcwXHLn6BbADgVIXOIn7pvHjmsHaRHqrfBX4BgQ1+eaBPTtuF1kvQ/rEdQ0JAxzEKaWfceco0",
+	"DMasYGY+woEzk2ZvF7Qj80VBl7inCjHZaBtBUCzoNTkAT2fceQNIZIXG4eWpESrGCEekBi5mDUnZGZtw",
+	"VQYtohGZ0uBiKrO8Z0OmZUS1kZdjs7VESJOQ/8bCicju2jAOxKy/DaoGT6hpAWMpzCgztxoXBQ3cmwjn",
+	"oCvixulFItP5gvhFY8dHAmPsPd76GfVoIjDcBAaRQ6Zxo6e0gH340FBAE3R/LFg2ihp+XZ9g61m7AJ2l",
+	"KiODYYAOJef5airAgCK0hOJCdvwjCyoDL42JRVIxe/5f//wfv2vh1WAztqNLIZZU4w4bT4Sfs4oPGCHm",
+	"Xx7xMyb1Eb6Ohihv7aLCskhh5KieiMJEaAKdm9G7nTkmv7x1p0vEAyYUmGkW/+toSYMF640gFSlNIrtn",
+	"1Hh3d7Va9Sk87stkvmu/VbunJ4+On50dm2/6Cx1HhQCZjGMLMZrjDmY6ffA6ZmR0yTvjjrHV9zognRew",
+	"K+uJt+bXOdNtOrAGXqwk+WaaPiDTVRMlJmInGKklzEZHct7LP/dI9gQ/6OWJwVyNkagJn3PhGbKzPNUC",
+	"aAGZm3jBk0gJcVkLzzBURMUFZka7147D0cHB8OFEmH6oThPWJz+xhM/W5rjM4AYv2LpwFthZXbC1T5aJ",
+	"kThIz4zyJ1aancKLj/JFLOMntrgE8ldKGDJvK9Buo8GggtJjLPfdZUR5BZenlEIKU+jhFHpDOpruBfvh",
+	"ROyPJuLddw8ufhj89u2Df4zEj/FPe/Srqwfrdwfhs8G7vekoHgb77GB2nz6YfhV8bbbuv/7536StRXL0",
+	"2948iZ8s9sXTH7+a7QUnP0+Hy5/C0YtfH4hBPPouGMZvgh/jbwbpTzr86unz4fcPv7/YE+tfT96wgX49",
+	"TO7Phj8v/qH2pkeD754exAf6p+NwQL/fW/3w9UQ0Q99tkbBzhzhX+4Nh2ycZoXZLYFjw0d71H+WoffDF",
+	"/vVf5OhvH7zOAXLG5i9cUAy8v7fVRDJwqA8FF9XW/RiFDmPzylKjRiJDWzo3+6ODTGU05pq8hseZ8vDW",
+	"NJ9JrRxdZqPY2gBHgwlcBdwIf5bI2M+UBq6MurVM2IxfldJ/zKtaZi8ekqnUC3DQAuoczhWxbTbKjMIU",
+	"biM0vE1IOQUEgCxPDWApIVE7R6W0yDHtMGQ3dFhsQLvZdkiAYnNXA7peshZVopvhntVwkVoEVY0FP1NB",
+	"VRA7+6PRDcXUn16sAdYOog0aDgbLKFQOH/jWgi0VKoP4bJRqzktU8pWCLDOqqGAcYIrLsTBCJgXUy4nI",
+	"wDFRzzKmzLuUpcxFAlrfrPX/Z30hzrJOqFA0wPh1NBoVwxCALORrTRAtGSOLdxx28dmPp0Yvfh6FuW+R",
+	"vFoASjK1Ov1qISM7rcOCQnYJGpsPgNk54EZZtJ5ypV/b9TvFIPU7FKtHmsQS4iW4KiHNtAkwB3ORS5GM",
+	"9YaDQUO2R0yvbPiJu0ZpT+z5lAKtEifQIs4cpxaX4d9Mmn1+0um4Gqmz4NYMOnpxck+BE+PjZVScJ8s2",
+	"yyaQHviWExovEhkzvWCpwmtHdrWUCi7MCW4AsmMNVzLoD/r7XW8iEHKt8KUNo9KSqCChSzZ2flAFsiYz",
+	"/vHGnOpUodXIkwz/UHn5N1wQzFT0Sm6igviCq11vIvJsBAivTo00LPaIiPaltGCviu9pxjKFZEwuZtLL",
+	"DNOnkiSpyCAQllnCcRSxQEu44vJt0k0P/RCOAn5BYAJOvctSbtE486V0+c6/l5l66DJQvwbqtlmtfyHf",
+	"Hp++yEzN84XWy/NyqimBPKKMhpiG7LXRHzONJuIv5NXPL443N2wXD6jd+tZ70+DXk85oMJx0vKzLrycd",
+	"dBhnQnPS+UD2tjdfLUXB8VHZK3coUW8quj5ODFkHWGf8y9uKyuSmFWfs50SQRSVBAWP9VX13XlkpU+Nn",
+	"6yf/7uz5s0/MyZtP0To5nQc/lEEa26SHG4XGNHMJi6csDFnuhDT/uGRwnaMlQJt9LtwC+qCbJmwLS2bH",
+	"Me5ZhWfWNI624Jmfj344/R15xo3qdjyzLVcYcagRstT84/NlCUvFFpZwyYStisqRIN+++uEUwx4iKKAy",
+	"t7ZPKZs0uw/CYDlM70MknImIuLiwdQQAdHklMK6gxTKxE321XrLf5fiFm4IS5211HpnVgCU2C/S5MNBx",
+	"jbSYFocMkOdyFVgq46EyS9mM2nbOcr3ADf16ySAsYXPi7oY0YLz7KOUBI/4hXC8qi72w1x/2h90+ecyy",
+	"RkLP2O9zfgn3eFxNhJnq2Gb4FjKRwUT3gIOt5py/YxO81EKmUUhC6U2E0bCoIFZzQ7xFuCjDvF7M+y1m",
+	"FRYXvV07dTvj7j2hxf7vKbge9PJAIJvC7FJFkGKZQb+kEDJs7XmLBd/uknShJFnViZ4lXMfrpEVrFWx/",
+	"a4dC0msPSqtAIoBeSLgL69lYF1iRdSRp2NNS9sCJCu2pdImIsr2YhZz2bLZzU/40ZMQIGvUQKNvsE8ii",
+	"6xUKMDShOn1aSVOhDEZr3b3g+bP5LO9UsAGWrBQVEAS7p28m4UqGZqt8K0OdlgD9wPpCGKE+5n+3JYh7",
+	"E4F1z9yod8pV3yycSBe/N9MzrKz65BupF0bmGGs9oEmyRvno6h1wAdi8kV74ZAfQNWVSAM7sHhIfZZzv",
+	"OfcEjGMipIjWnov6yCV4DbqiWYB965AV/zhL5HrszKZtiE/Wf+Axb31kd1qIpoxs2jBtB1fptkgRnVLn",
+	"QR8O1SaDs2mvQbNpiQrVKW9ZvedORUd5J7dZ5GX3U8Qv2cb7VufE4oqkS3THmKNGzPsEoRKIkBqCW9kV",
+	"nkn9xhtSh2P4Z91S2QCbSm+ZVfpcNGc3UQwr245L6m7iGoF/Hzfkx9PXja+BvI+KgJA5BOTnQOxvqOLB",
+	"dT66Mq0RmqVNJGzUAg6z8qdOAJctcXzXfGzOZ6sDEBvgb28EuCJqkWr4KoSSbxjUWyw5iGrDRBT1BlJV",
+	"GzKfvdEcLFSNUR5y5Jru4UQ0qw9kW+3BGEoTkaPn4WJAfp9NwoN6WlAtS6a6Rdt4WcCH+XPunnyEDfvH",
+	"PPzcNI4aDlFLBU3gpIrW0cD0n52u8bKMSbRZtCDAXJtIOUXfgr2yK6YpkR1tfpomEE08XRMeesR8jOl1",
+	"WBwaMmuZBncIFzbQGFK4/EICh4+1qaXLjKKK+O6JlmTOdJZl1J+IoyhyeTokkPGUC5tbcPTscZs3MLsu",
+	"uuMoBShHnV1omkHkZUQUw3tNRXYStmQUgiwsOMwykmGW19QYzWBRC/INsVVGVwmLJEtiP2jAA9druAmc",
+	"ySS+bl7G5k0IncpLhuEYyqXLtoRixFyc1yew3bivGQu3eW5BAWOoaQgFtIfGKtofnYy+DQ/gCMvx+23j",
+	"rAJQfEyh+VsM197BY7F2azxA1XRMhnBgnVnKVGv4YI6bsR3FM/zGa0aIKYbGwFEIitHUew7V8fsun90Z",
+	"OXIaQhxqsmOrJFzihm8aM4BRdxpjLDdAz1wzIIcVUxoLu7puLID8cwdjeQGpuhuiTDcEaR1sjNE6uDZE",
+	"q74wS/ouZSSwqarmhDFqALvkMkX/573KMZRnF09pcDERqQgWVMxZiCgRakGXkNAz41d5Xp/lJM+CH4Ga",
+	"Y2tKmWMvyVI33K1ZNQVwq1zYRtmB2Y8tVe23T5FtCL6LlMQ4jQwEoD1VtiFFdiJ2qP0exuzZLPRAKk3m",
+	"iVyp3PsTY6aYWXX4QnX7WR5qljuLJc9dMXMIdqwmuJIdn73zoWIYnQhI6SRTmYqQ7EDma3fclvaK0ZQ2",
+	"49cmujcsdymptZmHLXCLXd+plBGjommB37SlydrMYyNZKuGPdp2MOjsRitEkWBAm5kbPI6EcE7fgGKqE",
+	"6i3OMVtZZxHhcIEaRjWeJRhfmiH8ml0MH8X2RDskCeUKfgSEKrySCjTBiB5pbENY3HyQ9kpL4iFCiUKK",
+	"4M2u4Y+pTDUZkliRJUvIcOANBgP3fbdPTuZCOrgU82Z5sfx2MhX4sDUatKlaQykcdDD4k8SEAoZAg3nT",
+	"gCJwV0ae14m4QCzWZ+xKv2jEPXlVzPof53cJTjFHv4BT4pXR4OVElJX+HTq16dNlqIBukxYfbdLi3ztZ",
+	"ODbTRJr0pzJc/2W3mCf+4Uu4663CXU8racTF0FZDlG0CW73OUjbBYpxh7Lsxn3JwVfJaXAiI9MjwMCDu",
+	"PmG/ssAIawKCFJALTkIWLyXke/S+Z2u46Mci9wnTaSIKKIZFgEC0ZeEWrYHrHpWDDW9rPF7zdmEK37O1",
+	"dRrB999IdPvdrXBxgGdljAVzDn2oybbh3XffmmKYo9lVPVenMmhBvnj98jSrw1r5vj2EoI6QcBdS8ynT",
+	"uLKhRRjePEXPaZI+D7PqypkUq7HknOk2fsQCLDURyMNM8t1MxPxeknK4d7NhDQ/+09OiEHSB5qLyRqIY",
+	"oRtqTsDdqQOq3Ciiq0CLBbjGMaFRZLdhTGTi5SEFYJBCtIw3EUIKZmwqFoMLj4G9VQXAdLKdNIn2iWiW",
+	"7YVsjBtLd8y/+bxEfBGV84+S8xvzmtS1KKh3rNM+ZfqJ4YrrRDSyTlFQu/MFtsmdCGazAXYHXwT05yqg",
+	"i+lOXNg01iyf805kNha6vyZHrFTOjQtCLb4eIgTuQCo+lKj3iK8l/Ms5UiBhyr0HPkvzEjgM/a5XLMCC",
+	"pl8GVIL3bN5EVHAXPVvagYUAPgK+MgAf2olZLEE5p2tFZhHVWDMngyJU/DfWxfBXnLXZnUvlfA0l9IOJ",
+	"KGCnZGBdmiZaQRptKfNW4ZoUUuUBSKeE23PVEyFi9kAZAMseh8RHR8LX9ml3DFT+7uz5s4nAdAJzTHPB",
+	"xqbJHsJWYb9wL+lnMgOra6DhjFhL6BLCiiITQYh/DNOGnGgB+Ip2NLY9C67fVqrXNFGsbwcoT2a23UMz",
+	"MnPSYgcWwRGRFWmZe6pFAB3wG8k8Nc4FgDnJ4GCzmPLIR9ibsfY9WCvb6Ssckj+2jqNU6ELksGUizOUz",
+	"vdULB5drxlJNrMcIlIO4T44ESQUOzvAHcUwEnmFsf4iJzwCoOJsBrs10DVDr8TLVzvNperinTAsAhrNT",
+	"TZsmvZ5t+snJ6THp9S7Ymnx//LPfPSSUuBGYubtlqxB8ugY6WsAtYEWI/A3UpW92K3Kc+QtYxj8KArbU",
+	"Y5K/lHnN8F2/O54ISvBoJIlceehQNcufyBV44IC8h4a+ljmg4xNcVLdUEBOC9x1uP9nYd0jLX2XWONIU",
+	"Cqb5CBC0wwV5dPYTmOVyZR3CeMhCYTcI3P8LhEz7GPiOr2CJzEq4h8tT6sIth5EeGfVh7DDdGY9YthLU",
+	"PSI7bpdRgWBdXZQArh5qk6aI0/lUt8i5umFhT6Vb8MI90qFhC+e6HW5CFjlHdPptwDuG26OJ3GB0egMW",
+	"zT11DQzJXY/ed3Lb7BSzOQ4znuBWwtgN5LsNEiykhMJazx4bJnPVXQB19gKvJPMN2XqpZsfdlLKAQ+p4",
+	"nUBdNtZ3rk7iKb9kFbQIVavE7oZrBHIXTrmCtLEkq8q3tsGj7LnlLceX6IjPJjriTxoF8SXa4RMs0394",
+	"VMPN7vWcXbAp6/i5tQhIySAgOwXdH06nunrvVVXyrkfQjMpUmIr6DKTLfkUFrLlmnjvBNo38qKAzgvZd",
+	"0xj72yIv4AGE0NglDNF7ihTexhq9WsESVe80HyENeo+5crAmTWMGxQ+K7TmAcuy83/lEzv8/M3bh5wi7",
+	"g7pMteSZ0UxR6/+Yi8mqY2XGNsCCnZXrQaANB9rxHNyK1u7NymYWvB/m3YnY4DLpkxd5gKwtcQD+8ULJ",
+	"Ay2xuAwXKRtbJ4q+pnZCRSOciKUE0EIaXlIRIBpZDnnspgaWdCiJkLbIBSLq0OxzeAHhpBUioleAzSBS",
+	"JFoTKQJGdrJDJmETB2mVFacjtjYdtbhkUGAOYrIoWHA8Zt0+OcJpQaDLRLhIGRtBUkbJgjlzDZXSFzIK",
+	"yYytMuK4WCXQHfNDhhkJW7In++S1YhlWtmGzQAoomioTotYicJi5lEeH5ui24corI0rQsHNh51qSSMoL",
+	"AqWgWzIOytVNPnG8MnVAkcA1h8QflD1cXes1c162rERF04nrymM0GA0D77aglrcJLrw9AtwX4+ZL6PeX",
+	"0O8vod9fjKSPMJI+8uIYzr9rgh/dqfyJoh/NELaIgPTaIiCtvoYBkCWdbvMFcsPRnxVwb45xxIdfQhxv",
+	"Z1o8yeuilEyLiop6FwYGXoNugDaCojDaVjCpjYgqcgZZub0zJjSBYvxqInbQM82gNj924XtkoeOor5Ys",
+	"6K8WVK/mUAkiTiPNDffuYnpvT5lv4EsFlS+6ttwz2WitnOhMRQRpmBk9LFJsIpyIZMQ/pUr3YKC9k8eZ",
+	"t30HAJAoXLNBAR1zDiEWkrEQRKi6rrqSLijWaF2Mwdudh/7gCsGVnpArIkV/IoplfmylRcBtAVUfZgtm",
+	"woKh+r82tom9rcUIFbOIUHbE7WqIPRqT0WDgtOV88FKQkEV07ZEYUhl6xIdOxjhgn/zrn/+NqY4syTMq",
+	"inestVKFY7j85eGYuOpL7yyaFRbkCqmmY78Q31q9WXaOJwnXyBBjywVUqbQfJIxCEobO52vrfNs4/cGA",
+	"xIrgHfKU5SOGCR7B3jBcCH4tf2xIm+gpo9q3vDM8sBd5uNbLRF7ZUkGmRaS2IhfC7T0cA1eEArxDcRnl",
+	"JUtmkVzhShaAs0IOdVAwmmBGgUXAli1eG2cVwpdLFpJpOpsxc6RZt9M4W0yOSwjjOBahDwuHq4j3kk60",
+	"W8s7uxtLGFiG8LRfYCDTAFy6Go4uTUgtUh3KlcgnVEi3NwM1LFAaGPBDPrbDnP3IjpYOHd02YzNxK7sP",
+	"5pNt1uJAW0aJN7P5EPFdBL3Kr4QXNHTXwsi1peW0MvcxM1JNObZs7vwQLtizeTXNAW6ojxz5wRGRfVDI",
+	"MEKnCATXwguMX1oQRy5SpibCeSjcLMYZbEoklfayv9CWY6EtVmapZKuVOT+E3+vF9MqKXuXbealD2HaQ",
+	"JAMBL7NUuWLAFhQJtnIJSeEa9wAywN06CM4M7YpqLfL1DtTuEQpTfSpk6KLXoMFPkLuIt/MW3EHZC6Cz",
+	"O6JABphhZmT3sGLfdN184BwWeTvjkIwxspng0ZVPpbQgbRl5vwx6D9++H3rDhx8+0rr84mH4cn365fr0",
+	"y/Xpv7dnoGagbLqBrNs4tvSnb9VpaOiegqoATmvLFN/tbyfhlMDhbH9HaW2lL6U4/ryGOxjRO3Uu6t6F",
+	"Cf+ehx824a7dWeJgc+Hv9T1VPBXK+Lkg4bYo6JWm8OYf4uBr3Y0NqX9f6nX9O2zDp0yXc3jvapvtQkTi",
+	"RjRMtyV8zGSAIBJGZ7ZaqS7WJ6yGTsqZrXYLH2RB8q78YMLYueK/sbxc4U5juCtWPcXY7m5WeaYlVN0Y",
+	"SgljfXJE/P3Bvg/wFlBZ3AbOszw/IbV50DIBD4eVcGumwfskbFBByXrsXmc+YvW8fzvBVAcrqdU4JDtQ",
+	"f//p8StSr7vrt8Uqt2urlvq3iEr+lNL0xPHyxnKIFY7/T6ja+tmWQ6SilLmUlx78KGFbBhJ8b2vMH6XG",
+	"+PnlrWFddHSheKjAA8qARiQ01rVcggd4x4/pBSNJKvxuqeT2eHd3OHrQH/QH/eH4q8FXA0h+tcOtaf1Z",
+	"vXaMNsqrufcLbgwzxZaCrCgRfmDJReQEeZZGVlAPPVDlbVB8ooqN44LWm3cQvcXCY2aMFscVwd+hKDwG",
+	"TIL8laW2LQpj89CzkkNcKxbN+kUz35ZdaY6NsbFaiq6xpARYSXWg+sMcDDMvmpEwJSMoXiHN2dUvJQIg",
+	"bP2Htx/+NwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -81,6 +81,100 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/system/logs/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow the sealed trail live (Server-Sent Events)
+         * @description A live tail of the sealed trail as Server-Sent Events
+         *     (`text/event-stream`, html.spec.whatwg.org/multipage/server-sent-events.html),
+         *     with every filter of the listing. It starts after `after`, else
+         *     after the `Last-Event-ID` header (what a reconnecting client
+         *     sends), else at the newest entry: only entries sealed from now on.
+         *     OpenAPI 3.0 cannot type the events, so here they are:
+         *
+         *     - The stream opens with `retry: 2000` (the reconnection delay, ms).
+         *     - `event: entry` — one per matching sealed entry, `seq` ascending:
+         *       `id: <seq>` and `data:` the entry as a `SystemLog` object on
+         *       one line. An entry reaches the stream within about 100 ms of
+         *       being sealed.
+         *     - A comment line `: heartbeat` every 15 seconds, so proxies and
+         *       clients know the stream is alive.
+         *     - `event: overflow` — the client did not read fast enough and the
+         *       server stopped buffering for it: `data:` is a `StreamEnd`
+         *       object whose `after` is the `seq` to resume after. The stream
+         *       then ends.
+         *     - `event: shutdown` — the server is stopping: `data:` is a
+         *       `StreamEnd`; reconnect (to another server) with `Last-Event-ID`
+         *       or `after`. The stream then ends.
+         *     - `event: error` — the stream failed after it had started:
+         *       `data:` is a `ProblemDetails` object. The stream then ends;
+         *       reconnect with `Last-Event-ID`.
+         *
+         *     A client that reconnects with the last `id` it received continues
+         *     exactly after it: nothing lost, nothing repeated. Each server holds
+         *     at most `--max-streams` streams; one more is refused with `503`
+         *     and `Retry-After`.
+         */
+        get: operations["getSystemLogStream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/system/logs/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export the sealed trail to a file
+         * @description Every sealed entry in a `seq` range (`from_seq`, `to_seq`) or a
+         *     time range (`since`, `until`), with every filter of the listing,
+         *     `seq` ascending, streamed as it is read (memory stays flat
+         *     whatever the size). The export stops at the latest signed
+         *     checkpoint when it starts, so every entry is in a signed tree.
+         *
+         *     `application/x-ndjson` (the default; `format=ndjson`): one JSON
+         *     object a line:
+         *
+         *     - each entry as a `SystemLog`, or with `proofs=true` as an
+         *       `ExportProvenEntry` (the entry and its RFC 6962 inclusion proof
+         *       in the trailer's tree);
+         *     - an `ExportMissing` for a sealed entry no longer stored (only
+         *       without filters other than the seq range);
+         *     - last, one `ExportTrailer`: the count, the last `seq` and the
+         *       signed checkpoint of the tree that includes them. An unfiltered
+         *       export from `seq` 1 verifies offline by recomputing the tree's
+         *       root (`valhalla verify --export FILE --key KEY`); a filtered one
+         *       with `proofs=true` by its proofs.
+         *
+         *     `text/csv` (`format=csv`, or `Accept: text/csv` without `format`):
+         *     a header row, then one row per entry; no trailer.
+         *
+         *     If the export fails after it started, it ends with an
+         *     `ExportError` line (in CSV, a row whose first field is `#error`
+         *     and whose second is the problem as JSON) instead of the trailer:
+         *     a file without a trailer (or with an error) is incomplete.
+         */
+        get: operations["exportSystemLogs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/system/logs/{id}/proof": {
         parameters: {
             query?: never;
@@ -552,6 +646,52 @@ export interface components {
              */
             missing: components["schemas"]["MissingEntry"][];
         };
+        /** @description The data of a stream's final `overflow` or `shutdown` event. */
+        StreamEnd: {
+            /**
+             * Format: int64
+             * @description Resume after this `seq` (pass it as `after`, or as `Last-Event-ID`).
+             */
+            after: number;
+            /** @description Why the stream ended, for people. */
+            reason: string;
+        };
+        /** @description The last line of a complete NDJSON export. */
+        ExportTrailer: {
+            trailer: {
+                /**
+                 * Format: int64
+                 * @description How many entries (and missing entries) the export holds.
+                 */
+                count: number;
+                /**
+                 * Format: int64
+                 * @description The `seq` of the last entry exported (0 when none).
+                 */
+                last_seq: number;
+                /**
+                 * Format: int64
+                 * @description The size of the signed tree, at least `last_seq`.
+                 */
+                tree_size: number;
+                /** @description The signed checkpoint of that tree (a C2SP signed note), as `GET /ledger/checkpoint` serves it. */
+                checkpoint: string;
+            };
+        };
+        /** @description The last line of an NDJSON export that failed after it had started. */
+        ExportError: {
+            error: components["schemas"]["ProblemDetails"];
+        };
+        /** @description A line for a sealed entry that is no longer stored. */
+        ExportMissing: {
+            missing: components["schemas"]["MissingEntry"];
+        };
+        /** @description An exported entry with its inclusion proof in the trailer's tree. */
+        ExportProvenEntry: {
+            entry: components["schemas"]["SystemLog"];
+            /** @description The RFC 6962 audit path of leaf `seq - 1` in the tree of the trailer's `tree_size`, bottom up, each hash base64. */
+            proof: string[];
+        };
         /** @description A sealed entry that is no longer stored. */
         MissingEntry: {
             /**
@@ -939,6 +1079,11 @@ export type SystemLogBatchCreate = components['schemas']['SystemLogBatchCreate']
 export type SystemLogBatch = components['schemas']['SystemLogBatch'];
 export type SystemLogList = components['schemas']['SystemLogList'];
 export type SystemLogFeed = components['schemas']['SystemLogFeed'];
+export type StreamEnd = components['schemas']['StreamEnd'];
+export type ExportTrailer = components['schemas']['ExportTrailer'];
+export type ExportError = components['schemas']['ExportError'];
+export type ExportMissing = components['schemas']['ExportMissing'];
+export type ExportProvenEntry = components['schemas']['ExportProvenEntry'];
 export type MissingEntry = components['schemas']['MissingEntry'];
 export type InclusionProof = components['schemas']['InclusionProof'];
 export type ConsistencyProof = components['schemas']['ConsistencyProof'];
@@ -1195,6 +1340,124 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            422: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+            default: components["responses"]["Problem"];
+        };
+    };
+    getSystemLogStream: {
+        parameters: {
+            query?: {
+                /** @description Start after this `seq` (it wins over `Last-Event-ID`); `0` starts at the first entry. */
+                after?: number;
+                /** @description Only entries with one of these levels (repeatable). */
+                level?: components["schemas"]["LogLevel"][];
+                /** @description Only entries at or above this severity. */
+                min_level?: components["schemas"]["LogLevel"];
+                /** @description Only entries in this category. */
+                category?: string;
+                /** @description Only entries with this correlation id. */
+                correlation_id?: string;
+                /** @description Only entries written while serving a request of this W3C trace. */
+                trace_id?: components["schemas"]["TraceID"];
+                /** @description Only entries for this user. */
+                user_id?: string;
+                /** @description Only entries at or after this instant (inclusive). */
+                since?: string;
+                /** @description Only entries before this instant (exclusive). */
+                until?: string;
+            };
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+                /** @description The `id` of the last event received, sent by a reconnecting client; the stream continues after it. */
+                "Last-Event-ID"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event stream; see the operation's description for its events. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Problem"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+            default: components["responses"]["Problem"];
+        };
+    };
+    exportSystemLogs: {
+        parameters: {
+            query?: {
+                /** @description The first `seq` to export (inclusive); by default 1. */
+                from_seq?: number;
+                /** @description The last `seq` to export (inclusive); by default the latest signed checkpoint's size. */
+                to_seq?: number;
+                /** @description `ndjson` or `csv`; without it, the `Accept` header chooses (NDJSON unless it asks for `text/csv`). */
+                format?: "ndjson" | "csv";
+                /** @description Give every entry its inclusion proof (NDJSON only), so a filtered export verifies offline. */
+                proofs?: boolean;
+                /** @description Only entries with one of these levels (repeatable). */
+                level?: components["schemas"]["LogLevel"][];
+                /** @description Only entries at or above this severity. */
+                min_level?: components["schemas"]["LogLevel"];
+                /** @description Only entries in this category. */
+                category?: string;
+                /** @description Only entries with this correlation id. */
+                correlation_id?: string;
+                /** @description Only entries written while serving a request of this W3C trace. */
+                trace_id?: components["schemas"]["TraceID"];
+                /** @description Only entries for this user. */
+                user_id?: string;
+                /** @description Only entries at or after this instant (inclusive). */
+                since?: string;
+                /** @description Only entries before this instant (exclusive). */
+                until?: string;
+            };
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The export; see the operation's description for its lines. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    /** @description A file name for the export. */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": string;
+                    "text/csv": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotSealed"];
             422: components["responses"]["Problem"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];

@@ -14,6 +14,7 @@ import (
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
+	"github.com/valhalla-platform/valhalla/internal/follow"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
@@ -35,6 +36,9 @@ type Deps struct {
 	Store *logstore.Store
 	// Ledger serves checkpoints and proofs.
 	Ledger *ledger.Reader
+	// Follow fans the feed out to live streams (follow.New with
+	// EncodeEntry; its Run must be running).
+	Follow *follow.Hub
 	// SealInterval is the sequencer's interval, for Retry-After.
 	SealInterval time.Duration
 	Tokens       *auth.Store

@@ -190,5 +190,14 @@ func (rec *record) statusCode() int {
 	return rec.status
 }
 
+// Flush passes a flush through, for streaming responses that look for
+// http.Flusher rather than use http.ResponseController.
+func (rw *responseRecorder) Flush() {
+	if rw.rec.status == 0 {
+		rw.rec.status = http.StatusOK
+	}
+	_ = http.NewResponseController(rw.ResponseWriter).Flush()
+}
+
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (rw *responseRecorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
