@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/valhalla-platform/valhalla/internal/httpapi"
 	"github.com/valhalla-platform/valhalla/internal/logging"
 )
 
@@ -34,13 +35,15 @@ type config struct {
 	BootstrapToken string
 }
 
-// limits are the http.Server timeouts and header size limit.
+// limits are the http.Server timeouts and header size limit, and what
+// the API lets clients hold (httpapi.Limits).
 type limits struct {
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
+	API               httpapi.Limits
 }
 
 // parseConfig parses args for the command name, with defaults from getenv.
@@ -80,6 +83,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		"how long an idle keep-alive connection stays open (VALHALLA_IDLE_TIMEOUT)")
 	maxHeader := fs.String("max-header-bytes", envOr(getenv, "VALHALLA_MAX_HEADER_BYTES", "65536"),
 		"largest request header block, in bytes (VALHALLA_MAX_HEADER_BYTES)")
+	bodyBudget := fs.String("body-budget", envOr(getenv, "VALHALLA_BODY_BUDGET", strconv.Itoa(httpapi.DefaultBodyBudget)),
+		"request body bytes all requests may hold at once; past it requests get a 503 with Retry-After (VALHALLA_BODY_BUDGET)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -117,6 +122,21 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		errs = append(errs, fmt.Errorf("max header bytes %q: want a number of bytes, at least 1024", *maxHeader))
 	} else {
 		cfg.Limits.MaxHeaderBytes = n
+	}
+	for _, n := range []struct {
+		name  string
+		value string
+		least int64
+		into  *int64
+	}{
+		{"body budget", *bodyBudget, httpapi.MaxBatchBodyBytes, &cfg.Limits.API.BodyBudget},
+	} {
+		v, err := strconv.ParseInt(strings.TrimSpace(n.value), 10, 64)
+		if err != nil || v < n.least {
+			errs = append(errs, fmt.Errorf("%s %q: want a number, at least %d", n.name, n.value, n.least))
+			continue
+		}
+		*n.into = v
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err

@@ -95,6 +95,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Metrics:        m,
 		Logger:         logger,
 		TracerProvider: tracerProvider,
+		Limits:         cfg.Limits.API,
 	})
 	if err != nil {
 		return err

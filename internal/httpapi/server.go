@@ -37,6 +37,29 @@ type Deps struct {
 	Logger *slog.Logger
 	// TracerProvider starts each request's span (tracing.NewProvider).
 	TracerProvider trace.TracerProvider
+	// Limits bound what clients can make the server hold; zero fields
+	// take their defaults.
+	Limits Limits
+}
+
+// Limits bound what clients can make the server hold.
+type Limits struct {
+	// BodyBudget bounds the request body bytes all requests hold at once
+	// (DefaultBodyBudget when zero); past it requests get a 503.
+	BodyBudget int64
+}
+
+// DefaultBodyBudget is the body budget when Limits leaves it zero: two
+// largest batches at once. A body costs some times its size while it is
+// decoded and validated, so the budget bounds the server's memory.
+const DefaultBodyBudget = 2 * MaxBatchBodyBytes
+
+// withDefaults returns l with every zero field set to its default.
+func (l Limits) withDefaults() Limits {
+	if l.BodyBudget <= 0 {
+		l.BodyBudget = DefaultBodyBudget
+	}
+	return l
 }
 
 // server implements api.StrictServerInterface.
@@ -58,9 +81,10 @@ var _ api.StrictServerInterface = (*server)(nil)
 // registers for each operation in openapi.yaml.
 // It returns an error when the embedded contract cannot be loaded.
 func NewServer(d Deps) (http.Handler, error) {
+	d.Limits = d.Limits.withDefaults()
 	validator, err := contract.New(MaxBodyBytes, map[string]int64{
 		"createSystemLogBatch": MaxBatchBodyBytes,
-	}, d.Tokens.Check)
+	}, d.Tokens.Check, contract.WithBodyBudget(contract.NewBodyBudget(d.Limits.BodyBudget)))
 	if err != nil {
 		return nil, err
 	}
