@@ -65,21 +65,32 @@ func WithBodyBudget(budget *BodyBudget) Option {
 // in memory: each request reserves what it has read, as it reads it, and
 // gives it back when it has been served. A read that would go over the
 // budget fails the request with a 503 and Retry-After instead, so memory
-// is bounded by what was read and never by what a client declares.
+// is bounded by what was read and never by what a client declares. The
+// last quarter of the budget is kept for small bodies (up to smallBody
+// bytes), so that large batches cannot starve single writes.
 type BodyBudget struct {
 	limit int64
 	used  atomic.Int64
 }
 
+// smallBody is the most a request may have read and still draw on the
+// quarter of the budget kept for small bodies.
+const smallBody = 64 << 10
+
 // NewBodyBudget returns a budget of limit bytes.
 func NewBodyBudget(limit int64) *BodyBudget { return &BodyBudget{limit: limit} }
 
-// reserve takes n bytes from the budget and reports whether it could.
-func (b *BodyBudget) reserve(n int64) bool {
+// reserve takes n more bytes for a request that holds held already and
+// reports whether it could.
+func (b *BodyBudget) reserve(n, held int64) bool {
 	if b == nil {
 		return true
 	}
-	if b.used.Add(n) > b.limit {
+	limit := b.limit - b.limit/4
+	if held+n <= smallBody {
+		limit = b.limit
+	}
+	if b.used.Add(n) > limit {
 		b.used.Add(-n)
 		return false
 	}
@@ -394,7 +405,7 @@ func readBody(r *http.Request, limit int64, budget *BodyBudget, held *int64) *pr
 	for {
 		n, err := r.Body.Read(chunk[:min(int64(readChunk), limit+1-int64(buf.Len()))])
 		if n > 0 {
-			if !budget.reserve(int64(n)) {
+			if !budget.reserve(int64(n), *held) {
 				return problem.New(http.StatusServiceUnavailable, problem.TypeUnavailable,
 					"the server holds as many request bodies as it can; retry later").
 					WithHeader("Retry-After", strconv.Itoa(budgetRetryAfter))

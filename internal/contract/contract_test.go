@@ -292,20 +292,29 @@ func TestBodyBudget(t *testing.T) {
 		t.Fatalf("budget in use %d after the request, want 0", budget.InUse())
 	}
 
-	// While a 870 KiB body is being served, a second one is refused.
-	big := `{"entries":[` + strings.Repeat(`{"message":"`+strings.Repeat("m", 9000)+`"},`, 99) + `{"message":"m"}]}`
+	// While a 600 KiB body is being served, a second one is refused, and a
+	// small one still gets in.
+	big := `{"entries":[` + strings.Repeat(`{"message":"`+strings.Repeat("m", 9000)+`"},`, 66) + `{"message":"m"}]}`
 	post := func() *http.Request {
 		r := httptest.NewRequest("POST", "/system/logs/batch", strings.NewReader(big))
 		r.Header.Set("Content-Type", "application/json")
 		return r
 	}
-	var second error
-	if err := serve(post(), func() { second = serve(post(), nil) }); err != nil {
+	small := func() *http.Request {
+		r := httptest.NewRequest("POST", "/system/logs", strings.NewReader(`{"message":"m"}`))
+		r.Header.Set("Content-Type", "application/json")
+		return r
+	}
+	var second, third error
+	if err := serve(post(), func() { second, third = serve(post(), nil), serve(small(), nil) }); err != nil {
 		t.Fatalf("first body: %v", err)
 	}
 	var p *problem.Problem
 	if !errors.As(second, &p) || p.Status != http.StatusServiceUnavailable || p.Header.Get("Retry-After") == "" {
 		t.Fatalf("second body while the first held the budget: %v, want 503 with Retry-After", second)
+	}
+	if third != nil {
+		t.Fatalf("a small body while a large one held the budget: %v, want it served from the quarter kept for small ones", third)
 	}
 	if budget.InUse() != 0 {
 		t.Fatalf("budget in use %d after both, want 0", budget.InUse())
