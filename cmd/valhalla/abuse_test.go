@@ -340,6 +340,40 @@ func TestAbuse(t *testing.T) {
 			})
 			t.Logf("statuses: %s", &got)
 		}},
+		{"pages of the largest entries", func(t *testing.T) {
+			c := srv.client(t, attacker, 4)
+			pad := strings.Repeat("p", 60<<10)
+			body := `{"entries":[` + strings.TrimSuffix(strings.Repeat(`{"message":"big","category":"big","context":{"pad":"`+pad+`"}},`, 100), ",") + `]}`
+			if code, b, _ := send(c, "POST", srv.URL+"/system/logs/batch", body); code != http.StatusCreated {
+				t.Fatalf("write large entries: %d %.300s", code, b)
+			}
+			var got refusals
+			parallel(4, func(int) {
+				for range 3 {
+					code, _, _ := send(c, "GET", srv.URL+"/system/logs?category=big&limit=500", "")
+					got.add(code)
+				}
+			})
+			t.Logf("statuses: %s", &got)
+		}},
+		{"values jsonb refuses", func(t *testing.T) {
+			c := srv.client(t, attacker, 4)
+			var got refusals
+			parallel(4, func(i int) {
+				for j := range 50 {
+					ctx := `{"s":"\ud800"}`
+					if (i+j)%2 == 0 {
+						ctx = `{"n":1e200000}`
+					}
+					code, _, _ := send(c, "POST", srv.URL+"/system/logs", `{"message":"m","context":`+ctx+`}`)
+					got.add(code)
+				}
+			})
+			t.Logf("statuses: %s", &got)
+			if got.counts[http.StatusUnprocessableEntity] != 200 {
+				t.Errorf("statuses %s, want 200 422s", &got)
+			}
+		}},
 	}
 	type result struct {
 		name     string

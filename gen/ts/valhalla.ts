@@ -254,9 +254,14 @@ export interface components {
              */
             user_id?: string;
             /**
-             * @description Structured metadata. Defaults to `{}`. Its keys and strings must
-             *     not contain U+0000 (PostgreSQL's jsonb cannot store it): such a
-             *     context is answered with a 422 pointing at `/context`.
+             * @description Structured metadata. Defaults to `{}`. At most 65536 bytes as
+             *     sent, and no deeper than 64 levels of nesting (server-enforced;
+             *     with the other fields' bounds an entry stays under 128 KiB). It
+             *     must hold only what PostgreSQL's jsonb can store: no U+0000 and
+             *     no lone UTF-16 surrogate (`\ud800`) in its keys and strings, and
+             *     numbers of at most 131072 digits before the decimal point and
+             *     16383 after it. A context that breaks any of these is answered
+             *     with a 422 whose pointer names the value, under `/context`.
              * @example {
              *       "ip": "203.0.113.7"
              *     }
@@ -692,7 +697,12 @@ export interface operations {
                 since?: string;
                 /** @description Only entries before this instant (exclusive). */
                 until?: string;
-                /** @description Page size. */
+                /**
+                 * @description Page size: the most entries a page holds. A page also stops once
+                 *     its entries reach about 4 MiB (server-enforced), so a page of
+                 *     large entries may hold fewer; `next_cursor` then continues after
+                 *     the last one.
+                 */
                 limit?: number;
                 /**
                  * @description Opaque cursor from a previous page's `next_cursor`; pass it back

@@ -133,24 +133,3 @@ func TestErrorTable(t *testing.T) {
 		}
 	}
 }
-
-func TestContainsNUL(t *testing.T) {
-	t.Parallel()
-	tests := map[string]bool{
-		`{}`:                      false,
-		`{"a":"\u0000"}`:          true,
-		`{"\u0000":1}`:            true,
-		`{"a":"x\u0000y"}`:        true,
-		`{"a":"\\u0000"}`:         false, // a backslash, then the text u0000
-		`{"a":"\\\u0000"}`:        true,  // a backslash, then NUL
-		`{"a":"\u00000"}`:         true,
-		`{"a":"\u0001"}`:          false,
-		`{"a":"\\\\u0000"}`:       false,
-		`{"a":"ok","b":"\u0000"}`: true,
-	}
-	for raw, want := range tests {
-		if got := containsNUL([]byte(raw)); got != want {
-			t.Errorf("containsNUL(%s) = %v, want %v", raw, got, want)
-		}
-	}
-}

@@ -338,22 +338,14 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		}
 		params.AfterTs, params.AfterID = &ts, &id
 	}
-	var rows []db.SystemLog
-	var err error
-	if params.Levels == nil {
-		rows, err = s.q.ListLogs(ctx, params)
-	} else {
-		// A conversion, not a copy field by field: it stops compiling if
-		// a filter is added to one query and not the other.
-		rows, err = s.q.ListLogsByLevels(ctx, db.ListLogsByLevelsParams(params))
-	}
+	rows, err := s.listBounded(ctx, params, limit)
 	if err != nil {
-		return Page{}, fmt.Errorf("list logs: %w", translate(err))
+		return Page{}, err
 	}
 	page := Page{Items: rows}
-	if len(rows) > int(limit) {
-		page.Items = rows[:limit]
-		last := page.Items[limit-1]
+	if len(rows) > int(limit) || (len(rows) > 0 && rowsSize(rows) >= MaxPageBytes) {
+		page.Items = rows[:min(len(rows), int(limit))]
+		last := page.Items[len(page.Items)-1]
 		page.NextCursor = EncodeCursor(last.Timestamp, last.ID)
 	}
 	if countUpTo > 0 {
@@ -376,6 +368,75 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		page.Total = &total
 	}
 	return page, nil
+}
+
+// MaxPageBytes bounds a page's entries, as rowSize counts them: a page
+// holds fewer than its limit when its entries reach this size, and its
+// next cursor continues after the last one. A page always holds one entry
+// when one matches.
+const MaxPageBytes = 4 << 20
+
+// listChunk is the most rows one query of a page reads: a page of large
+// entries is read a chunk at a time, so that the rows read beyond
+// MaxPageBytes are few.
+const listChunk = 64
+
+// rowOverhead approximates what an entry costs besides its text: the id,
+// timestamp, level, trace id and member names.
+const rowOverhead = 256
+
+// rowSize approximates the bytes an entry takes, in memory or encoded.
+func rowSize(r db.SystemLog) int {
+	n := rowOverhead + len(r.Category) + len(r.Message) + len(r.CorrelationID) + len(r.Context) + len(r.Actor)
+	if r.UserID != nil {
+		n += len(*r.UserID)
+	}
+	return n
+}
+
+func rowsSize(rows []db.SystemLog) int {
+	n := 0
+	for _, r := range rows {
+		n += rowSize(r)
+	}
+	return n
+}
+
+// listBounded reads up to limit+1 rows after params' keyset position,
+// listChunk at a time, and stops early once the rows read reach
+// MaxPageBytes (the last row read may end past it).
+func (s *Store) listBounded(ctx context.Context, params db.ListLogsParams, limit int32) ([]db.SystemLog, error) {
+	var out []db.SystemLog
+	size := 0
+	for {
+		want := limit + 1 - int32(len(out))
+		params.RowLimit = min(want, listChunk)
+		var rows []db.SystemLog
+		var err error
+		if params.Levels == nil {
+			rows, err = s.q.ListLogs(ctx, params)
+		} else {
+			// A conversion, not a copy field by field: it stops compiling if
+			// a filter is added to one query and not the other.
+			rows, err = s.q.ListLogsByLevels(ctx, db.ListLogsByLevelsParams(params))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list logs: %w", translate(err))
+		}
+		for i, r := range rows {
+			out = append(out, r)
+			size += rowSize(r)
+			if size >= MaxPageBytes {
+				clear(rows[i+1:]) // let the rest go
+				return out, nil
+			}
+		}
+		if int32(len(rows)) < params.RowLimit || int32(len(out)) > limit {
+			return out, nil
+		}
+		last := rows[len(rows)-1]
+		params.AfterTs, params.AfterID = &last.Timestamp, &last.ID
+	}
 }
 
 // translate maps database errors to the store's sentinels, keeping the

@@ -1,7 +1,9 @@
 package logstore_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -324,5 +326,49 @@ func TestInsertOnceConcurrently(t *testing.T) {
 	}
 	if got := count(t, pool); got != 1 {
 		t.Errorf("%d rows from %d racing requests with one key, want 1", got, n)
+	}
+}
+
+// TestPageBoundedInBytes: a page of large entries holds fewer than its
+// limit, at most about MaxPageBytes, and its cursor continues where it
+// stopped: every entry is seen once.
+func TestPageBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	store, _ := setup(t)
+	const n = 100
+	ctxJSON := json.RawMessage(`{"pad":"` + strings.Repeat("p", 60<<10) + `"}`)
+	entries := make([]logstore.Entry, n)
+	for i := range entries {
+		entries[i] = logstore.Entry{Level: "INFO", Category: "big", Message: fmt.Sprint(i), CorrelationID: "c", Actor: "svc", Context: ctxJSON}
+	}
+	if _, err := store.InsertBatch(t.Context(), entries); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	cursor, pages := "", 0
+	for {
+		page, err := store.List(t.Context(), logstore.Filter{}, 500, cursor, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		size := 0
+		for _, r := range page.Items {
+			if seen[r.Message] {
+				t.Fatalf("entry %s seen twice", r.Message)
+			}
+			seen[r.Message] = true
+			size += len(r.Context) + len(r.Message)
+		}
+		if size > logstore.MaxPageBytes+len(ctxJSON)+1024 {
+			t.Errorf("page %d holds %d bytes, over the bound of %d", pages, size, logstore.MaxPageBytes)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	if len(seen) != n || pages < 2 {
+		t.Errorf("saw %d of %d entries in %d pages, want all, in more than one page", len(seen), n, pages)
 	}
 }
