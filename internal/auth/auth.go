@@ -100,6 +100,10 @@ func hash(secret string) []byte {
 	return sum[:]
 }
 
+// unknownToken stands for a public id no active token has: its hash is of
+// a random secret that is never stored.
+var unknownToken = cachedToken{secretHash: hash(rand.Text()), unknown: true}
+
 // Token is a stored token, without its secret.
 type Token struct {
 	Name      string
@@ -210,16 +214,27 @@ func (s *Store) Authenticate(ctx context.Context, authorization string) (Princip
 		return Principal{}, err
 	}
 	known, ok := s.cache.get(id)
-	if !ok {
+	switch {
+	case ok:
+	case s.cache.isUnknown(id):
+		known = unknownToken
+	default:
 		epoch := s.cache.begin()
 		row, err := s.q.GetActiveToken(ctx, id)
-		if err != nil {
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			s.cache.putUnknown(epoch, id)
+			known = unknownToken
+		case err != nil:
 			return Principal{}, fmt.Errorf("look up token: %w", translate(err))
+		default:
+			known = cachedToken{secretHash: row.SecretHash, principal: Principal{Name: row.Name, Scopes: row.Scopes}}
+			s.cache.put(epoch, id, known)
 		}
-		known = cachedToken{secretHash: row.SecretHash, principal: Principal{Name: row.Name, Scopes: row.Scopes}}
-		s.cache.put(epoch, id, known)
 	}
-	if subtle.ConstantTimeCompare(hash(secret), known.secretHash) != 1 {
+	// An unknown id is compared against a hash no secret has, so that it
+	// takes as long to refuse as a known id with a wrong secret.
+	if subtle.ConstantTimeCompare(hash(secret), known.secretHash) != 1 || known.unknown {
 		return Principal{}, ErrInvalidToken
 	}
 	return known.principal, nil

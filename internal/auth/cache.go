@@ -12,8 +12,9 @@ import (
 )
 
 // changesChannel is the PostgreSQL notification channel a trigger on
-// api_tokens notifies whenever a token is updated or deleted (see the
-// migration 00014_notify_api_tokens_changes.sql).
+// api_tokens notifies whenever a token is created, updated or deleted (see
+// the migrations 00014_notify_api_tokens_changes.sql and
+// 00030_notify_api_tokens_inserts.sql).
 const changesChannel = "valhalla_api_tokens"
 
 const (
@@ -30,17 +31,29 @@ const (
 // all) and every loss of the listening connection empties it, and the epoch
 // keeps a lookup that raced with a change from filling it with what the
 // change replaced.
+//
+// It also remembers the public ids the database does not know (or knows
+// only revoked), up to maxUnknown of them, so that a stranger's guesses
+// cost no round trip either; a token created anywhere notifies too, and
+// so makes every server forget them.
 type cache struct {
 	mu      sync.Mutex
 	live    bool   // Watch is listening, so the entries are current
 	epoch   uint64 // counts the resets
 	entries map[string]cachedToken
+	unknown map[string]struct{}
 }
+
+// maxUnknown bounds the unknown public ids remembered; when it is reached
+// they are all forgotten, and remembered again as they come.
+const maxUnknown = 10_000
 
 // cachedToken is a token as stored: the hash of its secret, and its caller.
 type cachedToken struct {
 	secretHash []byte
 	principal  Principal
+	// unknown marks unknownToken.
+	unknown bool
 }
 
 // get returns the token with public id when the cache is live and holds it.
@@ -71,6 +84,29 @@ func (c *cache) put(epoch uint64, id string, t cachedToken) {
 	}
 }
 
+// isUnknown reports whether the cache is live and knows that no active
+// token has public id.
+func (c *cache) isUnknown(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.unknown[id]
+	return ok && c.live
+}
+
+// putUnknown remembers that no active token has public id, unless the
+// cache was reset since begin returned epoch.
+func (c *cache) putUnknown(epoch uint64, id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live || c.epoch != epoch {
+		return
+	}
+	if c.unknown == nil || len(c.unknown) >= maxUnknown {
+		c.unknown = map[string]struct{}{}
+	}
+	c.unknown[id] = struct{}{}
+}
+
 // reset forgets every token; live says whether lookups may fill the cache
 // again.
 func (c *cache) reset(live bool) {
@@ -79,6 +115,7 @@ func (c *cache) reset(live bool) {
 	c.live = live
 	c.epoch++
 	clear(c.entries)
+	c.unknown = nil
 }
 
 // Watch lets Authenticate answer from memory until ctx ends. It listens on
