@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -43,7 +44,11 @@ type limits struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
-	API               httpapi.Limits
+	// MaxConnections caps the open connections (0: no cap);
+	// MaxIdleConnections the idle keep-alive ones among them.
+	MaxConnections     int
+	MaxIdleConnections int
+	API                httpapi.Limits
 }
 
 // parseConfig parses args for the command name, with defaults from getenv.
@@ -79,12 +84,28 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		"how long a client may take to send the whole request (VALHALLA_READ_TIMEOUT)")
 	writeTimeout := fs.String("write-timeout", envOr(getenv, "VALHALLA_WRITE_TIMEOUT", "60s"),
 		"how long serving one request may take, from the end of its headers (VALHALLA_WRITE_TIMEOUT)")
-	idleTimeout := fs.String("idle-timeout", envOr(getenv, "VALHALLA_IDLE_TIMEOUT", "120s"),
+	idleTimeout := fs.String("idle-timeout", envOr(getenv, "VALHALLA_IDLE_TIMEOUT", "30s"),
 		"how long an idle keep-alive connection stays open (VALHALLA_IDLE_TIMEOUT)")
 	maxHeader := fs.String("max-header-bytes", envOr(getenv, "VALHALLA_MAX_HEADER_BYTES", "65536"),
 		"largest request header block, in bytes (VALHALLA_MAX_HEADER_BYTES)")
 	bodyBudget := fs.String("body-budget", envOr(getenv, "VALHALLA_BODY_BUDGET", strconv.Itoa(httpapi.DefaultBodyBudget)),
 		"request body bytes all requests may hold at once; past it requests get a 503 with Retry-After (VALHALLA_BODY_BUDGET)")
+	def := httpapi.DefaultLimits()
+	ftoa := func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+	tokenRate := fs.String("token-rate", envOr(getenv, "VALHALLA_TOKEN_RATE", ftoa(def.Token.Requests)),
+		"requests per second each token may make on this server, 0 for no limit; tokens create --rate overrides it per token (VALHALLA_TOKEN_RATE)")
+	tokenEntryRate := fs.String("token-entry-rate", envOr(getenv, "VALHALLA_TOKEN_ENTRY_RATE", ftoa(def.Token.Entries)),
+		"log entries per second each token may write on this server, 0 for no limit (VALHALLA_TOKEN_ENTRY_RATE)")
+	tokenInFlight := fs.String("token-in-flight", envOr(getenv, "VALHALLA_TOKEN_IN_FLIGHT", strconv.Itoa(def.Token.InFlight)),
+		"requests each token may have in flight on this server, 0 for no limit (VALHALLA_TOKEN_IN_FLIGHT)")
+	addressRate := fs.String("address-rate", envOr(getenv, "VALHALLA_ADDRESS_RATE", ftoa(def.Address.Requests)),
+		"requests per second each client address may make without a valid token, 0 for no limit (VALHALLA_ADDRESS_RATE)")
+	addressInFlight := fs.String("address-in-flight", envOr(getenv, "VALHALLA_ADDRESS_IN_FLIGHT", strconv.Itoa(def.Address.InFlight)),
+		"requests each client address may have in flight without a valid token, 0 for no limit (VALHALLA_ADDRESS_IN_FLIGHT)")
+	maxConns := fs.String("max-connections", envOr(getenv, "VALHALLA_MAX_CONNECTIONS", "1024"),
+		"open connections the server accepts at once, 0 for no cap; past it new ones wait (VALHALLA_MAX_CONNECTIONS)")
+	maxIdle := fs.String("max-idle-connections", envOr(getenv, "VALHALLA_MAX_IDLE_CONNECTIONS", "256"),
+		"idle keep-alive connections kept open; one more going idle is closed (VALHALLA_MAX_IDLE_CONNECTIONS)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -137,6 +158,39 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 			continue
 		}
 		*n.into = v
+	}
+	for _, f := range []struct {
+		name  string
+		value string
+		into  *float64
+	}{
+		{"token rate", *tokenRate, &cfg.Limits.API.Token.Requests},
+		{"token entry rate", *tokenEntryRate, &cfg.Limits.API.Token.Entries},
+		{"address rate", *addressRate, &cfg.Limits.API.Address.Requests},
+	} {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f.value), 64)
+		if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+			errs = append(errs, fmt.Errorf("%s %q: want a number of requests per second, 0 for no limit", f.name, f.value))
+			continue
+		}
+		*f.into = v
+	}
+	for _, f := range []struct {
+		name  string
+		value string
+		into  *int
+	}{
+		{"max connections", *maxConns, &cfg.Limits.MaxConnections},
+		{"max idle connections", *maxIdle, &cfg.Limits.MaxIdleConnections},
+		{"token in flight", *tokenInFlight, &cfg.Limits.API.Token.InFlight},
+		{"address in flight", *addressInFlight, &cfg.Limits.API.Address.InFlight},
+	} {
+		v, err := strconv.Atoi(strings.TrimSpace(f.value))
+		if err != nil || v < 0 {
+			errs = append(errs, fmt.Errorf("%s %q: want a number, 0 for no limit", f.name, f.value))
+			continue
+		}
+		*f.into = v
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/net/netutil"
 
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
@@ -95,7 +96,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Metrics:        m,
 		Logger:         logger,
 		TracerProvider: tracerProvider,
-		Limits:         cfg.Limits.API,
+		Limits:         apiLimits(cfg.Limits),
 	})
 	if err != nil {
 		return err
@@ -105,14 +106,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	if cfg.Limits.MaxConnections > 0 {
+		// Past the cap, new connections wait in the kernel's backlog.
+		ln = netutil.LimitListener(ln, cfg.Limits.MaxConnections)
+	}
+	idle := newIdleCap(cfg.Limits.MaxIdleConnections)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
 		ReadTimeout:       cfg.Limits.ReadTimeout,
 		WriteTimeout:      cfg.Limits.WriteTimeout,
 		IdleTimeout:       cfg.Limits.IdleTimeout,
-		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+		// Twice the limit, so that the handler answers a block over it with
+		// a problem (httpapi.Limits.MaxHeaderBytes), not net/http in text.
+		MaxHeaderBytes: 2 * cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnState:         idle.track,
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -268,4 +277,11 @@ func revision() string {
 		rev += "-dirty"
 	}
 	return rev
+}
+
+// apiLimits are the API's limits with the header limit of l.
+func apiLimits(l limits) httpapi.Limits {
+	api := l.API
+	api.MaxHeaderBytes = l.MaxHeaderBytes
+	return api
 }

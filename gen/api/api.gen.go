@@ -592,6 +592,9 @@ type Forbidden = ProblemDetails
 // Problem An RFC 9457 problem. Extension members may be added.
 type Problem = ProblemDetails
 
+// TooManyRequests An RFC 9457 problem. Extension members may be added.
+type TooManyRequests = ProblemDetails
+
 // Unauthorized An RFC 9457 problem. Extension members may be added.
 type Unauthorized = ProblemDetails
 
@@ -2015,6 +2018,14 @@ type GetPrometheusMetricsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetPrometheusMetricsResponse429Headers the declared response headers of an HTTP 429 response for GetPrometheusMetrics
+type GetPrometheusMetricsResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetPrometheusMetricsResponse500Headers the declared response headers of an HTTP 500 response for GetPrometheusMetrics
 type GetPrometheusMetricsResponse500Headers struct {
 	XRequestID string
@@ -2028,16 +2039,25 @@ type GetPrometheusMetricsResponseDefaultHeaders struct {
 type GetPrometheusMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetPrometheusMetricsResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetPrometheusMetricsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetPrometheusMetricsResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
 	HeadersDefault *GetPrometheusMetricsResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetPrometheusMetricsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2084,6 +2104,14 @@ type GetOpenAPIJSONResponse200Headers struct {
 	XRequestID string
 }
 
+// GetOpenAPIJSONResponse429Headers the declared response headers of an HTTP 429 response for GetOpenAPIJSON
+type GetOpenAPIJSONResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetOpenAPIJSONResponse500Headers the declared response headers of an HTTP 500 response for GetOpenAPIJSON
 type GetOpenAPIJSONResponse500Headers struct {
 	XRequestID string
@@ -2099,12 +2127,16 @@ type GetOpenAPIJSONResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *json.RawMessage
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetOpenAPIJSONResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetOpenAPIJSONResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetOpenAPIJSONResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -2114,6 +2146,11 @@ type GetOpenAPIJSONResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetOpenAPIJSONResponse) GetJSON200() *json.RawMessage {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetOpenAPIJSONResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2160,6 +2197,14 @@ type GetOpenAPIYAMLResponse200Headers struct {
 	XRequestID string
 }
 
+// GetOpenAPIYAMLResponse429Headers the declared response headers of an HTTP 429 response for GetOpenAPIYAML
+type GetOpenAPIYAMLResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetOpenAPIYAMLResponse500Headers the declared response headers of an HTTP 500 response for GetOpenAPIYAML
 type GetOpenAPIYAMLResponse500Headers struct {
 	XRequestID string
@@ -2175,12 +2220,16 @@ type GetOpenAPIYAMLResponse struct {
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
 	YAML200 *map[string]interface{}
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetOpenAPIYAMLResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetOpenAPIYAMLResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetOpenAPIYAMLResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -2190,6 +2239,11 @@ type GetOpenAPIYAMLResponse struct {
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
 func (r GetOpenAPIYAMLResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetOpenAPIYAMLResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2236,6 +2290,14 @@ type GetHealthResponse200Headers struct {
 	XRequestID string
 }
 
+// GetHealthResponse429Headers the declared response headers of an HTTP 429 response for GetHealth
+type GetHealthResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetHealthResponse500Headers the declared response headers of an HTTP 500 response for GetHealth
 type GetHealthResponse500Headers struct {
 	XRequestID string
@@ -2256,6 +2318,8 @@ type GetHealthResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2264,6 +2328,8 @@ type GetHealthResponse struct {
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetHealthResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetHealthResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetHealthResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -2275,6 +2341,11 @@ type GetHealthResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetHealthResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetHealthResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2326,6 +2397,14 @@ type GetLivenessResponse200Headers struct {
 	XRequestID string
 }
 
+// GetLivenessResponse429Headers the declared response headers of an HTTP 429 response for GetLiveness
+type GetLivenessResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetLivenessResponse500Headers the declared response headers of an HTTP 500 response for GetLiveness
 type GetLivenessResponse500Headers struct {
 	XRequestID string
@@ -2341,12 +2420,16 @@ type GetLivenessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Liveness
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetLivenessResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetLivenessResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetLivenessResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -2356,6 +2439,11 @@ type GetLivenessResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetLivenessResponse) GetJSON200() *Liveness {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetLivenessResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2402,6 +2490,14 @@ type GetMetricsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetMetricsResponse429Headers the declared response headers of an HTTP 429 response for GetMetrics
+type GetMetricsResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetMetricsResponse500Headers the declared response headers of an HTTP 500 response for GetMetrics
 type GetMetricsResponse500Headers struct {
 	XRequestID string
@@ -2417,12 +2513,16 @@ type GetMetricsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Metrics
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetMetricsResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetMetricsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetMetricsResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -2432,6 +2532,11 @@ type GetMetricsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetMetricsResponse) GetJSON200() *Metrics {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2478,6 +2583,14 @@ type GetReadinessResponse200Headers struct {
 	XRequestID string
 }
 
+// GetReadinessResponse429Headers the declared response headers of an HTTP 429 response for GetReadiness
+type GetReadinessResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetReadinessResponse500Headers the declared response headers of an HTTP 500 response for GetReadiness
 type GetReadinessResponse500Headers struct {
 	XRequestID string
@@ -2498,6 +2611,8 @@ type GetReadinessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Readiness
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2506,6 +2621,8 @@ type GetReadinessResponse struct {
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetReadinessResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetReadinessResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetReadinessResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -2517,6 +2634,11 @@ type GetReadinessResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetReadinessResponse) GetJSON200() *Readiness {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetReadinessResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2585,6 +2707,14 @@ type ListSystemLogsResponse422Headers struct {
 	XRequestID string
 }
 
+// ListSystemLogsResponse429Headers the declared response headers of an HTTP 429 response for ListSystemLogs
+type ListSystemLogsResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // ListSystemLogsResponse500Headers the declared response headers of an HTTP 500 response for ListSystemLogs
 type ListSystemLogsResponse500Headers struct {
 	XRequestID string
@@ -2612,6 +2742,8 @@ type ListSystemLogsResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2626,6 +2758,8 @@ type ListSystemLogsResponse struct {
 	Headers403 *ListSystemLogsResponse403Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *ListSystemLogsResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListSystemLogsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListSystemLogsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -2652,6 +2786,11 @@ func (r ListSystemLogsResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ListSystemLogsResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListSystemLogsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2736,6 +2875,14 @@ type CreateSystemLogResponse422Headers struct {
 	XRequestID string
 }
 
+// CreateSystemLogResponse429Headers the declared response headers of an HTTP 429 response for CreateSystemLog
+type CreateSystemLogResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // CreateSystemLogResponse500Headers the declared response headers of an HTTP 500 response for CreateSystemLog
 type CreateSystemLogResponse500Headers struct {
 	XRequestID string
@@ -2769,6 +2916,8 @@ type CreateSystemLogResponse struct {
 	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2789,6 +2938,8 @@ type CreateSystemLogResponse struct {
 	Headers415 *CreateSystemLogResponse415Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *CreateSystemLogResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateSystemLogResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *CreateSystemLogResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -2830,6 +2981,11 @@ func (r CreateSystemLogResponse) GetApplicationproblemJSON415() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r CreateSystemLogResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateSystemLogResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2913,6 +3069,14 @@ type CreateSystemLogBatchResponse422Headers struct {
 	XRequestID string
 }
 
+// CreateSystemLogBatchResponse429Headers the declared response headers of an HTTP 429 response for CreateSystemLogBatch
+type CreateSystemLogBatchResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // CreateSystemLogBatchResponse500Headers the declared response headers of an HTTP 500 response for CreateSystemLogBatch
 type CreateSystemLogBatchResponse500Headers struct {
 	XRequestID string
@@ -2946,6 +3110,8 @@ type CreateSystemLogBatchResponse struct {
 	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2966,6 +3132,8 @@ type CreateSystemLogBatchResponse struct {
 	Headers415 *CreateSystemLogBatchResponse415Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *CreateSystemLogBatchResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateSystemLogBatchResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *CreateSystemLogBatchResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3007,6 +3175,11 @@ func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON415() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3080,6 +3253,14 @@ type GetSystemLogResponse422Headers struct {
 	XRequestID string
 }
 
+// GetSystemLogResponse429Headers the declared response headers of an HTTP 429 response for GetSystemLog
+type GetSystemLogResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetSystemLogResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLog
 type GetSystemLogResponse500Headers struct {
 	XRequestID string
@@ -3109,6 +3290,8 @@ type GetSystemLogResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -3125,6 +3308,8 @@ type GetSystemLogResponse struct {
 	Headers404 *GetSystemLogResponse404Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetSystemLogResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetSystemLogResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetSystemLogResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3156,6 +3341,11 @@ func (r GetSystemLogResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetSystemLogResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetSystemLogResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3419,6 +3609,13 @@ func ParseGetPrometheusMetricsResponse(rsp *http.Response) (*GetPrometheusMetric
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3446,6 +3643,37 @@ func ParseGetPrometheusMetricsResponse(rsp *http.Response) (*GetPrometheusMetric
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetPrometheusMetricsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetPrometheusMetricsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3492,6 +3720,13 @@ func ParseGetOpenAPIJSONResponse(rsp *http.Response) (*GetOpenAPIJSONResponse, e
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3519,6 +3754,37 @@ func ParseGetOpenAPIJSONResponse(rsp *http.Response) (*GetOpenAPIJSONResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetOpenAPIJSONResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetOpenAPIJSONResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3565,6 +3831,13 @@ func ParseGetOpenAPIYAMLResponse(rsp *http.Response) (*GetOpenAPIYAMLResponse, e
 		}
 		response.YAML200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3592,6 +3865,37 @@ func ParseGetOpenAPIYAMLResponse(rsp *http.Response) (*GetOpenAPIYAMLResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetOpenAPIYAMLResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetOpenAPIYAMLResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3638,6 +3942,13 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3672,6 +3983,37 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetHealthResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetHealthResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3728,6 +4070,13 @@ func ParseGetLivenessResponse(rsp *http.Response) (*GetLivenessResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3755,6 +4104,37 @@ func ParseGetLivenessResponse(rsp *http.Response) (*GetLivenessResponse, error) 
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetLivenessResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetLivenessResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3801,6 +4181,13 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3828,6 +4215,37 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetMetricsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetMetricsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3874,6 +4292,13 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3908,6 +4333,37 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetReadinessResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetReadinessResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -3984,6 +4440,13 @@ func ParseListSystemLogsResponse(rsp *http.Response) (*ListSystemLogsResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -4063,6 +4526,37 @@ func ParseListSystemLogsResponse(rsp *http.Response) (*ListSystemLogsResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListSystemLogsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListSystemLogsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -4167,6 +4661,13 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -4283,6 +4784,37 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateSystemLogResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers CreateSystemLogResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -4387,6 +4919,13 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -4496,6 +5035,37 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateSystemLogBatchResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers CreateSystemLogBatchResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -4587,6 +5157,13 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4675,6 +5252,37 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetSystemLogResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetSystemLogResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -5571,6 +6179,18 @@ type ProblemApplicationProblemPlusJSONResponse struct {
 	Headers ProblemResponseHeaders
 }
 
+type TooManyRequestsResponseHeaders struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+type TooManyRequestsApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetails
+
+	Headers TooManyRequestsResponseHeaders
+}
+
 type UnauthorizedResponseHeaders struct {
 	WWWAuthenticate string
 	XRequestID      string
@@ -5622,6 +6242,26 @@ func (response GetPrometheusMetrics200TextplainVersion004Response) VisitGetProme
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetPrometheusMetrics429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetPrometheusMetrics429ApplicationProblemPlusJSONResponse) VisitGetPrometheusMetricsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -5691,6 +6331,26 @@ func (response GetOpenAPIJSON200JSONResponse) VisitGetOpenAPIJSONResponse(w http
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetOpenAPIJSON429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetOpenAPIJSON429ApplicationProblemPlusJSONResponse) VisitGetOpenAPIJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5769,6 +6429,26 @@ func (response GetOpenAPIYAML200ApplicationyamlResponse) VisitGetOpenAPIYAMLResp
 	return err
 }
 
+type GetOpenAPIYAML429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetOpenAPIYAML429ApplicationProblemPlusJSONResponse) VisitGetOpenAPIYAMLResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetOpenAPIYAML500ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -5835,6 +6515,26 @@ func (response GetHealth200JSONResponse) VisitGetHealthResponse(w http.ResponseW
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetHealth429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth429ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5931,6 +6631,26 @@ func (response GetLiveness200JSONResponse) VisitGetLivenessResponse(w http.Respo
 	return err
 }
 
+type GetLiveness429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetLiveness429ApplicationProblemPlusJSONResponse) VisitGetLivenessResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetLiveness500ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -6001,6 +6721,26 @@ func (response GetMetrics200JSONResponse) VisitGetMetricsResponse(w http.Respons
 	return err
 }
 
+type GetMetrics429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetMetrics429ApplicationProblemPlusJSONResponse) VisitGetMetricsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMetrics500ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -6067,6 +6807,26 @@ func (response GetReadiness200JSONResponse) VisitGetReadinessResponse(w http.Res
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReadiness429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetReadiness429ApplicationProblemPlusJSONResponse) VisitGetReadinessResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6214,6 +6974,26 @@ func (response ListSystemLogs422ApplicationProblemPlusJSONResponse) VisitListSys
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSystemLogs429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListSystemLogs429ApplicationProblemPlusJSONResponse) VisitListSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6437,6 +7217,26 @@ func (response CreateSystemLog422ApplicationProblemPlusJSONResponse) VisitCreate
 	return err
 }
 
+type CreateSystemLog429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLog429ApplicationProblemPlusJSONResponse) VisitCreateSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateSystemLog500ResponseHeaders struct {
 	XRequestID string
 }
@@ -6654,6 +7454,26 @@ func (response CreateSystemLogBatch422ApplicationProblemPlusJSONResponse) VisitC
 	return err
 }
 
+type CreateSystemLogBatch429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLogBatch429ApplicationProblemPlusJSONResponse) VisitCreateSystemLogBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateSystemLogBatch500ResponseHeaders struct {
 	XRequestID string
 }
@@ -6823,6 +7643,26 @@ func (response GetSystemLog422ApplicationProblemPlusJSONResponse) VisitGetSystem
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLog429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLog429ApplicationProblemPlusJSONResponse) VisitGetSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -7274,118 +8114,122 @@ func (sh *strictHandler) GetSystemLog(w http.ResponseWriter, r *http.Request, id
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hz7cttG1uer9CKpsrQDUiCpi01V/pDlSzSj2I4srydjaoQmcEh2BHTT3Q1JjEtb8w77Dvtg8yRfne7G",
-	"jQApyVacfP6mKlWxCKAvp8/9/E5/8iKRzgUHrpU3/OTNgMYgzT//fgIfM1D66Bn+FYOKJJtrJrg39E5n",
-	"QKR9/EiRSEgJCcVnhMVkQ8+ARDRJQD5SPhGSCA4kZVxDTMYLgo8VyEuQm13P93AcJiH2hlpm4HsqmkFK",
-	"cc6UXh8Dn+qZN+z1H/teynjxt+/NqdYgcTX//HDQ+Qft/BZ0nnTPh52zv3zv+Z5ezMEbekpLxqfezc0N",
-	"fiFpCtrt7yiGdC408GjxN1g09/gTvQBFKLmSTANRdAJECyJBy0WXvGd6xjjpb5OZyKTy7aZoCuQCFmQi",
-	"RYq/jLj5SYsL4OSK6Vn52ljECxwsk1yZXydMKk0kqLngCiwR8c0RZ7HaNF+LTJvVMD4ldEoZ9wlc4sgz",
-	"lkBtEHMyhCmiNEuSEZcZ54xP9+vLNCuiXOgZSLsghhsOt/v9sEte82SRb3/E9YxqorIoAoghxhclpJCO",
-	"QULsEyUItaQhdKJB4ig7wSC0X6vuiL9TQCiZSFAzIimPRUouaZKBj4POCMWJ3707euaTiZAEaDQjMVOa",
-	"8cjuGboj7vkeXNN0nuDBDiZB1Kfb0Nkb9+LOdrSz03lCH0MniHcnvXE/GtDt2PM9hkdpudrzPU5T/LZy",
-	"9B08+xVM19/ZWcd0/6vzf9tZzV8rO4c1aemSv8Fck6sZcMLMkfX+/a//1+s/JtGMShohtxIxIeESj4f7",
-	"I3twV0xBRaSMnOXEvNzrkoPkii4UgWgm8Ny4eTdns2WiBr0n/UkQ7XR26S509uJe1Hky2YHOYNyj/Wg7",
-	"3oHdySqi/r3jNt05elajaIsk5vMbQXwh5JjFMXD8IxJcA9f4TzqfJywyhNqaSzFOIP3Lr0qY18rRv5cw",
-	"8Ybed1ulItuyT9XWG/vVM9CUJcpO3VRkVjyZQoZkMRlnmiQ0urBiqSIxt/QVc5D21DhArKwsxWZogiRQ",
-	"hGnUZxUV+v79+85BpmfANW4E2hXpGKgEieedJMCngKOhiOP4KVMK/22XsXHy4pDs7u0ERnGWx/bUjiCB",
-	"JukPI++SJjgWHXk+ASmF/GHkMa6yyYRFDLg+N6PhU/OPH0ZeIqZqaCXdW3t2fv2YV9DfkWCrIgaG9u48",
-	"/oBzPuAEafdke2ePuDmWzupL9vWO00zPhGS/oRn76pt7JXIeMqxcmFyjs5kiGb/g4or7JKXJRMgUYnxD",
-	"wqW4gNiqgC9n2i/iTSN552b1hgFX+wQPy5DvOL2kLKHjBP4g5RNTTcdUgT2nYjX7NWuKmmDK0NTHkNDF",
-	"Euee4JudA3yzeVZvIRI8Vui6XFGmyRgmQoIdnfFpt03a0VObgvxC6t7kI5tFHs4gumgu7zXHtdCYcVCK",
-	"RPgSLmkuUdtqZg1EnFnFe56q5gg/iiuSCKcuzQBEC3Hho6lLWZIwZSlQ48qgu933PZQFqr2hF4sMOaCw",
-	"5DxDx8a78T3Dos1J388WlfkmlCUQkw1K1ExI7VtnUWVpSuViSRzcCpkRwky7A+6pphuRG9bm3FSTK+qo",
-	"BXF9/Jyf2sZTmupM3ca35qTe2letrc5l8YNdUTGQXzuZs2JGMf4VIo0zVsdqnn2mI5ECeje0PHrgWYpT",
-	"iQvP95CylYHLrZiBW8Z8jo6jGcu37i3TCulsJqI8JvmKcSqmIb0bOXBKtwYqJV3g3y8YJPHzdv5Atr5k",
-	"wnp5XfL8mkY6WRiljL7cXKCIyRBZ5q9vX78ib+wPhHEtDGOhN77pj3hYxCzm5Y8ZyAUq7znVM1I828Sf",
-	"QiuGIUkEqm3jjhjdviRMRh+tYCumyJUUVi2UPGUcdXzGhc73gIukSSKuILaOfCsHOx+xMdkrmhaj5NGK",
-	"fbc+86FVyJ1THLhl/IIC66dYQbb6XAlLmW6dxB5Oc4ra0Vn79yTobZanmG8NT7M+2RZwLRmorcFWApeQ",
-	"tEYRVclzx9YmZD8CTTA8aTDhJUiaJEjYRM+aajUqZOhW/ldOfUgN8TnVbdwDNrKYSxGhKncv13fdD/q7",
-	"nV6v0989DYKh+e8fXlUPUw0d1I3rtdeSa2cDnFBchPskhqmkGKDaTZuAlqsrjFJduEssud6UTmBF47Sp",
-	"mmyOKzp3ZmS1hVWMR2D3Xdv1YDcIujt3sjaXIBWzPkZ9jqcZS2LiHi8JZ68bdINb+adQ2fkcjY3VDtjP",
-	"uWM1w1WceZokryfe8MP9HCL/039vhvxTMsZ6Lvjiwz9b9mGf1QXON5mcZrBlhc9N7xM7uzHIcIm62Zn/",
-	"G987Rj8XVAs98ydNTXYH1XCroLfLSxv7H4vpsdHZLSd+CZLphU/QMCqNXveMTWegdHX+Z8+fvnvp+d7R",
-	"qxevPd97f3Dy6ugV/vD85OT1ied7hydHp0eHB8c4fcms7vUGH/4EWrKoZftvHOtHIuMmj2QcoDzgmAuR",
-	"kCnNptBC0Xh8js9vjXGESNC9M+KYiKk6v5JMa+DnWmjaQqFjMSXO9BGlBarlVeKxux1UZINxvbtd7r4I",
-	"UeypgdLqnPHzScKmsxZt4AITRcZgsikgLyEmXFx1vfvNsWJbxfhIowT0mm31gv72neb8j3a7r3Zbr9NK",
-	"3bd0mq0s1MrOfiEXbXqhFIbWjEkheJHgHCKTScSxmsJHI7unc3xTtWWQ8wEURrmZgmU2HvRbWYrFCawa",
-	"9ChOqktTdxwypderRkR6EMV+A2Jc6zsOaCi9asjXc+D3XuQSl1QnqJHEXyZ8dXetB153aJrmpyXpSJ5f",
-	"a+DIiMSWTxRJ6YKMgdA4tgK85BSV5YJzFrdEvB8zmpAi4LB59UeKVBM3LSkIkenO3mRA20R/VYj4/Hqe",
-	"UG5z4CayYoqIKMqkBB5BfZJaZEcV6RGX5SMTjJvbpjW5lraY3ngIRThtK0T5aIzPM33nYL4Ss7dE9Iwr",
-	"TXkEa+udNoZc2juZ0fkcOMRk2T3fUgulId1CbXKfqObH09M3xD4kkYjr1N3u91tFh+mkZfFvZ0LqPB2V",
-	"h8S5X4ajuGKjmeyRIhKoQt00k1TBUvrqHXcWh44TIM+5ZnrRti0taQSOX9cdyCm+d/SsPI3lxb87OSIS",
-	"JmDJzGLgmk0WeXmkuov6QjPJh3mueeheGxqWMUzUsTm7W02KdokHQ9lq4suKSIVn/GVJbdMYJ3mqs82F",
-	"yLOgxlWuucUPELnfHjojRTIJilAJjaC5WN1d4+ZV4eeasHJ5jj8sslxa+92DoYM8FVymtJH1YGVUZCo0",
-	"CUPPcTkOemv0xrGYGjLEMcM5aPKmsq8JTRQ01+D86sS52os2B0O3ZS1Ry/FK2swWRs0ar6TQtgxqhvSJ",
-	"Al3HcuyPOCVRwoBrElHOhTbvMN1FNWEcfudM5TUIWhaZmOAjDtdMGc+ZLki4kfHKc4g3w+Va9ZglCePT",
-	"Dk7PolYfFr+cCtkC7jh0T+pKA2dsHUdwDdd69UnYKtWS2tUyi3SGR5GCpuj+VVxYx0O+d92Zio778Vcl",
-	"ePeEXv2ECnYKdur15v+wBXtjCrlyyQcgGU+QIU0dafOeHkHbzKcshY6QsVETDm3wOWCCwn/LMtbqFyR5",
-	"sL1OdougHH1SR74mpMc+WLIUCiRRbMoNPKLVmLEUlKbpfE0g5tAXTvYKQVkXkPW3hzvb3b1eb2e3d/e4",
-	"rGpZm+L7fnBIzBvIDEsJ9nZBFpLwLEnQqRrxpdDcCWo+oCJoE4iECI89XhbI7fHkSX8y2NnbGw+2Y7pL",
-	"BxE86T+JAwhge2+wa/3pHEwz6NewNfgnrsOWYq08VcE2QecJ7UzOPg36N9+3hqsK5EqqmCMu9owBRASS",
-	"q2LzTYbobGMksbyg9TbOcm/BKznjVtRQyZoNwa4cbLmZUvP4Tme32c3CUjylOmqpA7y1h+nO1hRGjddM",
-	"jPA2rUPhSTcJqWpD3dntLm1Zw+tepqEZ7vZdHkpw0IR7mMbcDmlhN0KoFimLaJK02Ei3xyYdDD4rCILP",
-	"p4JbvI2ej+ynOKIRiPzvWwiVL28tqT6LSgel51BQqsUFrZnWCc0S1FxT4CBtoqQ25gsJ0EH9RvLvfALd",
-	"aZeEaHJDn4QKokwyvcB/TxhHlzrskmd2ZHNkoRs8bLXZFc2yu70OtffP0eg6CM7+9/e/q6Gvr/zTTdgl",
-	"B5qkQmmyu7Mz2CXjhUZXW424Aq59k5rlgsQAc6OrKCe728RoEIP/46AM7nPDGpoO8ImQEcT7I14ASy2Q",
-	"08TX6hEZi4zHxu20Z6k0+voZj0GSXv8x+Rt7utklR3rE0wyDdJFg9JosyBXaiTdC6amEtz8fP1IE/ZIx",
-	"enWWG4a40nd/CVAIKI9HnAuSCA7k3emLTm+XqExKMaUayEY4GmXx4yAIN43a0YpcwMImoi3Vle+GyGwy",
-	"REwIdYTqDXrBXp/EbMpM5tbaIgO6i1hKE2IKs/bz3u7g8cCBKdDlPCDuKK3VG0ugFzhtHv9awE0e5Tga",
-	"UrLd75OrmTDZcVvWtcg+nNXBVS0Bwy03/rJb+sljc2PpB92g2+sNunsVnfc7OX25lO6TuMJ1uobRvns6",
-	"6O6o67WiVHhtdwvhSv/NRFW5QnE1j/Yyy5KU4bthd60D+GOWUt7B6MzkL9x7XXLAF+QdZ5GIgRiuGWfa",
-	"cbhPrmYsmlUEoghvcs24xpesEjPIVfznkPNz/JtVbs2DnPCSPcpJvtYeHTOl28Eyczo1YWfhpHAwBTQD",
-	"aL+Xi5K7sILbJN3cOfxf6qj4HodrfR5lUrXFzofmd5OaxIPAd83UpYMtbKCQUKWLRZWnc/DzwcuTH38+",
-	"7amDAxkcvv318YvJyfOPf98Lfvvldfp255crb62DfPDh587pWQkSP++s9pVXFLFy9yhFByvPsE1YokEq",
-	"3xURY5LNjbDZLLpJ7IdkA+2GU6Ih41GSxWBLJj/gQsPNfaIA8o9y1bWsOnv9QVtlLGWcpVnqDYPV5YJ8",
-	"yOamQvgYWnS9nT1EvQ/XNNL7JJxqcA9TtC1QJYCxwSNe32iOeDLEYHxq7XZlZJfQSZm+nShu+y6LBh89",
-	"35tqqNd8za+3hB2Gsevs2SaFeaq1mQWsRY1DMuib8rWMqAIyg2tngbuk3vUTmi/mVALX4YjnHQzozhDB",
-	"wSeQmJ4PDlducFeOq+eNHjyKvHvUeON7udv5FhWA1S0W2XyQWUiV/etFzpSXs+R8lAXBIGKx+T+4PxVE",
-	"ErT9yWu61P/HpaJzhHZKY7C51fCy9kiRyDjtYZcYLKPNwaFzhq5iJOaoHBObKGOchNcd+2O4b5tmKl0K",
-	"hedi3yBMj7hpXXAf5kyUj9AlG6/nwA/eHJFBNyAXAPPa9+iaobtqKUbc5ymeN6q910gy0jcSgeMcPSOu",
-	"UGmlJCeB6UZS6ELaLywbmB6iymQJuwTXraKAQF40U91Nwy9GYZssoDmf8mxnWs+Ng2XHwSM0zQ1o872h",
-	"9xKMw2goWMQ5LogrmyC8offedH1V3jCfjVEz4NsW38z4RDTlqThrpuqNIzQhYxpdjB2EknKCtJ4nVKPS",
-	"G6J88JjKmP2GLmmRLLZ1MSQioVnMNEoTS3AEW1vCVRYpG8Yrnoo/4nnyp9qjp2dSZNMZCatOYWhPyeHm",
-	"TNpadUd8xG35zSyibE9jioSrIPKhGSii0gbbMyhW0egV7BI7ejGuaVNSSyszy0Dlg8dRUFOZPhxCa70P",
-	"ZCM8cK0Y5qUhcf0HKLj//tf/DzddK5uRqNUdPrafp1VMhiMelqwSGmQ9/ssnYcFpoW0VpLFVmo6ohiyC",
-	"ozLUI17ZCJVmclx9Ll5D8uEsNxEJi4Ar4866XquDOY1m0Okb4F8mE8f4ari1dXV11aXmcVfI6Zb7Vm0d",
-	"Hx0+f/X2OX7Tnek0qRQMC46toCSGnsUV3vgerozOmTf0MKYZeEbFzoxobaUl9mgKelXt1r6VN5+9kSIF",
-	"PYNMWV8brudCmVibWONPNtwqSNANutub/giDXUKrX7p8K4Y+kaRzGOaWSaF5KU/SRppUZ8rHkwcmCwi4",
-	"8stvGCcW+OHXZL6oWCxsKO6PeFlDLCtm1RltK2gNZeUvtzjgWsYG24IaxAoefvVSEImOhYPGzQv8VpJA",
-	"pIVEgQxdRbljmSo/gdDMocoGzxz0ZVmoWN6R04IlKXP4WL0/dkW4Vr5S6/Y4W2rp6wfBUj8NnvTWPKGM",
-	"7+eAnh/M6dYbako/4Dvy4/PjNyS3jufI3+d15A4xRfLiDC2qy191/raMPuLfkdNf3jxfP7AjnjntlW99",
-	"wgF/GHn9oDfy/GLKH0aeNeFFMDHybshgxNubkpsRjDtRUzRckpUH7FnbsUfU9klxlHlh1YJCXEx+528q",
-	"7pU3/HDmew6CYJGJ+bbSgv00nSLjeZaxvTMcYMspn27ee+W0TIOfnefy17evX/3OnFw1e82OsOZx5j5V",
-	"LKIMnaV7FwHbuQTSMcQxlBYF/3EJxsHWwrSVfCvccopxfL5NIxbumHOOyZ8t8cyCpskdeOaXg5+OvyLP",
-	"5Kv6Mp65K1f4JtNsHHT8x7fLEu4UV7BEzWau9FbyjhlnMKqYdWNILMC0S8J+ELjEQQW2QeZUKUDbbu8+",
-	"yEEeG/WbHxzsb9N+j7EA+hGr7LRr7vkjVdq6hJlbXgs32ieLP5DhdoLBgzf11ltfWrad90NYyE+9/UGX",
-	"oUCO/SxAnw9EowcVsnoD2SoLXXdHMW5fKV+nFcQ6UySbW/cM5CXj0y6x+CvChTbpRwz6JaemOt+Qi6JN",
-	"5M8qGcUC224jQCp9K6o436jNGdyNS5phY+OAv05Y8vnnm6+v5XgPq/02ZYfNt3DYT6li0W0+e/2sMS5d",
-	"rFQJa03pfnGPUK5HE2bL4NV38eMRLwwpcSUYlyFgiqhZps1XsbjiNiNTNmPY6RifqqIKbLr4TY++yPQK",
-	"u1wief+sDFqusIVF8eG3Zpsb+OHWq1K0SZQsluxzC1/9Wa3ySR1bvF4Ibd/BKuE7tshjl+yqllzJhsaf",
-	"xtIkVccLwmKf4MfAY8an9j4yg+UAPeJzOmXc5VtRcklYKUaF9jo0kVd5qSJh/kQLMgVdVEy7I36QJHnN",
-	"kUQiHTPu6iQHr561iSJuoUi0fJkw+s3CdLIoU4G4iPLyAwU5OGdDwhxQnSR5s8Q8EXFRozV3ZZkLCMqr",
-	"snJgYMnXd6pO1zCuBXJsp1mpVnphcmgTIdPb9kU1Kkw6FpdgC+YqR1d47YtPGT9vbuBu675lLczV7KMK",
-	"OrttCRVAZevFbU0EWKPyd/tZ25XUyxWr1rOM5bzrHYb3XJbLRtv7/pzbbC7eszWevCerKOeuWm8Fanq3",
-	"EyzadG5ZoYU/oGuvLLK0bfYS3fr7kMlxtLs5iSFbKU25JhumCq/YpRXUtrWZbtbayu6Cyr5lQQV0rboW",
-	"uL5tLRnXLHmAtbxBravYbzC0V8oJpUtaWZ1sqmFdcuA0dKIMomyuiOARjDirWAlpysx0LDJNtslP7GkD",
-	"krjp7oN0mJ4RT6icVtEVCws2nMAVyP0lW6FntsNTM57h+iYmDV8AZwR3dxa2qlV3g0s1s+YM707Q0iia",
-	"0muLLNlxwCz7V6+thbTZiUo/ZkAiB/tBC4feBFwykVnQ0aMlM7hvTSPTpgg84hmPZpRPIe6SI41OKp2b",
-	"uuqEXZcYCQdm8A100nlL7iYeNLtS5yD/PN+1DKe4E66oVadZJEmVmp8FN2qS7gDZy1RYCszaathRC9xo",
-	"xDeo+96s2XeQzQgZeyrFlSrTLakt2CPVzRdqs1tgegockmU6RRcKYwkDol0GC5GNED6G5p4lOuIGHmMB",
-	"tmTDoIg2h6sgRLZnwqGnVvNuDSDUzsMOre3oOxYiAcrbCPx+FeTIobgKhK3RSCnli5xOvkMkUxnNCPAp",
-	"+pkkFkOSE9wWGa2XbPdYUNYEViPulmtOQ5krX2lUdgw7H9B8lDpLu08kZcr8aJpQKHc0t7U4YW41ReKW",
-	"i9SO563Ro0TZE7F4XuQPo556JFVkDpL0Aj8Igvz7zS45mnKRdzfim3VihauPqcKH7YdkcfxNEFuuagwK",
-	"tECCrlY4v2dkWMdjtkRJLYjMh4qGfC9h3LZivoJr/aYVpntaRVAOy9R5HhhY4FRuMhRGEGLE64Zkg44d",
-	"FK0Ou9xsiyKSdVHEp1wXDnGb7uLcsYgX321VMXcWErQd9G4P82r3hZqPBrd/VF6Ti1/0+/eMtz8rPr91",
-	"G8XtmZ8d5VbyiHVIViWwNUHsme81wDj5QwvvOjOXtbVBjE0LlDLhW9kWS97Ze1FJiS02SBwJv0KEytrc",
-	"8k0MCnTpxujQL+67rt7hnTdaFD2ANpY2RaMWrjuswwS+NHi95e2l+86thjHfPxU2QfewyiXvcqrjVdEO",
-	"3TR0W+/hp19VIa20sC0nwI5FtAJF/O7kOLdfy99/latqK1rzJWhL2dj1hq/fop97kiGLw8b13w2WnIJe",
-	"xY+fTBdwQwWyuNB891MxX0tT9gb3W1Zv537vf3ua2GJfaakq76WKLYK2kYTcGufdqWtV9HJ3ZaVHc0ho",
-	"kjgxTImQfllBN4G1Qeb5I84xSCQmO2a8TBNvLXe95rqdtKn2EW/X7ZXW6Htrd9uc+22p+Gor7h+l5y1d",
-	"b1f2K1qfH9infQn6BXLFbSrask5VUef2xYjJgyhmFICt4D8K+ltV0FWgMrN6UEvKlY23H0Rnf2Lxzboi",
-	"/YP5ru19fItHqpp1n1ODQskzJvFa7+uWa0W+ToC9EqbX4n1+SYHxa4lqsP0/XfRegq6HkZ8Tpi6Vd+s9",
-	"Zx/OkDdtTt2K0vIVqhFNSAyXkIi56b7aCFN6AURmPNys9YMMt7Z6/b1u0A26veHj4HFgXAK33IYDVjQT",
-	"GdxKpdWoW0mx4xabAptjgKqdDjiIA4qYupBtKTI/Wz0ipKqM7IrX7cqgwDgzrSCZdKulN4fzvDm7+a8A",
-	"AAD//w==",
+	"7F3rchs3ln4VbCdVlnaaVJO62KbKP+RbohnFdmR5PRnTowa7D0nE3QANoEUxLm3NO+w77IPNk2wdAH1v",
+	"UpKtOJmdVKUqItmNy8G5n+/An7xIpAvBgWvljT55c6AxSPPnX0/hYwZKHz/FTzGoSLKFZoJ7I+9sDkTa",
+	"n+8pEgkpIaH4G2Ex2dJzIBFNEpD3lE+EJIIDSRnXEJPJiuDPCuQFyO2+53s4DpMQeyMtM/A9Fc0hpThn",
+	"Si9PgM/03BsNhg98L2W8+Ox7C6o1SFzN398d9f5Ge78EvYf981Hv/Z++9XxPrxbgjTylJeMz7+rqCt+Q",
+	"NAXt9nccQ7oQGni0+gus2nv8gX4ARShZSqaBKDoFogWRoOWqT94yPWecDPfIXGRS+XZTNAXyAVZkKkWK",
+	"34y5+UqLD8DJkul5+dhExCscLJNcmW+nTCpNJKiF4AosEfHJMWex2jZvi0yb1TA+I3RGGfcJXODIc5ZA",
+	"bRBzMoQpojRLkjGXGeeMzw7ryzQrolzoOUi7IIYbDveGw7BPXvJklW9/zPWcaqKyKAKIIcYHJaSQTkBC",
+	"7BMlCLWkIXSqQeIo+8FuaN9W/TF/o4BQMpWg5kRSHouUXNAkAx8HnROKE795c/zUJ1MhCdBoTmKmNOOR",
+	"3TP0x9zzPbik6SLBg92dBtGQ7kHv/mQQ9/ai/f3eQ/oAekF8MB1MhtEu3Ys932N4lJarPd/jNMV3K0ff",
+	"w7Nfw3TD/f1NTPcfvf/uZjV/o+w8qUlLn/wFFpos58AJM0c2+Oc//mcwfECiOZU0Qm4lYkrCBo+Hh2N7",
+	"cEumoCJSRs5yYl7c75OjZElXikA0F3hu3Dybs1mTqMHg4XAaRPu9A3oAvfvxIOo9nO5Db3cyoMNoL96H",
+	"g+k6ov615zbdO35ao2iHJObzG0F8LuSExTFw/BAJroFr/JMuFgmLDKF2FlJMEkj/9LMS5rFy9G8lTL2R",
+	"981Oqch27K9q55V96yloyhJlp24rMiueTCFDsphMMk0SGn2wYqkisbD0FQuQ9tQ4QKysLMVmaIIkUIRp",
+	"1GcVFfr27dveUabnwDVuBLoV6QSoBInnnSTAZ4CjoYjj+ClTCv+2y9g6ff6EHNzfD4ziLI/tsR1BAk3S",
+	"R2PvgiY4Fh17PgEphXw09hhX2XTKIgZcn5vR8Ffzx6Oxl4iZGllJ9zaenV8/5jX0dyTYqYiBob07j9/g",
+	"nI84Qdo93Nu/T9wcjbP6kn2dCfED5Sv3rfqN+DhK8HCRkQUqAjS6Ykr0HM2A0Q33FJFUA1rkSPAokxI1",
+	"IElYyrQajfkCpBUGY7TxkxuSxrEEpQojRJ2oWMnZsgMQKsGOkRt3clqxCMjNM4bmKoaErqzmqdD/lGo4",
+	"wYHaQvIWbQ9TJIGptluimixEwqLVPUU+ZkJTshXKcJtQHlsDQs1OfWeEIRI8ViTjmiX4lQRjG0UKZCvU",
+	"4XZTDY49Z0LV2DuUj4JD/Wiw0VNpi0mxnd4rs9Bu0bebsBuSMM0UxE4/Wwu+dfzs7DkpxiKWXmM+ZZDE",
+	"antEkO6ofHD/bsmhT0LgWjJQIZ5jyHhvmrDZXIfbvqXWmIcfQyQWWTIeiyUJlyGaBkeojeT4+GgQBIfL",
+	"2xMEeaF3hLzQpsVrd0JakCVlmkxgKiRYj4Lx2TVuIuMszVJjn9286GvOQH6xwnrDaabnQrJfcOKvLtUv",
+	"RG4cSrFEsdZOIDL+gYsl90lKk6mQKcT4hIQL8QHiloR9pjX6IqNj9MS5Wb2xLLfhmC88uAvKEjpJ4DfS",
+	"xjHVdEIV2HMqVnNYc5ObSrGhEr9QZFrEvRuxuMpHNot8MofoQ3t5LzmuhcaMo+GI8CFc0kKiG6WZ9fzi",
+	"zHpU56lqj/C9WJJEOD/IDEC0EB98VFQpSxKWa6sqVwb9vaHvoSxQ7Y28WGTIAYVe4BlGLN6V7xkW7TI1",
+	"q8p8U8oSiMkWJWoupPZtFKiyNKVy1RAHt0JmhBBtpDnggWrHB7nH3GnmltRRC+L6+Dk/dY2nNNWZuo5v",
+	"zUm9to9aJzyXxXd2RcVAfu1k3hczisnPEGmcsTpW++wzHaFtFVNCy6MHjjr6nSc+eL6HlK0MXG7FDNwx",
+	"5jOMCM1Yvo1b0fIJNxFasnzFOBXTkN6MHDilWwOVkq7w83M0rs+6+QPZ+oIJG771ybNLGulklfta4UKg",
+	"iMkQWebPr1++IK/sF4RxLQxjYZi97Y95WCQjzMMfM5Ar43VRPSfFb9vGgFsxDEkiUG2bOMPo9oYwGX20",
+	"3ntaSmHVQslTJgLH37jQpb8IhCaJWEJsI/RODnbBX2uyFzQtRsmdGPtsfeYnViH3znDgjvELCmyeYg3Z",
+	"6nMZ97RzEns47SlqR2ft38NgsF2eYr41PM36ZDvO9drZ3UngApLO9EBV8tyxdQnZ90ATPe9gwguQNEmQ",
+	"sImet9VqVMjQtfyvnPqQGuJz2ul7g00ZLKSIUJW7h+u7HgbDg95g0BsenAXByPz3N6+qh6mGHurGzdqr",
+	"EbPZzEUoPoSHJIaZpDHEbtMmU8XVEiTELo9FLLleldFdReN0qZpsgSs6d2ZkvYVVjEdg913b9e5BEPT3",
+	"b2RtLkAqZn2M+hyPM5bExP3cEM5BP+gH1/JPobLzOVobqx2wn3PHeoarROk0SV5OvdG72zlE/qd/bYb8",
+	"XTLGZi744sN/3/Rhn9YFzjcp2nYWxQqfm94ndnZjkOECdbMz/1e+d4J+LqgOeua/tDXZDVTDtYLeLS9d",
+	"7H8iZidGZ3ec+AVIplc+QcOoNHrdczabg9LV+Z8+e/zmO8/3jl88f+n53tuj0xfHL/CLZ6enL08933ty",
+	"enx2/OToBKcvmdU93uLDH0BLFnVs/5Vj/Uhk3CSIjQOUBxwLIRIyo9kMOigaT87x92tjHCESdO+MOCZi",
+	"ps6XkmkN/FwLTTsodCJmxJk+orRAtbxOPA72gopsMK4P9rx25O4XSYdzxs9tAqM9bZ5yIxMwaVKQFxAT",
+	"LpZ973ZzrNlWMT7SKAG9YVuDYLh3ozn/0G631W6bdVqp+xqn2clCnezsF3LRpRdKYejMmBSCFwnOITIl",
+	"AhyrLXw0sns6xydVV2koH0BhlJspaLLx7rCTpVicwLpBj+OkujR1wyFTerluRKQHUewXsKnjGw5oKL1u",
+	"yJcL4LdeZINLqhPUSOI3CV/dXeeB1x2atvnpqCaQZ5caODIisXVRRVK6IhMgNI6tADecorIOeM7ijoj3",
+	"Y0YTUgQctmB2T5Fq4qYjBSEy3bs/3aVdor8uRHx2uUgot8WtvGQgIlcggPoktciOKjIgLstHTFK6a1qT",
+	"a+mK6Y2HUITTNnOfj8b4ItM3DuYrMXtHRM+40pRHsBHIYGPIxt7JnC4WwCEmTfd8R62UhnQHtcltoprv",
+	"z85eEfsjiURcp+7ecNgpOkwnHYt/PRdS5+moPCTO/TIcxaEIzGT3FJFAFeqmuaQKGumrN9xZHDpJgDzj",
+	"mulV17a0pBE4ft10IGf43PHT8jSai39zekwkTMGSmcXANZuu8rpndRf1hWaSj/Jc88g9NjIsY5ioZ3N2",
+	"15oU7RIPhrLVxJcVkQrP+E1J7dIYp3mqs8uFyLOgxlWuucV3ELlfHzojRTIJpkDXCpqL1d00bl4Xfm4I",
+	"K5tz/GaRZWPtNw+GjvJUcJnSRtaDtVGRqdAkDD3HZhz02uiNEzEzZIhjhnPQ5FVlX1OaKGivwfnViXO1",
+	"V10Ohu7KWqKW45W0ma3bmjUupdAW32CG9IkCXQdpHY45zQvBEeVcaPMM031UE8bhd85UXoOgZZGJCT7m",
+	"cMmU8ZzpioRbGa/8DvF22Cw3TliSMD7r4fQs6vRh8c2ZkB1V1Sful7rSwBk7xxFcw6VefxK2StVQu1pm",
+	"kc7wKFLQFN2/igvreMj3Lnsz0XNf/qwE75/S5Q+oYGdgp95s/p90gOoMQkM2fACS8QQZ0tSRtm/pEXTN",
+	"fMZS6AkZGzXhYESfgxIq/LcsY51+QZIH25tktwjK0Sd15Gtj9ewPDUuhQBLFZtzgnjqNGUtBaZouNgRi",
+	"DlblZK8QlE0B2XBvtL/Xvz8Y7B8Mbh6XVS1rW3zf7j4h5glkhkaCvVuQhSQ8SxJ0qsa8EZo7Qc0HVARt",
+	"ApEQ4bHHTYHcm0wfDqe7+/fvT3b3YnpAdyN4OHwYBxDA3v3dA+tP5yi53WENNIcfcR22FGvlqYqiC3oP",
+	"aW/6/tPu8OrbznBVgVxLFXPExZ4NqgUkV8Xm2wzR28NIormgzTbOcm/BKznjVtRQyZotwa4cbLmZUvP4",
+	"Tmd32c3CUjymOuqoA7y2h+nO1hRGjddMjPC2rUPhSbcJqWpD3djtLm1Zy+tu0tAMd/0un0hw0IRbmMbc",
+	"DmlhN0KoFimLaJJ02Ei3xzYdDPAyCILPp4JbvI2ej+2rOKIRiPzzNYTKl7eRVJ9FpaPScygo1eGC1kzr",
+	"lGYJaq4ZcJA2UVIb87kE6KF+I/l7PoH+rE9CNLmhT0IFUSaZXuHfU8bRpQ775Kkd2RxZ6AYPO212RbMc",
+	"7G2C4/59PL4Mgvf/+e2vaujrK/90FfbJkSapUJoc7O/vHpDJSqOrrcZcAde+Sc1yQWIAA6+bU04O9ojR",
+	"IAbYy0EZQPeWNTQ94FMhI4gPx7xAjFuEtgV93SMTkfHYuJ32LJVGXz/jMUgyGD4gf2GPt/vkWI95mmGQ",
+	"LhKMXpMVWaKdeCWUnkl4/ePJPUXQL5mgV2e5YYQrffOnAIWA8njMuSCJ4EDenD3vDQ6IyqQUM6qBbIXj",
+	"cRY/CIJw26gdrcgHWNlEtKW68t0QmU2GiCmhjlCD3UFwf0hiNmMmc2ttkUHTRiylCTGFWfv64GD3wa4D",
+	"U6DLeUTcUVqrN5FAP+C0efxrATd5lONoSMnecEiWc2Gy47asayG7OKvDoVsChjtu/KZb+sljC2Ppd/tB",
+	"fzDY7d+v6LxfyenLpfSQxBWu07Xmi5ung27eTrFRlAqv7WYhXOm/magqVyiu5tFdZmlIGT4b9jc6gN9n",
+	"KeU9jM5M/sI91ydHfEXecBaJGIjhmkmmHYf7ZDln0bwiEEV4k2vGDb5klZhBruI/h5yf49+sc2vu5IQb",
+	"9ign+UZ7dMKU7gbLLOjMhJ2Fk8LBFNBMp8qtXJTchRXcJukWzuH/UkfF9zhc6vMok6ordn5ivjepSTwI",
+	"fNZMXTrYwgYKCVW6WFR5Okc/Hn13+v2PZwN1dCSDJ69/fvB8evrs41/vB7/89DJ9vf/T0tvoIB+9+7F3",
+	"9r7s/jjvrfeV1xSxcvcoRQcrz7BNWaJBKt8VEWOSLYyw2Sy6SeyHZAvthlOiIeNRksVgSyaPcKHh9iFR",
+	"APlLuepqqs7BcLerMlbgdoP15YJ8yPamQvgY2rYZO3uIeh8uaaQPSTjT4H5M0bZAlQDGBo95faM54skQ",
+	"g/GZtduVkV1CJ2X6eqK47bssGnz0fG+moV7zNd9eE3YYxq6zZ5cU5qnWdhawFjWOyO7QlK9lRBWQOVw6",
+	"C9wn9Xa+0LyxoBK4Dsc8b01Cd4YIDj6BxDRzcVi6wV05rp43uvMo8uZR45Xv5W7na1QAVrdYZPNRZiFV",
+	"9tPznCkv5sn5OAuC3YjF5v/gPiqIJGj7ldd2qf/LpaJzhHZKY7C51fCi9pMikXHawz4xWEabg0PnDF3F",
+	"SCxQOSY2UcY4CS979svw0HbDVdqPCs/FPkGYHnPTk+RezJkoH6FPtl4ugB+9Oia7/YB8AFjU3kfXzHRJ",
+	"GIoR93qK541q7yWSjAyNROA4x0+JK1RaKclJYNoMFbqQ9g3LBqY5sDJZwi7AtaEpIJAXzVR/2/CLUdgm",
+	"C2jOpzzbudYL42DZcfAITdcS2nxv5H0HxmE0FCziHBfEld1N3sh7a9o5K0+Y1yaoGfBpi29mfCra8lSc",
+	"NVP1jjCakAmNPkwchJJygrReJFSj0huhfPCYypj9gi5pkSy2dTEkIqFZzDRKE0twBFtbwlUWKRvGK56K",
+	"P+Z58qfafKvnUmSzOQmrTmFoT8nh5kzaWvXHfMxt+c0souw7ZYqE6yDytmUkotIG23MoVtFqAu4TO3ox",
+	"ruk/VI2VmWWg8sHjKKipTIMdobXeB7IVHrlWDPPQiLj+AxTcf/7jf8Nt16NqJGp9655t1OsUk9GYhyWr",
+	"hAZZj3/5JCw4LbQ9wDS2StMR1ZBFcFSGeswrG6HSTI6rz8VrRN69z01EwiLgyrizronyaEGjOfSGBviX",
+	"ycQxvhrt7CyXyz41P/eFnO24d9XOyfGTZy9eP8N3+nOdJpWCYcGxFZTEyLO4wivfw5XRBfNGHsY0u55R",
+	"sXMjWjtpiT2agV5Xu7VP5V2lr6RIQc8hU9bXhsuFUCbWJtb4ky23ChL0g/7etj/mtlmr8qbLt2LoE0m6",
+	"gFFumRSal/IkbaRJdaZ8PHlgsoCAK798h3FigR9+TeaLisXKhuL+mJc1xLJiVp3R9njXUFZ+s8UB1zIx",
+	"2BbUIFbw8K3vBJHoWDho3KLAbyUJRFpIFMjQVZR7lqnyEwjNHKrs3M5BX5aFiuUdOy1YkjKHj9Ub39eE",
+	"a+UjtW6P941e3WEQNPpp8KR3Fgll/DAH9Dwyp1tvqCn9gG/I989OXpHcOp4jf5/XkTvEFMmLM7SoLn/d",
+	"+dsy+ph/Q85+evVs88COeOa01z71CQd8NPaGwWDs+cWUj8aeNeFFMDH2rsjumHffNtCOYNyJmqJhQ1bu",
+	"sBl1b/hw3SvFUe40O1avfG/fHu3m9/IK7lUllr/xOxW3zBu9e+97DrpgEY05OdKCbTWdIcN6ViC89zjA",
+	"jlNa/bxny2mnlhw4j+fPr1+++JUloGou251kbTbIfbFYRBk6WbcuHnZzF6QTiGMoLRH+cQHGMdfCtKP8",
+	"u3PZ2ZypgjxGDB175JyW/9bgtRVNkxvw2k9HP5x8RV7LV/VlvHZTbvJNZtsEBPjHH6zUZCV3+mtYqWbb",
+	"13pVeWePM2xVbL0xeBYI2yfhMAhcgqMCLyELqhSgD2IvX8nBKFv1q2ccPHHbvo8xC/o76/wJ14T0W6rQ",
+	"TYk9t7wOLra/rP4FGXU/2L3zpuV6a08HufJ+Dwtpqrd36DLUybGtBaj1jmh7p8JZb5Bb50nU3e2EXcBa",
+	"uTyrIPKZItnCup8gLxif9YnFlxEutEmvwqUGyalBH7TkqWiD+b1KVLHArmtUkEr/7qo/J5DNpdyMu9rh",
+	"dIsxvk649vl8ka+vgy2eVPuQys6jf2cmeUwVi66LZeo8gnH+aq0K2mjyD4sL13K9nTALK6g+iy+PeWHw",
+	"iStpuYwLU0TNM23eisWS2wxX2dxip2N8poqqurkVwdx5IDK9xn8okdG/V8YuV9jB2vjjHz5Eg1Ab3IgX",
+	"QpuE1arhR3Tw4+/VezitY7w3C6/t/1gntCcWAe6SjtXSN9nS+NVEmuT2ZEVY7BN8GXjM+Mxe+GgwNaDH",
+	"fEFnjLu8N0o8CStFwdDeNynyajtVJMx/0YLMQBeV6/6YHyVJXvslkUgnjLt61dGLp10ijFsoEl5fJsR+",
+	"GyCQrMqULC6ivIRCQQ6S2pKwAFRDSd60skhEXNTKzWWE5iKI8i7CHKBZ8vWNUAI1rHGB4NtvIwaUXplc",
+	"5lTI9Lp9UY2Klk7EBeSXsTmUi9e9+JTx8/YGbrbua9bCHHYiqqDku5ZQAbZ23ozZRuK1KrDXn7VdSb1s",
+	"tG49TUztTS+JveWyXFXAXqjq3Htzs6mtteW9cUVZfd16K5Dfm51g0S51zQotDAVDEGURvl2zlyjjX4dM",
+	"jqPdDVYM2UppyjXZMmgIxS6soHatzXQV11Z2E3T8NQsqIITVtcDldWsx9wHewVpeodZV7BcY2Ts7hdIl",
+	"raxONlXJPjlyGjpRBtm3UETwCMacVayENOV+OhGZJnvkB/a4BQ3ddhfuOmzVmCdUzqool5UFfU5hCfKw",
+	"YSv03HbaasYzXN/UlEMKAJPg7lLYTrXqbtKpZhyd4d0POhp2U3ppET77DiC34Z6+dkcw/ZgBiRz8Ci0c",
+	"ehNwwURmwV/3Gmbw0JpGpk0xfswzHs0pn0HcJ8canVu6MPXtKbsssSoOVOIbCKvzltyNSGh2pc6bLfJ8",
+	"XhPWciN8V6dOs4ieKjU/C/bVJt0RspepdBXYwfXwrw7Y15hvUfe+WbPvoLMRMvZMiqUq00KpBU4g1c0b",
+	"artfYKsKPJhlOkVXCmMQA2ZugrbIVggfQ3PfFR1zA1OyQGeyZdBc26N1UC7bu+JQbOt5twbU6uZhh5p3",
+	"9J0IkQDlXQR+uw765dB0BdLZaKSU8lVOJ98hw6mM5gT4DP1MEosRyQlui73WS7Z7LChrArIxd8s1p6HM",
+	"ndo0Kju3nQ9oXkqdpT0kkjJlvjTNQJQ7mtuaqLkt1hC3XKR2PG+NHiXKnojFVSN/GPU0IKky98QOAj8I",
+	"gvz97T45nnGRd5nik3ViheuPqcKH3Ydk+ynaYMJc1Rg0boHIXa9wfs2Iso6L7YiSOpCxdxUN+V7CuG2J",
+	"fQGX+lUnXPqsimQdlaWBPDCwALbcZCiMIMSY1w3JFp04SGAd/rrdFUUkm6KIT7kuHOE23c3kExGvvtmp",
+	"Yh8tNGsvGFwf5tXubTUv7V7/UnkPuYnTh7eKt79yXH/t9ovbTz87Oq7kO+uQukpAbILf977XAlPlP1p4",
+	"3ntz2V4XRNy0sCkT9pVtzeSNvdeWlNhwg6SS8DNEqOTNP79ADIq3cZV/6Bf/EEH1H1fIG2WKHk4bg5ti",
+	"Wge3PqnDPL406L3m6cY/RGE1k3n/sbAJwbtVSnmXWh1vjPbrqqUTB3c//bqKc6UFsZlwOxHRGhT4m9OT",
+	"3O413/8qVw1XtO13oC1lY9fbv3mLfu6BhiwOW/8uQ4slZ6DX8eMn08XdUp0sLjTm7VTM19Kwg93bLWuw",
+	"f0uN/IcGdxrcYp5pqWJvpcItcrqV9NyZ5F3JG1V7s6u20ps7IjRJnPimREi/RCSYQN4gMv0x5xiUEpON",
+	"M16tie+a3c65TSBdJmHMu21CpSX+1lbBNmX//zIN1Rbs38o+WLpebyTWtLzfsQ/9HejnyBXXqXbLOlUF",
+	"n9slIyZ3otBRAHaCPxT7H4q9rtirwHZm9aeWlCubF7gTXf+JxVebwAt35it3932u7qlqdWBBDaonz+zE",
+	"G729a66h+TqJgLUwyw5v94vKy19JxIO9P0T280T2O9D1cPdzwulG+bre2/juPfK0rRlYEWxe1RvRhMRw",
+	"AYlYmC6/rTClH4DIjIfbtb6j0c7OYHi/H/SD/mD0IHgQGBfELbfl8BVNawYHVGlp61dKCLjFtqDnmKpq",
+	"Rw0O4gA0pu5lW9fM11b/CKkqI7vifLcSKTDxTCtIpv1qadHhdK/eX/1fAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -612,6 +612,35 @@ export interface components {
                 "application/problem+json": components["schemas"]["ProblemDetails"];
             };
         };
+        /**
+         * @description The client is over one of this server's rate or concurrency limits:
+         *     per token, or per client address without a valid token (limits are
+         *     per server). Retry after the given delay.
+         */
+        TooManyRequests: {
+            headers: {
+                "X-Request-ID": components["headers"]["XRequestID"];
+                /** @description Seconds to wait before retrying. */
+                "Retry-After": number;
+                /**
+                 * @description The policy that refused the request (IETF RateLimit header
+                 *     fields): its name (`requests`, `entries` or `in-flight`), quota
+                 *     `q` and window `w` in seconds.
+                 * @example "requests";q=100;w=1
+                 */
+                "RateLimit-Policy": string;
+                /**
+                 * @description What is left of that policy's quota (`r`) and, for a rate, the
+                 *     seconds until there is some (`t`).
+                 * @example "requests";r=0;t=1
+                 */
+                RateLimit: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ProblemDetails"];
+            };
+        };
         /** @description The database is unavailable; retry after the given delay. */
         Unavailable: {
             headers: {
@@ -672,6 +701,7 @@ export type ProblemDetails = components['schemas']['ProblemDetails'];
 export type ResponseUnauthorized = components['responses']['Unauthorized'];
 export type ResponseForbidden = components['responses']['Forbidden'];
 export type ResponseProblem = components['responses']['Problem'];
+export type ResponseTooManyRequests = components['responses']['TooManyRequests'];
 export type ResponseUnavailable = components['responses']['Unavailable'];
 export type ParameterXRequestId = components['parameters']['XRequestID'];
 export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
@@ -753,6 +783,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
             default: components["responses"]["Problem"];
@@ -806,6 +837,7 @@ export interface operations {
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
             default: components["responses"]["Problem"];
@@ -857,6 +889,7 @@ export interface operations {
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
             default: components["responses"]["Problem"];
@@ -895,6 +928,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
             default: components["responses"]["Problem"];
@@ -926,6 +960,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             /** @description Degraded, as a problem with the health members added. */
             503: {
@@ -966,6 +1001,7 @@ export interface operations {
                     "application/json": components["schemas"]["Liveness"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };
@@ -996,6 +1032,7 @@ export interface operations {
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             /** @description Not ready, as a problem listing every check. */
             503: {
@@ -1036,6 +1073,7 @@ export interface operations {
                     "application/json": components["schemas"]["Metrics"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };
@@ -1066,6 +1104,7 @@ export interface operations {
                     "text/plain; version=0.0.4": string;
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };
@@ -1096,6 +1135,7 @@ export interface operations {
                     "application/yaml": Record<string, never>;
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };
@@ -1126,6 +1166,7 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };

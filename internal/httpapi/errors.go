@@ -28,6 +28,11 @@ func problemFor(err error) *problem.Problem {
 		p        *problem.Problem
 		scopeErr *auth.ScopeError
 	)
+	if refusal, ok := asRefusal(err); ok {
+		p = rateLimitProblem(refusal)
+		p.Cause = err
+		return p
+	}
 	switch {
 	case errors.As(err, &p):
 		return p

@@ -42,6 +42,9 @@ func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogReq
 		return nil, problem.Invalid("a value cannot be stored", errs...)
 	}
 	entry.Actor = caller.Name
+	if err := s.limitEntries(caller, 1); err != nil {
+		return nil, err
+	}
 	var stored db.SystemLog
 	replayed := false
 	if key := req.Params.IdempotencyKey; key != nil {
@@ -86,6 +89,9 @@ func (s *server) CreateSystemLogBatch(ctx context.Context, req api.CreateSystemL
 	}
 	if len(errs) > 0 {
 		return nil, problem.Invalid("a value cannot be stored", errs...)
+	}
+	if err := s.limitEntries(caller, len(entries)); err != nil {
+		return nil, err
 	}
 	var stored []db.SystemLog
 	replayed := false

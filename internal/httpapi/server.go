@@ -16,6 +16,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
 	"github.com/valhalla-platform/valhalla/internal/observe"
+	"github.com/valhalla-platform/valhalla/internal/ratelimit"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 	"github.com/valhalla-platform/valhalla/internal/tracing"
 )
@@ -47,7 +48,24 @@ type Limits struct {
 	// BodyBudget bounds the request body bytes all requests hold at once
 	// (DefaultBodyBudget when zero); past it requests get a 503.
 	BodyBudget int64
+	// Token is what each token may do on this server, unless the token
+	// overrides it; Address is what each client address may do without a
+	// valid token. A zero field does not limit; over a limit is a 429.
+	Token, Address ratelimit.Policy
+	// MaxHeaderBytes bounds a request's line and header fields, as
+	// HeaderBytes counts them; over it is a 431 problem. Zero does not
+	// limit. The http.Server must accept more (net/http answers a block
+	// over its own MaxHeaderBytes itself, in plain text).
+	MaxHeaderBytes int
 }
+
+// Default rate and concurrency limits, per server: generous for a token
+// (an operator tightens them, or sets one token's with tokens create),
+// tight for strangers.
+var (
+	DefaultTokenPolicy   = ratelimit.Policy{Requests: 10_000, Entries: 50_000, InFlight: 64}
+	DefaultAddressPolicy = ratelimit.Policy{Requests: 200, InFlight: 32}
+)
 
 // DefaultBodyBudget is the body budget when Limits leaves it zero: two
 // largest batches at once. A body costs some times its size while it is
@@ -62,10 +80,17 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// DefaultLimits returns the limits a server has unless configured: the
+// body budget and the default policies.
+func DefaultLimits() Limits {
+	return Limits{BodyBudget: DefaultBodyBudget, Token: DefaultTokenPolicy, Address: DefaultAddressPolicy}
+}
+
 // server implements api.StrictServerInterface.
 type server struct {
 	Deps
 	openapiJSON []byte
+	limiter     *ratelimit.Limiter
 }
 
 var _ api.StrictServerInterface = (*server)(nil)
@@ -73,8 +98,10 @@ var _ api.StrictServerInterface = (*server)(nil)
 // NewServer returns the whole HTTP surface. Middleware, outermost first:
 // correlation id (so every response, panics included, carries it); trace
 // context (joining the caller's W3C trace or starting one); observation
-// (metrics, span name and one access log record per request); panic
-// recovery; the slot for the authenticated caller; contract validation
+// (metrics, span name and one access log record per request); the header
+// size limit, before anything reads the headers; panic recovery; the slot
+// for the authenticated caller; the rate and concurrency limits (per address for a request without a token; per
+// token once the validator has authenticated it); contract validation
 // (which notes each request's operation for the observer, and authenticates
 // and authorizes the caller of a secured operation through its hook, with
 // the scopes the contract names); then the routes the generated code
@@ -82,13 +109,14 @@ var _ api.StrictServerInterface = (*server)(nil)
 // It returns an error when the embedded contract cannot be loaded.
 func NewServer(d Deps) (http.Handler, error) {
 	d.Limits = d.Limits.withDefaults()
+	s := &server{Deps: d, limiter: ratelimit.New()}
 	validator, err := contract.New(MaxBodyBytes, map[string]int64{
 		"createSystemLogBatch": MaxBatchBodyBytes,
-	}, d.Tokens.Check, contract.WithBodyBudget(contract.NewBodyBudget(d.Limits.BodyBudget)))
+	}, s.authenticate, contract.WithBodyBudget(contract.NewBodyBudget(d.Limits.BodyBudget)))
 	if err != nil {
 		return nil, err
 	}
-	s := &server{Deps: d, openapiJSON: validator.JSON()}
+	s.openapiJSON = validator.JSON()
 
 	mux := http.NewServeMux()
 	// The validator answers unknown routes first; this is the backstop.
@@ -104,8 +132,10 @@ func NewServer(d Deps) (http.Handler, error) {
 
 	var h http.Handler = mux
 	h = validator.Middleware(s.writeError)(h)
+	h = s.limitRequests(h)
 	h = auth.Middleware(h)
 	h = s.recoverPanics(h)
+	h = s.limitHeaders(h)
 	h = observe.Middleware(d.Metrics, d.Logger)(h)
 	h = tracing.Middleware(d.TracerProvider)(h)
 	h = requestid.Middleware(h)

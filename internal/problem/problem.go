@@ -32,6 +32,8 @@ const (
 	TypeMethodNotAllowed = typePrefix + "method-not-allowed"
 	TypeUnsupportedMedia = typePrefix + "unsupported-media-type"
 	TypeTooLarge         = typePrefix + "payload-too-large"
+	TypeRateLimited      = typePrefix + "rate-limited"
+	TypeHeadersTooLarge  = typePrefix + "headers-too-large"
 	TypeUnavailable      = typePrefix + "service-unavailable"
 	TypeInternal         = typePrefix + "internal-error"
 )
