@@ -120,8 +120,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// Twice the limit, so that the handler answers a block over it with
 		// a problem (httpapi.Limits.MaxHeaderBytes), not net/http in text.
 		MaxHeaderBytes: 2 * cfg.Limits.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		ConnState:         idle.track,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnState:      idle.track,
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
