@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
 )
@@ -351,6 +353,31 @@ func TestAbuse(t *testing.T) {
 			parallel(4, func(int) {
 				for range 3 {
 					code, _, _ := send(c, "GET", srv.URL+"/system/logs?category=big&limit=500", "")
+					got.add(code)
+				}
+			})
+			t.Logf("statuses: %s", &got)
+		}},
+		{"unbounded counts and no-match scans", func(t *testing.T) {
+			conn, err := pgx.Connect(t.Context(), srv.env["DATABASE_URL"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			if _, err := conn.Exec(t.Context(), `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, context, actor)
+				SELECT gen_random_uuid(), now() - i * interval '1 ms', (ARRAY['DEBUG','INFO'])[1 + i % 2], 'cat' || (1 + i % 9), 'm', 'c', '{}', 'bulk'
+				FROM generate_series(1, 400000) AS i`); err != nil {
+				t.Fatal(err)
+			}
+			c := srv.client(t, attacker, 20)
+			var got refusals
+			parallel(20, func(i int) {
+				for range 3 {
+					target := "/system/logs?include_total=true&total_limit=100000000"
+					if i%4 == 0 {
+						target = "/system/logs?category=cat0&min_level=INFO"
+					}
+					code, _, _ := send(c, "GET", srv.URL+target, "")
 					got.add(code)
 				}
 			})

@@ -48,6 +48,11 @@ type limits struct {
 	// MaxIdleConnections the idle keep-alive ones among them.
 	MaxConnections     int
 	MaxIdleConnections int
+	// StatementTimeout bounds every statement; ReadTimeout, tighter, the
+	// reads, which run on a pool of ReadConns connections of their own.
+	StatementTimeout time.Duration
+	DBReadTimeout    time.Duration
+	DBReadConns      int
 	API                httpapi.Limits
 }
 
@@ -102,6 +107,12 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		"requests per second each client address may make without a valid token, 0 for no limit (VALHALLA_ADDRESS_RATE)")
 	addressInFlight := fs.String("address-in-flight", envOr(getenv, "VALHALLA_ADDRESS_IN_FLIGHT", strconv.Itoa(def.Address.InFlight)),
 		"requests each client address may have in flight without a valid token, 0 for no limit (VALHALLA_ADDRESS_IN_FLIGHT)")
+	stmtTimeout := fs.String("db-statement-timeout", envOr(getenv, "VALHALLA_DB_STATEMENT_TIMEOUT", "30s"),
+		"PostgreSQL cancels any statement of the server's that runs longer, 0s for no limit (VALHALLA_DB_STATEMENT_TIMEOUT)")
+	dbReadTimeout := fs.String("db-read-timeout", envOr(getenv, "VALHALLA_DB_READ_TIMEOUT", "2s"),
+		"statement timeout of reads and counts; one that runs out is a 503 that says to narrow it (VALHALLA_DB_READ_TIMEOUT)")
+	dbReadConns := fs.String("db-read-conns", envOr(getenv, "VALHALLA_DB_READ_CONNS", "8"),
+		"connections reads and counts may use, apart from the pool writes and readiness use (VALHALLA_DB_READ_CONNS)")
 	maxConns := fs.String("max-connections", envOr(getenv, "VALHALLA_MAX_CONNECTIONS", "1024"),
 		"open connections the server accepts at once, 0 for no cap; past it new ones wait (VALHALLA_MAX_CONNECTIONS)")
 	maxIdle := fs.String("max-idle-connections", envOr(getenv, "VALHALLA_MAX_IDLE_CONNECTIONS", "256"),
@@ -131,6 +142,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{"read timeout", *readTimeout, &cfg.Limits.ReadTimeout},
 		{"write timeout", *writeTimeout, &cfg.Limits.WriteTimeout},
 		{"idle timeout", *idleTimeout, &cfg.Limits.IdleTimeout},
+		{"db statement timeout", *stmtTimeout, &cfg.Limits.StatementTimeout},
+		{"db read timeout", *dbReadTimeout, &cfg.Limits.DBReadTimeout},
 	} {
 		v, err := time.ParseDuration(strings.TrimSpace(d.value))
 		if err != nil || v < 0 {
@@ -181,6 +194,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		into  *int
 	}{
 		{"max connections", *maxConns, &cfg.Limits.MaxConnections},
+		{"db read conns", *dbReadConns, &cfg.Limits.DBReadConns},
 		{"max idle connections", *maxIdle, &cfg.Limits.MaxIdleConnections},
 		{"token in flight", *tokenInFlight, &cfg.Limits.API.Token.InFlight},
 		{"address in flight", *addressInFlight, &cfg.Limits.API.Address.InFlight},

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,11 +64,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision(), GoVersion: runtime.Version()})
 	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, false,
-		database.WithTracerProvider(tracerProvider), database.WithAcquireTracer(m.AcquireTracer()))
+		database.WithTracerProvider(tracerProvider), database.WithAcquireTracer(m.AcquireTracer()),
+		database.WithStatementTimeout(cfg.Limits.StatementTimeout))
 	if err != nil {
 		return err
 	}
 	defer closeDB()
+	readPool, err := openReadPool(ctx, pool, cfg.Limits)
+	if err != nil {
+		return err
+	}
+	defer readPool.Close() // before closeDB stops a local cluster
 	m.ObservePool(pool)
 	applied, err := database.Migrate(ctx, pool)
 	if err != nil {
@@ -87,7 +94,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	go func() { defer close(watched); tokens.Watch(watchCtx, logger) }()
 	defer func() { stopWatch(); <-watched }()
 
-	store := logstore.New(pool, logstore.WithGroupObserver(m.WriteGroup))
+	store := logstore.New(pool, logstore.WithGroupObserver(m.WriteGroup), logstore.WithReadPool(readPool))
 	checker := health.NewChecker(version, cfg.ReadyTimeout, logger, health.Check{Name: "database", Run: pool.Ping})
 	handler, err := httpapi.NewServer(httpapi.Deps{
 		Store:          store,
@@ -251,6 +258,27 @@ func openDatabase(ctx context.Context, cfg config, getenv func(string) string, l
 		return nil, nil, err
 	}
 	return pool, func() { pool.Close(); stopCluster() }, nil
+}
+
+// openReadPool opens the reads' own pool: the main pool's settings with
+// l.DBReadConns connections (0: a quarter of the main pool's, at least
+// one) and statement timeout l.DBReadTimeout, so that reads cannot take
+// the connections writes and readiness need.
+func openReadPool(ctx context.Context, main *pgxpool.Pool, l limits) (*pgxpool.Pool, error) {
+	cfg := main.Config()
+	cfg.MaxConns = int32(l.DBReadConns)
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = max(1, main.Config().MaxConns/4)
+	}
+	cfg.MinConns = 0
+	if l.DBReadTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(l.DBReadTimeout.Milliseconds(), 10)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open read pool: %w", err)
+	}
+	return pool, nil
 }
 
 // revision is the commit the binary was built from: main.commit when set,

@@ -10,11 +10,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/logging"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
+	"github.com/valhalla-platform/valhalla/internal/ratelimit"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
 	"github.com/valhalla-platform/valhalla/internal/problem"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
@@ -108,6 +110,8 @@ func TestErrorTable(t *testing.T) {
 		{fmt.Errorf("look up token: %w", auth.ErrInvalidToken), 401, problem.TypeUnauthorized},
 		{&auth.ScopeError{Token: "reader", Missing: []string{"logs:write"}}, 403, problem.TypeForbidden},
 		{fmt.Errorf("look up token: %w", errors.Join(auth.ErrUnavailable, errors.New("dial unix /tmp/.s.PGSQL.5432"))), 503, problem.TypeUnavailable},
+		{fmt.Errorf("count logs: %w", errors.Join(logstore.ErrReadTimeout, errors.New("canceling statement due to statement timeout (SQLSTATE 57014)"))), 503, problem.TypeReadTimeout},
+		{&ratelimit.Refusal{Policy: "requests", Quota: 5, RetryAfter: 300 * time.Millisecond}, 429, problem.TypeRateLimited},
 	}
 	for _, tt := range tests {
 		w, p, logs := serve(t, func(s *server) http.Handler {

@@ -31,6 +31,9 @@ var (
 	ErrInvalidCursor = errors.New("cursor is not valid")
 	// ErrInvalidText means the database refused a value, such as a NUL character.
 	ErrInvalidText = errors.New("value cannot be stored")
+	// ErrReadTimeout means a read ran past its statement timeout: it
+	// should be narrowed.
+	ErrReadTimeout = errors.New("the read ran out of time")
 	// ErrKeyReused means an idempotency key was used before with another request.
 	ErrKeyReused = errors.New("idempotency key was used with another request")
 )
@@ -70,8 +73,11 @@ type Entry struct {
 
 // Store reads and writes system_logs.
 type Store struct {
-	pool    *pgxpool.Pool
-	q       *db.Queries
+	pool *pgxpool.Pool
+	q    *db.Queries
+	// read runs the reads (Get, List and its count): q unless
+	// WithReadPool gave them a pool of their own.
+	read    *db.Queries
 	grouper *grouper
 }
 
@@ -84,10 +90,19 @@ func WithGroupObserver(observe func(n int)) Option {
 	return func(s *Store) { s.grouper.observe = observe }
 }
 
+// WithReadPool runs reads on a pool of their own, so that expensive ones
+// (counts, filters that match little) cannot take the connections writes
+// and the readiness check need; give it fewer connections than the main
+// pool and a tighter statement_timeout. A read that runs past it returns
+// ErrReadTimeout.
+func WithReadPool(pool *pgxpool.Pool) Option {
+	return func(s *Store) { s.read = db.New(pool) }
+}
+
 // New returns a store over pool. The schema must be migrated.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	q := db.New(pool)
-	s := &Store{pool: pool, q: q, grouper: &grouper{q: q}}
+	s := &Store{pool: pool, q: q, read: q, grouper: &grouper{q: q}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -259,9 +274,9 @@ func (s *Store) ExpireKeys(ctx context.Context) (int64, error) {
 
 // Get returns the entry with id, or ErrNotFound or ErrUnavailable (wrapped).
 func (s *Store) Get(ctx context.Context, id uuid.UUID) (db.SystemLog, error) {
-	stored, err := s.q.GetLog(ctx, id)
+	stored, err := s.read.GetLog(ctx, id)
 	if err != nil {
-		return db.SystemLog{}, fmt.Errorf("get log %s: %w", id, translate(err))
+		return db.SystemLog{}, fmt.Errorf("get log %s: %w", id, translateRead(err))
 	}
 	return stored, nil
 }
@@ -350,7 +365,7 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 	}
 	if countUpTo > 0 {
 		countUpTo = min(countUpTo, MaxCount)
-		total, err := s.q.CountLogs(ctx, db.CountLogsParams{
+		total, err := s.read.CountLogs(ctx, db.CountLogsParams{
 			Levels:        params.Levels,
 			Category:      params.Category,
 			CorrelationID: params.CorrelationID,
@@ -361,7 +376,7 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 			CountLimit:    int32(countUpTo + 1), // one more tells whether more match
 		})
 		if err != nil {
-			return Page{}, fmt.Errorf("count logs: %w", translate(err))
+			return Page{}, fmt.Errorf("count logs: %w", translateRead(err))
 		}
 		page.TotalExact = total <= countUpTo
 		total = min(total, countUpTo)
@@ -414,14 +429,14 @@ func (s *Store) listBounded(ctx context.Context, params db.ListLogsParams, limit
 		var rows []db.SystemLog
 		var err error
 		if params.Levels == nil {
-			rows, err = s.q.ListLogs(ctx, params)
+			rows, err = s.read.ListLogs(ctx, params)
 		} else {
 			// A conversion, not a copy field by field: it stops compiling if
 			// a filter is added to one query and not the other.
-			rows, err = s.q.ListLogsByLevels(ctx, db.ListLogsByLevelsParams(params))
+			rows, err = s.read.ListLogsByLevels(ctx, db.ListLogsByLevelsParams(params))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list logs: %w", translate(err))
+			return nil, fmt.Errorf("list logs: %w", translateRead(err))
 		}
 		for i, r := range rows {
 			out = append(out, r)
@@ -437,6 +452,15 @@ func (s *Store) listBounded(ctx context.Context, params db.ListLogsParams, limit
 		last := rows[len(rows)-1]
 		params.AfterTs, params.AfterID = &last.Timestamp, &last.ID
 	}
+}
+
+// translateRead is translate for a read, which may also run out of time.
+func translateRead(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "57014" { // query_canceled: statement_timeout
+		return errors.Join(ErrReadTimeout, err)
+	}
+	return translate(err)
 }
 
 // translate maps database errors to the store's sentinels, keeping the

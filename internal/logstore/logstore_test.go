@@ -372,3 +372,32 @@ func TestPageBoundedInBytes(t *testing.T) {
 		t.Errorf("saw %d of %d entries in %d pages, want all, in more than one page", len(seen), n, pages)
 	}
 }
+
+// TestReadsRunOutOfTimeOnTheirOwnPool: with a read pool whose statement
+// timeout a count cannot meet, List returns ErrReadTimeout (not an
+// outage), and writes on the main pool go on.
+func TestReadsRunOutOfTimeOnTheirOwnPool(t *testing.T) {
+	t.Parallel()
+	_, pool := setup(t)
+	if _, err := pool.Exec(t.Context(), `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, context, actor)
+		SELECT gen_random_uuid(), now() - i * interval '1 ms', 'INFO', 'bulk', 'm', 'c', '{}', 'svc'
+		FROM generate_series(1, 200000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := pool.Config()
+	cfg.MaxConns = 2
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = "1"
+	readPool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(readPool.Close)
+	store := logstore.New(pool, logstore.WithReadPool(readPool))
+	_, err = store.List(t.Context(), logstore.Filter{}, 10, "", logstore.MaxCount)
+	if !errors.Is(err, logstore.ErrReadTimeout) || errors.Is(err, logstore.ErrUnavailable) {
+		t.Fatalf("a count past the read timeout: %v, want ErrReadTimeout", err)
+	}
+	if _, err := store.Insert(t.Context(), logstore.Entry{Level: "INFO", Category: "c", Message: "m", CorrelationID: "c", Actor: "svc"}); err != nil {
+		t.Errorf("a write while reads time out: %v", err)
+	}
+}

@@ -34,6 +34,7 @@ const (
 	TypeTooLarge         = typePrefix + "payload-too-large"
 	TypeRateLimited      = typePrefix + "rate-limited"
 	TypeHeadersTooLarge  = typePrefix + "headers-too-large"
+	TypeReadTimeout      = typePrefix + "read-timeout"
 	TypeUnavailable      = typePrefix + "service-unavailable"
 	TypeInternal         = typePrefix + "internal-error"
 )
