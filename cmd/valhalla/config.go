@@ -53,7 +53,7 @@ type limits struct {
 	StatementTimeout time.Duration
 	DBReadTimeout    time.Duration
 	DBReadConns      int
-	API                httpapi.Limits
+	API              httpapi.Limits
 }
 
 // parseConfig parses args for the command name, with defaults from getenv.

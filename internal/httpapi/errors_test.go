@@ -16,9 +16,9 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/logging"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
-	"github.com/valhalla-platform/valhalla/internal/ratelimit"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
 	"github.com/valhalla-platform/valhalla/internal/problem"
+	"github.com/valhalla-platform/valhalla/internal/ratelimit"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
 
