@@ -366,7 +366,7 @@ func TestAbuse(t *testing.T) {
 			defer conn.Close(context.Background())
 			if _, err := conn.Exec(t.Context(), `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, context, actor)
 				SELECT gen_random_uuid(), now() - i * interval '1 ms', (ARRAY['DEBUG','INFO'])[1 + i % 2], 'cat' || (1 + i % 9), 'm', 'c', '{}', 'bulk'
-				FROM generate_series(1, 400000) AS i`); err != nil {
+				FROM generate_series(1, 200000) AS i`); err != nil {
 				t.Fatal(err)
 			}
 			c := srv.client(t, attacker, 20)
