@@ -18,7 +18,9 @@ import (
 // config is everything serve and migrate read from flags and environment.
 // A flag wins over its environment variable, which wins over the default.
 type config struct {
-	Addr            string
+	Addr string
+	// MetricsAddr, when set, serves /metrics there instead of on Addr.
+	MetricsAddr     string
 	DatabaseURL     string
 	DataDir         string
 	LogLevel        slog.Level
@@ -67,6 +69,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "VALHALLA_ADDR", "127.0.0.1:8080"),
 		"address to listen on (VALHALLA_ADDR)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", getenv("VALHALLA_METRICS_ADDR"),
+		"serve /metrics on this address instead of --addr, to keep it off the API port (VALHALLA_METRICS_ADDR)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("DATABASE_URL"),
 		"PostgreSQL URL (DATABASE_URL); empty starts a local cluster under -data-dir")
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr(getenv, "VALHALLA_DATA_DIR", "./.valhalla"),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -178,5 +179,40 @@ func TestRateLimits(t *testing.T) {
 	}
 	if anonLimited == 0 {
 		t.Error("20 requests without a token from an address limited to 5/s were all served")
+	}
+}
+
+// TestMetricsOnTheirOwnAddress: with --metrics-addr, /metrics is served
+// there and answered 404 on the API address, which keeps every other path.
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, map[string]string{"DATABASE_URL": pgtest.NewDatabase(t)}, "--metrics-addr", "127.0.0.1:0")
+	var addr string
+	for _, line := range strings.Split(srv.Output.String(), "\n") {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving metrics" {
+			addr = rec.Addr
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no metrics address logged:\n%s", srv.Output)
+	}
+	get := func(url string) int {
+		resp, err := srv.Anon.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for url, want := range map[string]int{
+		srv.URL + "/metrics":              404,
+		srv.URL + "/system-health/live":   200,
+		"http://" + addr + "/metrics":     200,
+		"http://" + addr + "/system/logs": 404,
+	} {
+		if got := get(url); got != want {
+			t.Errorf("GET %s: %d, want %d", url, got, want)
+		}
 	}
 }

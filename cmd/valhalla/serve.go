@@ -104,6 +104,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Logger:         logger,
 		TracerProvider: tracerProvider,
 		Limits:         apiLimits(cfg.Limits),
+		MetricsApart:   cfg.MetricsAddr != "",
 	})
 	if err != nil {
 		return err
@@ -130,8 +131,30 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		ConnState:      idle.track,
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, err)
+		}
+		metricsSrv := &http.Server{
+			Handler:           httpapi.MetricsHandler(handler),
+			ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
+			ReadTimeout:       cfg.Limits.ReadTimeout,
+			WriteTimeout:      cfg.Limits.WriteTimeout,
+			IdleTimeout:       cfg.Limits.IdleTimeout,
+			MaxHeaderBytes:    2 * cfg.Limits.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+		go func() {
+			if err := metricsSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				served <- err
+			}
+		}()
+		defer metricsSrv.Close()
+		logger.Info("serving metrics", "addr", mln.Addr().String())
+	}
 	go expireKeys(ctx, store, logger, keyCleanupInterval)
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version)
 

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
@@ -41,6 +42,35 @@ type Deps struct {
 	// Limits bound what clients can make the server hold; zero fields
 	// take their defaults.
 	Limits Limits
+	// MetricsApart serves /metrics only through MetricsHandler (on an
+	// address of its own) and answers it 404 on the API.
+	MetricsApart bool
+}
+
+type metricsListenerKey struct{}
+
+// MetricsHandler serves /metrics through h (a NewServer handler whose
+// Deps set MetricsApart), and answers every other path 404.
+func MetricsHandler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), metricsListenerKey{}, true)))
+	})
+}
+
+// metricsApart answers /metrics 404 on the API, and every other path 404
+// on the metrics address, when MetricsApart is set.
+func (s *server) metricsApart(next http.Handler) http.Handler {
+	if !s.MetricsApart {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		onMetrics := r.Context().Value(metricsListenerKey{}) != nil
+		if (r.URL.Path == "/metrics") != onMetrics {
+			s.notFound(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Limits bound what clients can make the server hold.
@@ -99,7 +129,8 @@ var _ api.StrictServerInterface = (*server)(nil)
 // correlation id (so every response, panics included, carries it); trace
 // context (joining the caller's W3C trace or starting one); observation
 // (metrics, span name and one access log record per request); the header
-// size limit, before anything reads the headers; panic recovery; the slot
+// size limit, before anything reads the headers; with MetricsApart, the
+// split between the API and the metrics address; panic recovery; the slot
 // for the authenticated caller; the rate and concurrency limits (per address for a request without a token; per
 // token once the validator has authenticated it); contract validation
 // (which notes each request's operation for the observer, and authenticates
@@ -135,6 +166,7 @@ func NewServer(d Deps) (http.Handler, error) {
 	h = s.limitRequests(h)
 	h = auth.Middleware(h)
 	h = s.recoverPanics(h)
+	h = s.metricsApart(h)
 	h = s.limitHeaders(h)
 	h = observe.Middleware(d.Metrics, d.Logger)(h)
 	h = tracing.Middleware(d.TracerProvider)(h)
