@@ -383,6 +383,54 @@ func TestAbuse(t *testing.T) {
 			})
 			t.Logf("statuses: %s", &got)
 		}},
+		{"unknown tokens", func(t *testing.T) {
+			c := srv.client(t, "", 4)
+			var got refusals
+			start := time.Now()
+			parallel(4, func(int) {
+				for range 500 {
+					code, _, _ := send(c, "GET", srv.URL+"/system/logs?limit=1", "", "Authorization", "Bearer "+auth.Mint())
+					got.add(code)
+				}
+			})
+			t.Logf("statuses: %s in %s", &got, time.Since(start).Round(time.Millisecond))
+			if got.counts[http.StatusOK] > 0 {
+				t.Errorf("an unknown token was served: %s", &got)
+			}
+		}},
+		{"idle keep-alives", func(t *testing.T) {
+			const n = 300
+			var conns []net.Conn
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			for range n {
+				c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+				fmt.Fprintf(c, "GET /system-health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+			// Count the connections the server has closed: a read sees EOF.
+			closed := 0
+			deadline := time.Now().Add(5 * time.Second)
+			for _, c := range conns {
+				_ = c.SetReadDeadline(deadline)
+				if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+					closed++
+				}
+				deadline = time.Now().Add(time.Millisecond)
+			}
+			t.Logf("%d of %d idle keep-alive connections closed by the server", closed, n)
+		}},
 		{"values jsonb refuses", func(t *testing.T) {
 			c := srv.client(t, attacker, 4)
 			var got refusals
