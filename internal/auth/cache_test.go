@@ -16,7 +16,7 @@ import (
 
 // watch runs s.Watch until the test ends and waits until the cache is
 // live: a token it has verified once costs no more database round trips.
-func watch(t *testing.T, s *auth.Store, pool *pgxpool.Pool, token string) {
+func watch(t testing.TB, s *auth.Store, pool *pgxpool.Pool, token string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -27,7 +27,7 @@ func watch(t *testing.T, s *auth.Store, pool *pgxpool.Pool, token string) {
 
 // servedFromMemory reports whether authenticating token twice more
 // acquired no database connection.
-func servedFromMemory(t *testing.T, s *auth.Store, pool *pgxpool.Pool, token string) bool {
+func servedFromMemory(t testing.TB, s *auth.Store, pool *pgxpool.Pool, token string) bool {
 	t.Helper()
 	if _, err := s.Authenticate(context.Background(), "Bearer "+token); err != nil {
 		t.Fatalf("Authenticate: %v", err)
@@ -42,7 +42,7 @@ func servedFromMemory(t *testing.T, s *auth.Store, pool *pgxpool.Pool, token str
 }
 
 // eventually polls cond for up to 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -195,4 +195,28 @@ func TestUnknownIDsAreRemembered(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the created token to be accepted", func() bool { return !refused() })
+}
+
+// BenchmarkRefuse compares refusing a known id with a wrong secret and an
+// unknown id, both remembered: the two should cost the same.
+func BenchmarkRefuse(b *testing.B) {
+	s, pool := setupPool(b)
+	ctx := context.Background()
+	known, err := s.Create(ctx, "known", []string{"logs:read"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	watch(b, s, pool, known)
+	wrong := known[:strings.LastIndex(known, "_")+1] + strings.Repeat("x", 26)
+	unknown := auth.Mint()
+	for name, token := range map[string]string{"known id, wrong secret": wrong, "unknown id": unknown} {
+		_, _ = s.Authenticate(ctx, "Bearer "+token)
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.Authenticate(ctx, "Bearer "+token); !errors.Is(err, auth.ErrInvalidToken) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
