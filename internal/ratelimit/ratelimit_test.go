@@ -93,3 +93,22 @@ func TestForgetsIdleClients(t *testing.T) {
 		t.Errorf("%d clients remembered, want at most %d", n, maxClients)
 	}
 }
+
+// BenchmarkAdmitWrite is what the limits cost one single write: admit the
+// request, take its entry, release it.
+func BenchmarkAdmitWrite(b *testing.B) {
+	l := New()
+	p := Policy{Requests: 1e9, Entries: 1e9, InFlight: 1 << 20}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			release, err := l.Begin("token:bench", p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := l.Entries("token:bench", p, 1); err != nil {
+				b.Fatal(err)
+			}
+			release()
+		}
+	})
+}
