@@ -4,19 +4,21 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
-// idleCap closes keep-alive connections that go idle while maxIdle others
-// already are, so idle clients cannot hold connections the server needs
-// (its http.Server.ConnState hook).
+// idleCap keeps at most maxIdle keep-alive connections idle: when one more
+// goes idle, the one idle the longest is closed, so clients that hold
+// connections without using them cannot crowd out those that do (its
+// track method is the http.Server.ConnState hook).
 type idleCap struct {
 	maxIdle int
 	mu      sync.Mutex
-	idle    map[net.Conn]struct{}
+	idle    map[net.Conn]time.Time // since when
 }
 
 func newIdleCap(maxIdle int) *idleCap {
-	return &idleCap{maxIdle: maxIdle, idle: map[net.Conn]struct{}{}}
+	return &idleCap{maxIdle: maxIdle, idle: map[net.Conn]time.Time{}}
 }
 
 // track is the http.Server.ConnState hook.
@@ -28,10 +30,17 @@ func (c *idleCap) track(conn net.Conn, state http.ConnState) {
 		return
 	}
 	if c.maxIdle > 0 && len(c.idle) >= c.maxIdle {
-		conn.Close()
-		return
+		var oldest net.Conn
+		var since time.Time
+		for idle, t := range c.idle {
+			if oldest == nil || t.Before(since) {
+				oldest, since = idle, t
+			}
+		}
+		delete(c.idle, oldest)
+		oldest.Close()
 	}
-	c.idle[conn] = struct{}{}
+	c.idle[conn] = time.Now()
 }
 
 // idleCount returns how many connections are idle.

@@ -14,6 +14,11 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/ratelimit"
 )
 
+// probes are never limited by address: they are cheap, and a load
+// balancer that saw them refused would take the server out of rotation, so
+// a stranger's flood could take every server out.
+var probes = map[string]bool{"/system-health/live": true, "/system-health/ready": true}
+
 // limitSlot holds what a request took from the limiter, given back when
 // it has been served.
 type limitSlot struct{ release func() }
@@ -21,7 +26,8 @@ type limitSlot struct{ release func() }
 type limitSlotKey struct{}
 
 // limitRequests admits each request under its client's limits: one
-// without an Authorization header under its address's at once; one with
+// without an Authorization header (but the probes) under its address's
+// at once; one with
 // a token under the token's once authenticate has verified it (under the
 // address's when it fails). What a request took is given back when it has
 // been served.
@@ -33,7 +39,7 @@ func (s *server) limitRequests(next http.Handler) http.Handler {
 				slot.release()
 			}
 		}()
-		if r.Header.Get("Authorization") == "" {
+		if r.Header.Get("Authorization") == "" && !probes[r.URL.Path] {
 			release, err := s.limiter.Begin(addressKey(r), s.Limits.Address)
 			if err != nil {
 				s.writeError(w, r, err)
