@@ -119,18 +119,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ln = netutil.LimitListener(ln, cfg.Limits.MaxConnections)
 	}
 	idle := newIdleCap(cfg.Limits.MaxIdleConnections)
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
-		ReadTimeout:       cfg.Limits.ReadTimeout,
-		WriteTimeout:      cfg.Limits.WriteTimeout,
-		IdleTimeout:       cfg.Limits.IdleTimeout,
-		// Twice the limit, so that the handler answers a block over it with
-		// a problem (httpapi.Limits.MaxHeaderBytes), not net/http in text.
-		MaxHeaderBytes: 2 * cfg.Limits.MaxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		ConnState:      idle.track,
-	}
+	srv := httpServer(handler, cfg.Limits, logger)
+	srv.ConnState = idle.track
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
 	if cfg.MetricsAddr != "" {
@@ -138,15 +128,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, err)
 		}
-		metricsSrv := &http.Server{
-			Handler:           httpapi.MetricsHandler(handler),
-			ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
-			ReadTimeout:       cfg.Limits.ReadTimeout,
-			WriteTimeout:      cfg.Limits.WriteTimeout,
-			IdleTimeout:       cfg.Limits.IdleTimeout,
-			MaxHeaderBytes:    2 * cfg.Limits.MaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		}
+		metricsSrv := httpServer(httpapi.MetricsHandler(handler), cfg.Limits, logger)
 		go func() {
 			if err := metricsSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				served <- err
@@ -183,6 +165,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// httpServer returns a server of handler with l's timeouts and header
+// limit, logging its errors to logger.
+func httpServer(handler http.Handler, l limits, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		ReadTimeout:       l.ReadTimeout,
+		WriteTimeout:      l.WriteTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		// Twice the limit, so that the handler answers a block over it with
+		// a problem (httpapi.Limits.MaxHeaderBytes), not net/http in text.
+		MaxHeaderBytes: 2 * l.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // keyCleanupInterval is how often expired idempotency keys are deleted.
