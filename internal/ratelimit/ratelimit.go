@@ -64,14 +64,16 @@ func (r *Refusal) RetryAfterSeconds() int {
 }
 
 // Header returns the IETF RateLimit-Policy and RateLimit header values
-// (draft-ietf-httpapi-ratelimit-headers) for the refusal: the quota per
-// one-second window, none remaining, and the seconds until there is some.
+// (draft-ietf-httpapi-ratelimit-headers) for the refusal: the quota q
+// per window w seconds (a rate under one per second is one per so many
+// seconds), none remaining, and the seconds until there is some.
 func (r *Refusal) Header() (policy, limit string) {
-	q := strconv.FormatFloat(math.Max(1, math.Floor(r.Quota)), 'f', 0, 64)
+	q := math.Max(1, math.Ceil(r.Quota))
 	if r.Policy == "in-flight" {
-		return fmt.Sprintf("%q;q=%s", r.Policy, q), fmt.Sprintf("%q;r=0", r.Policy)
+		return fmt.Sprintf("%q;q=%.0f", r.Policy, q), fmt.Sprintf("%q;r=0", r.Policy)
 	}
-	return fmt.Sprintf("%q;q=%s;w=1", r.Policy, q), fmt.Sprintf("%q;r=0;t=%d", r.Policy, r.RetryAfterSeconds())
+	w := math.Max(1, math.Round(q/r.Quota))
+	return fmt.Sprintf("%q;q=%.0f;w=%.0f", r.Policy, q, w), fmt.Sprintf("%q;r=0;t=%d", r.Policy, r.RetryAfterSeconds())
 }
 
 // Limiter tracks every client's buckets and requests in flight. The zero

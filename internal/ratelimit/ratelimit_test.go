@@ -31,6 +31,10 @@ func TestLimits(t *testing.T) {
 	if pol, lim := refusal.Header(); pol != `"requests";q=10;w=1` || lim != `"requests";r=0;t=1` {
 		t.Errorf("headers %q %q", pol, lim)
 	}
+	slow := &Refusal{Policy: "requests", Quota: 0.1, RetryAfter: 10 * time.Second}
+	if pol, lim := slow.Header(); pol != `"requests";q=1;w=10` || lim != `"requests";r=0;t=10` {
+		t.Errorf("headers of a rate under one per second: %q %q", pol, lim)
+	}
 	if _, err := l.Begin("b", p); err != nil {
 		t.Errorf("another client was refused: %v", err)
 	}
