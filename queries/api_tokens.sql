@@ -1,7 +1,8 @@
 -- name: CreateToken :one
--- CreateToken stores a new token's name, public id, secret hash and scopes.
-INSERT INTO api_tokens (name, public_id, secret_hash, scopes)
-VALUES ($1, $2, $3, $4)
+-- CreateToken stores a new token's name, public id, secret hash, scopes and
+-- limit overrides (NULL for the server's defaults).
+INSERT INTO api_tokens (name, public_id, secret_hash, scopes, rate_limit, entry_rate_limit, max_in_flight)
+VALUES ($1, $2, $3, $4, sqlc.narg('rate_limit'), sqlc.narg('entry_rate_limit'), sqlc.narg('max_in_flight'))
 RETURNING *;
 
 -- name: CreateFirstToken :execrows

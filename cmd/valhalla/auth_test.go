@@ -229,7 +229,7 @@ func TestTokensCommandsWhileServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := token[strings.LastIndex(token, "_")+1:]
-	if !regexp.MustCompile(`(?m)^bootstrap\s+vhl_\w+_…\s+logs:read,logs:write\s+\S+\s+-$`).MatchString(list) ||
+	if !regexp.MustCompile(`(?m)^bootstrap\s+vhl_\w+_…\s+logs:read,logs:write\s+\S+\s+-\s+default$`).MatchString(list) ||
 		!regexp.MustCompile(`(?m)^ops\s+`).MatchString(list) || strings.Contains(list, secret) {
 		t.Errorf("tokens list:\n%s", list)
 	}
@@ -244,7 +244,7 @@ func TestTokensCommandsWhileServing(t *testing.T) {
 	if _, err := srv.tokens(t, "revoke", "ops"); err == nil {
 		t.Error("revoking twice succeeded")
 	}
-	if list, _ := srv.tokens(t, "list"); !regexp.MustCompile(`(?m)^ops\s.*\dZ$`).MatchString(list) {
+	if list, _ := srv.tokens(t, "list"); !regexp.MustCompile(`(?m)^ops\s.*\dZ\s+default$`).MatchString(list) {
 		t.Errorf("tokens list does not show ops revoked:\n%s", list)
 	}
 	if pidAfter, err := os.ReadFile(pidFile); err != nil || !bytes.Equal(pidAfter, pidBefore) {

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/valhalla-platform/valhalla/internal/httpapi"
 	"github.com/valhalla-platform/valhalla/internal/logging"
 	"github.com/valhalla-platform/valhalla/internal/pages"
 )
@@ -18,7 +20,9 @@ import (
 // config is everything serve and migrate read from flags and environment.
 // A flag wins over its environment variable, which wins over the default.
 type config struct {
-	Addr            string
+	Addr string
+	// MetricsAddr, when set, serves /metrics there instead of on Addr.
+	MetricsAddr     string
 	DatabaseURL     string
 	DataDir         string
 	LogLevel        slog.Level
@@ -48,13 +52,24 @@ type config struct {
 	FrameAncestors []string
 }
 
-// limits are the http.Server timeouts and header size limit.
+// limits are the http.Server timeouts and header size limit, and what
+// the API lets clients hold (httpapi.Limits).
 type limits struct {
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
+	// MaxConnections caps the open connections (0: no cap);
+	// MaxIdleConnections the idle keep-alive ones among them.
+	MaxConnections     int
+	MaxIdleConnections int
+	// StatementTimeout bounds every statement; ReadTimeout, tighter, the
+	// reads, which run on a pool of ReadConns connections of their own.
+	StatementTimeout time.Duration
+	DBReadTimeout    time.Duration
+	DBReadConns      int
+	API              httpapi.Limits
 }
 
 // Which flags a command takes: every command that opens the database takes
@@ -94,11 +109,25 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 	readHeader := envOr(getenv, "VALHALLA_READ_HEADER_TIMEOUT", "10s")
 	readTimeout := envOr(getenv, "VALHALLA_READ_TIMEOUT", "60s")
 	writeTimeout := envOr(getenv, "VALHALLA_WRITE_TIMEOUT", "60s")
-	idleTimeout := envOr(getenv, "VALHALLA_IDLE_TIMEOUT", "120s")
+	idleTimeout := envOr(getenv, "VALHALLA_IDLE_TIMEOUT", "30s")
 	maxHeader := envOr(getenv, "VALHALLA_MAX_HEADER_BYTES", "65536")
 	sealInterval := envOr(getenv, "VALHALLA_SEAL_INTERVAL", "250ms")
 	frameAncestors := getenv("VALHALLA_UI_FRAME_ANCESTORS")
 	maxStreams := envOr(getenv, "VALHALLA_MAX_STREAMS", "256")
+	cfg.MetricsAddr = getenv("VALHALLA_METRICS_ADDR")
+	bodyBudget := envOr(getenv, "VALHALLA_BODY_BUDGET", strconv.Itoa(httpapi.DefaultBodyBudget))
+	def := httpapi.DefaultLimits()
+	ftoa := func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+	tokenRate := envOr(getenv, "VALHALLA_TOKEN_RATE", ftoa(def.Token.Requests))
+	tokenEntryRate := envOr(getenv, "VALHALLA_TOKEN_ENTRY_RATE", ftoa(def.Token.Entries))
+	tokenInFlight := envOr(getenv, "VALHALLA_TOKEN_IN_FLIGHT", strconv.Itoa(def.Token.InFlight))
+	addressRate := envOr(getenv, "VALHALLA_ADDRESS_RATE", ftoa(def.Address.Requests))
+	addressInFlight := envOr(getenv, "VALHALLA_ADDRESS_IN_FLIGHT", strconv.Itoa(def.Address.InFlight))
+	stmtTimeout := envOr(getenv, "VALHALLA_DB_STATEMENT_TIMEOUT", "30s")
+	dbReadTimeout := envOr(getenv, "VALHALLA_DB_READ_TIMEOUT", "2s")
+	dbReadConns := envOr(getenv, "VALHALLA_DB_READ_CONNS", "8")
+	maxConns := envOr(getenv, "VALHALLA_MAX_CONNECTIONS", "1024")
+	maxIdle := envOr(getenv, "VALHALLA_MAX_IDLE_CONNECTIONS", "256")
 	cfg.LedgerKeyFile = getenv("VALHALLA_LEDGER_KEY_FILE")
 	if which >= ledgerFlags {
 		fs.StringVar(&cfg.LedgerKeyFile, "ledger-key-file", cfg.LedgerKeyFile,
@@ -130,6 +159,30 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 			"how long an idle keep-alive connection stays open (VALHALLA_IDLE_TIMEOUT)")
 		fs.StringVar(&maxHeader, "max-header-bytes", maxHeader,
 			"largest request header block, in bytes (VALHALLA_MAX_HEADER_BYTES)")
+		fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr,
+			"serve /metrics on this address instead of --addr, to keep it off the API port (VALHALLA_METRICS_ADDR)")
+		fs.StringVar(&bodyBudget, "body-budget", bodyBudget,
+			"request body bytes all requests may hold at once; past it requests get a 503 with Retry-After (VALHALLA_BODY_BUDGET)")
+		fs.StringVar(&tokenRate, "token-rate", tokenRate,
+			"requests per second each token may make on this server, 0 for no limit; tokens create --rate overrides it per token (VALHALLA_TOKEN_RATE)")
+		fs.StringVar(&tokenEntryRate, "token-entry-rate", tokenEntryRate,
+			"log entries per second each token may write on this server, 0 for no limit (VALHALLA_TOKEN_ENTRY_RATE)")
+		fs.StringVar(&tokenInFlight, "token-in-flight", tokenInFlight,
+			"requests each token may have in flight on this server, 0 for no limit (VALHALLA_TOKEN_IN_FLIGHT)")
+		fs.StringVar(&addressRate, "address-rate", addressRate,
+			"requests per second each client address may make without a valid token, 0 for no limit (VALHALLA_ADDRESS_RATE)")
+		fs.StringVar(&addressInFlight, "address-in-flight", addressInFlight,
+			"requests each client address may have in flight without a valid token, 0 for no limit (VALHALLA_ADDRESS_IN_FLIGHT)")
+		fs.StringVar(&stmtTimeout, "db-statement-timeout", stmtTimeout,
+			"PostgreSQL cancels any statement of the server's that runs longer, 0s for no limit (VALHALLA_DB_STATEMENT_TIMEOUT)")
+		fs.StringVar(&dbReadTimeout, "db-read-timeout", dbReadTimeout,
+			"statement timeout of reads and counts; one that runs out is a 503 that says to narrow it (VALHALLA_DB_READ_TIMEOUT)")
+		fs.StringVar(&dbReadConns, "db-read-conns", dbReadConns,
+			"connections reads and counts may use, apart from the pool writes and readiness use (VALHALLA_DB_READ_CONNS)")
+		fs.StringVar(&maxConns, "max-connections", maxConns,
+			"open connections the server accepts at once, 0 for no cap; past it new ones wait (VALHALLA_MAX_CONNECTIONS)")
+		fs.StringVar(&maxIdle, "max-idle-connections", maxIdle,
+			"idle keep-alive connections kept open; one more going idle is closed (VALHALLA_MAX_IDLE_CONNECTIONS)")
 	}
 	rest, err := parseFlags(fs, args, stdout, stderr)
 	if err != nil {
@@ -158,6 +211,8 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 		{"read timeout", readTimeout, &cfg.Limits.ReadTimeout},
 		{"write timeout", writeTimeout, &cfg.Limits.WriteTimeout},
 		{"idle timeout", idleTimeout, &cfg.Limits.IdleTimeout},
+		{"db statement timeout", stmtTimeout, &cfg.Limits.StatementTimeout},
+		{"db read timeout", dbReadTimeout, &cfg.Limits.DBReadTimeout},
 	} {
 		v, err := time.ParseDuration(strings.TrimSpace(d.value))
 		if err != nil || v < 0 {
@@ -178,6 +233,55 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 		errs = append(errs, fmt.Errorf("max streams %q: want a number, at least 1", maxStreams))
 	} else {
 		cfg.MaxStreams = n
+	}
+	for _, n := range []struct {
+		name  string
+		value string
+		least int64
+		into  *int64
+	}{
+		{"body budget", bodyBudget, httpapi.MaxBatchBodyBytes, &cfg.Limits.API.BodyBudget},
+	} {
+		v, err := strconv.ParseInt(strings.TrimSpace(n.value), 10, 64)
+		if err != nil || v < n.least {
+			errs = append(errs, fmt.Errorf("%s %q: want a number, at least %d", n.name, n.value, n.least))
+			continue
+		}
+		*n.into = v
+	}
+	for _, f := range []struct {
+		name  string
+		value string
+		into  *float64
+	}{
+		{"token rate", tokenRate, &cfg.Limits.API.Token.Requests},
+		{"token entry rate", tokenEntryRate, &cfg.Limits.API.Token.Entries},
+		{"address rate", addressRate, &cfg.Limits.API.Address.Requests},
+	} {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f.value), 64)
+		if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+			errs = append(errs, fmt.Errorf("%s %q: want a number of requests per second, 0 for no limit", f.name, f.value))
+			continue
+		}
+		*f.into = v
+	}
+	for _, f := range []struct {
+		name  string
+		value string
+		into  *int
+	}{
+		{"max connections", maxConns, &cfg.Limits.MaxConnections},
+		{"db read conns", dbReadConns, &cfg.Limits.DBReadConns},
+		{"max idle connections", maxIdle, &cfg.Limits.MaxIdleConnections},
+		{"token in flight", tokenInFlight, &cfg.Limits.API.Token.InFlight},
+		{"address in flight", addressInFlight, &cfg.Limits.API.Address.InFlight},
+	} {
+		v, err := strconv.Atoi(strings.TrimSpace(f.value))
+		if err != nil || v < 0 {
+			errs = append(errs, fmt.Errorf("%s %q: want a number, 0 for no limit", f.name, f.value))
+			continue
+		}
+		*f.into = v
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, nil, err

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -42,11 +44,16 @@ type clientFlags struct {
 	token     string
 	requestID string
 	json      bool
+	// envToken is VALHALLA_TOKEN, used when --token is not given.
+	envToken string
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.server, "server", envOr(getenv, "VALHALLA_URL", "http://127.0.0.1:8080"), "Valhalla's base URL (VALHALLA_URL)")
-	fs.StringVar(&c.token, "token", getenv("VALHALLA_TOKEN"), "bearer token (VALHALLA_TOKEN)")
+	// The environment's token is read here but never shown as the flag's
+	// default: -h would print it.
+	c.envToken = getenv("VALHALLA_TOKEN")
+	fs.StringVar(&c.token, "token", "", "bearer token (default: VALHALLA_TOKEN's value, never printed)")
 	fs.StringVar(&c.requestID, "request-id", "", "X-Request-ID to send (default: the server mints one)")
 	fs.BoolVar(&c.json, "json", false, "print JSON lines instead of a table")
 }
@@ -56,8 +63,12 @@ func (c *clientFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 // token and the --request-id.
 func (c *clientFlags) client() (*api.ClientWithResponses, error) {
 	return apiclient.New(c.server, api.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
-		if c.token != "" {
-			req.Header.Set("Authorization", "Bearer "+c.token)
+		token := c.token
+		if token == "" {
+			token = c.envToken
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
 		}
 		if c.requestID != "" {
 			req.Header.Set(requestid.Header, c.requestID)
@@ -306,19 +317,43 @@ func printLogs(w io.Writer, asJSON bool, items []api.SystemLog) error {
 	return tw.Flush()
 }
 
-// oneLine flattens control characters to spaces and, when max > 0, cuts s
-// to max runes, so one entry stays one table row.
+// oneLine turns line breaks and tabs into spaces, escapes every other
+// character a terminal would act on rather than show (C0 and C1 controls, DEL, bidi overrides and isolates, line and
+// paragraph separators) as \uXXXX and, when max > 0, cuts s to max runes,
+// so one entry stays one table row and cannot move the cursor, set a
+// title, or reorder what is shown.
 func oneLine(s string, max int) string {
-	r := []rune(strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
+	var b strings.Builder
+	for _, r := range s {
+		if r == '\n' || r == '\r' || r == '\t' {
+			b.WriteByte(' ') // a line break or tab only breaks the row
+			continue
 		}
-		return r
-	}, s))
-	if max > 0 && len(r) > max {
-		return string(r[:max-1]) + "…"
+		if unsafeForTerminal(r) {
+			fmt.Fprintf(&b, "\\u%04x", r)
+			continue
+		}
+		b.WriteRune(r)
 	}
-	return string(r)
+	out := []rune(b.String())
+	if max > 0 && len(out) > max {
+		return string(out[:max-1]) + "…"
+	}
+	return string(out)
+}
+
+// unsafeForTerminal reports whether r is a control, format or separator
+// character a terminal may interpret.
+func unsafeForTerminal(r rune) bool {
+	switch {
+	case r < ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f): // C0, DEL, C1
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, // bidi embeddings, overrides, isolates
+		r == 0x200e, r == 0x200f, r == 0x061c, // bidi marks
+		r == 0x2028, r == 0x2029, r == utf8.RuneError: // line and paragraph separators; invalid UTF-8
+		return true
+	}
+	return unicode.Is(unicode.Cf, r) && r != 0x200d // other format characters, but the emoji joiner
 }
 
 func nonEmpty(s string) *string {

@@ -156,3 +156,35 @@ func TestCLIListByTraceID(t *testing.T) {
 		t.Errorf("list --trace-id printed %q (%v), want the one entry of trace %s", out, err, traceID)
 	}
 }
+
+// TestCLIShowsNoTokenAndNoTerminalControls: -h never prints the token from
+// the environment, and the table escapes every character a terminal would
+// act on.
+func TestCLIShowsNoTokenAndNoTerminalControls(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	getenv := func(k string) string {
+		if k == "VALHALLA_TOKEN" {
+			return "vhl_secretsecret_abcdefghijklmnopqrstuvwxyz"
+		}
+		return ""
+	}
+	_ = run(t.Context(), []string{"logs", "write", "-h"}, getenv, &out, &out)
+	if strings.Contains(out.String(), "secretsecret") {
+		t.Errorf("logs write -h prints the token:\n%s", out.String())
+	}
+	for _, hostile := range []string{"\x1b[2J", "\u009b2J", "\u009d0;title\u0007", "\u202egnp.exe", "a\u2066b\u2069", "x\u0085y", "\u200fz"} {
+		got := oneLine(hostile, 0)
+		for _, r := range got {
+			if unsafeForTerminal(r) {
+				t.Errorf("oneLine(%q) = %q still holds %U", hostile, got, r)
+			}
+		}
+		if !strings.Contains(got, `\u`) {
+			t.Errorf("oneLine(%q) = %q shows no escape", hostile, got)
+		}
+	}
+	if got := oneLine("café 👩‍💻", 0); got != "café 👩‍💻" {
+		t.Errorf("plain text changed: %q", got)
+	}
+}

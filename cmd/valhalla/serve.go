@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/net/netutil"
 
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
@@ -65,11 +67,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision(), GoVersion: runtime.Version()})
 	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, false,
-		database.WithTracerProvider(tracerProvider), database.WithAcquireTracer(m.AcquireTracer()))
+		database.WithTracerProvider(tracerProvider), database.WithAcquireTracer(m.AcquireTracer()),
+		database.WithStatementTimeout(cfg.Limits.StatementTimeout))
 	if err != nil {
 		return err
 	}
 	defer closeDB()
+	readPool, err := openReadPool(ctx, pool, cfg.Limits)
+	if err != nil {
+		return err
+	}
+	defer readPool.Close() // before closeDB stops a local cluster
 	m.ObservePool(pool)
 	applied, err := database.Migrate(ctx, pool)
 	if err != nil {
@@ -94,7 +102,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	logger.Info("ledger verifier key (give it to auditors: valhalla verify --key)", "key", key.Verifier, "key_file", cfg.LedgerKeyFile)
-	store := logstore.New(pool, logstore.WithGroupObserver(m.WriteGroup))
+	store := logstore.New(pool, logstore.WithGroupObserver(m.WriteGroup), logstore.WithReadPool(readPool))
 	ledgerReader := ledger.NewReader(pool)
 	m.ObserveLedger(func(ctx context.Context) (int64, int64, error) {
 		s, err := ledgerReader.Stats(ctx)
@@ -126,6 +134,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Logger:         logger,
 		TracerProvider: tracerProvider,
 		FrameAncestors: cfg.FrameAncestors,
+		Limits:         apiLimits(cfg.Limits),
+		MetricsApart:   cfg.MetricsAddr != "",
 	})
 	if err != nil {
 		return err
@@ -135,18 +145,30 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
-		ReadTimeout:       cfg.Limits.ReadTimeout,
-		WriteTimeout:      cfg.Limits.WriteTimeout,
-		IdleTimeout:       cfg.Limits.IdleTimeout,
-		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	if cfg.Limits.MaxConnections > 0 {
+		// Past the cap, new connections wait in the kernel's backlog.
+		ln = netutil.LimitListener(ln, cfg.Limits.MaxConnections)
 	}
+	idle := newIdleCap(cfg.Limits.MaxIdleConnections)
+	srv := httpServer(handler, cfg.Limits, logger)
+	srv.ConnState = idle.track
 	srv.RegisterOnShutdown(hub.Close)
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, err)
+		}
+		metricsSrv := httpServer(httpapi.MetricsHandler(handler), cfg.Limits, logger)
+		go func() {
+			if err := metricsSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				served <- err
+			}
+		}()
+		defer metricsSrv.Close()
+		logger.Info("serving metrics", "addr", mln.Addr().String())
+	}
 	// Key expiry runs until shutdown begins and is awaited, like the token
 	// watcher, before the pool closes.
 	expireCtx, stopExpiring := context.WithCancel(ctx)
@@ -207,6 +229,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 // maxSealLag is the wait past which the ledger check fails: 10 seal
 // intervals.
 func maxSealLag(interval time.Duration) time.Duration { return 10 * interval }
+
+// httpServer returns a server of handler with l's timeouts and header
+// limit, logging its errors to logger.
+func httpServer(handler http.Handler, l limits, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		ReadTimeout:       l.ReadTimeout,
+		WriteTimeout:      l.WriteTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		// Twice the limit, so that the handler answers a block over it with
+		// a problem (httpapi.Limits.MaxHeaderBytes), not net/http in text.
+		MaxHeaderBytes: 2 * l.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
 
 // keyCleanupInterval is how often expired idempotency keys are deleted.
 const keyCleanupInterval = 10 * time.Minute
@@ -306,6 +344,27 @@ func openDatabase(ctx context.Context, cfg config, getenv func(string) string, l
 	return pool, func() { pool.Close(); stopCluster() }, nil
 }
 
+// openReadPool opens the reads' own pool: the main pool's settings with
+// l.DBReadConns connections (0: a quarter of the main pool's, at least
+// one) and statement timeout l.DBReadTimeout, so that reads cannot take
+// the connections writes and readiness need.
+func openReadPool(ctx context.Context, main *pgxpool.Pool, l limits) (*pgxpool.Pool, error) {
+	cfg := main.Config()
+	cfg.MaxConns = int32(l.DBReadConns)
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = max(1, main.Config().MaxConns/4)
+	}
+	cfg.MinConns = 0
+	if l.DBReadTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(l.DBReadTimeout.Milliseconds(), 10)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open read pool: %w", err)
+	}
+	return pool, nil
+}
+
 // revision is the commit the binary was built from: main.commit when set,
 // else the VCS revision the go command stamped (with "-dirty" when the tree
 // had changes), else "unknown".
@@ -330,4 +389,11 @@ func revision() string {
 		rev += "-dirty"
 	}
 	return rev
+}
+
+// apiLimits are the API's limits with the header limit of l.
+func apiLimits(l limits) httpapi.Limits {
+	api := l.API
+	api.MaxHeaderBytes = l.MaxHeaderBytes
+	return api
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -39,10 +41,15 @@ func tokensCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	sub := args[0]
 	var name, scopeList string
+	var reqRate, entryRate float64
+	var inFlight int
 	cfg, rest, err := parseConfig("tokens "+sub, databaseFlags, args[1:], getenv, stdout, stderr, func(fs *flag.FlagSet) {
 		if sub == "create" {
 			fs.StringVar(&name, "name", "", "the token's name, stored as the actor of what it writes (required)")
 			fs.StringVar(&scopeList, "scopes", "", "comma-separated scopes, e.g. logs:read,logs:write (required)")
+			fs.Float64Var(&reqRate, "rate", 0, "requests per second this token may make, on each server (0: the server's --token-rate)")
+			fs.Float64Var(&entryRate, "entry-rate", 0, "log entries per second this token may write, on each server (0: the server's --token-entry-rate)")
+			fs.IntVar(&inFlight, "in-flight", 0, "requests this token may have in flight on each server (0: the server's --token-in-flight)")
 		}
 	})
 	if err != nil {
@@ -87,7 +94,21 @@ func tokensCommand(ctx context.Context, args []string, getenv func(string) strin
 
 	switch sub {
 	case "create":
-		token, err := tokens.Create(ctx, name, scopes)
+		var limits auth.Limits
+		if reqRate > 0 {
+			limits.Requests = &reqRate
+		}
+		if entryRate > 0 {
+			limits.Entries = &entryRate
+		}
+		if inFlight > 0 {
+			n := int32(min(inFlight, math.MaxInt32))
+			limits.InFlight = &n
+		}
+		if reqRate < 0 || entryRate < 0 || inFlight < 0 {
+			return fmt.Errorf("tokens create: %w", auth.ErrInvalidLimits)
+		}
+		token, err := tokens.CreateLimited(ctx, name, scopes, limits)
 		if err != nil {
 			return err
 		}
@@ -106,14 +127,33 @@ func tokensCommand(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPREFIX\tSCOPES\tCREATED\tREVOKED")
+	fmt.Fprintln(tw, "NAME\tPREFIX\tSCOPES\tCREATED\tREVOKED\tLIMITS")
 	for _, tok := range list {
 		revoked := "-"
 		if tok.RevokedAt != nil {
 			revoked = tok.RevokedAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", tok.Name, auth.Prefix+tok.PublicID+"_…",
-			strings.Join(tok.Scopes, ","), tok.CreatedAt.UTC().Format(time.RFC3339), revoked)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", tok.Name, auth.Prefix+tok.PublicID+"_…",
+			strings.Join(tok.Scopes, ","), tok.CreatedAt.UTC().Format(time.RFC3339), revoked, limitsText(tok.Limits))
 	}
 	return tw.Flush()
+}
+
+// limitsText shows a token's overrides as tokens create takes them, or
+// "default".
+func limitsText(l auth.Limits) string {
+	var parts []string
+	if l.Requests != nil {
+		parts = append(parts, "rate="+strconv.FormatFloat(*l.Requests, 'f', -1, 64))
+	}
+	if l.Entries != nil {
+		parts = append(parts, "entry-rate="+strconv.FormatFloat(*l.Entries, 'f', -1, 64))
+	}
+	if l.InFlight != nil {
+		parts = append(parts, "in-flight="+strconv.Itoa(int(*l.InFlight)))
+	}
+	if len(parts) == 0 {
+		return "default"
+	}
+	return strings.Join(parts, ",")
 }

@@ -713,9 +713,14 @@ type SystemLogCreate struct {
 	// Example: auth
 	Category *string `json:"category,omitempty"`
 
-	// Context Structured metadata. Defaults to `{}`. Its keys and strings must
-	// not contain U+0000 (PostgreSQL's jsonb cannot store it): such a
-	// context is answered with a 422 pointing at `/context`.
+	// Context Structured metadata. Defaults to `{}`. At most 65536 bytes as
+	// sent, and no deeper than 64 levels of nesting (server-enforced;
+	// with the other fields' bounds an entry stays under 128 KiB). It
+	// must hold only what PostgreSQL's jsonb can store: no U+0000 and
+	// no lone UTF-16 surrogate (`\ud800`) in its keys and strings, and
+	// numbers of at most 131072 digits before the decimal point and
+	// 16383 after it. A context that breaks any of these is answered
+	// with a 422 whose pointer names the value, under `/context`.
 	//
 	//
 	// Example: {"ip":"203.0.113.7"}
@@ -808,6 +813,9 @@ type NotSealed = ProblemDetails
 
 // Problem An RFC 9457 problem. Extension members may be added.
 type Problem = ProblemDetails
+
+// TooManyRequests An RFC 9457 problem. Extension members may be added.
+type TooManyRequests = ProblemDetails
 
 // Unauthorized An RFC 9457 problem. Extension members may be added.
 type Unauthorized = ProblemDetails
@@ -937,7 +945,10 @@ type ListSystemLogsParams struct {
 	// Until Only entries before this instant (exclusive).
 	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
 
-	// Limit Page size.
+	// Limit Page size: the most entries a page holds. A page also stops once
+	// its entries reach about 4 MiB (server-enforced), so a page of
+	// large entries may hold fewer; `next_cursor` then continues after
+	// the last one.
 	Limit *int32 `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor Opaque cursor from a previous page's `next_cursor`; pass it back
@@ -4264,6 +4275,14 @@ type GetPrometheusMetricsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetPrometheusMetricsResponse429Headers the declared response headers of an HTTP 429 response for GetPrometheusMetrics
+type GetPrometheusMetricsResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetPrometheusMetricsResponse500Headers the declared response headers of an HTTP 500 response for GetPrometheusMetrics
 type GetPrometheusMetricsResponse500Headers struct {
 	XRequestID string
@@ -4277,16 +4296,25 @@ type GetPrometheusMetricsResponseDefaultHeaders struct {
 type GetPrometheusMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetPrometheusMetricsResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetPrometheusMetricsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetPrometheusMetricsResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
 	HeadersDefault *GetPrometheusMetricsResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetPrometheusMetricsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4333,6 +4361,14 @@ type GetOpenAPIJSONResponse200Headers struct {
 	XRequestID string
 }
 
+// GetOpenAPIJSONResponse429Headers the declared response headers of an HTTP 429 response for GetOpenAPIJSON
+type GetOpenAPIJSONResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetOpenAPIJSONResponse500Headers the declared response headers of an HTTP 500 response for GetOpenAPIJSON
 type GetOpenAPIJSONResponse500Headers struct {
 	XRequestID string
@@ -4348,12 +4384,16 @@ type GetOpenAPIJSONResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *json.RawMessage
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetOpenAPIJSONResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetOpenAPIJSONResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetOpenAPIJSONResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -4363,6 +4403,11 @@ type GetOpenAPIJSONResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetOpenAPIJSONResponse) GetJSON200() *json.RawMessage {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetOpenAPIJSONResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4409,6 +4454,14 @@ type GetOpenAPIYAMLResponse200Headers struct {
 	XRequestID string
 }
 
+// GetOpenAPIYAMLResponse429Headers the declared response headers of an HTTP 429 response for GetOpenAPIYAML
+type GetOpenAPIYAMLResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetOpenAPIYAMLResponse500Headers the declared response headers of an HTTP 500 response for GetOpenAPIYAML
 type GetOpenAPIYAMLResponse500Headers struct {
 	XRequestID string
@@ -4424,12 +4477,16 @@ type GetOpenAPIYAMLResponse struct {
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
 	YAML200 *map[string]interface{}
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetOpenAPIYAMLResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetOpenAPIYAMLResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetOpenAPIYAMLResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -4439,6 +4496,11 @@ type GetOpenAPIYAMLResponse struct {
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
 func (r GetOpenAPIYAMLResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetOpenAPIYAMLResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4651,6 +4713,14 @@ type GetHealthResponse200Headers struct {
 	XRequestID string
 }
 
+// GetHealthResponse429Headers the declared response headers of an HTTP 429 response for GetHealth
+type GetHealthResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetHealthResponse500Headers the declared response headers of an HTTP 500 response for GetHealth
 type GetHealthResponse500Headers struct {
 	XRequestID string
@@ -4672,6 +4742,8 @@ type GetHealthResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -4680,6 +4752,8 @@ type GetHealthResponse struct {
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetHealthResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetHealthResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetHealthResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -4691,6 +4765,11 @@ type GetHealthResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetHealthResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetHealthResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4742,6 +4821,14 @@ type GetLivenessResponse200Headers struct {
 	XRequestID string
 }
 
+// GetLivenessResponse429Headers the declared response headers of an HTTP 429 response for GetLiveness
+type GetLivenessResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetLivenessResponse500Headers the declared response headers of an HTTP 500 response for GetLiveness
 type GetLivenessResponse500Headers struct {
 	XRequestID string
@@ -4757,12 +4844,16 @@ type GetLivenessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Liveness
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetLivenessResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetLivenessResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetLivenessResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -4772,6 +4863,11 @@ type GetLivenessResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetLivenessResponse) GetJSON200() *Liveness {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetLivenessResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4818,6 +4914,14 @@ type GetMetricsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetMetricsResponse429Headers the declared response headers of an HTTP 429 response for GetMetrics
+type GetMetricsResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetMetricsResponse500Headers the declared response headers of an HTTP 500 response for GetMetrics
 type GetMetricsResponse500Headers struct {
 	XRequestID string
@@ -4833,12 +4937,16 @@ type GetMetricsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Metrics
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetMetricsResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetMetricsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetMetricsResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -4848,6 +4956,11 @@ type GetMetricsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetMetricsResponse) GetJSON200() *Metrics {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4894,6 +5007,14 @@ type GetReadinessResponse200Headers struct {
 	XRequestID string
 }
 
+// GetReadinessResponse429Headers the declared response headers of an HTTP 429 response for GetReadiness
+type GetReadinessResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetReadinessResponse500Headers the declared response headers of an HTTP 500 response for GetReadiness
 type GetReadinessResponse500Headers struct {
 	XRequestID string
@@ -4915,6 +5036,8 @@ type GetReadinessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Readiness
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -4923,6 +5046,8 @@ type GetReadinessResponse struct {
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetReadinessResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetReadinessResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetReadinessResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -4934,6 +5059,11 @@ type GetReadinessResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetReadinessResponse) GetJSON200() *Readiness {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetReadinessResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5002,6 +5132,14 @@ type ListSystemLogsResponse422Headers struct {
 	XRequestID string
 }
 
+// ListSystemLogsResponse429Headers the declared response headers of an HTTP 429 response for ListSystemLogs
+type ListSystemLogsResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // ListSystemLogsResponse500Headers the declared response headers of an HTTP 500 response for ListSystemLogs
 type ListSystemLogsResponse500Headers struct {
 	XRequestID string
@@ -5029,6 +5167,8 @@ type ListSystemLogsResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5043,6 +5183,8 @@ type ListSystemLogsResponse struct {
 	Headers403 *ListSystemLogsResponse403Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *ListSystemLogsResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListSystemLogsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListSystemLogsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5069,6 +5211,11 @@ func (r ListSystemLogsResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ListSystemLogsResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListSystemLogsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5153,6 +5300,14 @@ type CreateSystemLogResponse422Headers struct {
 	XRequestID string
 }
 
+// CreateSystemLogResponse429Headers the declared response headers of an HTTP 429 response for CreateSystemLog
+type CreateSystemLogResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // CreateSystemLogResponse500Headers the declared response headers of an HTTP 500 response for CreateSystemLog
 type CreateSystemLogResponse500Headers struct {
 	XRequestID string
@@ -5186,6 +5341,8 @@ type CreateSystemLogResponse struct {
 	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5206,6 +5363,8 @@ type CreateSystemLogResponse struct {
 	Headers415 *CreateSystemLogResponse415Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *CreateSystemLogResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateSystemLogResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *CreateSystemLogResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5247,6 +5406,11 @@ func (r CreateSystemLogResponse) GetApplicationproblemJSON415() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r CreateSystemLogResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateSystemLogResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5330,6 +5494,14 @@ type CreateSystemLogBatchResponse422Headers struct {
 	XRequestID string
 }
 
+// CreateSystemLogBatchResponse429Headers the declared response headers of an HTTP 429 response for CreateSystemLogBatch
+type CreateSystemLogBatchResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // CreateSystemLogBatchResponse500Headers the declared response headers of an HTTP 500 response for CreateSystemLogBatch
 type CreateSystemLogBatchResponse500Headers struct {
 	XRequestID string
@@ -5363,6 +5535,8 @@ type CreateSystemLogBatchResponse struct {
 	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5383,6 +5557,8 @@ type CreateSystemLogBatchResponse struct {
 	Headers415 *CreateSystemLogBatchResponse415Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *CreateSystemLogBatchResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateSystemLogBatchResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *CreateSystemLogBatchResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5424,6 +5600,11 @@ func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON415() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateSystemLogBatchResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5904,6 +6085,14 @@ type GetSystemLogResponse422Headers struct {
 	XRequestID string
 }
 
+// GetSystemLogResponse429Headers the declared response headers of an HTTP 429 response for GetSystemLog
+type GetSystemLogResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetSystemLogResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLog
 type GetSystemLogResponse500Headers struct {
 	XRequestID string
@@ -5933,6 +6122,8 @@ type GetSystemLogResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5949,6 +6140,8 @@ type GetSystemLogResponse struct {
 	Headers404 *GetSystemLogResponse404Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetSystemLogResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetSystemLogResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetSystemLogResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5980,6 +6173,11 @@ func (r GetSystemLogResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetSystemLogResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetSystemLogResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -7112,6 +7310,13 @@ func ParseGetPrometheusMetricsResponse(rsp *http.Response) (*GetPrometheusMetric
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7139,6 +7344,37 @@ func ParseGetPrometheusMetricsResponse(rsp *http.Response) (*GetPrometheusMetric
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetPrometheusMetricsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetPrometheusMetricsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7185,6 +7421,13 @@ func ParseGetOpenAPIJSONResponse(rsp *http.Response) (*GetOpenAPIJSONResponse, e
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7212,6 +7455,37 @@ func ParseGetOpenAPIJSONResponse(rsp *http.Response) (*GetOpenAPIJSONResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetOpenAPIJSONResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetOpenAPIJSONResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7258,6 +7532,13 @@ func ParseGetOpenAPIYAMLResponse(rsp *http.Response) (*GetOpenAPIYAMLResponse, e
 		}
 		response.YAML200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7285,6 +7566,37 @@ func ParseGetOpenAPIYAMLResponse(rsp *http.Response) (*GetOpenAPIYAMLResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetOpenAPIYAMLResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetOpenAPIYAMLResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7497,6 +7809,13 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7531,6 +7850,37 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetHealthResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetHealthResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7594,6 +7944,13 @@ func ParseGetLivenessResponse(rsp *http.Response) (*GetLivenessResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7621,6 +7978,37 @@ func ParseGetLivenessResponse(rsp *http.Response) (*GetLivenessResponse, error) 
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetLivenessResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetLivenessResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7667,6 +8055,13 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7694,6 +8089,37 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetMetricsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetMetricsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7740,6 +8166,13 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7774,6 +8207,37 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetReadinessResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetReadinessResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7858,6 +8322,13 @@ func ParseListSystemLogsResponse(rsp *http.Response) (*ListSystemLogsResponse, e
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7936,6 +8407,37 @@ func ParseListSystemLogsResponse(rsp *http.Response) (*ListSystemLogsResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListSystemLogsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListSystemLogsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -8040,6 +8542,13 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -8156,6 +8665,37 @@ func ParseCreateSystemLogResponse(rsp *http.Response) (*CreateSystemLogResponse,
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateSystemLogResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers CreateSystemLogResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -8260,6 +8800,13 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -8369,6 +8916,37 @@ func ParseCreateSystemLogBatchResponse(rsp *http.Response) (*CreateSystemLogBatc
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateSystemLogBatchResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers CreateSystemLogBatchResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -8963,6 +9541,13 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9051,6 +9636,37 @@ func ParseGetSystemLogResponse(rsp *http.Response) (*GetSystemLogResponse, error
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetSystemLogResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetSystemLogResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -11040,6 +11656,18 @@ type ProblemApplicationProblemPlusJSONResponse struct {
 	Headers ProblemResponseHeaders
 }
 
+type TooManyRequestsResponseHeaders struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+type TooManyRequestsApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetails
+
+	Headers TooManyRequestsResponseHeaders
+}
+
 type UnauthorizedResponseHeaders struct {
 	WWWAuthenticate string
 	XRequestID      string
@@ -11561,6 +12189,26 @@ func (response GetPrometheusMetrics200TextplainVersion004Response) VisitGetProme
 	return err
 }
 
+type GetPrometheusMetrics429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetPrometheusMetrics429ApplicationProblemPlusJSONResponse) VisitGetPrometheusMetricsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetPrometheusMetrics500ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -11627,6 +12275,26 @@ func (response GetOpenAPIJSON200JSONResponse) VisitGetOpenAPIJSONResponse(w http
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetOpenAPIJSON429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetOpenAPIJSON429ApplicationProblemPlusJSONResponse) VisitGetOpenAPIJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -11702,6 +12370,26 @@ func (response GetOpenAPIYAML200ApplicationyamlResponse) VisitGetOpenAPIYAMLResp
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetOpenAPIYAML429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetOpenAPIYAML429ApplicationProblemPlusJSONResponse) VisitGetOpenAPIYAMLResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -11968,6 +12656,26 @@ func (response GetHealth200JSONResponse) VisitGetHealthResponse(w http.ResponseW
 	return err
 }
 
+type GetHealth429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth429ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealth500ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -12062,6 +12770,26 @@ func (response GetLiveness200JSONResponse) VisitGetLivenessResponse(w http.Respo
 	return err
 }
 
+type GetLiveness429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetLiveness429ApplicationProblemPlusJSONResponse) VisitGetLivenessResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetLiveness500ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -12132,6 +12860,26 @@ func (response GetMetrics200JSONResponse) VisitGetMetricsResponse(w http.Respons
 	return err
 }
 
+type GetMetrics429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetMetrics429ApplicationProblemPlusJSONResponse) VisitGetMetricsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMetrics500ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -12198,6 +12946,26 @@ func (response GetReadiness200JSONResponse) VisitGetReadinessResponse(w http.Res
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReadiness429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetReadiness429ApplicationProblemPlusJSONResponse) VisitGetReadinessResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -12347,6 +13115,26 @@ func (response ListSystemLogs422ApplicationProblemPlusJSONResponse) VisitListSys
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSystemLogs429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListSystemLogs429ApplicationProblemPlusJSONResponse) VisitListSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -12570,6 +13358,26 @@ func (response CreateSystemLog422ApplicationProblemPlusJSONResponse) VisitCreate
 	return err
 }
 
+type CreateSystemLog429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLog429ApplicationProblemPlusJSONResponse) VisitCreateSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateSystemLog500ResponseHeaders struct {
 	XRequestID string
 }
@@ -12783,6 +13591,26 @@ func (response CreateSystemLogBatch422ApplicationProblemPlusJSONResponse) VisitC
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateSystemLogBatch429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response CreateSystemLogBatch429ApplicationProblemPlusJSONResponse) VisitCreateSystemLogBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -13509,6 +14337,26 @@ func (response GetSystemLog422ApplicationProblemPlusJSONResponse) VisitGetSystem
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLog429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLog429ApplicationProblemPlusJSONResponse) VisitGetSystemLogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -14394,193 +15242,202 @@ func (sh *strictHandler) GetSystemLogProof(w http.ResponseWriter, r *http.Reques
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3vchs3su+r4HK3yuLdIUVSkh1TlQ+KLTtKFNux7HizoY8GnAFJRDMAPcCIYly+te9wzzOcB9snOYVu",
-	"YP4PRVlykvU6lQ8WZwb/utHobnT/+n0nkPFSCia06ozfdxaMhiyBf75kOlkfzTRLzF8hU0HCl5pL0Rl3",
-	"zlggRaiIlmRFuSZTNpMJI1RdcDEndE656He8TsLepTxhYWesk5R5HRUsWExNczEXPE7jznjodfR6yTrj",
-	"DheazVnS+fDB6/z9JXuXMqVPHtf7frVgJMHH9xQJZJKwiJpnhIdkRy8YCWgUseSe8ohMiBSMxKbtkEzX",
-	"xDxWLLlkSfeaAdKrUybmetEZD0dfeWbA2d9eZ0m1ZokZzX/9ctT7B+39Nug97J+Pe2//9tdONiOlEy7m",
-	"nQ9mRkua0Jhpu7YnIYuXUjMRrL9n6/ocf6AXTBFKVgnXjCg6Y2apE0ORPnnD9YILMtonC5kmysNJ0ZiR",
-	"C7Yms0TG5peJgJ+0vGCCrLhe5K9NZbg2jaWJUPDrjCdKk4SppRSK4SKaNyeCh6oLX8tUw2gy+nqEXZqW",
-	"FzxipUaAMoQrojSPoolIUiG4mB+WhwkjokLqBUtwQNxM2N8fjfw+eS6itZv+ROgF1USlQcBYyELzYsJi",
-	"Fk9ZwkKPKEkoLg2hhltNKweDPR+/Vv2JeK0YoWSWMLUgCRWhjMkljVLmmUYXhJqOX78+eeyRmUwIo8GC",
-	"hFxpLgKcM+tPRMfrsCsaLyND2L3ZIBjRfdZ7MB2Gvf3g4KD3kH7FeoPw/mw4HQV7dD/seB1uSIk7quN1",
-	"BI3NtwXS9wztW5hudHCwien+T+//NbPa5r3zqLRb+uR7ttRktWCCcCDZ8F///P/D0VckWNCEBoZbiZwR",
-	"v8Lj/uEECbfiihW2FOwzt5iXD/rkKFrRtSIsWEhDNwHvOjarLupg+HA0GwQHvfv0Pus9CIdB7+HsgPX2",
-	"pkM6CvbDA3Z/1raof+/ZSfdOHpdWtLhm/zWZXA0Gb/9vyw5144IN+kQmUx6GTJg/Aik0E9r8ky6XEQ9g",
-	"AXeXiZxGLP7br0rCa3mvf03YrDPu/GU3F667+FTtvsCvHjNNeaSw67qAw23LlWFUHpJpqklEgwvcriqQ",
-	"S1x3uWQJUlMwFircYyE0TczSKMK1kXMFsf7mzZveUaoXTGgzEdYsYKeMJiwxfBBFTMyZac1sfdN+zJUy",
-	"/8Zh7Lx88ojcf3AwAIGak/MbbCFhNIq/nnQuaWTaopOOR1iSyOTrSYcLlc5mPOBM6HNozTyFf3w96URy",
-	"rsYoATolmjawfJH8Letvl2C3sD1g7Z9JfcZoZM6A353Sz6QmM5mKEE4qITVRMBSyZnps1loUCarMXjLS",
-	"ToQT4cPx3IPz2cdHsI+1NKewPYJhh1WP9N41ZzoK0dWCB3hkMGFE64pHEZkyN8AdaSR0QXIYNQAYRJIp",
-	"A1aoEax0wN+CYnZd/wB6HQliuP3h/sEDYvuo7K7bzOu1oKleyIT/9gcxo9v1IHwy5QlOX65IKi6EXAmP",
-	"xDSaySRmoXkjYZfygoU1VvtIMXMraQKy8hxGDyKjXbu7WxHyWtBLyiM6jdgfdFyEVNMpVQzplI3msKQX",
-	"mc0850ZpC1lE1/2PkA0VfR9a52L+Cbf7B9cyDPLRggUX9eE9F2YsNOSCKUUC85IZ0jIx56PmeKSHKR6V",
-	"57Gqt/CtXJFI2gMOGiBaygvPKC0xjyKucAVKXDno74+8jtkLVHfGnVCmhgMy5UKkRkXtfPA6wKL1Tt8s",
-	"1oX+ZpSDZKVELWSiPVT7VRrHNFlXtoMdIYdNmGpL4KGqazZORar3TTVZUbtaLCy37/ipqT2lqU7VdXwL",
-	"lDrDV1G7cnvxFxxR1pBXoszbrEc5/ZUF2vRYbKtO+1QHMmZGT6U56ZkwxuUvHXnR8TpmZQsN51OBhhva",
-	"PDYmALTloaHCtTLrDB1RERI3YtMV1yzebjlMl3YMNEnoGoYgheIKzIEXiZSz+mDsoXP/4f0RCfK3zQEk",
-	"Z2TK9IqZc38liU4YI4r/xlSd+41Z2CyDVQzmcv61+Thjai70/f2Olxvsg7rBDn01Dd00D4/uKbKgasGU",
-	"h+aV4a37+6XVy3qcrnUj31VXTsvmDiOazG81nQq3wspBd26eTTx6fLWUiT52G52GITdjotGLAhlmNFLM",
-	"axyz0iTiAtlYkGePvzt7/owwaBRPYCsecKdzTRY0JErTROPeLVM7Ezg3OlrK88Y22uf6A5oBN5ztEU7T",
-	"GNrUKZOoYTo9Q0iQxCwhSsukaXZx3vOm+dkBHpvWa7NzbbTP70UiL5nAr284R2Epl80tEyJcBFGqjMGG",
-	"29faxDox1E3uKWDbBnq6UWya79laaRafyvk1OzKTJjQNuSZLqheG7SJGZ8RX7B3pkaGfj4wBU5ZH6Zuf",
-	"z83u8j0ylVrLmKRLu7nNTr+DHV5lR1iC67fgKxzkrTchMSscMc3Km7FOG71lh+Wv4HRZSo56YoNU5nPB",
-	"QpK/hkSgGimyQ8mj0dkL95qQmnU9QhXxnx6/IrsRC+cs2c2/9tFF4/wBtaUPZNo0EqMWxVSsgY05U2TH",
-	"nH7OAWB/7KKZiLJqISPUkm54gpjFP1fsXfNqGLb0HRsCnXBfZdtsZ4DGqJACrc8bdp/xcxs1fst2gV1y",
-	"84VHqDb7Rmniuwn4tz1vkBSFFSmOzisyTn0TVJpyrNm0W55wFoXHzYqp0acvuURHYZ8cX9FAR2uwBuWM",
-	"+NA7S3zDhbA1XuAPhAstYY2mMlx3vYnwM7c3vPwuZcnaWI0gc7JnXfOTj/q/TyJp7EXgVDAqK1o8nFYt",
-	"+ixXZJVItEdyZRZ8vXiyaDcHM0gaRXLFQvQFN6rO1s1Y6+wZjbNWnMMb3y33/Agtwd4r03BD+9kKbO6i",
-	"ZdnKfUU85rqxEyROvYsS6dDwfjgYdnMquqkZapY727Vbf3dvN2KXLGp0RBc50ZKtiRG/ZTTSiwYmvGQJ",
-	"jSKzsJFe1OVukCnv1yreyhLT9rPpfRyNNSqsuWMkzDnVTUxnPXTLRAbG9CwoZPlijQaj+73hsDe6/2ow",
-	"GMP//yjKiJBq1jO2XBP10qV5cm7Nz3bLXHERMOy/1Pve/cGgf7CVlXrJEsXRN1Hu45uURyGxjyt7a9gf",
-	"9AfXkt+ufd5HbWKlhfYccdv5xVGoNlhfXvh4FrBLs23QVF5SpeD4Iv5oMPC7HmGRYsQP2TyhIQtBPMG1",
-	"UbdmPrp3zGjymcOjGrlwcAUPJY2i57PO+JebqeLe+y/M/mdh9t+Ls99WddLHlu+sBAT1jtY90Ghc2O49",
-	"gr2Dl6KwAfpmzifO+NjC01A1VMz/wl4GtMjiG2mzOzX1tazgOsu9xiM8bO4CRnZPER6WFLA05WFTM8ba",
-	"OTeWSosTwRhDYMjsoCVTVirbLJgNVldubH0yi8nrtCrQbnVAkT4EUxSmyFXV7tsZ9MxIwm5u9bFrfCjD",
-	"W2rUQHDtfEVmTDOZ3LjLysYEsqP6nNO6rEojta5Rqb3OKb9kgqkGeeSe1DeEavFW2htxc0hVzpm310ka",
-	"22TjCOX8FNSwBol5yRKu1x4xuq7SREuy4PMFU7rY/+Pjb14/7Xidk2dPnne8zpujl89Onpkfjl++fP6y",
-	"43UevTx5dfLo6LR8BtrXa2z5A9MJDxqm/8IeHWDjsEShM9VdXiyljMicpvMmB2Y4PTfPr3VqSRmdaarh",
-	"FIzkXJ2vEq41E+daatqwQqcyM2Stw6n1eLm/P2jgyTrrW71ZnXNxPov4fNEgFe0lhyJTBnfpxjo3gnDV",
-	"yPcb+miZVta+c2O0T2s4GO1v1ecX7eCm2sFmVSBXGSrUbGShRnb2sn3RJBdKHtC6LPpY/2vTEXyi7+Lo",
-	"PXHnEpyI1gWJzqybHcSNB6FpfRnRgJXcrrc9aPCMganmM2uiRi6aGk/ETAwGUggWQFSPoWx9/WmAvZ+b",
-	"N1VTlJdrQJmZpqp2fu+NGjc4DyPW1uhJGBWHprZsMqZXbS2a9UA9AHwXWzYIfN/W5PMlEzceZNVpVuig",
-	"tCRedeGLs2skeNmqa9O3S+Ek5PhKMwGKN4Y4KhLTNZkyQsOwaTMWAmDPmzbm8buURiTz6GCM2z1Filfy",
-	"DZfLMtW9B7M92rS52nxwx1fLiAqMRwPVjisigyBNEiYCVu6k5DqjigyJjd8gM86iRrkBF1JNt7Vg5mT+",
-	"SozidK1xsUz11te0Badog3bNhdJUBGxjTDI66SpzJwu6XDJj6lQdKLsKbm12jWzffNte8cy/evWC4EMS",
-	"yLC8uvujUePW4TpqGPzZQibaBRo4ndwZl6YVGxAMnd1TJGFUGdm0SKhilcCE18Ke/3QaMXIsNNfrRsMl",
-	"oQGz/LqJIK/MeyePc2q0XDFnY/UIJa9fnpCEzRguPe6OS0bKXs17yrw3ngjfReao3Uk6GOwFgsYM/sV8",
-	"j6wWLGEELlWy196bNz64GxVKlnTOiKJrLuYTsYJjVJOYUYH6LfyiJQlln/xAdbAgEo8f0wyuLVxpGMaZ",
-	"CMXmMRO6e5i9oghNmA3FS+PMTM5iP41ZZ97zqxG1+YhhL8DLPbxHLp3TCe9ly3WtSqOtLxt4qRjEgUKh",
-	"sEu8qmxqkpEvXdhOkwrrInrAw1HyZtzWGZwUu930STaIzEtWWY+8pY1ey1o7dcelaWl9A9+lkPrcftPo",
-	"vIRnHa+TvVc23tzj2t7MhvrHuzF/ZzK9rUcr2LCLPLrM7CnW6ouDnRlxY3hVvW9nOmE0PhZhu/qHF88K",
-	"XrynyIwLGhFfXrJkFsmVD9dkapHqUK6ED/kXDffRtDmE7yVTacyyUEBufUFkx7CXEVhUER+e+hD6af48",
-	"pUr3jk03vZPH/sfcq+JZ0R76hnMlTIQsxIN7yeQyYtebVjjNrIemPZcHRNw0RsU6AiLrG1g36eC66eb0",
-	"lRPrzrUFcfzAFatEapZHVHtEMV1OSTqcCEqCiDOhSUAFxoObw6RvTlLwUFjrL0u4yiNsuRQTwa64AlOf",
-	"rom/k4rCcxZ2awfElEcRF/Oe6Z4HjYaU+XIum8zHR/ZJWQEwPTYHGAjNrnQ7JTBEt6KZ6CQNdGpIETNN",
-	"zRYpMIYltNe56s1lz/74q5Ki/5KufjA6yJxh15s15EcNKWSQd5BU1GSSisiIAAii7d5QaW70W/OY9WQS",
-	"MjNDmzTzMTkxt/V2O+9w5v2/xgY33L03mghjfavumJx9e9QbHdw3Pw+uBgPQerhWhoml4AGNCBOBDEE/",
-	"2glloGyASj8Ou33yLI0ikgrNI+uQqKVbvRv97cHqaJv/vm5wDog0srHZyGMNq2N9p5tOmMzHaoxay1z1",
-	"vD18UCZiqljibjq42NpbUSRMyWthvTbgvBiToUdGHtnzyL/++T/mjUDGMdcTAWxlw1eFJHO6LK00NvQu",
-	"NTpfAk2qgmyaiBUmGbr+CEQJXNLI0JijWzF2ERoFu+MaV0oLKUo2SsyUpvFyg4vRZptZIZ2NepOrcbQ/",
-	"PtjvPxgOD+4Pt/c4Fq2UOnHe7D0i8IaRGpVokGaJLxNiVsCccxNRcTpbie4aVGTFIMI+MISsbYn96ezh",
-	"aLZ38ODBdG8/pPfpXsAejh6GAzZg+w/27qNvwiUP7o1KuYTmzyoliolyg95D2pu9fb83+vDXRkesYknr",
-	"qgC353lDgTQMJlQ2+fre6O2Prt+lTbc7Oa+4PVw4r/JdWjsBCoTNJ5MfUZ493OvXRxuVjG+MaddgXSN5",
-	"LbUhoQB8EgQ2aINz1fkpGu7MSk1t7dQoxYVujLHE5q6f5aOE2ZSeG2hVToXREidCqJaxORyidXPAaxbx",
-	"VWwFMlQHg8HHr4IdPPomT/BT0yJsEff3FsGoZngbl+qjVukoVzqzlWowd0ta2YymkZFlcyZYgpcCpTaf",
-	"JIz1jMQj7juPsP68T3yjrfmesQSCNOF6bf5trA4RML9PHmPLQDLfNu43qnsFWXN/f1Pe8oYc3DvUEcsj",
-	"f//B75MTrcgFW6NHBrtUJE6VnoCebbqmXJDXfxsY5tp5IZWeJ+zsx9N7ihidcppp5MC7XHfHNnt8Iuy4",
-	"IYNdqBVoc5jfTvZHIwI3y5A3r4m/a1+u6uLvO3wJp9Zef9AfDvf6Dwq79RNpuo6/DklYWK+yj2x7N/H2",
-	"iAkbmSBTxrZzOeRqGRjvbivYm+nmy/AKf5h3/f5Gve7bNKailzAagl/TvtcnR2JNXgseyJARYIFpqi0P",
-	"eTaFNuekEgddoyIWF3PghNPHLOfHnNVtR/SdULiah2GXfKMkfcJY2BylDK5Xq3vNGAs969WgKmAitKmJ",
-	"2x+w+X2oOanATcsVdgIaXQzuW0S7iDRL7uQQ9ooJLZXgBEYvmcoC39EIc2q5YScWkoSKOSOrhVSOjsVL",
-	"3Ilwd53AuTshg2CArgduabMhStMBobTVhMrZNfU5CXalz1t8UVm2BRIrX2Q7p0NSd0qBcwhc4mafLatW",
-	"1mbT4/qoe5xzadjexiShjKCnXOnNzJnpfoJBDA4gpdyIMZs48m5YD+YbpIlq8mY9gt/rK59bMvYmw95f",
-	"VC3fox+Pnr789sdXQ3V0lAwenf361ZPZy+N3f38w+O3n5/HZwc+rzkZL5OiXH3uv3uboI+e9dqOkJQ7G",
-	"aZ2wcx2CheV2z8YhhSRdwkmAV79wG+0jxAEawsSHcMiQYdTF12agfveQKMbcR+5crZ7rw9He/s2zUUpN",
-	"NlwVmF0D9wTYu2+2PLuigT4k/lwz+zA2mgorLoCRYmIiyhN1eRCwGFzMPdCRCi1bp3bM9fWLYqdvryDA",
-	"fpprVr55wJyWzfZdcTta9mzahe5+sCG4pWiej8neCCLgkoAqRhbsioR8zrXqkzKclA9fLGnChPYnwgFc",
-	"KCYgdcRevVCzk23jNqKn7Mm9c3N9e/Mc3EmozZ8ZAYCyBYEWjlKMCce/njimvFxE53j1yUO8+LR/KhYk",
-	"TONPnbql8pNFYXCAETENGSq+/mXpkSIB2EJ+n0BqNXrFIVVsIgDvRXlwa4IoQf5VD3/0DzE+tgBzA/eh",
-	"GQiOOSMmArBv7IeOiVwLfbLzfMnE0YsTstcfkAvGlqXv5cxo8G7FiP08NvQ2Yu+5WTIygh1h2jl5TGx0",
-	"De4StwQAcwXHLn6BbADgVIXOIn7pvHjmsHaRHqrfBX4BgQ1+eaBPTtuF1kvQ/rEdQ0JAxzEKaWfceco0",
-	"DMasYGY+woEzk2ZvF7Qj80VBl7inCjHZaBtBUCzoNTkAT2fceQNIZIXG4eWpESrGCEekBi5mDUnZGZtw",
-	"VQYtohGZ0uBiKrO8Z0OmZUS1kZdjs7VESJOQ/8bCicju2jAOxKy/DaoGT6hpAWMpzCgztxoXBQ3cmwjn",
-	"oCvixulFItP5gvhFY8dHAmPsPd76GfVoIjDcBAaRQ6Zxo6e0gH340FBAE3R/LFg2ihp+XZ9g61m7AJ2l",
-	"KiODYYAOJef5airAgCK0hOJCdvwjCyoDL42JRVIxe/5f//wfv2vh1WAztqNLIZZU4w4bT4Sfs4oPGCHm",
-	"Xx7xMyb1Eb6Ohihv7aLCskhh5KieiMJEaAKdm9G7nTkmv7x1p0vEAyYUmGkW/+toSYMF640gFSlNIrtn",
-	"1Hh3d7Va9Sk87stkvmu/VbunJ4+On50dm2/6Cx1HhQCZjGMLMZrjDmY6ffA6ZmR0yTvjjrHV9zognRew",
-	"K+uJt+bXOdNtOrAGXqwk+WaaPiDTVRMlJmInGKklzEZHct7LP/dI9gQ/6OWJwVyNkagJn3PhGbKzPNUC",
-	"aAGZm3jBk0gJcVkLzzBURMUFZka7147D0cHB8OFEmH6oThPWJz+xhM/W5rjM4AYv2LpwFthZXbC1T5aJ",
-	"kThIz4zyJ1aancKLj/JFLOMntrgE8ldKGDJvK9Buo8GggtJjLPfdZUR5BZenlEIKU+jhFHpDOpruBfvh",
-	"ROyPJuLddw8ufhj89u2Df4zEj/FPe/Srqwfrdwfhs8G7vekoHgb77GB2nz6YfhV8bbbuv/7536StRXL0",
-	"2948iZ8s9sXTH7+a7QUnP0+Hy5/C0YtfH4hBPPouGMZvgh/jbwbpTzr86unz4fcPv7/YE+tfT96wgX49",
-	"TO7Phj8v/qH2pkeD754exAf6p+NwQL/fW/3w9UQ0Q99tkbBzhzhX+4Nh2ycZoXZLYFjw0d71H+WoffDF",
-	"/vVf5OhvH7zOAXLG5i9cUAy8v7fVRDJwqA8FF9XW/RiFDmPzylKjRiJDWzo3+6ODTGU05pq8hseZ8vDW",
-	"NJ9JrRxdZqPY2gBHgwlcBdwIf5bI2M+UBq6MurVM2IxfldJ/zKtaZi8ekqnUC3DQAuoczhWxbTbKjMIU",
-	"biM0vE1IOQUEgCxPDWApIVE7R6W0yDHtMGQ3dFhsQLvZdkiAYnNXA7peshZVopvhntVwkVoEVY0FP1NB",
-	"VRA7+6PRDcXUn16sAdYOog0aDgbLKFQOH/jWgi0VKoP4bJRqzktU8pWCLDOqqGAcYIrLsTBCJgXUy4nI",
-	"wDFRzzKmzLuUpcxFAlrfrPX/Z30hzrJOqFA0wPh1NBoVwxCALORrTRAtGSOLdxx28dmPp0Yvfh6FuW+R",
-	"vFoASjK1Ov1qISM7rcOCQnYJGpsPgNk54EZZtJ5ypV/b9TvFIPU7FKtHmsQS4iW4KiHNtAkwB3ORS5GM",
-	"9YaDQUO2R0yvbPiJu0ZpT+z5lAKtEifQIs4cpxaX4d9Mmn1+0um4Gqmz4NYMOnpxck+BE+PjZVScJ8s2",
-	"yyaQHviWExovEhkzvWCpwmtHdrWUCi7MCW4AsmMNVzLoD/r7XW8iEHKt8KUNo9KSqCChSzZ2flAFsiYz",
-	"/vHGnOpUodXIkwz/UHn5N1wQzFT0Sm6igviCq11vIvJsBAivTo00LPaIiPaltGCviu9pxjKFZEwuZtLL",
-	"DNOnkiSpyCAQllnCcRSxQEu44vJt0k0P/RCOAn5BYAJOvctSbtE486V0+c6/l5l66DJQvwbqtlmtfyHf",
-	"Hp++yEzN84XWy/NyqimBPKKMhpiG7LXRHzONJuIv5NXPL443N2wXD6jd+tZ70+DXk85oMJx0vKzLrycd",
-	"dBhnQnPS+UD2tjdfLUXB8VHZK3coUW8quj5ODFkHWGf8y9uKyuSmFWfs50SQRSVBAWP9VX13XlkpU+Nn",
-	"6yf/7uz5s0/MyZtP0To5nQc/lEEa26SHG4XGNHMJi6csDFnuhDT/uGRwnaMlQJt9LtwC+qCbJmwLS2bH",
-	"Me5ZhWfWNI624Jmfj344/R15xo3qdjyzLVcYcagRstT84/NlCUvFFpZwyYStisqRIN+++uEUwx4iKKAy",
-	"t7ZPKZs0uw/CYDlM70MknImIuLiwdQQAdHklMK6gxTKxE321XrLf5fiFm4IS5211HpnVgCU2C/S5MNBx",
-	"jbSYFocMkOdyFVgq46EyS9mM2nbOcr3ADf16ySAsYXPi7oY0YLz7KOUBI/4hXC8qi72w1x/2h90+ecyy",
-	"RkLP2O9zfgn3eFxNhJnq2Gb4FjKRwUT3gIOt5py/YxO81EKmUUhC6U2E0bCoIFZzQ7xFuCjDvF7M+y1m",
-	"FRYXvV07dTvj7j2hxf7vKbge9PJAIJvC7FJFkGKZQb+kEDJs7XmLBd/uknShJFnViZ4lXMfrpEVrFWx/",
-	"a4dC0msPSqtAIoBeSLgL69lYF1iRdSRp2NNS9sCJCu2pdImIsr2YhZz2bLZzU/40ZMQIGvUQKNvsE8ii",
-	"6xUKMDShOn1aSVOhDEZr3b3g+bP5LO9UsAGWrBQVEAS7p28m4UqGZqt8K0OdlgD9wPpCGKE+5n+3JYh7",
-	"E4F1z9yod8pV3yycSBe/N9MzrKz65BupF0bmGGs9oEmyRvno6h1wAdi8kV74ZAfQNWVSAM7sHhIfZZzv",
-	"OfcEjGMipIjWnov6yCV4DbqiWYB965AV/zhL5HrszKZtiE/Wf+Axb31kd1qIpoxs2jBtB1fptkgRnVLn",
-	"QR8O1SaDs2mvQbNpiQrVKW9ZvedORUd5J7dZ5GX3U8Qv2cb7VufE4oqkS3THmKNGzPsEoRKIkBqCW9kV",
-	"nkn9xhtSh2P4Z91S2QCbSm+ZVfpcNGc3UQwr245L6m7iGoF/Hzfkx9PXja+BvI+KgJA5BOTnQOxvqOLB",
-	"dT66Mq0RmqVNJGzUAg6z8qdOAJctcXzXfGzOZ6sDEBvgb28EuCJqkWr4KoSSbxjUWyw5iGrDRBT1BlJV",
-	"GzKfvdEcLFSNUR5y5Jru4UQ0qw9kW+3BGEoTkaPn4WJAfp9NwoN6WlAtS6a6Rdt4WcCH+XPunnyEDfvH",
-	"PPzcNI4aDlFLBU3gpIrW0cD0n52u8bKMSbRZtCDAXJtIOUXfgr2yK6YpkR1tfpomEE08XRMeesR8jOl1",
-	"WBwaMmuZBncIFzbQGFK4/EICh4+1qaXLjKKK+O6JlmTOdJZl1J+IoyhyeTokkPGUC5tbcPTscZs3MLsu",
-	"uuMoBShHnV1omkHkZUQUw3tNRXYStmQUgiwsOMwykmGW19QYzWBRC/INsVVGVwmLJEtiP2jAA9druAmc",
-	"ySS+bl7G5k0IncpLhuEYyqXLtoRixFyc1yew3bivGQu3eW5BAWOoaQgFtIfGKtofnYy+DQ/gCMvx+23j",
-	"rAJQfEyh+VsM197BY7F2azxA1XRMhnBgnVnKVGv4YI6bsR3FM/zGa0aIKYbGwFEIitHUew7V8fsun90Z",
-	"OXIaQhxqsmOrJFzihm8aM4BRdxpjLDdAz1wzIIcVUxoLu7puLID8cwdjeQGpuhuiTDcEaR1sjNE6uDZE",
-	"q74wS/ouZSSwqarmhDFqALvkMkX/573KMZRnF09pcDERqQgWVMxZiCgRakGXkNAz41d5Xp/lJM+CH4Ga",
-	"Y2tKmWMvyVI33K1ZNQVwq1zYRtmB2Y8tVe23T5FtCL6LlMQ4jQwEoD1VtiFFdiJ2qP0exuzZLPRAKk3m",
-	"iVyp3PsTY6aYWXX4QnX7WR5qljuLJc9dMXMIdqwmuJIdn73zoWIYnQhI6SRTmYqQ7EDma3fclvaK0ZQ2",
-	"49cmujcsdymptZmHLXCLXd+plBGjommB37SlydrMYyNZKuGPdp2MOjsRitEkWBAm5kbPI6EcE7fgGKqE",
-	"6i3OMVtZZxHhcIEaRjWeJRhfmiH8ml0MH8X2RDskCeUKfgSEKrySCjTBiB5pbENY3HyQ9kpL4iFCiUKK",
-	"4M2u4Y+pTDUZkliRJUvIcOANBgP3fbdPTuZCOrgU82Z5sfx2MhX4sDUatKlaQykcdDD4k8SEAoZAg3nT",
-	"gCJwV0ae14m4QCzWZ+xKv2jEPXlVzPof53cJTjFHv4BT4pXR4OVElJX+HTq16dNlqIBukxYfbdLi3ztZ",
-	"ODbTRJr0pzJc/2W3mCf+4Uu4663CXU8racTF0FZDlG0CW73OUjbBYpxh7Lsxn3JwVfJaXAiI9MjwMCDu",
-	"PmG/ssAIawKCFJALTkIWLyXke/S+Z2u46Mci9wnTaSIKKIZFgEC0ZeEWrYHrHpWDDW9rPF7zdmEK37O1",
-	"dRrB999IdPvdrXBxgGdljAVzDn2oybbh3XffmmKYo9lVPVenMmhBvnj98jSrw1r5vj2EoI6QcBdS8ynT",
-	"uLKhRRjePEXPaZI+D7PqypkUq7HknOk2fsQCLDURyMNM8t1MxPxeknK4d7NhDQ/+09OiEHSB5qLyRqIY",
-	"oRtqTsDdqQOq3Ciiq0CLBbjGMaFRZLdhTGTi5SEFYJBCtIw3EUIKZmwqFoMLj4G9VQXAdLKdNIn2iWiW",
-	"7YVsjBtLd8y/+bxEfBGV84+S8xvzmtS1KKh3rNM+ZfqJ4YrrRDSyTlFQu/MFtsmdCGazAXYHXwT05yqg",
-	"i+lOXNg01iyf805kNha6vyZHrFTOjQtCLb4eIgTuQCo+lKj3iK8l/Ms5UiBhyr0HPkvzEjgM/a5XLMCC",
-	"pl8GVIL3bN5EVHAXPVvagYUAPgK+MgAf2olZLEE5p2tFZhHVWDMngyJU/DfWxfBXnLXZnUvlfA0l9IOJ",
-	"KGCnZGBdmiZaQRptKfNW4ZoUUuUBSKeE23PVEyFi9kAZAMseh8RHR8LX9ml3DFT+7uz5s4nAdAJzTHPB",
-	"xqbJHsJWYb9wL+lnMgOra6DhjFhL6BLCiiITQYh/DNOGnGgB+Ip2NLY9C67fVqrXNFGsbwcoT2a23UMz",
-	"MnPSYgcWwRGRFWmZe6pFAB3wG8k8Nc4FgDnJ4GCzmPLIR9ibsfY9WCvb6Ssckj+2jqNU6ELksGUizOUz",
-	"vdULB5drxlJNrMcIlIO4T44ESQUOzvAHcUwEnmFsf4iJzwCoOJsBrs10DVDr8TLVzvNperinTAsAhrNT",
-	"TZsmvZ5t+snJ6THp9S7Ymnx//LPfPSSUuBGYubtlqxB8ugY6WsAtYEWI/A3UpW92K3Kc+QtYxj8KArbU",
-	"Y5K/lHnN8F2/O54ISvBoJIlceehQNcufyBV44IC8h4a+ljmg4xNcVLdUEBOC9x1uP9nYd0jLX2XWONIU",
-	"Cqb5CBC0wwV5dPYTmOVyZR3CeMhCYTcI3P8LhEz7GPiOr2CJzEq4h8tT6sIth5EeGfVh7DDdGY9YthLU",
-	"PSI7bpdRgWBdXZQArh5qk6aI0/lUt8i5umFhT6Vb8MI90qFhC+e6HW5CFjlHdPptwDuG26OJ3GB0egMW",
-	"zT11DQzJXY/ed3Lb7BSzOQ4znuBWwtgN5LsNEiykhMJazx4bJnPVXQB19gKvJPMN2XqpZsfdlLKAQ+p4",
-	"nUBdNtZ3rk7iKb9kFbQIVavE7oZrBHIXTrmCtLEkq8q3tsGj7LnlLceX6IjPJjriTxoF8SXa4RMs0394",
-	"VMPN7vWcXbAp6/i5tQhIySAgOwXdH06nunrvVVXyrkfQjMpUmIr6DKTLfkUFrLlmnjvBNo38qKAzgvZd",
-	"0xj72yIv4AGE0NglDNF7ihTexhq9WsESVe80HyENeo+5crAmTWMGxQ+K7TmAcuy83/lEzv8/M3bh5wi7",
-	"g7pMteSZ0UxR6/+Yi8mqY2XGNsCCnZXrQaANB9rxHNyK1u7NymYWvB/m3YnY4DLpkxd5gKwtcQD+8ULJ",
-	"Ay2xuAwXKRtbJ4q+pnZCRSOciKUE0EIaXlIRIBpZDnnspgaWdCiJkLbIBSLq0OxzeAHhpBUioleAzSBS",
-	"JFoTKQJGdrJDJmETB2mVFacjtjYdtbhkUGAOYrIoWHA8Zt0+OcJpQaDLRLhIGRtBUkbJgjlzDZXSFzIK",
-	"yYytMuK4WCXQHfNDhhkJW7In++S1YhlWtmGzQAoomioTotYicJi5lEeH5ui24corI0rQsHNh51qSSMoL",
-	"AqWgWzIOytVNPnG8MnVAkcA1h8QflD1cXes1c162rERF04nrymM0GA0D77aglrcJLrw9AtwX4+ZL6PeX",
-	"0O8vod9fjKSPMJI+8uIYzr9rgh/dqfyJoh/NELaIgPTaIiCtvoYBkCWdbvMFcsPRnxVwb45xxIdfQhxv",
-	"Z1o8yeuilEyLiop6FwYGXoNugDaCojDaVjCpjYgqcgZZub0zJjSBYvxqInbQM82gNj924XtkoeOor5Ys",
-	"6K8WVK/mUAkiTiPNDffuYnpvT5lv4EsFlS+6ttwz2WitnOhMRQRpmBk9LFJsIpyIZMQ/pUr3YKC9k8eZ",
-	"t30HAJAoXLNBAR1zDiEWkrEQRKi6rrqSLijWaF2Mwdudh/7gCsGVnpArIkV/IoplfmylRcBtAVUfZgtm",
-	"woKh+r82tom9rcUIFbOIUHbE7WqIPRqT0WDgtOV88FKQkEV07ZEYUhl6xIdOxjhgn/zrn/+NqY4syTMq",
-	"inestVKFY7j85eGYuOpL7yyaFRbkCqmmY78Q31q9WXaOJwnXyBBjywVUqbQfJIxCEobO52vrfNs4/cGA",
-	"xIrgHfKU5SOGCR7B3jBcCH4tf2xIm+gpo9q3vDM8sBd5uNbLRF7ZUkGmRaS2IhfC7T0cA1eEArxDcRnl",
-	"JUtmkVzhShaAs0IOdVAwmmBGgUXAli1eG2cVwpdLFpJpOpsxc6RZt9M4W0yOSwjjOBahDwuHq4j3kk60",
-	"W8s7uxtLGFiG8LRfYCDTAFy6Go4uTUgtUh3KlcgnVEi3NwM1LFAaGPBDPrbDnP3IjpYOHd02YzNxK7sP",
-	"5pNt1uJAW0aJN7P5EPFdBL3Kr4QXNHTXwsi1peW0MvcxM1JNObZs7vwQLtizeTXNAW6ojxz5wRGRfVDI",
-	"MEKnCATXwguMX1oQRy5SpibCeSjcLMYZbEoklfayv9CWY6EtVmapZKuVOT+E3+vF9MqKXuXbealD2HaQ",
-	"JAMBL7NUuWLAFhQJtnIJSeEa9wAywN06CM4M7YpqLfL1DtTuEQpTfSpk6KLXoMFPkLuIt/MW3EHZC6Cz",
-	"O6JABphhZmT3sGLfdN184BwWeTvjkIwxspng0ZVPpbQgbRl5vwx6D9++H3rDhx8+0rr84mH4cn365fr0",
-	"y/Xpv7dnoGagbLqBrNs4tvSnb9VpaOiegqoATmvLFN/tbyfhlMDhbH9HaW2lL6U4/ryGOxjRO3Uu6t6F",
-	"Cf+ehx824a7dWeJgc+Hv9T1VPBXK+Lkg4bYo6JWm8OYf4uBr3Y0NqX9f6nX9O2zDp0yXc3jvapvtQkTi",
-	"RjRMtyV8zGSAIBJGZ7ZaqS7WJ6yGTsqZrXYLH2RB8q78YMLYueK/sbxc4U5juCtWPcXY7m5WeaYlVN0Y",
-	"SgljfXJE/P3Bvg/wFlBZ3AbOszw/IbV50DIBD4eVcGumwfskbFBByXrsXmc+YvW8fzvBVAcrqdU4JDtQ",
-	"f//p8StSr7vrt8Uqt2urlvq3iEr+lNL0xPHyxnKIFY7/T6ja+tmWQ6SilLmUlx78KGFbBhJ8b2vMH6XG",
-	"+PnlrWFddHSheKjAA8qARiQ01rVcggd4x4/pBSNJKvxuqeT2eHd3OHrQH/QH/eH4q8FXA0h+tcOtaf1Z",
-	"vXaMNsqrufcLbgwzxZaCrCgRfmDJReQEeZZGVlAPPVDlbVB8ooqN44LWm3cQvcXCY2aMFscVwd+hKDwG",
-	"TIL8laW2LQpj89CzkkNcKxbN+kUz35ZdaY6NsbFaiq6xpARYSXWg+sMcDDMvmpEwJSMoXiHN2dUvJQIg",
-	"bP2Htx/+NwAA//8=",
+	"7H37cttG0u+rzOFulcmzIEVSF9tU+Q/Flh0l8iWWnWw29CcMgSE5ETBDYwaiGJdP7Tuc7xm+B9sn+Wq6",
+	"Z3AjQFGW7GSzTuUPiwDm2t3T3dP96w+tQMYLKZjQqjX60JozGrIE/vma6WR1NNUsMX+FTAUJX2guRWvU",
+	"OmOBFKEiWpIl5ZpM2FQmjFB1wcWM0BnlotfyWgl7n/KEha2RTlLmtVQwZzE1zcVc8DiNW6OB19KrBWuN",
+	"WlxoNmNJ6+NHr/X31+x9ypQ+ebLe95s5Iwk+vqdIIJOERdQ8IzwkbT1nJKBRxJJ7yiMyIVIwEpu2QzJZ",
+	"EfNYseSSJZ1rBkivTpmY6XlrNBg+8MyAs7+91oJqzRIzmv/65aj7D9r9rd992Dsfdd/97a+tbEZKJ1zM",
+	"Wh/NjBY0oTHTdm1PQhYvpGYiWH3PVutzfE4vmCKULBOuGVF0ysxSJ2ZHeuQnrudckOEemcs0UR5OisaM",
+	"XLAVmSYyNr+MBfyk5QUTZMn1PH9tIsOVaSxNhIJfpzxRmiRMLaRQDBfRvDkWPFQd+FqmGkaT7a9H2KVp",
+	"ec4jVmoEdoZwRZTmUTQWSSoEF7PD8jBhRFRIPWcJDoibCft7w6HfIy9FtHLTHws9p5qoNAgYC1loXkxY",
+	"zOIJS1joESUJxaUh1FCraWW/v+vj16o3Fm8VI5RME6bmJKEilDG5pFHKPNPonFDT8du3J088MpUJYTSY",
+	"k5ArzUWAc2a9sWh5LXZF40VkNnZ32g+GdI91708GYXcv2N/vPqQPWLcfHkwHk2GwS/fCltfiZiuRo1pe",
+	"S9DYfFvY+q7Z+waiG+7vbyK6/9P9f/Wktpl3Hpe4pUe+ZwtNlnMmCIctG/zrn/9/MHxAgjlNaGColcgp",
+	"8Ss07h+OceOWXLECSwGfucW8vN8jR9GSrhRhwVyafRPwriOz6qL2Bw+H036w3z2gB6x7PxwE3YfTfdbd",
+	"nQzoMNgL99nBtGlR/961k+6ePCmtaHHN/ms8vur33/3fBg514wIGfSqTCQ9DJswfgRSaCW3+SReLiAew",
+	"gDuLRE4iFv/tVyXhtbzXvyZs2hq1/rKTC9cdfKp2XuFXT5imPFLY9bqAQ7blyhAqD8kk1SSiwQWyqwrk",
+	"AtddLliCuykYCxXyWAhNE7M0inBt5FxBrP/000/do1TPmdBmIqxewE4YTVhi6CCKmJgx05phfdN+zJUy",
+	"/8ZhtF8/fUwO7u/3QaDm2/kNtpAwGsWPxq1LGpm26LjlEZYkMnk0bnGh0umUB5wJfQ6tmafwj0fjViRn",
+	"aoQSoFXa0xqSL25/w/rbJdgpsAes/QupzxiNzBnwxXf6hdRkKlMRwkklpCYKhkJWTI/MWovihirDS0ba",
+	"iXAsfDieu3A++/gI+FhLcwrbIxg4rHqkd68501GILuc8wCODCSNalzyKyIS5AbalkdAFyWHUACAQSSYM",
+	"SGFtw0oH/C12zK7r77BfR4IYan+4t3+f2D4q3HWbeb2R8jkVK/ur+p0kTxAZdjRbKo1IN+qTnBI9Nwc6",
+	"SPl7iiRUM0OxgRRBmiTmLCMRj7lWo7FYsATFFxC1+cs2ScMwYUpl6gS1wg1lXRsbIDRh2IZT08jrwtlu",
+	"CHLGjeIRsoiu1imcanZqGlqn75+MFsEVidhU45SoJgsZ8WB1T5H3qdSUtP3E7xgGQ1WAwkw9q05Z/kiF",
+	"5pH5KWGg5ciYkbav/U71QBu3rDKkxq3D5FH/UD8abNQ51wVbNp3uKxhovbDGSeCEEjZNFQvtSYu6WPvk",
+	"+M1TkrVFcL3GYspZFKrOiJh1N8eFmb8dsu8R33A+Z8o3++hz0Z1GfDbXfsfD1RoL/71vFossuQjlkvhL",
+	"3xzydqE2Lsf7R4N+/3B58wXZRoJVrBLQDbmY3c4iuQVjvxU01XOZ8N9+p1PGHec5Wxq21pYhUnEh5FJ4",
+	"JKbRVCYxC80bCbuUFyxc47BP1B9upSaAnDiH0YMucBOKueXGXVIe0UnEfidpHFJNJ1Qx3KdsNIclg6cq",
+	"FD/h0N/AMp/pHP/oWoZBPp6z4GJ9eC+FGQsNuTAHR2BeMkNaJEbx1Rx19TBFHfg8VustfCuXJJJWc4UG",
+	"iJbywjOCKuZRxJ20KlJlv7c39FqGF6hujVqhTA0FZHJBpMb2bH30WkCidUfNqtDflHJQmShRc5loD+15",
+	"lcYxTVYVdrAj5MCE5oyEDR6odZPF2T61x9yS2tViYbl9R0917SlNdaquo1vYqTN8Fc0mx4u/4IiyhrzS",
+	"zrzLepSTX1mgTY/Fttb3PtWBOVvllNB865kwMvqXlrxoeS2zsoWG86lAwzVtHhvbHtry0ANhTj5pOzIn",
+	"mRux6YprFm+3HKZLOwaaJHQFQ5BCcQV2/qtEyun6YKw2efDwYGg0Kfe20SzllEyYXjKj0C8l0QljRPHf",
+	"mFqn/mki43oZrGLwg+Vfm48zouZCH+y1vPzc66+fe9BX3dBB6zCP7ikyp2rOlId+E0NbB3ul1ct6nKx0",
+	"Ld1VV07L+g4jmsxuNZ0KtcLKQXdunnU0eny1kIk+doxOw5CbMdHoVWEbpjRSzKsds9Ik4qhEU0FePPnu",
+	"7OULwqBRPIGteEBON9oZDYnSNNHIu+XdzgTOjY6W8ryxjea5Pkf7/oazPcJpotpsrUQ0HZ2eISRIYqPa",
+	"a5nUzS7Oe940PzvAY9P62uxcG83ze5XISybw6xvOUdidy+aWCREugihVXArLvtbZpROzu8ZmMmRbs59u",
+	"FJvme7ZSmsWncnYNR2bShKYh12RB9dyQXcTolPiKvSddMvDzkTFr2RVH6Zufzw13+R6ZSK1lTNKFZW7D",
+	"6XfA4VVyhCW4ngXf4CBvzYTErHDENCsz4/re6C07LH8Fp8tCcqEbpDKfCRaS/LXMFoUdaVPyeHj2yr0m",
+	"pGYdj1BF/GfHb8hOxMIZS3byr320k52jb23pA5nWjcSoRTEVK2JtPNI2p5/z7NkfO+j/QVk1lxFqSTc8",
+	"Qczinyv2vn41DFn6jgxhn5CvMjZr99HLJKRAt9INu8/ouWk3fsu4wC65+cIjVBu+UZr4bgL+bc8b3IrC",
+	"ihRH5xUJZ50JKk050qzjlqfGqj+uV0yNPn3JJd4A9MjxFQ10tHJOHh96Z4lvqBBY4xX+QLjQEtZoIsNV",
+	"xxsLP7vPgpffpyxZgbvHyJzsWQc8B6j/+ySSxl4ESgWjsqLFw2nV7LZZJhLtkVyZhUscPFl07qhihEaR",
+	"XLIQL3lqVWd7f7DW2QsaZ6047wm+W+75MVqC3Tem4Zr2sxXY3EXDspX7Ar9YbSe4OetdlLYODe+H/UEn",
+	"30U3NbOb5c52LOvv7O5E7JJFtTdMRUq021ZHiN8yGul5DRFesoRGkVnYSM/X5W6QKe/XKt7KbqbtZ9P7",
+	"OBprVFhzx0iYc1rrK7Su90UiA2N6FhSyfLGG/eFBdzDoDg/e9Psj+P8fRRkRUs26xpar2710YZ6cW/Oz",
+	"2TJXXAQM+y/1vnvQ7/f2t7JSL1miOPomyn18k/IoJPZxhbcGvX6vf+3227XP+1ibWGmhPbe5zfTidmht",
+	"sL688PEsYJeGbdBUXlCl4Pgi/rDf9zseYZFixA/ZLKEhC0E8wX1wZ818dO+Y0eQzh0dr24WDK1w90Ch6",
+	"OW2NfrmZKu59+ErsfxRi/1KU/a6qkz6xdGclIKh3dP1qCY0L271HsHfwUhQYoGfmfOKMjy08DVVDxfwv",
+	"7C1fgyy+kTbbXlNfywqus9zXaISH9V3AyO4pwsOSApamPKxrxlg758ZSaXAiGGMIDJk2WjJlpbLJgtlg",
+	"deXG1mezmLxWowLtVgcU6UMwRWGKXFXtvna/a0YSdnKrj13jQxncUqOGDdfOV2TGNJXJjbusMCZsO6rP",
+	"+V6XVWncrWtUaq91yi+ZYKpGHrkn6wyhGryVNtTFHFKVc+bddZLGNlk7Qjk7BTWsRmJesoTrlUeMrqs0",
+	"0ZLM+WzOlC72/+T4m7fPWl7r5MXTly2v9dPR6xcnL8wPx69fv3zd8lqPX5+8OXl8dFo+A+3ra2T5nOmE",
+	"BzXTf2WPDrBxWKLQmeouLxZSRmRG01mdAzOcnJvn1zq1pIzONNVwCkZyps6XCdeaiXMtNa1ZoVOZGbLW",
+	"4dR4vBzs9Wtocp303QXmORfneBm63q27vicTBkEyxjo3gnBZS/cb+miYVta+c2M0T2vQH+5t1edX7eCm",
+	"2sFmVSBXGSq7WUtCteTsZXxRJxdKHtB1WfSp/te6I/hE38XRe+LOJTgRrQsSnVk3O4hrD0LT+iKiASu5",
+	"XW970OAZA1PNZ1a3G7loqj0RMzEYSCFYAOF6ZmfX158G2Pu5eVPVhW+6BpSZaarWzu/dYS2D8zBiTY2e",
+	"hFFxaGrLJmN61dSiWQ/UA8B3sWWDQPdNTb5cMHHjQVadZoUOSkviVRe+OLvaDS9bdU36dilOjBxfaSZA",
+	"8cbYZUViuiITRmgY1jFjIbL9vI4xj9+nNCKZRweDV+8pUrySr7lclqnu3p/u0jrmavLBHV8tIiow0NQF",
+	"g8nAhn6xcicl1xlVZEBs/AaBcKO6buFCqu62FsyczF+JMVmuNS4Wqd76mrbgFK3RrrlQmoqAbUw2QCdd",
+	"Ze5kThcLZkydqgNlR8GtzY6R7Ztv2yue+TdvXhF8SAIZlld3bzisZR2uo5rBn81lol2ggdPJnXFpWrGR",
+	"/tDZPUUSRpWRTfOEKlYJTHgr7PlPJxEjx0Jzvao1XBIaMEuvmzbkjXnv5Em+Gw1XzNlYPULJ29cnJGFT",
+	"hkuP3HHJSNmreU+Z90Zj4bvIHLUzTvv93UDQmMG/mO+RJQTwwaVK9toH88ZHd6NCyYLOGFF0xcVsLJZw",
+	"jGoSMypQv4VftCSh7JHnVAdzIvH4wVi67ErDEM5YKDaLmdCdw+wVCHa0MbZpnJnJWVC3MevMe341lC4f",
+	"MfACvNzFe+TSOZ3wbrZc16o02vqygZaKQRwoFApc4lVlU52MfO3CdupUWBfRAx6Okjfjts7gpNjtpk+y",
+	"QWRessp65C1t9FqutbPuuDQtrW7guxRSn9tvap2X8KzltbL3ysabe7zGm9lQf3835hfepnfr0Qo27CKP",
+	"LjM8xRp9ccCZETeGV9X7dqYTRuNjETarf3jxrODFe4pMuaAR8eUlS6aRXGKArZqnOpRL4UNiVc19NK0P",
+	"4XvNVBqzLBSQW18QaRvyMgKLKuLDUx9CP82fp1Tp7rHppnvyxP+Ue1U8K5pD33CuhImQ2WDqBZOLiF1v",
+	"WuE0sx7qeC4PiLhpjIp1BETWN7Cq08F13c3pGyfWnWsLgtaBKpaJ1CxPlfCIYrqca3g4FtRFwQdUYKKH",
+	"OUx65iQFD4W1/rJMyjzClksxFuyKKzD16Yr47VQUnrOws3ZATHgUcTHrmu55UGtImS9nss58fGyflBUA",
+	"02N9gIHQ7Eo37wSG6FY0E52kgU7NVsRMU8MiBcKwG+21rroz2bU//qqk6L2my+dGB5kx7Hqzhvy4JjcU",
+	"EoqSippMUhEZEQBBtJ0bKs21fmses65MQmZmaLPhPiXZ7bbebucdzrz/19jghrp3h2NhrG/VGZGzb4+6",
+	"w/0D83P/qt8HrYdrZYhYCh7QiDARyBD0o3YoA2UDVHpx2OmRF2kU2XQJdEis5VG+H/7t/vJom/8e1TgH",
+	"RBrZ2GyksZrVsb7TTSdM5mM1Rq0lrvWEXHxQ3sRUscTddHCxtbeiuDElr4X12oDzYkQGHhl6ZNcj//rn",
+	"/5g3AhnHXI8FkJUNXxWSzOiitNLY0PvU6HwJNKkKsmkslpg97PojECVwSSOzxxzdirGL0CjYHde4Uhq2",
+	"omSjxExpGi82uBhtGqkV0tmoN7kah3uj/b3e/cFg/2CwvcexaKWsb85Pu48JvGGkRiUapF7iy4SYFTDn",
+	"3FhUnM5WorsGFVkyiLAPzEauscTeZPpwON3dv39/srsX0gO6G7CHw4dhn/XZ3v3dA/RNuKzg3WEpSdj8",
+	"Wd2JYgZsv/uQdqfvPuwOP/611hGrWNK4KkDteUJgIA2BCZVNfp03unvD67m07nYnpxXHw4XzKufStROg",
+	"sLH5ZPIjyrOH+/r10UYl4xtj2tVY17i9drchoQB8EgQYtMa56vwUNXdmpaa2dmqU4kI3xlhic9fP8nHC",
+	"bErPDbQqp8JoiRMhVMvYHA7Rqj7gNYv4KrYCqef9fv/TV8EOHn2TJ/ipaRFYxP29RTCqGd7GpfqkVTrK",
+	"lc5spWrM3ZJWNqVpZGTZjAmW4KVAqc2nCWNdI/GI+84jrDfrEd9oa75nLIEgTbhemX8bq0MEzO+RJ9gy",
+	"bJlvG/dr1b2CrDnY2wRIsCG5/g51xPLIP3z0e+RIk1gqTQ7293cPCCguhKqxUExoDxQWIUnIGKSlzqkg",
+	"B3sEZApAGwimIG25jUdPl4mpTAIWHuJBiUn2gFGByZL3yESmkCUt7F4qTVeKpCJkCRkMH5Dv+TedHjnR",
+	"YxGnCsNmiU2Wppq8kkrPEnb2w+k9RYxKOzG6FFLDyIz07d/6fVS0xgIvbBh5++Zpd3BAVJokckY1I21/",
+	"PE7DB/2+3wGxoxW5YCt0SuGqK882kaKr2difdqEGu4P+/SEJ+YzDLSWeTpBmHvCYRgTjOODzwcHug90s",
+	"NaFHjojdSjwHJwmjF6Zb513ERDUqlDnjQruGlOwNh2Q5l3ATjFGJ6P4yvVokDlxAf8e2X7VoPrT4As7+",
+	"3V6/Nxjs9u4XZN5nshcclx6SsEB1ZU/j9s727QFlNrJSptJu57jJlVtwgTiBYu/360MKKlxm3vV7G7Xj",
+	"b9OYim7CaAjeYftejxyJFXkreCBDRoBqJqm2FO5ZhIGcITLL2EnGDYp2cTH7TsR/ynJ+isbTpOjcyQ5X",
+	"s1nskm88j54yFtbHeoMD22qwU8ZCz/qGqAqYCG2C5/ZqSn6rbM57cHZzhZ2APIjBCY5gQJFmyZ2oMl4x",
+	"LagS4sHoJVNZ+gCass64MeTEQpJQMWNW+uA+Fq/Cx8LdGAPltkMGIRUdD8S1YYjSdEAobTWhco7S+pwE",
+	"u9LnDR69LGcFNytfZDunQ7Lu2gMXG1wsGD5bVG3VzQbc9bkLOOfSsL2NqVbZhp5ypTcTZ6ZBCwaRTAAk",
+	"dSPCrKPIuyE9mG+QJqrOJ/gYfl9f+dwetPdB9hao6j84+uHo2etvf3gzUEdHSf/x2a8Pnk5fH7//+/3+",
+	"bz+/jM/2f162NtpzR7/80H3zLgdnOu82m3YN0UROdwfOdQA/lto9G80VknQBJwFeoMOdvo8IMPaE9yGo",
+	"NGQYu/LIDNTvHBLFmPvInavVc30w3N27eU5PqcmaCxfDNXDbgr37huXZFQ30IfFnmtmHsVF8WHEBQEEc",
+	"i/JEXTYJLAYXM1QqCy3bq4GY6+sXxU7fXuSAFTrTrHx/g5lBm63kIjta8qzjQnfLWhMiVHRyjMjuEOII",
+	"k4AqRubsyqqHPVJG2/PhiwVNmND+WDj8H6NrEymYvcCihpNt4zYuquwPv3Onx/ZODnDKoU10ZgQAyhaE",
+	"qzhKMbIe/3rqiPJyHp3jBTIP8frY/qlYkDCNP7XW7b0fLZaFg92IacjQbedflh4pEoBF6fcIJKjj3QIk",
+	"3I0FwGEpD+6eEETNv+rij/4hRhkXUMAytRrfIFyPBUCD2Q8dEbkWeqT9csHE0asTstvrkwvGFqXvjd0A",
+	"0DewYsR+Hpv9NmLvpVkyMgSOMO2cPCE2Rgm5xC0BoADCsYtfIBkAdl+hs4hfOl+oOaxdvIzqdYBeQGDD",
+	"7QbsT763c60XoP1jO2YLATzMKKStUesZA2sGVjAzwuHAmUrD2wXtyHxR0CXuqUJkO5pXEFoMek2OT9Ya",
+	"tX4CoMZC4/DyxAgVpnoW74KLaU1qe0YmXJUx3WhEJjS4mMgse9xs0yKi2sjLkWEtEdIk5L8ZUyu7scRo",
+	"GrP+NjQd/MmmBYxIMaPMnJNcFDRwbyycm7MIq6nniUxnc+IXjR0fNxgzGPDu1KhHY4FBOzCIHFGSGz2l",
+	"ATIFIYQCmqATac6yUazBe/YItp61C8iCqjIyGAboUHKWr6YCiDxCS1g4pO0fWWgeeGlELB6N4fl//fN/",
+	"/I5FnwRmbAbfQ6i9Wg4bjYWfk4oPSCvmXx7xMyL1Ed2Thihv7aLCskhh5Kgei8JEaAKdm9E7zhyRX965",
+	"0yXiARMKzDQLj3i0oMGcdYeQ0JUmkeUZNdrZWS6XPQqPezKZ7dhv1c7pyePjF2fH5pveXMdRIcwoo9hC",
+	"pOuohfliH72WGRld8NaoZWz13RZI5zlw5Xr6svl1xnSTDqyBFiup0pmmD8Cd1XSTsWgHQ7WA2ehIzrr5",
+	"5x7JnuAH3Ty9mqsRbmrCZ1x4ZttZnrACewH5r3hNlkgJ0W1zzxBURMUF5pe7147D4f7+4OFYmH6oThPW",
+	"Iz+yhE9X5rjMPEsXbFU4C+ysLtjKJ4vESBzcz2znT6w0O4UXH+eLWIaXbXAJ5K+UkHjeVZAvh/1+BevI",
+	"WO47i4jyCrpRKREXptDFKXQHdDjZDfbCsdgbjsX77+5fPO//9u39fwzFD/GPu/TB1f3V+/3wRf/97mQY",
+	"D4I9tj89oPcnD4JHhnX/9c//Jk0tkqPfdmdJ/HS+J5798GC6G5z8PBksfgyHr369L/rx8LtgEP8U/BB/",
+	"009/1OGDZy8H3z/8/mJXrH49+Yn19dtBcjAd/Dz/h9qdHPW/e7Yf7+sfj8M+/X53+fzRWNQjg26R9nSH",
+	"MIB7/UHTJ9lG7ZQgxeCj3es/ykFN4Yu967/IwTE/eq19pIzNX7jQInh/d6uJZBBbHwsuqq37MQodRjiW",
+	"pcbaFpm9pTPDHy0kKqMxr8lreJwpD+9M85nUyjF6NoqtDaA+mAZXQN/wp4mM/Uxp4MqoW4uETflVKYnK",
+	"vKpl9uIhmUg9J+BhnmTkiAhBG2VGYQq3ERreJryhAo5Clu0HqL2Q7p6D9lr8nWYwtxs6LDZgBm07JMAC",
+	"uqsBXS9ZiyrRzdDj1tClmtA8qyT4JxVUBbGzNxzeUEz94cUaIBYhZqOhYLCM4A4KrqZuLdhSoTIE5Fqp",
+	"5rxEJV8pyDKjigrG4YasHFEkZFIABR6LDDsY9SxjyrxPWcpcPKX1zVr/f9YXwtDrhApFA8wCQKNRMQyk",
+	"yALnVvaiDuOz2w7a/eyHU6MXv4zC3LdI3swBRJ5anX45l5Gd1mFBIbsEjc2HegI5bElZtJ5ypd/a9TvF",
+	"UP87FKvuchO8mkW8niYB5sBCcimSkd6g36/JmYnplQ3icdcozelRn1OgVaItGsSZo9TiMvybSbM/n3Q6",
+	"rsY7zbk1g45endxT4MT4dBkV5ynH9bIJpAe+5YTGq0TGTM9ZqvDakV0tpIKwA4IMQNrWcCX9Xr+31/HG",
+	"AoHrCl/aYDQtiQoSumAj5wdVIGsy4x8v3alOFVqNPMlQJJWXf8MFwXxPr+QmKogvuNr1xiLP6YAg9dRI",
+	"w2KPWPCjlFztVVFSzVgmkNLKxVR6mWH6TJIkFRmQxCJL244iFmgJV1y+TV3qoh/C7YBfEJhQxsPlejdo",
+	"nPlSuqzxL2WmHro83kewu01W61/It8enrzJT83yu9eK8nLBLIBsr20NM5vaa9h/ztcbiL+TNz6+ONzds",
+	"Fw92u/GtD6bBR+PWsD8Yt7ysy0fjFjqMM6E5bn0ku9ubr3ZHwfFR4ZW7lKjDh9eLlCro/SeIvE8TX9Zx",
+	"1hr98q6iarnliDOydaLLYsKgYLJ+rp4756x0WuMD61//7uzli8/MAZtP33UycJ7/UAZpbFNObhRSU09d",
+	"LJ6wMGS589L845LBNZCWACz3n05loH+65QE2tOThKM09q9DaisbRFrT289Hz0y9Ia25Ut6O1banJgyA/",
+	"uH4y//hKSlVSsrvfQEoudbRRoToS5Ns3z08xPCPiGB+JNlopdzi7t8JwP0zmRNyjsYi4uLDlYABieykw",
+	"/qHBgrITfbNasC+iJsCNRolitzo3zWrAEpsFukPC+10J6HhtazEJEgkgz9wrkFRGQ2WSsvnTzZTleoFI",
+	"gtWCQfjE5jTtDUnfeEdTyvpGtEu4BlUWaWO3N+gNOj3yhGWNhB7hGpK9FFjWY2GmOrL53IW8c3AleEDB",
+	"VsPP37HpfGou0ygkofTGwmiCVBCrYSK6JlzoYRY3ZnkXc0iLi96sRTvOuHuPbbH/e1gCxssDlmzCuksM",
+	"wh3LHA8LCgHi1u9gkf+bXacu5CWrMdK1G9fyWmnRqgYfhbWXIcW5CxWyIO1DzyXc2XVtTA6syCqSNOxq",
+	"Kbvg7IX2VLpA/OBuzEJOuza3vS5bHuKRBY26CItu+ARyJruFcht1GF6fV9JUdgajyu5e8PzRfKt3KtgA",
+	"OViKCuSF5embSbiSQdwo38rAtiX4RrASETSqh9n+TXAA3lhg+Uo36na5eKcFj+ng92Z6hpRVj3wj9dzI",
+	"HM4URFOsUD666hZcABJzpOc+aQOWqkwKMKmdQ+KjjPM950aBcYyFFNHKc9EpuQRfAyqpF2DfOhzN38/y",
+	"uR4ptY4N8cnq31C/tD7AOy1XVMa/rVkuB2rqWKuIYarzoBaHfZSBHjVXKtq0tIXixLes8XSnIqcsAZo8",
+	"B2X3WsQv2cb7ZOek44qkC3Q3mSNKzHoEATWIkBqCd9kVnmW92htgh3b5R2XFbIB1lRfNKv2nm3pugTDc",
+	"bjvqWnefrxHGl3HPfjpduPHVkMXjItxoDjD6n0wk31DFg+t8l2UaQcCgJhG0UVs5zKptO4Ff9hjgu+Zj",
+	"o0dYXYXYhAl7w8IVUfNUw1chFCLEIOlihVtUb8aiqN+QqnqT3YH4UMgSAJSMkpPjKXUOx6JezSHbajnG",
+	"oBuLHNMRF4OLmUWzslXeoIabTHWDVvS6gFr0x+S6fIQ1fGceftWMKgu1QTl6ITXcnq0q2lENs/zpdKLX",
+	"ZYStzSIJ4RKbRNEp+k7s1WkxXYy0tflpkkBU92RFeOgR8zGmOXaQNy/YSjEN7h4ubMA3pNL5hUQan0wT",
+	"GaPhaOxDqojvnmhJZkxn2V69sTiKIpcvRQIZT7iwOR5HL540eTuza7s7jhZ5KaK8oBMMIi+Ko5jLem8n",
+	"bMEoBLtYqKNFJMMsv6w2qsRicOQMsVVmXQlZJ4Nk2K9Bt9cruJGdyiS+bl7Gpk8InchL5qpS27TlhpCY",
+	"mIvz9QlsN+5rxsJtvmFQQMyqG0IBu6RQcPgOoBW2oQEcYTmPommcVTiV2tHeJrl583BtLMRyziPmjBxC",
+	"M+wdBz2bpa41hnHmKDDb7XiGRnrNCDHV0xhiCiFe6nrPgWe+7PJZzshxABGwU5O2rflxiQxfN2aAVm/V",
+	"xrpuAFK6ZkAZtkRxLOzqurEAjtUdjOUVpEzz3xhGHEIgXbZWKNuxqB05spI+UgD5sFBEioCNBS+cNgmk",
+	"2tGJTDXZI8/5N2uYIR0ITaQur3kswB9dyDBdIRrIlC1Zclg5c/QcAa41F6kZ3xSCQzJfvBTWv3bDoL/9",
+	"jTF/+9eG/K1v8IK+TxkJbOqzOSmNOsMuuUzRT32vcpzm2eoTGlyMRSqCORUzFvbIiTaqP11AgtiUX+V5",
+	"opYjPAtJBuqarfRmju8kSwVyt5vVlNKtcqtrZSBm0xZX85NSrmuCOQ15QdxPBirRnHpdk3I9Fm1qv4cx",
+	"exbVIDCEPUvkUuXethgzD82qwxeq08vymrNcbCQ6RVfKWGgQPFtNmCZtn733oY4fHQtIEUYEHNKGTOrO",
+	"qCmNGqNzbQZ5M+2WkqTradjCKdn1nUgZMSrqFvinprRrm8meQeDk4bR2nTwLGUSTYE6YmBl9lYRyRNyC",
+	"Y+gbquk4x2xlnUWIw4XdMPJlmmC8coa7baQCfBTbk/mQJJQr+BFw4/DqMNAEI8SksY1hcfNB2qtHiYch",
+	"JQp3BG/gDX2AeBqQWJEFS8ig7/X7ffd9p0dOZgJiNE335s3yYvnN21Sgw8bo4roaKqXw4n7/DxJjDJgU",
+	"NWZaDSrFXRm5XiviAhGSX7Ar/aoWR+dNEUVilN/5OAMD/SLuyFDGEpFjUT5I2nRi0/HL0BOdOmsk2mSN",
+	"fHCycGSmiXvSm8hw9ZedIu7Axz9y+PQXdix8ybDr00o6ezHE2mzmNgHWXmsh6+BZzjAHw5iPOVQyeSsu",
+	"BETyZLgskP+RsF9ZYIQ8AQEMCBonIYsXEvKOut+zFQRyJExD7rZOE1HAJC3CfaItD7ekNdT6uBz0elvj",
+	"+Zq3C1P4nq2ssw2+/0aiu/RuhZKDLyxjfZjz6+OaTBzcffeNqa45NmXV43cqgwYElrevT7OqypXvm0NE",
+	"1pE67kLaPmMaVza0eOGbp+g5DdTnYVYrPZN+ayQ5Y7qJHrGc0pro5GEmMW8mYr6UhB3s3mxYg/3PGkLy",
+	"J5bgCBpCcxF7IxGO0CNrztOdiYOr3Sjaq3CrBdDWEaFRZNk3JjLx8lATMOQhisobC2GMUgJePdBqwb6r",
+	"wuC6M4HUHQljUX8mFLKJbnwqYP7Yn+toKGLz/l7nw8a8PHUtFvId69DPmH5qqOI60Y6kUxTw7lwCNrkT",
+	"gW4YYKf/VbB/FexlwV5M8+PCpm9necx3IuvZ1UIm+prcyFIxSC4ItbiSiIzZBgiKc/OLR3wt4V/O4QOJ",
+	"gu498BGbl8BB63e8YvkmNFEzgB681/TGooI36tnCMCwE0B3w6QHoVjtmsczglKcR1VhxK4PgVPw31sFw",
+	"apy19dRan0gJ9WMsCphBGUidpolW4KMtZZwrXJMCRAQASJXwqq66IkSsqjYiJQN5HBIfHR6P7NPOCHb5",
+	"u7OXL8YC01rM8c4FG5kmuwjXhv3CPbCfyRqszYMGPmKMoesK6xGNBSH+MUwbsAAE4Ira0dj2bGmOpkLf",
+	"polidUxANzOz7RyakZkTGjuwyKWIKErL1FMtIeoAD0nmUXKuCszFB0egrUiBdIS9RVRpD9bKdvoGh+SP",
+	"rIMrFboQiW6JCHNYTW/rZcfLFaepJtazBUpF3CNHgqQCB2fogzgiAg82tj/AhH8AEp1OAc9psoJCDfEi",
+	"1c5Da3q4p0wLAALVrsIFkG7XNv305PSYdLsXbEW+P/7Z7xwSStwIzNzdslU2fLKCfbRAc0CKEEkeqEvf",
+	"cCtSnPkLSMY/CgK20COSv5R59/BdvzMaC0rwSCWJXHro+DXLn8gleAphew/N/lrigI5PcFHdUkHsjgMD",
+	"d8iOkEsBcBTLzPrHPYVyiz4CY7W5II/PfgQ3gFxaxzUezgCsDokgf4EQfB8TKfAVLLBbCctx+XIduFUy",
+	"0iPbfRg7THfKI5atBHWPSNtxGRUIUtdBCeCqKddpmDidz3Vrn6spFu5XugUv3NsdGrJwLubBJkSdc6xt",
+	"sQ1ozWB7FJ0bjE5vwGC6p66B37nr0ftObhtOMcxxmNEEtxLGMpDvGCSYSwll+V48MUTmakMB2vIFXgHn",
+	"DNl4iWnHXZcCg0Nqea1AXdZWh69O4hm/ZBWUFFUV79lwjUB2N5GZtLFbVpVvTYNH2XPL25iv0Sh/mmiU",
+	"P2jUydfoks+wTP/hUSQ3u390dsGm7PeX1iIgJYOAtAu6P5xO6+q9V1XJOx5BMypTYSrqM2xd9isqYPUV",
+	"N90JtmnkRwWdEbTvNY2xty3iCB5ACAlfws69p0jhbazwrRUsUfXu9THuQfcJVw7Op27MoPhBqU4HzI+d",
+	"91qf6bLhj4zZ+WeEm0Jdplow0WimqPV/ykVo1bEyZRvg8M7KdVDQhgPteAbuSGv3ZkV3C94P8+5YbHCZ",
+	"9MirPCDZlvYAv3qh1IeWY+FCxUbWiaKvqRlS0QjHYiEBrJOGl1QEiMKXQ327qYElHUoipC3ugkhSNPsc",
+	"XkAYdYWVACqAfhDREq0goI60s0MmYWMH5ZaVtiS2siW1eHxQnhJixyhYcDxmnSxWDwJyxiIraoWRLmV0",
+	"OJgz15XIO7s5LqYKdMdiGSwmyvZkj7xVLMOIN2QWSAEll2VC1EoEDiua8ujQHN02PHxpRAkadi7MX0sS",
+	"SXlBoJB8Q2ZIuarPZ44Ppw4gFajmkPj9soerY71mzsuWlWapO3FdWZgao6Hv3RbMNQvm/F2QD78aN19D",
+	"7b+G2n8Ntf9qJH2CkfSJF85w/l0TpOlO5c8UpWmGsEWkptcUqWn1NQzULOl0my+ea47+D/Z4bYjFxIcf",
+	"vyLZ3sq0eJrXAyqZFhUV9S4MDLwG3QCVBcWQtK3cszYiqsgZZp+cMaHJ8aWZ31i00TNtdHndxS58j8x1",
+	"HPXUggW95Zzq5QwqoMRppLmh3h2bxqLMN/ClgoovHVssnmy0Vk50piKCNMyMHhYpNhZORDLin1KluzDQ",
+	"7smTzNveBkAtCtdsUDjKnEOIrQU1fEPVcVXFdEGxRutihJV1s5AhXCG40hNySaTojUWxvJWtMAo4QKDq",
+	"w2zBTJgzVP9Xxjaxt7UY2WIWEcrtOK6GmKURGfb7TlvOBy8FCVlEVx6JIeWiS3zoZIQD9sm//vnfmFrK",
+	"kjzzo3jHulaicwSXvzwcEVd17L1FR8NCdCHVdOQX4mmrN8vO8SThGhliermA6qz2A0htcnXDcL5mplzY",
+	"dKdBv09iRfAOecLyEcMEj4A3DBWCX8sfma1N9IRR7VvaGezbizxc60Uir2yJLNMi7rYiF8LxHo6BK0IB",
+	"9qO4jPKSJdNILnElC0BsIYf6PxhNMKVAImDLFq+NEXBAablYsJBM0umUmSPNup1G2WJyXEIYx7EIfVg4",
+	"XEW8l3Si3Vre2d1YwsAyhKe9AgGZBuDS1VB0aUJqnupQLkU+oQIsghmoIYHSwIAe8rEd5uRH2lq6qgC2",
+	"GZv5XOE+mE/GrMWBNowSb2bzIeK7CKKWXwnPaeiuhZFqS8tpZe4TZqSacmRZ3/khXLBn86qbA9xQH7nt",
+	"B0dE9kEhEwqdIhDMCy8wfmnBRCHTbiych8LNYpTB6URSaS/7C205FtoifXaXbJU+54fwu92YXlnRq3w7",
+	"L3UIbAfJPBDwMk2VzcJxIFvAyiXEi2vcA0gAd+sgODN7V1Rrka7bULNKKExJqmxDB70GNX6C3EW8nbfg",
+	"Dsq9wD67IwpkgBlmtu0eVqqcrOoPnMMibVdyMQnP/R54dOVTKS1IU+bgL/3uw3cfBt7g4cdPtC6/ehi+",
+	"Xp9+vT79en367+0ZWDNQNt1Arts4tuStb9VpaOiegmoYTmvLFN/tbyfhlMDhbH9HaW2lryVo/riGOxjR",
+	"7XUq6tyFCf+Bhx834erdWaJifcH71T1VPBXKeMwg4bYoZJem8Obv4uBr5MaaVMOvder+zPkSz5gu5xrf",
+	"FXvuQCTjRnRVx0o+ZkBA8AmjU1vdVxfreVZDLuXUVoeGD7LgeleuM2HsXPHfWF7es10bJotVgjEmvJNV",
+	"amoIcTcGVsJYjxwRf6+/5wN8B1TitwH3LM9rSG2+tkzAM2Il44pp8FoJG4xQsjo715mdWG3y306grYOx",
+	"rNUEJW1z8PvPjt+Q9TrVflOMc7OWa3f/FtHMn1MKnzha3lg+tELx/wlVjv+05UOpKGU85aU6P0nYlgEf",
+	"P7Swqv5RaoymX94Z0kUHGYqHCoyjDGhEQmOVywV4jtt+TC8YSVLhd0ol6kc7O4Ph/V6/1+8NRg/6D/qQ",
+	"bGuHu2YtgJCCUwSilNKQaxvDU3B/mCk2FDBGifCcJReRE+RZ+llBrfTABLDB9IkqNo4Lut68g24uFuoz",
+	"Y7Q4vViEIJET9Ipb00OW2rZomfVDz0ptca1YNO0V3QO2/E99TI2N8VJ0haVNwLpaL5hwmIOW5sVbEqZk",
+	"BEVUJACUlRIIsHzCx3cf/zcAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

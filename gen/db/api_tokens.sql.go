@@ -39,25 +39,32 @@ func (q *Queries) CreateFirstToken(ctx context.Context, arg CreateFirstTokenPara
 }
 
 const createToken = `-- name: CreateToken :one
-INSERT INTO api_tokens (name, public_id, secret_hash, scopes)
-VALUES ($1, $2, $3, $4)
-RETURNING name, public_id, secret_hash, scopes, created_at, revoked_at
+INSERT INTO api_tokens (name, public_id, secret_hash, scopes, rate_limit, entry_rate_limit, max_in_flight)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING name, public_id, secret_hash, scopes, created_at, revoked_at, rate_limit, entry_rate_limit, max_in_flight
 `
 
 type CreateTokenParams struct {
-	Name       string
-	PublicID   string
-	SecretHash []byte
-	Scopes     []string
+	Name           string
+	PublicID       string
+	SecretHash     []byte
+	Scopes         []string
+	RateLimit      *float64
+	EntryRateLimit *float64
+	MaxInFlight    *int32
 }
 
-// CreateToken stores a new token's name, public id, secret hash and scopes.
+// CreateToken stores a new token's name, public id, secret hash, scopes and
+// limit overrides (NULL for the server's defaults).
 func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) (ApiToken, error) {
 	row := q.db.QueryRow(ctx, createToken,
 		arg.Name,
 		arg.PublicID,
 		arg.SecretHash,
 		arg.Scopes,
+		arg.RateLimit,
+		arg.EntryRateLimit,
+		arg.MaxInFlight,
 	)
 	var i ApiToken
 	err := row.Scan(
@@ -67,12 +74,15 @@ func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) (ApiTo
 		&i.Scopes,
 		&i.CreatedAt,
 		&i.RevokedAt,
+		&i.RateLimit,
+		&i.EntryRateLimit,
+		&i.MaxInFlight,
 	)
 	return i, err
 }
 
 const getActiveToken = `-- name: GetActiveToken :one
-SELECT name, public_id, secret_hash, scopes, created_at, revoked_at FROM api_tokens
+SELECT name, public_id, secret_hash, scopes, created_at, revoked_at, rate_limit, entry_rate_limit, max_in_flight FROM api_tokens
 WHERE public_id = $1 AND revoked_at IS NULL
 `
 
@@ -87,12 +97,15 @@ func (q *Queries) GetActiveToken(ctx context.Context, publicID string) (ApiToken
 		&i.Scopes,
 		&i.CreatedAt,
 		&i.RevokedAt,
+		&i.RateLimit,
+		&i.EntryRateLimit,
+		&i.MaxInFlight,
 	)
 	return i, err
 }
 
 const listTokens = `-- name: ListTokens :many
-SELECT name, public_id, secret_hash, scopes, created_at, revoked_at FROM api_tokens
+SELECT name, public_id, secret_hash, scopes, created_at, revoked_at, rate_limit, entry_rate_limit, max_in_flight FROM api_tokens
 ORDER BY created_at, name
 `
 
@@ -113,6 +126,9 @@ func (q *Queries) ListTokens(ctx context.Context) ([]ApiToken, error) {
 			&i.Scopes,
 			&i.CreatedAt,
 			&i.RevokedAt,
+			&i.RateLimit,
+			&i.EntryRateLimit,
+			&i.MaxInFlight,
 		); err != nil {
 			return nil, err
 		}

@@ -12,12 +12,15 @@ import (
 )
 
 type ApiToken struct {
-	Name       string
-	PublicID   string
-	SecretHash []byte
-	Scopes     []string
-	CreatedAt  time.Time
-	RevokedAt  *time.Time
+	Name           string
+	PublicID       string
+	SecretHash     []byte
+	Scopes         []string
+	CreatedAt      time.Time
+	RevokedAt      *time.Time
+	RateLimit      *float64
+	EntryRateLimit *float64
+	MaxInFlight    *int32
 }
 
 type IdempotencyKey struct {

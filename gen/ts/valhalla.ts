@@ -515,9 +515,14 @@ export interface components {
              */
             user_id?: string;
             /**
-             * @description Structured metadata. Defaults to `{}`. Its keys and strings must
-             *     not contain U+0000 (PostgreSQL's jsonb cannot store it): such a
-             *     context is answered with a 422 pointing at `/context`.
+             * @description Structured metadata. Defaults to `{}`. At most 65536 bytes as
+             *     sent, and no deeper than 64 levels of nesting (server-enforced;
+             *     with the other fields' bounds an entry stays under 128 KiB). It
+             *     must hold only what PostgreSQL's jsonb can store: no U+0000 and
+             *     no lone UTF-16 surrogate (`\ud800`) in its keys and strings, and
+             *     numbers of at most 131072 digits before the decimal point and
+             *     16383 after it. A context that breaks any of these is answered
+             *     with a 422 whose pointer names the value, under `/context`.
              * @example {
              *       "ip": "203.0.113.7"
              *     }
@@ -1031,6 +1036,35 @@ export interface components {
                 "application/problem+json": components["schemas"]["ProblemDetails"];
             };
         };
+        /**
+         * @description The client is over one of this server's rate or concurrency limits:
+         *     per token, or per client address without a valid token (limits are
+         *     per server). Retry after the given delay.
+         */
+        TooManyRequests: {
+            headers: {
+                "X-Request-ID": components["headers"]["XRequestID"];
+                /** @description Seconds to wait before retrying. */
+                "Retry-After": number;
+                /**
+                 * @description The policy that refused the request (IETF RateLimit header
+                 *     fields): its name (`requests`, `entries` or `in-flight`), quota
+                 *     `q` and window `w` in seconds.
+                 * @example "requests";q=100;w=1
+                 */
+                "RateLimit-Policy": string;
+                /**
+                 * @description What is left of that policy's quota (`r`) and, for a rate, the
+                 *     seconds until there is some (`t`).
+                 * @example "requests";r=0;t=1
+                 */
+                RateLimit: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["ProblemDetails"];
+            };
+        };
         /** @description The database is unavailable; retry after the given delay. */
         Unavailable: {
             headers: {
@@ -1105,6 +1139,7 @@ export type ResponseNotSealed = components['responses']['NotSealed'];
 export type ResponseUnauthorized = components['responses']['Unauthorized'];
 export type ResponseForbidden = components['responses']['Forbidden'];
 export type ResponseProblem = components['responses']['Problem'];
+export type ResponseTooManyRequests = components['responses']['TooManyRequests'];
 export type ResponseUnavailable = components['responses']['Unavailable'];
 export type ParameterXRequestId = components['parameters']['XRequestID'];
 export type ParameterIdempotencyKey = components['parameters']['IdempotencyKey'];
@@ -1131,7 +1166,12 @@ export interface operations {
                 since?: string;
                 /** @description Only entries before this instant (exclusive). */
                 until?: string;
-                /** @description Page size. */
+                /**
+                 * @description Page size: the most entries a page holds. A page also stops once
+                 *     its entries reach about 4 MiB (server-enforced), so a page of
+                 *     large entries may hold fewer; `next_cursor` then continues after
+                 *     the last one.
+                 */
                 limit?: number;
                 /**
                  * @description Opaque cursor from a previous page's `next_cursor`; pass it back
@@ -1182,6 +1222,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
             default: components["responses"]["Problem"];
@@ -1235,6 +1276,7 @@ export interface operations {
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
             default: components["responses"]["Problem"];
@@ -1286,6 +1328,7 @@ export interface operations {
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
             default: components["responses"]["Problem"];
@@ -1538,6 +1581,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
             default: components["responses"]["Problem"];
@@ -1680,6 +1724,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             /** @description Degraded, as a problem with the health members added. */
             503: {
@@ -1721,6 +1766,7 @@ export interface operations {
                     "application/json": components["schemas"]["Liveness"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };
@@ -1751,6 +1797,7 @@ export interface operations {
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             /** @description Not ready, as a problem listing every check. */
             503: {
@@ -1792,6 +1839,7 @@ export interface operations {
                     "application/json": components["schemas"]["Metrics"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };
@@ -1822,6 +1870,7 @@ export interface operations {
                     "text/plain; version=0.0.4": string;
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };
@@ -1917,6 +1966,7 @@ export interface operations {
                     "application/yaml": Record<string, never>;
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };
@@ -1947,6 +1997,7 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             default: components["responses"]["Problem"];
         };

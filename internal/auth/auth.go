@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/valhalla-platform/valhalla/gen/db"
@@ -42,6 +43,8 @@ var (
 	ErrNameTaken = errors.New("a token with this name exists")
 	// ErrInvalidName means a token name breaks the naming rule.
 	ErrInvalidName = errors.New("token names are 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit")
+	// ErrInvalidLimits means a token's limit is not a positive number.
+	ErrInvalidLimits = errors.New("a token's limits must be positive")
 	// ErrNotFound means no unrevoked token has the name.
 	ErrNotFound = errors.New("no active token has this name")
 )
@@ -95,11 +98,16 @@ func hash(secret string) []byte {
 	return sum[:]
 }
 
+// unknownToken stands for a public id no active token has: its hash is of
+// a random secret that is never stored.
+var unknownToken = cachedToken{secretHash: hash(rand.Text()), unknown: true}
+
 // Token is a stored token, without its secret.
 type Token struct {
 	Name      string
 	PublicID  string
 	Scopes    []string
+	Limits    Limits
 	CreatedAt time.Time
 	// RevokedAt is nil while the token is active.
 	RevokedAt *time.Time
@@ -110,6 +118,19 @@ type Principal struct {
 	// Name is the token's name, stored as the actor of what it writes.
 	Name   string
 	Scopes []string
+	// Limits overrides the server's default limits for this token.
+	Limits Limits
+}
+
+// Limits are a token's overrides of the server's rate and concurrency
+// limits; a nil field keeps the server's default.
+type Limits struct {
+	// Requests is the requests per second the token may make.
+	Requests *float64
+	// Entries is the log entries per second the token may write.
+	Entries *float64
+	// InFlight is how many requests the token may have in flight.
+	InFlight *int32
 }
 
 // Store keeps the tokens in the api_tokens table.
@@ -131,12 +152,23 @@ func NewStore(pool *pgxpool.Pool) *Store {
 // the only time the token is known. It returns ErrInvalidName, ErrNameTaken
 // or database.ErrUnavailable (wrapped).
 func (s *Store) Create(ctx context.Context, name string, scopes []string) (string, error) {
+	return s.CreateLimited(ctx, name, scopes, Limits{})
+}
+
+// CreateLimited is Create for a token with its own limits. It also
+// returns ErrInvalidLimits when one is not positive.
+func (s *Store) CreateLimited(ctx context.Context, name string, scopes []string, limits Limits) (string, error) {
 	if !nameRE.MatchString(name) {
 		return "", ErrInvalidName
 	}
+	if (limits.Requests != nil && !(*limits.Requests > 0)) || (limits.Entries != nil && !(*limits.Entries > 0)) ||
+		(limits.InFlight != nil && *limits.InFlight <= 0) {
+		return "", ErrInvalidLimits
+	}
 	token := Mint()
 	id, secret, _ := parse(token)
-	_, err := s.q.CreateToken(ctx, db.CreateTokenParams{Name: name, PublicID: id, SecretHash: hash(secret), Scopes: scopes})
+	_, err := s.q.CreateToken(ctx, db.CreateTokenParams{Name: name, PublicID: id, SecretHash: hash(secret), Scopes: scopes,
+		RateLimit: limits.Requests, EntryRateLimit: limits.Entries, MaxInFlight: limits.InFlight})
 	if err != nil {
 		return "", fmt.Errorf("create token %s: %w", name, translate(err))
 	}
@@ -171,7 +203,8 @@ func (s *Store) List(ctx context.Context) ([]Token, error) {
 	}
 	out := make([]Token, len(rows))
 	for i, r := range rows {
-		out[i] = Token{Name: r.Name, PublicID: r.PublicID, Scopes: r.Scopes, CreatedAt: r.CreatedAt, RevokedAt: r.RevokedAt}
+		out[i] = Token{Name: r.Name, PublicID: r.PublicID, Scopes: r.Scopes, CreatedAt: r.CreatedAt, RevokedAt: r.RevokedAt,
+			Limits: Limits{Requests: r.RateLimit, Entries: r.EntryRateLimit, InFlight: r.MaxInFlight}}
 	}
 	return out, nil
 }
@@ -208,17 +241,30 @@ func (s *Store) Authenticate(ctx context.Context, authorization string) (Princip
 	if err != nil {
 		return Principal{}, err
 	}
-	known, ok := s.cache.get(id, time.Now())
-	if !ok {
+	now := time.Now()
+	known, ok := s.cache.get(id, now)
+	switch {
+	case ok:
+	case s.cache.isUnknown(id, now):
+		known = unknownToken
+	default:
 		l := s.cache.begin()
 		row, err := s.q.GetActiveToken(ctx, id)
-		if err != nil {
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			s.cache.putUnknown(l, id)
+			known = unknownToken
+		case err != nil:
 			return Principal{}, fmt.Errorf("look up token: %w", translate(err))
+		default:
+			known = cachedToken{secretHash: row.SecretHash, principal: Principal{Name: row.Name, Scopes: row.Scopes,
+				Limits: Limits{Requests: row.RateLimit, Entries: row.EntryRateLimit, InFlight: row.MaxInFlight}}}
+			s.cache.put(l, id, known)
 		}
-		known = cachedToken{secretHash: row.SecretHash, principal: Principal{Name: row.Name, Scopes: row.Scopes}}
-		s.cache.put(l, id, known)
 	}
-	if subtle.ConstantTimeCompare(hash(secret), known.secretHash) != 1 {
+	// An unknown id is compared against a hash no secret has, so that it
+	// takes as long to refuse as a known id with a wrong secret.
+	if subtle.ConstantTimeCompare(hash(secret), known.secretHash) != 1 || known.unknown {
 		return Principal{}, ErrInvalidToken
 	}
 	return known.principal, nil

@@ -26,7 +26,7 @@ func setup(t *testing.T) *auth.Store {
 	return s
 }
 
-func setupPool(t *testing.T) (*auth.Store, *pgxpool.Pool) {
+func setupPool(t testing.TB) (*auth.Store, *pgxpool.Pool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)

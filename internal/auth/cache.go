@@ -12,8 +12,9 @@ import (
 )
 
 // changesChannel is the PostgreSQL notification channel a trigger on
-// api_tokens notifies whenever a token is updated or deleted (see the
-// migration 00014_notify_api_tokens_changes.sql).
+// api_tokens notifies whenever a token is created, updated or deleted (see
+// the migrations 00014_notify_api_tokens_changes.sql and
+// 00030_notify_api_tokens_inserts.sql).
 const changesChannel = "valhalla_api_tokens"
 
 // RevocationDelay is the longest a server goes on accepting a token after
@@ -41,12 +42,23 @@ const (
 // keeps a lookup that raced with a change from filling it with what the
 // change replaced. An entry is trusted for RevocationDelay from the start
 // of the lookup that read it, whatever Watch hears.
+// change replaced.
+//
+// It also remembers the public ids the database does not know (or knows
+// only revoked), up to maxUnknown of them, so that a stranger's guesses
+// cost no round trip either; a token created anywhere notifies too, and
+// so makes every server forget them.
 type cache struct {
 	mu      sync.Mutex
 	live    bool   // Watch is listening, so the entries are current
 	epoch   uint64 // counts the resets
 	entries map[string]cachedToken
+	unknown map[string]time.Time // public ids no active token has, until when
 }
+
+// maxUnknown bounds the unknown public ids remembered; when it is reached
+// they are all forgotten, and remembered again as they come.
+const maxUnknown = 10_000
 
 // cachedToken is a token as stored: the hash of its secret, and its caller.
 type cachedToken struct {
@@ -56,6 +68,8 @@ type cachedToken struct {
 	// the lookup that read it began, so before any revocation committed
 	// after that lookup's snapshot is more than RevocationDelay old.
 	expires time.Time
+	// unknown marks unknownToken.
+	unknown bool
 }
 
 // lookup is a database read of a token in progress: the cache's epoch and
@@ -96,6 +110,31 @@ func (c *cache) put(l lookup, id string, t cachedToken) {
 	}
 }
 
+// isUnknown reports whether the cache is live and knows, unexpired, that
+// no active token has public id.
+func (c *cache) isUnknown(id string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	expires, ok := c.unknown[id]
+	return ok && c.live && now.Before(expires)
+}
+
+// putUnknown remembers that no active token has public id until
+// RevocationDelay after l began (so a token created while a notification
+// was lost is still accepted within that bound), unless the cache was reset
+// since.
+func (c *cache) putUnknown(l lookup, id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live || c.epoch != l.epoch {
+		return
+	}
+	if c.unknown == nil || len(c.unknown) >= maxUnknown {
+		c.unknown = map[string]time.Time{}
+	}
+	c.unknown[id] = l.began.Add(RevocationDelay)
+}
+
 // reset forgets every token; live says whether lookups may fill the cache
 // again.
 func (c *cache) reset(live bool) {
@@ -104,6 +143,7 @@ func (c *cache) reset(live bool) {
 	c.live = live
 	c.epoch++
 	clear(c.entries)
+	c.unknown = nil
 }
 
 // Watch lets Authenticate answer from memory until ctx ends. It listens on

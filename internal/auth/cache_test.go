@@ -16,7 +16,7 @@ import (
 
 // watch runs s.Watch until the test ends and waits until the cache is
 // live: a token it has verified once costs no more database round trips.
-func watch(t *testing.T, s *auth.Store, pool *pgxpool.Pool, token string) {
+func watch(t testing.TB, s *auth.Store, pool *pgxpool.Pool, token string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -27,7 +27,7 @@ func watch(t *testing.T, s *auth.Store, pool *pgxpool.Pool, token string) {
 
 // servedFromMemory reports whether authenticating token twice more
 // acquired no database connection.
-func servedFromMemory(t *testing.T, s *auth.Store, pool *pgxpool.Pool, token string) bool {
+func servedFromMemory(t testing.TB, s *auth.Store, pool *pgxpool.Pool, token string) bool {
 	t.Helper()
 	if _, err := s.Authenticate(context.Background(), "Bearer "+token); err != nil {
 		t.Fatalf("Authenticate: %v", err)
@@ -42,7 +42,7 @@ func servedFromMemory(t *testing.T, s *auth.Store, pool *pgxpool.Pool, token str
 }
 
 // eventually polls cond for up to 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -118,9 +118,8 @@ func TestWatchedCacheForgetsRevokedTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !servedFromMemory(t, s, pool, reader) {
-		t.Fatal("the reader token was not remembered")
-	}
+	// Creating it notifies too, so it is remembered once that arrives.
+	eventually(t, "the reader token to be remembered", func() bool { return servedFromMemory(t, s, pool, reader) })
 	if _, err := pool.Exec(ctx, `UPDATE api_tokens SET scopes = '{logs:read,logs:write}' WHERE name = 'reader'`); err != nil {
 		t.Fatal(err)
 	}
@@ -188,4 +187,69 @@ func TestRevocationUnheardIsRefusedWithinTheDelay(t *testing.T) {
 	}
 	took := refusedFrom(t, s, tok, time.Now())
 	t.Logf("revoke without a notification refused after %v (promise: %v)", took, auth.RevocationDelay)
+}
+
+// TestUnknownIDsAreRemembered: with Watch running, a token id no token has
+// is refused from memory after its first lookup, and forgotten as soon as
+// a token is created anywhere (here by plain SQL), so that a token created
+// with that id is accepted.
+func TestUnknownIDsAreRemembered(t *testing.T) {
+	t.Parallel()
+	s, pool := setupPool(t)
+	ctx := context.Background()
+	known, err := s.Create(ctx, "known", []string{"logs:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch(t, s, pool, known)
+	stranger := auth.Mint()
+	refused := func() bool {
+		_, err := s.Authenticate(ctx, "Bearer "+stranger)
+		if err != nil && !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("Authenticate: %v", err)
+		}
+		return err != nil
+	}
+	if !refused() {
+		t.Fatal("an unknown token was accepted")
+	}
+	before := pool.Stat().AcquireCount()
+	for range 100 {
+		if !refused() {
+			t.Fatal("an unknown token was accepted")
+		}
+	}
+	if n := pool.Stat().AcquireCount() - before; n != 0 {
+		t.Errorf("refusing a remembered unknown id 100 times took %d database round trips, want 0", n)
+	}
+	id, secret, _ := strings.Cut(strings.TrimPrefix(stranger, auth.Prefix), "_")
+	if _, err := pool.Exec(ctx, `INSERT INTO api_tokens (name, public_id, secret_hash, scopes)
+		VALUES ('late', $1, sha256($2::text::bytea), '{logs:read}')`, id, secret); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the created token to be accepted", func() bool { return !refused() })
+}
+
+// BenchmarkRefuse compares refusing a known id with a wrong secret and an
+// unknown id, both remembered: the two should cost the same.
+func BenchmarkRefuse(b *testing.B) {
+	s, pool := setupPool(b)
+	ctx := context.Background()
+	known, err := s.Create(ctx, "known", []string{"logs:read"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	watch(b, s, pool, known)
+	wrong := known[:strings.LastIndex(known, "_")+1] + strings.Repeat("x", 26)
+	unknown := auth.Mint()
+	for name, token := range map[string]string{"known id, wrong secret": wrong, "unknown id": unknown} {
+		_, _ = s.Authenticate(ctx, "Bearer "+token)
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.Authenticate(ctx, "Bearer "+token); !errors.Is(err, auth.ErrInvalidToken) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

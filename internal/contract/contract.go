@@ -13,7 +13,9 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -40,7 +42,74 @@ type Validator struct {
 	defaultBodyLimit int64
 	// scopes maps an operationId to the scopes its x-required-scopes names.
 	scopes map[string][]string
+	// unsecured maps each secured operation to a copy without security
+	// requirements: the caller is authenticated once, before the body is
+	// read, and ValidateRequest must not call the hook (and copy the body
+	// for it) a second time.
+	unsecured map[*openapi3.Operation]*openapi3.Operation
+	// budget bounds the request body bytes held at once, server-wide.
+	budget *BodyBudget
 }
+
+// Option configures a Validator.
+type Option func(*Validator)
+
+// WithBodyBudget has every request body count against budget while its
+// request is served (see BodyBudget). Without it bodies are bounded only
+// by their operation's limit.
+func WithBodyBudget(budget *BodyBudget) Option {
+	return func(v *Validator) { v.budget = budget }
+}
+
+// BodyBudget bounds the request body bytes that all requests together hold
+// in memory: each request reserves what it has read, as it reads it, and
+// gives it back when it has been served. A read that would go over the
+// budget fails the request with a 503 and Retry-After instead, so memory
+// is bounded by what was read and never by what a client declares. The
+// last quarter of the budget is kept for small bodies (up to smallBody
+// bytes), so that large batches cannot starve single writes.
+type BodyBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// smallBody is the most a request may have read and still draw on the
+// quarter of the budget kept for small bodies.
+const smallBody = 64 << 10
+
+// NewBodyBudget returns a budget of limit bytes.
+func NewBodyBudget(limit int64) *BodyBudget { return &BodyBudget{limit: limit} }
+
+// reserve takes n more bytes for a request that holds held already and
+// reports whether it could.
+func (b *BodyBudget) reserve(n, held int64) bool {
+	if b == nil {
+		return true
+	}
+	limit := b.limit - b.limit/4
+	if held+n <= smallBody {
+		limit = b.limit
+	}
+	if b.used.Add(n) > limit {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+// release gives n bytes back.
+func (b *BodyBudget) release(n int64) {
+	if b != nil && n > 0 {
+		b.used.Add(-n)
+	}
+}
+
+// InUse returns the bytes reserved right now.
+func (b *BodyBudget) InUse() int64 { return b.used.Load() }
+
+// budgetRetryAfter is what a request refused for want of body budget is
+// told to wait: bodies in flight are served within seconds.
+const budgetRetryAfter = 1
 
 // Extensions that carry the scopes: OpenAPI 3.0 keeps the scopes of a
 // security requirement for OAuth 2 and OpenID Connect, and Valhalla's tokens
@@ -66,7 +135,7 @@ var methods = []string{
 // (see Middleware). New returns an error when the contract is invalid, when
 // a secured operation names no scope or one its scheme does not declare,
 // or when authenticate is nil.
-func New(defaultBodyLimit int64, bodyLimits map[string]int64, authenticate openapi3filter.AuthenticationFunc) (*Validator, error) {
+func New(defaultBodyLimit int64, bodyLimits map[string]int64, authenticate openapi3filter.AuthenticationFunc, opts ...Option) (*Validator, error) {
 	if authenticate == nil {
 		return nil, errors.New("contract: authenticate is nil")
 	}
@@ -94,11 +163,20 @@ func New(defaultBodyLimit int64, bodyLimits map[string]int64, authenticate opena
 	if err != nil {
 		return nil, fmt.Errorf("contract is invalid: %w", err)
 	}
-	return &Validator{
+	unsecured := map[*openapi3.Operation]*openapi3.Operation{}
+	for _, item := range spec.Paths.Map() {
+		for _, op := range item.Operations() {
+			open := *op
+			open.Security = &openapi3.SecurityRequirements{}
+			unsecured[op] = &open
+		}
+	}
+	v := &Validator{
 		router:       router,
 		literalPaths: literal,
 		json:         specJSON,
 		scopes:       scopes,
+		unsecured:    unsecured,
 		options: &openapi3filter.Options{
 			MultiError: true,
 			AuthenticationFunc: func(ctx context.Context, in *openapi3filter.AuthenticationInput) error {
@@ -118,7 +196,11 @@ func New(defaultBodyLimit int64, bodyLimits map[string]int64, authenticate opena
 		},
 		bodyLimits:       bodyLimits,
 		defaultBodyLimit: defaultBodyLimit,
-	}, nil
+	}
+	for _, o := range opts {
+		o(v)
+	}
+	return v, nil
 }
 
 // JSON returns the contract as JSON. Callers must not modify it.
@@ -217,7 +299,9 @@ func requiredScopes(spec *openapi3.T) (map[string][]string, []string, error) {
 func (v *Validator) Middleware(onError func(http.ResponseWriter, *http.Request, error)) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if err := v.check(r); err != nil {
+			var held int64 // body bytes reserved from the budget
+			defer func() { v.budget.release(held) }()
+			if err := v.check(r, &held); err != nil {
 				onError(w, r, err)
 				return
 			}
@@ -226,9 +310,10 @@ func (v *Validator) Middleware(onError func(http.ResponseWriter, *http.Request, 
 	}
 }
 
-// check validates r, replacing r.Body with a size-limited reader. It returns
-// nil when r keeps the contract.
-func (v *Validator) check(r *http.Request) error {
+// check validates r, replacing r.Body with the body it read, and adds the
+// body bytes it reserved from the budget to *held. It returns nil when r
+// keeps the contract.
+func (v *Validator) check(r *http.Request, held *int64) error {
 	route, pathParams, err := v.router.FindRoute(r)
 	// The router lets /system/logs/{id} take GET /system/logs/batch; OpenAPI
 	// matches the literal path first, and it has no GET.
@@ -263,9 +348,16 @@ func (v *Validator) check(r *http.Request) error {
 		if p := checkContentType(r, op.RequestBody.Value); p != nil {
 			return p
 		}
-		if p := readBody(r, limit); p != nil {
+		if p := readBody(r, limit, v.budget, held); p != nil {
 			return p
 		}
+	}
+	// Security was checked above: validate the rest against the operation
+	// without its requirements, so that the hook runs once per request.
+	if open, ok := v.unsecured[op]; ok {
+		openRoute := *route
+		openRoute.Operation = open
+		route = &openRoute
 	}
 	err = openapi3filter.ValidateRequest(r.Context(), &openapi3filter.RequestValidationInput{
 		Request:    r,
@@ -296,30 +388,51 @@ func authError(err error) error {
 	return err
 }
 
+// readChunk is how much of a body is read at a time, and so the most a
+// request reserves from the budget beyond what it has read.
+const readChunk = 32 << 10
+
 // readBody reads r's body, up to limit bytes (chunked or not), and puts it
-// back for the validator and the handler. The body must be one well-formed
-// JSON value: decoders that stop after the first value would accept
-// trailing garbage.
-func readBody(r *http.Request, limit int64) *problem.Problem {
+// back for the validator and the handler. It reads as the bytes arrive,
+// reserving each chunk from budget before keeping it (adding it to
+// *held), so a declared Content-Length that is never sent costs nothing.
+// The body must be one well-formed JSON value: decoders that stop after
+// the first value would accept trailing garbage.
+func readBody(r *http.Request, limit int64, budget *BodyBudget, held *int64) *problem.Problem {
+	defer r.Body.Close()
 	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead) // one allocation when the length is declared
+	chunk := make([]byte, readChunk)
+	for {
+		n, err := r.Body.Read(chunk[:min(int64(readChunk), limit+1-int64(buf.Len()))])
+		if n > 0 {
+			if !budget.reserve(int64(n), *held) {
+				return problem.New(http.StatusServiceUnavailable, problem.TypeUnavailable,
+					"the server holds as many request bodies as it can; retry later").
+					WithHeader("Retry-After", strconv.Itoa(budgetRetryAfter))
+			}
+			*held += int64(n)
+			buf.Write(chunk[:n])
+		}
+		if int64(buf.Len()) > limit {
+			return tooLarge(limit)
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			p := problem.New(http.StatusBadRequest, problem.TypeMalformed, "request body could not be read")
+			p.Cause = err
+			return p
+		}
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(nil, r.Body, limit))
-	r.Body.Close()
 	data := buf.Bytes()
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return tooLarge(tooBig.Limit)
-	case err != nil:
-		p := problem.New(http.StatusBadRequest, problem.TypeMalformed, "request body could not be read")
-		p.Cause = err
-		return p
-	case len(data) > 0 && !json.Valid(data):
+	if len(data) > 0 && !json.Valid(data) {
 		return problem.New(http.StatusBadRequest, problem.TypeMalformed, "request body is not well-formed JSON")
 	}
-	r.Body = io.NopCloser(bytes.NewReader(data))
+	// GetBody lets the validator and the handler each read the same bytes
+	// rather than keep a copy.
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+	r.Body, _ = r.GetBody()
 	r.ContentLength = int64(len(data))
 	return nil
 }

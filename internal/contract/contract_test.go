@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
 
@@ -199,5 +201,125 @@ func TestAuthenticationComesFirst(t *testing.T) {
 	}
 	if got, err := contract.Scopes(); strings.Join(got, " ") != "logs:read logs:write" || err != nil {
 		t.Errorf("Scopes() = %q, %v", got, err)
+	}
+}
+
+// TestAuthenticatesOnce: a request that passes is authenticated once, not
+// again inside the validator.
+func TestAuthenticatesOnce(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	v, err := contract.New(1<<20, nil, func(context.Context, *openapi3filter.AuthenticationInput) error {
+		calls++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ method, target, body string }{
+		{"POST", "/system/logs", `{"message":"m"}`},
+		{"POST", "/system/logs/batch", `{"entries":[{"message":"m"}]}`},
+		{"GET", "/system/logs?limit=1", ""},
+	} {
+		calls = 0
+		if p := check(t, v, tc.method, tc.target, "application/json", tc.body); p != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.target, p)
+		}
+		if calls != 1 {
+			t.Errorf("%s %s: authenticated %d times, want once", tc.method, tc.target, calls)
+		}
+	}
+}
+
+// trickle is a body that declares more than it sends: it hands out what it
+// has, then blocks until released.
+type trickle struct {
+	data    []byte
+	release chan struct{}
+}
+
+func (t *trickle) Read(p []byte) (int, error) {
+	if len(t.data) == 0 {
+		<-t.release
+		return 0, io.ErrUnexpectedEOF
+	}
+	n := copy(p, t.data)
+	t.data = t.data[n:]
+	return n, nil
+}
+
+func (t *trickle) Close() error { return nil }
+
+// TestBodyBudget: bodies hold the budget for what they have read, not for
+// what they declare, until they are served; a request that would go over
+// it is a 503 with Retry-After, and the budget is whole again afterwards.
+func TestBodyBudget(t *testing.T) {
+	t.Parallel()
+	budget := contract.NewBodyBudget(1 << 20)
+	v, err := contract.New(16<<20, nil, allowAll, contract.WithBodyBudget(budget))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(r *http.Request, inHandler func()) error {
+		var got error
+		v.Middleware(func(_ http.ResponseWriter, _ *http.Request, err error) { got = err })(
+			http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+				if inHandler != nil {
+					inHandler()
+				}
+			})).ServeHTTP(httptest.NewRecorder(), r)
+		return got
+	}
+	// A body that declares 16 MiB and sends 100 bytes holds 100 bytes.
+	slow := &trickle{data: []byte(`{"message":"` + strings.Repeat("m", 88)), release: make(chan struct{})}
+	r := httptest.NewRequest("POST", "/system/logs", nil)
+	r.Body, r.ContentLength = slow, 16<<20
+	r.Header.Set("Content-Type", "application/json")
+	done := make(chan error, 1)
+	go func() { done <- serve(r, nil) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for budget.InUse() != 100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("budget in use %d, want the 100 bytes read", budget.InUse())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(slow.release)
+	if err := <-done; err == nil {
+		t.Fatal("a body cut short passed")
+	}
+	if budget.InUse() != 0 {
+		t.Fatalf("budget in use %d after the request, want 0", budget.InUse())
+	}
+
+	// While a 600 KiB body is being served, a second one is refused, and a
+	// small one still gets in.
+	big := `{"entries":[` + strings.Repeat(`{"message":"`+strings.Repeat("m", 9000)+`"},`, 66) + `{"message":"m"}]}`
+	post := func() *http.Request {
+		r := httptest.NewRequest("POST", "/system/logs/batch", strings.NewReader(big))
+		r.Header.Set("Content-Type", "application/json")
+		return r
+	}
+	small := func() *http.Request {
+		r := httptest.NewRequest("POST", "/system/logs", strings.NewReader(`{"message":"m"}`))
+		r.Header.Set("Content-Type", "application/json")
+		return r
+	}
+	var second, third error
+	if err := serve(post(), func() { second, third = serve(post(), nil), serve(small(), nil) }); err != nil {
+		t.Fatalf("first body: %v", err)
+	}
+	var p *problem.Problem
+	if !errors.As(second, &p) || p.Status != http.StatusServiceUnavailable || p.Header.Get("Retry-After") == "" {
+		t.Fatalf("second body while the first held the budget: %v, want 503 with Retry-After", second)
+	}
+	if third != nil {
+		t.Fatalf("a small body while a large one held the budget: %v, want it served from the quarter kept for small ones", third)
+	}
+	if budget.InUse() != 0 {
+		t.Fatalf("budget in use %d after both, want 0", budget.InUse())
+	}
+	if err := serve(post(), nil); err != nil {
+		t.Fatalf("a body after the budget came back: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -32,8 +33,15 @@ import (
 type Option func(*options)
 
 type options struct {
-	tracerProvider trace.TracerProvider
-	acquireTracers []pgxpool.AcquireTracer
+	tracerProvider   trace.TracerProvider
+	acquireTracers   []pgxpool.AcquireTracer
+	statementTimeout time.Duration
+}
+
+// WithStatementTimeout has PostgreSQL cancel any statement of the pool's
+// that runs longer than d (statement_timeout; SQLSTATE 57014).
+func WithStatementTimeout(d time.Duration) Option {
+	return func(o *options) { o.statementTimeout = d }
 }
 
 // WithTracerProvider makes each query, batch, COPY, prepare, connect and
@@ -100,6 +108,9 @@ func Config(url string, opts ...Option) (*pgxpool.Config, error) {
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "valhalla"
 	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	if o.statementTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.statementTimeout.Milliseconds(), 10)
+	}
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 5*time.Second {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}

@@ -32,6 +32,11 @@ func problemFor(err error, sealRetry int) *problem.Problem {
 		p        *problem.Problem
 		scopeErr *auth.ScopeError
 	)
+	if refusal, ok := asRefusal(err); ok {
+		p = rateLimitProblem(refusal)
+		p.Cause = err
+		return p
+	}
 	switch {
 	case errors.As(err, &p):
 		return p
@@ -68,6 +73,10 @@ func problemFor(err error, sealRetry int) *problem.Problem {
 			problem.Header("Idempotency-Key", "was used in the last 24 hours with another request body; use a new key for a new write"))
 	case errors.Is(err, logstore.ErrInvalidText):
 		p = problem.Invalid("a value contains characters that cannot be stored")
+	case errors.Is(err, logstore.ErrReadTimeout):
+		p = problem.New(http.StatusServiceUnavailable, problem.TypeReadTimeout,
+			"the read ran out of time on the server; narrow it (a since/until window, a category, correlation_id, user_id or trace_id filter, a smaller total_limit or no include_total) or retry later").
+			WithHeader("Retry-After", strconv.Itoa(retryAfterSeconds))
 	case errors.Is(err, database.ErrUnavailable):
 		p = problem.New(http.StatusServiceUnavailable, problem.TypeUnavailable,
 			"the database is unavailable; retry later").

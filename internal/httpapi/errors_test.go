@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/auth"
@@ -18,6 +19,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
 	"github.com/valhalla-platform/valhalla/internal/problem"
+	"github.com/valhalla-platform/valhalla/internal/ratelimit"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
 
@@ -109,6 +111,8 @@ func TestErrorTable(t *testing.T) {
 		{fmt.Errorf("look up token: %w", auth.ErrInvalidToken), 401, problem.TypeUnauthorized},
 		{&auth.ScopeError{Token: "reader", Missing: []string{"logs:write"}}, 403, problem.TypeForbidden},
 		{fmt.Errorf("look up token: %w", errors.Join(database.ErrUnavailable, errors.New("dial unix /tmp/.s.PGSQL.5432"))), 503, problem.TypeUnavailable},
+		{fmt.Errorf("count logs: %w", errors.Join(logstore.ErrReadTimeout, errors.New("canceling statement due to statement timeout (SQLSTATE 57014)"))), 503, problem.TypeReadTimeout},
+		{&ratelimit.Refusal{Policy: "requests", Quota: 5, RetryAfter: 300 * time.Millisecond}, 429, problem.TypeRateLimited},
 	}
 	for _, tt := range tests {
 		w, p, logs := serve(t, func(s *server) http.Handler {
@@ -131,27 +135,6 @@ func TestErrorTable(t *testing.T) {
 		}
 		if tt.status == 403 && (!strings.Contains(p.Detail, "logs:write") || !strings.Contains(p.Detail, "reader")) {
 			t.Errorf("403 detail %q does not name the token and the missing scope", p.Detail)
-		}
-	}
-}
-
-func TestContainsNUL(t *testing.T) {
-	t.Parallel()
-	tests := map[string]bool{
-		`{}`:                      false,
-		`{"a":"\u0000"}`:          true,
-		`{"\u0000":1}`:            true,
-		`{"a":"x\u0000y"}`:        true,
-		`{"a":"\\u0000"}`:         false, // a backslash, then the text u0000
-		`{"a":"\\\u0000"}`:        true,  // a backslash, then NUL
-		`{"a":"\u00000"}`:         true,
-		`{"a":"\u0001"}`:          false,
-		`{"a":"\\\\u0000"}`:       false,
-		`{"a":"ok","b":"\u0000"}`: true,
-	}
-	for raw, want := range tests {
-		if got := containsNUL([]byte(raw)); got != want {
-			t.Errorf("containsNUL(%s) = %v, want %v", raw, got, want)
 		}
 	}
 }

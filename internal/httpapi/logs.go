@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -13,11 +12,16 @@ import (
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/gen/db"
 	"github.com/valhalla-platform/valhalla/internal/auth"
+	"github.com/valhalla-platform/valhalla/internal/jsonb"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/problem"
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 	"github.com/valhalla-platform/valhalla/internal/tracing"
 )
+
+// MaxContextBytes bounds an entry's context, as sent. With the contract's
+// bounds on the other fields it bounds a whole entry: under 128 KiB.
+const MaxContextBytes = 64 << 10
 
 // Defaults the contract declares for an entry.
 const (
@@ -36,9 +40,12 @@ func (s *server) CreateSystemLog(ctx context.Context, req api.CreateSystemLogReq
 	}
 	entry, errs := entryFromAPI(ctx, *req.Body, "")
 	if len(errs) > 0 {
-		return nil, problem.Invalid("a value contains characters that cannot be stored", errs...)
+		return nil, problem.Invalid("a value cannot be stored", errs...)
 	}
 	entry.Actor = caller.Name
+	if err := s.limitEntries(caller, 1); err != nil {
+		return nil, err
+	}
 	var stored db.SystemLog
 	replayed := false
 	if key := req.Params.IdempotencyKey; key != nil {
@@ -90,7 +97,10 @@ func (s *server) CreateSystemLogBatch(ctx context.Context, req api.CreateSystemL
 		errs = append(errs, entryErrs...)
 	}
 	if len(errs) > 0 {
-		return nil, problem.Invalid("a value contains characters that cannot be stored", errs...)
+		return nil, problem.Invalid("a value cannot be stored", errs...)
+	}
+	if err := s.limitEntries(caller, len(entries)); err != nil {
+		return nil, err
 	}
 	var key *logstore.Key
 	if name := req.Params.IdempotencyKey; name != nil {
@@ -208,9 +218,9 @@ func callerOf(ctx context.Context) (auth.Principal, error) {
 }
 
 // entryFromAPI applies the contract's defaults to in; the correlation id
-// defaults to the request's, and the trace id is the request's. PostgreSQL
-// cannot store U+0000, so a context holding one is reported, located under
-// pointer.
+// defaults to the request's, and the trace id is the request's. A context
+// over MaxContextBytes, or holding a value PostgreSQL's jsonb refuses, is
+// reported, located under pointer.
 func entryFromAPI(ctx context.Context, in api.SystemLogCreate, pointer string) (logstore.Entry, []api.FieldError) {
 	e := logstore.Entry{
 		Level:         string(defaultLevel),
@@ -234,33 +244,17 @@ func entryFromAPI(ctx context.Context, in api.SystemLogCreate, pointer string) (
 	if in.Context != nil {
 		e.Context = *in.Context
 	}
-	// The contract keeps U+0000 out of the typed strings; a free-form context
-	// can only be checked here.
-	if containsNUL(e.Context) {
-		return e, []api.FieldError{problem.Pointer(pointer+"/context", "must not contain U+0000 (NUL)")}
+	// The contract keeps U+0000 out of the typed strings; a free-form
+	// context can only be checked here, for its size and for what jsonb
+	// refuses, before the write is queued.
+	if len(e.Context) > MaxContextBytes {
+		return e, []api.FieldError{problem.Pointer(pointer+"/context",
+			fmt.Sprintf("is %d bytes; at most %d are allowed", len(e.Context), MaxContextBytes))}
+	}
+	if v := jsonb.Check(e.Context); v != nil {
+		return e, []api.FieldError{problem.Pointer(pointer+"/context"+v.Pointer, v.Reason)}
 	}
 	return e, nil
-}
-
-// containsNUL reports whether the JSON text raw encodes U+0000: an escape
-// \u0000 that is not itself an escaped backslash followed by "u0000".
-// (Raw NUL bytes cannot occur: they are invalid in JSON text.)
-func containsNUL(raw []byte) bool {
-	for i := 0; ; {
-		j := bytes.Index(raw[i:], []byte(`\u0000`))
-		if j < 0 {
-			return false
-		}
-		at := i + j
-		backslashes := 0
-		for k := at; k >= 0 && raw[k] == '\\'; k-- {
-			backslashes++
-		}
-		if backslashes%2 == 1 {
-			return true
-		}
-		i = at + 1
-	}
 }
 
 // logToAPI converts a stored row to the contract's SystemLog, with its

@@ -102,26 +102,34 @@ func (g *grouper) drain() {
 
 // commit writes group with one statement and tells every writer the
 // outcome. When the statement fails for a reason other than an outage, it
-// writes the rows one by one, so that a row the database refuses fails
-// alone.
+// splits the group in halves and writes each the same way, so that a row
+// the database refuses fails alone and costs its group a few more
+// statements (two per halving, about 2·log₂ of the group), not one per row.
 func (g *grouper) commit(group []*pendingWrite) {
 	// The group outlives any one request: a writer that gives up must not
 	// cancel the others' rows. The first request's context still carries
 	// its trace to the statement.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(group[0].ctx), groupTimeout)
 	defer cancel()
-	err := g.insert(ctx, group)
+	g.commitSplitting(ctx, group, g.insert(ctx, group))
+}
+
+// commitSplitting tells group's writers err, the outcome of writing group
+// in one statement, or, when err is a refusal of some row, writes each
+// half of group again.
+func (g *grouper) commitSplitting(ctx context.Context, group []*pendingWrite, err error) {
 	if err == nil && g.observe != nil {
 		g.observe(len(group))
 	}
-	if err == nil || len(group) == 1 || errors.Is(err, database.ErrUnavailable) {
+	if err == nil || len(group) == 1 || errors.Is(err, database.ErrUnavailable) || ctx.Err() != nil {
 		for _, p := range group {
 			p.done <- err
 		}
 		return
 	}
-	for _, p := range group {
-		p.done <- g.insert(ctx, []*pendingWrite{p})
+	half := len(group) / 2
+	for _, part := range [][]*pendingWrite{group[:half], group[half:]} {
+		g.commitSplitting(ctx, part, g.insert(ctx, part))
 	}
 }
 

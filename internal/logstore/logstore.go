@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/valhalla-platform/valhalla/gen/db"
@@ -27,6 +28,9 @@ var (
 	ErrInvalidCursor = errors.New("cursor is not valid")
 	// ErrInvalidText means the database refused a value, such as a NUL character.
 	ErrInvalidText = errors.New("value cannot be stored")
+	// ErrReadTimeout means a read ran past its statement timeout: it
+	// should be narrowed.
+	ErrReadTimeout = errors.New("the read ran out of time")
 	// ErrKeyReused means an idempotency key was used before with another request.
 	ErrKeyReused = errors.New("idempotency key was used with another request")
 )
@@ -66,8 +70,11 @@ type Entry struct {
 
 // Store reads and writes system_logs.
 type Store struct {
-	pool    *pgxpool.Pool
-	q       *db.Queries
+	pool *pgxpool.Pool
+	q    *db.Queries
+	// read runs the reads (Get, List and its count): q unless
+	// WithReadPool gave them a pool of their own.
+	read    *db.Queries
 	grouper *grouper
 }
 
@@ -80,10 +87,19 @@ func WithGroupObserver(observe func(n int)) Option {
 	return func(s *Store) { s.grouper.observe = observe }
 }
 
+// WithReadPool runs reads on a pool of their own, so that expensive ones
+// (counts, filters that match little) cannot take the connections writes
+// and the readiness check need; give it fewer connections than the main
+// pool and a tighter statement_timeout. A read that runs past it returns
+// ErrReadTimeout.
+func WithReadPool(pool *pgxpool.Pool) Option {
+	return func(s *Store) { s.read = db.New(pool) }
+}
+
 // New returns a store over pool. The schema must be migrated.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	q := db.New(pool)
-	s := &Store{pool: pool, q: q, grouper: &grouper{q: q}}
+	s := &Store{pool: pool, q: q, read: q, grouper: &grouper{q: q}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -261,9 +277,9 @@ func (s *Store) ExpireKeys(ctx context.Context) (int64, error) {
 
 // Get returns the entry with id, or ErrNotFound or database.ErrUnavailable (wrapped).
 func (s *Store) Get(ctx context.Context, id uuid.UUID) (db.SystemLog, error) {
-	stored, err := s.q.GetLog(ctx, id)
+	stored, err := s.read.GetLog(ctx, id)
 	if err != nil {
-		return db.SystemLog{}, fmt.Errorf("get log %s: %w", id, translate(err))
+		return db.SystemLog{}, fmt.Errorf("get log %s: %w", id, translateRead(err))
 	}
 	return stored, nil
 }
@@ -340,26 +356,14 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		}
 		params.AfterTs, params.AfterID = &ts, &id
 	}
-	var rows []db.SystemLog
-	if params.Levels == nil {
-		listed, err := s.q.ListLogs(ctx, params)
-		if err != nil {
-			return Page{}, fmt.Errorf("list logs: %w", translate(err))
-		}
-		rows = asLogs(listed)
-	} else {
-		// A conversion, not a copy field by field: it stops compiling if
-		// a filter is added to one query and not the other.
-		listed, err := s.q.ListLogsByLevels(ctx, db.ListLogsByLevelsParams(params))
-		if err != nil {
-			return Page{}, fmt.Errorf("list logs: %w", translate(err))
-		}
-		rows = asLogs(listed)
+	rows, err := s.listBounded(ctx, params, limit)
+	if err != nil {
+		return Page{}, err
 	}
 	page := Page{Items: rows}
-	if len(rows) > int(limit) {
-		page.Items = rows[:limit]
-		last := page.Items[limit-1]
+	if len(rows) > int(limit) || (len(rows) > 0 && rowsSize(rows) >= MaxPageBytes) {
+		page.Items = rows[:min(len(rows), int(limit))]
+		last := page.Items[len(page.Items)-1]
 		page.NextCursor = EncodeCursor(last.Timestamp, last.ID)
 	}
 	if countUpTo > 0 {
@@ -367,15 +371,97 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		count := db.CountLogsParams(params) // a conversion, as above
 		count.AfterTs, count.AfterID = nil, nil
 		count.RowLimit = int32(countUpTo + 1) // one more tells whether more match
-		total, err := s.q.CountLogs(ctx, count)
+		total, err := s.read.CountLogs(ctx, count)
 		if err != nil {
-			return Page{}, fmt.Errorf("count logs: %w", translate(err))
+			return Page{}, fmt.Errorf("count logs: %w", translateRead(err))
 		}
 		page.TotalExact = total <= countUpTo
 		total = min(total, countUpTo)
 		page.Total = &total
 	}
 	return page, nil
+}
+
+// MaxPageBytes bounds a page's entries, as rowSize counts them: a page
+// holds fewer than its limit when its entries reach this size, and its
+// next cursor continues after the last one. A page always holds one entry
+// when one matches.
+const MaxPageBytes = 4 << 20
+
+// listChunk is the most rows one query of a page reads: a page of large
+// entries is read a chunk at a time, so that the rows read beyond
+// MaxPageBytes are few.
+const listChunk = 64
+
+// rowOverhead approximates what an entry costs besides its text: the id,
+// timestamp, level, trace id and member names.
+const rowOverhead = 256
+
+// rowSize approximates the bytes an entry takes, in memory or encoded.
+func rowSize(r db.SystemLog) int {
+	n := rowOverhead + len(r.Category) + len(r.Message) + len(r.CorrelationID) + len(r.Context) + len(r.Actor)
+	if r.UserID != nil {
+		n += len(*r.UserID)
+	}
+	return n
+}
+
+func rowsSize(rows []db.SystemLog) int {
+	n := 0
+	for _, r := range rows {
+		n += rowSize(r)
+	}
+	return n
+}
+
+// listBounded reads up to limit+1 rows after params' keyset position,
+// listChunk at a time, and stops early once the rows read reach
+// MaxPageBytes (the last row read may end past it).
+func (s *Store) listBounded(ctx context.Context, params db.ListLogsParams, limit int32) ([]db.SystemLog, error) {
+	var out []db.SystemLog
+	size := 0
+	for {
+		want := limit + 1 - int32(len(out))
+		params.RowLimit = min(want, listChunk)
+		var rows []db.SystemLog
+		if params.Levels == nil {
+			listed, err := s.read.ListLogs(ctx, params)
+			if err != nil {
+				return nil, fmt.Errorf("list logs: %w", translateRead(err))
+			}
+			rows = asLogs(listed)
+		} else {
+			// A conversion, not a copy field by field: it stops compiling if
+			// a filter is added to one query and not the other.
+			listed, err := s.read.ListLogsByLevels(ctx, db.ListLogsByLevelsParams(params))
+			if err != nil {
+				return nil, fmt.Errorf("list logs: %w", translateRead(err))
+			}
+			rows = asLogs(listed)
+		}
+		for i, r := range rows {
+			out = append(out, r)
+			size += rowSize(r)
+			if size >= MaxPageBytes {
+				clear(rows[i+1:]) // let the rest go
+				return out, nil
+			}
+		}
+		if int32(len(rows)) < params.RowLimit || int32(len(out)) > limit {
+			return out, nil
+		}
+		last := rows[len(rows)-1]
+		params.AfterTs, params.AfterID = &last.Timestamp, &last.ID
+	}
+}
+
+// translateRead is translate for a read, which may also run out of time.
+func translateRead(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "57014" { // query_canceled: statement_timeout
+		return errors.Join(ErrReadTimeout, err)
+	}
+	return translate(err)
 }
 
 // asLogs converts the rows of a list query, which reads every column of

@@ -1,7 +1,9 @@
 package logstore_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -324,5 +326,78 @@ func TestInsertBatchWithKeyConcurrently(t *testing.T) {
 	}
 	if got := count(t, pool); got != 1 {
 		t.Errorf("%d rows from %d racing requests with one key, want 1", got, n)
+	}
+}
+
+// TestPageBoundedInBytes: a page of large entries holds fewer than its
+// limit, at most about MaxPageBytes, and its cursor continues where it
+// stopped: every entry is seen once.
+func TestPageBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	store, _ := setup(t)
+	const n = 100
+	ctxJSON := json.RawMessage(`{"pad":"` + strings.Repeat("p", 60<<10) + `"}`)
+	entries := make([]logstore.Entry, n)
+	for i := range entries {
+		entries[i] = logstore.Entry{Level: "INFO", Category: "big", Message: fmt.Sprint(i), CorrelationID: "c", Actor: "svc", Context: ctxJSON}
+	}
+	if _, _, err := store.InsertBatch(t.Context(), nil, entries); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	cursor, pages := "", 0
+	for {
+		page, err := store.List(t.Context(), logstore.Filter{}, 500, cursor, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		size := 0
+		for _, r := range page.Items {
+			if seen[r.Message] {
+				t.Fatalf("entry %s seen twice", r.Message)
+			}
+			seen[r.Message] = true
+			size += len(r.Context) + len(r.Message)
+		}
+		if size > logstore.MaxPageBytes+len(ctxJSON)+1024 {
+			t.Errorf("page %d holds %d bytes, over the bound of %d", pages, size, logstore.MaxPageBytes)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	if len(seen) != n || pages < 2 {
+		t.Errorf("saw %d of %d entries in %d pages, want all, in more than one page", len(seen), n, pages)
+	}
+}
+
+// TestReadsRunOutOfTimeOnTheirOwnPool: with a read pool whose statement
+// timeout a count cannot meet, List returns ErrReadTimeout (not an
+// outage), and writes on the main pool go on.
+func TestReadsRunOutOfTimeOnTheirOwnPool(t *testing.T) {
+	t.Parallel()
+	_, pool := setup(t)
+	if _, err := pool.Exec(t.Context(), `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, context, actor)
+		SELECT gen_random_uuid(), now() - i * interval '1 ms', 'INFO', 'bulk', 'm', 'c', '{}', 'svc'
+		FROM generate_series(1, 200000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := pool.Config()
+	cfg.MaxConns = 2
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = "1"
+	readPool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(readPool.Close)
+	store := logstore.New(pool, logstore.WithReadPool(readPool))
+	_, err = store.List(t.Context(), logstore.Filter{}, 10, "", logstore.MaxCount)
+	if !errors.Is(err, logstore.ErrReadTimeout) || errors.Is(err, database.ErrUnavailable) {
+		t.Fatalf("a count past the read timeout: %v, want ErrReadTimeout", err)
+	}
+	if _, err := store.Insert(t.Context(), logstore.Entry{Level: "INFO", Category: "c", Message: "m", CorrelationID: "c", Actor: "svc"}); err != nil {
+		t.Errorf("a write while reads time out: %v", err)
 	}
 }

@@ -171,6 +171,9 @@ func (c *Cluster) start(ctx context.Context) error {
 	} else if err != nil {
 		return fmt.Errorf("check data dir: %w", err)
 	}
+	if err := c.localOnly(); err != nil {
+		return err
+	}
 	if err := c.prepareLogFile(); err != nil {
 		return err
 	}
@@ -238,8 +241,35 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	return nil
 }
 
-// prepareLogFile creates the server log so the server user can append to it.
+// hbaLocalOnly is the whole pg_hba.conf: connections over the unix socket
+// only, whose directory only the server owner (and root) can enter.
+const hbaLocalOnly = "# Written by valhalla: the unix socket only, never TCP.\nlocal all all trust\n"
+
+// localOnly writes pg_hba.conf so that only the local socket is allowed,
+// whatever listen_addresses says.
+func (c *Cluster) localOnly() error {
+	path := filepath.Join(c.dataDir, "pg_hba.conf")
+	if err := os.WriteFile(path, []byte(hbaLocalOnly), 0o600); err != nil {
+		return fmt.Errorf("write pg_hba.conf: %w", err)
+	}
+	if err := c.owner.chown(path); err != nil {
+		return fmt.Errorf("write pg_hba.conf: %w", err)
+	}
+	return nil
+}
+
+// maxLogBytes is the size past which the server log is rotated when the
+// cluster starts: it becomes postgres.log.1, replacing the one before.
+const maxLogBytes = 10 << 20
+
+// prepareLogFile rotates the server log when it has grown past
+// maxLogBytes, then creates it so the server user can append to it.
 func (c *Cluster) prepareLogFile() error {
+	if fileSize(c.logPath) > maxLogBytes {
+		if err := os.Rename(c.logPath, c.logPath+".1"); err != nil {
+			return fmt.Errorf("rotate server log: %w", err)
+		}
+	}
 	f, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
 	if err != nil {
 		return fmt.Errorf("create server log: %w", err)
@@ -426,6 +456,14 @@ func (c *Cluster) pgCtlStart(ctx context.Context) error {
 		// The ledger's sequencer orders the entries of one seal pass by
 		// their transactions' commit timestamps (docs/ledger.md).
 		"track_commit_timestamp=on",
+		// The log never holds a statement or the values in it: no
+		// statement logging, no STATEMENT line after an error, and terse
+		// errors (no DETAIL or CONTEXT, which quote the data).
+		"log_statement=none",
+		"log_min_error_statement=panic",
+		"log_error_verbosity=terse",
+		"log_parameter_max_length=0",
+		"log_parameter_max_length_on_error=0",
 	}
 	if c.fsync {
 		settings = append(settings, "fsync=on")
@@ -496,16 +534,12 @@ func (c *Cluster) logSince(offset int64) string {
 	return tail(string(b), logTailBytes)
 }
 
-// serverEnv is the environment without PG* variables, which would otherwise
-// override the data dir, port or connection settings we pass.
+// serverEnv is the whole environment of PostgreSQL's processes: a fixed
+// PATH and the C locale. Nothing of the server's own environment (which
+// holds VALHALLA_BOOTSTRAP_TOKEN, OTLP headers, PG* variables that would
+// override our settings) reaches them.
 func serverEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
-			env = append(env, kv)
-		}
-	}
-	return env
+	return []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", "LANG=C"}
 }
 
 // shortTempDir returns a parent for the socket dir that keeps socket paths

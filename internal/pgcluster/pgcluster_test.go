@@ -463,3 +463,51 @@ func TestAttachLeavesTheServerRunning(t *testing.T) {
 		t.Errorf("a cluster Attach started itself was left running (%v)", err)
 	}
 }
+
+// TestServerKeepsNoSecrets: PostgreSQL's processes get none of the
+// server's environment, pg_hba.conf allows the local socket only, and a
+// failed statement leaves neither its text nor its values in the log.
+func TestServerKeepsNoSecrets(t *testing.T) {
+	t.Setenv("VALHALLA_BOOTSTRAP_TOKEN", "vhl_secretsecret_abcdefghijklmnopqrstuvwxyz")
+	c := pgtest.StartCluster(t)
+	pidFile, err := os.ReadFile(filepath.Join(c.DataDir(), "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _, _ := strings.Cut(string(pidFile), "\n")
+	environ, err := os.ReadFile("/proc/" + pid + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(environ), "VALHALLA") || strings.Contains(string(environ), "vhl_") {
+		t.Errorf("PostgreSQL's environment holds the server's: %q", environ)
+	}
+	hba, err := os.ReadFile(filepath.Join(c.DataDir(), "pg_hba.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(hba), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") && f[0] != "local" {
+			t.Errorf("pg_hba.conf allows more than the socket: %q", line)
+		}
+	}
+	conn, err := pgx.Connect(t.Context(), c.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), `SELECT $1::text::jsonb`, `{"card":"4111-1111-1111-1111","pw":"hunter2"`); err == nil {
+		t.Fatal("malformed JSON was accepted")
+	}
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(c.DataDir()), "postgres.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(raw)
+	if !strings.Contains(log, "invalid input syntax for type json") {
+		t.Errorf("the refusal was not logged at all:\n%s", log)
+	}
+	if strings.Contains(log, "hunter2") || strings.Contains(log, "4111") || strings.Contains(log, "SELECT") {
+		t.Errorf("the server log holds the statement or its values:\n%s", log)
+	}
+}

@@ -37,6 +37,9 @@ const (
 	TypeMethodNotAllowed = typePrefix + "method-not-allowed"
 	TypeUnsupportedMedia = typePrefix + "unsupported-media-type"
 	TypeTooLarge         = typePrefix + "payload-too-large"
+	TypeRateLimited      = typePrefix + "rate-limited"
+	TypeHeadersTooLarge  = typePrefix + "headers-too-large"
+	TypeReadTimeout      = typePrefix + "read-timeout"
 	TypeUnavailable      = typePrefix + "service-unavailable"
 	TypeInternal         = typePrefix + "internal-error"
 )
