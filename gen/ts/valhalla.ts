@@ -1918,7 +1918,7 @@ export interface operations {
             };
             path: {
                 /** @description The problem type's name, the last segment of its `type`. */
-                name: "malformed-request" | "unauthorized" | "forbidden" | "not-found" | "method-not-allowed" | "payload-too-large" | "unsupported-media-type" | "validation-failed" | "internal-error" | "service-unavailable";
+                name: "malformed-request" | "unauthorized" | "forbidden" | "not-found" | "method-not-allowed" | "payload-too-large" | "unsupported-media-type" | "validation-failed" | "internal-error" | "service-unavailable" | "rate-limited" | "headers-too-large" | "read-timeout";
             };
             cookie?: never;
         };

@@ -128,10 +128,33 @@ var Types = []Doc{
 	{
 		Name:    "service-unavailable",
 		Status:  http.StatusServiceUnavailable,
-		Meaning: "The server cannot serve the request now: its database is unreachable, or (from the health probes) a check failed.",
+		Meaning: "The server cannot serve the request now: its database is unreachable, it already holds as many request bodies or live streams as it can, it is shutting down, or (from the health probes) a check failed.",
 		Action:  "Retry after the seconds in Retry-After, with backoff. Retry a write with the same Idempotency-Key, so it is stored once.",
 		Headers: []string{"Retry-After: seconds to wait before retrying."},
 		Detail:  "the database is unavailable; retry later",
+	},
+	{
+		Name:    "rate-limited",
+		Status:  http.StatusTooManyRequests,
+		Meaning: "The caller (its token or, without a valid token, its address) went over a rate or concurrency limit of this server: requests per second, entries per second or requests in flight.",
+		Action:  "Wait the seconds in Retry-After before the next request, and keep under the quota the RateLimit-Policy header names. Limits are per server; an operator can raise a token's with valhalla tokens create --rate.",
+		Headers: []string{"Retry-After: seconds to wait.", "RateLimit-Policy: the quota and its window.", "RateLimit: what is left of it."},
+		Detail:  "this client is over its limit of requests per second on this server; retry after the given delay",
+	},
+	{
+		Name:    "headers-too-large",
+		Status:  http.StatusRequestHeaderFieldsTooLarge,
+		Meaning: "The request line and header fields are larger than the server accepts (--max-header-bytes).",
+		Action:  "Send fewer or shorter headers (cookies and long tokens are the usual cause); the connection is closed after this answer.",
+		Detail:  "the request line and headers exceed the limit of 65536 bytes",
+	},
+	{
+		Name:    "read-timeout",
+		Status:  http.StatusServiceUnavailable,
+		Meaning: "A read (a listing, a count, a feed page) ran longer than the server allows reads (--db-read-timeout) and was cancelled, so that it cannot hold the database from other clients.",
+		Action:  "Narrow the read: a since/until window, a category, correlation_id, user_id or trace_id filter, a smaller total_limit or no include_total; or retry later.",
+		Headers: []string{"Retry-After: seconds to wait before retrying."},
+		Detail:  "the read ran out of time on the server; narrow it (a since/until window, a category, correlation_id, user_id or trace_id filter, a smaller total_limit or no include_total) or retry later",
 	},
 }
 
