@@ -66,6 +66,8 @@ func startAbuseServer(t *testing.T, bin string, args ...string) *abuseServer {
 		"VALHALLA_BOOTSTRAP_TOKEN": auth.Mint(),
 		"VALHALLA_LOG_FORMAT":      "json",
 		"VALHALLA_LOG_LEVEL":       "warn",
+		// Not ./.valhalla/ledger.key in the package directory.
+		"VALHALLA_LEDGER_KEY_FILE": filepath.Join(t.TempDir(), "ledger.key"),
 	}
 	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "info"}, args...)...)
 	for k, v := range env {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
+	"github.com/valhalla-platform/valhalla/internal/problem"
 )
 
 // TestSlowHeadersAreCutOff: a client that trickles its headers (slowloris)
@@ -142,7 +143,7 @@ func TestRateLimits(t *testing.T) {
 		if resp.StatusCode == http.StatusTooManyRequests {
 			limited++
 			p := problemOf(t, body)
-			if p.Type != "urn:valhalla:problem:rate-limited" || resp.Header.Get("Retry-After") == "" ||
+			if p.Type != problem.TypeRateLimited || resp.Header.Get("Retry-After") == "" ||
 				resp.Header.Get("RateLimit-Policy") != `"requests";q=1;w=10` {
 				t.Errorf("429 %+v with headers %v", p, resp.Header)
 			}

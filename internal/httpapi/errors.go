@@ -62,7 +62,10 @@ func problemFor(err error, sealRetry int) *problem.Problem {
 			"no checkpoint of this tree size was signed; GET /ledger/checkpoint gives the latest").
 			WithHeader("Retry-After", strconv.Itoa(sealRetry))
 	case errors.Is(err, ledger.ErrBadRange):
-		p = problem.Invalid("the tree sizes are out of range: a consistency proof needs from ≤ to, and an inclusion proof a tree_size of at least the entry's seq")
+		// Not a 422: the request is well formed, there is just no such
+		// proof between these sizes.
+		p = problem.New(http.StatusNotFound, problem.TypeNotFound,
+			"no such proof: a consistency proof runs from a smaller signed tree size to a larger one, and an inclusion proof needs a tree_size at least the entry's seq")
 	case errors.Is(err, ledger.ErrNoEntry), errors.Is(err, logstore.ErrNotFound):
 		p = problem.New(http.StatusNotFound, problem.TypeNotFound, "no log entry has this id")
 	case errors.Is(err, logstore.ErrInvalidCursor):
