@@ -118,6 +118,10 @@ func TestHelpShowsEachCommandsOwnFlags(t *testing.T) {
 		{[]string{"tokens", "revoke", "-h"}, "-data-dir", false},
 		{[]string{"logs", "list", "-h"}, "-trace-id", false},
 		{[]string{"logs", "write", "-h"}, "-level", false},
+		{[]string{"logs", "tail", "-h"}, "-after", false},
+		{[]string{"logs", "export", "-h"}, "-from-seq", false},
+		{[]string{"ledger", "-h"}, "ledger key", false},
+		{[]string{"ledger", "key", "-h"}, "-ledger-key-file", false},
 		{[]string{"-h"}, "usage", false},
 	} {
 		var out, errOut bytes.Buffer

@@ -16,6 +16,10 @@ const ledgerUsage = `usage: valhalla ledger key [--data-dir DIR] [--ledger-key-f
 
 // ledgerCommand runs `valhalla ledger key`.
 func ledgerCommand(_ context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stdout, ledgerUsage)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "key" {
 		fmt.Fprint(stderr, ledgerUsage)
 		return fmt.Errorf("ledger: want the subcommand key")

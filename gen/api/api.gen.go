@@ -3889,6 +3889,14 @@ type GetLedgerCheckpointResponse404Headers struct {
 	XRequestID string
 }
 
+// GetLedgerCheckpointResponse429Headers the declared response headers of an HTTP 429 response for GetLedgerCheckpoint
+type GetLedgerCheckpointResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetLedgerCheckpointResponse500Headers the declared response headers of an HTTP 500 response for GetLedgerCheckpoint
 type GetLedgerCheckpointResponse500Headers struct {
 	XRequestID string
@@ -3914,6 +3922,8 @@ type GetLedgerCheckpointResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotSealed
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -3928,6 +3938,8 @@ type GetLedgerCheckpointResponse struct {
 	Headers403 *GetLedgerCheckpointResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetLedgerCheckpointResponse404Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetLedgerCheckpointResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetLedgerCheckpointResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3949,6 +3961,11 @@ func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON404() *NotSealed {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetLedgerCheckpointResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4022,6 +4039,14 @@ type GetLedgerConsistencyResponse422Headers struct {
 	XRequestID string
 }
 
+// GetLedgerConsistencyResponse429Headers the declared response headers of an HTTP 429 response for GetLedgerConsistency
+type GetLedgerConsistencyResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetLedgerConsistencyResponse500Headers the declared response headers of an HTTP 500 response for GetLedgerConsistency
 type GetLedgerConsistencyResponse500Headers struct {
 	XRequestID string
@@ -4051,6 +4076,8 @@ type GetLedgerConsistencyResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -4067,6 +4094,8 @@ type GetLedgerConsistencyResponse struct {
 	Headers404 *GetLedgerConsistencyResponse404Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetLedgerConsistencyResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetLedgerConsistencyResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetLedgerConsistencyResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -4098,6 +4127,11 @@ func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetLedgerConsistencyResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4166,6 +4200,14 @@ type ListUnsealedLogsResponse422Headers struct {
 	XRequestID string
 }
 
+// ListUnsealedLogsResponse429Headers the declared response headers of an HTTP 429 response for ListUnsealedLogs
+type ListUnsealedLogsResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // ListUnsealedLogsResponse500Headers the declared response headers of an HTTP 500 response for ListUnsealedLogs
 type ListUnsealedLogsResponse500Headers struct {
 	XRequestID string
@@ -4193,6 +4235,8 @@ type ListUnsealedLogsResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -4207,6 +4251,8 @@ type ListUnsealedLogsResponse struct {
 	Headers403 *ListUnsealedLogsResponse403Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *ListUnsealedLogsResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListUnsealedLogsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListUnsealedLogsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -4233,6 +4279,11 @@ func (r ListUnsealedLogsResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ListUnsealedLogsResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListUnsealedLogsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4556,6 +4607,14 @@ type ListProblemTypesResponse200Headers struct {
 	XRequestID string
 }
 
+// ListProblemTypesResponse429Headers the declared response headers of an HTTP 429 response for ListProblemTypes
+type ListProblemTypesResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // ListProblemTypesResponse500Headers the declared response headers of an HTTP 500 response for ListProblemTypes
 type ListProblemTypesResponse500Headers struct {
 	XRequestID string
@@ -4569,16 +4628,25 @@ type ListProblemTypesResponseDefaultHeaders struct {
 type ListProblemTypesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListProblemTypesResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListProblemTypesResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListProblemTypesResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
 	HeadersDefault *ListProblemTypesResponseDefaultHeaders
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListProblemTypesResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4635,6 +4703,14 @@ type GetProblemTypeResponse422Headers struct {
 	XRequestID string
 }
 
+// GetProblemTypeResponse429Headers the declared response headers of an HTTP 429 response for GetProblemType
+type GetProblemTypeResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetProblemTypeResponse500Headers the declared response headers of an HTTP 500 response for GetProblemType
 type GetProblemTypeResponse500Headers struct {
 	XRequestID string
@@ -4652,6 +4728,8 @@ type GetProblemTypeResponse struct {
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
@@ -4662,6 +4740,8 @@ type GetProblemTypeResponse struct {
 	Headers404 *GetProblemTypeResponse404Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetProblemTypeResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetProblemTypeResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetProblemTypeResponse500Headers
 	// HeadersDefault the parsed response headers for an HTTP default response
@@ -4676,6 +4756,11 @@ func (r GetProblemTypeResponse) GetApplicationproblemJSON404() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetProblemTypeResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetProblemTypeResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5689,6 +5774,14 @@ type ExportSystemLogsResponse422Headers struct {
 	XRequestID string
 }
 
+// ExportSystemLogsResponse429Headers the declared response headers of an HTTP 429 response for ExportSystemLogs
+type ExportSystemLogsResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // ExportSystemLogsResponse500Headers the declared response headers of an HTTP 500 response for ExportSystemLogs
 type ExportSystemLogsResponse500Headers struct {
 	XRequestID string
@@ -5716,6 +5809,8 @@ type ExportSystemLogsResponse struct {
 	ApplicationproblemJSON404 *NotSealed
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5732,6 +5827,8 @@ type ExportSystemLogsResponse struct {
 	Headers404 *ExportSystemLogsResponse404Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *ExportSystemLogsResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ExportSystemLogsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ExportSystemLogsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5758,6 +5855,11 @@ func (r ExportSystemLogsResponse) GetApplicationproblemJSON404() *NotSealed {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r ExportSystemLogsResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ExportSystemLogsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5826,6 +5928,14 @@ type GetSystemLogFeedResponse422Headers struct {
 	XRequestID string
 }
 
+// GetSystemLogFeedResponse429Headers the declared response headers of an HTTP 429 response for GetSystemLogFeed
+type GetSystemLogFeedResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetSystemLogFeedResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLogFeed
 type GetSystemLogFeedResponse500Headers struct {
 	XRequestID string
@@ -5853,6 +5963,8 @@ type GetSystemLogFeedResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5867,6 +5979,8 @@ type GetSystemLogFeedResponse struct {
 	Headers403 *GetSystemLogFeedResponse403Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetSystemLogFeedResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetSystemLogFeedResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetSystemLogFeedResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5893,6 +6007,11 @@ func (r GetSystemLogFeedResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetSystemLogFeedResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetSystemLogFeedResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5961,6 +6080,14 @@ type GetSystemLogStreamResponse422Headers struct {
 	XRequestID string
 }
 
+// GetSystemLogStreamResponse429Headers the declared response headers of an HTTP 429 response for GetSystemLogStream
+type GetSystemLogStreamResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetSystemLogStreamResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLogStream
 type GetSystemLogStreamResponse500Headers struct {
 	XRequestID string
@@ -5986,6 +6113,8 @@ type GetSystemLogStreamResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -6000,6 +6129,8 @@ type GetSystemLogStreamResponse struct {
 	Headers403 *GetSystemLogStreamResponse403Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetSystemLogStreamResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetSystemLogStreamResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetSystemLogStreamResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -6021,6 +6152,11 @@ func (r GetSystemLogStreamResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetSystemLogStreamResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetSystemLogStreamResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6261,6 +6397,14 @@ type GetSystemLogProofResponse422Headers struct {
 	XRequestID string
 }
 
+// GetSystemLogProofResponse429Headers the declared response headers of an HTTP 429 response for GetSystemLogProof
+type GetSystemLogProofResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
 // GetSystemLogProofResponse500Headers the declared response headers of an HTTP 500 response for GetSystemLogProof
 type GetSystemLogProofResponse500Headers struct {
 	XRequestID string
@@ -6290,6 +6434,8 @@ type GetSystemLogProofResponse struct {
 	ApplicationproblemJSON404 *NotSealed
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -6306,6 +6452,8 @@ type GetSystemLogProofResponse struct {
 	Headers404 *GetSystemLogProofResponse404Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *GetSystemLogProofResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetSystemLogProofResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetSystemLogProofResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -6337,6 +6485,11 @@ func (r GetSystemLogProofResponse) GetApplicationproblemJSON404() *NotSealed {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetSystemLogProofResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetSystemLogProofResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6837,6 +6990,13 @@ func ParseGetLedgerCheckpointResponse(rsp *http.Response) (*GetLedgerCheckpointR
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6922,6 +7082,37 @@ func ParseGetLedgerCheckpointResponse(rsp *http.Response) (*GetLedgerCheckpointR
 			headers.XRequestID = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetLedgerCheckpointResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetLedgerCheckpointResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7013,6 +7204,13 @@ func ParseGetLedgerConsistencyResponse(rsp *http.Response) (*GetLedgerConsistenc
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7101,6 +7299,37 @@ func ParseGetLedgerConsistencyResponse(rsp *http.Response) (*GetLedgerConsistenc
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetLedgerConsistencyResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetLedgerConsistencyResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7185,6 +7414,13 @@ func ParseListUnsealedLogsResponse(rsp *http.Response) (*ListUnsealedLogsRespons
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7263,6 +7499,37 @@ func ParseListUnsealedLogsResponse(rsp *http.Response) (*ListUnsealedLogsRespons
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListUnsealedLogsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListUnsealedLogsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7645,6 +7912,13 @@ func ParseListProblemTypesResponse(rsp *http.Response) (*ListProblemTypesRespons
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7672,6 +7946,37 @@ func ParseListProblemTypesResponse(rsp *http.Response) (*ListProblemTypesRespons
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListProblemTypesResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListProblemTypesResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -7725,6 +8030,13 @@ func ParseGetProblemTypeResponse(rsp *http.Response) (*GetProblemTypeResponse, e
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7772,6 +8084,37 @@ func ParseGetProblemTypeResponse(rsp *http.Response) (*GetProblemTypeResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetProblemTypeResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetProblemTypeResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -9040,6 +9383,13 @@ func ParseExportSystemLogsResponse(rsp *http.Response) (*ExportSystemLogsRespons
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9142,6 +9492,37 @@ func ParseExportSystemLogsResponse(rsp *http.Response) (*ExportSystemLogsRespons
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers ExportSystemLogsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers ExportSystemLogsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -9226,6 +9607,13 @@ func ParseGetSystemLogFeedResponse(rsp *http.Response) (*GetSystemLogFeedRespons
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9304,6 +9692,37 @@ func ParseGetSystemLogFeedResponse(rsp *http.Response) (*GetSystemLogFeedRespons
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetSystemLogFeedResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetSystemLogFeedResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -9380,6 +9799,13 @@ func ParseGetSystemLogStreamResponse(rsp *http.Response) (*GetSystemLogStreamRes
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
@@ -9459,6 +9885,37 @@ func ParseGetSystemLogStreamResponse(rsp *http.Response) (*GetSystemLogStreamRes
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetSystemLogStreamResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetSystemLogStreamResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -9767,6 +10224,13 @@ func ParseGetSystemLogProofResponse(rsp *http.Response) (*GetSystemLogProofRespo
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9862,6 +10326,37 @@ func ParseGetSystemLogProofResponse(rsp *http.Response) (*GetSystemLogProofRespo
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetSystemLogProofResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetSystemLogProofResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -11782,6 +12277,26 @@ func (response GetLedgerCheckpoint404ApplicationProblemPlusJSONResponse) VisitGe
 	return err
 }
 
+type GetLedgerCheckpoint429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerCheckpoint429ApplicationProblemPlusJSONResponse) VisitGetLedgerCheckpointResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetLedgerCheckpoint500ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -11949,6 +12464,26 @@ func (response GetLedgerConsistency422ApplicationProblemPlusJSONResponse) VisitG
 	return err
 }
 
+type GetLedgerConsistency429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetLedgerConsistency429ApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetLedgerConsistency500ResponseHeaders struct {
 	XRequestID string
 }
@@ -12095,6 +12630,26 @@ func (response ListUnsealedLogs422ApplicationProblemPlusJSONResponse) VisitListU
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUnsealedLogs429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListUnsealedLogs429ApplicationProblemPlusJSONResponse) VisitListUnsealedLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -12476,6 +13031,26 @@ func (response ListProblemTypes200TexthtmlResponse) VisitListProblemTypesRespons
 	return err
 }
 
+type ListProblemTypes429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListProblemTypes429ApplicationProblemPlusJSONResponse) VisitListProblemTypesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListProblemTypes500ApplicationProblemPlusJSONResponse struct {
 	ProblemApplicationProblemPlusJSONResponse
 }
@@ -12586,6 +13161,26 @@ func (response GetProblemType422ApplicationProblemPlusJSONResponse) VisitGetProb
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetProblemType429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetProblemType429ApplicationProblemPlusJSONResponse) VisitGetProblemTypeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -13850,6 +14445,26 @@ func (response ExportSystemLogs422ApplicationProblemPlusJSONResponse) VisitExpor
 	return err
 }
 
+type ExportSystemLogs429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSystemLogs429ApplicationProblemPlusJSONResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ExportSystemLogs500ResponseHeaders struct {
 	XRequestID string
 }
@@ -13996,6 +14611,26 @@ func (response GetSystemLogFeed422ApplicationProblemPlusJSONResponse) VisitGetSy
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogFeed429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogFeed429ApplicationProblemPlusJSONResponse) VisitGetSystemLogFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -14173,6 +14808,26 @@ func (response GetSystemLogStream422ApplicationProblemPlusJSONResponse) VisitGet
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogStream429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogStream429ApplicationProblemPlusJSONResponse) VisitGetSystemLogStreamResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -14537,6 +15192,26 @@ func (response GetSystemLogProof422ApplicationProblemPlusJSONResponse) VisitGetS
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSystemLogProof429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetSystemLogProof429ApplicationProblemPlusJSONResponse) VisitGetSystemLogProofResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -15251,202 +15926,202 @@ func (sh *strictHandler) GetSystemLogProof(w http.ResponseWriter, r *http.Reques
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H37cttG0u+rzOFulcmzIEVSF9tU+Q/Flh0l8iWWnGw29CcMgSE5ETBDYwaiGJdP7Tuc7xm+B9sn+Wq6",
-	"Z3AjQEmW7GSzSuUPiwDm2t3T3dP964+tQMYLKZjQqjX62JozGrIE/vmW6WR1MNUsMX+FTAUJX2guRWvU",
-	"OmGBFKEiWpIl5ZpM2FQmjFB1zsWM0BnlotfyWgn7kPKEha2RTlLmtVQwZzE1zcVc8DiNW6OB19KrBWuN",
-	"WlxoNmNJ69Mnr/X3t+xDypQ+erbe9+mckQQfP1AkkEnCImqeER6Stp4zEtAoYskD5RGZECkYiU3bIZms",
-	"iHmsWHLBks4VA6SXx0zM9Lw1GgwfeWbA2d9ea0G1ZokZzX/9ctD9B+3+1u8+7p2Nuu//9tdWNiOlEy5m",
-	"rU9mRgua0Jhpu7ZHIYsXUjMRrL5nq/U5vqTnTBFKlgnXjCg6ZWapE7MjPfIT13MuyHCHzGWaKA8nRWNG",
-	"ztmKTBMZm1/GAn7S8pwJsuR6nr82keHKNJYmQsGvU54oTRKmFlIohoto3hwLHqoOfC1TDaPJ9tcj7MK0",
-	"POcRKzUCO0O4IkrzKBqLJBWCi9l+eZgwIiqknrMEB8TNhP2d4dDvkdciWrnpj4WeU01UGgSMhSw0LyYs",
-	"ZvGEJSz0iJKE4tIQaqjVtLLb3/bxa9Ubi3eKEUqmCVNzklARyphc0Chlnml0Tqjp+N27o2cemcqEMBrM",
-	"SciV5iLAObPeWLS8Fruk8SIyG7s97QdDusO6DyeDsLsT7O52H9NHrNsP96aDyTDYpjthy2txs5XIUS2v",
-	"JWhsvi1sfdfsfQPRDXd3NxHd/+n+v3pS28w7T0vc0iPfs4UmyzkThMOWDf71z/8/GD4iwZwmNDDUSuSU",
-	"+BUa9/fHuHFLrliBpYDP3GJePOyRg2hJV4qwYC7Nvgl415FZdVH7g8fDaT/Y7e7RPdZ9GA6C7uPpLutu",
-	"TwZ0GOyEu2xv2rSof+/aSXePnpVWtLhm/zUeX/b77/9vA4e6cQGDPpfJhIchE+aPQArNhDb/pItFxANY",
-	"wK1FIicRi//2q5LwWt7rXxM2bY1af9nKhesWPlVbb/CrZ0xTHinsel3AIdtyZQiVh2SSahLR4BzZVQVy",
-	"gesuFyzB3RSMhQp5LISmiVkaRbg2cq4g1n/66afuQarnTGgzEVYvYCeMJiwxdBBFTMyYac2wvmk/5kqZ",
-	"f+Mw2m+fPyV7D3f7IFDz7fwGW0gYjeIn49YFjUxbdNzyCEsSmTwZt7hQ6XTKA86EPoPWzFP4x5NxK5Iz",
-	"NUIJ0CrtaQ3JF7e/Yf3tEmwV2APW/pXUJ4xG5gz46jv9SmoylakI4aQSUhMFQyErpkdmrUVxQ5XhJSPt",
-	"RDgWPhzPXTiffXwEfKylOYXtEQwcVj3Su1ec6ShEl3Me4JHBhBGtSx5FZMLcANvSSOiC5DBqABCIJBMG",
-	"pLC2YaUD/hY7Ztf1d9ivA0EMtT/e2X1IbB8V7rrNvE6lfEnFyv6qfifJE0SGHc2WSiPSjfokp0TPzYEO",
-	"Uv6BIgnVzFBsIEWQJok5y0jEY67VaCwWLEHxBURt/rJN0jBMmFKZOkGtcENZ18YGCE0YtuHUNPK2cLYb",
-	"gpxxo3iELKKrdQqnmh2bhtbp+yejRXBFIjbVOCWqyUJGPFg9UORDKjUlbT/xO4bBUBWgMFPPqlOWP1Kh",
-	"eWR+ShhoOTJmpO1rv1M90MYtqwypcWs/edLf108GG3XOdcGWTaf7BgZaL6xxEjihhE1TxUJ70qIu1j46",
-	"PH1OsrYIrtdYTDmLQtUZEbPu5rgw87dD9j3iG87nTPlmH30uutOIz+ba73i4WmPhf/DNYpElF6FcEn/p",
-	"m0PeLtTG5fjwZNDv7y9vviDXkWAVqwR0Qy5mt7NIbsHY7wRN9Vwm/Lff6ZRxx3nOloattWWIVJwLuRQe",
-	"iWk0lUnMQvNGwi7kOQvXOOwz9YdbqQkgJ85g9KAL3IRibrlxF5RHdBKx30kah1TTCVUM9ykbzX7J4KkK",
-	"xc849DewzBc6xz+5lmGQT+csOF8f3mthxkJDLszBEZiXzJAWiVF8NUddPUxRBz6L1XoL38oliaTVXKEB",
-	"oqU894yginkUcSetilTZ7+0MvZbhBapbo1YoU0MBmVwQqbE9W5+8FpBo3VGzKvQ3pRxUJkrUXCbaQ3te",
-	"pXFMk1WFHewIOTChOSNhgwdq3WRxtk/tMbekdrVYWG7f0VNde0pTnaqr6BZ26gRfRbPJ8eIvOKKsIa+0",
-	"M++zHuXkVxZo02OxrfW9T3VgzlY5JTTfeiaMjP6lJc9bXsusbKHhfCrQcE2bh8a2h7Y89ECYk0/ajsxJ",
-	"5kZsuuKaxddbDtOlHQNNErqCIUihuAI7/00i5XR9MFab3Hu8NzSalHvbaJZySiZML5lR6JeS6IQxovhv",
-	"TK1T/zSRcb0MVjH4wfKvzccZUXOh93ZaXn7u9dfPPeirbuigdZhHDxSZUzVnykO/iaGtvZ3S6mU9Tla6",
-	"lu6qK6dlfYcRTWa3mk6FWmHloDs3zzoaPbxcyEQfOkanYcjNmGj0prANUxop5tWOWWkScVSiqSCvnn13",
-	"8voVYdAonsBWPCCnG+2MhkRpmmjk3fJuZwLnRkdLed7YRvNcX6J9f8PZHuA0UW22ViKajk7PEBIksVHt",
-	"tUzqZhfnPW+anx3goWl9bXaujeb5vUnkBRP49Q3nKOzOZXPLhAgXQZQqLoVlX+vs0onZXWMzGbKt2U83",
-	"ik3zPVkpzeJjObuCIzNpQtOQa7Kgem7ILmJ0SnzFPpAuGfj5yJi17Iqj9M3PZ4a7fI9MpNYyJunCMrfh",
-	"9Dvg8Co5whJczYKnOMhbMyExKxwxzcrMuL43+podlr+C02UhudANUpnPBAtJ/lpmi8KOtCl5Ojx5414T",
-	"UrOOR6gi/ovDU7IVsXDGkq38ax/tZOfoW1v6QKZ1IzFqUUzFilgbj7TN6ec8e/bHDvp/UFbNZYRa0g1P",
-	"ELP4Z4p9qF8NQ5a+I0PYJ+SrjM3affQyCSnQrXTD7jN6btqN3zIusEtuvvAI1YZvlCa+m4B/2/MGt6Kw",
-	"IsXReUXCWWeCSlOONOu45bmx6g/rFVOjT19wiTcAPXJ4SQMdrZyTx4feWeIbKgTWeIM/EC60hDWayHDV",
-	"8cbCz+6z4OUPKUtW4O4xMid71gHPAer/PomksReBUsGorGjxcFo1u22WiUR7JFdm4RIHTxadO6oYoVEk",
-	"lyzES55a1dneH6x19orGWSvOe4Lvlnt+ipZg99Q0XNN+tgKbu2hYtnJf4Ber7QQ3Z72L0tah4f24P+jk",
-	"u+imZnaz3NmWZf2t7a2IXbCo9oapSIl22+oI8VtGIz2vIcILltAoMgsb6fm63A0y5f1KxVvZzbT9bHof",
-	"R2ONCmvuGAlzRmt9hdb1vkhkYEzPgkKWL9awP9zrDgbd4d5pvz+C//9RlBEh1axrbLm63UsX5smZNT+b",
-	"LXPFRcCw/1Lv23v9fm/3WlbqBUsUR99EuY9vUh6FxD6u8Nag1+/1r9x+u/Z5H2sTKy205za3mV7cDq0N",
-	"1pfnPp4F7MKwDZrKC6oUHF/EH/b7fscjLFKM+CGbJTRkIYgnuA/urJmP7h0zmnzm8Ghtu3BwhasHGkWv",
-	"p63RLzdTxb2P98T+RyH2r0XZ76s66TNLd1YCgnpH16+W0Liw3XsEewcvRYEBembOR874uIanoWqomP+F",
-	"veVrkMU30mbba+prWcF1lvsajfCwvgsY2QNFeFhSwNKUh3XNGGvnzFgqDU4EYwyBIdNGS6asVDZZMBus",
-	"rtzY+mIWk9dqVKDd6oAivQ+mKEyRq6rd1+53zUjCTm71sSt8KINbatSw4dr5isyYpjK5cZcVxoRtR/U5",
-	"3+uyKo27dYVK7bWO+QUTTNXII/dknSFUg7fShrqYQ6pyzry/StLYJmtHKGfHoIbVSMwLlnC98ojRdZUm",
-	"WpI5n82Z0sX+nx1+8+5Fy2sdvXr+uuW1fjp4++rolfnh8O3b129bXuvp26PTo6cHx+Uz0L6+RpYvmU54",
-	"UDP9N/boABuHJQqdqe7yYiFlRGY0ndU5MMPJmXl+pVNLyuhEUw2nYCRn6myZcK2ZONNS05oVOpaZIWsd",
-	"To3Hy95Ov4Ym10nfXWCecXGGl6Hr3brrezJhECRjrHMjCJe1dL+hj4ZpZe07N0bztAb94c61+rzXDm6q",
-	"HWxWBXKVobKbtSRUS85exhd1cqHkAV2XRZ/rf607go/0XRy9R+5cghPRuiDRmXWzg7j2IDStLyIasJLb",
-	"9bYHDZ4xMNV8ZnW7kYum2hMxE4OBFIIFEK5ndnZ9/WmAvZ+ZN1Vd+KZrQJmZpmrt/N4e1jI4DyPW1OhR",
-	"GBWHpq7ZZEwvm1o064F6APgurtkg0H1Tk68XTNx4kFWnWaGD0pJ41YUvzq52w8tWXZO+XYoTI4eXmglQ",
-	"vDF2WZGYrsiEERqGdcxYiGw/q2PMww8pjUjm0cHg1QeKFK/kay6XZaq7D6fbtI65mnxwh5eLiAoMNHXB",
-	"YDKwoV+s3EnJdUYVGRAbv0Eg3KiuW7iQqrutBTMn81diTJZrjYtFqq99TVtwitZo11woTUXANiYboJOu",
-	"Mncyp4sFM6ZO1YGypeDWZsvI9s237RXP/OnpG4IPSSDD8uruDIe1rMN1VDP4k7lMtAs0cDq5My5NKzbS",
-	"Hzp7oEjCqDKyaZ5QxSqBCe+EPf/pJGLkUGiuV7WGS0IDZul104acmveOnuW70XDFnI3VI5S8e3tEEjZl",
-	"uPTIHReMlL2aD5R5bzQWvovMUVvjtN/fDgSNGfyL+R5ZQgAfXKpkr300b3xyNyqULOiMEUVXXMzGYgnH",
-	"qCYxowL1W/hFSxLKHnlJdTAnEo8fjKXLrjQM4YyFYrOYCd3Zz16BYEcbY5vGmZmcBXUbs86851dD6fIR",
-	"Ay/Ay128Ry6d0wnvZst1pUqjrS8baKkYxIFCocAlXlU21cnIty5sp06FdRE94OEoeTNu6wxOit1u+iQb",
-	"ROYlq6xH3tJGr+VaO+uOS9PS6ga+SyH1mf2m1nkJz1peK3uvbLy5x2u8mQ3193djfuVter8erWDDLvLo",
-	"MsNTrNEXB5wZcWN4Vb1vJzphND4UYbP6hxfPCl58oMiUCxoRX16wZBrJJQbYqnmqQ7kUPiRW1dxH0/oQ",
-	"vrdMpTHLQgG59QWRtiEvI7CoIj489SH00/x5TJXuHppuukfP/M+5V8Wzojn0DedKmAiZDaZeMLmI2NWm",
-	"FU4z66GO5/KAiJvGqFhHQGR9A6s6HVzX3ZyeOrHuXFsQtA5UsUykZnmqhEcU0+Vcw/2xoC4KPqACEz3M",
-	"YdIzJyl4KKz1l2VS5hG2XIqxYJdcgalPV8Rvp6LwnIWdtQNiwqOIi1nXdM+DWkPKfDmTdebjU/ukrACY",
-	"HusDDIRml7p5JzBEt6KZ6CQNdGq2ImaaGhYpEIbdaK912Z3Jrv3xVyVF7y1dvjQ6yIxh15s15Kc1uaGQ",
-	"UJRU1GSSisiIAAii7dxQaa71W/OYdWUSMjNDmw33Oclut/V2O+9w5v2/wgY31L09HAtjfavOiJx8e9Ad",
-	"7u6Zn/uX/T5oPVwrQ8RS8IBGhIlAhqAftUMZKBug0ovDTo+8SqPIpkugQ2Itj/LD8G8PlwfX+e9JjXNA",
-	"pJGNzUYaq1kd6zvddMJkPlZj1FriWk/IxQflTUwVS9xNBxfX9lYUN6bktbBeG3BejMjAI0OPbHvkX//8",
-	"H/NGIOOY67EAsrLhq0KSGV2UVhob+pAanS+BJlVBNo3FErOHXX8EogQuaGT2mKNbMXYRGgW74wpXSsNW",
-	"lGyUmClN48UGF6NNI7VCOhv1JlfjcGe0u9N7OBjs7g2u73EsWinrm/PT9lMCbxipUYkGqZf4MiFmBcw5",
-	"NxYVp7OV6K5BRZYMIuwDs5FrLLEzmT4eTrd3Hz6cbO+EdI9uB+zx8HHYZ32283B7D30TLit4e1hKEjZ/",
-	"VneimAHb7z6m3en7j9vDT3+tdcQqljSuClB7nhAYSENgQmWTX+eN7s7wai6tu93JacXxcOG8yrl07QQo",
-	"bGw+mfyI8uzhvn59tFHJ+MaYdjXWNW6v3W1IKACfBAEGrXGuOj9FzZ1ZqalrOzVKcaEbYyyxuatn+TRh",
-	"NqXnBlqVU2G0xIkQqmVsDodoVR/wmkV8FVuB1PN+v//5q2AHj77JI/zUtAgs4v6+RjCqGd7GpfqsVTrI",
-	"lc5spWrM3ZJWNqVpZGTZjAmW4KVAqc3nCWNdI/GI+84jrDfrEd9oa75nLIEgTbhemX8bq0MEzO+RZ9gy",
-	"bJlvG/dr1b2CrNnb2QRIsCG5/g51xPLIP37ye+RAk1gqTfZ2d7f3CCguhKqxUExoDxQWIUnIGKSlzqkg",
-	"ezsEZApAGwimIG25jUdPl4mpTAIW7uNBiUn2gFGByZIPyESmkCUt7F4qTVeKpCJkCRkMH5Hv+TedHjnS",
-	"YxGnCsNmiU2Wppq8kUrPEnbyw/EDRYxKOzG6FFLDyIz03d/6fVS0xgIvbBh5d/q8O9gjKk0SOaOakbY/",
-	"Hqfho37f74DY0YqcsxU6pXDVlWebSNHVbOxPu1CD7UH/4ZCEfMbhlhJPJ0gzD3hMI4JxHPD5YG/70XaW",
-	"mtAjB8RuJZ6Dk4TRc9Ot8y5iohoVypxxoV1DSnaGQ7KcS7gJxqhEdH+ZXi0SBy6gv2Xbr1o0H1t8AWf/",
-	"dq/fGwy2ew8LMu8L2QuOS/dJWKC6sqfx+s726wPKbGSlTKW9nuMmV27BBeIEir3frw8pqHCZedfvbdSO",
-	"v01jKroJoyF4h+17PXIgVuSd4IEMGQGqmaTaUrhnEQZyhsgsYycZNyjaxcXsOxH/Ocv5ORpPk6JzJztc",
-	"zWaxS77xPHrOWFgf6w0ObKvBThkLPesboipgIrQJntdXU/JbZXPeg7ObK+wE5EEMTnAEA4o0S+5ElfGK",
-	"aUGVEA9GL5jK0gfQlHXGjSEnFpKEihmz0gf3sXgVPhbuxhgotx0yCKnoeCCuDUOUpgNC6VoTKucorc9J",
-	"sEt91uDRy3JWcLPyRbZz2ifrrj1wscHFguGzRdVW3WzAXZ27gHMuDdvbmGqVbegxV3ozcWYatGAQyQRA",
-	"UjcizDqKvBvSg/kGaaLqfIJP4ff1lc/tQXsfZG+Bqv6Dgx8OXrz99ofTgTo4SPpPT3599Hz69vDD3x/2",
-	"f/v5dXyy+/OytdGeO/jlh+7p+xyc6azbbNo1RBM53R041wH8WGr3bDRXSNIFnAR4gQ53+j4iwNgT3oeg",
-	"0pBh7MoTM1C/s08UY+4jd65Wz/XBcHvn5jk9pSZrLlwM18BtC/buG5ZnlzTQ+8SfaWYfxkbxYcUFAAVx",
-	"LMoTddkksBhczFCpLLRsrwZirq9eFDt9e5EDVuhMs/L9DWYGbbaSi+xoybOOC90ta02IUNHJMSLbQ4gj",
-	"TAKqGJmzS6se9kgZbc+HLxY0YUL7Y+Hwf4yuTaRg9gKLGk62jdu4qLI//M6dHtd3coBTDm2iEyMAULYg",
-	"XMVBipH1+NdzR5QX8+gML5B5iNfH9k/FgoRp/Km1bu/9aLEsHOxGTEOGbjv/ovRIkQAsSr9HIEEd7xYg",
-	"4W4sAA5LeXD3hCBq/mUXf/T3Mcq4gAKWqdX4BuF6LAAazH7oiMi10CPt1wsmDt4cke1en5wztih9b+wG",
-	"gL6BFSP289jstxF7r82SkSFwhGnn6BmxMUrIJW4JAAUQjl38AskAsPsKnUX8wvlCzWHt4mVUrwP0AgIb",
-	"bjdgf/K9nWu9AO0f2zFbCOBhRiFtjVovGFgzsIKZEQ4HzlQa3i5oR+aLgi7xQBUi29G8gtBi0GtyfLLW",
-	"qPUTADUWGoeXJ0aoMNWzeBdcTGtS2zMy4aqM6UYjMqHB+URm2eNmmxYR1UZejgxriZAmIf/NmFrZjSVG",
-	"05j1t6Hp4E82LWBEihll5pzkoqCBe2Ph3JxFWE09T2Q6mxO/aOz4uMGYwYB3p0Y9GgsM2oFB5IiS3Ogp",
-	"DZApCCEU0ASdSHOWjWIN3rNHsPWsXUAWVJWRwTBAh5KzfDUVQOQRWsLCIW3/wELzwEsjYvFoDM//65//",
-	"43cs+iQwYzP4HkLt1XLYaCz8nFR8QFox//KInxGpj+ieNER5axcVlkUKI0f1WBQmQhPo3IzeceaI/PLe",
-	"nS4RD5hQYKZZeMSDBQ3mrDuEhK40iSzPqNHW1nK57FF43JPJbMt+q7aOj54evjo5NN/05jqOCmFGGcUW",
-	"Il1HLcwX++S1zMjogrdGLWOrb7dAOs+BK9fTl82vM6abdGANtFhJlc40fQDurKabjEU7GKoFzEZHctbN",
-	"P/dI9gQ/6Obp1VyNcFMTPuPCM9vO8oQV2AvIf8VrskRKiG6be4agIirOMb/cvXYYDnd3B4/HwvRDdZqw",
-	"HvmRJXy6Msdl5lk6Z6vCWWBndc5WPlkkRuLgfmY7f2Sl2TG8+DRfxDK8bINLIH+lhMTzvoJ8Oez3K1hH",
-	"xnLfWkSUV9CNSom4MIUuTqE7oMPJdrATjsXOcCw+fPfw/GX/t28f/mMofoh/3KaPLh+uPuyGr/oftifD",
-	"eBDssN3pHn04eRQ8Maz7r3/+N2lqkRz8tj1L4ufzHfHih0fT7eDo58lg8WM4fPPrQ9GPh98Fg/in4If4",
-	"m376ow4fvXg9+P7x9+fbYvXr0U+sr98Nkr3p4Of5P9T25KD/3YvdeFf/eBj26ffby5dPxqIeGfQaaU93",
-	"CAO40x80fZJt1FYJUgw+2r76oxzUFL7YufqLHBzzk9faRcrY/IULLYL3t681kQxi61PBRXXtfoxChxGO",
-	"ZamxtkVmb+nM8EcLicpozGvyGh5nysN703wmtXKMno1iawOoD6bBFdA3/GkiYz9TGrgy6tYiYVN+WUqi",
-	"Mq9qmb24TyZSzwl4mCcZOSJC0EaZUZjCbYSGtwlvqICjkGX7AWovpLvnoL0Wf6cZzO2GDosNmEHXHRJg",
-	"Ad3VgK6WrEWV6GbocWvoUk1onlUS/JMKqoLY2RkObyim/vBiDRCLELPRUDBYRnAHBVdTtxZsqVAZAnKt",
-	"VHNeopKvFGSZUUUF43BDVo4oEjIpgAKPRYYdjHqWMWU+pCxlLp7S+mat/z/rC2HodUKFogFmAaDRqBgG",
-	"UmSBcyt7UYfx2W0H7X7yw7HRi19HYe5bJKdzAJGnVqdfzmVkp7VfUMguQGPzoZ5ADltSFq3HXOl3dv2O",
-	"MdT/DsWqu9wEr2YRr6dJgDmwkFyKZKQ36PdrcmZiemmDeNw1SnN61JcUaJVoiwZx5ii1uAz/ZtLszyed",
-	"DqvxTnNuzaCDN0cPFDgxPl9GxXnKcb1sAumBbzmh8SaRMdNzliq8dmSXC6kg7IAgA5C2NVxJv9fv7XS8",
-	"sUDgusKXNhhNS6KChC7YyPlBFciazPjHS3eqU4VWI08yFEnl5d9wQTDf0yu5iQriC652vbHIczogSD01",
-	"0rDYIxb8KCVXe1WUVDOWCaS0cjGVXmaYvpAkSUUGJLHI0rajiAVawhWXb1OXuuiHcDvgFwQmlPFwud4N",
-	"Gme+lC5r/GuZqfsuj/cJ7G6T1foX8u3h8ZvM1Dyba704KyfsEsjGyvYQk7m9pv3HfK2x+As5/fnN4eaG",
-	"7eLBbje+9dE0+GTcGvYH45aXdflk3EKHcSY0x61PZPv65qvdUXB8VHjlLiXq8PHVIqUKev8ZIu/zxJd1",
-	"nLVGv7yvqFpuOeKMbJ3ospgwKJisn6vnzjkrndb4wPrXvzt5/eoLc8Dm03edDJznP5RBGtuUkxuF1NRT",
-	"F4snLAxZ7rw0/7hgcA2kJQDL/adTGeifbnmADS15OEpzzyq0tqJxdA1a+/ng5fFXpDU3qtvR2nWpyYMg",
-	"P7h+Mv+4J6UqKdndbyAllzraqFAdCPLt6ctjDM+IOMZHoo1Wyh3O7q0w3A+TORH3aCwiLs5tORiA2F4K",
-	"jH9osKDsRE9XC/ZV1AS40ShR7LXOTbMasMRmge6Q8H5XAjpc21pMgkQCyDP3CiSV0VCZpGz+dDNluV4g",
-	"kmC1YBA+sTlNe0PSN97RlLK+Ee0SrkGVRdrY7g16g06PPGNZI6FHuIZkLwWW9ViYqY5sPnch7xxcCR5Q",
-	"sNXw83dsOp+ayzQKSSi9sTCaIBXEapiIrgkXepjFjVnexRzS4qI3a9GOM+7eY1vs/wGWgPHygCWbsO4S",
-	"g3DHMsfDgkKAuPU7WOT/ZtepC3nJaox07ca1vFZatKrBR2HtZUhx7kKFLEj70HMJd3ZdG5MDK7KKJA27",
-	"WsouOHuhPZUuED+4G7OQ067Nba/Llod4ZEGjLsKiGz6BnMluodyGmRnVrAveFfjKcnKpW2MeQcaRTHUd",
-	"6teXlU2VvcQ4tLsXVX80b+ydikLAGpaiApJhpcDNZGLJhG6UiGUo3BLgI9iVCDPVQ3yAJgABbyyw4KUb",
-	"dbtc7tPCzXTwezM9Q/yqR76Rem6kFGcK4i9WKFFdPQwuALs50nOftAF9VSYFYNXOPvFRKvqec7zAOMZC",
-	"imjluXiWXOavQZvUi7xvHfLm72crXY2tWseG+GT1b6iRWq/hnRY4KiPm1iyXg0F1rFVEPdV5GIxDS8pg",
-	"kpprG21a2kI541tWhbpTkVOWAE2+hrJDLuIXbOMNtHPrcUXSBTqozKEmZj2CEBxESA3hvuwST79e7Z2x",
-	"w8f8o7JiNsC6Wo1mlf7TjUO3QBigdz3qWne4rxHG13Hofj5duPHVkMXTIkBpDkn6n0wk31DFg6u8nWUa",
-	"QYihJhG0UVvZz+pzO4Ff9jHgu+Zjo0dYXYXYFAt7J8MVUfNUw1chlC7EsOpiTVxUb8aiqN+QqnqT3Zr4",
-	"UPoSIJeMkpMjMHX2x6JezSHX1XKMCTgWOQokLgYXM4t/ZevCEWs6NGhFbws4R39MrstHWMN35uG9ZlRZ",
-	"qA3K0Sup4b5tVdGOapjlT6cTvS1jcm0WSQiw2CSKjtHbYi9biwlmpK3NT5ME4sAnK8JDj5iPMTGyg7x5",
-	"zlaKaXAQcWFDxCH5zi+k3vhkmsgYDUdjH1JFfPdESzJjOssP643FQRS5DCsSyHjChc0KOXj1rMk/ml30",
-	"3XF8yWsR5SWgYBB5GR3FXJ58O2ELRiE8xoIjLSIZZhlptXEoFrUjZ4hr5eKVsHgyEIfdGjx8vYI73KlM",
-	"4qvmZWz6hNCJvGCujrVNdG4Ioom5OFufwPXGfcVYuM1QDAoYW3VDKKCdFEoU3wEYw3VoAEdYzrxoGmcV",
-	"gKV2tLdJh948XBs9sZzziDkjh9AMrceB1WbJbo2BnzluzPV2PMMvvWKEmBxqDDGFoDB1vedQNV93+Sxn",
-	"5MiBCPGpSdtWCblAhq8bM4Cxt2qjYzdAL10xoAyNojgWdnnVWAD56g7G8gaSrPlvDGMUIfQuWyuU7VgG",
-	"jxxYSR8pAIlYKCJFwMaCF06bBJLz6ESmmuyQl/ybNZSRDgQzUpcJPRbgSi7kpK4QP2TKlizZr5w5eo6Q",
-	"2JqL1IxvCuEkmfdeCutfu2GY4O7GKMHdK4ME1zd4QT+kjAQ2WdqclEadYRdcpuinflA5TvP89gkNzsci",
-	"FcGcihkLe+RIG9WfLiClbMov88xSyxGeBTEDdc3WhjPHd5IlD7n70GoS6rWysWtlIObfFlfzs5K0a8I/",
-	"DXlBpFAGQ9GcrF2TpD0WbWq/hzF7FgchMIQ9S+RS5d62GHMVzarDF6rTyzKhs+xtJDpFV8pYaBBuW02x",
-	"Jm2fffCh8h8dC0gqRswc0obc686oKfEa43ltznkz7ZbSqutp2AIw2fWdSBkxKuoW+KemRG2b+56B5uQB",
-	"uHadPAsyRJNgTpiYGX2VhHJE3IJjsByq6TjHbGWdRYjDhd0w8mWaYIRzhtRtpAJ8FNuTeZ8klCv4EZDm",
-	"8LIx0ARjyqSxjWFx80Hay0qJhyElCncE7+wNfYB4GpBYkQVLyKDv9ft9932nR45mAqI6TffmzfJi+c3b",
-	"VKDDxnjkuqorpYDkfv8PEpUMKBY1ZloNjsVdGbleK+ICMZVfsUv9phZ557SIOzHK73ycgYF+EXdkKGOJ",
-	"yLEoHyRtOrEJ/GWwik6dNRJtskY+Olk4MtPEPelNZLj6y1YRqeDTHzng+is7Fr5moPZxJQG+GJRtNvM6",
-	"IdleayHrAF1OMGvDmI85uDJ5J84FxP5kSC6QMZKwX1lghDwBAQyYG0chixcSMpW637MVhH4kTEO2t04T",
-	"UUAxLQKEoi0Pt6Q11Pq0HCZ7W+P5ircLU/ierayzDb7/RqK79G6FkgM8LKODmPPr05pMHNx9943JsTma",
-	"ZdXjdyyDBsyWd2+PszrMle+bg0rWsT3uQtq+YBpXNrQI45un6DkN1OdhVl09k35rJDljuokesQDTmujk",
-	"YSYxbyZivpaEHWzfbFiD3S8aQvInluAIM0JzEXsjEY5gJWvO062JA7jdKNqrAK0FmNcRoVFk2TcmMvHy",
-	"UBMw5CHuyhsLYYxSAl490GrBvqsC57ozgdQdCWNRfyYU8o9ufCpgxtmf62goovn+XufDxkw+dSV68h3r",
-	"0C+Yfm6o4irRjqRTFPDuXAI2uROBbhhgq38v2O8Fe1mwFxMDubAJ31nm853Iena5kIm+IpuyVD6SC0It",
-	"EiViabYBtOLM/OIRX0v4l3P4QGqhew98xOYlcND6Ha9Y8AlN1AzSB+81vbGoIJR6tpQMCwGmB3x6ANPV",
-	"jlksMwDmaUQ11ujKQDsV/411MAAbZ209tdYnUsIJGYsCylAGa6dpohX4aEs56grXpAAqAZBTJYSry64I",
-	"Ed2qjdjKQB77xEeHxxP7tDOCXf7u5PWrscBEGHO8c8FGpskuArxhv3AP7GeyBqv5oIGPqGTousIKRmNB",
-	"iH8I0wb0AAFIpHY0tj1bzKOpNLhpolhPE/DQzGw7+2Zk5oTGDizWKWKQ0jL1VIuOOohEknmUnKsCs/fB",
-	"EWhrWCAdYW8RVdqDtbKdnuKQ/JF1cKVCF2LXLRFh1qvpbb1QeblGNdXEerZAqYh75ECQVODgDH0QR0Tg",
-	"wcb2BwgRANCj0ykgQE1WUNohXqTaeWhNDw+UaQFgo9pVgAHS7dqmnx8dH5Ju95ytyPeHP/udfUKJG4GZ",
-	"u1u2yoZPVrCPFpoOSBEiyQN14RtuRYozfwHJ+AdBwBZ6RPKXMu8evut3RmNBCR6pJJFLDx2/ZvkTuQRP",
-	"IWzvvtlfSxzQ8REuqlsqiN1x8OEOCxKyLwDAYplZ/7inUKDRRyitNhfk6cmP4AaQS+u4xsMZoNghdeQv",
-	"ELTvY+oFvoIleSthOS7DrgO3SkZ6ZLsPY4fpTnnEspWg7hFpOy6jAmHtOigBXP3lOg0Tp/Olbu1zNcUC",
-	"BEu34IV7u31DFs7FPNiEwXOG1TCuA3MzuD7uzg1GpzegNj1QVwD23PXofSe3DacY5tjPaIJbCWMZyHcM",
-	"EsylhEJ+r54ZInPVpACf+RyvgHOGbLzEtOOuS5rBIbW8VqAuauvJVyfxgl+wCq6Kqor3bLhGILubyEza",
-	"2C2ryremwaPsueVtzH00yn00yn00yn00yn9mNMrN7jGdfbEp7/61tSxIybAg7YINAafcupngVVX7jkfQ",
-	"HMtUoYoaDluX/YqKXH2tT3cSbhr5QUH3BC1+TfPsXRfrBA8yBKMvofY+UKTwNtYW1wqWqHqH+xT3oPuM",
-	"KwckVDdmUCChSKgrCYCd91pf6NLij4wW+mcEukKdqFqq0Wi4aD18zoVq1UEzZRuA+E7KFVjQFgQtewZu",
-	"TWs/Z+V+C14U8+5YbHC99MibPLDZFhUB/3yhyIiWY+FCzkbWGaOvqFZS0SzHYiEBJpSGF1QEiP+Xg4y7",
-	"qYFFHkoipC0rgxhWNPscXkAAd4U1CCpQghAZE60gMI+0s0MmYWMHIpcV1SS2pia1SIBQGBNi0ChYgjxm",
-	"nSzmDwJ7xiIrp4URM2VcOpgz15UIPrs5LjYLdNBiAS4mynZpj7xTLEOnN2QWSAHFnmVC1EoEDqWa8mjf",
-	"HOk2zHxpRAkaiC5dQEsSSXlOoIR9Q4ZJuZ7QF44zpw6aFahmn/j9sqesY71vzluXFYWpO3FdQZoa46Pv",
-	"3RZGNgsK/V0wF++NpHsj6d5IujeS7o2kzzCSPvPiGs6/K4I93an8haI9zRCuEfHpNUV8Wn0NAz5LOt3m",
-	"C+yao/+jPV4bYjrx4ad7DN1bmRbP80pEJdOioqLehYGB16kbQLqgDJO2NYPWRkQVOcEslhMmNDm8MPMb",
-	"izZ6uI0ur7vYhe+RuY6jnlqwoLecU72cQe2VOI00N9S7ZdNhlPkGvlRQa6Zjy9STjdbKkc5URJCGmdHD",
-	"IsXGwolIRvxjqnQXBto9epZ57dsA5UXhug5KVplzCFG9oHpwqDqunpkuKNZoXYywpm8WeoQrBFeDQi6J",
-	"FL2xKBbWsrVNAU8IVH2YLZgJc4bq/8rYJvbWFyNkzCJCoR/H1RD7NCLDft9py/ngpSAhi+jKIzGkbnSJ",
-	"D52McMA++dc//xtTVFmSZ5AU72rXioOO4BKZhyPi6p19sLhsWAIvpJqO/EJcbvWG2jmeJFxHQ2wwF1AX",
-	"1n4AKVKuYhnO18yUC5s2Nej3SawI3kVPWD5imOAB8IahQvBr+SOztYmeMKp9SzuDXXshiGu9SOSlLc5l",
-	"WsTdVuRcON7DMXBFKMCHFJdRXrBkGsklrmQBAi7kUHkIoxKmFEgEbNni9TMCFygtFwsWkkk6nTJzpFm3",
-	"0yhbTI5LCOM4FKEPC4eriPebTrRbyzu7Y0sYWIbwtFcgINMAXN4aii5NSM1THcqlyCdUgFcwAzUkUBoY",
-	"0EM+tv2c/EhbS1ePwDZjM6gr3AfzyZi1ONCGUeINbz5EfBfh2/Kr5TkN3fUyUm1pOa3MfcaMVFOOLOs7",
-	"34eL+mxedXOAm+4Dt/3giMg+KGRUoVMEgoLhBcYvLIwpZOyNhfNQuFmMMlieSCrtZX+hLcdCWx7Q7pKt",
-	"D+j8EH63G9NLK3qVb+el9oHtICkIAmemqbLZPA6sC1i5hJxxhXsACeBuHQQnZu+Kai3SdRuqZQmFqU2V",
-	"beig16DGT5C7iK/nLbiDQjOwz+6IAhlghpltu4c1Mier+gNnv0jblZxOwnO/Bx5d+VRKC9KUgfhLv/v4",
-	"/ceBN3j86TOty3sPw72H4d7DcO9huPcwZCitRUNn003muq1ki/b6Vi2Hhh4oqOfhtL9Mgb7+LSecNjic",
-	"6991WpvrvojOH9cBAMZ4e52KOnfhCvjIw0+bcP7uLHGyvmT/6oEqniJlRGmQfNcoxZem8Obv4ihs5Maa",
-	"1Mf7Snt/5vyNF0yXc5/vij23ILJyI9qrYyUfMzIgiIXRqa1PrIsVSashoHJq61vDB1mwvys4mjB2pvhv",
-	"LC9Q2q4N28U6xxij3slqTTWE3BtDLWGsRw6Iv9Pf8QFOZCwcnkjuTTL6kc0flwl4WKxkXDEN3i9hgxpK",
-	"1mvnKvMV62X+2wm0dXCYtaqmpG0Ofv/F4SlZr7TtN8VcN2u/dvdvEV39JaXwkaPljQVQKxT/n1Cn+U9b",
-	"AJWKUgZWXmz0s4RtGYDyY2sClf8PUmNM/fLekC462lA8VGAlZUAjEhrrXi7AA932Y3rOSJIKv1Mqsj/a",
-	"2hoMH/b6vX5vMHrUf9SH5F873DVrAYQUnCIQ7ZSGXNtYoIIbxUyxoQQzSoSXLDmPnCDP0uEKaqUHJoAN",
-	"7k9UsXFc0PXmHZR0sdSgGaPFDcaiCImcoHfdmh6y1LZF76wfelYsjGvFommv6E6wBYzqY3NsrJiiKyzO",
-	"AtbVegGH/RxENS8/kzAlIygDIwEwrZTQgOUcPr3/9L8BAAD//w==",
+	"7H37dts21u+r4GhmrUhnKFmSL0nklT/cxEndOpfGSTudKp8JkZCEmgQUArSsZuWseYfzPcP3YPMk38Le",
+	"AG8iZTlxmpnWXf0jFklc9x17//ChFch4IQUTWrVGH1pzRkOWwD9fM52sjqaaJeavkKkg4QvNpWiNWmcs",
+	"kCJUREuypFyTCZvKhBGqLriYETqjXPRaXith71OesLA10knKvJYK5iymprmYCx6ncWs08Fp6tWCtUYsL",
+	"zWYsaX386LX+/pq9T5nSJ0/W+34zZyTBx/cUCWSSsIiaZ4SHpK3njAQ0ilhyT3lEJkQKRmLTdkgmK2Ie",
+	"K5ZcsqRzzQDp1SkTMz1vjQbDB54ZcPa311pQrVliRvNfvxx1/0G7v/W7D3vno+67v/21lc1I6YSLWeuj",
+	"mdGCJjRm2q7tScjihdRMBKvv2Wp9js/pBVOEkmXCNSOKTplZ6sTsSI/8xPWcCzLcI3OZJsrDSdGYkQu2",
+	"ItNExuaXsYCftLxggiy5nuevTWS4Mo2liVDw65QnSpOEqYUUiuEimjfHgoeqA1/LVMNosv31CLs0Lc95",
+	"xEqNwM4QrojSPIrGIkmF4GJ2WB4mjIgKqecswQFxM2F/bzj0e+SliFZu+mOh51QTlQYBYyELzYsJi1k8",
+	"YQkLPaIkobg0hBpqNa3s93d9/Fr1xuKtYoSSacLUnCRUhDImlzRKmWcanRNqOn779uSJR6YyIYwGcxJy",
+	"pbkIcM6sNxYtr8WuaLyIzMbuTvvBkO6x7v3JIOzuBfv73Yf0Aev2w4PpYDIMdule2PJa3GwlclTLawka",
+	"m28LW981e99AdMP9/U1E93+6/6+e1DbzzuMSt/TI92yhyXLOBOGwZYN//fP/D4YPSDCnCQ0MtRI5JX6F",
+	"xv3DMW7ckitWYCngM7eYl/d75Cha0pUiLJhLs28C3nVkVl3U/uDhcNoP9rsH9IB174eDoPtwus+6u5MB",
+	"HQZ74T47mDYt6t+7dtLdkyelFS2u2X+Nx1f9/rv/28ChblzAoE9lMuFhyIT5I5BCM6HNP+liEfEAFnBn",
+	"kchJxOK//aokvJb3+teETVuj1l92cuG6g0/Vziv86gnTlEcKu14XcMi2XBlC5SGZpJpENLhAdlWBXOC6",
+	"ywVLcDcFY6FCHguhaWKWRhGujZwriPWffvqpe5TqORPaTITVC9gJowlLDB1EERMzZlozrG/aj7lS5t84",
+	"jPbrp4/Jwf39PgjUfDu/wRYSRqP40bh1SSPTFh23PMKSRCaPxi0uVDqd8oAzoc+hNfMU/vFo3IrkTI1Q",
+	"ArRKe1pD8sXtb1h/uwQ7BfaAtX8h9RmjkdEBv/tOv5CaTGUqQtBUQmqiYChkxfTIrLUobqgyvGSknQjH",
+	"wgf13AX97OMj4GMtjRa2Khg4rKrSu9fodBSiyzkPUGUwYUTrkkcRmTA3wLY0ErogOYwZAAQiyYQBKaxt",
+	"WEnBf8aO2XX9Cvt1JIih9od7+/eJ7aPCXZ8zrzdSPqdiZX9VX0nyBJFhR7Ol0oh0Yz7JKdFzo9BByt9T",
+	"JKGaGYoNpAjSJDG6jEQ85lqNxmLBEhRfQNTmL9skDcOEKZWZE9QKN5R1bWyA0IRhG85MI68Lut0Q5Iwb",
+	"wyNkEV2tUzjV7NQ0tE7fPxkrgisSsanGKVFNFjLiweqeIu9TqSlp+4nfMQyGpgCFmXrWnLL8kQrNI/NT",
+	"wsDKkTEjbV/7napCG7esMaTGrcPkUf9QPxpstDnXBVs2ne4rGGi9sMZJ4IQSNk0VC62mRVusfXL85inJ",
+	"2iK4XmMx5SwKVWdEzLobdWHmb4fse8Q3nM+Z8s0++lx0pxGfzbXf8XC1xsJ/75vFIksuQrkk/tI3St4u",
+	"1MbleP9o0O8fLm++INtIsIpXArYhF7PP80g+g7HfCprquUz4b19Jyzh1nrOlYWttGSIVF0IuhUdiGk1l",
+	"ErPQvJGwS3nBwjUO+0T74bPMBJAT5zB6sAVuQjGfuXGXlEd0ErGvJI1DqumEKob7lI3msOTwVIXiJyj9",
+	"DSzzhfT4R9cyDPLxnAUX68N7KcxYaMiFURyBeckMaZEYw1dztNXDFG3g81itt/CtXJJIWssVGiBaygvP",
+	"CKqYRxF30qpIlf3e3tBrGV6gujVqhTI1FJDJBZEa37P10WsBidapmlWhvynlYDJRouYy0R768yqNY5qs",
+	"KuxgR8iBCY2OhA0eqHWXxfk+tWpuSe1qsbDcvqOnuvaUpjpV19Et7NQZvopuk+PFX3BEWUNeaWfeZT3K",
+	"ya8s0KbHYlvre5/qwOhWOSU033omjIz+pSUvWl7LrGyh4Xwq0HBNm8fGt4e2PIxAGM0nbUdGk7kRm664",
+	"ZvF2y2G6tGOgSUJXMAQpFFfg579KpJyuD8ZakwcPD4bGknJvG8tSTsmE6SUzBv1SEp0wRhT/jal16p8m",
+	"Mq6XwSqGOFj+tfk4I2ou9MFey8v1Xn9d70FfdUMHq8M8uqfInKo5Ux7GTQxtHeyVVi/rcbLStXRXXTkt",
+	"6zuMaDL7rOlUqBVWDrpz86yj0eOrhUz0sWN0GobcjIlGrwrbMKWRYl7tmJUmEUcjmgry4sl3Zy9fEAaN",
+	"oga24gE53VhnNCRK00Qj75Z3OxM4N1It5XljG81zfY7+/Q1ne4TTRLPZeonoOjo7Q0iQxMa01zKpm12c",
+	"97xpfnaAx6b1tdm5Nprn9yqRl0zg1zeco7A7l80tEyJcBFGquBSWfW2wSydmd43PZMi2Zj/dKDbN92yl",
+	"NItP5ewajsykCU1DrsmC6rkhu4jRKfEVe0+6ZODnI2PWsyuO0jc/nxvu8j0ykVrLmKQLy9yG02+Bw6vk",
+	"CEtwPQu+wUF+NhMSs8IR06zMjOt7o7fssPwVaJeF5EI3SGU+Eywk+WuZLwo70qbk8fDslXtNSM06HqGK",
+	"+M+O35CdiIUzluzkX/voJ7tA39rSBzKtG4kxi2IqVsT6eKRttJ+L7NkfOxj/QVk1lxFaSTfUIGbxzxV7",
+	"X78ahix9R4awT8hXGZu1+xhlElJgWOmG3Wf03LQbv2VcYJfcfOERqg3fKE18NwH/c/UNbkVhRYqj84qE",
+	"s84ElaYcadZxy1Pj1R/XG6bGnr7kEk8AeuT4igY6Wrkgjw+9s8Q3VAis8Qp/IFxoCWs0keGq442Fn51n",
+	"wcvvU5asINxjZE72rAORA7T/fRJJ4y8CpYJTWbHiQVs1h22WiUR/JDdm4RAHNYvOA1WM0CiSSxbiIU+t",
+	"6WzPD9Y6e0HjrBUXPcF3yz0/Rk+w+8Y0XNN+tgKbu2hYtnJfEBer7QQ3Z72L0tah4/2wP+jku+imZnaz",
+	"3NmOZf2d3Z2IXbKo9oSpSIl22+oI8VtGIz2vIcJLltAoMgsb6fm63A0y4/1aw1vZzbT9bHofR2OdCuvu",
+	"GAlzTmtjhTb0vkhkYFzPgkGWL9awPzzoDgbd4cGbfn8E//+jKCNCqlnX+HJ1u5cuzJNz6342e+aKi4Bh",
+	"/6Xedw/6/d7+Vl7qJUsUx9hEuY9vUh6FxD6u8Nag1+/1r91+u/Z5H2sTKy205za3mV7cDq0N1pcXPuoC",
+	"dmnYBl3lBVUK1Bfxh/2+3/EIixQjfshmCQ1ZCOIJzoM7a+6je8eMJp85PFrbLhxc4eiBRtHLaWv0y81M",
+	"ce/DHbH/uxD770XZ76o26RNLd1YCgnlH14+W0Lmw3XsEe4coRYEBembOJ8752CLSUHVUzP/CnvI1yOIb",
+	"WbPtNfO1bOA6z32NRnhY3wWM7J4iPCwZYGnKw7pmjLdzbjyVhiCCcYbAkWmjJ1M2Kps8mA1eV+5sfTGP",
+	"yWs1GtBudcCQPgRXFKbIVdXva/e7ZiRhJ/f62DUxlMFnWtSw4drFisyYpjK5cZcVxoRtR/M53+uyKY27",
+	"dY1J7bVO+SUTTNXII/dknSFUQ7TSproYJVXRM++ukzS2ydoRytkpmGE1EvOSJVyvPGJsXaWJlmTOZ3Om",
+	"dLH/J8ffvH3W8lonL56+bHmtn45evzh5YX44fv365euW13r8+uTNyeOj07IOtK+vkeVzphMe1Ez/lVUd",
+	"4OOwRGEw1R1eLKSMyIyms7oAZjg5N8+vDWpJGZ1pqkELRnKmzpcJ15qJcy01rVmhU5k5sjbg1KheDvb6",
+	"NTS5TvruAPOci3M8DF3v1h3fkwmDJBnjnRtBuKyl+w19NEwra9+FMZqnNegP97bq8846uKl1sNkUyE2G",
+	"ym7WklAtOXsZX9TJhVIEdF0WfWr8tU4Fn+jbUL0nTi+BRrQhSAxm3UwR1ypC0/oiogErhV0/V9GgjoGp",
+	"5jOr241cNNVqxEwMBlIIFkC6ntnZ9fWnAfZ+bt5UdembrgFlZpqqNf29O6xlcB5GrKnRkzAqDk1t2WRM",
+	"r5paNOuBdgDELrZsEOi+qcmXCyZuPMhq0KzQQWlJvOrCF2dXu+Flr67J3i7liZHjK80EGN6Yu6xITFdk",
+	"wggNwzpmLGS2n9cx5vH7lEYki+hg8uo9RYpH8jWHyzLV3fvTXVrHXE0xuOOrRUQFJpq6ZDAZ2NQvVu6k",
+	"FDqjigyIzd8gkG5U1y0cSNWd1oKbk8UrMSfLtcbFItVbH9MWgqI11jUXSlMRsI3FBhikq8ydzOliwYyr",
+	"Uw2g7Cg4tdkxsn3zaXslMv/mzSuCD0kgw/Lq7g2HtazDdVQz+LO5TLRLNHA2uXMuTSs20x86u6dIwqgy",
+	"smmeUMUqiQlvhdX/dBIxciw016taxyWhAbP0umlD3pj3Tp7ku9FwxJyN1SOUvH19QhI2Zbj0yB2XjJSj",
+	"mveUeW80Fr7LzFE747Tf3w0EjRn8i/keWUICHxyqZK99MG98dCcqlCzojBFFV1zMxmIJalSTmFGB9i38",
+	"oiUJZY88pzqYE4nqB3PpsiMNQzhjodgsZkJ3DrNXINnR5timceYmZ0ndxq0z7/nVVLp8xMAL8HIXz5FL",
+	"ejrh3Wy5rjVptI1lAy0VkzhQKBS4xKvKpjoZ+dql7dSZsC6jByIcpWjG5waDk2K3mz7JBpFFySrrkbe0",
+	"MWq51s564NK0tLpB7FJIfW6/qQ1ewrOW18reKztv7vEab2ZD/fphzN95m96tZyvYtIs8u8zwFGuMxQFn",
+	"Rtw4XtXo25lOGI2PRdhs/uHBs4IX7yky5YJGxJeXLJlGcokJtmqe6lAuhQ+FVTXn0bQ+he81U2nMslRA",
+	"bmNBpG3IywgsqogPT31I/TR/nlKlu8emm+7JE/9TzlVRVzSnvuFcCRMhs8nUCyYXEbvetcJpZj3U8Vye",
+	"EHHTHBUbCIhsbGBVZ4PrupPTN06su9AWJK0DVSwTqVleKuERxXS51vBwLKjLgg+owEIPo0x6RpNChMJ6",
+	"f1klZZ5hy6UYC3bFFbj6dEX8dioKz1nYWVMQEx5FXMy6pnse1DpS5suZrHMfH9snZQPA9FifYCA0u9LN",
+	"O4EpuhXLRCdpoFOzFTHT1LBIgTDsRnutq+5Mdu2Pvyopeq/p8rmxQWYMu95sIT+uqQ2FgqKkYiaTVERG",
+	"BEASbeeGRnNt3JrHrCuTkJkZ2mq4Tyl2+9xot4sOZ9H/a3xwQ927w7Ew3rfqjMjZt0fd4f6B+bl/1e+D",
+	"1cO1MkQsBQ9oRJgIZAj2UTuUgbIJKr047PTIizSKbLkEBiTW6ijfD/92f3m0zX+PaoIDIo1sbjbSWM3q",
+	"2NjpJg2TxViNU2uJa70gFx+UNzFVLHEnHVxsHa0obkwpamGjNhC8GJGBR4Ye2fXIv/75P+aNQMYx12MB",
+	"ZGXTV4UkM7oorTQ29D41Nl8CTaqCbBqLJVYPu/4IZAlc0sjsMcewYuwyNAp+xzWhlIatKPkoMVOaxosN",
+	"IUZbRmqFdDbqTaHG4d5of693fzDYPxhsH3Eseinrm/PT7mMCbxipUckGqZf4MiFmBYyeG4tK0NlKdNeg",
+	"IksGGfaB2cg1ltibTB8Op7v79+9PdvdCekB3A/Zw+DDssz7bu797gLEJVxW8OywVCZs/qztRrIDtdx/S",
+	"7vTdh93hx7/WBmIVSxpXBag9LwgMpCEwobLJr/NGd294PZfWne7ktOJ4uKCvci5d0wCFjc0nk6sozyr3",
+	"9eOjjUbGN8a1q/GucXvtbkNBAcQkCDBoTXDVxSlqzsxKTW0d1CjlhW7MscTmrp/l44TZkp4bWFXOhNES",
+	"J0KolrFRDtGqPuE1y/gqtgKl5/1+/9NXwQ4eY5Mn+KlpEVjE/b1FMqoZ3sal+qRVOsqNzmylatzdklU2",
+	"pWlkZNmMCZbgoUCpzacJY10j8Yj7ziOsN+sR31hrvmc8gSBNuF6ZfxuvQwTM75En2DJsmW8b92vNvYKs",
+	"OdjbBEiwobj+Fm3E8sg/fPR75EiTWCpNDvb3dw8IGC6EqrFQTGgPDBYhScgYlKXOqSAHewRkCkAbCKag",
+	"bLmNqqfLxFQmAQsPUVFikT1gVGCx5D0ykSlUSQu7l0rTlSKpCFlCBsMH5Hv+TadHTvRYxKnCtFlii6Wp",
+	"Jq+k0rOEnf1wek8RY9JOjC2F1DAyI337t34fDa2xwAMbRt6+edodHBCVJomcUc1I2x+P0/BBv+93QOxo",
+	"RS7YCoNSuOrKs02kGGo2/qddqMHuoH9/SEI+43BKidoJyswDHtOIYB4HfD442H2wm5Um9MgRsVuJenCS",
+	"MHphunXRRSxUo0IZHRfaNaRkbzgky7mEk2DMSsTwl+nVInHgAvo7tv2qR/OhxReg+3d7/d5gsNu7X5B5",
+	"X8hfcFx6SMIC1ZUjjdsH27cHlNnISplJu13gJjduIQTiBIo9369PKahwmXnX7220jr9NYyq6CaMhRIft",
+	"ez1yJFbkreCBDBkBqpmk2lK4ZxEGcobIPGMnGTcY2sXF7DsR/ynL+SkWT5Ohcys7XK1msUu+UR89ZSys",
+	"z/WGALa1YKeMhZ6NDVEVMBHaAs/tzZT8VNnoewh2c4WdgDyIIQiOYECRZsmtmDJesSyokuLB6CVTWfkA",
+	"urLOuTHkxEKSUDFjVvrgPhaPwsfCnRgD5bZDBikVHQ/EtWGI0nRAKG01oXKN0vqcBLvS5w0RvaxmBTcr",
+	"X2Q7p0OyHtqDEBscLBg+W1R91c0O3PW1Czjn0rC9jaVW2YaecqU3E2dmQQsGmUwAJHUjwqyjyNshPZhv",
+	"kCaqLib4GH5fX/ncH7TnQfYUqBo/OPrh6Nnrb394M1BHR0n/8dmvD55OXx+///v9/m8/v4zP9n9etjb6",
+	"c0e//NB98y4HZzrvNrt2DdlEznYHznUAP5baPZvNFZJ0AZoAD9DhTN9HBBir4X1IKg0Z5q48MgP1O4dE",
+	"MeY+cnq1qtcHw929m9f0lJqsOXAxXAOnLdi7b1ieXdFAHxJ/ppl9GBvDhxUXAAzEsShP1FWTwGJwMUOj",
+	"stCyPRqIub5+Uez07UEOeKEzzcrnN1gZtNlLLrKjJc86LnSnrDUpQsUgx4jsDiGPMAmoYmTOrqx52CNl",
+	"tD0fvljQhAntj4XD/zG2NpGC2QMsajjZNm7zosrx8FsPemwf5ICgHPpEZ0YAoGxBuIqjFDPr8a+njigv",
+	"59E5HiDzEI+P7Z+KBQnT+FNr3d/70WJZONiNmIYMw3b+ZemRIgF4lH6PQIE6ni1Awd1YAByW8uDsCUHU",
+	"/Ksu/ugfYpZxAQUsM6vxDcL1WAA0mP3QEZFroUfaLxdMHL06Ibu9PrlgbFH63vgNAH0DK0bs57HZbyP2",
+	"XpolI0PgCNPOyRNic5SQS9wSAAogqF38AskAsPsKnUX80sVCjbJ2+TKq1wF6AYENpxuwP/nezrVegPWP",
+	"7ZgtBPAwY5C2Rq1nDLwZWMHMCQeFM5WGtwvWkfmiYEvcU4XMdnSvILUY7Jocn6w1av0EQI2FxuHliREq",
+	"TPUs3gUX05rS9oxMuCpjutGITGhwMZFZ9bjZpkVEtZGXI8NaIqRJyH8zrlZ2YonZNGb9bWo6xJNNC5iR",
+	"YkaZBSe5KFjg3li4MGcRVlPPE5nO5sQvOjs+bjBWMODZqTGPxgKTdmAQOaIkN3ZKA2QKQggFNMEg0pxl",
+	"o1iD9+wRbD1rF5AFVWVkMAywoeQsX00FEHmElrBwSNs/stA88NKIWDwaw/P/+uf/+B2LPgnM2Ay+h1B7",
+	"tRw2Ggs/JxUfkFbMvzziZ0TqI7onDVHe2kWFZZHCyFE9FoWJ0AQ6N6N3nDkiv7xz2iXiARMK3DQLj3i0",
+	"oMGcdYdQ0JUmkeUZNdrZWS6XPQqPezKZ7dhv1c7pyePjF2fH5pveXMdRIc0oo9hCpuuohfViH72WGRld",
+	"8NaoZXz13RZI5zlw5Xr5svl1xnSTDayBFiul0pmlD8Cd1XKTsWgHQ7WA2ehIzrr55x7JnuAH3by8mqsR",
+	"bmrCZ1x4ZttZXrACewH1r3hMlkgJ2W1zzxBURMUF1pe7147D4f7+4OFYmH6oThPWIz+yhE9XRl1mkaUL",
+	"tiroAjurC7byySIxEgf3M9v5EyvNTuHFx/kiluFlG0IC+SslJJ53FeTLYb9fwToynvvOIqK8gm5UKsSF",
+	"KXRxCt0BHU52g71wLPaGY/H+u/sXz/u/fXv/H0PxQ/zjLn1wdX/1fj980X+/OxnGg2CP7U8P6P3Jg+CR",
+	"Yd1//fO/SVOL5Oi33VkSP53viWc/PJjuBic/TwaLH8Phq1/vi348/C4YxD8FP8Tf9NMfdfjg2cvB9w+/",
+	"v9gVq19PfmJ9/XaQHEwHP8//oXYnR/3vnu3H+/rH47BPv99dPn80FvXIoFuUPd0iDOBef9D0SbZROyVI",
+	"Mfho9/qPclBT+GLv+i9ycEzzxfDh9V9UQQw/eq19pKjN37mUJHh/d6sFyKC5PhZCW1v3YwxBzIwsS5u1",
+	"rTU0QWeGr1pIjMbSXpPz8DgzOt6Z5jNpl2P7bBR3G8CAsHyugNrhTxMZ+5mxwZUx0xYJm/KrUvGVeVXL",
+	"7MVDMpF6TiAyPcnIGJGFNsqawhQ+R9h4m3CKCvgLWZUgoP1CmXwO9mtxe5pB4G4Y6NiANbTtkABD6LYG",
+	"dL1ELppSN0OdW0OlakIBrZLgH1TAFcTO3nB4w/f/sOIQEJIQI9JQPnhicOYFR2GfLRBToTLE5Vpp6KJS",
+	"pdgsyEBj+grG4USunMEkZFIAIR6LDKsY7TrjOr1PWcpc/qaNBdvzhqwvhL3XCRWKBlh1gE6qYpi4kSXq",
+	"rezBIOaDtx2U/NkPp8YOfxmFeSyTvJkDaD21PsRyLiM7rcOCAXgJFqIP9xfkMCllkXzKlX5r1+8USwtu",
+	"URy7w1SIohbxgZoEnwMnyaVPRnqDfr+mRiemVzZpyB3bNJdjfUlBWMnuaBCDjlKLy/AfJgXvpJqTasfV",
+	"vKw5t+7a0auTewqCLZ8u2+K8NLpepoHUwbecsHmVyJjpOUsVHo+yq4VUkB5BkHFI2zrYpN/r9/Y63lgg",
+	"wF7hS5s0pyVRQUIXbOTitQpkVBakwOQAqlOF3i1PMrRL5eXfcEGwLtUrhbMKYg+OoL2xyGtPIJk+NVK0",
+	"2CNeTFIqAveqaK5mLBMoveViKr3MgX4mSZKKDPBikZWXRxELtISjON+WWHUxXuJ2wC8IWrhuxNWkN1i4",
+	"+VK66vbfy50+dPXGj2B3m7zrv5Bvj09fZS7x+VzrxXm5sJhA1Vi2h1h07jXtP9aVjcVfyJufXx1vbtgu",
+	"Hux241sfTIOPxq1hfzBueVmXj8YtDGxnwnbc+kh2t3ez7Y5CgKbCK7cpiX8nkfdp4ssG+FqjX95VTDS3",
+	"HHFGtk50WewaFEw2Htdz+tFKpzU+sOcA3529fPGFOWCz1l4nA3dCEcogjW1pzI1Sf+qpi8UTFoYsD7Ka",
+	"f1wyOK7SEgDw/uxUBnarWx5gQ0sejtLcswqtrWgcbUFrPx89P/0dac2N6vNobVtq8iAZEY7JzD/uSKlK",
+	"Snb3G0jJlbg2GlRHgnz75vkpppFEHPM40bcr1Thn52uYlohFp4jPNBYRFxf22hqAAl8KzNNo8LzsRN+s",
+	"Fux3MRPg5KVEsVvpTbMasMRmgf7shHe8RhJY5ImEk1cmFkgxo70yKdr68GaKdL1ApsRqwSA9ZHMZ+oai",
+	"djyDKlW1I5onHPMqiySy2xv0Bp0eecKyRkKPcA3FbAo8+bEwUx3ZevVCXT2ELjygfOsZ5O/YckU1l2kU",
+	"klB6Y2EsSCqItUwRPRQOLLFKHavYizWyxUVvtr4dR91+ZLnY/z284sbLE7JsQb4rfMIdywIdCwoJ8DbO",
+	"YW82aA7xupSe7A6Vrt24ltdKi148xESsfw4l3F24AQzKWvRcwplk1+YcwYqsIknDrpayC0FpaE+lC8RH",
+	"7sYs5LRra/fr0AAg31rQqIuw74ZPoCa0W7hOxMyMataFaA58ZSVAqVvjVkFFlUx1HarZl5Vplb3EPLsv",
+	"IOL+IFHjWxWhgMEsRQU8xEqPm8nSksveKEnLEMElIEzwYxF+q4e4CU3ACt5Y4EWgbtTt8jWoFoang9+b",
+	"6RmmUT3yjdRzI904U5CXskJJ7O4J4QIwrSM990kbUGllUgCc7RwSH6Wp77lAD4xjLKSIVp7L88l1xRrk",
+	"S72o/NYhkn493+x6zNk69sUnq/9AQ8RGKW/14qcyknDNcjl4WMdaRTRYnacHORSpDD6q+c6nTUtbuOb5",
+	"M2/LulWRU5YATbGNcgAw4pds4wm7CyNyRdIFBsSMMhSzHkFoEiKkhjRodoVas1d7Ju5wQ/9dWTEbYN0d",
+	"lmaV/uw+gVsgTFzcjrrWA/xrhPH7BJA/nS7c+GrI4nERuDWHav0zE8k3VPHguuhqmUYQeqlJBG20Vg6z",
+	"e8udwC/HNPBd87GxI6ytQmzpiT0D4oqoearhqxCudMR08+JdwWjejEXRviFV8yY7pfHhSlCAojJGTo5M",
+	"1Tkci3ozh2xr5RjXcSxydExcDC5mFhfM3pdHrMvRYBW9LuA//XtyXT7CGr4zD+8so8pCbTCOXkgN53ur",
+	"inVUwyx/OJvodRmrbLNIQuDJJlF0ilEae7hbLLwjbW1+miSQHz9ZER56xHyMBaMd5M0LtlJMQ2CJC5s6",
+	"D0WJfqEkySfTRMboOBr/kCriuydakhnTWd1cbyyOoshVnpFAxhMubLXM0YsnTfHY7GDxlvNgXooovxoL",
+	"BpFfL6SYww9oJ2zBKKTxWNCoRSTDrFKvNl/GopnkDLFVjWIJoygDt9ivuSdAr+DMeCqT+Lp5GZ8+IXQi",
+	"L5m739sWgDck+8RcnK9PYLtxXzMWbis3gwL2WN0QCigwhaubbwGkYhsawBGWK1KaxlkFpqkd7eeUiW8e",
+	"rs3WWM55xJyTQ2iGYuRAfLMiwMbE1hxPZ7sdz3BdrxkhFs0aR0whWE5d7zmEz++7fJYzckRFhD7VpG1v",
+	"T7lEhq8bM4DUt2qzfzdAUl0zoAylozgWdnXdWAAR7BbG8gqKz/lvDHMpIUUwWyuU7Xg9IDmykj5SAJ6x",
+	"UESKgI0FL2ibBIoW6USmmuyR5/ybNfSVDiRdUlchPhYQgi7U6q4QV2XKliw5rOgcPUeocM1FasY3hfSV",
+	"LOovhY2v3TCdcX9jNuP+tcmM6xu8oO9TRgJbRG40pTFn2CWXKca371XUaV73P6HBxVikIphTMWNhj5xo",
+	"Y/rTBZTaTflVXnFrOcKz4G5grtk784z6TrKiKnf+Wi3O3apKvVYGYl1ycTU/qXi9Jk3VkBdkJmXwHM1F",
+	"7DXF62PRpvZ7GLNn8SECQ9izRC5VHm2LsYbTrDp8oTq9rEI8q2pHolN0pYyHBmnB1dJz0vbZex9uRKRj",
+	"AcXWiCVE2lCT3hk1FaRj3rGtxW+m3VK5eT0NW2Aqu74TKSNGRd0C/9RUwG4xATIwoTxR2K6TZ8GXaBLM",
+	"CRMzY6+SUI6IW3BMzkMzHeeYrazzCHG4sBtGvkwTzMTOEMyNVICPYquZD0lCuYIfAYEPDykDTTCHTRrf",
+	"GBY3H6Q95JSoDClRuCOYI2DoA8TTgMSKLFhCBn2v3++77zs9cjITkEVqujdvlhfLb96mAh025k3X3UZT",
+	"Spzu9/9NsqcB3aPGTavB97gtJ9drRVwg1vQLdqVf1SISvSnicYzyMx/nYGBcxKkMZTwRORZlRdKmEwts",
+	"UAbx6NR5I9Emb+SDk4UjM03ck95Ehqu/7BQRHD7eJYZ/lcTw0wowQDEJ3GzmNingXmsh64BuzrC6xLiP",
+	"Oeg0eSsuBOQaZQg3UNmSsF9ZYIQ8AQEMWCQnIYsXEiqxut+zFaSMJExDFbxOE1FAdy0Cp6IvD6ekNdT6",
+	"uJyW+7nO8zVvF6bwPVvZYBt8/43EcOntCiUHBFlGTTH66+OaTBzcfveNRcM5ymc14ncqgwYsm7evT7P7",
+	"qSvfNyejrGOe3Ia0fcY0rmxokdc3T9FzFqjPw+zW+Uz6rZHkjOkmesSLqdZEJw8ziXkzEfN7SdjB7s2G",
+	"Ndi/K1j8NAmO8Cs0F7E3EuEI4rIWPN2ZOODfjaK9ClxbgL8dERpFln1jIhMvTzUBRx7ytbyxEMYpJRDV",
+	"A6sW/LsqoLDTCaROJYxFvU4o1DvdWCtgZdwfSzUUUY6/ln7YWHGorkWVvmUb+hnTTw1VXCfakXSKAt7p",
+	"JWCTWxHohgF2+neC/U6wlwV7sRCRC1uYnlVo34qsZ1cLmehrqjdL12pyQahF6ESM0TaAcpybXzziawn/",
+	"cgEfKGV070GM2LwEAVq/4xUvwkIXNYM6wnNNbywqyK2evWKHhQBfBDE9gC9rxyyWGTD1NKIa7y7LwEwV",
+	"/411MHEbZ20jtTYmUsJBGYsC+lIG96dpohXEaEu19ArXpACaAVBcJeSvq64IEfWrjZjTQB6HxMeAxyP7",
+	"tDOCXf7u7OWLscDCG6PeuWAj02QXge+wXzgH9jNZg7ccoYOPaG0YusKbncaCEP8Ypg0oBwIQWu1obHv2",
+	"kpOmK9NNE8V7RgEnzsy2c2hGZjQ0dmAxYBGblZapp3oZq4OOJFlEyYUqEGUAAoH2bg+kI+wtokp7sFa2",
+	"0zc4JH9kA1yp0IWcd0tEWGVrelu/wL18dzfVxEa2wKiIe+RIkFTg4Ax9EEdEEMHG9gcIZQCQrNMpIGNN",
+	"VnDlRbxItYvQmh7uKdMCwGm1q0AIpNu1TT89OT0m3e4FW5Hvj3/2O4eEEjcCM3e3bJUNn6xgHy1kH5Ai",
+	"ZKAH6tI33IoUZ/4CkvGPgoAt9IjkL2XRPXzX74zGghJUqSSRSw8Dv2b5E7mESCFs76HZX0sc0PEJLqpb",
+	"KsjdcbDqDiMTqjYAaGOZef+4p3BxpY8QY20uyOOzHyEMIJc2cI3KGSDqoeTkL5Ds72PJBr6CVxVX0nJc",
+	"RV8HTpWM9Mh2H8YO053yiGUrQd0j0nZcRgXC/XVQArh7qessTJzOlzq1z80UC5ws3YIXzu0ODVm4EPNg",
+	"E8bQOd4Ssg2Mz2B7XKEbjE5vQKW6p64BJLrt0ftObhtOMcxxmNEEtxLGMpDvGCSYSwkXHL54YojM3bIF",
+	"uNUXeAScM2TjIaYdd12xDQ6p5bUCdVl7z351Es/4Javgv6iqeM+GawSyO4nMpI3dsqp8axo8yp7PPI25",
+	"y0a5y0a5y0a5y0b5c2aj3Owc0/kXm+r8X1rPgpQcC9Iu+BCg5dbdBK9q2nc8gu5YZgpVzHDYuuxXNOTq",
+	"70B1mnDTyI8KtidY8WuWZ29bbBVUZAjSX0IzvqdI4W28c10rWKLqGe5j3IPuE64ccFHdmMGAhMtT3VUJ",
+	"2Hmv9YUOLf69UVTvgjuuMh9tqerVl8YyRq/jUw5iq4GdKdsANHhWvtEGfUiwzmcQDrV+d3Z9ciH6Yt4d",
+	"iw0hmx55lSdE20taIK5fuLRFy7FwqWojG8TR19z+UrFIx2IhAT6VhpdUBIhvmIO2u6mBJx9KIqS9pgex",
+	"tmj2ObyAgPgK73SoQCVCRk20goQ+0s6UU8LGDiQvu6SU2DtKqUU6hItGIXeNggfJY9bJcgUhIWgssuvJ",
+	"MNOmjLsHc+a6kvlnN8fldIHtWrzQjImyP9sjbxXL0P4NmQVSwOXZMiFqJQKH+k15dGhMAZuevjQiCB1L",
+	"V2agJYmkvDDz4U2VKeX7mb5wfjp1kLVANYfE75cjbB0btXNRvuySnTpN7S74qXFa+t7nwutmyaRfBVPy",
+	"zrm6c67unKs75+rOufoE5+oTD7xB/12TJOq08hfKEjVD2CJT1GvKFLX2GiaKlmy6zQffNar/g1WvDbmg",
+	"+PAuFfTruCRP8xuhSi5JxbS9DccEj283gInBdVja3t20NiKqyBlWzZwxocnxpZnfWLQxom58AN3FLnyP",
+	"zHUc9dSCBb3lnOrlDO7AidNIc0P1O7b8Rplv4EsFd/50PHuV3UYv50RnpiVI0cxZYpFiY+FEKyP+KVW6",
+	"CwPtnjzJTgnaADlG4XgQrg4z+gvRx+AW51B13L1yumCQo1cywruVs1QnXCE4ihRySaTojUXxgjN7xyzg",
+	"F4GLALMF92LO0G1YGZ/GnjJjRo5ZRLhwyUkDyLUakWG/76zsfPBSkJBFdOWRGEpFusSHTkY4YJ/865//",
+	"jSWxLMkrVopnw2uXtI7g0JqHI+LunXtv8ePwKsKQajryC3nA1RNxF+iScPwNuchcwP289gMoyXI3x+F8",
+	"zUy5sGVag36fxIrg2feE5SOGCR4BbxgqhDiaPzJbm+gJo9q3tDPYtweQuNaLRF7ZS9JMi7jbilwIx3s4",
+	"Bq4IBbiS4jLKS5ZMI7nElSxA1YUcboDCLIgpBRIBH7h43I1ACUrLxYKFZJJOp8yoQhvmGmWLyXEJYRzH",
+	"IvRh4XAV8TzVqQTrsWdnegkDjxKe9goEZBqAw2JD0aUJqXmqQ7kU+YQKcA5moIYESgMDesjHdpiTH2lr",
+	"6e5psM3Yiu0K98F8MmYtDrRhlHiinA8R30WYufwoe05Dd5yNVFtaTitznzAj1ZQjy/rODyExIJtX3Rzg",
+	"ZP3IbT8EMLIPChVcGEyBJGR4gfFLC9MKFYJj4SIbbhajDAYokkp72V/oA7LQXtNod8ne0+jiF363G9Mr",
+	"K3qVb+elDoHtoAgJEnWmqbLVQw4cDFi5hNRxTVgBCeB2AwtnZu+K5jDSdRtuLRMKS6kq29DBaENNfCEP",
+	"SW8XZbiFi3tgn52KAhlghpltu4d3lU5W9QrnsEjblRpSwvN4CaqufCqlBWmqePyl33347sPAGzz8+Ile",
+	"6V1k4i4ycReZuItM3EUmMjTZoqOz6eR03Veylyf71iyHhu4puK/EWX+ZAb39qSpoGxzO9mer1ue6u1zo",
+	"jxc4ACe+vU59ndsIIXzg4cdNeIS3VuBZQ+iGa+6povYpI2aDxNziSsQ0hTe/SmCykYtrSjTvbjz8I7Pv",
+	"M6bLNdq3xZ47kAG6EZXWsZKPlSOQbMPo1N4vrYs3w1ZTVeXU3k8OH2RFCe7i14Sxc8V/Y/lFse3a9GK8",
+	"pxpz6TvZHVwNpQHGwUsY65Ej4u/193yAPRkLh3uSR6GMXWXr3GUCkRkrGVdMQ9RM2CSKktfbuc7txXtL",
+	"/+ME2jqIzdrtsqRtDAb/2fEbsn5Tut+UG95sNdvd/4ws8C8phU8cLW+8iLZC8X+Oe7bvxHLpIloqShVm",
+	"+aWvnySkywCbH1oTRhOWHKXGefvlnSF5DOyhWKnAZsqARiRklyySC4h4t/2YXjCSpMI3Jl2aRK1Ra671",
+	"YrSzMxje7/V7/d5g9KD/oA/FzXa4a94JCDfQPpCVlYZc25ylQtjGTLHhCm2UJM9ZchE5BZCV+xXMUQ9c",
+	"Dlu8kKhi47ig6807qOzi1Y1mjBYXGS99SOQEo/nW1ZGlti06af3Qs8vXuFYsmvaK4Qt7IVR9DpHNaVN0",
+	"hZfWgDe3fkHFYQ4Sm1/LkzAlI7geRwIgXKlgA6+r+Pju4/8GAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
