@@ -83,6 +83,13 @@ func startServer(t *testing.T, env map[string]string, args ...string) *instance 
 	if _, set := env["VALHALLA_BOOTSTRAP_TOKEN"]; !set {
 		env["VALHALLA_BOOTSTRAP_TOKEN"] = auth.Mint()
 	}
+	if _, set := env["VALHALLA_DB_READ_TIMEOUT"]; !set {
+		// The default (2s) is a bound for production reads; on a busy
+		// 2-core machine a test's large page can take longer, and a
+		// read-timeout 503 there would be noise, not the behaviour under
+		// test (internal/logstore tests the timeout itself).
+		env["VALHALLA_DB_READ_TIMEOUT"] = "60s"
+	}
 	if _, set := env["VALHALLA_LEDGER_KEY_FILE"]; !set && env["VALHALLA_DATA_DIR"] == "" {
 		// Not ./.valhalla/ledger.key in the package directory.
 		env["VALHALLA_LEDGER_KEY_FILE"] = filepath.Join(t.TempDir(), "ledger.key")
