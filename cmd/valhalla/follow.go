@@ -35,16 +35,17 @@ func (f *filterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.category, "category", "", "only this category")
 	fs.StringVar(&f.correlation, "correlation-id", "", "only this correlation id")
 	fs.StringVar(&f.user, "user", "", "only this user id")
-	fs.StringVar(&f.trace, "trace-id", "", "only entries of this W3C trace")
-	fs.Func("since", "only at or after this RFC 3339 time", timeFlag(&f.since))
-	fs.Func("until", "only before this RFC 3339 time", timeFlag(&f.until))
+	fs.StringVar(&f.trace, "trace-id", "", "only entries written under this W3C trace id (32 hex digits)")
+	fs.Func("since", "only at or after this RFC 3339 time", timeFlag("since", &f.since))
+	fs.Func("until", "only before this RFC 3339 time", timeFlag("until", &f.until))
 }
 
-func timeFlag(into *time.Time) func(string) error {
+// timeFlag parses the RFC 3339 value of the flag name into into.
+func timeFlag(name string, into *time.Time) func(string) error {
 	return func(v string) error {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
-			return fmt.Errorf("%q is not an RFC 3339 time", v)
+			return fmt.Errorf("--%s %q is not an RFC 3339 time", name, v)
 		}
 		*into = t
 		return nil

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strings"
 	"text/tabwriter"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -188,15 +187,8 @@ func logsGet(ctx context.Context, parse parser, cf *clientFlags, args []string, 
 }
 
 func logsList(ctx context.Context, fs *flag.FlagSet, parse parser, cf *clientFlags, args []string, stdout io.Writer) error {
-	var levels levelList
-	fs.Var(&levels, "level", "only this level (repeatable)")
-	minLevel := fs.String("min-level", "", "only this severity and above")
-	category := fs.String("category", "", "only this category")
-	correlation := fs.String("correlation-id", "", "only this correlation id")
-	traceID := fs.String("trace-id", "", "only entries written under this W3C trace id (32 hex digits)")
-	user := fs.String("user", "", "only this user id")
-	since := fs.String("since", "", "only at or after this RFC 3339 time")
-	until := fs.String("until", "", "only before this RFC 3339 time")
+	var ff filterFlags
+	ff.register(fs)
 	limit := fs.Int("limit", 50, "entries per page (1-500)")
 	all := fs.Bool("all", false, "follow cursors to the last page")
 	rest, err := parse(args)
@@ -206,32 +198,8 @@ func logsList(ctx context.Context, fs *flag.FlagSet, parse parser, cf *clientFla
 	if len(rest) != 0 {
 		return fmt.Errorf("logs list: unexpected arguments %q", rest)
 	}
-	params := api.ListSystemLogsParams{
-		Category:      nonEmpty(*category),
-		CorrelationId: nonEmpty(*correlation),
-		TraceId:       nonEmpty(*traceID),
-		UserId:        nonEmpty(*user),
-		Limit:         ptr(int32(*limit)),
-	}
-	if len(levels) > 0 {
-		params.Level = ptr([]api.LogLevel(levels))
-	}
-	if *minLevel != "" {
-		params.MinLevel = ptr(api.LogLevel(strings.ToUpper(*minLevel)))
-	}
-	for _, t := range []struct {
-		flag, value string
-		into        **time.Time
-	}{{"since", *since, &params.Since}, {"until", *until, &params.Until}} {
-		if t.value == "" {
-			continue
-		}
-		v, err := time.Parse(time.RFC3339, t.value)
-		if err != nil {
-			return fmt.Errorf("logs list: --%s %q is not an RFC 3339 time", t.flag, t.value)
-		}
-		*t.into = &v
-	}
+	params := api.ListSystemLogsParams{Limit: ptr(int32(*limit))}
+	params.Level, params.MinLevel, params.Category, params.CorrelationId, params.UserId, params.TraceId, params.Since, params.Until = ff.values()
 	client, err := cf.client()
 	if err != nil {
 		return err
