@@ -77,7 +77,7 @@ func TestMetricsCount(t *testing.T) {
 		t.Errorf("requests_in_flight %d, want 1 (this request)", after.RequestsInFlight)
 	}
 	p := after.DbPool
-	if p.MaxConns < 1 || p.TotalConns < 1 || p.TotalConns != p.IdleConns+p.AcquiredConns || p.TotalConns > p.MaxConns {
+	if p.MaxConns < 1 || p.TotalConns < 1 || p.TotalConns != p.IdleConns+p.AcquiredConns+p.ConstructingConns || p.TotalConns > p.MaxConns {
 		t.Errorf("pool %+v", p)
 	}
 	if after.UptimeSeconds < before.UptimeSeconds || after.Version != version {

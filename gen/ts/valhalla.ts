@@ -894,7 +894,8 @@ export interface components {
         PoolStats: {
             /**
              * Format: int32
-             * @description Open connections.
+             * @description Open connections and connections being opened: always
+             *     `idle_conns + acquired_conns + constructing_conns`.
              */
             total_conns: number;
             /**
@@ -907,6 +908,11 @@ export interface components {
              * @description Connections in use.
              */
             acquired_conns: number;
+            /**
+             * Format: int32
+             * @description Connections being opened (counted in `total_conns`, not yet usable).
+             */
+            constructing_conns: number;
             /**
              * Format: int32
              * @description Pool size limit.

@@ -276,7 +276,7 @@ func (t acquireTracer) TraceAcquireEnd(ctx context.Context, _ *pgxpool.Pool, _ p
 
 // PoolStats are the database pool's gauges.
 type PoolStats struct {
-	TotalConns, IdleConns, AcquiredConns, MaxConns int32
+	TotalConns, IdleConns, AcquiredConns, ConstructingConns, MaxConns int32
 	// EmptyAcquireWait is the time acquires spent waiting because every
 	// connection was in use, since the pool opened.
 	EmptyAcquireWait time.Duration
@@ -290,11 +290,12 @@ func (m *Metrics) poolStats() (PoolStats, bool) {
 	}
 	s := pool.Stat()
 	return PoolStats{
-		TotalConns:       s.TotalConns(),
-		IdleConns:        s.IdleConns(),
-		AcquiredConns:    s.AcquiredConns(),
-		MaxConns:         s.MaxConns(),
-		EmptyAcquireWait: s.EmptyAcquireWaitTime(),
+		TotalConns:        s.TotalConns(),
+		IdleConns:         s.IdleConns(),
+		AcquiredConns:     s.AcquiredConns(),
+		ConstructingConns: s.ConstructingConns(),
+		MaxConns:          s.MaxConns(),
+		EmptyAcquireWait:  s.EmptyAcquireWaitTime(),
 	}, true
 }
 
