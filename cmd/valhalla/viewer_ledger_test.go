@@ -6,9 +6,13 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,5 +265,117 @@ func TestViewerWidths(t *testing.T) {
 			}
 			b.Screenshot(fmt.Sprintf("entry-%d", width))
 		})
+	}
+}
+
+// dropProxy forwards TCP connections to a server; drop cuts every open
+// one and, while down, it hangs up on new ones: a dropped connection.
+type dropProxy struct {
+	URL    string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+	target string
+}
+
+func newDropProxy(t *testing.T, serverURL string) *dropProxy {
+	t.Helper()
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dropProxy{URL: "http://" + ln.Addr().String(), target: u.Host}
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.drop(false)
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *dropProxy) serve(c net.Conn) {
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		p.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	p.conns = append(p.conns, c, s)
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(s, c); _ = s.Close() }()
+	_, _ = io.Copy(c, s)
+	_ = c.Close()
+}
+
+// drop closes every open connection and sets whether new ones are refused.
+func (p *dropProxy) drop(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
+// TestViewerLiveResumes: when the connection drops, Live says it is
+// reconnecting and, once back, shows every entry written meanwhile, once.
+func TestViewerLiveResumes(t *testing.T) {
+	t.Parallel()
+	in, _ := ledgerSetup(t)
+	seedViewer(t, in)
+	proxy := newDropProxy(t, in.URL)
+	b := browsertest.New(t, proxy.URL, 1280)
+	b.AllowFailedLoad(`/system/logs/stream`)
+	b.Do(
+		chromedp.Navigate(b.URL("/ui/")),
+		chromedp.SendKeys(chromedp.CSS("#token"), in.Token+"\r", chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.CSS("#entries tbody tr")),
+		chromedp.Click(chromedp.CSS("#live-toggle")),
+	)
+	browsertest.Get(b, chromedp.Poll[bool](liveReady))
+	write := func(message string) string {
+		t.Helper()
+		resp, err := in.Client.CreateSystemLogWithResponse(ctx(t), &api.CreateSystemLogParams{}, api.SystemLogCreate{Message: message})
+		if err != nil || resp.JSON201 == nil {
+			t.Fatalf("write: %v", err)
+		}
+		return resp.JSON201.Id.String()
+	}
+	first := write("before the drop")
+	browsertest.Get(b, chromedp.Poll[bool](`document.querySelector('#entries tbody tr:first-child')?.dataset.id === `+"`"+first+"`"))
+
+	proxy.drop(true)
+	during := []string{write("during the drop 1"), write("during the drop 2")}
+	browsertest.Get(b, chromedp.Poll[bool](`document.querySelector('#live-status')?.textContent.startsWith('Reconnecting')`))
+	b.Screenshot("reconnecting")
+	proxy.drop(false)
+	want := fmt.Sprintf(`["%s","%s","%s"]`, during[1], during[0], first)
+	browsertest.Get(b, chromedp.Poll[bool](`JSON.stringify(`+rowIDs+`.slice(0, 3)) === `+"`"+want+"`"))
+	ids := browsertest.Get(b, chromedp.Evaluate[[]string](rowIDs))
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Errorf("entry %s shown twice after reconnecting", id)
+		}
+		seen[id] = true
 	}
 }

@@ -514,7 +514,7 @@ function mountProof(entry: SystemLog): HTMLElement {
         `at ${new Date().toLocaleString()}: the entry hashes to its sealed leaf, the proof leads to the signed root ${ok.root}.`);
     } catch (e) {
       if (e instanceof VerifyError) {
-        setStatus("fail", `Verification failed: ${e.kind}. ${e.message}`, e.kind);
+        setStatus("fail", `Verification failed (${e.kind}): ${e.message}.`, e.kind);
       } else {
         setStatus("fail", `Verification failed: ${(e as Error).message}`, "malformed");
       }

@@ -403,7 +403,7 @@ export async function verifyEntry(entry: LedgerEntry, p: InclusionProof, key: Ve
   const leaf = await leafHash(encodeEntry(entry));
   const sealed = fromBase64(p.leaf_hash);
   if (!equal(leaf, sealed)) {
-    throw new VerifyError("leaf mismatch", `the entry as stored hashes to ${toBase64(leaf)}, but the leaf sealed at seq ${p.seq} is ${p.leaf_hash}: it was changed after it was sealed`);
+    throw new VerifyError("leaf mismatch", `the entry as stored hashes to ${toBase64(leaf)}, but the leaf sealed at seq ${p.seq} is ${p.leaf_hash}: the entry was changed after it was sealed`);
   }
   const root = await rootFromInclusion(p.seq - 1, p.tree_size, sealed, p.proof.map(fromBase64));
   if (!equal(root, cp.root)) {
