@@ -100,6 +100,17 @@ func TestViewerProof(t *testing.T) {
 	b.Screenshot("wrong-key")
 }
 
+// writeEntry writes one entry through the API and returns its id.
+func writeEntry(t *testing.T, in *instance, category, message string) string {
+	t.Helper()
+	resp, err := in.Client.CreateSystemLogWithResponse(ctx(t), &api.CreateSystemLogParams{},
+		api.SystemLogCreate{Message: message, Category: ptr(category)})
+	if err != nil || resp.JSON201 == nil {
+		t.Fatalf("write: %v", err)
+	}
+	return resp.JSON201.Id.String()
+}
+
 // liveReady is true once Live knows the seq it follows after.
 const liveReady = `document.querySelector('#live-status')?.dataset.after !== undefined`
 
@@ -119,15 +130,7 @@ func TestViewerLive(t *testing.T) {
 		t.Errorf("the live toggle's aria-pressed is %q", pressed.Value)
 	}
 
-	write := func(category, message string) string {
-		t.Helper()
-		resp, err := in.Client.CreateSystemLogWithResponse(ctx(t), &api.CreateSystemLogParams{},
-			api.SystemLogCreate{Message: message, Category: ptr(category)})
-		if err != nil || resp.JSON201 == nil {
-			t.Fatalf("write: %v", err)
-		}
-		return resp.JSON201.Id.String()
-	}
+	write := func(category, message string) string { return writeEntry(t, in, category, message) }
 	other := write("auth", "not for this view")
 	start := time.Now()
 	live := write("billing", "arrived live")
@@ -352,14 +355,7 @@ func TestViewerLiveResumes(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#live-toggle")),
 	)
 	browsertest.Get(b, chromedp.Poll[bool](liveReady))
-	write := func(message string) string {
-		t.Helper()
-		resp, err := in.Client.CreateSystemLogWithResponse(ctx(t), &api.CreateSystemLogParams{}, api.SystemLogCreate{Message: message})
-		if err != nil || resp.JSON201 == nil {
-			t.Fatalf("write: %v", err)
-		}
-		return resp.JSON201.Id.String()
-	}
+	write := func(message string) string { return writeEntry(t, in, "general", message) }
 	first := write("before the drop")
 	browsertest.Get(b, chromedp.Poll[bool](`document.querySelector('#entries tbody tr:first-child')?.dataset.id === `+"`"+first+"`"))
 
