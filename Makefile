@@ -30,7 +30,8 @@ test-go: postgres chromium ## Go tests (race detector, real PostgreSQL, real Chr
 durability: postgres ## Only the crash tests (kill -9, PostgreSQL restart), printing their figures
 	set -o pipefail; go test -race -count=1 -v -run 'TestDurability' ./cmd/valhalla | grep -E '^(---|ok|FAIL)|durability across|crash [0-9]'
 
-test-ts: node_modules build ## The TypeScript client's tests against a live server
+test-ts: node_modules build ## The TypeScript client's tests against a live server, and the viewer's verifier against the ledger's vectors
+	npm run --silent test:ui
 	rm -rf clients/ts/dist
 	npm run --silent build:ts
 	scripts/with-server.sh npm run --silent test:ts

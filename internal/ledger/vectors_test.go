@@ -22,6 +22,25 @@ type vectors struct {
 	Entries []vector `json:"entries"`
 	// Roots[n-1] is the hex root hash of the tree of the first n leaves.
 	Roots []string `json:"roots"`
+	// Proofs are the inclusion proofs of every leaf in every tree size.
+	Proofs []proofVector `json:"proofs"`
+	// Checkpoint is a signed checkpoint of the tree of all the entries.
+	Checkpoint checkpointVector `json:"checkpoint"`
+}
+
+// proofVector is the RFC 6962 inclusion proof (audit path, bottom up, hex)
+// of leaf Index (0-based) in the tree of TreeSize leaves.
+type proofVector struct {
+	TreeSize int64    `json:"tree_size"`
+	Index    int64    `json:"index"`
+	Proof    []string `json:"proof"`
+}
+
+// checkpointVector is a signed note of the checkpoint of the whole tree and
+// the verifier key (name+hash+key) that opens it.
+type checkpointVector struct {
+	VerifierKey string `json:"verifier_key"`
+	Note        string `json:"note"`
 }
 
 type vector struct {
@@ -106,6 +125,8 @@ func TestVectors(t *testing.T) {
 			t.Errorf("tree of %d: root %s, want %s", i+1, got, vs.Roots[i])
 		}
 	}
+	checkProofs(t, &vs, reader)
+	checkCheckpoint(t, &vs)
 	if *update {
 		out, _ := json.MarshalIndent(vs, "", "  ")
 		if err := os.WriteFile("testdata/vectors.json", append(out, '\n'), 0o644); err != nil {
@@ -129,4 +150,70 @@ func mth(t *testing.T, vs []vector) tlog.Hash {
 		k *= 2
 	}
 	return tlog.NodeHash(mth(t, vs[:k]), mth(t, vs[k:]))
+}
+
+// checkProofs: the vectors' inclusion proofs are tlog's, for every leaf of
+// every tree size, and each checks against that size's root.
+func checkProofs(t *testing.T, vs *vectors, reader tlog.HashReader) {
+	t.Helper()
+	var proofs []proofVector
+	for n := int64(1); n <= int64(len(vs.Entries)); n++ {
+		root, err := tlog.TreeHash(n, reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := int64(0); i < n; i++ {
+			p, err := tlog.ProveRecord(n, i, reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf, _ := LeafHash(vs.Entries[i].entry())
+			if err := tlog.CheckRecord(p, n, root, i, leaf); err != nil {
+				t.Fatalf("proof of %d in %d: %v", i, n, err)
+			}
+			pv := proofVector{TreeSize: n, Index: i, Proof: []string{}}
+			for _, h := range p {
+				pv.Proof = append(pv.Proof, hex.EncodeToString(h[:]))
+			}
+			proofs = append(proofs, pv)
+		}
+	}
+	if *update {
+		vs.Proofs = proofs
+	}
+	want, _ := json.Marshal(proofs)
+	got, _ := json.Marshal(vs.Proofs)
+	if string(got) != string(want) {
+		t.Errorf("the vectors' proofs differ from tlog's")
+	}
+}
+
+// checkCheckpoint: the vectors' signed checkpoint opens with its verifier
+// key and signs the root of the whole tree (-update signs it with a new key).
+func checkCheckpoint(t *testing.T, vs *vectors) {
+	t.Helper()
+	n := len(vs.Entries)
+	if *update {
+		skey, err := GenerateKey("valhalla-ledger-vectors")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := ParseKey(skey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, _ := hex.DecodeString(vs.Roots[n-1])
+		msg, err := k.Sign(Checkpoint{Origin: k.Name(), Size: int64(n), Root: tlog.Hash(root)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs.Checkpoint = checkpointVector{VerifierKey: k.Verifier, Note: string(msg)}
+	}
+	c, err := OpenCheckpoint([]byte(vs.Checkpoint.Note), vs.Checkpoint.VerifierKey)
+	if err != nil {
+		t.Fatalf("the vectors' checkpoint: %v", err)
+	}
+	if c.Size != int64(n) || hex.EncodeToString(c.Root[:]) != vs.Roots[n-1] {
+		t.Errorf("the vectors' checkpoint signs size %d root %x, want %d %s", c.Size, c.Root, n, vs.Roots[n-1])
+	}
 }

@@ -4,18 +4,22 @@
 // sessionStorage, never in a URL; the URL carries the view (filters, page,
 // open entry), so a view can be shared without the token.
 //
-// Not in this viewer yet, each waiting for its API (hooks: mountProof,
-// mountLiveFollow, mountExport below): verifying an entry's inclusion proof
-// (GET /system/logs/{id}/proof, /ledger/checkpoint), following the trail
-// live (GET /system/logs/stream) and downloading an export
-// (GET /system/logs/export).
+// One entry's proof is checked in the browser (verify.ts, WebCrypto)
+// against the verifier key the user pastes once (localStorage: it is
+// public); Live follows GET /system/logs/stream with the current filters
+// (follow() of the TypeScript client: fetch, since EventSource cannot send
+// the token); Export downloads GET /system/logs/export through fetch.
 
 import createClient, { type Middleware } from "openapi-fetch";
 import type { paths, Check, FieldError, LogLevel, ProblemDetails, SystemLog, SystemLogList } from "../../gen/ts/valhalla.js";
+import { follow, StreamRefusedError, type StreamQuery } from "../../clients/ts/follow.js";
+import { entryFromJSON, parseVerifierKey, verifyEntry, VerifyError, type InclusionProof } from "./verify.js";
 
 type ListQuery = NonNullable<paths["/system/logs"]["get"]["parameters"]["query"]>;
 
 const TOKEN_KEY = "valhalla.token";
+/** The ledger's verifier key (public), kept across visits. */
+const LEDGER_KEY = "valhalla.ledgerKey";
 const LEVELS: LogLevel[] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 /** The text filters of the listing, by query parameter, with their labels. */
 const TEXT_FILTERS = [
@@ -246,6 +250,8 @@ function renderSession(): void {
   out.addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     token = "";
+    live.stop();
+    byId("live").replaceChildren();
     renderSignIn();
   });
   byId("session").replaceChildren(out);
@@ -318,6 +324,15 @@ function entryLink(v: View, e: SystemLog): HTMLAnchorElement {
   return a;
 }
 
+function entryRow(v: View, e: SystemLog): HTMLTableRowElement {
+  return h("tr", { class: `entry level-${e.level.toLowerCase()}`, "data-id": e.id },
+    h("td", { class: "c-time" }, localTime(e.timestamp)),
+    h("td", { class: "c-level" }, levelBadge(e.level)),
+    h("td", { class: "c-category" }, e.category),
+    h("td", { class: "c-message" }, entryLink(v, e)),
+    h("td", { class: "c-user" }, e.user_id ?? ""));
+}
+
 async function renderList(v: View): Promise<void> {
   const main = byId("main");
   const status = h("p", { id: "list-status", role: "status", "aria-live": "polite" }, "Loading…");
@@ -332,12 +347,7 @@ async function renderList(v: View): Promise<void> {
   const page: SystemLogList = data;
   status.textContent = page.items.length === 0 ? "No entries match these filters." :
     `${page.items.length} entries, newest first${v.query.cursor ? " (an older page)" : ""}.`;
-  const rows = page.items.map((e) => h("tr", { class: `entry level-${e.level.toLowerCase()}`, "data-id": e.id },
-    h("td", { class: "c-time" }, localTime(e.timestamp)),
-    h("td", { class: "c-level" }, levelBadge(e.level)),
-    h("td", { class: "c-category" }, e.category),
-    h("td", { class: "c-message" }, entryLink(v, e)),
-    h("td", { class: "c-user" }, e.user_id ?? "")));
+  const rows = page.items.map((e) => entryRow(v, e));
   const table = h("table", { class: "entries", id: "entries" },
     h("caption", { class: "visually-hidden" }, "Log entries, newest first"),
     h("thead", {}, h("tr", {},
@@ -359,8 +369,8 @@ async function renderList(v: View): Promise<void> {
     go({ query: { ...v.query, cursor: page.next_cursor }, entry: null }, [...prev, v.query.cursor ?? null]);
   });
   main.append(table, h("nav", { class: "pager", "aria-label": "Pages" }, newer, older));
-  const exporter = mountExport(v);
-  if (exporter) main.append(exporter);
+  main.append(mountExport(v, problemBox));
+  live.showing(v.query.cursor ? null : v);
 }
 
 // ---- One entry. ----
@@ -404,22 +414,325 @@ async function renderEntry(v: View, id: string): Promise<void> {
   byId<HTMLHeadingElement>("entry-message").focus();
 }
 
-// ---- Hooks for what the API does not offer yet. Each returns nothing
-// until its API lands; none pretends to work. ----
+// ---- Proof: the entry's seal, verified in the browser. ----
 
-/** Proof verification of one entry: needs GET /system/logs/{id}/proof and /ledger/checkpoint. */
-function mountProof(_entry: SystemLog): Child {
-  return null;
+function savedLedgerKey(): string {
+  return localStorage.getItem(LEDGER_KEY) ?? "";
 }
 
-/** Live follow of the current filters: needs GET /system/logs/stream. */
-function mountLiveFollow(): Child {
-  return null;
+/**
+ * The proof section of one entry: with the verifier key the user pasted
+ * once, it fetches the entry as stored, its inclusion proof and the latest
+ * checkpoint, and checks them in the browser (verify.ts).
+ */
+function mountProof(entry: SystemLog): HTMLElement {
+  const section = h("section", { class: "proof", id: "proof", "aria-labelledby": "proof-title" },
+    h("h3", { id: "proof-title" }, "Seal"));
+  const status = h("p", { id: "proof-status", role: "status", "aria-live": "polite" });
+  const problemBox = h("div", { class: "proof-problem" });
+  let timer: number | undefined;
+
+  const keyForm = (): void => {
+    const input = h("input", { id: "ledger-key", name: "ledger-key", type: "text", autocomplete: "off", spellcheck: "false",
+      required: true, placeholder: "valhalla-ledger-…+…+…", value: savedLedgerKey() });
+    const form = h("form", { class: "key-form", id: "key-form" },
+      h("label", { for: "ledger-key" }, "Ledger verifier key (what ", h("code", {}, "valhalla ledger key"), " prints; public, kept in this browser)"),
+      input, h("button", { type: "submit", id: "save-key" }, "Save key and verify"));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const text = input.value.trim();
+      try {
+        await parseVerifierKey(text);
+      } catch (e) {
+        setStatus("fail", `This is not a verifier key: ${(e as Error).message}`);
+        return;
+      }
+      localStorage.setItem(LEDGER_KEY, text);
+      show();
+    });
+    section.replaceChildren(section.firstChild as Node, form, status, problemBox);
+  };
+
+  const setStatus = (cls: "ok" | "fail" | "wait", text: string, kind?: string): void => {
+    status.className = `proof-${cls}`;
+    if (kind) status.dataset["kind"] = kind; else delete status.dataset["kind"];
+    status.textContent = text;
+  };
+
+  const show = (): void => {
+    const again = h("button", { type: "button", id: "verify" }, "Verify again");
+    again.addEventListener("click", () => void run());
+    const change = h("button", { type: "button", id: "change-key" }, "Change key");
+    change.addEventListener("click", () => keyForm());
+    section.replaceChildren(section.firstChild as Node, status, problemBox, h("div", { class: "actions" }, again, change));
+    void run();
+  };
+
+  const run = async (): Promise<void> => {
+    window.clearTimeout(timer);
+    problemBox.replaceChildren();
+    const keyText = savedLedgerKey();
+    setStatus("wait", "Verifying…");
+    let key;
+    try {
+      key = await parseVerifierKey(keyText);
+    } catch (e) {
+      setStatus("fail", `The saved key is not a verifier key: ${(e as Error).message}`, "malformed");
+      return;
+    }
+    const id = entry.id;
+    const stored = await api.GET("/system/logs/{id}", { params: { path: { id } }, parseAs: "text" });
+    if (stored.error !== undefined || stored.data === undefined) {
+      setStatus("fail", "Could not read the entry.");
+      showProblem(problemBox, stored.error, stored.response);
+      return;
+    }
+    const proof = await api.GET("/system/logs/{id}/proof", { params: { path: { id } } });
+    if (proof.error !== undefined || proof.data === undefined) {
+      const retry = Number(proof.response.headers.get("Retry-After"));
+      if (proof.response.status === 404 && retry > 0) {
+        setStatus("wait", `Not sealed yet: checking again in ${retry} s.`);
+        timer = window.setTimeout(() => {
+          if (section.isConnected) void run();
+        }, retry * 1000);
+        return;
+      }
+      setStatus("fail", "Could not fetch the inclusion proof.");
+      showProblem(problemBox, proof.error, proof.response);
+      return;
+    }
+    const latest = await api.GET("/ledger/checkpoint", { parseAs: "text" });
+    if (latest.error !== undefined || latest.data === undefined) {
+      setStatus("fail", "Could not fetch the signed checkpoint.");
+      showProblem(problemBox, latest.error, latest.response);
+      return;
+    }
+    try {
+      const p = proof.data;
+      const ok = await verifyEntry(entryFromJSON(stored.data), p as InclusionProof, key, latest.data);
+      setStatus("ok", `Sealed in checkpoint ${ok.size} (entry ${ok.seq} of ${ok.size}), verified with ${key.name} ` +
+        `at ${new Date().toLocaleString()}: the entry hashes to its sealed leaf, the proof leads to the signed root ${ok.root}.`);
+    } catch (e) {
+      if (e instanceof VerifyError) {
+        setStatus("fail", `Verification failed (${e.kind}): ${e.message}.`, e.kind);
+      } else {
+        setStatus("fail", `Verification failed: ${(e as Error).message}`, "malformed");
+      }
+    }
+  };
+
+  if (savedLedgerKey() === "") keyForm(); else show();
+  return section;
 }
 
-/** Download of the current filter as NDJSON or CSV: needs GET /system/logs/export. */
-function mountExport(_v: View): Child {
-  return null;
+// ---- Live: follow the stream with the current filters. ----
+
+/** The stream's filters from the listing's query (no page, no size). */
+function streamQuery(q: ListQuery): StreamQuery {
+  const { limit: _limit, cursor: _cursor, ...rest } = q;
+  return rest;
+}
+
+/**
+ * The Live control: follows GET /system/logs/stream with the current
+ * filters (restarting when they change), puts arriving entries at the top
+ * of the newest page, holds them while paused (or while another page is
+ * shown) with their count, and resumes after a dropped connection from the
+ * last seq it received (follow() reconnects with after=<seq>).
+ */
+class LiveFollow {
+  private on = false;
+  private paused = false;
+  private abort: AbortController | null = null;
+  private filters = "";
+  private query: ListQuery = {};
+  private pending: SystemLog[] = [];
+  private view: View | null = null;
+  private received = 0;
+  private readonly toggle = h("button", { type: "button", id: "live-toggle", "aria-pressed": "false" }, "Follow live");
+  private readonly pause = h("button", { type: "button", id: "live-pause", hidden: true }, "Pause");
+  private readonly status = h("span", { id: "live-status", role: "status", "aria-live": "polite" });
+  private readonly box = h("div", { class: "live-bar" }, this.toggle, this.pause, this.status);
+
+  constructor() {
+    this.toggle.addEventListener("click", () => (this.on ? this.stop() : this.start()));
+    this.pause.addEventListener("click", () => {
+      this.paused = !this.paused;
+      if (!this.paused) this.flush();
+      this.update();
+    });
+  }
+
+  /** Puts the control in place and follows q's filters from now on. */
+  mount(where: HTMLElement, q: ListQuery): void {
+    if (!where.contains(this.box)) where.replaceChildren(this.box);
+    this.query = q;
+    const f = JSON.stringify(streamQuery(q));
+    if (f !== this.filters) {
+      this.filters = f;
+      this.pending = [];
+      if (this.on) this.restart();
+    }
+    this.update();
+  }
+
+  /** The list now shown: v when it is the newest page, else null. */
+  showing(v: View | null): void {
+    this.view = v;
+    // Entries that arrived while the page was read may or may not be on
+    // it: flush puts each at the top once (a row of the same id goes).
+    if (v) this.flush();
+    this.update();
+  }
+
+  start(): void {
+    this.on = true;
+    this.paused = false;
+    this.received = 0;
+    this.restart();
+  }
+
+  stop(): void {
+    this.on = false;
+    this.abort?.abort();
+    this.abort = null;
+    this.pending = [];
+    this.update();
+  }
+
+  private restart(): void {
+    this.abort?.abort();
+    const abort = new AbortController();
+    this.abort = abort;
+    this.update("Connecting…");
+    void (async () => {
+      try {
+        // Start after the latest signed tree, so that nothing sealed from
+        // the click on is missed, however long the stream takes to open.
+        const query = streamQuery(this.query);
+        const cp = await api.GET("/ledger/checkpoint", { parseAs: "text", signal: abort.signal });
+        const size = Number((cp.data ?? "").split("\n")[1]);
+        if (abort.signal.aborted) return;
+        if (cp.data !== undefined && Number.isSafeInteger(size)) {
+          query.after = size;
+          this.status.dataset["after"] = String(size);
+        }
+        this.update("Following…");
+        for await (const e of follow({
+          baseUrl: window.location.origin, token, query, signal: abort.signal,
+          onReconnect: (after, reason) => {
+            if (!abort.signal.aborted) this.update(`Reconnecting after ${after ?? "the start"} (${reason})…`);
+          },
+        })) {
+          if (abort.signal.aborted) return;
+          this.received++;
+          this.pending.push(e);
+          if (!this.paused) this.flush();
+          this.update("Following…");
+        }
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        this.on = false;
+        this.update();
+        if (err instanceof StreamRefusedError) {
+          const box = byId("problem");
+          showProblem(box, err.problem, undefined);
+        } else {
+          this.status.textContent = `Live stopped: ${(err as Error).message}`;
+        }
+      }
+    })();
+  }
+
+  /** Shows the held entries at the top of the newest page, if it is shown. */
+  private flush(): void {
+    const tbody = document.querySelector("#entries tbody");
+    if (this.paused || this.view === null || tbody === null) return;
+    for (const e of this.pending) {
+      const row = entryRow(this.view, e);
+      row.classList.add("live-new");
+      tbody.querySelector(`tr[data-id="${CSS.escape(e.id)}"]`)?.remove();
+      tbody.prepend(row);
+    }
+    this.pending = [];
+  }
+
+  private update(text?: string): void {
+    this.toggle.setAttribute("aria-pressed", String(this.on));
+    this.toggle.textContent = this.on ? "Stop following" : "Follow live";
+    this.pause.hidden = !this.on;
+    this.pause.textContent = this.paused ? "Resume" : "Pause";
+    this.pause.setAttribute("aria-pressed", String(this.paused));
+    if (!this.on) {
+      this.status.textContent = "";
+      return;
+    }
+    const held = this.pending.length;
+    const base = text ?? (this.status.dataset["base"] || "Following…");
+    this.status.dataset["base"] = base;
+    this.status.replaceChildren(base,
+      held > 0 ? h("span", { id: "live-pending", class: "live-pending" },
+        ` ${held} new ${held === 1 ? "entry" : "entries"} ${this.paused ? "while paused" : "not shown on this page"}`) : "");
+  }
+}
+
+const live = new LiveFollow();
+
+// ---- Export: the current filter as NDJSON or CSV. ----
+
+/** The file name a Content-Disposition header gives, if any. */
+function dispositionName(header: string | null): string | null {
+  const m = /filename="?([^";]+)"?/.exec(header ?? "");
+  return m?.[1] ?? null;
+}
+
+/** Download of the current filter (every page) as NDJSON or CSV. */
+function mountExport(v: View, problemBox: HTMLElement): HTMLElement {
+  const format = h("select", { id: "export-format", name: "format" },
+    h("option", { value: "ndjson" }, "NDJSON (with the signed checkpoint)"), h("option", { value: "csv" }, "CSV"));
+  const button = h("button", { type: "button", id: "export" }, "Download");
+  const status = h("span", { id: "export-status", role: "status", "aria-live": "polite" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    status.textContent = "Exporting…";
+    const f = format.value === "csv" ? "csv" : "ndjson";
+    const { data, error, response } = await api.GET("/system/logs/export", {
+      params: { query: { ...streamQuery(v.query), format: f } }, parseAs: "blob",
+    });
+    button.disabled = false;
+    if (error !== undefined || data === undefined) {
+      status.textContent = "The export failed.";
+      showProblem(problemBox, error, response);
+      return;
+    }
+    const blob = data as Blob;
+    if (f === "ndjson") {
+      const text = await blob.text();
+      const last = text.trimEnd().split("\n").pop() ?? "";
+      let end: { trailer?: { count: number; tree_size: number }; error?: ProblemDetails } = {};
+      try {
+        end = JSON.parse(last) as typeof end;
+      } catch {
+        end = {};
+      }
+      if (end.trailer) {
+        status.textContent = `${end.trailer.count} entries, sealed in checkpoint ${end.trailer.tree_size}.`;
+      } else {
+        status.textContent = "The export is incomplete (it does not end with its trailer): do not use it as a whole.";
+        if (end.error) showProblem(problemBox, end.error, response);
+      }
+    } else {
+      status.textContent = "Downloaded.";
+    }
+    const url = URL.createObjectURL(blob);
+    const a = h("a", { href: url, download: dispositionName(response.headers.get("Content-Disposition")) ?? `valhalla-export.${f}` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    window.setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  });
+  return h("section", { class: "export", "aria-label": "Export" },
+    h("label", { for: "export-format" }, "Export these filters (every page, oldest first) as"), format, button, status);
 }
 
 // ---- Entry point. ----
@@ -432,8 +745,8 @@ async function render(): Promise<void> {
     return;
   }
   renderSession();
-  const live = mountLiveFollow();
-  byId("live").replaceChildren(...(live ? [live] : []));
+  live.mount(byId("live"), v.query);
+  live.showing(null);
   if (v.entry) {
     await renderEntry(v, v.entry);
   } else {
