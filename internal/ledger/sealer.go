@@ -39,8 +39,9 @@ type SealerOptions struct {
 	Interval time.Duration
 	Logger   *slog.Logger
 	// Sealed, when set, is told after each pass that grew the tree how
-	// many entries it sealed, the new tree size and each entry's lag (from
-	// its timestamp to the commit of its seal).
+	// many entries it sealed, the new tree size and each entry's lag: from
+	// the commit of its write (its timestamp when the database does not
+	// record commit timestamps) to the commit of its seal.
 	Sealed func(entries int, treeSize int64, lags []time.Duration)
 	// Leading, when set, is told when this server becomes the sequencer
 	// (true) and when it stops being it (false).
@@ -125,7 +126,8 @@ func (s *Sealer) lead(ctx context.Context, conn *pgx.Conn) error {
 	tick := time.NewTicker(s.opts.Interval)
 	defer tick.Stop()
 	for {
-		if _, err := s.seal(ctx, conn, order); err != nil {
+		_, more, err := s.seal(ctx, conn, order, commitTS)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -133,6 +135,9 @@ func (s *Sealer) lead(ctx context.Context, conn *pgx.Conn) error {
 				return err
 			}
 			log.Error("ledger: seal failed; retrying", "error", err)
+		}
+		if more {
+			continue // a backlog: the next pass at once
 		}
 		select {
 		case <-ctx.Done():
@@ -189,47 +194,63 @@ func emptyRoot() tlog.Hash {
 const (
 	orderByCommitTS = `pg_xact_commit_timestamp(q.xmin) NULLS FIRST, age(q.xmin) DESC, s."timestamp", s.id, q.log_id`
 	orderByXID      = `age(q.xmin) DESC, s."timestamp", s.id, q.log_id`
-	// selectQueued reads the queue with each entry, or none for an entry
-	// that vanished before it was sealed. (A cursor, which sqlc cannot
+	// selectQueued reads the queue with each entry's commit timestamp (or
+	// NULL, %s) and the entry, or none for an entry that vanished before it
+	// was sealed. (A cursor, which sqlc cannot
 	// declare: the pass reads it in chunks from one snapshot.)
 	selectQueued = `DECLARE seal_queue NO SCROLL CURSOR FOR
-SELECT q.log_id, s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
+SELECT q.log_id, %s, s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
 FROM ledger_queue q LEFT JOIN system_logs s ON s.id = q.log_id
 ORDER BY `
 )
 
-// seal runs one pass in one transaction on conn: it appends every queued
-// entry to the tree in commit order, dequeues them, and signs and stores
+// seal runs one pass in one transaction on conn: it appends queued
+// entries to the tree in commit order, dequeues them, and signs and stores
 // the checkpoint of the new size. A pass that dies half way (the server
 // killed, the connection lost) rolls back whole, so no seq is ever skipped
-// or given twice. It returns how many entries it sealed.
-func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string) (int, error) {
+// or given twice. With commit timestamps (bounded), a pass stops reading
+// the queue once it has run for an interval, so that a backlog is sealed in
+// passes that each publish a checkpoint, rather than in one long pass; the
+// entries it left are the oldest of the next pass (see "Commit order" in
+// docs/ledger.md). It returns how many entries it sealed and whether it
+// left entries queued.
+func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded bool) (int, bool, error) {
+	start := time.Now()
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("begin seal: %w", err)
+		return 0, false, fmt.Errorf("begin seal: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	q := db.New(tx)
 	size, err := q.TreeSize(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read tree size: %w", err)
+		return 0, false, fmt.Errorf("read tree size: %w", err)
 	}
-	if _, err := tx.Exec(ctx, selectQueued+order); err != nil {
-		return 0, fmt.Errorf("read queue: %w", err)
+	committedCol := "NULL::timestamptz"
+	if bounded {
+		committedCol = "pg_xact_commit_timestamp(q.xmin)"
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf(selectQueued, committedCol)+order); err != nil {
+		return 0, false, fmt.Errorf("read queue: %w", err)
 	}
 	hashes := newHashStore(q)
 	n := size
 	var stamps []time.Time
+	more := false
 	for {
+		if bounded && n > size && time.Since(start) >= s.opts.Interval {
+			more = true
+			break
+		}
 		chunk, err := fetchQueued(ctx, tx)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if len(chunk) == 0 {
 			break
 		}
 		now := time.Now()
-		sealed := db.InsertLedgerEntriesParams{SealedAt: now}
+		rows := make([]db.CopyLedgerEntriesParams, 0, len(chunk))
 		dequeue := make([]uuid.UUID, 0, len(chunk))
 		for _, c := range chunk {
 			dequeue = append(dequeue, c.logID)
@@ -239,47 +260,48 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string) (int, e
 			}
 			leaf, err := LeafHash(*c.entry)
 			if err != nil {
-				return 0, err
+				return 0, false, err
 			}
 			stored, err := tlog.StoredHashesForRecordHash(n, leaf, hashes)
 			if err != nil {
-				return 0, fmt.Errorf("append leaf %d: %w", n+1, err)
+				return 0, false, fmt.Errorf("append leaf %d: %w", n+1, err)
 			}
 			hashes.add(n, stored)
 			n++
-			sealed.Seqs = append(sealed.Seqs, n)
-			sealed.LogIds = append(sealed.LogIds, c.logID)
-			sealed.Hashes = append(sealed.Hashes, concat(stored))
-			stamps = append(stamps, c.entry.Timestamp)
+			rows = append(rows, db.CopyLedgerEntriesParams{Seq: n, LogID: c.logID, Hashes: concat(stored), SealedAt: now})
+			stamps = append(stamps, c.since())
 		}
-		if len(sealed.Seqs) > 0 {
-			if err := q.InsertLedgerEntries(ctx, sealed); err != nil {
-				return 0, fmt.Errorf("store leaves: %w", err)
+		if len(rows) > 0 {
+			if _, err := q.CopyLedgerEntries(ctx, rows); err != nil {
+				return 0, false, fmt.Errorf("store leaves: %w", err)
 			}
 		}
 		if err := q.DequeueLogs(ctx, dequeue); err != nil {
-			return 0, fmt.Errorf("dequeue: %w", err)
+			return 0, false, fmt.Errorf("dequeue: %w", err)
 		}
 		hashes.keepFrontier(n)
+		if len(chunk) < fetchSize {
+			break
+		}
 	}
 	if n > size {
 		root, err := tlog.TreeHash(n, hashes)
 		if err != nil {
-			return 0, fmt.Errorf("tree hash: %w", err)
+			return 0, false, fmt.Errorf("tree hash: %w", err)
 		}
 		cp := Checkpoint{Origin: s.opts.Key.Name(), Size: n, Root: root}
 		msg, err := s.opts.Key.Sign(cp)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if err := q.InsertCheckpoint(ctx, db.InsertCheckpointParams{
 			TreeSize: n, Root: root[:], Note: string(msg), SignedAt: time.Now(),
 		}); err != nil {
-			return 0, fmt.Errorf("store checkpoint: %w", err)
+			return 0, false, fmt.Errorf("store checkpoint: %w", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit seal: %w", err)
+		return 0, false, fmt.Errorf("commit seal: %w", err)
 	}
 	if n > size && s.opts.Sealed != nil {
 		committed := time.Now()
@@ -289,13 +311,25 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string) (int, e
 		}
 		s.opts.Sealed(int(n-size), n, lags)
 	}
-	return int(n - size), nil
+	return int(n - size), more, nil
 }
 
 // queued is one row of the seal cursor.
 type queued struct {
 	logID uuid.UUID
 	entry *Entry // nil when the entry vanished
+	// committed is when the entry's transaction committed, when the
+	// database records commit timestamps.
+	committed *time.Time
+}
+
+// since is when the entry's seal lag starts: its commit when known, else
+// its timestamp.
+func (q queued) since() time.Time {
+	if q.committed != nil {
+		return *q.committed
+	}
+	return q.entry.Timestamp
 }
 
 // fetchQueued reads the next chunk of the seal cursor.
@@ -314,7 +348,7 @@ func fetchQueued(ctx context.Context, tx pgx.Tx) ([]queued, error) {
 			userID, traceID                              *string
 			context                                      []byte
 		)
-		if err := rows.Scan(&r.logID, &id, &ts, &level, &category, &message, &correlation, &userID, &context, &traceID, &actor); err != nil {
+		if err := rows.Scan(&r.logID, &r.committed, &id, &ts, &level, &category, &message, &correlation, &userID, &context, &traceID, &actor); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read queue: %w", err)
 		}
