@@ -37,6 +37,7 @@ type results struct {
 	Lists      listResults
 	Plans      planResult
 	Validation []goBenchmark
+	Ledger     ledgerResults
 }
 
 // benchmark runs every part cfg asks for and prints the report to stdout;
@@ -49,7 +50,7 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) error 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	if cfg.runs("write") || cfg.runs("batch") || cfg.runs("list") {
+	if cfg.runs("write") || cfg.runs("batch") || cfg.runs("list") || cfg.runs("ledger") {
 		if _, err := os.Stat(cfg.Server); err != nil {
 			return fmt.Errorf("server binary: %w (build it with make build)", err)
 		}
@@ -60,7 +61,7 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) error 
 	env.progress("watching the idle machine for %s", noiseWindow)
 	res.Machine = describeMachine(ctx, env.meter, noiseWindow)
 
-	if cfg.runs("write") || cfg.runs("batch") || cfg.runs("list") {
+	if cfg.runs("write") || cfg.runs("batch") || cfg.runs("list") || cfg.runs("ledger") {
 		env.progress("starting PostgreSQL (fsync on) in %s", dir)
 		cluster, err := pgcluster.Start(ctx, pgcluster.Options{
 			Dir:    dir,
@@ -92,6 +93,11 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) error 
 	if cfg.runs("list") {
 		if res.Lists, err = runLists(ctx, cfg, env); err != nil {
 			return fmt.Errorf("lists: %w", err)
+		}
+	}
+	if cfg.runs("ledger") {
+		if res.Ledger, err = runLedger(ctx, cfg, env); err != nil {
+			return fmt.Errorf("ledger: %w", err)
 		}
 	}
 	if cfg.runs("plans") {

@@ -38,7 +38,7 @@ type config struct {
 }
 
 // parts are the pieces of a run, in the order they run.
-var parts = []string{"write", "batch", "list", "plans", "validation"}
+var parts = []string{"write", "batch", "list", "plans", "validation", "ledger"}
 
 // runs reports whether part is part of this run.
 func (c config) runs(part string) bool {

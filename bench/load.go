@@ -67,6 +67,11 @@ type load struct {
 // http sends target with vegeta for l.duration and counts an answer with
 // status want as success. Response bodies are read and discarded.
 func (l load) http(ctx context.Context, target vegeta.Target, want int) stats {
+	return l.httpTargets(ctx, []vegeta.Target{target}, want)
+}
+
+// httpTargets is http with targets sent in turn.
+func (l load) httpTargets(ctx context.Context, targets []vegeta.Target, want int) stats {
 	n := uint64(l.concurrency)
 	attacker := vegeta.NewAttacker(
 		vegeta.Workers(n), vegeta.MaxWorkers(n), // exactly n in flight
@@ -83,7 +88,7 @@ func (l load) http(ctx context.Context, target vegeta.Target, want int) stats {
 	cpu := l.meter.snapshot()
 	start := time.Now()
 	// A zero rate is no pacing at all: each worker loops as fast as answers come.
-	for res := range attacker.Attack(vegeta.NewStaticTargeter(target), vegeta.Rate{}, l.duration, "") {
+	for res := range attacker.Attack(vegeta.NewStaticTargeter(targets...), vegeta.Rate{}, l.duration, "") {
 		latencies = append(latencies, res.Latency)
 		if res.Code == uint16(want) && res.Error == "" {
 			s.OK++

@@ -164,6 +164,9 @@ func report(w io.Writer, cfg config, res results) {
 			fmt.Fprintf(w, "  after the batch run too:    %.1f MiB\n", mib(wr.PeakRSSBatch))
 		}
 	}
+	if cfg.runs("ledger") {
+		targets = append(targets, reportLedger(w, cfg, res.Ledger)...)
+	}
 	fmt.Fprintln(w)
 	for _, t := range targets {
 		fmt.Fprintln(w, t)

@@ -37,11 +37,9 @@ SELECT coalesce(max(seq), 0)::bigint FROM ledger_entries;
 SELECT seq, hashes FROM ledger_entries
 WHERE seq = ANY (sqlc.arg(seqs)::bigint[]);
 
--- name: InsertLedgerEntries :exec
--- InsertLedgerEntries appends sealed leaves, one array element per column
--- per leaf.
-INSERT INTO ledger_entries (seq, log_id, hashes, sealed_at)
-SELECT unnest(sqlc.arg(seqs)::bigint[]), unnest(sqlc.arg(log_ids)::uuid[]), unnest(sqlc.arg(hashes)::bytea[]), sqlc.arg(sealed_at)::timestamptz;
+-- name: CopyLedgerEntries :copyfrom
+-- CopyLedgerEntries appends sealed leaves by COPY.
+INSERT INTO ledger_entries (seq, log_id, hashes, sealed_at) VALUES ($1, $2, $3, $4);
 
 -- name: DequeueLogs :exec
 -- DequeueLogs removes sealed (or vanished) entries from the queue.

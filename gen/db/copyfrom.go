@@ -9,6 +9,42 @@ import (
 	"context"
 )
 
+// iteratorForCopyLedgerEntries implements pgx.CopyFromSource.
+type iteratorForCopyLedgerEntries struct {
+	rows                 []CopyLedgerEntriesParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForCopyLedgerEntries) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForCopyLedgerEntries) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].Seq,
+		r.rows[0].LogID,
+		r.rows[0].Hashes,
+		r.rows[0].SealedAt,
+	}, nil
+}
+
+func (r iteratorForCopyLedgerEntries) Err() error {
+	return nil
+}
+
+// CopyLedgerEntries appends sealed leaves by COPY.
+func (q *Queries) CopyLedgerEntries(ctx context.Context, arg []CopyLedgerEntriesParams) (int64, error) {
+	return q.db.CopyFrom(ctx, []string{"ledger_entries"}, []string{"seq", "log_id", "hashes", "sealed_at"}, &iteratorForCopyLedgerEntries{rows: arg})
+}
+
 // iteratorForCopyLogs implements pgx.CopyFromSource.
 type iteratorForCopyLogs struct {
 	rows                 []CopyLogsParams

@@ -30,6 +30,13 @@ func (q *Queries) CheckpointOfSize(ctx context.Context, treeSize int64) (LedgerC
 	return i, err
 }
 
+type CopyLedgerEntriesParams struct {
+	Seq      int64
+	LogID    uuid.UUID
+	Hashes   []byte
+	SealedAt time.Time
+}
+
 const dequeueLogs = `-- name: DequeueLogs :exec
 DELETE FROM ledger_queue WHERE log_id = ANY ($1::uuid[])
 `
@@ -156,30 +163,6 @@ func (q *Queries) InsertCheckpoint(ctx context.Context, arg InsertCheckpointPara
 		arg.Root,
 		arg.Note,
 		arg.SignedAt,
-	)
-	return err
-}
-
-const insertLedgerEntries = `-- name: InsertLedgerEntries :exec
-INSERT INTO ledger_entries (seq, log_id, hashes, sealed_at)
-SELECT unnest($1::bigint[]), unnest($2::uuid[]), unnest($3::bytea[]), $4::timestamptz
-`
-
-type InsertLedgerEntriesParams struct {
-	Seqs     []int64
-	LogIds   []uuid.UUID
-	Hashes   [][]byte
-	SealedAt time.Time
-}
-
-// InsertLedgerEntries appends sealed leaves, one array element per column
-// per leaf.
-func (q *Queries) InsertLedgerEntries(ctx context.Context, arg InsertLedgerEntriesParams) error {
-	_, err := q.db.Exec(ctx, insertLedgerEntries,
-		arg.Seqs,
-		arg.LogIds,
-		arg.Hashes,
-		arg.SealedAt,
 	)
 	return err
 }

@@ -39,8 +39,9 @@ type SealerOptions struct {
 	Interval time.Duration
 	Logger   *slog.Logger
 	// Sealed, when set, is told after each pass that grew the tree how
-	// many entries it sealed, the new tree size and each entry's lag (from
-	// its timestamp to the commit of its seal).
+	// many entries it sealed, the new tree size and each entry's lag: from
+	// the commit of its write (its timestamp when the database does not
+	// record commit timestamps) to the commit of its seal.
 	Sealed func(entries int, treeSize int64, lags []time.Duration)
 	// Leading, when set, is told when this server becomes the sequencer
 	// (true) and when it stops being it (false).
@@ -125,7 +126,8 @@ func (s *Sealer) lead(ctx context.Context, conn *pgx.Conn) error {
 	tick := time.NewTicker(s.opts.Interval)
 	defer tick.Stop()
 	for {
-		if _, err := s.seal(ctx, conn, order); err != nil {
+		_, err := s.seal(ctx, conn, order, commitTS)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -189,47 +191,72 @@ func emptyRoot() tlog.Hash {
 const (
 	orderByCommitTS = `pg_xact_commit_timestamp(q.xmin) NULLS FIRST, age(q.xmin) DESC, s."timestamp", s.id, q.log_id`
 	orderByXID      = `age(q.xmin) DESC, s."timestamp", s.id, q.log_id`
-	// selectQueued reads the queue with each entry, or none for an entry
-	// that vanished before it was sealed. (A cursor, which sqlc cannot
+	// selectQueued reads the queue (WITH HOLD or not, the first %s) with
+	// each entry's commit timestamp (or NULL, the second) and the entry, or none for an entry that vanished before it
+	// was sealed. (A cursor, which sqlc cannot
 	// declare: the pass reads it in chunks from one snapshot.)
-	selectQueued = `DECLARE seal_queue NO SCROLL CURSOR FOR
-SELECT q.log_id, s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
+	selectQueued = `DECLARE seal_queue NO SCROLL CURSOR%s FOR
+SELECT q.log_id, %s, s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
 FROM ledger_queue q LEFT JOIN system_logs s ON s.id = q.log_id
 ORDER BY `
 )
 
-// seal runs one pass in one transaction on conn: it appends every queued
-// entry to the tree in commit order, dequeues them, and signs and stores
-// the checkpoint of the new size. A pass that dies half way (the server
-// killed, the connection lost) rolls back whole, so no seq is ever skipped
-// or given twice. It returns how many entries it sealed.
-func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string) (int, error) {
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("begin seal: %w", err)
+// seal runs one pass on conn: it appends every queued entry to the tree in
+// commit order, dequeues them, and signs and stores the checkpoint of the
+// new size. It reads the queue through one cursor, so from one snapshot. A
+// transaction that dies half way (the server killed, the connection lost)
+// rolls back whole, so no seq is ever skipped or given twice.
+//
+// With commit timestamps (bounded), the cursor is held across commits, and
+// the pass commits what it sealed, with its checkpoint, about every
+// interval: a backlog is sealed in steps that each publish a checkpoint
+// rather than in one long transaction, and the steps keep the order of the
+// one snapshot. When a step fails, the entries it had not committed are
+// the oldest of the next pass's snapshot, which commit timestamps order
+// first (docs/ledger.md, "Commit order"); without commit timestamps a pass
+// is one transaction. It returns how many entries it sealed.
+func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded bool) (int, error) {
+	p := &pass{s: s, conn: conn}
+	if err := p.begin(ctx); err != nil {
+		return 0, err
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	q := db.New(tx)
-	size, err := q.TreeSize(ctx)
+	defer p.end(ctx)
+	size, err := p.q.TreeSize(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("read tree size: %w", err)
 	}
-	if _, err := tx.Exec(ctx, selectQueued+order); err != nil {
+	committedCol, hold := "NULL::timestamptz", ""
+	if bounded {
+		committedCol, hold = "pg_xact_commit_timestamp(q.xmin)", " WITH HOLD"
+	}
+	if _, err := p.tx.Exec(ctx, fmt.Sprintf(selectQueued, hold, committedCol)+order); err != nil {
 		return 0, fmt.Errorf("read queue: %w", err)
 	}
-	hashes := newHashStore(q)
-	n := size
+	p.held = bounded
+	hashes := newHashStore(p.q)
+	n, stepSize := size, size
+	stepStart := time.Now()
 	var stamps []time.Time
 	for {
-		chunk, err := fetchQueued(ctx, tx)
+		if bounded && n > stepSize && time.Since(stepStart) >= s.opts.Interval {
+			if err := p.commit(ctx, hashes, stepSize, n, stamps); err != nil {
+				return int(stepSize - size), err
+			}
+			if err := p.begin(ctx); err != nil {
+				return int(n - size), err
+			}
+			hashes.q = p.q
+			stepSize, stepStart, stamps = n, time.Now(), stamps[:0]
+		}
+		chunk, err := fetchQueued(ctx, conn)
 		if err != nil {
-			return 0, err
+			return int(stepSize - size), err
 		}
 		if len(chunk) == 0 {
 			break
 		}
 		now := time.Now()
-		sealed := db.InsertLedgerEntriesParams{SealedAt: now}
+		rows := make([]db.CopyLedgerEntriesParams, 0, len(chunk))
 		dequeue := make([]uuid.UUID, 0, len(chunk))
 		for _, c := range chunk {
 			dequeue = append(dequeue, c.logID)
@@ -239,68 +266,122 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string) (int, e
 			}
 			leaf, err := LeafHash(*c.entry)
 			if err != nil {
-				return 0, err
+				return int(stepSize - size), err
 			}
 			stored, err := tlog.StoredHashesForRecordHash(n, leaf, hashes)
 			if err != nil {
-				return 0, fmt.Errorf("append leaf %d: %w", n+1, err)
+				return int(stepSize - size), fmt.Errorf("append leaf %d: %w", n+1, err)
 			}
 			hashes.add(n, stored)
 			n++
-			sealed.Seqs = append(sealed.Seqs, n)
-			sealed.LogIds = append(sealed.LogIds, c.logID)
-			sealed.Hashes = append(sealed.Hashes, concat(stored))
-			stamps = append(stamps, c.entry.Timestamp)
+			rows = append(rows, db.CopyLedgerEntriesParams{Seq: n, LogID: c.logID, Hashes: concat(stored), SealedAt: now})
+			stamps = append(stamps, c.since())
 		}
-		if len(sealed.Seqs) > 0 {
-			if err := q.InsertLedgerEntries(ctx, sealed); err != nil {
-				return 0, fmt.Errorf("store leaves: %w", err)
+		if len(rows) > 0 {
+			if _, err := p.q.CopyLedgerEntries(ctx, rows); err != nil {
+				return int(stepSize - size), fmt.Errorf("store leaves: %w", err)
 			}
 		}
-		if err := q.DequeueLogs(ctx, dequeue); err != nil {
-			return 0, fmt.Errorf("dequeue: %w", err)
+		if err := p.q.DequeueLogs(ctx, dequeue); err != nil {
+			return int(stepSize - size), fmt.Errorf("dequeue: %w", err)
 		}
 		hashes.keepFrontier(n)
+		if len(chunk) < fetchSize {
+			break
+		}
 	}
-	if n > size {
+	if err := p.commit(ctx, hashes, stepSize, n, stamps); err != nil {
+		return int(stepSize - size), err
+	}
+	return int(n - size), nil
+}
+
+// pass is the transaction a seal pass is in, and its cursor.
+type pass struct {
+	s    *Sealer
+	conn *pgx.Conn
+	tx   pgx.Tx // nil between transactions
+	q    *db.Queries
+	held bool // the cursor is WITH HOLD: it outlives the transactions
+}
+
+func (p *pass) begin(ctx context.Context) error {
+	tx, err := p.conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin seal: %w", err)
+	}
+	p.tx, p.q = tx, db.New(tx)
+	return nil
+}
+
+// commit signs and stores the checkpoint of size n when the tree grew from
+// from, commits, and reports what it sealed.
+func (p *pass) commit(ctx context.Context, hashes *hashStore, from, n int64, stamps []time.Time) error {
+	if n > from {
 		root, err := tlog.TreeHash(n, hashes)
 		if err != nil {
-			return 0, fmt.Errorf("tree hash: %w", err)
+			return fmt.Errorf("tree hash: %w", err)
 		}
-		cp := Checkpoint{Origin: s.opts.Key.Name(), Size: n, Root: root}
-		msg, err := s.opts.Key.Sign(cp)
+		cp := Checkpoint{Origin: p.s.opts.Key.Name(), Size: n, Root: root}
+		msg, err := p.s.opts.Key.Sign(cp)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if err := q.InsertCheckpoint(ctx, db.InsertCheckpointParams{
+		if err := p.q.InsertCheckpoint(ctx, db.InsertCheckpointParams{
 			TreeSize: n, Root: root[:], Note: string(msg), SignedAt: time.Now(),
 		}); err != nil {
-			return 0, fmt.Errorf("store checkpoint: %w", err)
+			return fmt.Errorf("store checkpoint: %w", err)
 		}
 	}
+	tx := p.tx
+	p.tx = nil
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit seal: %w", err)
+		return fmt.Errorf("commit seal: %w", err)
 	}
-	if n > size && s.opts.Sealed != nil {
+	if n > from && p.s.opts.Sealed != nil {
 		committed := time.Now()
 		lags := make([]time.Duration, len(stamps))
 		for i, t := range stamps {
 			lags[i] = committed.Sub(t)
 		}
-		s.opts.Sealed(int(n-size), n, lags)
+		p.s.opts.Sealed(int(n-from), n, lags)
 	}
-	return int(n - size), nil
+	return nil
+}
+
+// end rolls back an unfinished transaction and closes a held cursor.
+func (p *pass) end(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	if p.tx != nil {
+		_ = p.tx.Rollback(ctx)
+	}
+	if p.held && !p.conn.IsClosed() {
+		// Gone already when the transaction that declared it rolled back.
+		_, _ = p.conn.Exec(ctx, "CLOSE ALL")
+	}
 }
 
 // queued is one row of the seal cursor.
 type queued struct {
 	logID uuid.UUID
 	entry *Entry // nil when the entry vanished
+	// committed is when the entry's transaction committed, when the
+	// database records commit timestamps.
+	committed *time.Time
+}
+
+// since is when the entry's seal lag starts: its commit when known, else
+// its timestamp.
+func (q queued) since() time.Time {
+	if q.committed != nil {
+		return *q.committed
+	}
+	return q.entry.Timestamp
 }
 
 // fetchQueued reads the next chunk of the seal cursor.
-func fetchQueued(ctx context.Context, tx pgx.Tx) ([]queued, error) {
-	rows, err := tx.Query(ctx, fmt.Sprintf("FETCH %d FROM seal_queue", fetchSize))
+func fetchQueued(ctx context.Context, conn *pgx.Conn) ([]queued, error) {
+	rows, err := conn.Query(ctx, fmt.Sprintf("FETCH %d FROM seal_queue", fetchSize))
 	if err != nil {
 		return nil, fmt.Errorf("read queue: %w", err)
 	}
@@ -314,7 +395,7 @@ func fetchQueued(ctx context.Context, tx pgx.Tx) ([]queued, error) {
 			userID, traceID                              *string
 			context                                      []byte
 		)
-		if err := rows.Scan(&r.logID, &id, &ts, &level, &category, &message, &correlation, &userID, &context, &traceID, &actor); err != nil {
+		if err := rows.Scan(&r.logID, &r.committed, &id, &ts, &level, &category, &message, &correlation, &userID, &context, &traceID, &actor); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read queue: %w", err)
 		}

@@ -222,3 +222,68 @@ func TestLateCommitGetsLaterSeq(t *testing.T) {
 		t.Errorf("early (committed first) has seq %d, late %d; want 1 and 2", seals[early.ID].Seq, seals[lateID].Seq)
 	}
 }
+
+// TestBacklogSealsInSteps: a backlog queued before the sequencer starts is
+// sealed in commit order, with checkpoints published along the way rather
+// than only once it is all sealed, each consistent with the final tree.
+func TestBacklogSealsInSteps(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	var ids []uuid.UUID
+	for b := range 12 {
+		es := make([]logstore.Entry, 1000)
+		for i := range es {
+			es[i] = entry(fmt.Sprint("backlog ", b, " ", i))
+		}
+		stored, _, err := f.store.InsertBatch(t.Context(), nil, es)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range stored {
+			ids = append(ids, s.ID)
+		}
+	}
+	f.startSealer(t, time.Millisecond)
+	f.waitSize(t, int64(len(ids)))
+	rows, err := f.pool.Query(t.Context(), "SELECT log_id FROM ledger_entries ORDER BY seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sealed) != len(ids) {
+		t.Fatalf("%d entries sealed, want %d", len(sealed), len(ids))
+	}
+	for i := range ids {
+		if sealed[i] != ids[i] {
+			t.Fatalf("seq %d is %s, want %s (the order the batches committed in)", i+1, sealed[i], ids[i])
+		}
+	}
+	cp, err := f.reader.Latest(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err = f.pool.Query(t.Context(), "SELECT tree_size, root FROM ledger_checkpoints WHERE tree_size > 0 AND tree_size < $1", len(ids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type sized struct {
+		Size int64
+		Root []byte
+	}
+	steps, err := pgx.CollectRows(rows, pgx.RowToStructByPos[sized])
+	if err != nil || len(steps) == 0 {
+		t.Fatalf("%d checkpoints before the backlog was sealed (%v), want some", len(steps), err)
+	}
+	for _, c := range steps {
+		p, err := f.reader.Consistency(t.Context(), c.Size, cp.Size)
+		if err != nil {
+			t.Fatalf("consistency %d..%d: %v", c.Size, cp.Size, err)
+		}
+		if err := tlog.CheckTree(p.Proof, cp.Size, cp.Root, c.Size, tlog.Hash(c.Root)); err != nil {
+			t.Errorf("consistency %d..%d: %v", c.Size, cp.Size, err)
+		}
+	}
+}

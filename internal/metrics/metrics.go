@@ -112,7 +112,7 @@ func New(build BuildInfo) *Metrics {
 		}),
 		sealLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "ledger", Name: "seal_lag_seconds",
-			Help:    "Time from an entry's timestamp to the commit of the seal pass that gave it its seq (observed by the sequencer).",
+			Help:    "Time from the commit of an entry (its timestamp without track_commit_timestamp) to the commit of the seal pass that gave it its seq (observed by the sequencer).",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 		sealedEntries: prometheus.NewCounter(prometheus.CounterOpts{
