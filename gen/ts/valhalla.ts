@@ -741,6 +741,13 @@ export interface components {
             proof: string[];
             /** @description The signed checkpoint (C2SP signed note) of that tree size. */
             checkpoint: string;
+            /**
+             * Format: date-time
+             * @description When the sequencer signed that checkpoint (as it recorded it; the
+             *     signed note itself carries no time, so this is not covered by the
+             *     signature).
+             */
+            checkpoint_signed_at: string;
         };
         /** @description An RFC 6962 consistency proof between two tree sizes. */
         ConsistencyProof: {

@@ -64,12 +64,13 @@ func (s *server) GetSystemLogProof(ctx context.Context, req api.GetSystemLogProo
 	}
 	return api.GetSystemLogProof200JSONResponse{
 		Body: api.InclusionProof{
-			Id:         req.Id,
-			Seq:        p.Seq,
-			LeafHash:   p.LeafHash[:],
-			TreeSize:   p.Checkpoint.Size,
-			Proof:      hashesToAPI(p.Proof),
-			Checkpoint: p.Checkpoint.Note,
+			Id:                 req.Id,
+			Seq:                p.Seq,
+			LeafHash:           p.LeafHash[:],
+			TreeSize:           p.Checkpoint.Size,
+			Proof:              hashesToAPI(p.Proof),
+			Checkpoint:         p.Checkpoint.Note,
+			CheckpointSignedAt: p.Checkpoint.SignedAt,
 		},
 		Headers: api.GetSystemLogProof200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
 	}, nil

@@ -43,10 +43,12 @@ type StoredCheckpoint struct {
 	Root tlog.Hash
 	// Note is the signed note, as served.
 	Note string
+	// SignedAt is when the sequencer signed it (not part of the note).
+	SignedAt time.Time
 }
 
 func checkpointFromDB(c db.LedgerCheckpoint) StoredCheckpoint {
-	return StoredCheckpoint{Size: c.TreeSize, Root: tlog.Hash(c.Root), Note: c.Note}
+	return StoredCheckpoint{Size: c.TreeSize, Root: tlog.Hash(c.Root), Note: c.Note, SignedAt: c.SignedAt}
 }
 
 // Latest returns the checkpoint of the largest tree, or ErrNoCheckpoint

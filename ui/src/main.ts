@@ -510,8 +510,9 @@ function mountProof(entry: SystemLog): HTMLElement {
     try {
       const p = proof.data;
       const ok = await verifyEntry(entryFromJSON(stored.data), p as InclusionProof, key, latest.data);
-      setStatus("ok", `Sealed in checkpoint ${ok.size} (entry ${ok.seq} of ${ok.size}), verified with ${key.name} ` +
-        `at ${new Date().toLocaleString()}: the entry hashes to its sealed leaf, the proof leads to the signed root ${ok.root}.`);
+      const signed = new Date(p.checkpoint_signed_at);
+      setStatus("ok", `Sealed in checkpoint ${ok.size} of ${signed.toLocaleString()} (entry ${ok.seq} of ${ok.size}), ` +
+        `verified with ${key.name}: the entry hashes to its sealed leaf, the proof leads to the signed root ${ok.root}.`);
     } catch (e) {
       if (e instanceof VerifyError) {
         setStatus("fail", `Verification failed (${e.kind}): ${e.message}.`, e.kind);
