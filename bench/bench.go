@@ -134,9 +134,9 @@ func authHeader() http.Header {
 
 // startServer runs valhalla serve on a free port against url, logging to
 // logName in the data dir.
-func (e *benchEnv) startServer(ctx context.Context, url, logName string) (*process, error) {
+func (e *benchEnv) startServer(ctx context.Context, url, logName string, flags ...string) (*process, error) {
 	return startProcess(ctx, "valhalla serve", e.cfg.Server,
-		[]string{"serve", "--addr", "127.0.0.1:0", "--database-url", url},
+		append([]string{"serve", "--addr", "127.0.0.1:0", "--database-url", url}, flags...),
 		append(os.Environ(), "VALHALLA_BOOTSTRAP_TOKEN="+benchToken), filepath.Join(e.dir, logName))
 }
 

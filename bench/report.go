@@ -50,6 +50,7 @@ func report(w io.Writer, cfg config, res results) {
 		tw := table(w)
 		fmt.Fprintln(tw, "  run\treq/s\tp50\tp99\terrors\tcpu: loadgen\tserver\tpostgres\tirq\tother\t")
 		writeRow(tw, "full stack (valhalla serve)", wr.Write, 1)
+		writeRow(tw, "full stack, rate and in-flight limits off", wr.WriteNoLimits, 1)
 		writeRow(tw, "hand-written net/http + pgx, no contract", wr.HandWritten, 1)
 		writeRow(tw, "database floor: an INSERT per entry, server's pool", wr.DBFloor, 1)
 		writeRow(tw, "database ceiling: a connection per worker", wr.DBCeiling, 1)
@@ -62,6 +63,7 @@ func report(w io.Writer, cfg config, res results) {
 		fmt.Fprintf(w, "  full stack ÷ store floor: %.2f (the cost of HTTP, authentication and the contract once commits are grouped)\n",
 			wr.Write.PerSecond()/max(wr.StoreFloor.PerSecond(), 1))
 		targets = append(targets, atLeast("single_write_ratio", ratio, goalWriteRatio))
+		targets = append(targets, limitsCost(w, wr))
 	}
 	if cfg.runs("batch") {
 		wr := res.Writes

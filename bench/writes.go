@@ -36,6 +36,9 @@ type writeResults struct {
 	// the server's own store (group commit included) called in-process,
 	// without HTTP or the contract.
 	Write, HandWritten, DBFloor, DBCeiling, StoreFloor, HTTPFloor stats
+	// WriteNoLimits is the full stack with its rate and in-flight limits
+	// off (see limitsOff), for the cost of the limits.
+	WriteNoLimits stats
 	// CopyFloor and Batch count COPYs and batch requests of batchSize rows.
 	CopyFloor, Batch stats
 	// PeakRSS is the server's VmHWM after the single-write run, and
@@ -114,6 +117,11 @@ func runWrites(ctx context.Context, cfg config, env *benchEnv) (writeResults, er
 			return res, err
 		}
 		defer hand.Stop()
+		unlimited, err := env.startServer(ctx, url, "server-write-no-limits.log", limitsOff...)
+		if err != nil {
+			return res, err
+		}
+		defer unlimited.Stop()
 		other := func(p *process) func(load) stats {
 			target := post(p.Addr, "/system/logs", writeBody)
 			return func(l load) stats { return l.http(ctx, target, http.StatusCreated) }
@@ -121,6 +129,8 @@ func runWrites(ctx context.Context, cfg config, env *benchEnv) (writeResults, er
 		err = interleave(ctx, cfg, env.meter, env.progress, w.reset,
 			contender{"single write: full stack", cfg.Concurrency, srv.PID(),
 				full("/system/logs", writeBody), &res.Write},
+			contender{"single write: full stack, limits off", cfg.Concurrency, unlimited.PID(),
+				unlimitedWrite(ctx, unlimited), &res.WriteNoLimits},
 			contender{"single write: hand-written server", cfg.Concurrency, hand.PID(),
 				other(hand), &res.HandWritten},
 			contender{"single write: database floor", cfg.Concurrency, 0,
@@ -135,7 +145,7 @@ func runWrites(ctx context.Context, cfg config, env *benchEnv) (writeResults, er
 		if err != nil {
 			return res, err
 		}
-		for _, p := range []*process{floor, hand} {
+		for _, p := range []*process{floor, hand, unlimited} {
 			if err := p.Stop(); err != nil {
 				return res, err
 			}

@@ -17,14 +17,15 @@ type Seal struct {
 }
 
 // Seals returns the seal of each of ids that is sealed; an unsealed one
-// is absent from the map. It returns ErrUnavailable (wrapped) on failure.
+// is absent from the map. It reads on the read pool. It returns
+// ErrReadTimeout or ErrUnavailable (wrapped) on failure.
 func (s *Store) Seals(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]Seal, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := s.q.SealsOf(ctx, ids)
+	rows, err := s.read.SealsOf(ctx, ids)
 	if err != nil {
-		return nil, fmt.Errorf("read seals: %w", translate(err))
+		return nil, fmt.Errorf("read seals: %w", translateRead(err))
 	}
 	out := make(map[uuid.UUID]Seal, len(rows))
 	for _, r := range rows {
@@ -64,17 +65,19 @@ type FeedPage struct {
 // seq ascending, reading at most FeedScan leaves: keyset on seq, so a deep
 // position costs what the first does. Sealing assigns seqs in commit order
 // and makes each pass visible at once, so a reader that follows NextAfter
-// sees every entry exactly once. It returns ErrUnavailable (wrapped).
+// sees every entry exactly once. A client decides how often and how much
+// it reads, so it reads on the read pool, under its statement timeout. It
+// returns ErrReadTimeout or ErrUnavailable (wrapped).
 func (s *Store) Feed(ctx context.Context, f Filter, after int64, limit int32) (FeedPage, error) {
 	// The size first: every leaf up to it is visible to the query that
 	// follows (passes commit whole, in seq order), so a short page has
 	// seen every match up to it.
-	size, err := s.q.TreeSize(ctx)
+	size, err := s.read.TreeSize(ctx)
 	if err != nil {
-		return FeedPage{}, fmt.Errorf("read tree size: %w", translate(err))
+		return FeedPage{}, fmt.Errorf("read tree size: %w", translateRead(err))
 	}
 	scan := min(int64(FeedScan), math.MaxInt64-after) // after + scan must not overflow
-	rows, err := s.q.Feed(ctx, db.FeedParams{
+	rows, err := s.read.Feed(ctx, db.FeedParams{
 		After:         after,
 		Scan:          scan,
 		Levels:        f.levels(),
@@ -87,7 +90,7 @@ func (s *Store) Feed(ctx context.Context, f Filter, after int64, limit int32) (F
 		RowLimit:      limit,
 	})
 	if err != nil {
-		return FeedPage{}, fmt.Errorf("read feed: %w", translate(err))
+		return FeedPage{}, fmt.Errorf("read feed: %w", translateRead(err))
 	}
 	page := FeedPage{Items: []SealedEntry{}, NextAfter: after}
 	for _, r := range rows {
@@ -111,11 +114,12 @@ func (s *Store) Feed(ctx context.Context, f Filter, after int64, limit int32) (F
 
 // Unsealed returns up to limit entries stored in system_logs that are
 // neither sealed nor waiting to be: written behind the API's back. It reads
-// the whole table. It returns ErrUnavailable (wrapped).
+// the whole table, on the read pool. It returns ErrReadTimeout or
+// ErrUnavailable (wrapped).
 func (s *Store) Unsealed(ctx context.Context, limit int32) ([]db.SystemLog, error) {
-	rows, err := s.q.UnsealedLogs(ctx, limit)
+	rows, err := s.read.UnsealedLogs(ctx, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read unsealed logs: %w", translate(err))
+		return nil, fmt.Errorf("read unsealed logs: %w", translateRead(err))
 	}
 	return rows, nil
 }

@@ -28,11 +28,12 @@ func (f Filter) Matches(e db.SystemLog) bool {
 }
 
 // TreeSize returns the number of sealed entries, which is the last seq.
-// It returns ErrUnavailable (wrapped) on failure.
+// It reads on the read pool and returns ErrReadTimeout or ErrUnavailable
+// (wrapped) on failure.
 func (s *Store) TreeSize(ctx context.Context) (int64, error) {
-	n, err := s.q.TreeSize(ctx)
+	n, err := s.read.TreeSize(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read tree size: %w", translate(err))
+		return 0, fmt.Errorf("read tree size: %w", translateRead(err))
 	}
 	return n, nil
 }

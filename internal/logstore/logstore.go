@@ -72,7 +72,8 @@ type Entry struct {
 type Store struct {
 	pool *pgxpool.Pool
 	q    *db.Queries
-	// read runs the reads (Get, List and its count): q unless
+	// read runs the reads clients drive (Get, List and its count, the
+	// feed, seals, the tree size, unsealed entries): q unless
 	// WithReadPool gave them a pool of their own.
 	read    *db.Queries
 	grouper *grouper

@@ -71,6 +71,7 @@ func TestListPlansUseMatchingIndex(t *testing.T) {
 		ts       = "system_logs_timestamp_idx"
 		level    = "system_logs_level_idx"
 		category = "system_logs_category_idx"
+		catLevel = "system_logs_category_level_idx"
 		corr     = "system_logs_correlation_id_idx"
 		user     = "system_logs_user_id_idx"
 	)
@@ -86,7 +87,7 @@ func TestListPlansUseMatchingIndex(t *testing.T) {
 		{"time range", logstore.Filter{Since: &since, Until: &until}, []string{ts}},
 		{"min_level", logstore.Filter{MinLevel: "ERROR"}, []string{level}},
 		{"levels", logstore.Filter{Levels: []string{"WARNING", "CRITICAL"}}, []string{level}},
-		{"category+min_level", logstore.Filter{Category: str(planCategory), MinLevel: "WARNING"}, []string{category, level}},
+		{"category+min_level", logstore.Filter{Category: str(planCategory), MinLevel: "WARNING"}, []string{category, level, catLevel}},
 		{"category+user_id", logstore.Filter{Category: str(planCategory), UserID: str(planUser)}, []string{category, user}},
 		{"category+time range", logstore.Filter{Category: str(planCategory), Since: &since, Until: &until}, []string{category}},
 	}
@@ -311,6 +312,7 @@ type planNode struct {
 	Filter        string      `json:"Filter"`
 	OneTimeFilter string      `json:"One-Time Filter"`
 	ActualRows    float64     `json:"Actual Rows"`
+	RowsFiltered  float64     `json:"Rows Removed by Filter"`
 	Plans         []*planNode `json:"Plans"`
 }
 

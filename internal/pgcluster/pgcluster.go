@@ -5,6 +5,7 @@ package pgcluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,6 +61,9 @@ type Options struct {
 	// Settings are extra server settings, each "name=value", passed to
 	// the server at every start (e.g. "max_connections=200").
 	Settings []string
+	// MaxLogBytes is the size past which the server log is rotated, at
+	// start and while the Cluster is open; 0 means 10 MiB.
+	MaxLogBytes int64
 }
 
 // Cluster is a running (or stopped) local PostgreSQL cluster started by Start.
@@ -81,6 +85,12 @@ type Cluster struct {
 
 	mu     sync.Mutex
 	closed bool
+	// maxLog is Options.MaxLogBytes or its default; stopRotating ends
+	// the goroutine that rotates the log, and rotated is closed when it
+	// has.
+	maxLog       int64
+	stopRotating chan struct{}
+	rotated      chan struct{}
 }
 
 // Start initialises the cluster in opts.Dir if Dir/pgdata has no PG_VERSION
@@ -106,6 +116,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		return nil, fmt.Errorf("start cluster in %s: %w", c.dir, err)
 	}
+	go c.rotateLogs()
 	return c, nil
 }
 
@@ -158,6 +169,10 @@ func newCluster(opts Options) (*Cluster, error) {
 		logger:   logger,
 		owner:    own,
 		attach:   opts.Attach,
+		maxLog:   cmp.Or(opts.MaxLogBytes, maxLogBytes),
+
+		stopRotating: make(chan struct{}),
+		rotated:      make(chan struct{}),
 	}, nil
 }
 
@@ -258,14 +273,18 @@ func (c *Cluster) localOnly() error {
 	return nil
 }
 
-// maxLogBytes is the size past which the server log is rotated when the
-// cluster starts: it becomes postgres.log.1, replacing the one before.
+// maxLogBytes is the default size past which the server log is rotated:
+// it becomes postgres.log.1, replacing the one before, so the log takes
+// at most about twice this.
 const maxLogBytes = 10 << 20
 
-// prepareLogFile rotates the server log when it has grown past
-// maxLogBytes, then creates it so the server user can append to it.
+// logCheckInterval is how often an open Cluster checks the log's size.
+var logCheckInterval = 5 * time.Second
+
+// prepareLogFile rotates the server log when it has grown past c.maxLog,
+// then creates it so the server user can append to it.
 func (c *Cluster) prepareLogFile() error {
-	if fileSize(c.logPath) > maxLogBytes {
+	if fileSize(c.logPath) > c.maxLog {
 		if err := os.Rename(c.logPath, c.logPath+".1"); err != nil {
 			return fmt.Errorf("rotate server log: %w", err)
 		}
@@ -279,6 +298,58 @@ func (c *Cluster) prepareLogFile() error {
 	}
 	if err := c.owner.chown(c.logPath); err != nil {
 		return fmt.Errorf("create server log: %w", err)
+	}
+	return nil
+}
+
+// rotateLogs rotates the server log whenever it has grown past c.maxLog,
+// checking every logCheckInterval until Close.
+func (c *Cluster) rotateLogs() {
+	defer close(c.rotated)
+	tick := time.NewTicker(logCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stopRotating:
+			return
+		case <-tick.C:
+		}
+		if err := c.rotateLog(); err != nil {
+			c.logger.Warn("cannot rotate the PostgreSQL log", "error", err)
+		}
+	}
+}
+
+// rotateLog copies the server log to postgres.log.1, replacing the one
+// before, and truncates it, when it is past c.maxLog. The server holds
+// the log open for appending (pg_ctl -l), so it cannot be renamed under
+// it; after the truncation its next line starts the file again. Lines
+// written between the copy and the truncation are lost.
+func (c *Cluster) rotateLog() error {
+	if fileSize(c.logPath) <= c.maxLog {
+		return nil
+	}
+	src, err := os.Open(c.logPath)
+	if err != nil {
+		return fmt.Errorf("rotate server log: %w", err)
+	}
+	defer src.Close()
+	old := c.logPath + ".1"
+	dst, err := os.OpenFile(old+".tmp", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("rotate server log: %w", err)
+	}
+	_, err = io.Copy(dst, src)
+	err = errors.Join(err, dst.Close())
+	if err == nil {
+		err = os.Rename(old+".tmp", old)
+	}
+	if err == nil {
+		err = os.Truncate(c.logPath, 0)
+	}
+	if err != nil {
+		_ = os.Remove(old + ".tmp")
+		return fmt.Errorf("rotate server log: %w", err)
 	}
 	return nil
 }
@@ -366,6 +437,8 @@ func (c *Cluster) Close(ctx context.Context) error {
 		return nil
 	}
 	c.closed = true
+	close(c.stopRotating)
+	<-c.rotated
 	if c.attached {
 		return nil
 	}

@@ -511,3 +511,87 @@ func TestServerKeepsNoSecrets(t *testing.T) {
 		t.Errorf("the server log holds the statement or its values:\n%s", log)
 	}
 }
+
+// TestServerLogIsRotatedAndKeepsNoValues: a write PostgreSQL refuses
+// (a unique violation, whose DETAIL line would quote the key) leaves its
+// value out of the log, and a log past its size is rotated while the
+// cluster runs, into one previous file.
+func TestServerLogIsRotatedAndKeepsNoValues(t *testing.T) {
+	t.Parallel()
+	const maxLog = 8 << 10
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	c, err := pgcluster.Start(ctx, pgcluster.Options{Dir: pgtest.TempDir(t), MaxLogBytes: maxLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(context.Background()); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	conn, err := pgx.Connect(ctx, c.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `CREATE TABLE cards (number text PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "4111-1111-1111-1111"
+	if _, err := conn.Exec(ctx, `INSERT INTO cards VALUES ($1)`, secret); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(filepath.Dir(c.DataDir()), "postgres.log")
+	readLogs := func() string {
+		t.Helper()
+		var all strings.Builder
+		for _, p := range []string{logPath + ".1", logPath} {
+			b, err := os.ReadFile(p)
+			if err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			all.Write(b)
+		}
+		return all.String()
+	}
+	// Refused writes until the log has been rotated (checked every few
+	// seconds), bounded.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := conn.Exec(ctx, `INSERT INTO cards VALUES ($1)`, secret); err == nil {
+			t.Fatal("a duplicate key was accepted")
+		}
+		if _, err := os.Stat(logPath + ".1"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log was not rotated within a minute; it holds %d bytes", fileSize(t, logPath))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	log := readLogs()
+	if !strings.Contains(log, "duplicate key value violates unique constraint") {
+		t.Errorf("the refusals were not logged at all:\n%.2000s", log)
+	}
+	if strings.Contains(log, secret) || strings.Contains(log, "INSERT") {
+		t.Errorf("the server log holds the statement or its values:\n%.2000s", log)
+	}
+	// One previous file and the current one: at most about twice the
+	// size, with what was written in one check interval on top.
+	if size := fileSize(t, logPath+".1"); size <= maxLog || size > 8*maxLog {
+		t.Errorf("the rotated log holds %d bytes, want about %d", size, maxLog)
+	}
+	if _, err := conn.Exec(ctx, `SELECT 1`); err != nil {
+		t.Errorf("the server after its log was rotated: %v", err)
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
