@@ -186,16 +186,15 @@ func gauge(in *instance, name string) (v float64, ok bool) {
 
 // lockHolders counts the sessions holding the advisory lock key on the
 // database.
-func lockHolders(t *testing.T, pool *pgxpool.Pool, key int64) int {
-	t.Helper()
+func lockHolders(t *testing.T, pool *pgxpool.Pool, key int64) (int, error) {
 	var n int
 	err := pool.QueryRow(ctx(t), `SELECT count(*) FROM pg_locks
 		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1`, key).Scan(&n)
 	if err != nil {
-		t.Fatalf("read pg_locks: %v", err)
+		return 0, fmt.Errorf("read pg_locks: %w", err)
 	}
-	return n
+	return n, nil
 }
 
 // holders returns the live servers whose gauge for d says they hold it.
@@ -219,7 +218,11 @@ func (c *cluster) waitDuties(t *testing.T, within time.Duration) map[string]int 
 		held := map[string]int{}
 		var last []string
 		for _, d := range duties {
-			h, locks := c.holders(d), lockHolders(t, c.pool, d.lock)
+			h := c.holders(d)
+			locks, err := lockHolders(t, c.pool, d.lock)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if len(h) > 1 {
 				t.Fatalf("%s: servers %v all say they hold it", d.name, h)
 			}
@@ -248,8 +251,8 @@ func (c *cluster) sampleDuties(t *testing.T, stop <-chan struct{}) int {
 			if h := c.holders(d); len(h) > 1 {
 				t.Errorf("%s: servers %v all say they hold it at once", d.name, h)
 			}
-			if n := lockHolders(t, c.pool, d.lock); n > 1 {
-				t.Errorf("%s: %d sessions hold its lock", d.name, n)
+			if n, err := lockHolders(t, c.pool, d.lock); err != nil || n > 1 {
+				t.Errorf("%s: %d sessions hold its lock (%v)", d.name, n, err)
 			}
 		}
 		samples++
