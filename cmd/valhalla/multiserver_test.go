@@ -201,7 +201,10 @@ func lockHolders(t *testing.T, pool *pgxpool.Pool, key int64) (int, error) {
 func (c *cluster) holders(d duty) []int {
 	var out []int
 	for i, in := range c.servers {
-		if v, ok := gauge(in, d.gauge); c.alive[i] && ok && v == 1 {
+		if !c.alive[i] {
+			continue
+		}
+		if v, ok := gauge(in, d.gauge); ok && v == 1 {
 			out = append(out, i)
 		}
 	}
