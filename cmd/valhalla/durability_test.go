@@ -308,14 +308,50 @@ type process struct {
 	exited chan struct{}
 }
 
-// buildBinary builds the valhalla binary into a temp dir.
+// built is the valhalla binary the tests running now share: the first
+// of them builds it, the last to finish removes it, so that parallel
+// tests link it once.
+var built struct {
+	mu    sync.Mutex
+	users int
+	dir   string
+	err   error
+}
+
+// buildBinary builds the valhalla binary into a temp dir, or returns the
+// one tests running now already share, and releases it at cleanup.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "valhalla")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.mu.Lock()
+	defer built.mu.Unlock()
+	if built.users == 0 {
+		built.dir, built.err = os.MkdirTemp("", "vhl-bin-")
+		if built.err == nil {
+			if out, err := exec.Command("go", "build", "-o", filepath.Join(built.dir, "valhalla"), ".").CombinedOutput(); err != nil {
+				built.err = fmt.Errorf("go build: %w\n%s", err, out)
+				_ = os.RemoveAll(built.dir)
+			}
+		}
 	}
-	return bin
+	if built.err != nil {
+		err := built.err
+		if built.users == 0 {
+			built.err = nil // the next test tries again
+		}
+		t.Fatal(err)
+	}
+	built.users++
+	dir := built.dir
+	t.Cleanup(func() {
+		built.mu.Lock()
+		defer built.mu.Unlock()
+		if built.users--; built.users == 0 {
+			if err := os.RemoveAll(dir); err != nil {
+				t.Errorf("remove the binary: %v", err)
+			}
+		}
+	})
+	return filepath.Join(dir, "valhalla")
 }
 
 // startProcess runs the valhalla binary bin as `serve` on dataDir (the

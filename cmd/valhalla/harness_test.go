@@ -125,13 +125,21 @@ func startServer(t *testing.T, env map[string]string, args ...string) *instance 
 			t.Errorf("server stopped with error: %v\noutput:\n%s", err, out)
 		}
 	})
-	inst.Anon = &http.Client{Transport: &conformance{t: t, base: http.DefaultTransport}, Timeout: 30 * time.Second}
-	inst.HTTP = &http.Client{Transport: bearer{token: inst.Token, base: inst.Anon.Transport}, Timeout: 30 * time.Second}
-	inst.Client, err = apiclient.New(inst.URL, api.WithHTTPClient(inst.HTTP))
+	inst.connect(t, http.DefaultTransport)
+	return inst
+}
+
+// connect gives in its clients, which send through base and check every
+// response against the contract.
+func (in *instance) connect(t *testing.T, base http.RoundTripper) {
+	t.Helper()
+	in.Anon = &http.Client{Transport: &conformance{t: t, base: base}, Timeout: 30 * time.Second}
+	in.HTTP = &http.Client{Transport: bearer{token: in.Token, base: in.Anon.Transport}, Timeout: 30 * time.Second}
+	var err error
+	in.Client, err = apiclient.New(in.URL, api.WithHTTPClient(in.HTTP))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return inst
 }
 
 // bearer sends token on every request that has no Authorization header.

@@ -17,9 +17,11 @@ import (
 // DefaultSealInterval is how often the sequencer seals by default.
 const DefaultSealInterval = 250 * time.Millisecond
 
-// lockKey is the session advisory lock the sequencer holds: whoever holds
-// it on the database is the one sequencer.
-const lockKey int64 = 0x76_68_6c_5f_6c_65_64 // "vhl_led"
+// SequencerLock is the key of the session advisory lock the sequencer
+// holds: whoever holds it on the database is the one sequencer. In
+// pg_locks it shows as locktype advisory with classid its high 32 bits,
+// objid its low 32 bits and objsubid 1 (docs/scaling.md).
+const SequencerLock int64 = 0x76_68_6c_5f_6c_65_64 // "vhl_led"
 
 // takeoverPoll is how often a server that is not the sequencer tries to
 // become it. A sequencer killed with kill -9 loses its connection, and so
@@ -92,7 +94,7 @@ func (s *Sealer) Run(ctx context.Context) {
 func (s *Sealer) compete(ctx context.Context, conn *pgx.Conn) error {
 	for {
 		var locked bool
-		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&locked); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", SequencerLock).Scan(&locked); err != nil {
 			return fmt.Errorf("try the sequencer lock: %w", err)
 		}
 		if locked {
