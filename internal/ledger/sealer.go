@@ -190,11 +190,12 @@ const (
 	orderByCommitTS = `pg_xact_commit_timestamp(q.xmin) NULLS FIRST, age(q.xmin) DESC, s."timestamp", s.id, q.log_id`
 	orderByXID      = `age(q.xmin) DESC, s."timestamp", s.id, q.log_id`
 	// selectQueued reads the queue with each entry, or none for an entry
-	// that vanished before it was sealed. (A cursor, which sqlc cannot
+	// that vanished before it was sealed. The queue keeps each entry's
+	// timestamp, so the join reaches the entry's one partition. (A cursor, which sqlc cannot
 	// declare: the pass reads it in chunks from one snapshot.)
 	selectQueued = `DECLARE seal_queue NO SCROLL CURSOR FOR
 SELECT q.log_id, s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
-FROM ledger_queue q LEFT JOIN system_logs s ON s.id = q.log_id
+FROM ledger_queue q LEFT JOIN system_logs s ON s.id = q.log_id AND s."timestamp" = q.log_timestamp
 ORDER BY `
 )
 
@@ -250,6 +251,7 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string) (int, e
 			sealed.Seqs = append(sealed.Seqs, n)
 			sealed.LogIds = append(sealed.LogIds, c.logID)
 			sealed.Hashes = append(sealed.Hashes, concat(stored))
+			sealed.LogTimestamps = append(sealed.LogTimestamps, c.entry.Timestamp)
 			stamps = append(stamps, c.entry.Timestamp)
 		}
 		if len(sealed.Seqs) > 0 {
