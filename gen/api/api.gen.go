@@ -626,6 +626,45 @@ type ReadinessProblem struct {
 	Type string `json:"type"`
 }
 
+// Retirement One partition retention dropped, and the sealed entries it retired.
+type Retirement struct {
+	// From The partition's first timestamp (inclusive).
+	From time.Time `json:"from"`
+
+	// Held How many of the partition's entries legal holds kept; they stay readable.
+	Held int64 `json:"held"`
+
+	// Note The record as a signed note, signed with the ledger's key.
+	Note string `json:"note"`
+
+	// Partition The dropped partition's name.
+	//
+	// Example: system_logs_p20261101
+	Partition string `json:"partition"`
+
+	// Policy The retention that dropped it and its cutoff.
+	//
+	// Example: retention 2160h0m0s, cutoff 2026-09-02T00:00:00Z
+	Policy string `json:"policy"`
+
+	// Retired How many sealed entries it retired (the seqs the ranges hold).
+	Retired   int64     `json:"retired"`
+	RetiredAt time.Time `json:"retired_at"`
+
+	// SeqRanges The seqs of the retired entries as ascending inclusive ranges, "a-b,c-d"; empty when none was sealed.
+	//
+	// Example: 1-1195,1201-1300
+	SeqRanges string `json:"seq_ranges"`
+
+	// To The partition's end (exclusive).
+	To time.Time `json:"to"`
+}
+
+// RetirementList The retention records, oldest first.
+type RetirementList struct {
+	Items []Retirement `json:"items"`
+}
+
 // StreamEnd The data of a stream's final `overflow` or `shutdown` event.
 type StreamEnd struct {
 	// After Resume after this `seq` (pass it as `after`, or as `Last-Event-ID`).
@@ -851,6 +890,13 @@ type GetLedgerConsistencyParams struct {
 	// To The larger signed tree size.
 	To int64 `form:"to" json:"to"`
 
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// ListLedgerRetirementsParams defines parameters for ListLedgerRetirements.
+type ListLedgerRetirementsParams struct {
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
@@ -1252,6 +1298,20 @@ type ClientInterface interface {
 	// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
 	GetLedgerConsistency(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListLedgerRetirements What retention retired from the trail
+	//
+	// The retention records, oldest first: each says that retention
+	// dropped one partition of the table (entries with timestamps in
+	// [from, to)) and with it the sealed entries of `seq_ranges`, while
+	// the tree kept their hashes, so the signed root still verifies.
+	// `note` is the record as a signed note (c2sp.org/signed-note), signed
+	// with the ledger's key as checkpoints are; its text holds every other
+	// field. `valhalla verify` reports an entry a record covers as retired,
+	// not missing (docs/lifecycle.md).
+	//
+	// Corresponds with GET /ledger/retirements (the `ListLedgerRetirements` operationId).
+	ListLedgerRetirements(ctx context.Context, params *ListLedgerRetirementsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListUnsealedLogs Entries stored behind the API's back
 	//
 	// Entries in the table that are neither in the ledger nor waiting to
@@ -1514,6 +1574,30 @@ func (c *Client) GetLedgerCheckpoint(ctx context.Context, params *GetLedgerCheck
 // Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
 func (c *Client) GetLedgerConsistency(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetLedgerConsistencyRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListLedgerRetirements What retention retired from the trail
+//
+// The retention records, oldest first: each says that retention
+// dropped one partition of the table (entries with timestamps in
+// [from, to)) and with it the sealed entries of `seq_ranges`, while
+// the tree kept their hashes, so the signed root still verifies.
+// `note` is the record as a signed note (c2sp.org/signed-note), signed
+// with the ledger's key as checkpoints are; its text holds every other
+// field. `valhalla verify` reports an entry a record covers as retired,
+// not missing (docs/lifecycle.md).
+//
+// Corresponds with GET /ledger/retirements (the `ListLedgerRetirements` operationId).
+func (c *Client) ListLedgerRetirements(ctx context.Context, params *ListLedgerRetirementsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListLedgerRetirementsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2047,6 +2131,48 @@ func NewGetLedgerConsistencyRequest(server string, params *GetLedgerConsistencyP
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
 		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListLedgerRetirementsRequest constructs an http.Request for the ListLedgerRetirements method
+func NewListLedgerRetirementsRequest(server string, params *ListLedgerRetirementsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/ledger/retirements")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -3604,6 +3730,22 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
 	GetLedgerConsistencyWithResponse(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*GetLedgerConsistencyResponse, error)
 
+	// ListLedgerRetirementsWithResponse What retention retired from the trail
+	//
+	// The retention records, oldest first: each says that retention
+	// dropped one partition of the table (entries with timestamps in
+	// [from, to)) and with it the sealed entries of `seq_ranges`, while
+	// the tree kept their hashes, so the signed root still verifies.
+	// `note` is the record as a signed note (c2sp.org/signed-note), signed
+	// with the ledger's key as checkpoints are; its text holds every other
+	// field. `valhalla verify` reports an entry a record covers as retired,
+	// not missing (docs/lifecycle.md).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /ledger/retirements (the `ListLedgerRetirements` operationId).
+	ListLedgerRetirementsWithResponse(ctx context.Context, params *ListLedgerRetirementsParams, reqEditors ...RequestEditorFn) (*ListLedgerRetirementsResponse, error)
+
 	// ListUnsealedLogsWithResponse Entries stored behind the API's back
 	//
 	// Entries in the table that are neither in the ledger nor waiting to
@@ -4176,6 +4318,144 @@ func (r GetLedgerConsistencyResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetLedgerConsistencyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListLedgerRetirementsResponse200Headers the declared response headers of an HTTP 200 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse200Headers struct {
+	XRequestID string
+}
+
+// ListLedgerRetirementsResponse401Headers the declared response headers of an HTTP 401 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ListLedgerRetirementsResponse403Headers the declared response headers of an HTTP 403 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// ListLedgerRetirementsResponse429Headers the declared response headers of an HTTP 429 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
+// ListLedgerRetirementsResponse500Headers the declared response headers of an HTTP 500 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse500Headers struct {
+	XRequestID string
+}
+
+// ListLedgerRetirementsResponse503Headers the declared response headers of an HTTP 503 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// ListLedgerRetirementsResponseDefaultHeaders the declared response headers of an HTTP default response for ListLedgerRetirements
+type ListLedgerRetirementsResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type ListLedgerRetirementsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RetirementList
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListLedgerRetirementsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListLedgerRetirementsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListLedgerRetirementsResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListLedgerRetirementsResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListLedgerRetirementsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListLedgerRetirementsResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *ListLedgerRetirementsResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListLedgerRetirementsResponse) GetJSON200() *RetirementList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListLedgerRetirementsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListLedgerRetirementsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListLedgerRetirementsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListLedgerRetirementsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6574,6 +6854,28 @@ func (c *ClientWithResponses) GetLedgerConsistencyWithResponse(ctx context.Conte
 	return ParseGetLedgerConsistencyResponse(rsp)
 }
 
+// ListLedgerRetirementsWithResponse What retention retired from the trail
+//
+// The retention records, oldest first: each says that retention
+// dropped one partition of the table (entries with timestamps in
+// [from, to)) and with it the sealed entries of `seq_ranges`, while
+// the tree kept their hashes, so the signed root still verifies.
+// `note` is the record as a signed note (c2sp.org/signed-note), signed
+// with the ledger's key as checkpoints are; its text holds every other
+// field. `valhalla verify` reports an entry a record covers as retired,
+// not missing (docs/lifecycle.md).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /ledger/retirements (the `ListLedgerRetirements` operationId).
+func (c *ClientWithResponses) ListLedgerRetirementsWithResponse(ctx context.Context, params *ListLedgerRetirementsParams, reqEditors ...RequestEditorFn) (*ListLedgerRetirementsResponse, error) {
+	rsp, err := c.ListLedgerRetirements(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListLedgerRetirementsResponse(rsp)
+}
+
 // ListUnsealedLogsWithResponse Entries stored behind the API's back
 //
 // Entries in the table that are neither in the ledger nor waiting to
@@ -7363,6 +7665,189 @@ func ParseGetLedgerConsistencyResponse(rsp *http.Response) (*GetLedgerConsistenc
 		response.Headers503 = &headers
 	case true:
 		var headers GetLedgerConsistencyResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListLedgerRetirementsResponse parses an HTTP response from a ListLedgerRetirementsWithResponse call
+func ParseListLedgerRetirementsResponse(rsp *http.Response) (*ListLedgerRetirementsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListLedgerRetirementsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest RetirementList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListLedgerRetirementsResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListLedgerRetirementsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListLedgerRetirementsResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListLedgerRetirementsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListLedgerRetirementsResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListLedgerRetirementsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers ListLedgerRetirementsResponseDefaultHeaders
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -10411,6 +10896,9 @@ type ServerInterface interface {
 	// GetLedgerConsistency Prove one tree extends another
 	// (GET /ledger/consistency)
 	GetLedgerConsistency(w http.ResponseWriter, r *http.Request, params GetLedgerConsistencyParams)
+	// ListLedgerRetirements What retention retired from the trail
+	// (GET /ledger/retirements)
+	ListLedgerRetirements(w http.ResponseWriter, r *http.Request, params ListLedgerRetirementsParams)
 	// ListUnsealedLogs Entries stored behind the API's back
 	// (GET /ledger/unsealed)
 	ListUnsealedLogs(w http.ResponseWriter, r *http.Request, params ListUnsealedLogsParams)
@@ -10575,6 +11063,47 @@ func (siw *ServerInterfaceWrapper) GetLedgerConsistency(w http.ResponseWriter, r
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetLedgerConsistency(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListLedgerRetirements operation middleware
+func (siw *ServerInterfaceWrapper) ListLedgerRetirements(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListLedgerRetirementsParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListLedgerRetirements(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -12122,6 +12651,7 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/checkpoint", wrapper.GetLedgerCheckpoint)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/consistency", wrapper.GetLedgerConsistency)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/unsealed", wrapper.ListUnsealedLogs)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/retirements", wrapper.ListLedgerRetirements)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health", wrapper.GetHealth)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/live", wrapper.GetLiveness)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/ready", wrapper.GetReadiness)
@@ -12541,6 +13071,154 @@ type GetLedgerConsistencydefaultApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetLedgerConsistencydefaultApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirementsRequestObject struct {
+	Params ListLedgerRetirementsParams
+}
+
+type ListLedgerRetirementsResponseObject interface {
+	VisitListLedgerRetirementsResponse(w http.ResponseWriter) error
+}
+
+type ListLedgerRetirements200ResponseHeaders struct {
+	XRequestID string
+}
+
+type ListLedgerRetirements200JSONResponse struct {
+	Body    RetirementList
+	Headers ListLedgerRetirements200ResponseHeaders
+}
+
+func (response ListLedgerRetirements200JSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirements401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListLedgerRetirements401ApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirements403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListLedgerRetirements403ApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirements429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListLedgerRetirements429ApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirements500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response ListLedgerRetirements500ApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirements503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListLedgerRetirements503ApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirementsdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type ListLedgerRetirementsdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    ListLedgerRetirementsdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response ListLedgerRetirementsdefaultApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -15293,6 +15971,9 @@ type StrictServerInterface interface {
 	// GetLedgerConsistency Prove one tree extends another
 	// (GET /ledger/consistency)
 	GetLedgerConsistency(ctx context.Context, request GetLedgerConsistencyRequestObject) (GetLedgerConsistencyResponseObject, error)
+	// ListLedgerRetirements What retention retired from the trail
+	// (GET /ledger/retirements)
+	ListLedgerRetirements(ctx context.Context, request ListLedgerRetirementsRequestObject) (ListLedgerRetirementsResponseObject, error)
 	// ListUnsealedLogs Entries stored behind the API's back
 	// (GET /ledger/unsealed)
 	ListUnsealedLogs(ctx context.Context, request ListUnsealedLogsRequestObject) (ListUnsealedLogsResponseObject, error)
@@ -15433,6 +16114,32 @@ func (sh *strictHandler) GetLedgerConsistency(w http.ResponseWriter, r *http.Req
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetLedgerConsistencyResponseObject); ok {
 		if err := validResponse.VisitGetLedgerConsistencyResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListLedgerRetirements operation middleware
+func (sh *strictHandler) ListLedgerRetirements(w http.ResponseWriter, r *http.Request, params ListLedgerRetirementsParams) {
+	var request ListLedgerRetirementsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListLedgerRetirements(ctx, request.(ListLedgerRetirementsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListLedgerRetirements")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListLedgerRetirementsResponseObject); ok {
+		if err := validResponse.VisitListLedgerRetirementsResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -15930,203 +16637,214 @@ func (sh *strictHandler) GetSystemLogProof(w http.ResponseWriter, r *http.Reques
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3rdts21jd+K/hrnrUi/UvJknxIIq98cBMndescGiftdKo8JkRCEmoSUAjQspqVd809vM81PBc2V/Iu",
-	"7A3wJFKWE6eZad3VD7FI4rjP2PuHD61AxgspmNCqNfrQmjMasgT++ZrpZHU01Swxf4VMBQlfaC5Fa9Q6",
-	"Y4EUoSJakiXlmkzYVCaMUHXBxYzQGeWi1/JaCXuf8oSFrZFOUua1VDBnMTXNxVzwOI1bo4HX0qsFa41a",
-	"XGg2Y0nr40ev9ffX7H3KlD55st73mzkjCT6+p0ggk4RF1DwjPCRtPWckoFHEknvKIzIhUjASm7ZDMlkR",
-	"81ix5JIlnWsGSK9OmZjpeWs0GD7wzICzv73WgmrNEjOa//71qPsP2v29333YOx91333zX61sRkonXMxa",
-	"H82MFjShMdN2bU9CFi+kZiJY/cBW63N8Ti+YIpQsE64ZUXTKzFInZkd65Geu51yQ4R6ZyzRRHk6Kxoxc",
-	"sBWZJjI2v4wF/KTlBRNkyfU8f20iw5VpLE2Egl+nPFGaJEwtpFAMF9G8ORY8VB34WqYaRpPtr0fYpWl5",
-	"ziNWagR2hnBFlOZRNBZJKgQXs8PyMGFEVEg9ZwkOiJsJ+3vDod8jL0W0ctMfCz2nmqg0CBgLWWheTFjM",
-	"4glLWOgRJQnFpSHUUKtpZb+/6+PXqjcWbxUjlEwTpuYkoSKUMbmkUco80+icUNPx27cnTzwylQlhNJiT",
-	"kCvNRYBzZr2xaHktdkXjRWQ2dnfaD4Z0j3XvTwZhdy/Y3+8+pA9Ytx8eTAeTYbBL98KW1+JmK5GjWl5L",
-	"0Nh8W9j6rtn7BqIb7u9vIrr/r/t/6kltM+88LnFLj/zAFpos50wQDls2+Nc//+9g+IAEc5rQwFArkVPi",
-	"V2jcPxzjxi25YgWWAj5zi3l5v0eOoiVdKcKCuTT7JuBdR2bVRe0PHg6n/WC/e0APWPd+OAi6D6f7rLs7",
-	"GdBhsBfus4Np06L+vWsn3T15UlrR4pr993h81e+/+/8bONSNCxj0qUwmPAyZMH8EUmgmtPknXSwiHsAC",
-	"7iwSOYlY/M1vSsJrea//lbBpa9T6204uXHfwqdp5hV89YZrySGHX6wIO2ZYrQ6g8JJNUk4gGF8iuKpAL",
-	"XHe5YAnupmAsVMhjITRNzNIowrWRcwWx/vPPP3ePUj1nQpuJsHoBO2E0YYmhgyhiYsZMa4b1TfsxV8r8",
-	"G4fRfv30MTm4v98HgZpv57fYQsJoFD8aty5pZNqi45ZHWJLI5NG4xYVKp1MecCb0ObRmnsI/Ho1bkZyp",
-	"EUqAVmlPa0i+uP0N62+XYKfAHrD2L6Q+YzQyOuAP3+kXUpOpTEUImkpITRQMhayYHpm1FsUNVYaXjLQT",
-	"4Vj4oJ67oJ99fAR8rKXRwlYFA4dVVXr3Gp2OQnQ55wGqDCaMaF3yKCIT5gbYlkZCFySHMQOAQCSZMCCF",
-	"tQ0rKfjP2DG7rl9hv44EMdT+cG//PrF9VLjrc+b1RsrnVKzsr+orSZ4gMuxotlQakW7MJzklem4UOkj5",
-	"e4okVDNDsYEUQZokRpeRiMdcq9FYLFiC4guI2vxlm6RhmDClMnOCWuGGsq6NDRCaMGzDmWnkdUG3G4Kc",
-	"cWN4hCyiq3UKp5qdmobW6ftnY0VwRSI21TglqslCRjxY3VPkfSo1JW0/8TuGwdAUoDBTz5pTlj9SoXlk",
-	"fkoYWDkyZqTta79TVWjjljWG1Lh1mDzqH+pHg40257pgy6bTfQUDrRfWOAmcUMKmqWKh1bRoi7VPjt88",
-	"JVlbBNdrLKacRaHqjIhZd6MuzPztkH2P+IbzOVO+2Uefi+404rO59jsertZY+O99s1hkyUUol8Rf+kbJ",
-	"24XauBzvHw36/cPlzRdkGwlW8UrANuRi9nkeyWcw9ltBUz2XCf/9K2kZp85ztjRsrS1DpOJCyKXwSEyj",
-	"qUxiFpo3EnYpL1i4xmGfaD98lpkAcuIcRg+2wE0o5jM37pLyiE4i9pWkcUg1nVDFcJ+y0RyWHJ6qUPwE",
-	"pb+BZb6QHv/oWoZBPp6z4GJ9eC+FGQsNuTCKIzAvmSEtEmP4ao62epiiDXweq/UWvpNLEklruUIDREt5",
-	"4RlBFfMo4k5aFamy39sbei3DC1S3Rq1QpoYCMrkgUuN7tj56LSDROlWzKvQ3pRxMJkrUXCbaQ39epXFM",
-	"k1WFHewIOTCh0ZGwwQO17rI436dWzS2pXS0Wltt39FTXntJUp+o6uoWdOsNX0W1yvPgrjihryCvtzLus",
-	"Rzn5jQXa9Fhsa33vUx0Y3SqnhOZbz4SR0b+25EXLa5mVLTScTwUarmnz2Pj20JaHEQij+aTtyGgyN2LT",
-	"Fdcs3m45TJd2DDRJ6AqGIIXiCvz8V4mU0/XBWGvy4OHB0FhS7m1jWcopmTC9ZMagX0qiE8aI4r8ztU79",
-	"00TG9TJYxRAHy782H2dEzYU+2Gt5ud7rr+s96Ktu6GB1mEf3FJlTNWfKw7iJoa2DvdLqZT1OVrqW7qor",
-	"p2V9hxFNZp81nQq1wspBd26edTR6fLWQiT52jE7DkJsx0ehVYRumNFLMqx2z0iTiaERTQV48+f7s5QvC",
-	"oFHUwFY8IKcb64yGRGmaaOTd8m5nAudGqqU8b2yjea7P0b+/4WyPcJpoNlsvEV1HZ2cICZLYmPZaJnWz",
-	"i/OeN83PDvDYtL42O9dG8/xeJfKSCfz6hnMUdueyuWVChIsgShWXwrKvDXbpxOyu8ZkM2dbspxvFpvme",
-	"rZRm8amcXcORmTShacg1WVA9N2QXMTolvmLvSZcM/HxkzHp2xVH65udzw12+RyZSaxmTdGGZ23D6LXB4",
-	"lRxhCa5nwTc4yM9mQmJWOGKalZlxfW/0lh2WvwLtspBc6AapzGeChSR/LfNFYUfalDwenr1yrwmpWccj",
-	"VBH/2fEbshOxcMaSnfxrH/1kF+hbW/pApnUjMWZRTMWKWB+PtI32c5E9+2MH4z8oq+YyQivphhrELP65",
-	"Yu/rV8OQpe/IEPYJ+Spjs3Yfo0xCCgwr3bD7jJ6bduP3jAvskpsvPEK14Rulie8m4H+uvsGtKKxIcXRe",
-	"kXDWmaDSlCPNOm55arz643rD1NjTl1ziCUCPHF/RQEcrF+TxoXeW+IYKgTVe4Q+ECy1hjSYyXHW8sfCz",
-	"8yx4+X3KkhWEe4zMyZ51IHKA9r9PImn8RaBUcCorVjxoq+awzTKR6I/kxiwc4qBm0XmgihEaRXLJQjzk",
-	"qTWd7fnBWmcvaJy14qIn+G6558foCXbfmIZr2s9WYHMXDctW7gviYrWd4Oasd1HaOnS8H/YHnXwX3dTM",
-	"bpY727Gsv7O7E7FLFtWeMBUp0W5bHSF+x2ik5zVEeMkSGkVmYSM9X5e7QWa8X2t4K7uZtp9N7+NorFNh",
-	"3R0jYc5pbazQht4XiQyM61kwyPLFGvaHB93BoDs8eNPvj+D/fxRlREg16xpfrm730oV5cm7dz2bPXHER",
-	"MOy/1PvuQb/f29/KS71kieIYmyj38W3Ko5DYxxXeGvT6vf6122/XPu9jbWKlhfbc5jbTi9uhtcH68sJH",
-	"XcAuDdugq7ygSoH6Iv6w3/c7HmGRYsQP2SyhIQtBPMF5cGfNfXTvmNHkM4dHa9uFgyscPdAoejltjX69",
-	"mSnufbgj9n8XYv+jKPtd1SZ9YunOSkAw7+j60RI6F7Z7j2DvEKUoMEDPzPnEOR9bRBqqjor5X9hTvgZZ",
-	"fCNrtr1mvpYNXOe5r9EID+u7gJHdU4SHJQMsTXlY14zxds6Np9IQRDDOEDgybfRkykZlkwezwevKna0v",
-	"5jF5rUYD2q0OGNKH4IrCFLmq+n3tfteMJOzkXh+7JoYy+EyLGjZcu1iRGdNUJjfussKYsO1oPud7XTal",
-	"cbeuMam91im/ZIKpGnnknqwzhGqIVtpUF6OkKnrm3XWSxjZZO0I5OwUzrEZiXrKE65VHjK2rNNGSzPls",
-	"zpQu9v/k+Nu3z1pe6+TF05ctr/Xz0esXJy/MD8evX7983fJaj1+fvDl5fHRa1oH29TWyfM50woOa6b+y",
-	"qgN8HJYoDKa6w4uFlBGZ0XRWF8AMJ+fm+bVBLSmjM001aMFIztT5MuFaM3GupaY1K3QqM0fWBpwa1cvB",
-	"Xr+GJtdJ3x1gnnNxjoeh692643syYZAkY7xzIwiXtXS/oY+GaWXtuzBG87QG/eHeVn3eWQc3tQ42mwK5",
-	"yVDZzVoSqiVnL+OLOrlQioCuy6JPjb/WqeATfRuq98TpJdCINgSJwaybKeJaRWhaX0Q0YKWw6+cqGtQx",
-	"MNV8ZnW7kYumWo2YicFACsECSNczO7u+/jTA3s/Nm6oufdM1oMxMU7Wmv3eHtQweSKF0kgaai9k2jaPs",
-	"kgtmjLg2CnVI4PSBOrEJ34PAy4ppkio6idbjcw2j4WHEmkZxEkbFhVJbNhnTq6YWze6gVQKRlC0bLMyz",
-	"JoKxYKI4SNB2QcP6jQgF22As/Hzi5BtS3mzyDVnfJB8DZdcOtxodLIy9tNpelcJqKaO4mrXkXvZpm7yN",
-	"UpYcOb7STIDbgZnbisR0RSaM0DCsE0WFvP7zOrF0/D6lEcniWZi6e0+RYkJCzdG6THX3/nSX1omWpgjk",
-	"8dUiogLTbF0qnAxs4hsrd1IKHFJFBsRmrxBItqrrFo7j6s6qwcnLorWYkeZa42KR6q0PqQsh4Rrfggul",
-	"qQjYxlILDFFW5k7mdIEyoho+2lFwZrVjNNvmXIPKucSbN68IPiSBDMuruzcc1rIq11HN4M/mMtEuzcJ5",
-	"JM61Nq3YOgfo7J4iCaPKSOZ5QhWrpGW8Fdb6MWKOHAvN9arWbUtowCy9btqQN+a9kyf5bjQcsGdj9Qgl",
-	"b1+fkIRNGS49csclI+WY7j1l3huNhe/yktTOOO33dwNBYwb/Yr5HlpC+CEdK2WsfzBsf3XkSJQs6Y0TR",
-	"FRezsViCEaFJzKiVd/CLliSUPfKc6mBOJCpfzCTMDnQM4YyFYrOYCd05zF6BVE+bYZzGWZAgS2k3Tq15",
-	"z68mEuYjBl6Al7t4il6yUhLezZbrWoNO20g+0FIxhQWFQoFLvKpsqpORr13SUp0B7/KZIL5TiuV8big8",
-	"KXa76ZNsEFmMsLIeeUsbY7Zr7ayHbU1LqxtEboXU5/ab2tAtPGt5rey9suvqHq/xZjbUrx/E/YO36d16",
-	"roZNOslz6wxPscZIJHBmxI3bWY09numE0fhYhM3GLx67K3jxniJTLmhEfHnJkmkkl5herOapDuVS+FBW",
-	"VnMaT+sTGF8zlcYsS4TkNhJG2oa8jMCiivjw1IfEV/PnKVW6e2y66Z488T/lVBl1RXPiH86VMBEym0q+",
-	"YHIRsesdS5xm1kMdz+XpIDfN0LFhkMhGRlZ1HoiuOzd+48S6C+xByj5QxTKRmuWFIh5RTJcrLQ/Hgroa",
-	"gIAKLHMxyqRnNCnEZ6zvm9WR5vnFXIqxYFdcQaCDrojfTkXhOQs7awpiwqOIi1nXdM+DWjfSfDmTdc7z",
-	"Y/ukbACYHuvTK4RmV7p5JzBBuWKZgMGdmq2ImaaGRQqEYTfaa111Z7Jrf/xNSdF7TZfPjQ0yY9j1Zgv5",
-	"cU1lLJRTJRUzmaQiMiIAUog7NzSaa6P2PGZdmYTMzNDWAn5Kqd/nxvpdbDw7+7gmAmGoe3c4FpOVZqoz",
-	"ImffHXWH+wfm5/5Vvw9WD9fKELEUPKARYSKQIdhH7VAGyqbn9OKw0yMv0iiyxSIYjlmrIn0//Ob+8mib",
-	"/x7VhEZEGtnMdKSxmtWxkeNNGiaLMBsn2hLXejkyPihvYqpY4s55uNg6VlPcmFLMxsasIHQzIgOPDD2y",
-	"65F//fN/zRuBjGOuxwLIyibvCklmdFFaaWzofWpsvgSaVAXZNBZLrJ12/RHIkbikkdljjkHV2OWnFPyO",
-	"awJJDVtR8lFipjSNFxsCrLaI1grpbNSbAq3DvdH+Xu/+YLB/MNg+3lr0UtY35+fdxwTeMFKjkgtTL/Fl",
-	"QswKGD03FpWQu5XorkFFlgzqCwKzkWsssTeZPhxOd/fv35/s7oX0gO4G7OHwYdhnfbZ3f/cAYxOuJnp3",
-	"WCqRNn9Wd6JY/9vvPqTd6bsPu8OP/1UbhlYsaVwVoPa8HDKQhsCEyia/zhvdveH1XFp3tpXTiuPhgr7K",
-	"uXRNAxQ2Np9MrqI8q9zXD882GhnfGteuxrvG7bW7DeUUEJMgwKA1oWUXp6g5MSw1tXVQo5QVuzHDFJu7",
-	"fpaPE2YLmm5gVTkTRkucCKFaxkY5RKv6dN8s363YChTe9/v9T18FO3iMhZ7gp6ZFYBH39xapuGZ4G5fq",
-	"k1bpKDc6s5WqcXdLVtmUppGRZTMmWIJHIqU2nyaMdY3EI+47j7DerEd8Y635nvEEgjThemX+bbwOETC/",
-	"R55gy7Blvm3crzX3CrLmYG8THMMGaIFbtBHLI//w0e+RI01iqTQ52N/fPSBguBCqxkIxoT0wWIQkIWNQ",
-	"lDunghzsEZApAOwgmIKi7Taqni4TU5kELDxERYkQA4DQgaWi98hEplAjLuxeKk1XiqQiZAkZDB+QH/i3",
-	"nR450WMRpwqThoktFaeavJJKzxJ29uPpPUWMSTsxthRSw8iM9O03/T4aWmOBx1WMvH3ztDs4ICpNEjmj",
-	"mpG2Px6n4YN+3++A2NGKXLAVBqVw1ZVnm0gx1Gz8T7tQg91B//6QhHzG4YwWtRMU2Qc8phHBLBb4fHCw",
-	"+2A3K8zokSNitxL14CRh9MJ066KLWKZHhTI6LrRrSMnecEiWcwnn4JiTieEv06vFIcEF9Hds+1WP5kOL",
-	"L0D37/b6vcFgt3e/IPO+kL/guPSQhAWqK0catw+2bw+ns5GVMpN2u8BNbtxCCMQJFJvdUJ9QUeEy867f",
-	"22gdf5fGVHQTRkOIDtv3euRIrMhbwQMZMgJUM0m1pXDP4ivkDJF5xk4ybjC0i4vZdyL+U5bzUyyeJkPn",
-	"Vna4Wstjl3yjPnrKWFif6Q4BbGvBThkLPRsboipgIrTlrdubKfmZutH3EOzmCjsBeRBDEByhkCLNklsx",
-	"ZbxiUVQlwYXRS6ay4gl0ZZ1zY8iJhSShYsas9MF9LCYCjIU7LwfKbYcMEko6HohrwxCl6YBQ2mpC5Qqt",
-	"9TkJdqXPGyJ6WcUObla+yHZOh2Q9tAchNjhYMHy2qPqqmx246ys3cM6lYXsbC82yDT3lSm8mzsyCFgzy",
-	"uABG60aEWUeRt0N6MN8gTVRdTPAx/L6+8rk/aM+D7ClQNX5w9OPRs9ff/fhmoI6Okv7js98ePJ2+Pn7/",
-	"9/v93395GZ/t/7JsbfTnjn79sfvmXQ5Ndd5tdu0acqmc7Q6c6+CNLLV7xKU9pAvQBHiqDjkEPuLfWA3v",
-	"Q0ptyDBz55EZqN85JIox95HTq1W9Phju7t28oqnUZM2Bi+EaOG3B3n3D8uyKBvqQ+DPN7MPYGD6suABg",
-	"II5FeaKulgYWg4sZGpWFlu3RQMz19Ytip28PcsALnWlWPr/BuqjNXnKRHS151nGhO2WtSZAqBjlGZHcI",
-	"WZRJQBUjc3ZlzcMeKWMN+vDFgiZMaH8sHPqRsbWJFMweYFHDybZxmxVWjoffetBj+yAHBOXQJzozAgBl",
-	"C4J1HKVYV4B/PXVEeTmPzvEAmYd4fGz/VCxImMafWuv+3k8WycOBjsQ0ZBi28y9LjxQJwKP0ewTK8/Fs",
-	"AcoNxwLAwJQHZ082A+mqiz/6h5hjXcBAy8xqfINwPRYAjGY/dETkWuiR9ssFE0evTshur08uGFuUvjd+",
-	"AwD/wIoR+3ls9tuIvZdmycgQOMK0c/KE2CQq5BK3BICBCGoXv0AyAOTCQmcRv3SxUKOsXb6M6nWAXkBg",
-	"w+kG7E++t3OtF2D9YztmCwE6zRikrVHrGQNvBlYwc8JB4Uyl4e2CdWS+KNgS91Qhrx/dK0isBrsmR2dr",
-	"jVo/A0xloXF4eWKEClM9i/bBxbSmsD8jE67KiHY0IhMaXExkVjtvtmkRUW3k5ciwlghpEvLfjauVnVhi",
-	"No1Zf5uYD/Fk0wJmpJhRZsFJLgoWuDcWLsxZBBXV80Smsznxi86OjxuM9Rt4dmrMo7HApB0YRI6nyY2d",
-	"0gAYgwBKAU0wiDRn2SjWwE17BFvP2gVcRVUZGQwDbCg5y1dTAUAgoSUkINL2jywwEbw0IhaNx/D8v/75",
-	"v37HYm8CMzZDDyLQYC2HjcbCz0nFB5wZ8y+P+BmR+ohtSkOUt3ZRbUqdkaN6LAoToQl0bkbvOHNEfn3n",
-	"tEvEAyYUuGkWHPJoQYM56w6hnC1NIsszarSzs1wuexQe92Qy27Hfqp3Tk8fHL86OzTe9uY6jQppRRrGF",
-	"PN9RC6vlPnotMzK64K1Ry/jquy2QznPgyvXibfPrjOkmG1gDLVYKxTNLH2BLq8U2Y9EOhmoBs9GRnHXz",
-	"zz2SPcEPunlxOVcj3NSEz7jwzLazvFwH9gKqf/GYLJESstvmniGoiIoLrK53rx2Hw/39wcOxMP1QnSas",
-	"R35iCZ+ujLrMIksXbFXQBXZWF2zlk0ViJA7uZ7bzJ1aancKLj/NFLIPrNoQE8ldKOETvKrifw36/gvRk",
-	"PPedRUR5BdupVIYMU+jiFLoDOpzsBnvhWOwNx+L99/cvnvd//+7+P4bix/inXfrg6v7q/X74ov9+dzKM",
-	"B8Ee258e0PuTB8Ejw7r/+uf/kKYWydHvu7MkfjrfE89+fDDdDU5+mQwWP4XDV7/dF/14+H0wiH8Ofoy/",
-	"7ac/6fDBs5eDHx7+cLErVr+d/Mz6+u0gOZgOfpn/Q+1OjvrfP9uP9/VPx2Gf/rC7fP5oLOpxUbco+rpF",
-	"EMS9/qDpk2yjdkqAavDR7vUf5ZCu8MXe9V/k0KDmi+HD67+oQjh+9Fr7SFGbv3MpSfD+7lYLkAGTfSyE",
-	"trbuxxiCmBlZljZrW2togs4MX7WQGI2lvSbn4XFmdLwzzWfSLkc22ijuNkAhYfFgAbPEnyYy9jNjgytj",
-	"pi0SNuVXpdIz86qW2YuHZCL1nEBkepKRMeIqbZQ1hSl8jrDxNqE0FdAnshpJwDoGkIAc6tiiFjVD4N0w",
-	"0LEBaWnbIQGC0m0N6HqJXDSlboa5t4bJ1YSBWiXBP6mAK4idveHwhu//acUh4EMhQqahfPDE4MwLjsI+",
-	"WyCmQmV407XS0EWlSrFZkIHG9BWMw4lcOYNJyKQAwTwWGVIz2nXGdXqfspS5/E0bC7bnDVlfCPqvEyoU",
-	"DbDqAJ1UxTBxI0vUW9mDQcwHbzsg/bMfT40d/jIK81gmeTMHyH5qfYjlXEZ2WocFA/ASLEQfbm/IQWLK",
-	"IvmUK/3Wrt8plhbcojh2h6kQRS2iIzUJPgfNkkufjPQG/X5N4U5Mr2zSkDu2aS5G+5KCsJLd0SAGHaUW",
-	"l+E/TAreSTUn1Y6reVlzbt21o1cn9xQEWz5dtsV5YXi9TAOpg285YfMqkTHTc5YqPB5lVwupID2CIOOQ",
-	"tnWwSb/X7+11vLFAeMHClzZpTkuigoQu2MjFaxXIqCxIgckBVKcKvVueZFifysu/4YJgVa5XCmcVxB4c",
-	"QXtjkdeeQDJ9aqRosUe8lqVUAu9VsWzNWCZQeMzFVHqZA/1MkiQVGdzHIiuujyIWaAlHcb4tsepivMTt",
-	"gF8QtHDZiqvIb7Bw86V0tf1/lDt96KqtH8HuNnnXfyPfHZ++ylzi87nWi/NyWTWBqrFsD7Hk3mvaf6wr",
-	"G4u/kTe/vDre3LBdPNjtxrc+mAYfjVvD/mDc8rIuH41bGNjOhO249ZHsbu9m2x2FAE2FV25TEv9BIu/T",
-	"xJcN8LVGv76rmGhuOeKMbJ3ossg9KJhsPK7n9KOVTmt8YM8Bvj97+eILc8Bmrb1OBu6EIpRBGtvSmBul",
-	"/tRTF4snLAxZHmQ1/7hkcFylJcD//dWpDOxWtzzAhpY8HKW5ZxVaW9E42oLWfjl6fvoH0pob1efR2rbU",
-	"5EEyIhyTmX/ckVKVlOzuN5CSK3FtNKiOBPnuzfNTTCOJOOZxom9XqnHOztcwLRGLThGdaiwiLi7spT0A",
-	"hL4UmKfR4HnZib5ZLdgfYibAyUuJYrfSm2Y1YInNAv3VCe94jSSwyBMJJ69MLJBiRntlUrT14c0U6XqB",
-	"TInVgkF6yOYy9A1F7XgGVapqRyxTOOZVFkdltzfoDTo98oRljYQe4RqK2RR48mNhpjqy9eqFunoIXXhA",
-	"+dYzyN+x5YpqLtMoJKH0xsJYkFQQa5kidiocWGKVOlaxF2tki4vebH07jrr9yHKx/3t4wY+XJ2TZgnxX",
-	"+IQ7lgU6FhQS4G2cw97r0BzidSk92Q0yXbtxLa+VFr14iIlY/xxKuLtw/xmUtei5hDPJrs05ghVZRZKG",
-	"XS1lF4LS0J5KF4gO3Y1ZyGnX1u7XoQFAvrWgURdB7w2fQE1ot3CZipkZ1awL0Rz4ykqAUrfGrYKKKpnq",
-	"Oky3LyvTKnuJeXZfQMT9SaLGtypCAYFaigp4iJUeN5OlJZe9UZKWAZJLMKDgxyL4WA9xE5qAFbyxwGtQ",
-	"3ajb5UtgLQxPB7830zNMo3rkW6nnRrpxpiAvZYWS2N2SwgUgekd67pM2YPLKpAC32zkkPkpT33OBHhjH",
-	"WEgRrTyX55PrijXIl3pR+Z3DY/16vtn1iLt17ItPVv+BhoiNUt7qtVdlHOWa5XLguI61ili4Ok8PcihS",
-	"GXxU841Xm5a2cMn1Z94VdqsipywBmmIb5QBgxC/ZxhN2F0bkiqQLDIgZZShmPYLQJERIDWnQ7Aq1Zq/2",
-	"TNyhpv67smI2wLobPM0q/dV9ArdAmLi4HXWtB/jXCOOPCSB/Ol248dWQxeMibG0OVPtXJpJvqeLBddHV",
-	"Mo0g9FKTCNporRxmt7Y7gV+OaeC75mNjR1hbhdjSE3sGxBVR81TDVyFcaInp5sWbktG8GYuifUOq5k12",
-	"SuPDhagARWWMnByZqnM4FvVmDtnWyjGu41jk2KC4GFzMLC6YvS2QWJejwSp6XcB/+vfkunyENXxnHt5Z",
-	"RpWF2mAcvZAazvdWFeuohln+dDbR6zJW2WaRhMCTTaLoFKM09nC3WHhH2tr8NEkgP36yIjz0iPkYC0Y7",
-	"yJsXbKWYhsASFzZ1HooS/UJJkk+miYzRcTT+IVXEd0+0JDOms7q53lgcRZGrPCOBjCdc2GqZoxdPmuKx",
-	"2cHiLefBvBRRfjEYDCK/XEkxhx/QTtiCUZ0B/7KrRSTDrFKvNl/GopnkDLFVjWIJoygDt9ivuSVBr+DM",
-	"eCqT+Lp5GZ8+IXQiL5m73dwWgDck+8RcnK9PYLtxXzMWbis3gwL2WN0QCigwhYurbwGkYhsawBGWK1Ka",
-	"xlkFpqkd7eeUiW8ers3WWM55xJyTQ2iGYuRAfLMiwMbE1hxPZ7sdz3BdrxkhFs0aR0whWE5d7zmEzx+7",
-	"fJYzckRFhD7VpG3vjrlEhq8bM0D0t2qzfzdAUl0zoAylozgWdnXdWAAR7BbG8gqKz/nvDHMpIUUwWyuU",
-	"7Xg5Ijmykj5SAJ6xUESKgI0FL2ibBIoW6USmmuyR5/zbNfSVDiRdUlchPhYQgi7U6q4QV2XKliw5rOgc",
-	"PUdocs1FasY3hfSVLOovhY2v3TCdcX9jNuP+tcmM6xu8oO9TRgJbRG40pTFn2CWXKca371XUaV73P6HB",
-	"xVikIphTMWNhj5xoY/rTBZTaTflVXnFrOcKz4G5grtkbA436TrKiKnf+Wi3O3apKvVYGYl1ycTU/qXi9",
-	"Jk3VkBdkJmXwHM1F7DXF62PRpvZ7GLNn8SECQ9izRC5VHm2LsYbTrDp8oTq9rEI8q2pHolN0pYyHBmnB",
-	"1dJz0vbZex/ug6RjAcXWiCVE2lCT3hk1FaRj3rGtxW+m3VK5eT0NW2Aqu74TKSNGRd0C/9xUwG4xATIw",
-	"oTxR2K6TZ8GXaBLMCRMzY6+SUI6IW3BMzkMzHeeYrazzCHG4sBtGvkwTzMTOEMyNVICPYquZD0lCuYIf",
-	"AYEPDykDTTCHTRrfGBY3H6Q95JSoDClRuCOYI2DoA8TTgMSKLFhCBn2v3++77zs9cjITkEVqujdvlhfL",
-	"b96mAh025k3X3cVTSpzu9/9NsqcB3aPGTavB97gtJ9drRVwg1vQLdqVf1SISvSnicYzyMx/nYGBcxKkM",
-	"ZTwRORZlRdKmEwtsUAbx6NR5I9Emb+SDk4UjM03ck95Ehqu/7RQRHD7eJYZ/lcTw0wowQDEJ3GzmNing",
-	"Xmsh64BuzrC6xLiPOeg0eSsuBOQaZQg3UNmSsN9YYIQ8AQEMWCQnIYsXEiqxuj+wFaSMJExDFbxOE1FA",
-	"dy0Cp6IvD6ekNdT6uJyW+7nO8zVvF6bwA1vZYBt8/63EcOntCiUHBFlGTTH66+OaTBzcfveNRcM5ymc1",
-	"4ncqgwYsm7evT7PbuSvfNyejrGOe3Ia0fcY0rmxokdc3T9FzFqjPw+zO/Uz6rZHkjOkmesRrudZEJw8z",
-	"iXkzEfNHSdjB7s2GNdi/K1j8NAmO8Cs0F7E3EuEI4rIWPN2ZOODfjaK9ClxbgL8dERpFln1jIhMvTzUB",
-	"Rx7ytbyxEMYpJRDVA6sW/LsqoLDTCaROJYxFvU4o1DvdWCtgZdyfSzUUUY6/ln7YWHGorkWVvmUb+hnT",
-	"Tw1VXCfakXSKAt7pJWCTWxHohgF2+neC/U6wlwV7sRCRC1uYnlVo34qsZ1cLmehrqjdLl4pyQahF6ESM",
-	"0TaAcpybXzziawn/cgEfKGV070GM2LwEAVq/4xUvwkIXNYM6wnNNbywqyK2evWKHhQBfBDE9gC9rxyyW",
-	"GTD1NKIa7y7LwEwV/511MHEbZ20jtTYmUsJBGYsC+lIG96dpohXEaEu19ArXpACaAVBcJeSvq64IEfWr",
-	"jZjTQB6HxMeAxyP7tDOCXf7+7OWLscDCG6PeuWAj02QXge+wXzgH9jNZg7ccoYOPaG0YusKbncaCEP8Y",
-	"pg0oBwIQWu1obHv2kpOmC+NNE8VbVgEnzsy2c2hGZjQ0dmAxYBGblZapp3oVrYOOJFlEyYUqEGUAAoH2",
-	"bg+kI+wtokp7sFa20zc4JH9kA1yp0IWcd0tEWGVrelu/vr58cznVxEa2wKiIe+RIkFTg4Ax9EEdEEMHG",
-	"9gcIZQCQrNMpIGNNVnDlRbxItYvQmh7uKdMCwGm1q0AIpNu1TT89OT0m3e4FW5Efjn/xO4eEEjcCM3e3",
-	"bJUNn6xgHy1kH5AiZKAH6tI33IoUZ/4CkvGPgoAt9IjkL2XRPXzX74zGghJUqSSRSw8Dv2b5E7mESCFs",
-	"76HZX0sc0PEJLqpbKsjdcbDqDiMTqjYAaGOZef+4p3BxpY8QY20uyOOznyAMIJc2cI3KGSDqoeTkb5Ds",
-	"72PJBr6CFzVX0nJcRV8HTpWM9Mh2H8YO053yiGUrQd0j0nZcRgXC/XVQArhbuessTJzOlzq1z80UC5ws",
-	"3YIXzu0ODVm4EPNgE8bQOd4Ssg2Mz2B7XKEbjE5vQKW6p64BJLrt0ftObhtOMcxxmNEEtxLGMpDvGCSY",
-	"SwkXHL54YojM3bIFuNUXeAScM2TjIaYdd12xDQ6p5bUCdVlXkbI2iWf8klXwX1RVvGfDNQLZnURm0sZu",
-	"WVW+NQ0eZc9nnsbcZaPcZaPcZaPcZaP8NbNRbnaO6fyLTXX+L61nQUqOBWkXfAjQcutuglc17TseQXcs",
-	"M4UqZjhsXfYrGnL1d6A6Tbhp5EcF2xOs+DXLs7cttgoqMgTpL6EZ31Ok8Dbeua4VLFH1DPcx7kH3CVcO",
-	"uKhuzGBAwuWp7qoE7LzX+kKHFv/eKKp3wR1XmY+2VPXqS2MZo9fxKQex1cDOlG0AGjwr32iDPiRY5zMI",
-	"h1q/O7s+uRB9Me+OxYaQTY+8yhOi7SUtENcvXNqi5Vi4VLWRDeLoa25/qVikY7GQAJ9Kw0sqAsQ3zEHb",
-	"3dTAkw8lEdJe04NYWzT7HF5AQHyFdzpUoBIhoyZaQUIfaWfKKWFjB5KXXVJK7B2l1CIdwkWjkLtGwYPk",
-	"MetkuYKQEDQW2fVkmGlTxt2DOXNdyfyzm+NyusB2LV5oxkTZn+2Rt4plaP+GzAIp4PJsmRC1EoFD/aY8",
-	"OjSmgE1PXxoRhI6lKzPQkkRSXpj58KbKlPL9TF84P506yFqgmkPi98sRto6N2rkoX3bJTp2mdhf81Dgt",
-	"fe9z4XWzZNKvgil551zdOVd3ztWdc3XnXH2Cc/WJB96g/65JEnVa+QtliZohbJEp6jVlilp7DRNFSzbd",
-	"5oPvGtX/warXhlxQfHiXCvp1XJKn+Y1QJZekYtrehmOCx7cbwMTgOixt725aGxFV5AyrZs6Y0OT40sxv",
-	"LNoYUTc+gO5iF75H5jqOemrBgt5yTvVyBnfgxGmkuaH6HVt+o8w38KWCO386nr3KbqOXc6Iz0xKkaOYs",
-	"sUixsXCilRH/lCrdhYF2T55kpwRtgByjcDwIV4cZ/YXoY3CLc6g67l45XTDI0SsZ4d3KWaoTrhAcRQq5",
-	"JFL0xqJ4wZm9Yxbwi8BFgNmCezFn6DasjE9jT5kxI8csIly45KQB5FqNyLDfd1Z2PngpSMgiuvJIDKUi",
-	"XeJDJyMcsE/+9c//wZJYluQVK8Wz4bVLWkdwaM3DEXH3zr23+HF4FWFINR35hTzg6om4C3RJOP6GXGQu",
-	"4H5e+wGUZLmb43C+ZqZc2DKtQb9PYkXw7HvC8hHDBI+ANwwVQhzNH5mtTfSEUe1b2hns2wNIXOtFIq/s",
-	"JWmmRdxtRS6E4z0cA1eEAlxJcRnlJUumkVziShag6kION0BhFsSUAomAD1w87kagBKXlYsFCMkmnU2ZU",
-	"oQ1zjbLF5LiEMI5jEfqwcLiKeJ7qVIL12LMzvYSBRwlPewUCMg3AYbGh6NKE1DzVoVyKfEIFOAczUEMC",
-	"pYEBPeRjO8zJj7S1dPc02GZsxXaF+2A+GbMWB9owSjxRzoeI7yLMXH6UPaehO85Gqi0tp5W5T5iRasqR",
-	"ZX3nh5AYkM2rbg5wsn7kth8CGNkHhQouDKZAEjK8wPilhWmFCsGxcJENN4tRBgMUSaW97C/0AVlor2m0",
-	"u2TvaXTxC7/bjemVFb3Kt/NSh8B2UIQEiTrTVNnqIQcOBqxcQuq4JqyABHC7gYUzs3dFcxjpug23lgmF",
-	"pVSVbehgtKEmvpCHpLeLMtzCxT2wz05FgQwww8y23cO7SiereoVzWKTtSg0p4Xm8BFVXPpXSgjRVPP7a",
-	"7z5892HgDR5+/ESv9C4ycReZuItM3EUm7iITGZps0dHZdHK67ivZy5N9a5ZDQ/cU3FfirL/MgN7+VBW0",
-	"DQ5n+7NV63PdXS705wscgBPfXqe+zm2EED7w8OMmPMJbK/CsIXTDNfdUUfuUEbNBYm5xJWKawptfJTDZ",
-	"yMU1JZp3Nx7+mdn3GdPlGu3bYs8dyADdiErrWMnHyhFItmF0au+X1sWbYaupqnJq7yeHD7KiBHfxa8LY",
-	"ueK/s/yi2HZtejHeU4259J3sDq6G0gDj4CWM9cgR8ff6ez7AnoyFwz3Jo1DGrrJ17jKByIyVjCumIWom",
-	"bBJFyevtXOf24r2l/3ECbR3EZu12WdI2BoP/7PgNWb8p3W/KDW+2mu3uf0YW+JeUwieOljdeRFuh+L/G",
-	"Pdt3Yrl0ES0VpQqz/NLXTxLSZYDND60JowlLjlLjvP36zpA8BvZQrFRgM2VAIxKySxbJBUS8235MLxhJ",
-	"UuEbky5NotaoNdd6MdrZGQzv9/q9fm8wetB/0IfiZjvcNe8EhBtoH8jKSkOubc5SIWxjpthwhTZKkucs",
-	"uYicAsjK/QrmqAcuhy1eSFSxcVzQ9eYdVHbx6kYzRouLjJc+JHKC0Xzr6shS2xadtH7o2eVrXCsWTXvF",
-	"8IW9EKo+h8jmtCm6wktrwJtbv6DiMAeJza/lSZiSEVyPIwEQrlSwgddVfHz38f8FAAD//w==",
+	"7L2LcttGljf+Kv3nbJXJDUiR1MU2Va5/KbbsaKLYjmUnmwm8QhNokh0B3TS6IYpx+at5h2+fYR9snuSr",
+	"PqcbNwKUZCvJTEZTqRqLAPp6+vS5/s7HTiiTpRRMaNWZfOwsGI1YCv98w3S6Pppplpq/IqbClC81l6Iz",
+	"6ZyxUIpIES3JinJNpmwmU0aouuBiTuiccjHoeJ2Ufch4yqLORKcZ8zoqXLCEmuYSLniSJZ3JyOvo9ZJ1",
+	"Jh0uNJuztPPpk9f5rzfsQ8aUPnm22ffbBSMpPn6gSCjTlMXUPCM8Il29YCSkcczSB8ojMiVSMJKYtiMy",
+	"XRPzWLH0kqW9awZIr06ZmOtFZzIaP/LMgPO/vc6Sas1SM5r//vmo/zfa/3XYfzw4n/Tff/UfnXxGSqdc",
+	"zDufzIyWNKUJ03ZtTyKWLKVmIlx/y9abc/yOXjBFKFmlXDOi6IyZpU7NjgzIj1wvuCDjPbKQWao8nBRN",
+	"GLlgazJLZWJ+8QX8pOUFE2TF9aJ4bSqjtWksS4WCX2c8VZqkTC2lUAwX0bzpCx6pHnwtMw2jyffXI+zS",
+	"tLzgMas0AjtDuCJK8zj2RZoJwcX8sDpMGBEVUi9YigPiZsLB3ngcDMgrEa/d9H2hF1QTlYUhYxGLzIsp",
+	"S1gyZSmLPKIkobg0hBpqNa3sD3cD/FoNfPFOMULJLGVqQVIqIpmQSxpnzDONLgg1Hb97d/LMIzOZEkbD",
+	"BYm40lyEOGc28EXH67Armixjs7G7s2E4pnus/3A6ivp74f5+/zF9xPrD6GA2mo7DXboXdbwON1uJJ6rj",
+	"dQRNzLelre+bvW8huvH+/jai+//6/6eZ1LafnaeV0zIg37KlJqsFE4TDlo3+8ff/Oxo/IuGCpjQ01Erk",
+	"jAQ1Gg8Ofdy4FVesdKTgnLnFvHw4IEfxiq4VYeFCmn0T8K4js/qiDkePx7NhuN8/oAes/zAahf3Hs33W",
+	"352O6Djci/bZwaxtUf+rbyfdP3lWWdHymv23718Nh+//s+WEunHBAX0u0ymPIibMH6EUmglt/kmXy5iH",
+	"sIA7y1ROY5Z89YuS8FrR63+kbNaZdP6yUzDXHXyqdl7jV8+YpjxW2PUmg8Njy5UhVB6RaaZJTMMLPK4q",
+	"lEtcd7lkKe6mYCxSeMYiaJqYpVGEa8PnSmz9xx9/7B9lesGENhNhzQx2ymjKUkMHcczEnJnWzNE37Sdc",
+	"KfNvHEb3zfOn5ODh/hAYarGdX2MLKaNx8sTvXNLYtEX9jkdYmsr0id/hQmWzGQ85E/ocWjNP4R9P/E4s",
+	"52qCHKBT2dMGki9vf8v62yXYKR0PWPuXUp8xGps74Hff6ZdSk5nMRAQ3lZCaKBgKWTM9MWstyhuqzFky",
+	"3E5Evgjgeu7D/RzgIzjHWppb2F7BcMLqV3r/mjsdmehqwUO8MpgwrHXF45hMmRtgVxoOXeIcRgwAApFk",
+	"yoAUNjascsF/wY7Zdf0D9utIEEPtj/f2HxLbR+10fcm83kr5HRVr+6v6gzhPGJvjaLZUGpZuxCc5I3ph",
+	"LnTg8g8USalmhmJDKcIsTc1dRmKecK0mvliyFNkXELX5yzZJoyhlSuXiBLXMDXldFxsgNGXYhhPTyJvS",
+	"3W4Ics6N4BGxmK43KZxqdmoa2qTvH40UwRWJ2UzjlKgmSxnzcP1AkQ+Z1JR0gzTomQOGogCFmXpWnLLn",
+	"IxOax+anlIGUIxNGuoEOevULze9YYUj5ncP0yfBQPxltlTk3GVs+nf5rGGgzs8ZJ4IRSNssUi+xNi7JY",
+	"9+T47XOSt0VwvXwx4yyOVG9CzLqb68LM3w458EhgTj5nKjD7GHDRn8V8vtBBz8PV8kXwITCLRVZcRHJF",
+	"glVgLnm7UFuX48OT0XB4uLr9gtyEg9W0EpANuZh/mUbyBQf7naCZXsiU//oH3TLuOi+OpTnW2h6ITFwI",
+	"uRIeSWg8k2nCIvNGyi7lBYs2Tthnyg9fJCYAnziH0YMscBuK+cKNu6Q8ptOY/UHcOKKaTqliuE/5aA4r",
+	"Ck+dKX7Gpb/lyPxG9/gn1zIM8umChRebw3slzFhoxIW5OELzkhnSMjWCr+Yoq0cZysDnidps4Ru5IrG0",
+	"kis0QLSUF55hVAmPY+64VZkqh4O9sdcxZ4HqzqQTycxQQM4XRGZ0z84nrwMk2nTVrEv9zSgHkYkStZCp",
+	"9lCfV1mS0HRdOw52hBwOobkjYYNHalNlcbpP4zW3ona1WFRt39FTU3tKU52p6+gWduoMX0W1yZ3Fn3FE",
+	"eUNeZWfe5z3K6S8s1KbHclube5/p0NytckZosfVMGB79c0dedLyOWdlSw8VUoOGGNo+Nbg9teWiBMDef",
+	"tB2Zm8yN2HTFNUtuthymSzsGmqZ0DUOQQnEFev7rVMrZ5mCsNHnw+GBsJCn3tpEs5YxMmV4xI9CvJNEp",
+	"Y0TxX5napP5ZKpNmHqwSsIMVX5uPc6LmQh/sdbzi3htu3nvQV9PQQeowjx4osqBqwZSHdhNDWwd7ldXL",
+	"e5yudSPd1VdOy+YOY5rOv2g6NWqFlYPu3DybaPT4ailTfewOOo0ibsZE49elbZjRWDGvccxKk5ijEE0F",
+	"efnsr2evXhIGjeINbNkDnnQjndGIKE1TjWe3uts5w7nV1VKdN7bRPtfvUL+/5WyPcJooNlstEVVHJ2cI",
+	"CZzYiPZapk2zS4qet83PDvDYtL4xO9dG+/xep/KSCfz6lnMUdufyueVMhIswzhSXwh5fa+zSqdldozMZ",
+	"sm3YTzeKbfM9WyvNklM5v+ZE5tyEZhHXZEn1wpBdzOiMBIp9IH0yCoqRMavZlUcZmJ/PzekKPDKVWsuE",
+	"ZEt7uM1Jv4MTXidHWILrj+BbHOQXH0JiVjhmmlUP4+be6Bt2WP0Kbpel5EK3cGU+FywixWu5Lgo70qXk",
+	"6fjstXtNSM16HqGKBC+O35KdmEVzlu4UXweoJztD38bShzJrGokRixIq1sTqeKRrbj9n2bM/9tD+g7xq",
+	"IWOUkm55g5jFP1fsQ/NqGLIMHBnCPuG5yo9Zd4hWJiEFmpVu2X1Oz2278Wt+CuySmy88QrU5N0qTwE0g",
+	"+NL7BreitCLl0Xllwtk8BLWmHGk2nZbnRqs/bhZMjTx9ySV6AAbk+IqGOl47I08AvbM0MFQIR+M1/kC4",
+	"0BLWaCqjdc/zRZD7s+DlDxlL12DuMTwnf9YDywHK/wGJpdEXgVJBqaxJ8XBbtZttVqlEfaQQZsGJgzeL",
+	"LgxVjNA4lisWoZOnUXS2/oONzl7SJG/FWU/w3WrPT1ET7L81DTe0n6/A9i5alq3aF9jFGjvBzdnsorJ1",
+	"qHg/Ho56xS66qZndrHa2Y4/+zu5OzC5Z3OhhKlOi3bYmQvyG0VgvGojwkqU0js3CxnqxyXfDXHi/VvBW",
+	"djNtP9vex9FYpcKqO4bDnNNGW6E1vS9TGRrVsySQFYs1Ho4P+qNRf3zwdjicwH9/K/OIiGrWN7pc0+5l",
+	"S/Pk3Kqf7Zq54iJk2H+l992D4XCwfyMt9ZKliqNtotrH1xmPI2If187WaDAcDK/dfrv2RR8bE6sstOc2",
+	"t51e3A5tDDaQFwHeBezSHBtUlZdUKbi+SDAeDoOeR1isGAkiNk9pxCJgT+AP7m2oj+4dM5pi5vBoY7tw",
+	"cCXXA43jV7PO5OfbieLex3ti/2ch9t+Lst/XZdJnlu4sBwTxjm66llC5sN17BHsHK0XpAAzMnE+c8nED",
+	"S0NdUTH/Cevla+HFt5Jmuxvia1XAdZr7Bo3wqLkLGNkDRXhUEcCyjEdNzRht59xoKi1GBKMMgSLTRU2m",
+	"KlS2aTBbtK5C2frNNCav0ypAu9UBQfoQVFGYIld1va877JuRRL1C62PX2FBGXyhRw4ZrZysyY5rJ9NZd",
+	"1g4mbDuKz8VeV0Vp3K1rRGqvc8ovmWCqgR+5J5sHQrVYK22oi7mkavfM++s4jW2ycYRyfgpiWAPHvGQp",
+	"12uPGFlXaaIlWfD5gild7v/Z8dfvXnS8zsnL5686XufHozcvT16aH47fvHn1puN1nr45eXvy9Oi0egfa",
+	"1zfI8jumUx42TP+1vTpAx2GpQmOqc14spYzJnGbzJgNmND03z681akkZn2mq4RaM5Vydr1KuNRPnWmra",
+	"sEKnMldkrcGp9Xo52Bs20OQm6TsH5jkX5+gM3ezWue/JlEGQjNHODSNcNdL9lj5appW378wY7dMaDcd7",
+	"N+rzXjq4rXSwXRQoRIbabjaSUCM5e/m5aOILFQvoJi/6XPtr0xV8ou/i6j1x9xLciNYEicas213EjReh",
+	"aX0Z05BVzK5fetHgHQNTLWbWtBsFa2q8EXM2GEohWAjhemZnN9efhtj7uXlTNYVvugaUmWmmNu7v3XHj",
+	"AQ+lUDrNQs3F/CaNI++SS2aEuC4ydQjgDIA6sYnAA8PLmmmSKTqNN+1zLaPhUczaRnESxeWFUjdsMqFX",
+	"bS2a3UGpBCwpN2ywNM8GC8aSifIg4bYLW9ZvQijIBr4IiomTr0h1s8lXZHOTAjSUXTvcunWwNPbKant1",
+	"CmukjPJqNpJ7Vadt0zYqUXLk+EozAWoHRm4rktA1mTJCo6iJFZXi+s+b2NLxh4zGJLdnYejuA0XKAQkN",
+	"rnWZ6f7D2S5tYi1tFsjjq2VMBYbZulA4GdrAN1btpGI4pIqMiI1eIRBs1dQtuOOafNWg5OXWWoxIc61x",
+	"scz0jZ3UJZNwg27BhdJUhGxrqgWaKGtzJwu6RB5RNx/tKPBZ7ZibbXusQc0v8fbta4IPSSij6urujceN",
+	"R5XruGHwZwuZahdm4TQSp1qbVmyeA3T2QJGUUWU48yKlitXCMt4JK/0YNkeOheZ63ai2pTRkll63bchb",
+	"897Js2I3Whzs+Vg9Qsm7NyckZTOGS4+n45KRqk33gTLvTXwRuLgkteNnw+FuKGjC4F8s8MgKwhfBpZS/",
+	"9tG88cn5kyhZ0jkjiq65mPtiBUKEJgmjlt/BL1qSSA7Id1SHCyLx8sVIwtyhYwjHF4rNEyZ07zB/BUI9",
+	"bYRxluRGgjyk3Si15r2gHkhYjBjOArzcRy96RUpJeT9frmsFOm0t+UBL5RAWZAqlU+LVeVMTj3zjgpaa",
+	"BHgXzwT2nYot50tN4Wm5222f5IPIbYS19Sha2mqz3Whn02xrWlrfwnIrpD633zSabuFZx+vk71VVV/d4",
+	"42zmQ/3jjbi/8za934zVsEEnRWydOVOs1RIJJzPmRu2s2x7fMM1TlrAmC+ErwciSphp85yRlmgn4V5TK",
+	"5ZJFHvARzB/K9RUOHkLzMm/UUdrjnfKeHiibjGZ0NKVpsiRda/a8rAmpW/XShbmx213n7kopdesmELM5",
+	"jdFlTi7YUgPXW5u7Zg1rbq6Rz3BmC6lbb+lQphGmspVsr577I08ARJ3rgRnWetDiusTptCgzuHWVWRsu",
+	"Xb0v8fY/B712OR6OD0aj4ajZh9ke1l7QC5Cf65lrIBuuFQkzLWezatfFV+PRwXAxTIbKsy8SsFIMH/eH",
+	"44qVYmNUlvi27H0rwVqhgn3AVK2UijlTQAmfE71gG7WGmZtRrWIfzrHbFgOtGVvu48ZBu3kY+lEhE5FR",
+	"X/IjY2fhEb9D+1Mv7Ed+55CwZKnXRXAGxJzislQ3ZNQfjR7ve6PxcNQf7Q6HnUomY/fnYf/x+6/6+H9d",
+	"r/Jn7z97//9/NMpZ8noWwEREuuzqtse+xmCL4+BVAwaRcCvLXRCO5R2VDbTHt/kWdTz0lCt93WnAs648",
+	"IuPISObA6xqMOU4zuJGKUGLj1wVsYXtN8zjTKaPJsYjaDSEYgqXgReDTgsYkkJcsncVyhakmapHpSK5E",
+	"ACnGDVOjzcHsb5jKEpYHxXPrFSFdI2oA31AkgKcBJEGYP0+p0v1j003/5FnweWeUqiZu6YLAca6GHJlN",
+	"K1oyuYzZ9UZGnGbeQ+OK56GBt43WtCbx2FrJ103WKN0UQ/TWifjOyQPpW8CiV6nUrEga9Ihiupp1f+gL",
+	"6vLBQiow5dEoFgOjVQEPsnbQHFOgyDXhUviCXXEFRm+6JkE3E6XnLOptKAtTHsdczPumex42Mkzz5Vw2",
+	"GVKf2idVhmZ6bA61E5pd6fadwGSVmpYKxpfMbEXCNDVHpEQYdqO9zlV/Lvv2x1+UFIM3dPWd0UfnDLve",
+	"bi152oCSAKm1ac1kQjIRG3EQ0kl6tzSgNHpwecL6Mo2YmaHNC/+ctO8v9fs6P2nuB7/GGm2oe3fsi+la",
+	"M9WbkLNvjvrj/QPz8/BqOCxEECqk4CGNCROhjEBX7kYyVDZUc5BEvQF5mcWxTRy0V2QdUeDD+KuHq6Ob",
+	"/O9Jg5lcZLHNUkIaa1gd60Xcdgfk3sZPXiexxLUJTYEPqpuYKZY6UZOLG9vtyxtTsd9b8QrM+BMy8sjY",
+	"I7se+cff/9e8Ecok4doXQFY2kUNIMqfLykpbQSwz+n8KTaoSb/LFCnE0XH8E4uUuaWz2mKODLXGxiiUb",
+	"1DVOhZatqNirrFayxdlmARUsk85Hvc3pNt6b7O8NHo5G+wejm/veyharzc35cfcpgTcM16jFRTZzfJkS",
+	"swLmnvNFzf1qObprUJEVS53qsnkk9qazx+PZ7v7Dh9PdvYge0N2QPR4/joZsyPYe7h6gndrhY+yOK3AZ",
+	"5s/6TpSxIIb9x7Q/e/9xd/ypUcA0BN26KkDtRWp8KA2BCZVPfvNs9PfG15/SpjiHglbcGS7dV8Up3bgB",
+	"ShtbTKa4ojx7uW8GUmwVMr6mOmzgr2e4vXa3IbUO7NMEDugWybRBOak0dWMDdyVD4nOF18osn6bMJrfe",
+	"QqpyIoyWOBFCtUzM5RCvm1M/eJOSBiAsw+Hw81fBDh79Yif4qWkRjoj7+wZpGWZ4W5fqs1bpqBA685Vq",
+	"MH1WpLIZzWLDy+ZMsBTd45U2n6eM9Q3HI+47j7DBfEACI60FntEEwizlem3+bbQOEbJgQJ5hy7BlgW08",
+	"aBT3SrzmYG8bNM8WmJk7lBGrI//4KRiQI00SqTQ52N/fPSAguBCqfKGY0GhqE5JEjAFAw4IKcrBHgKeA",
+	"OUAwBQAeXbx6+kzMZBqy6BAvSoSbAbQmhA14QKYyA7wQYfdSabpWJBMRS8lo/Ih8y7/uDciJ9kWSKUwg",
+	"IRY2hGryWio9T9nZ96cPFDEi7dTIUkgNEzPSd18Nhyho+QJDFxh59/Z5f3RAVJamck41I93A97Po0XAY",
+	"9IDtaDBsoYMCV115tokM3Y5G/7QLNdodDR+OScTnHOJ18HYCwJWQJzQmGNEIn48Odh/t5kl6A3JE7Fbi",
+	"PThNGb0w3TqzIKZsU6HMHRfZNaRkbzwmq4WEmCiMz0dXiOnVYlLhAgY7tv26RvOxw5dw9+8OhoPRaHfw",
+	"sMTzfiN9wZ3SQxKVqK7qdbq54/Xm0Gpbj1Iu0t7MiF8It2AOdwzFRro1B9fVTpl5NxhslY6/yRIq+s7E",
+	"S+x7A3Ik1uSd4KGMGAGqmWbaUrhnsXaKA5Frxo4zbhG0y4s5dCz+c5bzcySeNkHnTna4ntdpl3zrffSc",
+	"NVlt0Q0xzy0WM8Yiz9qGcnPn7cSUqvkXTNRcYSfADxJwiCIsXqxZeieijFdOkK0FOzJ6yXKzrlVlnXJj",
+	"yIlFaMW13Af3sRwU5gsXOwWU240YBBf2PGDX5kBUpgNM6UYTqmbrbs5JsCt93mLRy7M3cbOKRbZzOiSb",
+	"pj0wsYGT2ZyzZV1X3a7AXZ/Fh3OuDNvbmnScb2izbbdMnLkELdjqJpbdZm26TpF3Q3ow3zBLVZNN8Cn8",
+	"vrnyhT5oYwNsREDdfnD0/dGLN998/3akjo7S4dOzXx49n705/vBfD4e//vQqOdv/adXZqs8d/fx9/+37",
+	"AqbwvN+u2rXE1TrZHU6ug7qz1O4RFwKXLeEmwAgriCcLEAvN3vABOE0ihlGcT8xAg94hUYy5j9y9Wr/X",
+	"R+Pdvdtnt1aabHC+m1MDLhrsPTBHnl3RUB+SYK6ZfZgYwYeVFwAERF9UJ+ryKmExuJijUFlq2bqJE66v",
+	"XxQ7fevUBy10ju6RgiwwR3a7llw+jpY8m06hi7hpCJYtGzkmZHcMEfVpSBUjC3ZlxcMBqeLOBvDFkqZM",
+	"6MAXDgnPyNpECmaDGag5ybZxGyFctYffudHj5kYOMMqhTnRmGADyFgRuOsowxwz/eu6I8nIRn2MwEY8w",
+	"lMj+qViYMo0/dTb1vR8sqpMDoEpoxNBsF1xWHikSgkYZDAhAtaBvAfzovgBgSOVBHIKNRr3q44/BIebb",
+	"lPAwc7Ea3yBc+wJAMu2HjohcCwPSfbVk4uj1CdkdDMkFY8vK90ZvABA4WDFiP0/Mfhu298osGRnDiTDt",
+	"nDwjNqAWT4lbAsDDhWsXv0AyABTbUmcxv3S2UHNZu9hJNegBvQDDBu8G7E+xtwutlyD9YztmCwFG0wik",
+	"nUnnBUPfuVnBXAmHC2cmzdkuSUfmi2rAQJFMg+oVJNmAXFMgdXYmnR8BsrjUOLw8NUyFqYFFfuJi1uDB",
+	"zcmEqyq6KY3JlIYXU5njqJhtWsZUG345MUdLRDSN+K9G1cqjVzCy0qy/TdICe7JpAeMTzChz4yQXJQnc",
+	"84Uzc5YBpvUildl8QYKyshPgBmMuH8bRGPHIFxjACYMosJW5kVNawMMQTC+kKRqRFiwfxQbQ9YBg63m7",
+	"gLGraiODYYAMJefFaioAiyW0ggpHusGRBamDlybEIrOZM/+Pv/9v0LM4zBjU0gpDi6CzjSds4ougIJUA",
+	"MMfMvzwS5EQaIM41jZDf2kW14dWGj2pflCZCU+jcjN6dzAn5+b27XWIeMqFATbNAwUdLGi5YfwypzVka",
+	"2zOjJjs7q9VqQOHxQKbzHfut2jk9eXr88uzYfDNY6CQuhZzmFFvK+Zh0MHP6k9cxI6NL3pl0jK6+i4EP",
+	"CziVm0Ae5tc5020ysAZarIGG5JI+xP3UEy990Q3Hagmz0bGc94vPPZI/wQ/6BdAIVxPc1JTPufDMtrMi",
+	"dTMP2bJuslRKiHReeIagYiouEGnFvXYcjff3R499YfqhOkvZgPzAUj5bm+sytyxdsHXpLrCzumDrgCxT",
+	"w3FwP/OdP7Hc7BRefFosYhVovcUkULxSwaR7X8OAHg+HNdQ/o7nvLGPKazh/FUgKmEIfp9Af0fF0N9yL",
+	"fLE39sWHvz68+G746zcP/zYW3yc/7NJHVw/XH/ajl8MPu9NxMgr32P7sgD6cPgqfmKP7j7//D2lrkRz9",
+	"ujtPk+eLPfHi+0ez3fDkp+lo+UM0fv3LQzFMxn8NR8mP4ffJ18PsBx09evFq9O3jby92xfqXkx/ZUL8b",
+	"pQez0U+Lv6nd6dHwry/2k339w3E0pN/urr574otmjOwbJADfISDu3nDU9km+UTsVcE34aPf6jwp4b/hi",
+	"7/ovCpho88X48fVf1OF8P3mdfaSo7d+58FR4f/dGC5CDVH4qmbZu3I8RBDFKvsptNrbW0ASdm3PVQWI0",
+	"kvYGn4fHudDx3jSfc7sC5W4ru9sCi4eJ5CX8qmCWyiQoIvGUEdOWKZvxq0oasnlVy/zFQzKVekHAMj3N",
+	"yRgx9rbymtIUvoTZeNsQ+0pIRHm+PODeA2BMAXtvA9La4VBvaejYgrp30yFBcNxdDeh6jlwWpW6Hv7qB",
+	"z9iGh10nwT8pgyuxnb3x+Jbv/2nZIWAFIlqyoXzQxMDnBa6wL2aIaR51qbYyxGuCPyeo/UIVAIsCbt/3",
+	"hQublpVYfMcZ0dbrmCeKYy7kwMjxvvjZMBmPaNnrWaxvQDxsCtuXCDdhw2Ehy4jHrCRAXrAlfMjTHDXU",
+	"6b3IXkCahLox5NIIiRy4cWCE08BphS2h7qTbItLiXyUvZjkEntCaYpsyBNEAJw3qOpjxABtuMdMHJVkV",
+	"xrkOSMqWMtUldyh1Iw3lJSAiKBdu7fng3nFoezZcjM9YuA5jBhFjDVfQKVf2DnpToprfVuD9fPZaC2lu",
+	"Ya4bdP0vyFz/vMzvxworyZMFXIUpNKd8MQ/MhMrrrzQyQGeZr/ingM0Z9V8wDlEJ1ShOIdNSSRJf5JVL",
+	"ULc9en1CPmQsY+50W3+Y9bnmfWERLJ1SoWiIWbjIsBTD4LU8WNkyCJsf2XWFpc6+PzWH+VU5Up+8XUAJ",
+	"K2rtKKuFjO20DhsYS0jjuABN3OQJ7+z6nWKq7R2KpC6gBDxJZbTQNuHPQRUWLCKnwNFw2JDIntArGzjp",
+	"XNft4Ay/JbeqRbi1cCtHqeVl+FdjVveSnWVux/XY1AW3Jquj1ycPFBicP5+3JQVQUjNPA66Dbzlm8zqV",
+	"CdMLllnpg10tpUJxDQ8O6VojIxkOhoO9nucLhNsufWkDh7UkKkzpkk2cz0oBj8oNtRggRXWm0MLH0xz7",
+	"XnnFN1wQRKnxKib9EtuDMBzPF0UuNiSXZoaLlnvEMoUVSCivXtvBjGUKQDxczGSRHvpCkjQTOfzdMgeb",
+	"imMWagnhCIGFHOijzdjtQFBitFB80CFUtWj5xVI6rKvfy6R46NCHnsDutlkY/0K+OT59nZsFzxdaL8+r",
+	"MEMEUBTyPUQIKq9t/xFnwRd/IW9/en28vWG7eLDbrW99NA0+8Tvj4cjveHmXT/wOOvdyZut3PpHdm5sa",
+	"7Y6Ckbp2Vu6SE/9OLO/z2Jd1cnQmP7+vqaluOZKcbB3rskiWyJisT2Lg7kfLnTbOgfWF/vXs1cs/VMfY",
+	"JAPnpY1kmCU2PfBW4Y/N1MWSKYsiVjiazD8uGbjstQQ47H93KgO51S0PHENLHo7S3LMara1pEt+A1n46",
+	"+u70d6Q1N6ovo7WbUpMHAdkQKmD+cU9KdVKyu99CSg7ypVWgOhLkm7ffnWIoXcwxlh11uwrmTx5jgKHZ",
+	"aPNCtFZfxFxc2CKWUBhoJTBWrUXzshN9u16y30VMAO9zhWJvdG+a1YAlNgv07054xxskgaAnSDhFdnaJ",
+	"FHPaq5KixUtqp0jXC0SLrZdowdwOy7QF5AnNqBWUJ8T2h1AXZXEFdwejwag3IM9Y3kjkEa4hoVeBJu8L",
+	"M9WJxW8q4UyB6cIDyreaQfGOTdlWC5nFEYmk5wsjQVJBrGSKtQQgaANRmxDVqYwZU170dunbnai7966V",
+	"+7eoJV4RlGoBqlzyJ+5YbuhYUkgCsnYOW+es3c3lwhrziop9u3Edr5OVtXiwiVj9HAAi+lAPGFL79EKC",
+	"Ebtv4y5hRdaxpFFfS9kHxxy0p7IlVkvpJyzitG+xrJrQsSDnRNC4j0WgzDmBvPh+qbigmRnVrA/WHAtm",
+	"ARyg0q1RqyCrVGa6CeP4t+Vptb3EWOPfgMX9STxnd8pCwSwM7qTyxWq5x+14aUVlb+Wk1YIhFVh80GMR",
+	"jHeAOGJtQGOeLwBLLB91N3cIgV3AwlL28HszPXNo1IB8LfXCcDfOFMTmrZETu6qBXECFm1gvAtKFGhUy",
+	"LZWf6B2SALlp4DlDD4zDF1LEa895tYq7YgMCsZlVfuPqE/xz+n/s8BqOLz5Z/wsKItZKeadlYKt1RRqW",
+	"yxWLcEerXBtCFyGSDlU1h1NtrwC7bWnhVXzzC2vn3inLqXKANttG1QAY80u21anuzIhckWyJBjFzGYr5",
+	"gCBUHxFSQyoIu8Jbc9AYF+SqCPyzHsV8gE0V7c0q/bvrBG6BMHj7ZtS1aeDfIIzfx4D8+XThxtdAFk/L",
+	"ZRyKwg3/zkTyNVU8vM66WqURhCJtY0FbpZVDYqFPc4ZftWngu+ZjX+SyCrHpd9YHxBVRi0zDVxEUeMeU",
+	"m9J1EKB444uyfEPq4k3upTESjoVmNUJOgdTaO/RFs5hDbirlGNXRFwVWPi4GF3MblmSrZxOrcrRIRW9K",
+	"eKj/rIExboQN5848vJeMagu1RTh6KTX499Y16ajhsPzpZKI3Veze7SwJgdjbWNEpWmmsc7ecfEy62vw0",
+	"TSFHaLomPPKI+RiT5nt4Ni/YWjENhiUubPoQJGYHpbTMAAOHpMt3pooE7omWZM50njs88MVRHLvsWxLK",
+	"ZMqFzRg8evmszR6bOxbvOA7mlYiLQrkwiKLYqGIOQ6WbsiWjOi+Ewa6WsYzybOXGeBmL6FQciBvlaVdw",
+	"2nKAn/2GqmF6DT7jmUyT6+ZldPqU0Km8ZBjwoxwIRkuwT8LF+eYEbjbua8bCbfZ6WMJfbBpCCQmrGMFd",
+	"APXchAZwhNWsvLZx1sG5Gkf7JVAZ24drozUgHNcpORCfiimOrqhFngjdGtxfYIrdbMfzOgfXjBCBA4wi",
+	"phAwrKn3Asbs910+ezIKVFksBaDroOJNY4aSVZ3GDIitGMRbB5QjFZXHUkU6blw/oXl8B2N5DQAc/FeG",
+	"sZQQIpivFfJ2LBZOjiynjxUACC0VkSJkvuCl2yaF0HU6lZkme+Q7/vUGAlUPgi6pQ8nwBZigS3gFa8SW",
+	"mrEVSw9rd45eYKkezUVmxjeD8JXc6i+Fta/dMpxxf2s04/61wYybG7ykHzJGQgukYW5KI86wSy4ztG8/",
+	"qF2nBfbJlIYXvshEuKBizqIBOdFG9KdLSDee8asCdcCeCM8CXIK4Zitom+s7zRNLnf+1DlBwI6SORh6I",
+	"2Azl1fwsAI+GMFVDXhCZlEMUtQN5NAB4+KJL7fcwZs9i5ISGsOepXKnC2pZgHrtZdfhC9QY5SkaO7IFE",
+	"B9kYqwWDsOA6/AbpBuxDAPXRqS8AcALx1EgXcDl6kzZQDow7tngk7bRbgdxopmELzmfXdyplzKhoWuAf",
+	"20A8LC5KDqhWBArbdfIsAB1NwwVhYm7kVRLJCXELjsF5KKbjHPOVdRohDhd2w/CXWYqR2EX5hTnDjxJ7",
+	"Mx+SlHIFPwIKKTopQ00whk0a3RgWtxikdXJKvAwpUbgjGCNg6APY04gkiixZSkZDbzgcuu97A3IyFxBF",
+	"aro3b1YXK2jfphIdtsZNN9WmrAROD4f/JNHTbakeDRhHd6Xkep2YC6y98pJd6deNqGxvy5hEk8Ln4xQM",
+	"tIu4K0MZTUT6onqRdOnUgrtUgYwac3XibdrIR8cLJ2aauCeDqYzWf9kpo9h8ug8M/0MCw09r4CjlIHCz",
+	"mTcJAfc6S9kE9nWG2SVGfSyA98k7cSEg1ihH+YLMlpT9wkLD5AkwYMBjOolYspSQjdr/lq0hZCRlGpBA",
+	"dJaKEsJ1GTy6KIfTRK1Pq2G5X6o8X/N2aQrfsrU1tsH3X0s0l94tU3JguFXkKHN/fdrgiaO7774VOKFA",
+	"Oq5b/E5l2ILn9e7Nqbv36t+3B6Ns4j7dBbd9wTSubGSrT2yfouck0IBHgbMQ59xvgyTnTLfRI5ap3WCd",
+	"PMo55u1YzO/FYUe7txvWaP8+afsz8xYBgooWLPZWLByBrDaMpztTB36+lbXXwbtLEOATQuPYHt+EyNQr",
+	"Qk1AkYd4LcgNFszocCwB0ycD/a4Oqu7uBNJ0Jfii+U4o5Tvd+lbAzLg/19VQRnr/o+6HrRmH6lpk/TuW",
+	"oV8w/dxQxXWsHUmnzODdvQTH5E4YujkAO8N7xn7P2KuMvZyIyIUF58gztO+E17OrpUz1NdmblSL7XBBq",
+	"UYoRZ7kLwETn5hePBFrCv5zBB1IZ3XtgIzYvgYE26HnlwrCoouZwb+jX9HxRQ6/2bJkxBsAYHGx6AOHY",
+	"TVgic3D+WUw11vLNAZ0V/5X1MHAbZ20ttdYmUsGC8kUJgS6HPNU01YjkUcmlV7gmJeAggCOsoB9e9UWE",
+	"yIddxN0H8jgkARo8ntinvQns8l/PXr30BSbemOudCzYxTfYR/sTCbiizETmvwUpvqOAjYiWarrDSqS8I",
+	"CY5h2oD0IgCl2o7GtmcLPeWYVNboLwXCAZkmHDJBSnkMyCJmtr1DMzJzQ2MHFgcb8alplXpyFG7HUi18",
+	"LsktSs5UgSgDYAi09Y2QjrC3mCrtwVrZTt/ikIKJNXBlQpdi3i0RYZat6W0D8qsCoQWYC9ayBUJFMiBH",
+	"gmQCB2fogzgiAgs2tj/KsVyInM0AHXC6BsCPZJlpZ6E1PTxQpgUAgenWgRBIv2+bfn5yekz6/Qu2Jt8e",
+	"/xT0DgklbgRm7m7Zahs+XcM+WthSIEWIQA/VZWBOK1Kc+QtIJjgKQ7bUE1K8lFv38N2gN/EFJXilklSu",
+	"PDT8muVP5QoshbC9h2Z/LXFAxye4qG6pIHbHlZZwOMGQtQFgQ6tc+8c9hULuAcIsdrkgT89+ADOAXFnD",
+	"NV7OgFQDKSd/gWD/AFM28BXFQimiWliOy+jrgVfJcI9892HsMN0Zj1m+EtQ9Il13yqhAyNMecgCzyTHT",
+	"jRImTue38toXYooFj5duwUt+u0NDFs7EPNqGs3aOlZJuAmU2ujm22i1Gp7cg8z1Q14Cy3fXoA8e3zUkx",
+	"h+MwpwluOYw9QIE7IOFCSij4/fKZITJXaRCw+y/QBVwcyFYnph13U7INDqnjdUJ12ZSRsjGJF/yS1fBf",
+	"VJ2958M1DNl5InNuY7eszt/aBo+85wu9MffRKPfRKPfRKPfRKP+e0Si382M6/WJbnv8rq1mQimJBuiUd",
+	"Am65TTXBq4v2PY/Y2ulOFKqJ4bB1+a8oyDXXgXY34baRH5VkT5DiNyTPwU2xVfAiw0IlFUT3B4qU3oaj",
+	"YW5Js0R1H+5T3IP+M64ccFHTmEGAhALSrlwMdj7o/EZOi39uJOl7447LzEdZql7+10jGqHV8jiO2btiZ",
+	"sS1Ag2dVOFPUIUE6n4M51OrdeQn5kvXFvOuLLSabAXldBETbQlVg1y8VrtLSFy5UbWKNOPqaClg1idQX",
+	"SwkQ0jS6pCJEfMOicIWbGmjykSQAQ0p1uECsLZp/Di9gURCFdW1qUIkQUROvIaCvAJClKfMdSF5eqJnY",
+	"Os3UIh1CsWWIXaOgQfKE9fJYQQgI8kVeohEjbaq4ezBnrmuRf3ZzXEwXyK7loo5MVPXZAXmnWF7xxJBZ",
+	"KIXKEmaYtFqL0AHXUh4fGlHAhqevDAtCxdKlGWhJYikvzHx4W2ZKtUbdbxyfTh1sN1DNIQmGVQtbz1rt",
+	"nJUvLzTWdFO7ImcNSsvQ+1KI8TyY9A/BlLxXru6Vq3vl6l65uleuPkO5+kyHN9x/1wSJulv5N4oSNUO4",
+	"QaSo1xYpauU1DBStyHTbHd8NV/9He722xILiw/tQ0D9GJXleVMWrqCQ10fYuFBN0324BE4OSgNrWr9sY",
+	"EVXkDLNmzpjQ5PjSzM8XXbSoGx1A97GLwCMLncQDtWThYLWgejWHoglJFmtuqH7Hpt8o8w18qaDuWc+z",
+	"NRS2ajknOhctgYvmyhKLFfOFY62MBKdU6T4MtH/yLPcSdAFyDGsnQPlEc38h+hhUso9Uz9XW1CWBHLWS",
+	"CdaXz0OdcIXAFSnkikgx8EW5yKOtsw34RaAiwGxBvVgwVBvWRqexXmaMyDGLCEXnHDeAWKsJGQ+HTsou",
+	"Bi8FiVhM1x5JIFWkTwLoZIIDDsg//v4/mBLL0iJjpewb3ihUPQGnNY8mxNXe/GDx47Aca0Q1nQSlOOC6",
+	"R9wZuiS4vyEWmQuoUW4/gJQsVz0T52tmyoVN0xoNhyRRBH3fU1aMGCZ4BGfDUCHY0YKJ2dpUTxnVgaWd",
+	"0b51QOJaL1N5ZQtFmhZxtxW5EO7s4Ri4IhTgSsrLKC9ZOovlCleyBFUXcagLglEQMwokAjpw2d2NQAlK",
+	"Y4mUaTabMXMVWjPXJF9MjksI4zgWUQALh6uI/lR3JViNPffppQw0Sng6KBGQaQCcxYaiKxNSi0xHciWK",
+	"CZXgHMxADQlUBgb0UIztsCA/0tXS1aqxzdiM7drpg/nkh7U80JZRoke5GCK+izBzhSt7QSPnzkaqrSyn",
+	"5bnPmOFqypFlc+eHEBiQz6tpDuBZP3Lbb8vg2A9KGVxoTIEgZHiB8UsL0woZgr5wlg03i0kOAxRLpb38",
+	"L9QBWWRL1dpdsrVqnf0i6PcTemVZrwrsvNQhHDtIQoJAnVmmbPaQAweDo1xB6rjGrIAEcLeGhTOzd2Vx",
+	"GOm6C5UbhcJUqto29NDa0GBfKEzSN7My3EHxMthnd0UBDzDDzLfdw3rN03XzhXNYpu1aDinhhb0Er65i",
+	"KpUFact4/HnYf/z+48gbPf70mVrpvWXi3jJxb5m4t0zcWyZyNNmyorPNc7qpK9kC8oEVy6GhBwrqlTjp",
+	"Lxegb+5VhdsGh3Nz36rVue6LC/35DAegxHc3qa93FyaEjzz6tA2P8M4SPBsI3ZyaB6p8+1QRs4Fj3qAs",
+	"bJbBm3+IYbL1FDekaN5Xff0zH98XTFdztO/qeO5ABOhWVFp3lALMHIFgG0Zntsa+LlfHroeqypkvQO+F",
+	"D/KkBFf8OmXsXPFfWVEsu9sYXoy1+jGWvpfX4GpJDTAKXsrYgByRYG+4FwDsiS8c7klhhTJylc1zlylY",
+	"ZixnXDMNVjNhgygqWm/vOrUXazf/yzG0TRCbjQrbpGsEhuDF8VuS10/PFz9oiw1vl5rt7n9BFPhvyYVP",
+	"HC1vLcZdo/g/KVO+jxDbVow7L7DMVbXo62cx6SrA5sfOlNGUpUeZUd5+fm9IHg17yFZqsJkypDGJ2CWL",
+	"5RIs3t0goReMpJkIjEiXpXFn0llovZzs7IzGDwfDwXAwmjwaPhpCcrMd7oZ2AswNbh+Iysoirm3MUsls",
+	"Y6bYzLwsJ/mOpRexuwDydL+SOOqBymGTF1JVbhwXdLN5B5VdLt1oxmhxkbHoQyqnaM23qo6stG3RSZuH",
+	"nhdf41qxeDYomy9sQajmGCIb06boGovWgDa3WaDisACJLcrypEzJGMrjSACEqyRsYLmKT+8//b8AAAD/",
+	"/w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
