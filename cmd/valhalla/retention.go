@@ -101,6 +101,22 @@ func printReport(w io.Writer, rep lifecycle.Report, retention time.Duration, dry
 	}
 	var retired, held int64
 	dropped := 0
+	dropAction := func(d lifecycle.Drop) string {
+		dropped++
+		retired += d.Retired
+		held += d.Held
+		parts := []string{fmt.Sprintf("%sdrop: %d sealed entries retired", will, d.Retired)}
+		if len(d.Seqs) > 0 {
+			parts[0] += " (seq " + ledger.FormatSeqRanges(d.Seqs) + ")"
+		}
+		if d.Unsealed > 0 {
+			parts = append(parts, fmt.Sprintf("%d never sealed", d.Unsealed))
+		}
+		if d.Held > 0 {
+			parts = append(parts, fmt.Sprintf("%d kept by legal holds", d.Held))
+		}
+		return strings.Join(parts, ", ")
+	}
 	for _, p := range rep.Partitions {
 		rows := "~" + fmt.Sprint(max(p.Rows, 0))
 		action := "keep"
@@ -110,28 +126,19 @@ func printReport(w io.Writer, rep lifecycle.Report, retention time.Duration, dry
 		case ok && d.Waiting:
 			action = "keep for now: entries still wait to be sealed"
 		case ok:
-			dropped++
-			retired += d.Retired
-			held += d.Held
 			rows = fmt.Sprint(d.Retired + d.Unsealed + d.Held)
-			parts := []string{fmt.Sprintf("%sdrop: %d sealed entries retired", will, d.Retired)}
-			if len(d.Seqs) > 0 {
-				parts[0] += " (seq " + ledger.FormatSeqRanges(d.Seqs) + ")"
-			}
-			if d.Unsealed > 0 {
-				parts = append(parts, fmt.Sprintf("%d never sealed", d.Unsealed))
-			}
-			if d.Held > 0 {
-				parts = append(parts, fmt.Sprintf("%d kept by legal holds", d.Held))
-			}
-			action = strings.Join(parts, ", ")
+			action = dropAction(d)
 		case p.Held:
 			action = "keep (held entries)"
 		}
 		row(p, rows, action)
 	}
 	for _, p := range rep.Created {
-		row(p, "0", will+"create")
+		action := will + "create"
+		if d, ok := drops[p.Name]; ok && !d.Waiting {
+			action += ", then " + dropAction(d)
+		}
+		row(p, "-", action)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

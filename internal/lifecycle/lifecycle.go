@@ -122,7 +122,10 @@ type Report struct {
 	Moved   int64
 	// Cutoff is the retention's cutoff (zero when keeping forever).
 	Cutoff time.Time
-	Drops  []Drop
+	// Drops lists the partitions past the cutoff and what retention does
+	// to each. A run drops the partitions it just created too when they
+	// are past the cutoff; a dry run lists only partitions that exist.
+	Drops []Drop
 }
 
 // Run maintains once: it creates partitions ahead, moving rows out of the
@@ -158,7 +161,15 @@ func (m *Maintainer) Run(ctx context.Context, dryRun bool) (Report, error) {
 	}
 	if m.opts.Retention > 0 {
 		rep.Cutoff = now.Add(-m.opts.Retention)
-		if err := m.retire(ctx, c, dryRun, &rep); err != nil {
+		current := parts
+		if len(rep.Created) > 0 && !dryRun {
+			// The partitions just created may already be past the
+			// retention (old entries the default partition held).
+			if current, err = listPartitions(ctx, c); err != nil {
+				return rep, err
+			}
+		}
+		if err := m.retire(ctx, c, current, dryRun, &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -391,8 +402,8 @@ const heldCondition = `EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at I
 
 // retire drops every partition (the default never) whose range ends at or
 // before the cutoff.
-func (m *Maintainer) retire(ctx context.Context, c *pgx.Conn, dryRun bool, rep *Report) error {
-	for _, p := range rep.Partitions {
+func (m *Maintainer) retire(ctx context.Context, c *pgx.Conn, parts []Partition, dryRun bool, rep *Report) error {
+	for _, p := range parts {
 		if p.Default || p.To.After(rep.Cutoff) {
 			continue
 		}
