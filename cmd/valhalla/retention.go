@@ -143,8 +143,12 @@ func printReport(w io.Writer, rep lifecycle.Report, retention time.Duration, dry
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%screated %d partitions (moved %d entries out of the default), %sdropped %d partitions: %d entries retired, %d kept by legal holds\n",
-		will, len(rep.Created), rep.Moved, will, dropped, retired, held)
+	created, drop := "created", "dropped"
+	if dryRun {
+		created, drop = "would create", "would drop"
+	}
+	_, err := fmt.Fprintf(w, "%s %d partitions (moving %d entries out of the default), %s %d partitions: %d entries retired, %d kept by legal holds\n",
+		created, len(rep.Created), rep.Moved, drop, dropped, retired, held)
 	return err
 }
 
