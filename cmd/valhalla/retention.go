@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
@@ -62,8 +65,8 @@ func retentionCommand(ctx context.Context, args []string, getenv func(string) st
 	}
 	var key *ledger.Key
 	if cfg.Retention > 0 && !dryRun {
-		if key, err = ledger.LoadOrCreateKey(cfg.LedgerKeyFile); err != nil {
-			return err
+		if key, err = ledgerKey(ctx, pool, cfg.LedgerKeyFile); err != nil {
+			return fmt.Errorf("retention run: %w", err)
 		}
 	}
 	m := lifecycle.New(pool, lifecycle.Options{Interval: cfg.PartitionInterval, Retention: cfg.Retention, Key: key, Logger: logger})
@@ -75,6 +78,31 @@ func retentionCommand(ctx context.Context, args []string, getenv func(string) st
 		return err
 	}
 	return printReport(stdout, rep, cfg.Retention, dryRun)
+}
+
+// ledgerKey reads the ledger's signing key from path, which must exist
+// (a new key would sign records no verifier trusts) and must be the key
+// the ledger's checkpoints are signed with.
+func ledgerKey(ctx context.Context, pool *pgxpool.Pool, path string) (*ledger.Key, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the ledger key (--ledger-key-file, the servers' key): %w", err)
+	}
+	key, err := ledger.ParseKey(string(b))
+	if err != nil {
+		return nil, err
+	}
+	cp, err := ledger.NewReader(pool).Latest(ctx)
+	if errors.Is(err, ledger.ErrNoCheckpoint) {
+		return key, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if origin, _, _ := strings.Cut(cp.Note, "\n"); origin != key.Name() {
+		return nil, fmt.Errorf("the key in %s is %s, but the ledger's checkpoints are signed by %s", path, key.Name(), origin)
+	}
+	return key, nil
 }
 
 // printReport prints every partition and what the run did (or would do)

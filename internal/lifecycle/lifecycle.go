@@ -482,24 +482,27 @@ func (m *Maintainer) replace(ctx context.Context, tx pgx.Tx, p Partition, d Drop
 		return errors.New("no ledger key to sign the retention record")
 	}
 	name := pgx.Identifier{p.Name}.Sanitize()
+	heldName := strings.TrimSuffix(p.Name, heldSuffix) + heldSuffix
+	staging := pgx.Identifier{heldName + "_new"}.Sanitize()
+	// The held entries are copied out first, while p is only share-locked
+	// (reads go on); the detach, drop and attach that follow lock the
+	// table for a moment only.
+	if d.Held > 0 {
+		if _, err := tx.Exec(ctx, "CREATE TABLE "+staging+" (LIKE system_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO "+staging+" SELECT * FROM "+name+" s WHERE "+heldCondition); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.Exec(ctx, "ALTER TABLE system_logs DETACH PARTITION "+name); err != nil {
 		return err
-	}
-	heldName := strings.TrimSuffix(p.Name, heldSuffix) + heldSuffix
-	staging := heldName + "_new"
-	if d.Held > 0 {
-		if _, err := tx.Exec(ctx, "CREATE TABLE "+pgx.Identifier{staging}.Sanitize()+" (LIKE system_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO "+pgx.Identifier{staging}.Sanitize()+" SELECT * FROM "+name+" s WHERE "+heldCondition); err != nil {
-			return err
-		}
 	}
 	if _, err := tx.Exec(ctx, "DROP TABLE "+name); err != nil {
 		return err
 	}
 	if d.Held > 0 {
-		if _, err := tx.Exec(ctx, "ALTER TABLE "+pgx.Identifier{staging}.Sanitize()+" RENAME TO "+pgx.Identifier{heldName}.Sanitize()); err != nil {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+staging+" RENAME TO "+pgx.Identifier{heldName}.Sanitize()); err != nil {
 			return err
 		}
 		if err := attach(ctx, tx, Partition{Name: heldName, From: p.From, To: p.To}); err != nil {
