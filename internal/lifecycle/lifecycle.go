@@ -313,7 +313,10 @@ func (m *Maintainer) create(ctx context.Context, c *pgx.Conn, now time.Time, dry
 		from := start.Add(time.Duration(i) * m.opts.Interval)
 		wanted = append(wanted, span{from, from.Add(m.opts.Interval)})
 	}
-	stray, err := c.Query(ctx, `SELECT DISTINCT "timestamp" FROM system_logs_default ORDER BY 1`)
+	// The intervals the default partition holds rows of, aligned as
+	// floor aligns (time.Time's zero is 0001-01-01 UTC).
+	stray, err := c.Query(ctx, `SELECT DISTINCT date_bin($1::bigint * interval '1 microsecond', "timestamp", '0001-01-01 00:00:00+00')
+FROM system_logs_default ORDER BY 1`, m.opts.Interval.Microseconds())
 	if err != nil {
 		return fmt.Errorf("read the default partition: %w", err)
 	}

@@ -25,7 +25,7 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // setup returns a pool over a fresh, migrated database.
-func setup(t *testing.T) *pgxpool.Pool {
+func setup(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	pool, err := database.Open(t.Context(), pgtest.NewDatabase(t), 10*time.Second, nil)
 	if err != nil {
