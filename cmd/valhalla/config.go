@@ -83,7 +83,7 @@ type limits struct {
 // the database flags; serve and ledger take the ledger key file; only
 // serve takes the rest.
 const (
-	databaseFlags = iota
+	databaseFlags  = iota
 	ledgerFlags    // the database flags and the ledger's key file
 	lifecycleFlags // the ledger flags, the partition interval and the retention
 	serveFlags

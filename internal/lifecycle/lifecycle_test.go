@@ -160,8 +160,10 @@ func sealAll(t *testing.T, pool *pgxpool.Pool, key *ledger.Key) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sealer := ledger.NewSealer(ledger.SealerOptions{
-		Connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy()) },
-		Key:     key, Interval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+		},
+		Key: key, Interval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 	})
 	done := make(chan struct{})
 	go func() { defer close(done); sealer.Run(ctx) }()
