@@ -444,15 +444,24 @@ func (m *Maintainer) drop(ctx context.Context, c *pgx.Conn, p Partition, dryRun 
 		if d.Waiting {
 			return nil
 		}
-		if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE `+heldCondition+`),
-       count(*) FILTER (WHERE NOT `+heldCondition+` AND NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.log_id = s.id AND l.log_timestamp = s."timestamp"))
-FROM `+name+` s`).Scan(&d.Held, &d.Unsealed); err != nil {
+		// Each count reads the partition once; the hold condition, a
+		// subquery per row, runs only while some hold is active.
+		var total int64
+		var anyHold bool
+		if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+name+`), EXISTS (SELECT 1 FROM legal_holds WHERE released_at IS NULL)`).Scan(&total, &anyHold); err != nil {
 			return err
+		}
+		notHeld := "true"
+		if anyHold {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+name+` s WHERE `+heldCondition).Scan(&d.Held); err != nil {
+				return err
+			}
+			notHeld = "NOT " + heldCondition
 		}
 		rows, err := tx.Query(ctx, `SELECT min(seq), max(seq) FROM (
   SELECT l.seq, l.seq - row_number() OVER (ORDER BY l.seq) AS island
   FROM ledger_entries l JOIN `+name+` s ON s.id = l.log_id AND s."timestamp" = l.log_timestamp
-  WHERE NOT `+heldCondition+`) AS retired
+  WHERE `+notHeld+`) AS retired
 GROUP BY island ORDER BY 1`)
 		if err != nil {
 			return err
@@ -463,6 +472,7 @@ GROUP BY island ORDER BY 1`)
 		for _, s := range d.Seqs {
 			d.Retired += s.To - s.From + 1
 		}
+		d.Unsealed = total - d.Held - d.Retired
 		if p.Held && d.Held > 0 && d.Retired == 0 && d.Unsealed == 0 {
 			d.unchanged = true // its holds still keep everything
 			return nil
