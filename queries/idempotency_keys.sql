@@ -26,6 +26,8 @@ DELETE FROM idempotency_keys
 WHERE created_at < sqlc.arg('before');
 
 -- name: GetLogsByIDs :many
--- GetLogsByIDs returns the entries with the given ids, in no particular order.
+-- GetLogsByIDs returns the entries with the given ids stored at or after
+-- since (the key's claim, less a margin, which prunes the partitions), in
+-- no particular order.
 SELECT * FROM system_logs
-WHERE id = ANY (sqlc.arg('ids')::uuid[]);
+WHERE id = ANY (sqlc.arg('ids')::uuid[]) AND "timestamp" >= sqlc.arg('since')::timestamptz;

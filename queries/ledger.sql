@@ -8,15 +8,16 @@ WITH stored AS (
            unnest(sqlc.arg(categories)::text[]), unnest(sqlc.arg(messages)::text[]), unnest(sqlc.arg(correlation_ids)::text[]),
            NULLIF(unnest(sqlc.arg(user_ids)::text[]), ''), unnest(sqlc.arg(contexts)::jsonb[]), NULLIF(unnest(sqlc.arg(trace_ids)::text[]), ''),
            unnest(sqlc.arg(actors)::text[])
-    RETURNING id
+    RETURNING id, "timestamp"
 )
-INSERT INTO ledger_queue (log_id)
-SELECT id FROM stored;
+INSERT INTO ledger_queue (log_id, log_timestamp)
+SELECT id, "timestamp" FROM stored;
 
 -- name: QueueLogs :exec
--- QueueLogs queues entries stored in the current transaction for sealing.
-INSERT INTO ledger_queue (log_id)
-SELECT unnest(sqlc.arg(ids)::uuid[]);
+-- QueueLogs queues entries stored in the current transaction for sealing,
+-- each with its timestamp (ids and timestamps advance together).
+INSERT INTO ledger_queue (log_id, log_timestamp)
+SELECT unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(timestamps)::timestamptz[]);
 
 -- name: SealsOf :many
 -- SealsOf returns the seq and leaf hash of each of ids that is sealed.
@@ -38,8 +39,9 @@ SELECT seq, hashes FROM ledger_entries
 WHERE seq = ANY (sqlc.arg(seqs)::bigint[]);
 
 -- name: CopyLedgerEntries :copyfrom
--- CopyLedgerEntries appends sealed leaves by COPY.
-INSERT INTO ledger_entries (seq, log_id, hashes, sealed_at) VALUES ($1, $2, $3, $4);
+-- CopyLedgerEntries appends sealed leaves by COPY; log_timestamp is the
+-- entry's timestamp (its partition).
+INSERT INTO ledger_entries (seq, log_id, hashes, log_timestamp, sealed_at) VALUES ($1, $2, $3, $4, $5);
 
 -- name: DequeueLogs :exec
 -- DequeueLogs removes sealed (or vanished) entries from the queue.
@@ -74,11 +76,12 @@ FROM ledger_queue;
 -- match every non-null filter, in seq order, up to row_limit, together with
 -- the tree size in the same snapshot. A leaf whose entry is no longer in
 -- system_logs comes back with a null id (and no filter applies to it), so
--- the reader can tell a missing entry from a filtered one.
+-- the reader can tell a missing entry from a filtered one. The join takes
+-- the entry's timestamp from the leaf, so it reaches one partition.
 SELECT l.seq, l.log_id, substring(l.hashes FROM 1 FOR 32)::bytea AS leaf_hash,
        s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
 FROM ledger_entries l
-LEFT JOIN system_logs s ON s.id = l.log_id
+LEFT JOIN system_logs s ON s.id = l.log_id AND s."timestamp" = l.log_timestamp
 WHERE l.seq > sqlc.arg(after)::bigint AND l.seq <= sqlc.arg(after)::bigint + sqlc.arg(scan)::bigint
   AND (s.id IS NULL OR (
         (sqlc.narg('levels')::text[] IS NULL OR s.level = ANY (sqlc.narg('levels')::text[]))

@@ -21,9 +21,18 @@ SELECT unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(timestamps)::timestamptz[]
        unnest(sqlc.arg(actors)::text[]);
 
 -- name: GetLog :one
--- GetLog returns the entry with the given id.
+-- GetLog returns the entry with the given id, reading every partition (one
+-- probe of each primary key): the store's fallback for an id whose time
+-- is not its entry's.
 SELECT * FROM system_logs
 WHERE id = $1;
+
+-- name: GetLogNear :one
+-- GetLogNear returns the entry with the given id stored in [from, to): the
+-- store gives the bounds from the time a UUIDv7 id carries, so the read
+-- reaches that one partition.
+SELECT * FROM system_logs
+WHERE id = sqlc.arg('id') AND "timestamp" >= sqlc.arg('from')::timestamptz AND "timestamp" < sqlc.arg('to')::timestamptz;
 
 -- The three queries that read entries by filter each open with the same
 -- "matching" CTE, which states every filter but the level: sqlc has no way
@@ -31,7 +40,10 @@ WHERE id = $1;
 -- the copies differ. NOT MATERIALIZED inlines it where it is used, so each
 -- use is planned with its filters, as if written out there; a filter whose
 -- parameter is null folds away (the pool plans every query for its
--- parameters).
+-- parameters). system_logs is partitioned by "timestamp": the time bounds
+-- prune partitions, and the keyset position is stated a second time as a
+-- plain bound on "timestamp" because a row comparison prunes none, so a
+-- deep page skips the newer partitions.
 
 -- name: ListLogs :many
 -- ListLogs returns one page of entries matching every non-null filter, newest
@@ -48,6 +60,7 @@ WITH matching AS NOT MATERIALIZED (
       AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
       AND (sqlc.narg('after_ts')::timestamptz IS NULL
            OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+      AND (sqlc.narg('after_ts')::timestamptz IS NULL OR "timestamp" <= sqlc.narg('after_ts')::timestamptz)
 )
 SELECT * FROM matching
 WHERE (sqlc.narg('levels')::text[] IS NULL OR level = ANY (sqlc.narg('levels')::text[]))
@@ -78,6 +91,7 @@ WITH matching AS NOT MATERIALIZED (
       AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
       AND (sqlc.narg('after_ts')::timestamptz IS NULL
            OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+      AND (sqlc.narg('after_ts')::timestamptz IS NULL OR "timestamp" <= sqlc.narg('after_ts')::timestamptz)
 )
 SELECT by_level.* FROM (
     (SELECT * FROM matching WHERE level = 'DEBUG' AND 'DEBUG' = ANY (sqlc.arg('levels')::text[])
@@ -114,6 +128,7 @@ WITH matching AS NOT MATERIALIZED (
       AND (sqlc.narg('until')::timestamptz IS NULL OR "timestamp" < sqlc.narg('until')::timestamptz)
       AND (sqlc.narg('after_ts')::timestamptz IS NULL
            OR ("timestamp", id) < (sqlc.narg('after_ts')::timestamptz, sqlc.narg('after_id')::uuid))
+      AND (sqlc.narg('after_ts')::timestamptz IS NULL OR "timestamp" <= sqlc.narg('after_ts')::timestamptz)
 )
 SELECT count(*) FROM (
     SELECT 1 FROM matching

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/auth"
@@ -122,6 +123,11 @@ func TestHelpShowsEachCommandsOwnFlags(t *testing.T) {
 		{[]string{"logs", "export", "-h"}, "-from-seq", false},
 		{[]string{"ledger", "-h"}, "ledger key", false},
 		{[]string{"ledger", "key", "-h"}, "-ledger-key-file", false},
+		{[]string{"retention", "-h"}, "retention run", false},
+		{[]string{"retention", "run", "-h"}, "-dry-run", false},
+		{[]string{"retention", "run", "-h"}, "-partition-interval", false},
+		{[]string{"holds", "-h"}, "holds release NAME", false},
+		{[]string{"holds", "create", "-h"}, "-reason", false},
 		{[]string{"-h"}, "usage", false},
 	} {
 		var out, errOut bytes.Buffer
@@ -133,6 +139,42 @@ func TestHelpShowsEachCommandsOwnFlags(t *testing.T) {
 			if strings.Contains(out.String(), serveFlag) != tc.serveOnly {
 				t.Errorf("%v: shows %s: %v, want %v", tc.args, serveFlag, !tc.serveOnly, tc.serveOnly)
 			}
+		}
+	}
+}
+
+// TestLifecycleFlags: the retention and the partition interval take
+// durations or days, "forever" keeps everything, and a bad value names
+// its flag.
+func TestLifecycleFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args      []string
+		env       map[string]string
+		retention time.Duration
+		interval  time.Duration
+		err       string
+	}{
+		{nil, nil, 0, 24 * time.Hour, ""},
+		{[]string{"--retention", "90d"}, nil, 90 * 24 * time.Hour, 24 * time.Hour, ""},
+		{[]string{"--retention", "forever", "--partition-interval", "6h"}, nil, 0, 6 * time.Hour, ""},
+		{nil, map[string]string{"VALHALLA_RETENTION": "2160h", "VALHALLA_PARTITION_INTERVAL": "7d"}, 2160 * time.Hour, 7 * 24 * time.Hour, ""},
+		{[]string{"--retention", "0"}, nil, 0, 24 * time.Hour, ""},
+		{[]string{"--retention", "soon"}, nil, 0, 0, "retention"},
+		{[]string{"--retention", "30m"}, nil, 0, 0, "retention"},
+		{[]string{"--partition-interval", "10m"}, nil, 0, 0, "partition interval"},
+		{[]string{"--partition-interval", "-1d"}, nil, 0, 0, "partition interval"},
+	} {
+		var out bytes.Buffer
+		cfg, _, err := parseConfig("retention run", lifecycleFlags, tc.args, func(k string) string { return tc.env[k] }, &out, &out)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v %v: %v, want an error about %s", tc.args, tc.env, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || cfg.Retention != tc.retention || cfg.PartitionInterval != tc.interval {
+			t.Errorf("%v %v: %v, retention %s, interval %s; want %s, %s", tc.args, tc.env, err, cfg.Retention, cfg.PartitionInterval, tc.retention, tc.interval)
 		}
 	}
 }

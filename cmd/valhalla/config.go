@@ -50,6 +50,13 @@ type config struct {
 	// FrameAncestors are the origins allowed to embed the pages (/ui/,
 	// /docs/) in a frame; none when empty.
 	FrameAncestors []string
+	// PartitionInterval is the width of system_logs' partitions;
+	// Retention drops the partitions older than it (0: keep forever);
+	// MaintainInterval is how often a server tries to maintain them
+	// (docs/lifecycle.md).
+	PartitionInterval time.Duration
+	Retention         time.Duration
+	MaintainInterval  time.Duration
 }
 
 // limits are the http.Server timeouts and header size limit, and what
@@ -76,8 +83,9 @@ type limits struct {
 // the database flags; serve and ledger take the ledger key file; only
 // serve takes the rest.
 const (
-	databaseFlags = iota
-	ledgerFlags   // the database flags and the ledger's key file
+	databaseFlags  = iota
+	ledgerFlags    // the database flags and the ledger's key file
+	lifecycleFlags // the ledger flags, the partition interval and the retention
 	serveFlags
 )
 
@@ -133,7 +141,18 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 		fs.StringVar(&cfg.LedgerKeyFile, "ledger-key-file", cfg.LedgerKeyFile,
 			"the ledger's signing key, generated on first start; servers on one database share it (VALHALLA_LEDGER_KEY_FILE, default <data-dir>/ledger.key)")
 	}
+	partitionInterval := envOr(getenv, "VALHALLA_PARTITION_INTERVAL", "1d")
+	retention := envOr(getenv, "VALHALLA_RETENTION", "forever")
+	maintainInterval := envOr(getenv, "VALHALLA_MAINTAIN_INTERVAL", "10m")
+	if which >= lifecycleFlags {
+		fs.StringVar(&partitionInterval, "partition-interval", partitionInterval,
+			"width of each system_logs partition created from now on, e.g. 1d or 6h; at least 1h (VALHALLA_PARTITION_INTERVAL)")
+		fs.StringVar(&retention, "retention", retention,
+			"drop the partitions whose entries are all older than this, e.g. 90d or 2160h, keeping what legal holds match; forever keeps everything (VALHALLA_RETENTION)")
+	}
 	if which == serveFlags {
+		fs.StringVar(&maintainInterval, "maintain-interval", maintainInterval,
+			"how often one of the servers creates partitions ahead and applies the retention (VALHALLA_MAINTAIN_INTERVAL)")
 		fs.StringVar(&sealInterval, "seal-interval", sealInterval,
 			"how often the sequencer seals new entries into the ledger; 0 makes this server never seal (VALHALLA_SEAL_INTERVAL)")
 		fs.StringVar(&frameAncestors, "ui-frame-ancestors", frameAncestors,
@@ -220,6 +239,26 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 			continue
 		}
 		*d.into = v
+	}
+	for _, d := range []struct {
+		name, value string
+		least       time.Duration
+		forever     bool // "forever" (or 0) is allowed and means 0
+		into        *time.Duration
+	}{
+		{"partition interval", partitionInterval, time.Hour, false, &cfg.PartitionInterval},
+		{"retention", retention, time.Hour, true, &cfg.Retention},
+		{"maintain interval", maintainInterval, time.Second, false, &cfg.MaintainInterval},
+	} {
+		v, err := parseDays(d.value)
+		switch {
+		case d.forever && (strings.TrimSpace(d.value) == "forever" || (err == nil && v == 0)):
+			*d.into = 0
+		case err != nil || v < d.least:
+			errs = append(errs, fmt.Errorf("%s %q: want a duration of at least %s, such as 30d or 12h", d.name, d.value, d.least))
+		default:
+			*d.into = v
+		}
 	}
 	if n, err := strconv.Atoi(strings.TrimSpace(maxHeader)); err != nil || n < 1024 {
 		errs = append(errs, fmt.Errorf("max header bytes %q: want a number of bytes, at least 1024", maxHeader))
@@ -322,6 +361,20 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]st
 		}
 		rest, args = append(rest, left[0]), left[1:]
 	}
+}
+
+// parseDays parses a duration as time.ParseDuration does, and also a
+// whole number of days, such as 30d.
+func parseDays(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 100*365 {
+			return 0, fmt.Errorf("days %q: want a whole number", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }
 
 func envOr(getenv func(string) string, key, fallback string) string {

@@ -52,6 +52,9 @@ commands:
                    talk to a running server (valhalla logs -h)
   ledger key       print the ledger's verifier key (valhalla ledger -h)
   verify           verify a server's sealed trail (valhalla verify -h)
+  retention run    create partitions ahead and apply the retention (valhalla retention -h)
+  holds create|list|release
+                   manage legal holds (valhalla holds -h)
   version          print the build version
 `
 
@@ -84,6 +87,10 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return ledgerCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "verify":
 		return verifyCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "retention":
+		return retentionCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "holds":
+		return holdsCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

@@ -25,6 +25,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/httpapi"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
+	"github.com/valhalla-platform/valhalla/internal/lifecycle"
 	"github.com/valhalla-platform/valhalla/internal/logging"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
@@ -195,6 +196,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		close(sealed)
 		logger.Info("ledger: this server never seals (seal interval 0)")
 	}
+	// The partition maintainer (one server at a time: see
+	// internal/lifecycle) stops with the server, before the pool closes.
+	maintainer := lifecycle.New(pool, lifecycle.Options{
+		Interval: cfg.PartitionInterval, Retention: cfg.Retention, Key: key, Logger: logger,
+	})
+	maintainCtx, stopMaintaining := context.WithCancel(context.WithoutCancel(ctx))
+	maintained := make(chan struct{})
+	go func() { defer close(maintained); maintainer.Loop(maintainCtx, cfg.MaintainInterval) }()
+	defer func() { stopMaintaining(); <-maintained }()
 	base := "http://" + ln.Addr().String()
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version,
 		"viewer", base+"/ui/", "docs", base+"/docs/")

@@ -26,8 +26,11 @@ Checks the latest signed checkpoint, its consistency with the one saved in
 --state by the previous run (then saves the new one), and either the whole
 trail (every entry read from the feed, hashed again and the tree's root
 recomputed) or, with --from-seq/--to-seq, the entries of that range by
-inclusion proofs. Exits 0 when all holds; otherwise prints one line per
-finding and exits 1.
+inclusion proofs. An entry that retention dropped is reported as retired
+when a retention record signed with the ledger's key covers its seq (its
+hash stays in the tree, so the root still verifies); an entry gone with
+no such record is missing. Exits 0 when all holds; otherwise prints one
+line per finding and exits 1.
 `
 
 // verifyPage is the feed page size verify reads.
@@ -57,6 +60,10 @@ type verifier struct {
 	client   *api.ClientWithResponses
 	key      string
 	findings []finding
+	// retirements are the retention records whose signatures hold;
+	// retired counts the entries they account for.
+	retirements []ledger.Retirement
+	retired     int64
 }
 
 func (v *verifier) find(kind string, seq int64, id, why string) {
@@ -106,6 +113,9 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 			return err
 		}
 	}
+	if err := v.loadRetirements(ctx); err != nil {
+		return err
+	}
 	var entries int64
 	if *fromSeq > 0 || *toSeq > 0 {
 		entries, err = v.verifyRange(ctx, *cp, max(*fromSeq, 1), *toSeq)
@@ -121,7 +131,53 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 	d := time.Since(start)
 	fmt.Fprintf(stdout, "verified %d entries: tree size %d, root %s, checkpoint signed by %s, in %s (%.0f entries/s)\n",
 		entries, cp.Size, base64.StdEncoding.EncodeToString(cp.Root[:]), cp.Origin, d.Round(time.Millisecond), float64(entries)/d.Seconds())
+	if len(v.retirements) > 0 {
+		fmt.Fprintf(stdout, "%d entries retired by %d signed retention records (their hashes stay in the tree)\n", v.retired, len(v.retirements))
+	}
 	return nil
+}
+
+// loadRetirements reads the retention records and keeps those whose
+// signature holds; a record that does not verify is a finding, and the
+// entries it claims stay missing.
+func (v *verifier) loadRetirements(ctx context.Context) error {
+	resp, err := v.client.ListLedgerRetirementsWithResponse(ctx, &api.ListLedgerRetirementsParams{})
+	if err != nil {
+		return fmt.Errorf("verify: list retention records: %w", err)
+	}
+	if resp.JSON200 == nil {
+		return fmt.Errorf("verify: list retention records: %s", problemLine(resp.HTTPResponse, resp.Body))
+	}
+	for _, item := range resp.JSON200.Items {
+		r, err := ledger.OpenRetirement([]byte(item.Note), v.key)
+		if err != nil {
+			v.find("signature", 0, "", fmt.Sprintf("the retention record of partition %s does not verify: %v", item.Partition, err))
+			continue
+		}
+		v.retirements = append(v.retirements, r)
+	}
+	return nil
+}
+
+// retiredBy returns the partition whose signed retention record retired
+// seq, or "" when none did.
+func (v *verifier) retiredBy(seq int64) string {
+	for _, r := range v.retirements {
+		if r.Covers(seq) {
+			return r.Partition
+		}
+	}
+	return ""
+}
+
+// gone handles a leaf whose entry is not in the table: retired when a
+// signed retention record covers its seq, a finding otherwise.
+func (v *verifier) gone(seq int64, id string) {
+	if v.retiredBy(seq) != "" {
+		v.retired++
+		return
+	}
+	v.find("missing", seq, id, "the entry was deleted from the table, and no retention record retired it")
 }
 
 // report prints the findings, one a line, and returns an error when there
@@ -260,7 +316,7 @@ func (v *verifier) verifyAll(ctx context.Context, cp ledger.Checkpoint) (int64, 
 			storedLeaf := tlog.Hash(l.leafHash)
 			stored.add(storedLeaf)
 			if l.entry == nil {
-				v.find("missing", l.seq, l.id, "the entry was deleted from the table")
+				v.gone(l.seq, l.id)
 				recomputed.add(storedLeaf)
 				continue
 			}
@@ -319,7 +375,7 @@ func (v *verifier) verifyRange(ctx context.Context, cp ledger.Checkpoint, from, 
 			}
 			n++
 			if l.entry == nil {
-				v.find("missing", l.seq, l.id, "the entry was deleted from the table")
+				v.gone(l.seq, l.id)
 				continue
 			}
 			h, err := ledger.LeafHash(entryFromAPI(*l.entry))

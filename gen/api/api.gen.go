@@ -631,6 +631,45 @@ type ReadinessProblem struct {
 	Type string `json:"type"`
 }
 
+// Retirement One partition retention dropped, and the sealed entries it retired.
+type Retirement struct {
+	// From The partition's first timestamp (inclusive).
+	From time.Time `json:"from"`
+
+	// Held How many of the partition's entries legal holds kept; they stay readable.
+	Held int64 `json:"held"`
+
+	// Note The record as a signed note, signed with the ledger's key.
+	Note string `json:"note"`
+
+	// Partition The dropped partition's name.
+	//
+	// Example: system_logs_p20261101
+	Partition string `json:"partition"`
+
+	// Policy The retention that dropped it and its cutoff.
+	//
+	// Example: retention 2160h0m0s, cutoff 2026-09-02T00:00:00Z
+	Policy string `json:"policy"`
+
+	// Retired How many sealed entries it retired (the seqs the ranges hold).
+	Retired   int64     `json:"retired"`
+	RetiredAt time.Time `json:"retired_at"`
+
+	// SeqRanges The seqs of the retired entries as ascending inclusive ranges, "a-b,c-d"; empty when none was sealed.
+	//
+	// Example: 1-1195,1201-1300
+	SeqRanges string `json:"seq_ranges"`
+
+	// To The partition's end (exclusive).
+	To time.Time `json:"to"`
+}
+
+// RetirementList The retention records, oldest first.
+type RetirementList struct {
+	Items []Retirement `json:"items"`
+}
+
 // StreamEnd The data of a stream's final `overflow` or `shutdown` event.
 type StreamEnd struct {
 	// After Resume after this `seq` (pass it as `after`, or as `Last-Event-ID`).
@@ -856,6 +895,13 @@ type GetLedgerConsistencyParams struct {
 	// To The larger signed tree size.
 	To int64 `form:"to" json:"to"`
 
+	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+	// otherwise the server mints a UUIDv7. Always echoed in the response.
+	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
+}
+
+// ListLedgerRetirementsParams defines parameters for ListLedgerRetirements.
+type ListLedgerRetirementsParams struct {
 	// XRequestID Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
 	// otherwise the server mints a UUIDv7. Always echoed in the response.
 	XRequestID *XRequestID `json:"X-Request-ID,omitempty"`
@@ -1257,6 +1303,20 @@ type ClientInterface interface {
 	// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
 	GetLedgerConsistency(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListLedgerRetirements What retention retired from the trail
+	//
+	// The retention records, oldest first: each says that retention
+	// dropped one partition of the table (entries with timestamps in
+	// [from, to)) and with it the sealed entries of `seq_ranges`, while
+	// the tree kept their hashes, so the signed root still verifies.
+	// `note` is the record as a signed note (c2sp.org/signed-note), signed
+	// with the ledger's key as checkpoints are; its text holds every other
+	// field. `valhalla verify` reports an entry a record covers as retired,
+	// not missing (docs/lifecycle.md).
+	//
+	// Corresponds with GET /ledger/retirements (the `ListLedgerRetirements` operationId).
+	ListLedgerRetirements(ctx context.Context, params *ListLedgerRetirementsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListUnsealedLogs Entries stored behind the API's back
 	//
 	// Entries in the table that are neither in the ledger nor waiting to
@@ -1519,6 +1579,30 @@ func (c *Client) GetLedgerCheckpoint(ctx context.Context, params *GetLedgerCheck
 // Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
 func (c *Client) GetLedgerConsistency(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetLedgerConsistencyRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListLedgerRetirements What retention retired from the trail
+//
+// The retention records, oldest first: each says that retention
+// dropped one partition of the table (entries with timestamps in
+// [from, to)) and with it the sealed entries of `seq_ranges`, while
+// the tree kept their hashes, so the signed root still verifies.
+// `note` is the record as a signed note (c2sp.org/signed-note), signed
+// with the ledger's key as checkpoints are; its text holds every other
+// field. `valhalla verify` reports an entry a record covers as retired,
+// not missing (docs/lifecycle.md).
+//
+// Corresponds with GET /ledger/retirements (the `ListLedgerRetirements` operationId).
+func (c *Client) ListLedgerRetirements(ctx context.Context, params *ListLedgerRetirementsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListLedgerRetirementsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2052,6 +2136,48 @@ func NewGetLedgerConsistencyRequest(server string, params *GetLedgerConsistencyP
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
 		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-ID", *params.XRequestID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-ID", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListLedgerRetirementsRequest constructs an http.Request for the ListLedgerRetirements method
+func NewListLedgerRetirementsRequest(server string, params *ListLedgerRetirementsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/ledger/retirements")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -3609,6 +3735,22 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /ledger/consistency (the `GetLedgerConsistency` operationId).
 	GetLedgerConsistencyWithResponse(ctx context.Context, params *GetLedgerConsistencyParams, reqEditors ...RequestEditorFn) (*GetLedgerConsistencyResponse, error)
 
+	// ListLedgerRetirementsWithResponse What retention retired from the trail
+	//
+	// The retention records, oldest first: each says that retention
+	// dropped one partition of the table (entries with timestamps in
+	// [from, to)) and with it the sealed entries of `seq_ranges`, while
+	// the tree kept their hashes, so the signed root still verifies.
+	// `note` is the record as a signed note (c2sp.org/signed-note), signed
+	// with the ledger's key as checkpoints are; its text holds every other
+	// field. `valhalla verify` reports an entry a record covers as retired,
+	// not missing (docs/lifecycle.md).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /ledger/retirements (the `ListLedgerRetirements` operationId).
+	ListLedgerRetirementsWithResponse(ctx context.Context, params *ListLedgerRetirementsParams, reqEditors ...RequestEditorFn) (*ListLedgerRetirementsResponse, error)
+
 	// ListUnsealedLogsWithResponse Entries stored behind the API's back
 	//
 	// Entries in the table that are neither in the ledger nor waiting to
@@ -4181,6 +4323,144 @@ func (r GetLedgerConsistencyResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetLedgerConsistencyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListLedgerRetirementsResponse200Headers the declared response headers of an HTTP 200 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse200Headers struct {
+	XRequestID string
+}
+
+// ListLedgerRetirementsResponse401Headers the declared response headers of an HTTP 401 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ListLedgerRetirementsResponse403Headers the declared response headers of an HTTP 403 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse403Headers struct {
+	WWWAuthenticate *string
+	XRequestID      string
+}
+
+// ListLedgerRetirementsResponse429Headers the declared response headers of an HTTP 429 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse429Headers struct {
+	RateLimit       string
+	RateLimitPolicy string
+	RetryAfter      int
+	XRequestID      string
+}
+
+// ListLedgerRetirementsResponse500Headers the declared response headers of an HTTP 500 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse500Headers struct {
+	XRequestID string
+}
+
+// ListLedgerRetirementsResponse503Headers the declared response headers of an HTTP 503 response for ListLedgerRetirements
+type ListLedgerRetirementsResponse503Headers struct {
+	RetryAfter *int
+	XRequestID string
+}
+
+// ListLedgerRetirementsResponseDefaultHeaders the declared response headers of an HTTP default response for ListLedgerRetirements
+type ListLedgerRetirementsResponseDefaultHeaders struct {
+	XRequestID string
+}
+
+type ListLedgerRetirementsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *RetirementList
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListLedgerRetirementsResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListLedgerRetirementsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListLedgerRetirementsResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListLedgerRetirementsResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListLedgerRetirementsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListLedgerRetirementsResponse503Headers
+	// HeadersDefault the parsed response headers for an HTTP default response
+	HeadersDefault *ListLedgerRetirementsResponseDefaultHeaders
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListLedgerRetirementsResponse) GetJSON200() *RetirementList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSON500() *Problem {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListLedgerRetirementsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListLedgerRetirementsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListLedgerRetirementsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListLedgerRetirementsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListLedgerRetirementsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6579,6 +6859,28 @@ func (c *ClientWithResponses) GetLedgerConsistencyWithResponse(ctx context.Conte
 	return ParseGetLedgerConsistencyResponse(rsp)
 }
 
+// ListLedgerRetirementsWithResponse What retention retired from the trail
+//
+// The retention records, oldest first: each says that retention
+// dropped one partition of the table (entries with timestamps in
+// [from, to)) and with it the sealed entries of `seq_ranges`, while
+// the tree kept their hashes, so the signed root still verifies.
+// `note` is the record as a signed note (c2sp.org/signed-note), signed
+// with the ledger's key as checkpoints are; its text holds every other
+// field. `valhalla verify` reports an entry a record covers as retired,
+// not missing (docs/lifecycle.md).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /ledger/retirements (the `ListLedgerRetirements` operationId).
+func (c *ClientWithResponses) ListLedgerRetirementsWithResponse(ctx context.Context, params *ListLedgerRetirementsParams, reqEditors ...RequestEditorFn) (*ListLedgerRetirementsResponse, error) {
+	rsp, err := c.ListLedgerRetirements(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListLedgerRetirementsResponse(rsp)
+}
+
 // ListUnsealedLogsWithResponse Entries stored behind the API's back
 //
 // Entries in the table that are neither in the ledger nor waiting to
@@ -7368,6 +7670,189 @@ func ParseGetLedgerConsistencyResponse(rsp *http.Response) (*GetLedgerConsistenc
 		response.Headers503 = &headers
 	case true:
 		var headers GetLedgerConsistencyResponseDefaultHeaders
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.HeadersDefault = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListLedgerRetirementsResponse parses an HTTP response from a ListLedgerRetirementsWithResponse call
+func ParseListLedgerRetirementsResponse(rsp *http.Response) (*ListLedgerRetirementsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListLedgerRetirementsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest RetirementList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListLedgerRetirementsResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListLedgerRetirementsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListLedgerRetirementsResponse403Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListLedgerRetirementsResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListLedgerRetirementsResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListLedgerRetirementsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
+	case true:
+		var headers ListLedgerRetirementsResponseDefaultHeaders
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -10416,6 +10901,9 @@ type ServerInterface interface {
 	// GetLedgerConsistency Prove one tree extends another
 	// (GET /ledger/consistency)
 	GetLedgerConsistency(w http.ResponseWriter, r *http.Request, params GetLedgerConsistencyParams)
+	// ListLedgerRetirements What retention retired from the trail
+	// (GET /ledger/retirements)
+	ListLedgerRetirements(w http.ResponseWriter, r *http.Request, params ListLedgerRetirementsParams)
 	// ListUnsealedLogs Entries stored behind the API's back
 	// (GET /ledger/unsealed)
 	ListUnsealedLogs(w http.ResponseWriter, r *http.Request, params ListUnsealedLogsParams)
@@ -10580,6 +11068,47 @@ func (siw *ServerInterfaceWrapper) GetLedgerConsistency(w http.ResponseWriter, r
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetLedgerConsistency(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListLedgerRetirements operation middleware
+func (siw *ServerInterfaceWrapper) ListLedgerRetirements(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListLedgerRetirementsParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-Request-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Request-ID")]; found {
+		var XRequestID XRequestID
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Request-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", valueList[0], &XRequestID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Request-ID", Err: err})
+			return
+		}
+
+		params.XRequestID = &XRequestID
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListLedgerRetirements(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -12127,6 +12656,7 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/checkpoint", wrapper.GetLedgerCheckpoint)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/consistency", wrapper.GetLedgerConsistency)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/unsealed", wrapper.ListUnsealedLogs)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/ledger/retirements", wrapper.ListLedgerRetirements)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health", wrapper.GetHealth)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/live", wrapper.GetLiveness)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/system-health/ready", wrapper.GetReadiness)
@@ -12546,6 +13076,154 @@ type GetLedgerConsistencydefaultApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetLedgerConsistencydefaultApplicationProblemPlusJSONResponse) VisitGetLedgerConsistencyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(response.StatusCode)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirementsRequestObject struct {
+	Params ListLedgerRetirementsParams
+}
+
+type ListLedgerRetirementsResponseObject interface {
+	VisitListLedgerRetirementsResponse(w http.ResponseWriter) error
+}
+
+type ListLedgerRetirements200ResponseHeaders struct {
+	XRequestID string
+}
+
+type ListLedgerRetirements200JSONResponse struct {
+	Body    RetirementList
+	Headers ListLedgerRetirements200ResponseHeaders
+}
+
+func (response ListLedgerRetirements200JSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirements401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListLedgerRetirements401ApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("WWW-Authenticate", fmt.Sprint(response.Headers.WWWAuthenticate))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirements403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListLedgerRetirements403ApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirements429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListLedgerRetirements429ApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("RateLimit", fmt.Sprint(response.Headers.RateLimit))
+	w.Header().Set("RateLimit-Policy", fmt.Sprint(response.Headers.RateLimitPolicy))
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirements500ApplicationProblemPlusJSONResponse struct {
+	ProblemApplicationProblemPlusJSONResponse
+}
+
+func (response ListLedgerRetirements500ApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirements503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListLedgerRetirements503ApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.Header().Set("X-Request-ID", fmt.Sprint(response.Headers.XRequestID))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLedgerRetirementsdefaultResponseHeaders struct {
+	XRequestID string
+}
+
+type ListLedgerRetirementsdefaultApplicationProblemPlusJSONResponse struct {
+	Body       ProblemDetails
+	Headers    ListLedgerRetirementsdefaultResponseHeaders
+	StatusCode int
+}
+
+func (response ListLedgerRetirementsdefaultApplicationProblemPlusJSONResponse) VisitListLedgerRetirementsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -15298,6 +15976,9 @@ type StrictServerInterface interface {
 	// GetLedgerConsistency Prove one tree extends another
 	// (GET /ledger/consistency)
 	GetLedgerConsistency(ctx context.Context, request GetLedgerConsistencyRequestObject) (GetLedgerConsistencyResponseObject, error)
+	// ListLedgerRetirements What retention retired from the trail
+	// (GET /ledger/retirements)
+	ListLedgerRetirements(ctx context.Context, request ListLedgerRetirementsRequestObject) (ListLedgerRetirementsResponseObject, error)
 	// ListUnsealedLogs Entries stored behind the API's back
 	// (GET /ledger/unsealed)
 	ListUnsealedLogs(ctx context.Context, request ListUnsealedLogsRequestObject) (ListUnsealedLogsResponseObject, error)
@@ -15438,6 +16119,32 @@ func (sh *strictHandler) GetLedgerConsistency(w http.ResponseWriter, r *http.Req
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetLedgerConsistencyResponseObject); ok {
 		if err := validResponse.VisitGetLedgerConsistencyResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListLedgerRetirements operation middleware
+func (sh *strictHandler) ListLedgerRetirements(w http.ResponseWriter, r *http.Request, params ListLedgerRetirementsParams) {
+	var request ListLedgerRetirementsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListLedgerRetirements(ctx, request.(ListLedgerRetirementsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListLedgerRetirements")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListLedgerRetirementsResponseObject); ok {
+		if err := validResponse.VisitListLedgerRetirementsResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -15935,204 +16642,215 @@ func (sh *strictHandler) GetSystemLogProof(w http.ResponseWriter, r *http.Reques
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3rdts21jd+K/hrnrUi/UvJknxIIq98cBMndescGiftdKo8JkRCEmoSUAjQspqVd809vM81PBc2V/Iu",
-	"7A3wJFKWE6eZad3VD7FI4rjP2PuHD61AxgspmNCqNfrQmjMasgT++ZrpZHU01Swxf4VMBQlfaC5Fa9Q6",
-	"Y4EUoSJakiXlmkzYVCaMUHXBxYzQGeWi1/JaCXuf8oSFrZFOUua1VDBnMTXNxVzwOI1bo4HX0qsFa41a",
-	"XGg2Y0nr40ev9ffX7H3KlD55st73mzkjCT6+p0ggk4RF1DwjPCRtPWckoFHEknvKIzIhUjASm7ZDMlkR",
-	"81ix5JIlnWsGSK9OmZjpeWs0GD7wzICzv73WgmrNEjOa//71qPsP2v29333YOx91333zX61sRkonXMxa",
-	"H82MFjShMdN2bU9CFi+kZiJY/cBW63N8Ti+YIpQsE64ZUXTKzFInZkd65Geu51yQ4R6ZyzRRHk6Kxoxc",
-	"sBWZJjI2v4wF/KTlBRNkyfU8f20iw5VpLE2Egl+nPFGaJEwtpFAMF9G8ORY8VB34WqYaRpPtr0fYpWl5",
-	"ziNWagR2hnBFlOZRNBZJKgQXs8PyMGFEVEg9ZwkOiJsJ+3vDod8jL0W0ctMfCz2nmqg0CBgLWWheTFjM",
-	"4glLWOgRJQnFpSHUUKtpZb+/6+PXqjcWbxUjlEwTpuYkoSKUMbmkUco80+icUNPx27cnTzwylQlhNJiT",
-	"kCvNRYBzZr2xaHktdkXjRWQ2dnfaD4Z0j3XvTwZhdy/Y3+8+pA9Ytx8eTAeTYbBL98KW1+JmK5GjWl5L",
-	"0Nh8W9j6rtn7BqIb7u9vIrr/r/t/6kltM+88LnFLj/zAFpos50wQDls2+Nc//+9g+IAEc5rQwFArkVPi",
-	"V2jcPxzjxi25YgWWAj5zi3l5v0eOoiVdKcKCuTT7JuBdR2bVRe0PHg6n/WC/e0APWPd+OAi6D6f7rLs7",
-	"GdBhsBfus4Np06L+vWsn3T15UlrR4pr993h81e+/+/8bONSNCxj0qUwmPAyZMH8EUmgmtPknXSwiHsAC",
-	"7iwSOYlY/M1vSsJrea//lbBpa9T6204uXHfwqdp5hV89YZrySGHX6wIO2ZYrQ6g8JJNUk4gGF8iuKpAL",
-	"XHe5YAnupmAsVMhjITRNzNIowrWRcwWx/vPPP3ePUj1nQpuJsHoBO2E0YYmhgyhiYsZMa4b1TfsxV8r8",
-	"G4fRfv30MTm4v98HgZpv57fYQsJoFD8aty5pZNqi45ZHWJLI5NG4xYVKp1MecCb0ObRmnsI/Ho1bkZyp",
-	"EUqAVmlPa0i+uP0N62+XYKfAHrD2L6Q+YzQyOuAP3+kXUpOpTEUImkpITRQMhayYHpm1FsUNVYaXjLQT",
-	"4Vj4oJ67oJ99fAR8rKXRwlYFA4dVVXr3Gp2OQnQ55wGqDCaMaF3yKCIT5gbYlkZCFySHMQOAQCSZMCCF",
-	"tQ0rKfjP2DG7rl9hv44EMdT+cG//PrF9VLjrc+b1RsrnVKzsr+orSZ4gMuxotlQakW7MJzklem4UOkj5",
-	"e4okVDNDsYEUQZokRpeRiMdcq9FYLFiC4guI2vxlm6RhmDClMnOCWuGGsq6NDRCaMGzDmWnkdUG3G4Kc",
-	"cWN4hCyiq3UKp5qdmobW6ftnY0VwRSI21TglqslCRjxY3VPkfSo1JW0/8TuGwdAUoDBTz5pTlj9SoXlk",
-	"fkoYWDkyZqTta79TVWjjljWG1Lh1mDzqH+pHg40257pgy6bTfQUDrRfWOAmcUMKmqWKh1bRoi7VPjt88",
-	"JVlbBNdrLKacRaHqjIhZd6MuzPztkH2P+IbzOVO+2Uefi+404rO59jsertZY+O99s1hkyUUol8Rf+kbJ",
-	"24XauBzvHw36/cPlzRdkGwlW8UrANuRi9nkeyWcw9ltBUz2XCf/9K2kZp85ztjRsrS1DpOJCyKXwSEyj",
-	"qUxiFpo3EnYpL1i4xmGfaD98lpkAcuIcRg+2wE0o5jM37pLyiE4i9pWkcUg1nVDFcJ+y0RyWHJ6qUPwE",
-	"pb+BZb6QHv/oWoZBPp6z4GJ9eC+FGQsNuTCKIzAvmSEtEmP4ao62epiiDXweq/UWvpNLEklruUIDREt5",
-	"4RlBFfMo4k5aFamy39sbei3DC1S3Rq1QpoYCMrkgUuN7tj56LSDROlWzKvQ3pRxMJkrUXCbaQ39epXFM",
-	"k1WFHewIOTCh0ZGwwQO17rI436dWzS2pXS0Wltt39FTXntJUp+o6uoWdOsNX0W1yvPgrjihryCvtzLus",
-	"Rzn5jQXa9Fhsa33vUx0Y3SqnhOZbz4SR0b+25EXLa5mVLTScTwUarmnz2Pj20JaHEQij+aTtyGgyN2LT",
-	"Fdcs3m45TJd2DDRJ6AqGIIXiCvz8V4mU0/XBWGvy4OHB0FhS7m1jWcopmTC9ZMagX0qiE8aI4r8ztU79",
-	"00TG9TJYxRAHy782H2dEzYU+2Gt5ud7rr+s96Ktu6GB1mEf3FJlTNWfKw7iJoa2DvdLqZT1OVrqW7qor",
-	"p2V9hxFNZp81nQq1wspBd26edTR6fLWQiT52jE7DkJsx0ehVYRumNFLMqx2z0iTiaERTQV48+f7s5QvC",
-	"oFHUwFY8IKcb64yGRGmaaOTd8m5nAudGqqU8b2yjea7P0b+/4WyPcJpoNlsvEV1HZ2cICZLYmPZaJnWz",
-	"i/OeN83PDvDYtL42O9dG8/xeJfKSCfz6hnMUdueyuWVChIsgShWXwrKvDXbpxOyu8ZkM2dbspxvFpvme",
-	"rZRm8amcXcORmTShacg1WVA9N2QXMTolvmLvSZcM/HxkzHp2xVH65udzw12+RyZSaxmTdGGZ23D6LXB4",
-	"lRxhCa5nwTc4yM9mQmJWOGKalZlxfW/0lh2WvwLtspBc6AapzGeChSR/LfNFYUfalDwenr1yrwmpWccj",
-	"VBH/2fEbshOxcMaSnfxrH/1kF+hbW/pApnUjMWZRTMWKWB+PtI32c5E9+2MH4z8oq+YyQivphhrELP65",
-	"Yu/rV8OQpe/IEPYJ+Spjs3Yfo0xCCgwr3bD7jJ6bduP3jAvskpsvPEK14Rulie8m4H+uvsGtKKxIcXRe",
-	"kXDWmaDSlCPNOm55arz643rD1NjTl1ziCUCPHF/RQEcrF+TxoXeW+IYKgTVe4Q+ECy1hjSYyXHW8sfCz",
-	"8yx4+X3KkhWEe4zMyZ51IHKA9r9PImn8RaBUcCorVjxoq+awzTKR6I/kxiwc4qBm0XmgihEaRXLJQjzk",
-	"qTWd7fnBWmcvaJy14qIn+G6558foCXbfmIZr2s9WYHMXDctW7gviYrWd4Oasd1HaOnS8H/YHnXwX3dTM",
-	"bpY727Gsv7O7E7FLFtWeMBUp0W5bHSF+x2ik5zVEeMkSGkVmYSM9X5e7QWa8X2t4K7uZtp9N7+NorFNh",
-	"3R0jYc5pbazQht4XiQyM61kwyPLFGvaHB93BoDs8eNPvj+D/fxRlREg16xpfrm730oV5cm7dz2bPXHER",
-	"MOy/1PvuQb/f29/KS71kieIYmyj38W3Ko5DYxxXeGvT6vf6122/XPu9jbWKlhfbc5jbTi9uhtcH68sJH",
-	"XcAuDdugq7ygSoH6Iv6w3/c7HmGRYsQP2SyhIQtBPMF5cGfNfXTvmNHkM4dHa9uFgyscPdAoejltjX69",
-	"mSnufbgj9n8XYv+jKPtd1SZ9YunOSkAw7+j60RI6F7Z7j2DvEKUoMEDPzPnEOR9bRBqqjor5X9hTvgZZ",
-	"fCNrtr1mvpYNXOe5r1uqWRvn+PVmYlVGh4nAeJPWbjNdFAdCjalBEhbIBNJG9KE9yMnHZlw3Fk1JQBOw",
-	"goWE2BsklcCRlzUuAnnJkiyDCJugOk2YPfTZjgt4WL+IsPb3FOFhycRMUx7WNWP8uXPjizWESYy7B65a",
-	"G321stnc5KNt8Ctzd/KL+YReq9FFcKsDrsIhONswRa6qnm273zUjCTu5X8uuiRINPtNnAJLWLhpmxjSV",
-	"yY27rIge2HZ0EPK9LjsLuFslp6GBg+o07Sm/ZIKpGkHsnqxLAtUQprU5PkY7VxTsu+tErG2ydoRydgr2",
-	"Z42quGQJ1yuPGCNfaaIlmfPZnCld7P/J8bdvn7W81smLpy9bXuvno9cvTl6YH45fv375uuW1Hr8+eXPy",
-	"+Oi0rPzt62vU+pzphAc1039ldSY4dyxRGEV2pzYLKSMyo+msLnIbTs7N82ujeVJGZ5pqUP+RnKnzZcK1",
-	"ZuJcS01rVuhUZh68jbQ16tWDvX4Nqa5zhDu5PefiHE+B17t1eQtkwiA7iCWXIGWXteywoY+GaWXtu/hN",
-	"87QG/eHeVn3emUU3NYs220C5rVTZzVoSqiVnL+OLOrlQCv2uy6JPDTzXaeYTfRsa+cSpK1CUNvaKUbyb",
-	"6eda/WhaX0Q0YKV48+fqH1Q9MNV8ZnW7kYumWkWZicFACsECyFM0O7u+/jTA3s/Nm6oub9U1oMxMU7Wm",
-	"1neHtQweSKF0kgaai9k2jaPskgtmLMQ2CnXIXPWBOrEJ3wOjcMU0SRWdROuByYbR8DBiTaM4CaPiQqkt",
-	"m4zpVVOLZnfQWIEQ0pYNFuZZE7pZMFEcJGi7oGH9RoSCbTAWfj5x8g0pbzb5hqxvkl8xq5uGWw2LFsZe",
-	"Wm2vSmG1lFFczVpyLzvzTW5WKT2QHF9pJsDfwpR1RWK6IhNGaBjWiaJCQcN5nVg6fp/SiGSBPMxZvqdI",
-	"MROjJqdAprp7f7pL60RLU+j1+GoRUYH5xS4HUAY244+VOylFTKkiA2LTdghkmdV1C+eQdYf04N1mYWpM",
-	"xXOtcbFI9dan84VYeI3LwYXSVARsY40JxmYrcydzukAZUY2b7Sg4rNsxmm1zkkXlQObNm1cEH5JAhuXV",
-	"3RsOa1mV66hm8GdzmWiXX+IcFRdTMK3YAg/o7J4iCaPKSOZ5QhWr5KO8Fdb6MWKOHAvN9arWm0towCy9",
-	"btqQN+a9kyf5bjRkFmRj9Qglb1+fkIRNGS49csclI+Vg9j1l3huNhe8SstTOOO33dwNBYwb/Yr5HlpC3",
-	"CWdp2WsfzBsf3UEaJQs6Y0TRFRezsViCEaFJzKiVd/CLliSUPfKc6mBOJCpfTKHMTrIM4YyFYrOYCd05",
-	"zF6BHFebWp3GWXQky+U3vq55z69mUOYjBl6Al7uYPlCyUhLezZbrWoNO2yMMoKVi7g4KhQKXeFXZVCcj",
-	"X7tsrToD3iVyQWCrFMT63DOApNjtpk+yQWTB0cp65C1tDFavtbMerzYtrW4QshZSn9tvamPW8KzltbL3",
-	"yq6re7zGm9lQv370+g/epnfrSSo22yZPKjQ8xRpDsMCZETduZzXoeqYTRuNjETYbv5hvoODFe4pMuaAR",
-	"8eUlS6aRXGJetZqnOpRL4UM9XU0aAq3P3HzNVBqzLAOU2wAZaRvyMgKLKuLDUx8yfs2fp1Tp7rHppnvy",
-	"xP+U43TUFc0ZjzhXwkTIbA79gslFxK53LHGaWQ91PJfnwdw0NcmGQSIbGVnVeSC67sD8jRPrLt4HtQpA",
-	"FctEapZXyHhEMV0uMT0cC+qKHwIqsL7HKJOe0aQQn7G+b1ZAmydWcynGgl1xBYEOuiJ+OxWF5yzsrCmI",
-	"CY8iLmZd0z0Pat1I8+VM1jnPj+2TsgFgeqzPKxGaXenmncDM7IplAgZ3arYiZpoaFikQht1or3XVncmu",
-	"/fE3JUXvNV0+NzbIjGHXmy3kxzUlwVBHllTMZJKKyIgAyJ3u3NBorg3m85h1ZRLCWYEtgvyUGsfPPQJw",
-	"IfPs0OeaCISh7t3hWExWmqnOiJx9d9Qd7h+Yn/tX/T5YPVwrQ8RS8IBGhIlAhmAftUMZKJuX1IvDTo+8",
-	"SKPIVslgOGatfPb98Jv7y6Nt/ntUExoRaWRT8pHGalbHRo43aZgswmycaEtc63XY+KC8ianKD5242DpW",
-	"U9yYUszGxqwgdDMiA48MPbLrkX/983/NG4GMY67HAsjKZi0LSWZ0UVrpypEYo5EqyKaxWGLRuOuPQHLI",
-	"JY3MHnMMqsYuMafgd1wTSGrYipKPEjOlabzYeJQH1cNWSGej3hRoHe6N9vd69weD/YPB9vHWopeyvjk/",
-	"7z4m8IaRGpUkoHqJLxNiVsDoubGohNytRHcNKrJkUFiBp5FVltibTB8Op7v79+9PdvdCekB3A/Zw+DDs",
-	"sz7bu797gLEJVwy+OyzVhps/qztRLHzudx/S7vTdh93hx/+qDUMrljSuClB7XgcaSENgQmWTX+eN7t7w",
-	"ei6tO/LKacXxcEFf5Vy6pgEKG5tPJldRnlXu62dqG42Mb41rV+Nd4/ba3YY6EohJEGDQmtCyi1PUHCSW",
-	"mto6qFFKB96YWovNXT/LxwmzlVw3sKqcCaMlToRQLWOjHKJVfZ5zluhXbAUQB/r9/qevgh08xkJP8FPT",
-	"IrCI+3uLHGQzvI1L9UmrdJQbndlK1bi7JatsStPIyLIZEyzBI5FSm08TxrpG4hH3nUdYb9YjvrHWfM94",
-	"AkGacL0y/zZehwiY3yNPsGXYMt827teaewVZc7C3CYdiA6bCLdqI5ZF/+Oj3yJEmsVSaHOzv7x4QMFwI",
-	"VWOhmNAeGCxCkpAxqEaeU0EO9gjIFEC0EExBtXobVU+XialMAhYeoqJEbAWAJsEa2XtkIlMojhd2L5Wm",
-	"K0VSEbKEDIYPyA/8206PnOixiFOF2dLE1shTTV5JpWcJO/vx9J4ixqSdGFsKqWFkRvr2m34fDa2xwOMq",
-	"Rt6+edodHBCVJomcUc1I2x+P0/BBv+93QOxoRS7YCoNSuOrKs02kGGo2/qddqMHuoH9/SEI+43BGi9oJ",
-	"0AUCHtOIYNYMfD442H2wm1Wk9MgRsVuJenCSMHphunXRRaxPpEIZHRfaNaRkbzgky7mEc3BMRsXwl+nV",
-	"ArDgAvo7tv2qR/OhxReg+3d7/d5gsNu7X5B5X8hfcFx6SMIC1ZUjjdsH27fHEdrISplJu13gJjduIQTi",
-	"BIrNbqhPqKhwmXnX7220jr9LYyq6CaMhRIftez1yJFbkreCBDBkBqpmk2lK4Z4ElcobIPGMnGTcY2sXF",
-	"7DsR/ynL+SkWT5Ohcys7XC1isku+UR89ZSysT/GHALa1YKeMhZ6NDVEVMBHaut7tzZT8TN3oewh2c4Wd",
-	"gDyIIQiOGFCRZsmtmDJesRqskuDC6CVTWdUIurLOuTHkxEKSUDFjVvrgPhYTAcbCnZcD5bZDBgklHQ/E",
-	"tWGI0nRAKG01oXJp2vqcBLvS5w0RvaxUCTcrX2Q7p0OyHtqDEBscLBg+W1R91c0O3PUlKzjn0rC9jRV2",
-	"2YaecqU3E2dmQQsGeVyAH3YjwqyjyNshPZhvkCaqLib4GH5fX/ncH7TnQfYUqBo/OPrx6Nnr7358M1BH",
-	"R0n/8dlvD55OXx+///v9/u+/vIzP9n9Ztjb6c0e//th98y7H5DrvNrt2DblUznYHznW4TpbaPeLSHtIF",
-	"aAI8VYccAh+Bf6yG9yGXOGSYufPIDNTvHBLFmPvI6dWqXh8Md/duXspVarLmwMVwDZy2YO++YXl2RQN9",
-	"SPyZZvZhbAwfVlwAMBDHojxRV0QEi8HFDI3KQsv2aCDm+vpFsdO3Bznghc40K5/fYEHYZi+5yI6WPOu4",
-	"0J2y1iRIFYMcI7I7hCzKJKCKkTm7suZhj5RBFn34YkETJrQ/Fg72ydjaRApmD7Co4WTbuM0KK8fDbz3o",
-	"sX2QA4Jy6BOdGQGAsgVRSo5SLKjAv546orycR+d4gMxDPD62fyoWJEzjT611f+8nC2Hi0FZiGjIM2/mX",
-	"pUeKBOBR+j0CuAR4tgB1lmMBKGjKg7Mnm4F01cUf/UNMvS6Av2VmNb5BuB4LQISzHzoici30SPvlgomj",
-	"Vydkt9cnF4wtSt8bvwEQj2DFiP08NvttxN5Ls2RkCBxh2jl5QmwSFXKJWwIAfwS1i18gGdjs+qyziF+6",
-	"WKhR1i5fRvU6QC8gsOF0A/Yn39u51guw/rEds4WAGWcM0tao9YyBNwMrmDnhoHCm0vB2wToyXxRsiXuq",
-	"UEeA7hXkW4Ndk8PStUatnwGfs9A4vDwxQoWpnoU54WJag2iQkQlXZSg/GpEJDS4mMgMNMNu0iKg28nJk",
-	"WEuENAn578bVyk4sMZvGrL/N14d4smkBM1LMKLPgJBcFC9wbCxfmLKKp6nki09mc+EVnx8cNxsIVPDs1",
-	"5tFYYNIODCIHEuXGTmlAykHkKFd4AVUVTaiuPYKtZ+0CoKSqjAyGATaUnOWrqQAZkdASBBJp+0cWkQle",
-	"GhELQ2R4/l///F+/Y0FHgRmbMRcRYbGWw0Zj4eek4gPAjvmXR/yMSH0EdaUhylu7qDalzshRPRaFidAE",
-	"Ojejd5w5Ir++c9ol4gETCtw0i4p5tKDBnHWHUMeXJpHlGTXa2Vkulz0Kj3syme3Yb9XO6cnj4xdnx+ab",
-	"3lzHUSHNKKPYQp7vqIVlgh+9lhkZXfDWqGV89d0WSOc5cOV61br5dcZ0kw2sgRYrFfKZpQ94rdUqo7Fo",
-	"B0O1gNnoSM66+eceyZ7gB928qp6rEW5qwmdceGbbWV6nBHsBZc94TJZICdltc88QVETFBcIKuNeOw+H+",
-	"/uBhoT6oR35iCZ+ujLrMIksXbFXQBXZWF2zlk0ViJA7uZ7bzJ1aancKLj4sVH0VU4YaQQP5KCYDpXQXw",
-	"dNjvVyCujOe+s4gor4BaleqvYQpdnEJ3QIeT3WAvHIu94Vi8//7+xfP+79/d/8dQ/Bj/tEsfXN1fvd8P",
-	"X/Tf706G8SDYY/vTA3p/8iB4ZFj3X//8H9LUIjn6fXeWxE/ne+LZjw+mu8HJL5PB4qdw+Oq3+6IfD78P",
-	"BvHPwY/xt/30Jx0+ePZy8MPDHy52xeq3k59ZX78dJAfTwS/zf6jdyVH/+2f78b7+6Tjs0x92l88fjUU9",
-	"IOwW1W63iP641x80fZJt1E4JSQ4+2r3+oxzLFr7Yu/6LHBPVfDF8eP0XVezKj15rHylq83cuJQne391q",
-	"ATJEto+F0NbW/RhDEDMjy9JmbWsNTdCZ4asWEqOxtNfkPDzOjI53pvlM2uWQThvF3QYMKKyaLIC1+NNE",
-	"xn5mbHBlzLRFwqb8qlSRZl7VMnvxkEyknhOITE8yMkZAqY2ypjCFzxE23iZ4qgLsRlYcCiDPgI6QYzxb",
-	"uKZm7L8bBjo2QExtOySAjrqtAV0vkYum1M3ABtfAyJrAX6sk+CcVcAWxszcc3vD9P604BGAshAY1lA+e",
-	"GJx5wVHYZwvEVKgMaLtWGrqoVCk2CzLQmL6CcTiRK2cwCZkUsKfHIoOoRrvOuE7vU5Yyl79pY8H2vCHr",
-	"C2870AkVigZYdYBOqmKYuJEl6q3swSDmg7fdDQJnP54aO/xlFOaxTPJmDncVUOtDLOcystM6LBiAl2Ah",
-	"+nBtRY6OUxbJp1zpt3b9TrG04BbFsTtMhShqERaqSfA5TJpc+mSkN+j3awp3Ynplk4bcsU1zMdqXFISV",
-	"7I4GMegotbgM/2FS8E6qOal2XM3LmnPrrh29OrmnINjy6bItzgvD62UaSB18ywmbV4mMmZ6zVOHxKLta",
-	"SAXpEQQZh7Stg036vX5vr+ONBeIqFr60SXNaEhUkdMFGLl6rQEZlQQpMDqA6Vejd8iQDOVVe/g0XBKty",
-	"vVI4qyD24AjaG4u89gSS6VMjRYs94n00pRJ4rwria8YygcJjLqbSyxzoZ5IkqchwThZZcX0UsUBLOIrz",
-	"bYlVF+Mlbgf8gqCFW2ZcRX6DhZsvpavt/6Pc6UNXbf0IdrfJu/4b+e749FXmEp/PtV6cl8uqCVSNZXuI",
-	"Jfde0/5jXdlY/I28+eXV8eaG7eLBbje+9cE0+GjcGvYH45aXdflo3MLAdiZsx62PZHd7N9vuKARoKrxy",
-	"m5L4DxJ5nya+bICvNfr1XcVEc8sRZ2TrRJeFLELBZONxPacfrXRa4wN7DvD92csXX5gDNmvtdTJwJxSh",
-	"DNLYlsbcKPWnnrpYPGFhyPIgq/nHJYPjKi0B9/CvTmVgt7rlATa05OEozT2r0NqKxtEWtPbL0fPTP5DW",
-	"3Kg+j9a2pSYPkhHhmMz8446UqqRkd7+BlFyJa6NBdSTId2+en2IaScQxjxN9u1KNc3a+hmmJWHSKoFVj",
-	"EXFxYW8rAgT4pcA8jQbPy070zWrB/hAzAU5eShS7ld40qwFLbBbor054x2skgUWeSDh5ZWKBFDPaK5Oi",
-	"rQ9vpkjXC2RKrBYM0kM2l6FvKGrHM6hSVTuCuMIxr7I4Kru9QW/Q6ZEnLGsk9AjXUMymwJMfCzPVka1X",
-	"L9TVQ+jCA8q3nkH+ji1XVHOZRiEJpTcWxoKkgljLFEFj4cASq9Sxir1YI1tc9Gbr23HU7UeWi/3fw5uN",
-	"vDwhyxbku8In3LEs0LGgkABv4xz2QovmEK9L6cmuzunajWt5rbToxUNMxPrnUMLdhYvfoKxFzyWcSXZt",
-	"zhGsyCqSNOxqKbsQlIb2VLpAWOxuzEJOu7Z2vw4NAPKtBY26iPZv+ARqQruFW2TMzKhmXYjmwFdWApS6",
-	"NW4VVFTJVNdhun1ZmVbZS8yz+wIi7k8SNb5VEQrQ21JUwEOs9LiZLC257I2StIwMXcI/BT8Wwcd6iJvQ",
-	"BKzgjQXe/+pG3S7ffmtheDr4vZmeYRrVI99KPTfSjTMFeSkrlMTuehguAMo80nOftAGMWCYFnOHOIfFR",
-	"mvqeC/TAOMZCimjluTyfXFesQb7Ui8rvHBDt1/PNrocarmNffLL6DzREbJTyVu/7KgNI1yyXQwV2rFUE",
-	"AdZ5epBDkcrgo5qv+tq0tIXbvT/zkrRbFTllCdAU2ygHACN+yTaesLswIlckXWBAzChDMesRhCYhQmpI",
-	"g2ZXqDV7tWfiDjX135UVswHWXV1qVumv7hO4BcLExe2oaz3Av0YYf0wA+dPpwo2vhiweF2Frc6DavzKR",
-	"fEsVD66LrpZpBKGXmkTQRmvlMLuu3gn8ckwD3zUfGzvC2irElp7YMyCuiJqnGr4K4SZPTDcvXhGN5s1Y",
-	"FO0bUjVvslMaH26CBSgqY+TkyFSdw7GoN3PItlaOcR3HIscGxcXgYmZxwew1icS6HA1W0esC/tO/J9fl",
-	"I6zhO/PwzjKqLNQG4+iF1HC+t6pYRzXM8qeziV6Xsco2iyQEnmwSRacYpbGHu8XCO9LW5qdJAvnxkxXh",
-	"oUfMx1gw2kHevGArxTQElriwqfNQlOgXSpJ8Mk1kjI6j8Q+pIr57oiWZMZ3VzfXG4iiKXOUZCWQ84cJW",
-	"yxy9eNIUj80OFm85D+aliPIb0WAQ+a1Sijn8gHbCFozqDPiXXS0iGWaVerX5MhbNJGeIrWoUSxhFGbjF",
-	"fs3lCXoFZ8ZTmcTXzcv49AmhE3nJ3LXutgC8Idkn5uJ8fQLbjfuasXBbuRkUsMfqhlBAgSnc2H0LIBXb",
-	"0ACOsFyR0jTOKjBN7Wg/p0x883BttsZyziPmnBxCMxQjB+KbFQE2JrbmeDrb7XiG63rNCLFo1jhiCsFy",
-	"6nrPIXz+2OWznJEjKiL0qSZte2nOJTJ83ZgBor9Vm/27AZLqmgFlKB3FsbCr68YCiGC3MJZXUHzOf2eY",
-	"SwkpgtlaoWzHWyHJkZX0kQLwjIUiUgRsLHhB2yRQtEgnMtVkjzzn366hr3Qg6ZK6CvGxgBB0oVZ3hbgq",
-	"U7ZkyWFF5+g5QpNrLlIzvimkr2RRfylsfO2G6Yz7G7MZ969NZlzf4AV9nzIS2CJyoymNOcMuuUwxvn2v",
-	"ok7zuv8JDS7GIhXBnIoZC3vkRBvTny6g1G7Kr/KKW8sRngV3A3PN3mZk1HeSFVW589dqce5WVeq1MhDr",
-	"kour+UnF6zVpqoa8IDMpg+doLmKvKV4fiza138OYPYsPERjCniVyqfJoW4w1nGbV4QvV6WUV4llVOxKd",
-	"oitlPDRIC66WnpO2z977cBEmHQsotkYsIdKGmvTOqKkgHfOObS1+M+2Wys3radgCU9n1nUgZMSrqFvjn",
-	"pgJ2iwmQgQnlicJ2nTwLvkSTYE6YmBl7lYRyRNyCY3Iemuk4x2xlnUeIw4XdMPJlmmAmdoZgbqQCfBRb",
-	"zXxIEsoV/AgIfHhIGWiCOWzS+MawuPkg7SGnRGVIicIdwRwBQx8gngYkVmTBEjLoe/1+333f6ZGTmYAs",
-	"UtO9ebO8WH7zNhXosDFvuu4unlLidL//b5I9DegeNW5aDb7HbTm5XiviArGmX7Ar/aoWkehNEY9jlJ/5",
-	"OAcD4yJOZSjjicixKCuSNp1YYIMyiEenzhuJNnkjH5wsHJlp4p70JjJc/W2niODw8S4x/Kskhp9WgAGK",
-	"SeBmM7dJAfdaC1kHdHOG1SXGfcxBp8lbcSEg1yhDuIHKloT9xgIj5AkIYMAiOQlZvJBQidX9ga0gZSRh",
-	"GqrgdZqIArprETgVfXk4Ja2h1sfltNzPdZ6vebswhR/Yygbb4PtvJYZLb1coOSDIMmqK0V8f12Ti4Pa7",
-	"bywazlE+qxG/Uxk0YNm8fX2aXUte+b45GWUd8+Q2pO0zpnFlQ4u8vnmKnrNAfR76LkKcSb81kpwx3USP",
-	"eC3XmujkYSYxbyZi/igJO9i92bAG+3cFi58mwRF+heYi9kYiHEFc1oKnOxMH/LtRtFeBawvwtyNCo8iy",
-	"b0xk4uWpJuDIQ76WNxbCOKUEonpg1YJ/VwUUdjqB1KmEsajXCYV6pxtrBayM+3OphiLK8dfSDxsrDtW1",
-	"qNK3bEM/Y/qpoYrrRDuSTlHAO70EbHIrAt0wwE7/TrDfCfayYC8WInJhC9OzCu1bkfXsaiETfU31ZulS",
-	"US4ItQidiDHaBlCOc/OLR3wt4V8u4AOljO49iBGblyBA63e84kVY6KJmUEd4rumNRQW51bNX7LCQ4P3m",
-	"tsKctGMWywyYehpRjXeXZWCmiv/OOpi4jbO2kVobEynhoIxFAX0pg/vTNNEKYrSlWnqFa1IAzQAorhLy",
-	"11VXhIj61UbMaSCPQ+JjwOORfdoZwS5/f/byxVhg4Y1R71ywkWmyi8B32C+cA/uZrMFbjtDBR7Q2DF3h",
-	"zU5jQYh/DNMGlAMBCK12NLY9e8lJ0035poniLauAE2dm2zk0IzMaGjuwGLCIzUrL1FO9itZBR5IsouRC",
-	"FYgyAIFAe7cH0hH2FlGlPVgr2+kbHJI/sgGuVOhCzrslIqyyNb2t39tfvtCcamIjW2BUxD1yJEgqcHCG",
-	"PogjIohgY/sDhDIASNbpFJCxJiu48iJepNpFaE0P95RpAeC02lUgBNLt2qafnpwek273gq3ID8e/+J1D",
-	"QokbgZm7W7bKhk9WsI8Wsg9IETLQA3XpG25FijN/Acn4R0HAFnpE8pey6B6+63dGY0EJqlSSyKWHgV+z",
-	"/IlcQqQQtvfQ7K8lDuj4BBfVLRXk7jhYdYeRCVUbALSxzLx/3FO4uNJHiLE2F+Tx2U8QBpBLG7hG5QwQ",
-	"9VBy8jdI9vexZANfwYuaK2k5rqKvA6dKRnpkuw9jh+lOecSylaDuEWk7LqMC4f46KAHcrdx1FiZO50ud",
-	"2udmigVOlm7BC+d2h4YsXIh5sAlj6BxvCdkGxmewPa7QDUanN6BS3VPXABLd9uh9J7cNpxjmOMxoglsJ",
-	"YxnIdwwSzKWECw5fPDFE5m7ZAtzqCzwCzhmy8RDTjruu2AaH1PJagbqsq0hZm8Qzfskq+C+qKt6z4RqB",
-	"7E4iM2ljt6wq35oGj7LnM09j7rJR7rJR7rJR7rJR/prZKDc7x3T+xaY6/5fWsyAlx4K0Cz4EaLl1N8Gr",
-	"mvYdj6A7lplCFTMcti77FQ25+jtQnSbcNPKjgu0JVvya5dnbFlsFFRmC9JfQjO8pUngb71zXCpaoeob7",
-	"GPeg+4QrB1xUN2YwIOHyVHdVAnbea32hQ4t/bxTVu+COq8xHW6p69aWxjNHr+JSD2GpgZ8o2AA2elW+0",
-	"QR8SrPMZhEOt351dn1yIvph3x2JDyKZHXuUJ0faSFojrFy5t0XIsXKrayAZx9DW3v1Qs0rFYSIBPpeEl",
-	"FQHiG+ag7W5q4MmHkghpr+lBrC2afQ4vICC+wjsdKlCJkFETrSChj7Qz5ZSwsQPJyy4pJfaOUmqRDuGi",
-	"Uchdo+BB8ph1slxBSAgai+x6Msy0KePuwZy5rmT+2c1xOV1guxYvNGOi7M/2yFvFMrR/Q2aBFHB5tkyI",
-	"WonAoX5THh0aU8Cmpy+NCELH0pUZaEkiKS/MfHhTZUr5fqYvnJ9OHWQtUM0h8fvlCFvHRu1clC+7ZKdO",
-	"U7sLfmqclr73ufC6WTLpV8GUvHOu7pyrO+fqzrm6c64+wbn6xANv0H/XJIk6rfyFskTNELbIFPWaMkWt",
-	"vYaJoiWbbvPBd43q/2DVa0MuKD68SwX9Oi7J0/xGqJJLUjFtb8MxwePbDWBicB2Wtnc3rY2IKnKGVTNn",
-	"TGhyfGnmNxZtjKgbH0B3sQvfI3MdRz21YEFvOad6OYM7cOI00txQ/Y4tv1HmG/hSwZ0/Hc9eZbfRyznR",
-	"mWkJUjRzllik2Fg40cqIf0qV7sJAuydPslOCNkCOUTgehKvDjP5C9DG4xTlUHXevnC4Y5OiVjPBu5SzV",
-	"CVcIjiKFXBIpemNRvODM3jEL+EXgIsBswb2YM3QbVsansafMmJFjFhEuXHLSAHKtRmTY7zsrOx+8FCRk",
-	"EV15JIZSkS7xoZMRDtgn//rn/2BJLEvyipXi2fDaJa0jOLTm4Yi4e+feW/w4vIowpJqO/EIecPVE3AW6",
-	"JBx/Qy4yF3A/r/0ASrLczXE4XzNTLmyZ1qDfJ7EiePY9YfmIYYJHwBuGCiGO5o/M1iZ6wqj2Le0M9u0B",
-	"JK71IpFX9pI00yLutiIXwvEejoErQgGupLiM8pIl00gucSULUHUhhxugMAtiSoFEwAcuHncjUILScrFg",
-	"IZmk0ykzqtCGuUbZYnJcQhjHsQh9WDhcRTxPdSrBeuzZmV7CwKOEp70CAZkG4LDYUHRpQmqe6lAuRT6h",
-	"ApyDGaghgdLAgB7ysR3m5EfaWrp7GmwztmK7wn0wn4xZiwNtGCWeKOdDxHcRZi4/yp7T0B1nI9WWltPK",
-	"3CfMSDXlyLK+80NIDMjmVTcHOFk/ctsPAYzsg0IFFwZTIAkZXmD80sK0QoXgWLjIhpvFKIMBiqTSXvYX",
-	"+oAstNc02l2y9zS6+IXf7cb0yope5dt5qUNgOyhCgkSdaaps9ZADBwNWLiF1XBNWQAK43cDCmdm7ojmM",
-	"dN2GW8uEwlKqyjZ0MNpQE1/IQ9LbRRlu4eIe2GenokAGmGFm2+7hXaWTVb3COSzSdqWGlPA8XoKqK59K",
-	"aUGaKh5/7Xcfvvsw8AYPP36iV3oXmbiLTNxFJu4iE3eRiQxNtujobDo5XfeV7OXJvjXLoaF7Cu4rcdZf",
-	"ZkBvf6oK2gaHs/3ZqvW57i4X+vMFDsCJb69TX+c2QggfePhxEx7hrRV41hC64Zp7qqh9yojZIDG3uBIx",
-	"TeHNrxKYbOTimhLNuxsP/8zs+4zpco32bbHnDmSAbkSldazkY+UIJNswOrX3S+vizbDVVFU5tfeTwwdZ",
-	"UYK7+DVh7Fzx31l+UWy7Nr0Y76nGXPpOdgdXQ2mAcfASxnrkiPh7/T0fYE/GwuGe5FEoY1fZOneZQGTG",
-	"SsYV0xA1EzaJouT1dq5ze/He0v84gbYOYrN2uyxpG4PBf3b8hqzflO435YY3W8129z8jC/xLSuETR8sb",
-	"L6KtUPxf457tO7FcuoiWilKFWX7p6ycJ6TLA5ofWhNGEJUepcd5+fWdIHgN7KFYqsJkyoBEJ2SWL5AIi",
-	"3m0/pheMJKnwjUmXJlFr1JprvRjt7AyG93v9Xr83GD3oP+hDcbMd7pp3AsINtA9kZaUh1zZnqRC2MVNs",
-	"uEIbJclzllxETgFk5X4Fc9QDl8MWLySq2Dgu6HrzDiq7eHWjGaPFRcZLHxI5wWi+dXVkqW2LTlo/9Ozy",
-	"Na4Vi6a9YvjCXghVn0Nkc9oUXeGlNeDNrV9QcZiDxObX8iRMyQiux5EACFcq2MDrKj6++/j/AgAA//8=",
+	"7L2LcttGsjf+KvPnniqTJyBFUhfbVLn+pdiyo0S+xLLjkw19hCEwJCcCZmjMQBTj8lf7Dt95hvNg+yRf",
+	"TfcMbgQoypaTbFZbqVqLAOba07fp/vXHViDjhRRMaNUafWzNGQ1ZAv98zXSyOppqlpi/QqaChC80l6I1",
+	"ap2xQIpQES3JknJNJmwqE0aouuBiRuiMctFrea2EfUh5wsLWSCcp81oqmLOYmuZiLnicxq3RwGvp1YK1",
+	"Ri0uNJuxpPXpk9f6r9fsQ8qUPnmy3vebOSMJPr6nSCCThEXUPCM8JG09ZySgUcSSe8ojMiFSMBKbtkMy",
+	"WRHzWLHkkiWdawZIr06ZmOl5azQYPvDMgLO/vdaCas0SM5r//uWo+3fa/a3ffdg7H3Xff/MfrWxGSidc",
+	"zFqfzIwWNKEx03ZtT0IWL6RmIlj9wFbrc3xOL5gilCwTrhlRdMrMUidmR3rkHddzLshwj8xlmigPJ0Vj",
+	"Ri7YikwTGZtfxgJ+0vKCCbLkep6/NpHhyjSWJkLBr1OeKE0SphZSKIaLaN4cCx6qDnwtUw2jyfbXI+zS",
+	"tDznESs1AjtDuCJK8ygaiyQVgovZYXmYMCIqpJ6zBAfEzYT9veHQ75GXIlq56Y+FnlNNVBoEjIUsNC8m",
+	"LGbxhCUs9IiShOLSEGqo1bSy39/18WvVG4u3ihFKpglTc5JQEcqYXNIoZZ5pdE6o6fjt25MnHpnKhDAa",
+	"zEnIleYiwDmz3li0vBa7ovEiMhu7O+0HQ7rHuvcng7C7F+zvdx/SB6zbDw+mg8kw2KV7YctrcbOVeKJa",
+	"XkvQ2Hxb2Pqu2fsGohvu728iuv+v+3/qSW3z2XlcOi098gNbaLKcM0E4bNngn//4v4PhAxLMaUIDQ61E",
+	"TolfoXH/cIwbt+SKFY4UnDO3mJf3e+QoWtKVIiyYS7NvAt51ZFZd1P7g4XDaD/a7B/SAde+Hg6D7cLrP",
+	"uruTAR0Ge+E+O5g2Lep/de2kuydPSitaXLP/Ho+v+v33/9lwQt244IA+lcmEhyET5o9ACs2ENv+ki0XE",
+	"A1jAnUUiJxGLv/lVSXgt7/U/EjZtjVp/28mZ6w4+VTuv8KsnTFMeKex6ncHhseXKECoPySTVJKLBBR5X",
+	"FcgFrrtcsAR3UzAWKjxjITRNzNIowrXhcwW2/u7du+5RqudMaDMRVs9gJ4wmLDF0EEVMzJhpzRx9037M",
+	"lTL/xmG0Xz99TA7u7/eBoebb+S22kDAaxY/GrUsambbouOURliQyeTRucaHS6ZQHnAl9Dq2Zp/CPR+NW",
+	"JGdqhBygVdrTGpIvbn/D+tsl2CkcD1j7F1KfMRoZGfC77/QLqclUpiIESSWkJgqGQlZMj8xai+KGKnOW",
+	"DLcT4Vj4IJ67IJ99fATnWEsjha0IhhNWFenda2Q6MtHlnAcoMpgwrHXJo4hMmBtgWxoOXeAcRg0AApFk",
+	"woAU1jasJOC/YMfsuv4B+3UkiKH2h3v794nto3K6vmReb6R8TsXK/qr+IM4TROY4mi2VhqUb9UlOiZ4b",
+	"gQ5c/p4iCdXMUGwgRZAmiZFlJOIx12o0FguWIPsCojZ/2SZpGCZMqUydoJa5Ia9rYwOEJgzbcGoaeV2Q",
+	"7YYgZ9woHiGL6Gqdwqlmp6ahdfp+Z7QIrkjEphqnRDVZyIgHq3uKfEilpqTtJ37HHDBUBSjM1LPqlD0f",
+	"qdA8Mj8lDLQcGTPS9rXfqQq0ccsqQ2rcOkwe9Q/1o8FGnXOdsWXT6b6CgdYza5wETihh01Sx0Epa1MXa",
+	"J8dvnpKsLYLrNRZTzqJQdUbErLsRF2b+dsi+R3xz8jlTvtlHn4vuNOKzufY7Hq7WWPgffLNYZMlFKJfE",
+	"X/pGyNuF2rgcHx4N+v3D5c0XZBsOVrFKQDfkYvZlFskXHOy3gqZ6LhP+2x8kZZw4z4+lOdbaHohUXAi5",
+	"FB6JaTSVScxC80bCLuUFC9dO2GfqD1+kJgCfOIfRgy5wE4r5wo27pDyik4j9Qdw4pJpOqGK4T9loDksG",
+	"T5UpfobQ33BkvpIc/+RahkE+nrPgYn14L4UZCw25MIIjMC+ZIS0So/hqjrp6mKIOfB6r9Ra+k0sSSau5",
+	"QgNES3nhGUYV8yjijlsVqbLf2xt6LXMWqG6NWqFMDQVkfEGkxvZsffJaQKJ1omZV6G9KOahMlKi5TLSH",
+	"9rxK45gmq8pxsCPkcAiNjIQNHqh1k8XZPrVibkntarGw3L6jp7r2lKY6VdfRLezUGb6KZpM7i7/giLKG",
+	"vNLOvM96lJNfWaBNj8W21vc+1YGRrXJKaL71TBge/UtLXrS8llnZQsP5VKDhmjaPjW0PbXnogTCST9qO",
+	"jCRzIzZdcc3i7ZbDdGnHQJOErmAIUiiuwM5/lUg5XR+M1SYPHh4MjSbl3jaapZySCdNLZhT6pSQ6YYwo",
+	"/htT69Q/TWRcz4NVDH6w/GvzcUbUXOiDvZaXy73+utyDvuqGDlqHeXRPkTlVc6Y89JsY2jrYK61e1uNk",
+	"pWvprrpyWtZ3GNFk9kXTqVArrBx05+ZZR6PHVwuZ6GN30GkYcjMmGr0qbMOURop5tWNWmkQclWgqyIsn",
+	"35+9fEEYNIoS2LIHPOlGO6MhUZomGs9uebczhnMj0VKeN7bRPNfnaN/fcLZHOE1Um62ViKaj0zOEBE5s",
+	"VHstk7rZxXnPm+ZnB3hsWl+bnWujeX6vEnnJBH59wzkKu3PZ3DImwkUQpYpLYY+vdXbpxOyusZkM2dbs",
+	"pxvFpvmerZRm8amcXXMiM25C05BrsqB6bsguYnRKfMU+kC4Z+PnImLXsiqP0zc/n5nT5HplIrWVM0oU9",
+	"3Oak38IJr5IjLMH1R/ANDvKLDyExKxwxzcqHcX1v9JYdlr8C6bKQXOgGrsxngoUkfy2zRWFH2pQ8Hp69",
+	"cq8JqVnHI1QR/9nxG7ITsXDGkp38ax/tZOfoW1v6QKZ1IzFqUUzFilgbj7SN9HOePftjB/0/yKvmMkIt",
+	"6YYSxCz+uWIf6lfDkKXvyBD2Cc9VdszaffQyCSnQrXTD7jN6btqN37JTYJfcfOERqs25UZr4bgL+l8ob",
+	"3IrCihRH5xUJZ/0QVJpypFl3Wp4aq/64XjE1+vQll3gD0CPHVzTQ0co5eXzonSW+oUI4Gq/wB8KFlrBG",
+	"ExmuOt5Y+Nl9Frz8IWXJCtw9hudkzzrgOUD93yeRNPYiUCoYlRUtHqRVs9tmmUi0R3JlFi5xULLo3FHF",
+	"CI0iuWQhXvLUqs72/mCtsxc0zlpx3hN8t9zzY7QEu29MwzXtZyuwuYuGZSv3BX6x2k5wc9a7KG0dGt4P",
+	"+4NOvotuamY3y53t2KO/s7sTsUsW1d4wFSnRblsdIX7HaKTnNUR4yRIaRWZhIz1f57tBprxfq3gru5m2",
+	"n03v42isUWHNHcNhzmmtr9C63heJDIzpWVDI8sUa9ocH3cGgOzx40++P4L+/F3lESDXrGluubvfShXly",
+	"bs3PZstccREw7L/U++5Bv9/b38pKvWSJ4uibKPfxbcqjkNjHlbM16PV7/Wu336593sfaxEoL7bnNbaYX",
+	"t0Nrg/XlhY+ygF2aY4Om8oIqBeKL+MN+3+94hEWKET9ks4SGLAT2BPfBnTXz0b1jRpPPHB6tbRcOrnD1",
+	"QKPo5bQ1+uVmqrj38Y7Y/yzE/ntR9vuqTvrE0p3lgKDe0fWrJTQubPcewd7BS1E4AD0z5xNnfGzhaaga",
+	"KuY/YW/5GnjxjbTZ9pr6WlZwneW+rqlmbZzj15uJVRkZJgJjTVq9zXRRHAg1qgZJWCATCBvRh/YiJx+b",
+	"Md1YNCUBTUALFhJ8bxBUAldeVrkI5CVLsggibILqNGH20me7U8DD+kWEtb+nCA9LKmaa8rCuGWPPnRtb",
+	"rMFNYsw9MNXaaKuV1eYmG22DXZmbk1/NJvRajSaCWx0wFQ7B2IYpclW1bNv9rhlJ2MntWnaNl2jwhTYD",
+	"kLR23jAzpqlMbtxlhfXAtqOBkO912VjA3SoZDQ0nqE7SnvJLJpiqYcTuyTonUA1uWhvjY6RzRcC+v47F",
+	"2iZrRyhnp6B/1oiKS5ZwvfKIUfKVJlqSOZ/NmdLF/p8cf/v2Wctrnbx4+rLltd4dvX5x8sL8cPz69cvX",
+	"La/1+PXJm5PHR6dl4W9fX6PW50wnPKiZ/isrM8G4Y4lCL7K7tVlIGZEZTWd1nttwcm6eX+vNkzI601SD",
+	"+I/kTJ0vE641E+daalqzQqcys+Ctp61Rrh7s9WtIdf1EuJvbcy7O8RZ4vVsXt0AmDKKDWHIJXHZZexw2",
+	"9NEwrax9579pntagP9zbqs87teimatFmHSjXlSq7WUtCteTsZeeiji+UXL/rvOhzHc91kvlE34ZEPnHi",
+	"CgSl9b2iF+9m8rlWPprWFxENWMnf/KXyB0UPTDWfWd1u5KypVlBmbDCQQrAA4hTNzq6vPw2w93PzpqqL",
+	"W3UNKDPTVK2J9d1h7QEPpFA6SQPNxWybxpF3yQUzGmIbmTpErvpAndiE74FSuGKapIpOonXHZMNoeBix",
+	"plGchFFxodSWTcb0qqlFszuorIALacsGC/Oscd0smCgOEqRd0LB+I0JBNxgLP584+YaUN5t8Q9Y3ya+o",
+	"1U3DrbpFC2MvrbZXpbBayiiuZi25l435JjOrFB5Ijq80E2BvYci6IjFdkQkjNAzrWFEhoeG8ji0df0hp",
+	"RDJHHsYs31OkGIlRE1MgU929P92ldaylyfV6fLWIqMD4YhcDKAMb8cfKnZQ8plSRAbFhOwSizOq6hXvI",
+	"ukt6sG4zNzWG4rnWuFikeuvb+YIvvMbk4EJpKgK2MccEfbOVuZM5XSCPqPrNdhRc1u0YybY5yKJyIfPm",
+	"zSuCD0kgw/Lq7g2HtUeV66hm8GdzmWgXX+IMFedTMK3YBA/o7J4iCaPKcOZ5QhWrxKO8FVb7MWyOHAvN",
+	"9arWmktowCy9btqQN+a9kyf5bjREFmRj9Qglb1+fkIRNGS49no5LRsrO7HvKvDcaC98FZKmdcdrv7waC",
+	"xgz+xXyPLCFuE+7Sstc+mjc+uYs0ShZ0xoiiKy5mY7EEJUKTmFHL7+AXLUkoe+Q51cGcSBS+GEKZ3WQZ",
+	"whkLxWYxE7pzmL0CMa42tDqNM+9IFstvbF3znl+NoMxHDGcBXu5i+EBJS0l4N1uuaxU6ba8wgJaKsTvI",
+	"FAqnxKvypjoe+dpFa9Up8C6QCxxbJSfWl94BJMVuN32SDSJzjlbWI29po7N6rZ11f7VpaXUDl7WQ+tx+",
+	"U+uzhmctr5W9VzZd3eO1s5kN9Y/3Xv/O2/R+PUjFRtvkQYXmTLFGFyyczIgbs7PqdH3NNE9YzOpcoy8F",
+	"IwuaaAgaIAnTTMC/wkQuFiz0gI+gFzOzVziz/krTbHiTQK+sp3vKZuEZG01pGi9I2/p7LytK6ka7dG4k",
+	"dnPMgBMphW7dBCI2oxHGCpALtkCX68rImhWsuREjn3GLL6RulNKBTELM4Ss4dj33R5b5iDbXPTOsVa/h",
+	"zhan02DM4NaVZm24dFleovQ/B7t2MewPDwaD/qD+8rY5nj+nFyA/1zPXQDZcKxKkWk6n5a7zr4aDg/68",
+	"H/eVZ18k4KXoP+z2hyUvxdqoLPFt2PtGgrVKBfuAOWoJFTOmgBI+J2zDNmodM9tRrWIfzrHbBr+tGVt2",
+	"uY+DdvMw9KMCJkJjvmRHxs7CI+MW7U68oBuOW4eExQu9yqNSINgWl6W8IYPuYPBw3xsM+4PuYLffb5VS",
+	"ONu/9LsP33/Txf9re6U/O//Z+f//o1bPktezACZC0mZXNz32FQabHwevHCmJhFta7pxwLO8obaA9vvVS",
+	"1PHQU670dacBz7ryiIxCo5kDr6tx5jjLYCsTocDGr4tUw/bq5nGmE0bjYxE2O0Iw9kzBi8CnBY2ILy9Z",
+	"Mo3kEnNs1DzVoVwKH3Kra6ZG66P4XzOVxizLBuD2soS0jaoBfEMRH576kP1h/jylSnePTTfdkyf+551R",
+	"quq4pYt+x7kacmQ2n2rB5CJi1zsZcZpZD7UrnsVE3jRM1brEI+slX9V5o3Rd8NQbp+K7ux/IWwMWvUyk",
+	"Znm2pEcU02W4gcOxoC4RLqACcz2NYdEzVhXwIOsHzcAU8iQbLsVYsCuuwOlNV8Rvp6LwnIWdNWNhwqOI",
+	"i1nXdM+DWoZpvpzJOkfqY/ukzNBMj/UxhkKzK928E5ilU7FSwfmSmq2ImabmiBQIw26017rqzmTX/vir",
+	"kqL3mi6fG3t0xrDrzd6SxzXwEJBTnFRcJiQVkVEHIY+mc0MHSu3FLo9ZVyYh3BvbhPjPyXf/0utgd32a",
+	"BQBc44021L07HIvJSjPVGZGz7466w/0D83P/qt/PVRAqpOABjQgTgQzBVm6HMlA2RrUXh50eeZFGkc2Y",
+	"tCKyCqXwYfjN/eXRNv97VOMmF2lk07OQxmpWx94ibpIB2W3jJ68VW+Jax+TAB+VNTFUegMDF1n774saU",
+	"/PdWvQI3/ogMPDL0yK5H/vmP/zVvBDKOuR4LICubwSIkmdFFaaUr4RGMRqrAm8ZiiQAirj8CgYKXNDJ7",
+	"zPGCLXZBmgUf1DWXCg1bUfJXWatkY1gHIElYJp2NetOl23BvtL/Xuz8Y7B8Mtr97K3qs1jfn3e5jAm8Y",
+	"rlEJCK3n+DIhZgWMnBuLyvWr5eiuQUWWLGFZZEr1SOxNpg+H0939+/cnu3shPaC7AXs4fBj2WZ/t3d89",
+	"QD+1AwbZHZZwQsyf1Z0ogmD0uw9pd/r+4+7wU62CaQi6cVWA2nNMgEAaAhMqm/z62ejuDa8/pXXhDzmt",
+	"uDNckFf5KV2TAIWNzSeTiyjPCvf1+IqNSsa3VAc1/PUMt9fuNuQUgn+awAHdoJnWGCelprZ2cJdSQz5X",
+	"eS3N8nHCbFbvDbQqp8JoiRMhVMvYCIdoVZ/zwuuMNECf6ff7n78KdvB4L3aCn5oW4Yi4v7fIRzHD27hU",
+	"n7VKR7nSma1UjeuzpJVNaRoZXjZjgiV4PV5q82nCWNdwPOK+8wjrzXrEN9qa7xlLIEgTrlfm38bqEAHz",
+	"e+QJtgxb5tvG/Vp1r8BrDvY2YRJtwNe5RR2xPPKPn/weOdIklkqTg/393QMCiguhaiwUExpdbUKSkDFA",
+	"pphTQQ72CPAUcAcIpgC5pI2ip8vEVCYBCw9RUCLODsBUIV7CPTKRKQClCLuXStOVIqkIWUIGwwfkB/5t",
+	"p0dO9FjEqcLMGWLxUqgmr6TSs4Sd/Xh6TxGj0k6MLoXUMDIjfftNv4+K1lhg6AIjb9887Q4OiEqTRM6o",
+	"ZqTtj8dp+KDf9zvAdjQ4tvCCAlddebaJFK8djf1pF2qwO+jfH5KQzzjE66B0AqSZgMc0IhhBCZ8PDnYf",
+	"7GbZiT1yROxWohycJIxemG6dWxBz1alQRsaFdg0p2RsOyXIuISYKExPwKsT0asG4cAH9Hdt+1aL52OIL",
+	"kP27vX5vMNjt3S/wvK9kL7hTekjCAtWVb522v3jdHlNu41HKVNrtnPi5cgvucMdQbKRbfXBd5ZSZd/3e",
+	"Ru34uzSmoutcvMS+1yNHYkXeCh7IkBGgmkmqLYV7FmQoPxCZZew44wZFu7iYfcfiP2c5P0fjaVJ0bmWH",
+	"qwmtdsk3yqOnrM5ri9cQs8xjMWUs9KxvKHN33kxNKbt/wUXNFXYC/CCGC1HEA4w0S25FlfGKmcGVYEdG",
+	"L1nm1rWmrDNuDDmxEL24lvvgPhaDwsbCxU4B5bZDBsGFHQ/YtTkQpekAU9pqQuU05fU5CXalzxs8elna",
+	"Km5Wvsh2Todk3bUHLja4ZDbnbFG1VTcbcNenL+KcS8P2NmZbZxta79stEmemQQu23MazW29NVynydkgP",
+	"5hukiarzCT6G39dXPrcHbWyAjQio+g+Ofjx69vq7H98M1NFR0n989uuDp9PXxx/+637/t59fxmf7Py9b",
+	"G+25o19+7L55n+MznnebTbuGuFqnu8PJdRh/lto94kLg0gVIAoywgngyH0HgrIT34dIkZBjF+cgM1O8c",
+	"EsWY+8jJ1apcHwx3926e1ltqsuby3ZwauKLB3n1z5NkVDfQh8Wea2YexUXxYcQFAQRyL8kRdQiksBhcz",
+	"VCoLLdtr4pjr6xfFTt9e6oMVOsPrkZwsMDl4s5VcPI6WPOtOoYu4qQmWLTo5RmR3CBH1SUAVI3N2ZdXD",
+	"HikD7vrwxYImTGh/LBwEoNG1iRTMBjNQc5Jt4zZCuOwPv3Wnx/ZODnDKoU10ZhgA8hZErDpKMbkO/3rq",
+	"iPJyHp1jMBEPMZTI/qlYkDCNP7XW7b2fLJyVQ96KacjQbedflh4pEoBF6fcIYNTg3QLco48FIGIqD+IQ",
+	"bDTqVRd/9A8xDacABJqp1fgG4XosAB3UfuiIyLXQI+2XCyaOXp2Q3V6fXDC2KH1v7AZAv4MVI/bz2Oy3",
+	"YXsvzZKRIZwI087JE2IDavGUuCUAIGAQu/gFkoHNtMo6i/il84UaYe1iJ1WvA/QCDBtuN2B/8r2da70A",
+	"7R/bMVsI+KFGIW2NWs8Y3p2bFcyMcBA4U2nOdkE7Ml+UAwbytBo0ryD3BvSaHKK0NWq9A6zmQuPw8sQw",
+	"FaZ6FvKKi2nNDW5GJlyVYV1pRCY0uJjIDEDGbNMiotrwy5E5WiKkSch/M6ZWFr2CkZVm/W3uFviTTQsY",
+	"n2BGmTknuSho4N5YODdnEVlbzxOZzubELxo7Pm4wJjFiHI1Rj8YCAzhhEDmoNDd6SgNqGqIIuiQ8yLBr",
+	"QvjuEWw9axfAhVVlZDAM0KHkLF9NBSi5hJbg8EjbP7LofPDSiFhIOnPm//mP//U7FoAag1oa8XcRbbf2",
+	"hI3Gws9JxQewNfMvj/gZkfoI8E1D5Ld2UW14teGjeiwKE6EJdG5G707miPzy3kmXiAdMKDDTLELy0YIG",
+	"c9YdQk53mkT2zKjRzs5yuexReNyTyWzHfqt2Tk8eH784Ozbf9OY6jgohpxnFFnI+Ri1MGf/ktczI6IK3",
+	"Ri1jq+9i4MMcTuU6gon5dcZ0kw6sgRYraCmZpg9xP9WM07FoB0O1gNnoSM66+eceyZ7gB90cYYWrEW5q",
+	"wmdceGbbWZ6zmoVs2WuyREqIdJ57hqAiKi4QYsa9dhwO9/cHDwu5oj3yE0v4dGXEZeZZumCrgiyws7pg",
+	"K58sEsNxcD+znT+x3OwUXnxczP4rIsw3uATyV0pgfO8r4NfDfr8Cd2gs951FRHkF4LCExQFT6OIUugM6",
+	"nOwGe+FY7A3H4sP39y+e93/77v7fh+LH+Kdd+uDq/urDfvii/2F3MowHwR7bnx7Q+5MHwSNzdP/5j/8h",
+	"TS2So992Z0n8dL4nnv34YLobnPw8GSx+Coevfr0v+vHw+2AQvwt+jL/tpz/p8MGzl4MfHv5wsStWv568",
+	"Y339dpAcTAc/z/+udidH/e+f7cf7+qfjsE9/2F0+fzQW9eDgW2Q+3yIS8F5/0PRJtlE7JVRR+Gj3+o9y",
+	"XHP4Yu/6L3J8bPPF8OH1X1RxjD95rX2kqM3fufBUeH93qwXI0Dk/FVxbW/djFEGMki9zm7WtNTRBZ+Zc",
+	"tZAYjaa9xufhcaZ0vDfNZ9wuh/fbyO424AFiBn0BuMufJjL280g8ZdS0RcKm/KqUnWxe1TJ78ZBMpJ4T",
+	"8ExPMjJGcMGNvKYwhS9hNt4mqMICBFMGFACA/4CUk+P924C0ZhzYGzo6NsANbjskCI67rQFdz5GLqtTN",
+	"gGfXgCmbgMCrJPgXZXAFtrM3HN7w/b8sOwSQRISJNpQPlhjcecFV2BczxCSLulQbGeI1wZ8jtH6h/IGF",
+	"P7fvj4ULm5alWHzHGdHX65gnqmMu5MDo8WPxi2EyHtGy07Eg5wD1WBe2LxGFwobDQpYRj1hBgbxgC/iQ",
+	"JxlcqrN7kb2ANgkFc8ilURI5cGPfKKe+swobQt1Ju0Glxb8Kt5jFEHhCK4ZtwhBbAy5p0NbBjAfYcAsW",
+	"3yvoqjDOlU8StpCJLlyHUjdSQE2B2GobDeyN4XrHwQzacDE+ZcEqiBhEjNWIoFOurAx6XaCar6vwfj57",
+	"rYQ0NzDXNbr+F2Suf13m967ESrJkAVdaC90pX8wDU6GywjO1DNB55kv3U8DmjPkvGIeohHIUp5BJoRbL",
+	"WGQlW9C2PXp1Qj6kLGXudNv7MHvnmvWF1b90QoWiAWbhIsNSDIPXsmBlyyBsfmTbVdQ6+/HUHOaXxUh9",
+	"8mYOtbuo9aMs5zKy0zqsYSwBjaIcLXKdJ7y163eKqba3qJK6gBK4SSrCpDYpfw6jMWcRGQUO+v2aRPaY",
+	"XtnASXd13QzO8DW5VSXCrYFbOUotLsO/GrO60+wsczuuxqbOuXVZHb06uafA4fz5vC3OgZLqeRpwHXzL",
+	"MZtXiYyZnrPUah/saiEVqmt4cEjbOhlJv9fv7XW8sUCc8cKXNnBYS6KChC7YyN1ZKeBRmaMWA6SoThV6",
+	"+HiSgf4rL/+GC4IoNV7JpV9gexCG441FnosNyaWp4aLFHrE+YwkSyqsWtTBjmQAQDxdTmaeHPpMkSUWG",
+	"+7fIwKaiiAVaQjiCbyEHuugzdjvgFxgtVF10CFUNVn6+lA7r6vdyKR469KFHsLtNHsa/ke+OT19lbsHz",
+	"udaL8zLMEAEUhWwPEYLKa9p/xFkYi7+RNz+/Ot7csF082O3Gtz6aBh+NW8P+YNzysi4fjVt4uZcx23Hr",
+	"E9nd3tVodxSc1JWzcpuc+HdieZ/HvuwlR2v0y/uKmeqWI87I1rEuC+GJjMneSfScfLTcae0c2LvQ789e",
+	"vvhDbYx1MnC3tKEM0timB94o/LGeulg8YWHI8osm849LBlf2WgIO+L87lYHe6pYHjqElD0dp7lmF1lY0",
+	"jragtZ+Pnp/+jrTmRvVltLYtNXkQkA2hAuYfd6RUJSW7+w2k5CBfGhWqI0G+e/P8FEPpIo6x7GjblTB/",
+	"shgDDM1GnxeCuI5FxMWFrd4JFZGWAmPVGiwvO9E3qwX7XdQEuH0uUexWctOsBiyxWaB/d8I7XiMJBD1B",
+	"wsmzswukmNFemRQtXlIzRbpeIFpstUAP5mZYpg0gT+hGLaE8YVEDCHVRFldwtzfoDTo98oRljYQe4RoS",
+	"ehVY8mNhpjqy+E0FnClwXXhA+dYyyN+xKdtqLtMoJKH0xsJokFQQq5liEQUI2kDUJkR1KmLGFBe9Wft2",
+	"J+r2b9eK/VvUEi8PSrUAVS75E3csc3QsKCQBWT+HLfDWfM3lwhqzUpJdu3Etr5UWrXjwiVj7HAAiulAI",
+	"GVL79FyCE7tr4y5hRVaRpGFXS9mFizloT6ULLBPTjVnIaddiWdWhY0HOiaBRF6tfmXMCefHdQlVFMzOq",
+	"WRe8ORbMAjhAqVtjVkFWqUx1Hcbx1+Vplb3EWOOvwOL+Ijdnt8pCwS0M10lFwWq5x814aclkb+Sk5Uop",
+	"pXoAYMciGG8PccSagMa8sQAssWzU7exCCPwCFpayg9+b6ZlDo3rkW6nnhrtxpiA2b4Wc2JVL5AJK+0R6",
+	"7pM2FOeQSaHuRueQ+MhNfc85emAcYyFFtPLcrVYuK9YgEOtZ5XeuMMOf8/7HDq/m+OKT1b+gImK9lLda",
+	"/7ZcUKVmuVyVDHe0ikUxdB4i6VBVMzjV5tK3m5YWXsU3v7Bo8K2ynDIHaPJtlB2AEb9kGy/VnRuRK5Iu",
+	"0CFmhKGY9QhC9REhNaSCsCuUmr3auCBXReDPehSzAdaV8jer9O9uE7gFwuDt7ahr3cG/Rhi/jwP58+nC",
+	"ja+GLB4XyzjkhRv+nYnkW6p4cJ13tUwjCEXaxII2aiuHxEKfZgy/7NPAd83HY5HpKsSm39k7IK6Imqca",
+	"vgqhsj2m3BTEgY/qzVgU9RtSVW+yWxqj4VhoVqPk5EitncOxqFdzyLZajjEdxyLHysfF4GJmw5Js2XBi",
+	"TY4Greh1AQ/1zxoY40ZYc+7MwzvNqLJQG5SjF1LD/d6qoh3VHJa/nE70uozdu5klIRB7Eys6RS+Nvdwt",
+	"Jh+TtjY/TRLIEZqsCA89Yj7GpPkOns0LtlJMg2OJC5s+BInZfiEt08fAIenynakivnuiJZkxneUO98bi",
+	"KIpc9i0JZDzhwmYMHr140uSPzS4WbzkO5qWI8grBMIi8yqpiDkOlnbAFozorhMGuFpEMs2zl2ngZi+iU",
+	"H4it8rRLOG0ZwM9+TTExvYI746lM4uvmZWz6hNCJvGQY8KMcCEZDsE/Mxfn6BLYb9zVj4TZ7PSjgL9YN",
+	"oYCElY/gNoB6tqEBHGE5K69pnFVwrtrRfglUxubh2mgNCMd1Rg7Ep2KKoytqkSVCNwb355hi2+14Vufg",
+	"mhEicIAxxBQChtX1nsOY/b7LZ09GjiqLpQB0FVS8bsxQsqpVmwGxEYN444AypKLiWMpIx7XrJzSPbmEs",
+	"rwCAg//GMJYSQgSztULejlXSyZHl9JECAKGFIlIEbCx4QdokELpOJzLVZI8859+uIVB1IOiSOpSMsQAX",
+	"dAGvYIXYUlO2ZMlhReboOZbq0VykZnxTCF/JvP5SWP/aDcMZ9zdGM+5fG8y4vsEL+iFlJLBAGkZSGnWG",
+	"XXKZon/7XkWc5tgnExpcjEUqgjkVMxb2yIk2qj9dQLrxlF/lqAP2RHgW4BLUNVvd04jvJEssdfevVYCC",
+	"rZA6ankgYjMUV/OzADxqwlQNeUFkUgZR1AzkUQPgMRZtar+HMXsWIycwhD1L5FLl3rYY89jNqsMXqtPL",
+	"UDIyZA8kOsjGWM4ZhAVX4TdI22cffCgMT8cCACcQT420AZejM2oC5cC4Y4tH0ky7JciNehq24Hx2fSdS",
+	"RoyKugV+1wTiYXFRMkC1PFDYrpNnAehoEswJEzOjr5JQjohbcAzOQzUd55itrLMIcbiwG4a/TBOMxM7L",
+	"L8wYfhRbyXxIEsoV/AgopHhJGWiCMWzS2MawuPkg7SWnRGFIicIdwRgBQx/AngYkVmTBEjLoe/1+333f",
+	"6ZGTmYAoUtO9ebO8WH7zNhXosDFuuq42ZSlwut//k0RPN6V61GAc3ZaR67UiLrD2ygt2pV/VorK9KWIS",
+	"jfI7H2dgoF/EiQxlLBE5FmVB0qYTC+5SBjKqzdWJNlkjHx0vHJlp4p70JjJc/W2niGLz6S4w/A8JDD+t",
+	"gKMUg8DNZm4TAu61FrIO7OsMs0uM+ZgD75O34kJArFGG8gWZLQn7lQWGyRNgwIDHdBKyeCEhG7X7A1tB",
+	"yEjCNCCB6DQRBYTrInh0Xg6njlofl8Nyv9R4vubtwhR+YCvrbIPvv5XoLr1dpuTAcMvIUUZ+fVrjiYPb",
+	"774ROCFHOq56/E5l0IDn9fb1qZN71e+bg1HWcZ9ug9s+YxpXNrTVJzZP0XMaqM9D33mIM+63RpIzppvo",
+	"EcvUrrFOHmYc82Ys5vfisIPdmw1rsH+XtP2ZeYsAQUVzFnsjFo5AVmvO052JAz/fyNqr4N0FCPARoVFk",
+	"j29MZOLloSZgyEO8FuQGC2ZsOBaD65OBfVcFVXcygdSJhLGolwmFfKcbSwXMjPtriYYi0vsfJR82Zhyq",
+	"a5H1b1mHfsb0U0MV17F2JJ0ig3dyCY7JrTB0cwB2+neM/Y6xlxl7MRGRCwvOkWVo3wqvZ1cLmehrsjdL",
+	"Rfa5INSiFCPOchuAic7NLx7xtYR/OYcPpDK698BHbF4CB63f8YqFYdFEzeDe8F7TG4sKerVny4wxAMbg",
+	"4NMDCMd2zGKZgfNPI6qxlm8G6Kz4b6yDgds4a+uptT6REhbUWBQQ6DLIU00TjUgepVx6hWtSAA4COMIS",
+	"+uFVV4SIfNhG3H0gj0Pio8PjkX3aGcEuf3/28sVYYOKNEe9csJFpsovwJxZ2Q5mNyHgNVnpDAx8RK9F1",
+	"hZVOx4IQ/ximDUgvAlCq7Whse7bQU4ZJZZ3+UiAckGnCIRMklEeALGJm2zk0IzMSGjuwONiIT03L1JOh",
+	"cDuWauFzSeZRcq4KRBkAR6Ctb4R0hL1FVGkP1sp2+gaH5I+sgysVuhDzbokIs2xNb2uQXyUILcBcsJ4t",
+	"UCriHjkSJBU4OEMfxBEReLCx/UGG5ULkdArogJMVAH7Ei1Q7D63p4Z4yLQAITLsKhEC6Xdv005PTY9Lt",
+	"XrAV+eH4Z79zSChxIzBzd8tW2fDJCvbRwpYCKUIEeqAufXNakeLMX0Ay/lEQsIUekfylzLuH7/qd0VhQ",
+	"giKVJHLpoePXLH8il+AphO09NPtriQM6PsFFdUsFsTuutITDCYasDQAbWmbWP+4pFHL3EWaxzQV5fPYT",
+	"uAHk0jquUTgDUg2knPwNgv19TNnAVxQLpAgrYTkuo68Dt0qGe2S7D2OH6U55xLKVoO4RabtTRgVCnnaQ",
+	"A5hNjpiu1TBxOl/r1j5XUyx4vHQLXri3OzRk4VzMg004a+dYKWkbKLPB9thqNxid3oDMd09dA8p226P3",
+	"Hd82J8UcjsOMJrjlMPYA+e6ABHMpoeD3iyeGyFylQcDuv8Ar4PxANl5i2nHXJdvgkFpeK1CXdRkpa5N4",
+	"xi9ZBf9FVdl7NlzDkN1NZMZt7JZV+VvT4JH3fOFtzF00yl00yl00yl00yr9nNMrN7jGdfbEpz/+ltSxI",
+	"ybAg7YINAVJu3Uzwqqp9xyO2drpThSpqOGxd9isqcvV1oJ0k3DTyo4LuCVr8mubZ2xZbBQUZFiopIbrf",
+	"U6TwNhwNIyXNElXvcB/jHnSfcOWAi+rGDAokFJB25WKw817rK11a/LmRpO+cOy4zH3Wpavlfoxmj1fE5",
+	"F7FVx86UbQAaPCvDmaINCdr5DNyh1u7OSsgXvC/m3bHY4LLpkVd5QLQtVAV+/ULhKi3HwoWqjawTR19T",
+	"AauikY7FQgKENA0vqQgQ3zAvXOGmBpZ8KAnAkFIdzBFri2afwwtYFERhXZsKVCJE1EQrCOjLAWRpwsYO",
+	"JC8r1ExsnWZqkQ6h2DLErlGwIHnMOlmsIAQEjUVWohEjbcq4ezBnriuRf3ZzXEwX6K7Foo5MlO3ZHnmr",
+	"WFbxxJBZIIVKY2aYtFqJwAHXUh4dGlXAhqcvDQtCw9KlGWhJIikvzHx4U2ZKuUbdV45Ppw62G6jmkPj9",
+	"soetY712zsuXFRqrk9SuyFmN0dL3vhRiPAsm/UMwJe+Mqzvj6s64ujOu7oyrzzCuPvPCG+TfNUGiTip/",
+	"pShRM4QtIkW9pkhRq69hoGhJp9t88V0j+j9a8doQC4oP70JB/xiT5GleFa9kklRU29swTPD6dgOYGJQE",
+	"1LZ+3dqIqCJnmDVzxoQmx5dmfmPRRo+6sQF0F7vwPTLXcdRTCxb0lnOqlzMomhCnkeaG6nds+o0y38CX",
+	"CuqedTxbQ2GjlXOiM9USuGhmLLFIsbFwrJUR/5Qq3YWBdk+eZLcEbYAcw9oJUD7RyC9EH4NK9qHquNqa",
+	"uqCQo1UywvryWagTrhBcRQq5JFL0xqJY5NHW2Qb8IjARYLZgXswZmg0rY9PYW2aMyDGLCEXnHDeAWKsR",
+	"Gfb7TsvOBy8FCVlEVx6JIVWkS3zoZIQD9sk///E/mBLLkjxjpXg3vFaoegSX1jwcEVd784PFj8NyrCHV",
+	"dOQX4oCrN+LO0SXh+htikbmAGuX2A0jJctUzcb5mplzYNK1Bv09iRfDue8LyEcMEj+BsGCoEP5o/Mlub",
+	"6Amj2re0M9i3F5C41otEXtlCkaZF3G1FLoQ7ezgGrggFuJLiMspLlkwjucSVLEDVhRzqgmAUxJQCiYAN",
+	"XLzuRqAEpbFEyiSdTpkRhdbNNcoWk+MSwjiORejDwuEq4n2qEwnWYs/u9BIGFiU87RUIyDQAl8WGoksT",
+	"UvNUh3Ip8gkV4BzMQA0JlAYG9JCP7TAnP9LW0tWqsc3YjO3K6YP5ZIe1ONCGUeKNcj5EfBdh5vKr7DkN",
+	"3XU2Um1pOS3PfcIMV1OOLOs7P4TAgGxedXOAm/Ujt/22DI79oJDBhc4UCEKGFxi/tDCtkCE4Fs6z4WYx",
+	"ymCAIqm0l/2FNiALbalau0u2Vq3zX/jdbkyvLOtVvp2XOoRjB0lIEKgzTZXNHnLgYHCUS0gd17gVkABu",
+	"17FwZvauqA4jXbehcqNQmEpV2YYOehtq/Au5S3o7L8MtFC+DfXYiCniAGWa27R7Wa56s6gXOYZG2Kzmk",
+	"hOf+EhRd+VRKC9KU8fhLv/vw/ceBN3j46TOt0jvPxJ1n4s4zceeZuPNMZGiyRUNn083puq1kC8j7Vi2H",
+	"hu4pqFfitL9Mgd7+VhWkDQ5n+7tVa3PdFRf66zkOwIhvr1Nf5zZcCB95+GkTHuGtJXjWELo5NfdUUfqU",
+	"EbOBY25RFjZN4c0/xDHZeIprUjTvqr7+lY/vM6bLOdq3dTx3IAJ0IyqtO0o+Zo5AsA2jU1tjXxerY1dD",
+	"VeV0LMDuhQ+ypARX/Dph7Fzx31heLLtdG16Mtfoxlr6T1eBqSA0wBl7CWI8cEX+vv+cD7MlYONyT3Atl",
+	"9Cqb5y4T8MxYzrhiGrxmwgZRlKzeznVmL9Zu/pdjaOsgNmsVtknbKAz+s+M3JKufni2+3xQb3qw1293/",
+	"gijwr8mFTxwtbyzGXaH4vyhTvosQ21SMOyuwzFW56OtnMekywObH1oTRhCVHqTHefnlvSB4de8hWKrCZ",
+	"MqARCdkli+QCPN5tP6YXjCSp8I1KlyZRa9Saa70Y7ewMhvd7/V6/Nxg96D/oQ3KzHe6adQLMDaQPRGWl",
+	"Idc2ZqngtjFTrGdelpM8Z8lF5ARAlu5XUEc9MDls8kKiio3jgq4376Cyi6UbzRgtLjIWfUjkBL351tSR",
+	"pbYtOmn90LPia1wrFk17RfeFLQhVH0NkY9oUXWHRGrDm1gtUHOYgsXlZnoQpGUF5HAmAcKWEDSxX8en9",
+	"p/8XAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

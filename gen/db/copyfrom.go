@@ -32,6 +32,7 @@ func (r iteratorForCopyLedgerEntries) Values() ([]interface{}, error) {
 		r.rows[0].Seq,
 		r.rows[0].LogID,
 		r.rows[0].Hashes,
+		r.rows[0].LogTimestamp,
 		r.rows[0].SealedAt,
 	}, nil
 }
@@ -40,9 +41,10 @@ func (r iteratorForCopyLedgerEntries) Err() error {
 	return nil
 }
 
-// CopyLedgerEntries appends sealed leaves by COPY.
+// CopyLedgerEntries appends sealed leaves by COPY; log_timestamp is the
+// entry's timestamp (its partition).
 func (q *Queries) CopyLedgerEntries(ctx context.Context, arg []CopyLedgerEntriesParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"ledger_entries"}, []string{"seq", "log_id", "hashes", "sealed_at"}, &iteratorForCopyLedgerEntries{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"ledger_entries"}, []string{"seq", "log_id", "hashes", "log_timestamp", "sealed_at"}, &iteratorForCopyLedgerEntries{rows: arg})
 }
 
 // iteratorForCopyLogs implements pgx.CopyFromSource.

@@ -97,12 +97,19 @@ func (q *Queries) GetKey(ctx context.Context, arg GetKeyParams) (IdempotencyKey,
 
 const getLogsByIDs = `-- name: GetLogsByIDs :many
 SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
-WHERE id = ANY ($1::uuid[])
+WHERE id = ANY ($1::uuid[]) AND "timestamp" >= $2::timestamptz
 `
 
-// GetLogsByIDs returns the entries with the given ids, in no particular order.
-func (q *Queries) GetLogsByIDs(ctx context.Context, ids []uuid.UUID) ([]SystemLog, error) {
-	rows, err := q.db.Query(ctx, getLogsByIDs, ids)
+type GetLogsByIDsParams struct {
+	Ids   []uuid.UUID
+	Since time.Time
+}
+
+// GetLogsByIDs returns the entries with the given ids stored at or after
+// since (the key's claim, less a margin, which prunes the partitions), in
+// no particular order.
+func (q *Queries) GetLogsByIDs(ctx context.Context, arg GetLogsByIDsParams) ([]SystemLog, error) {
+	rows, err := q.db.Query(ctx, getLogsByIDs, arg.Ids, arg.Since)
 	if err != nil {
 		return nil, err
 	}

@@ -31,10 +31,11 @@ func (q *Queries) CheckpointOfSize(ctx context.Context, treeSize int64) (LedgerC
 }
 
 type CopyLedgerEntriesParams struct {
-	Seq      int64
-	LogID    uuid.UUID
-	Hashes   []byte
-	SealedAt time.Time
+	Seq          int64
+	LogID        uuid.UUID
+	Hashes       []byte
+	LogTimestamp *time.Time
+	SealedAt     time.Time
 }
 
 const dequeueLogs = `-- name: DequeueLogs :exec
@@ -51,7 +52,7 @@ const feed = `-- name: Feed :many
 SELECT l.seq, l.log_id, substring(l.hashes FROM 1 FOR 32)::bytea AS leaf_hash,
        s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
 FROM ledger_entries l
-LEFT JOIN system_logs s ON s.id = l.log_id
+LEFT JOIN system_logs s ON s.id = l.log_id AND s."timestamp" = l.log_timestamp
 WHERE l.seq > $1::bigint AND l.seq <= $1::bigint + $2::bigint
   AND (s.id IS NULL OR (
         ($3::text[] IS NULL OR s.level = ANY ($3::text[]))
@@ -98,7 +99,8 @@ type FeedRow struct {
 // match every non-null filter, in seq order, up to row_limit, together with
 // the tree size in the same snapshot. A leaf whose entry is no longer in
 // system_logs comes back with a null id (and no filter applies to it), so
-// the reader can tell a missing entry from a filtered one.
+// the reader can tell a missing entry from a filtered one. The join takes
+// the entry's timestamp from the leaf, so it reaches one partition.
 func (q *Queries) Feed(ctx context.Context, arg FeedParams) ([]FeedRow, error) {
 	rows, err := q.db.Query(ctx, feed,
 		arg.After,
@@ -174,10 +176,10 @@ WITH stored AS (
            unnest($4::text[]), unnest($5::text[]), unnest($6::text[]),
            NULLIF(unnest($7::text[]), ''), unnest($8::jsonb[]), NULLIF(unnest($9::text[]), ''),
            unnest($10::text[])
-    RETURNING id
+    RETURNING id, "timestamp"
 )
-INSERT INTO ledger_queue (log_id)
-SELECT id FROM stored
+INSERT INTO ledger_queue (log_id, log_timestamp)
+SELECT id, "timestamp" FROM stored
 `
 
 type InsertQueuedLogsParams struct {
@@ -245,13 +247,19 @@ func (q *Queries) LatestCheckpoint(ctx context.Context) (LedgerCheckpoint, error
 }
 
 const queueLogs = `-- name: QueueLogs :exec
-INSERT INTO ledger_queue (log_id)
-SELECT unnest($1::uuid[])
+INSERT INTO ledger_queue (log_id, log_timestamp)
+SELECT unnest($1::uuid[]), unnest($2::timestamptz[])
 `
 
-// QueueLogs queues entries stored in the current transaction for sealing.
-func (q *Queries) QueueLogs(ctx context.Context, ids []uuid.UUID) error {
-	_, err := q.db.Exec(ctx, queueLogs, ids)
+type QueueLogsParams struct {
+	Ids        []uuid.UUID
+	Timestamps []time.Time
+}
+
+// QueueLogs queues entries stored in the current transaction for sealing,
+// each with its timestamp (ids and timestamps advance together).
+func (q *Queries) QueueLogs(ctx context.Context, arg QueueLogsParams) error {
+	_, err := q.db.Exec(ctx, queueLogs, arg.Ids, arg.Timestamps)
 	return err
 }
 

@@ -39,18 +39,57 @@ type LedgerCheckpoint struct {
 }
 
 type LedgerEntry struct {
-	Seq      int64
-	LogID    uuid.UUID
-	Hashes   []byte
-	SealedAt time.Time
+	Seq          int64
+	LogID        uuid.UUID
+	Hashes       []byte
+	SealedAt     time.Time
+	LogTimestamp *time.Time
 }
 
 type LedgerQueue struct {
-	LogID    uuid.UUID
-	QueuedAt time.Time
+	LogID        uuid.UUID
+	QueuedAt     time.Time
+	LogTimestamp *time.Time
+}
+
+type LedgerRetirement struct {
+	ID        int64
+	Partition string
+	RangeFrom time.Time
+	RangeTo   time.Time
+	Policy    string
+	SeqRanges string
+	Retired   int64
+	Held      int64
+	RetiredAt time.Time
+	Note      string
+}
+
+type LegalHold struct {
+	Name       string
+	Reason     string
+	Category   *string
+	UserID     *string
+	Since      *time.Time
+	Until      *time.Time
+	CreatedAt  time.Time
+	ReleasedAt *time.Time
 }
 
 type SystemLog struct {
+	ID            uuid.UUID
+	Timestamp     time.Time
+	Level         string
+	Category      string
+	Message       string
+	CorrelationID string
+	UserID        *string
+	Context       json.RawMessage
+	TraceID       *string
+	Actor         string
+}
+
+type SystemLogsDefault struct {
 	ID            uuid.UUID
 	Timestamp     time.Time
 	Level         string

@@ -37,6 +37,7 @@ WITH matching AS NOT MATERIALIZED (
       AND ($8::timestamptz IS NULL OR "timestamp" < $8::timestamptz)
       AND ($9::timestamptz IS NULL
            OR ("timestamp", id) < ($9::timestamptz, $10::uuid))
+      AND ($9::timestamptz IS NULL OR "timestamp" <= $9::timestamptz)
 )
 SELECT count(*) FROM (
     SELECT 1 FROM matching
@@ -86,9 +87,43 @@ SELECT id, timestamp, level, category, message, correlation_id, user_id, context
 WHERE id = $1
 `
 
-// GetLog returns the entry with the given id.
+// GetLog returns the entry with the given id, reading every partition (one
+// probe of each primary key): the store's fallback for an id whose time
+// is not its entry's.
 func (q *Queries) GetLog(ctx context.Context, id uuid.UUID) (SystemLog, error) {
 	row := q.db.QueryRow(ctx, getLog, id)
+	var i SystemLog
+	err := row.Scan(
+		&i.ID,
+		&i.Timestamp,
+		&i.Level,
+		&i.Category,
+		&i.Message,
+		&i.CorrelationID,
+		&i.UserID,
+		&i.Context,
+		&i.TraceID,
+		&i.Actor,
+	)
+	return i, err
+}
+
+const getLogNear = `-- name: GetLogNear :one
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+WHERE id = $1 AND "timestamp" >= $2::timestamptz AND "timestamp" < $3::timestamptz
+`
+
+type GetLogNearParams struct {
+	ID   uuid.UUID
+	From time.Time
+	To   time.Time
+}
+
+// GetLogNear returns the entry with the given id stored in [from, to): the
+// store gives the bounds from the time a UUIDv7 id carries, so the read
+// reaches that one partition.
+func (q *Queries) GetLogNear(ctx context.Context, arg GetLogNearParams) (SystemLog, error) {
+	row := q.db.QueryRow(ctx, getLogNear, arg.ID, arg.From, arg.To)
 	var i SystemLog
 	err := row.Scan(
 		&i.ID,
@@ -210,6 +245,7 @@ WITH matching AS NOT MATERIALIZED (
       AND ($8::timestamptz IS NULL OR "timestamp" < $8::timestamptz)
       AND ($9::timestamptz IS NULL
            OR ("timestamp", id) < ($9::timestamptz, $10::uuid))
+      AND ($9::timestamptz IS NULL OR "timestamp" <= $9::timestamptz)
 )
 SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching
 WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
@@ -249,7 +285,10 @@ type ListLogsRow struct {
 // the copies differ. NOT MATERIALIZED inlines it where it is used, so each
 // use is planned with its filters, as if written out there; a filter whose
 // parameter is null folds away (the pool plans every query for its
-// parameters).
+// parameters). system_logs is partitioned by "timestamp": the time bounds
+// prune partitions, and the keyset position is stated a second time as a
+// plain bound on "timestamp" because a row comparison prunes none, so a
+// deep page skips the newer partitions.
 // ListLogs returns one page of entries matching every non-null filter, newest
 // first, starting strictly after the keyset position (after_ts, after_id).
 // The store sends level filters to ListLogsByLevels, which takes the same
@@ -307,6 +346,7 @@ WITH matching AS NOT MATERIALIZED (
       AND ($8::timestamptz IS NULL OR "timestamp" < $8::timestamptz)
       AND ($9::timestamptz IS NULL
            OR ("timestamp", id) < ($9::timestamptz, $10::uuid))
+      AND ($9::timestamptz IS NULL OR "timestamp" <= $9::timestamptz)
 )
 SELECT by_level.id, by_level.timestamp, by_level.level, by_level.category, by_level.message, by_level.correlation_id, by_level.user_id, by_level.context, by_level.trace_id, by_level.actor FROM (
     (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'DEBUG' AND 'DEBUG' = ANY ($1::text[])

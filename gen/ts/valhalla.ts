@@ -283,6 +283,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ledger/retirements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What retention retired from the trail
+         * @description The retention records, oldest first: each says that retention
+         *     dropped one partition of the table (entries with timestamps in
+         *     [from, to)) and with it the sealed entries of `seq_ranges`, while
+         *     the tree kept their hashes, so the signed root still verifies.
+         *     `note` is the record as a signed note (c2sp.org/signed-note), signed
+         *     with the ledger's key as checkpoints are; its text holds every other
+         *     field. `valhalla verify` reports an entry a record covers as retired,
+         *     not missing (docs/lifecycle.md).
+         */
+        get: operations["listLedgerRetirements"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/system-health": {
         parameters: {
             query?: never;
@@ -749,6 +776,52 @@ export interface components {
              */
             checkpoint_signed_at: string;
         };
+        /** @description The retention records, oldest first. */
+        RetirementList: {
+            items: components["schemas"]["Retirement"][];
+        };
+        /** @description One partition retention dropped, and the sealed entries it retired. */
+        Retirement: {
+            /**
+             * @description The dropped partition's name.
+             * @example system_logs_p20261101
+             */
+            partition: string;
+            /**
+             * Format: date-time
+             * @description The partition's first timestamp (inclusive).
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @description The partition's end (exclusive).
+             */
+            to: string;
+            /**
+             * @description The retention that dropped it and its cutoff.
+             * @example retention 2160h0m0s, cutoff 2026-09-02T00:00:00Z
+             */
+            policy: string;
+            /**
+             * @description The seqs of the retired entries as ascending inclusive ranges, "a-b,c-d"; empty when none was sealed.
+             * @example 1-1195,1201-1300
+             */
+            seq_ranges: string;
+            /**
+             * Format: int64
+             * @description How many sealed entries it retired (the seqs the ranges hold).
+             */
+            retired: number;
+            /**
+             * Format: int64
+             * @description How many of the partition's entries legal holds kept; they stay readable.
+             */
+            held: number;
+            /** Format: date-time */
+            retired_at: string;
+            /** @description The record as a signed note, signed with the ledger's key. */
+            note: string;
+        };
         /** @description An RFC 6962 consistency proof between two tree sizes. */
         ConsistencyProof: {
             /**
@@ -1133,6 +1206,8 @@ export type ExportMissing = components['schemas']['ExportMissing'];
 export type ExportProvenEntry = components['schemas']['ExportProvenEntry'];
 export type MissingEntry = components['schemas']['MissingEntry'];
 export type InclusionProof = components['schemas']['InclusionProof'];
+export type RetirementList = components['schemas']['RetirementList'];
+export type Retirement = components['schemas']['Retirement'];
 export type ConsistencyProof = components['schemas']['ConsistencyProof'];
 export type CheckStatus = components['schemas']['CheckStatus'];
 export type Check = components['schemas']['Check'];
@@ -1712,6 +1787,40 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             422: components["responses"]["Problem"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+            default: components["responses"]["Problem"];
+        };
+    };
+    listLedgerRetirements: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Correlation id. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+                 *     otherwise the server mints a UUIDv7. Always echoed in the response.
+                 * @example 0192f0c5-6a6e-7d1c-9f5e-3b1a2c4d5e6f
+                 */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The retention records. */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["XRequestID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetirementList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];

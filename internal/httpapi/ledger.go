@@ -120,6 +120,25 @@ func (s *server) ListUnsealedLogs(ctx context.Context, req api.ListUnsealedLogsR
 	}, nil
 }
 
+// ListLedgerRetirements lists the retention records.
+func (s *server) ListLedgerRetirements(ctx context.Context, _ api.ListLedgerRetirementsRequestObject) (api.ListLedgerRetirementsResponseObject, error) {
+	rows, err := s.Ledger.Retirements(ctx)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]api.Retirement, len(rows))
+	for i, r := range rows {
+		items[i] = api.Retirement{
+			Partition: r.Partition, From: r.From, To: r.To, Policy: r.Policy, SeqRanges: r.SeqRanges,
+			Retired: r.Retired, Held: r.Held, RetiredAt: r.RetiredAt, Note: r.Note,
+		}
+	}
+	return api.ListLedgerRetirements200JSONResponse{
+		Body:    api.RetirementList{Items: items},
+		Headers: api.ListLedgerRetirements200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
+	}, nil
+}
+
 func hashesToAPI(hs []tlog.Hash) [][]byte {
 	out := make([][]byte, len(hs))
 	for i, h := range hs {

@@ -194,12 +194,14 @@ const (
 	orderByCommitTS = `pg_xact_commit_timestamp(q.xmin) NULLS FIRST, age(q.xmin) DESC, s."timestamp", s.id, q.log_id`
 	orderByXID      = `age(q.xmin) DESC, s."timestamp", s.id, q.log_id`
 	// selectQueued reads the queue (WITH HOLD or not, the first %s) with
-	// each entry's commit timestamp (or NULL, the second) and the entry, or none for an entry that vanished before it
-	// was sealed. (A cursor, which sqlc cannot
-	// declare: the pass reads it in chunks from one snapshot.)
+	// each entry's commit timestamp (or NULL, the second) and the entry, or
+	// none for an entry that vanished before it was sealed. The queue keeps
+	// each entry's timestamp, so the join reaches the entry's one partition.
+	// (A cursor, which sqlc cannot declare: the pass reads it in chunks from
+	// one snapshot.)
 	selectQueued = `DECLARE seal_queue NO SCROLL CURSOR%s FOR
 SELECT q.log_id, %s, s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
-FROM ledger_queue q LEFT JOIN system_logs s ON s.id = q.log_id
+FROM ledger_queue q LEFT JOIN system_logs s ON s.id = q.log_id AND s."timestamp" = q.log_timestamp
 ORDER BY `
 )
 
@@ -276,7 +278,7 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded
 			}
 			hashes.add(n, stored)
 			n++
-			rows = append(rows, db.CopyLedgerEntriesParams{Seq: n, LogID: c.logID, Hashes: concat(stored), SealedAt: now})
+			rows = append(rows, db.CopyLedgerEntriesParams{Seq: n, LogID: c.logID, Hashes: concat(stored), LogTimestamp: &c.entry.Timestamp, SealedAt: now})
 			stamps = append(stamps, c.since())
 		}
 		if len(rows) > 0 {

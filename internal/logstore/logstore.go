@@ -171,11 +171,12 @@ func copyEntries(ctx context.Context, q *db.Queries, entries []Entry) ([]db.Syst
 	}
 	out := make([]db.SystemLog, len(rows))
 	ids := make([]uuid.UUID, len(rows))
+	stamps := make([]time.Time, len(rows))
 	for i, r := range rows {
 		out[i] = db.SystemLog(r)
-		ids[i] = r.ID
+		ids[i], stamps[i] = r.ID, r.Timestamp
 	}
-	if err := q.QueueLogs(ctx, ids); err != nil {
+	if err := q.QueueLogs(ctx, db.QueueLogsParams{Ids: ids, Timestamps: stamps}); err != nil {
 		return nil, fmt.Errorf("queue %d logs for sealing: %w", len(ids), translate(err))
 	}
 	return out, nil
@@ -247,7 +248,9 @@ func replay(ctx context.Context, q *db.Queries, key Key) ([]db.SystemLog, error)
 	if !bytes.Equal(prev.RequestHash, key.Request) {
 		return nil, ErrKeyReused
 	}
-	rows, err := q.GetLogsByIDs(ctx, prev.LogIds)
+	// The entries were stored after the key was claimed; the margin
+	// covers clocks that disagree.
+	rows, err := q.GetLogsByIDs(ctx, db.GetLogsByIDsParams{Ids: prev.LogIds, Since: prev.CreatedAt.Add(-time.Hour)})
 	if err != nil {
 		return nil, fmt.Errorf("replay logs: %w", translate(err))
 	}
@@ -276,13 +279,42 @@ func (s *Store) ExpireKeys(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// Get returns the entry with id, or ErrNotFound or database.ErrUnavailable (wrapped).
+// idSlack bounds how far an entry's timestamp may be from the time its
+// UUIDv7 id carries, for the store's own writes: the id is minted right
+// after the timestamp is taken, and its clock may run a little ahead when
+// many ids share a millisecond.
+const idSlack = time.Hour
+
+// Get returns the entry with id, or ErrNotFound or database.ErrUnavailable
+// (wrapped). A UUIDv7 id carries its time, so Get reads the partition of
+// that time (within idSlack) first; only when the entry is not there (an
+// id of another version, or an entry written behind the API's back with a
+// timestamp of its own) does it probe every partition.
 func (s *Store) Get(ctx context.Context, id uuid.UUID) (db.SystemLog, error) {
+	if t, ok := IDTime(id); ok {
+		stored, err := s.read.GetLogNear(ctx, db.GetLogNearParams{ID: id, From: t.Add(-idSlack), To: t.Add(idSlack)})
+		if err == nil {
+			return db.SystemLog(stored), nil
+		}
+		if err = translateRead(err); !errors.Is(err, ErrNotFound) {
+			return db.SystemLog{}, fmt.Errorf("get log %s: %w", id, err)
+		}
+	}
 	stored, err := s.read.GetLog(ctx, id)
 	if err != nil {
 		return db.SystemLog{}, fmt.Errorf("get log %s: %w", id, translateRead(err))
 	}
 	return stored, nil
+}
+
+// IDTime returns the time a UUIDv7 id carries (its first 48 bits, Unix
+// milliseconds), and false for an id of another version.
+func IDTime(id uuid.UUID) (time.Time, bool) {
+	if id.Version() != 7 {
+		return time.Time{}, false
+	}
+	ms := int64(id[0])<<40 | int64(id[1])<<32 | int64(id[2])<<24 | int64(id[3])<<16 | int64(id[4])<<8 | int64(id[5])
+	return time.UnixMilli(ms).UTC(), true
 }
 
 // Filter selects entries; zero fields do not filter. All set fields must match.

@@ -240,7 +240,9 @@ func TestTraceIDFilter(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(plan.String(), "system_logs_trace_id_idx") || strings.Contains(plan.String(), "Sort") {
+	// Each partition's copy of system_logs_trace_id_idx is named for its
+	// columns, and the partitions' scans merge in keyset order.
+	if !strings.Contains(plan.String(), "_trace_id_timestamp_id_idx") || strings.Contains(plan.String(), "Sort  (") {
 		t.Errorf("the trace_id filter does not read its index in order:\n%s", plan.String())
 	}
 }

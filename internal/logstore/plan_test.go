@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/lifecycle"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
 )
@@ -58,6 +59,7 @@ func TestListPlansUseMatchingIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	loadPlanRows(t, pool, planRows)
+	parts := loadPartitions(t, pool)
 	store := logstore.New(pool)
 
 	str := func(s string) *string { return &s }
@@ -94,14 +96,26 @@ func TestListPlansUseMatchingIndex(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			first, cursor := listAndExplain(t, store, pool, rec, tc.filter, "")
-			checkListPlan(t, first, tc.indexes, false)
+			checkListPlan(t, parts, first, tc.indexes, false)
+			checkPruned(t, parts, first, tc.filter, "")
 			if cursor == "" {
 				t.Fatal("the filter matches a single page; the data is too small")
 			}
 			second, _ := listAndExplain(t, store, pool, rec, tc.filter, cursor)
-			checkListPlan(t, second, tc.indexes, true)
+			checkListPlan(t, parts, second, tc.indexes, true)
+			checkPruned(t, parts, second, tc.filter, cursor)
 			deep, _ := listAndExplain(t, store, pool, rec, tc.filter, farBack)
-			checkListPlan(t, deep, tc.indexes, true)
+			checkListPlan(t, parts, deep, tc.indexes, true)
+			checkPruned(t, parts, deep, tc.filter, farBack)
+			if tc.filter.Since != nil {
+				// The day the range covers, and no other: not even the
+				// default partition, which the bounds prove cannot match.
+				for _, plan := range []*planNode{first, second} {
+					if got := plan.relations(); len(got) != 1 || got[0] != "system_logs_p20250103" {
+						t.Errorf("the range scans %v, want only system_logs_p20250103:\n%s", got, plan)
+					}
+				}
+			}
 		})
 	}
 
@@ -117,7 +131,7 @@ func TestListPlansUseMatchingIndex(t *testing.T) {
 			}
 			count := explain(t, pool, queries[1])
 			count.walk(func(n *planNode) {
-				if n.NodeType == "Seq Scan" {
+				if n.NodeType == "Seq Scan" && parts.rows[n.RelationName] > smallBranch {
 					t.Errorf("the count reads the whole table:\n%s", count)
 				}
 			})
@@ -154,13 +168,13 @@ const smallBranch = 500
 // proved empty, or on a bitmap scan of at most smallBranch rows on those
 // indexes) and, after a cursor, every index scan starts at the cursor's
 // keyset position inside the index.
-func checkListPlan(t *testing.T, plan *planNode, indexes []string, afterCursor bool) {
+func checkListPlan(t *testing.T, parts partitions, plan *planNode, indexes []string, afterCursor bool) {
 	t.Helper()
 	scans := 0
 	var check func(n *planNode)
 	check = func(n *planNode) {
 		switch n.NodeType {
-		case "Limit", "Merge Append", "Subquery Scan":
+		case "Limit", "Merge Append", "Append", "Subquery Scan":
 		case "Result":
 			if n.OneTimeFilter != "false" {
 				t.Errorf("Result node that is not a pruned branch:\n%s", plan)
@@ -170,20 +184,41 @@ func checkListPlan(t *testing.T, plan *planNode, indexes []string, afterCursor b
 			if n.prunedOnly() {
 				return
 			}
-			if len(n.Plans) != 1 || n.Plans[0].NodeType != "Bitmap Heap Scan" || n.Plans[0].ActualRows > smallBranch {
+			// A sort of a small branch (a bitmap scan, or the few
+			// partitions left after pruning by time) is allowed when
+			// what it sorts is small and read from the right indexes.
+			if len(n.Plans) != 1 || n.Plans[0].ActualRows > smallBranch {
 				t.Errorf("sorts rows instead of reading them in order:\n%s", plan)
 				return
 			}
-			scans++
 			n.walk(func(b *planNode) {
-				if b.NodeType == "Bitmap Index Scan" && !slices.Contains(indexes, b.IndexName) {
-					t.Errorf("scans %s, want one of %v:\n%s", b.IndexName, indexes, plan)
+				switch b.NodeType {
+				case "Sort", "Append", "Bitmap Heap Scan", "BitmapAnd", "BitmapOr", "Result":
+				case "Bitmap Index Scan", "Index Scan", "Index Only Scan":
+					scans++
+					if !slices.Contains(indexes, parts.parentIndex[b.IndexName]) {
+						t.Errorf("scans %s, want one of %v:\n%s", b.IndexName, indexes, plan)
+					}
+				case "Seq Scan":
+					if parts.rows[b.RelationName] > smallBranch {
+						t.Errorf("reads partition %s sequentially:\n%s", b.RelationName, plan)
+					}
+				default:
+					t.Errorf("unexpected %s node under a sort:\n%s", b.NodeType, plan)
 				}
 			})
 			return
+		case "Seq Scan":
+			// A partition with a handful of rows costs nothing to scan,
+			// and the planner knows it; a bigger one must be read by an
+			// index.
+			if parts.rows[n.RelationName] > smallBranch {
+				t.Errorf("reads partition %s sequentially:\n%s", n.RelationName, plan)
+			}
+			return
 		case "Index Scan", "Index Only Scan":
 			scans++
-			if !slices.Contains(indexes, n.IndexName) {
+			if !slices.Contains(indexes, parts.parentIndex[n.IndexName]) {
 				t.Errorf("scans %s, want one of %v:\n%s", n.IndexName, indexes, plan)
 			}
 			if afterCursor && !strings.Contains(n.IndexCond, "ROW(\"timestamp\", id) <") {
@@ -197,9 +232,112 @@ func checkListPlan(t *testing.T, plan *planNode, indexes []string, afterCursor b
 		}
 	}
 	check(plan)
-	if scans == 0 {
+	if scans == 0 && !plan.prunedOnly() { // pruning may prove a page empty
 		t.Errorf("no index scan:\n%s", plan)
 	}
+}
+
+// partitions describes system_logs' partitions for the plan checks.
+type partitions struct {
+	// parentIndex maps each partition's index to the index of
+	// system_logs it implements (and each of those to itself).
+	parentIndex map[string]string
+	// rows counts each partition's rows.
+	rows map[string]int64
+	// bounds holds each partition's range; the default has none.
+	bounds map[string][2]time.Time
+}
+
+// loadPartitions reads the partitions, their indexes and their rows.
+func loadPartitions(t *testing.T, pool *pgxpool.Pool) partitions {
+	t.Helper()
+	ctx := t.Context()
+	p := partitions{parentIndex: map[string]string{}, rows: map[string]int64{}, bounds: map[string][2]time.Time{}}
+	rows, err := pool.Query(ctx, `SELECT c.relname::text, p.relname::text FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+WHERE c.relkind = 'i'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var child, parent string
+		if err := rows.Scan(&child, &parent); err != nil {
+			t.Fatal(err)
+		}
+		p.parentIndex[child], p.parentIndex[parent] = parent, parent
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	rows, err = pool.Query(ctx, `SELECT tableoid::regclass::text, count(*) FROM system_logs GROUP BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		p.rows[name] = n
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	list, err := lifecycle.List(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range list {
+		if !part.Default {
+			p.bounds[part.Name] = [2]time.Time{part.From, part.To}
+		}
+	}
+	if p.rows["system_logs_default"] != 0 || len(p.rows) < 5 {
+		t.Fatalf("want the rows in daily partitions and none in the default, got %v", p.rows)
+	}
+	return p
+}
+
+// checkPruned fails t when plan reads a partition that cannot hold a row
+// of the page: one outside the filter's time range, or newer than the
+// cursor.
+func checkPruned(t *testing.T, parts partitions, plan *planNode, f logstore.Filter, cursor string) {
+	t.Helper()
+	lo, hi := time.Time{}, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	if f.Since != nil {
+		lo = *f.Since
+	}
+	if f.Until != nil {
+		hi = *f.Until
+	}
+	if cursor != "" {
+		ts, _, err := logstore.DecodeCursor(cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := ts.Add(time.Microsecond); c.Before(hi) { // the cursor's own timestamp may still have rows
+			hi = c
+		}
+	}
+	for _, rel := range plan.relations() {
+		b, ok := parts.bounds[rel]
+		if ok && (!b[0].Before(hi) || !b[1].After(lo)) {
+			t.Errorf("reads partition %s [%s, %s), which holds no row of [%s, %s):\n%s",
+				rel, b[0].Format(time.RFC3339), b[1].Format(time.RFC3339), lo.Format(time.RFC3339), hi.Format(time.RFC3339), plan)
+		}
+	}
+}
+
+// relations returns the tables plan reads, in plan order.
+func (n *planNode) relations() []string {
+	var out []string
+	n.walk(func(c *planNode) {
+		if c.RelationName != "" && !slices.Contains(out, c.RelationName) {
+			out = append(out, c.RelationName)
+		}
+	})
+	return out
 }
 
 // planPage is the page size the plan test lists.
@@ -261,6 +399,13 @@ func loadPlanRows(t testing.TB, pool *pgxpool.Pool, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The rows went to the default partition (none covered their days);
+	// the maintainer creates their daily partitions and moves them in, as
+	// it does on a server.
+	m := lifecycle.New(pool, lifecycle.Options{Now: func() time.Time { return planStart.Add(planSpan) }})
+	if _, err := m.Run(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := pool.Exec(t.Context(), "VACUUM (ANALYZE) system_logs"); err != nil {
 		t.Fatal(err)
 	}
@@ -308,6 +453,7 @@ func (r *queryRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQuery
 type planNode struct {
 	NodeType      string      `json:"Node Type"`
 	IndexName     string      `json:"Index Name"`
+	RelationName  string      `json:"Relation Name"`
 	IndexCond     string      `json:"Index Cond"`
 	Filter        string      `json:"Filter"`
 	OneTimeFilter string      `json:"One-Time Filter"`
@@ -363,6 +509,8 @@ func (n *planNode) String() string {
 		fmt.Fprintf(&b, "%s%s (%.0f rows)", strings.Repeat("  ", depth), n.NodeType, n.ActualRows)
 		if n.IndexName != "" {
 			fmt.Fprintf(&b, " using %s", n.IndexName)
+		} else if n.RelationName != "" {
+			fmt.Fprintf(&b, " on %s", n.RelationName)
 		}
 		for _, kv := range [][2]string{{"cond", n.IndexCond}, {"filter", n.Filter}, {"one-time", n.OneTimeFilter}} {
 			if kv[1] != "" {

@@ -1,0 +1,539 @@
+// Package lifecycle keeps system_logs' partitions (docs/lifecycle.md): it
+// creates them ahead of time, moves rows out of the DEFAULT partition once
+// a partition covers them, and applies retention by dropping whole
+// partitions, keeping what legal holds match and recording, signed with
+// the ledger's key, which sealed entries each drop retired. One server at
+// a time maintains: the one holding the maintainer's advisory lock.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/ledger"
+)
+
+// Defaults of Options.
+const (
+	// DefaultInterval is the width of a partition: one UTC day.
+	DefaultInterval = 24 * time.Hour
+	// DefaultAhead is how many intervals past the current one the
+	// maintainer keeps created.
+	DefaultAhead = 2
+	// DefaultEvery is how often a server tries to maintain.
+	DefaultEvery = 10 * time.Minute
+)
+
+// lockKey is the session advisory lock a maintainer holds while it runs.
+const lockKey int64 = 0x76_68_6c_5f_6c_69_66 // "vhl_lif"
+
+// ErrBusy means another maintainer (another server, or valhalla retention
+// run) holds the lock; try again later.
+var ErrBusy = errors.New("another maintainer is running")
+
+// Options configure a Maintainer.
+type Options struct {
+	// Interval is the width of each partition created from now on
+	// (partitions start at multiples of it since time.Time's zero, so a
+	// day starts at midnight UTC).
+	Interval time.Duration
+	// Ahead is how many intervals past the current one stay created.
+	Ahead int
+	// Retention drops partitions whose every entry is older than it; 0
+	// keeps everything forever.
+	Retention time.Duration
+	// Key signs the retention records; required when Retention is set.
+	Key *ledger.Key
+	// Now returns the current time (time.Now when nil).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Maintainer creates partitions and applies retention.
+type Maintainer struct {
+	pool *pgxpool.Pool
+	opts Options
+}
+
+// New returns a maintainer over pool.
+func New(pool *pgxpool.Pool, opts Options) *Maintainer {
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultInterval
+	}
+	if opts.Ahead <= 0 {
+		opts.Ahead = DefaultAhead
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Maintainer{pool: pool, opts: opts}
+}
+
+// Partition is one partition of system_logs.
+type Partition struct {
+	Name string
+	// From and To bound its timestamps, [From, To); zero for the default.
+	From, To time.Time
+	Default  bool
+	// Held is a partition that holds only entries legal holds kept
+	// through a drop.
+	Held bool
+	// Rows is PostgreSQL's estimate of its rows (-1 when never analyzed).
+	Rows int64
+}
+
+// Drop is what retention does (or would do) to one partition.
+type Drop struct {
+	Partition Partition
+	// Retired counts the sealed entries dropped, whose seqs are Seqs.
+	Retired int64
+	Seqs    []ledger.SeqRange
+	// Unsealed counts entries dropped that were never in the ledger
+	// (written behind the API's back).
+	Unsealed int64
+	// Held counts the entries active holds keep; they stay readable.
+	Held int64
+	// Waiting means the partition still has entries queued for sealing,
+	// so it is left for a later run.
+	Waiting bool
+	// unchanged is a held partition whose holds still keep every entry.
+	unchanged bool
+}
+
+// Report is what one run did, or with dry-run would do.
+type Report struct {
+	// Partitions lists the partitions before the run, oldest first, the
+	// default partition last.
+	Partitions []Partition
+	// Created lists the partitions created (or to be), Moved the rows
+	// they took over from the default partition.
+	Created []Partition
+	Moved   int64
+	// Cutoff is the retention's cutoff (zero when keeping forever).
+	Cutoff time.Time
+	// Drops lists the partitions past the cutoff and what retention does
+	// to each. A run drops the partitions it just created too when they
+	// are past the cutoff; a dry run lists only partitions that exist.
+	Drops []Drop
+}
+
+// Run maintains once: it creates partitions ahead, moving rows out of the
+// default partition into new partitions that cover them, then drops the
+// partitions older than the retention. With dryRun it changes nothing and
+// reports what it would do. It returns ErrBusy when another maintainer
+// runs.
+func (m *Maintainer) Run(ctx context.Context, dryRun bool) (Report, error) {
+	conn, err := m.pool.Acquire(ctx)
+	if err != nil {
+		return Report{}, fmt.Errorf("maintain partitions: %w", err)
+	}
+	defer conn.Release()
+	var locked bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&locked); err != nil {
+		return Report{}, fmt.Errorf("maintain partitions: take the lock: %w", err)
+	}
+	if !locked {
+		return Report{}, ErrBusy
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey)
+	}()
+	c := conn.Conn()
+	parts, err := listPartitions(ctx, c)
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Report{Partitions: parts}
+	now := m.opts.Now().UTC()
+	if err := m.create(ctx, c, now, dryRun, &rep); err != nil {
+		return rep, err
+	}
+	if m.opts.Retention > 0 {
+		rep.Cutoff = now.Add(-m.opts.Retention)
+		current := parts
+		if len(rep.Created) > 0 && !dryRun {
+			// The partitions just created may already be past the
+			// retention (old entries the default partition held).
+			if current, err = listPartitions(ctx, c); err != nil {
+				return rep, err
+			}
+		}
+		if err := m.retire(ctx, c, current, dryRun, &rep); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// Loop runs Run every every (DefaultEvery when 0), first at once, until
+// ctx is done; another server maintaining is not an error. Errors are
+// logged.
+func (m *Maintainer) Loop(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = DefaultEvery
+	}
+	log := m.opts.Logger
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		rep, err := m.Run(ctx, false)
+		switch {
+		case errors.Is(err, ErrBusy):
+		case err != nil && ctx.Err() == nil:
+			log.Error("lifecycle: maintenance failed; retrying at the next run", "error", err)
+		case err == nil:
+			for _, p := range rep.Created {
+				log.Info("lifecycle: partition created", "partition", p.Name, "from", p.From, "to", p.To)
+			}
+			for _, d := range rep.Drops {
+				if !d.Waiting {
+					log.Info("lifecycle: partition dropped by retention", "partition", d.Partition.Name,
+						"retired", d.Retired, "held", d.Held, "unsealed", d.Unsealed)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// List returns system_logs' partitions, oldest first, the default last.
+func List(ctx context.Context, pool *pgxpool.Pool) ([]Partition, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
+	}
+	defer conn.Release()
+	return listPartitions(ctx, conn.Conn())
+}
+
+// listPartitions reads system_logs' partitions and their bounds from the
+// catalog, oldest first, the default last.
+func listPartitions(ctx context.Context, c *pgx.Conn) ([]Partition, error) {
+	rows, err := c.Query(ctx, `
+SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT',
+       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'))[1]::timestamptz,
+       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz,
+       c.reltuples::bigint
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'system_logs'::regclass
+ORDER BY 2, 3`)
+	if err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
+	}
+	var out []Partition
+	for rows.Next() {
+		var p Partition
+		var from, to *time.Time
+		if err := rows.Scan(&p.Name, &p.Default, &from, &to, &p.Rows); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list partitions: %w", err)
+		}
+		if from != nil && to != nil {
+			p.From, p.To = from.UTC(), to.UTC()
+		}
+		p.Held = strings.HasSuffix(p.Name, heldSuffix)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
+	}
+	return out, nil
+}
+
+// heldSuffix ends the name of a partition that holds only held entries.
+const heldSuffix = "_held"
+
+// floor returns the start of the interval that holds t.
+func (m *Maintainer) floor(t time.Time) time.Time {
+	return t.Truncate(m.opts.Interval).UTC() // Truncate works on absolute time, from the zero time, UTC
+}
+
+// partitionName names the partition starting at from.
+func partitionName(from time.Time) string {
+	switch {
+	case from.Equal(from.Truncate(24 * time.Hour)):
+		return "system_logs_p" + from.Format("20060102")
+	case from.Second() == 0:
+		return "system_logs_p" + from.Format("20060102_1504")
+	default:
+		return "system_logs_p" + from.Format("20060102_150405")
+	}
+}
+
+// span is a time range [from, to).
+type span struct{ from, to time.Time }
+
+// uncovered returns the parts of s no partition of parts covers.
+func uncovered(s span, parts []Partition) []span {
+	out := []span{s}
+	for _, p := range parts {
+		if p.Default {
+			continue
+		}
+		var next []span
+		for _, o := range out {
+			if !p.From.Before(o.to) || !p.To.After(o.from) { // apart
+				next = append(next, o)
+				continue
+			}
+			if o.from.Before(p.From) {
+				next = append(next, span{o.from, p.From})
+			}
+			if p.To.Before(o.to) {
+				next = append(next, span{p.To, o.to})
+			}
+		}
+		out = next
+	}
+	return out
+}
+
+// create creates the partitions of the current interval and the Ahead
+// next ones, and of every interval the default partition holds rows of,
+// each in its own transaction that also moves those rows in.
+func (m *Maintainer) create(ctx context.Context, c *pgx.Conn, now time.Time, dryRun bool, rep *Report) error {
+	var wanted []span
+	start := m.floor(now)
+	for i := range m.opts.Ahead + 1 {
+		from := start.Add(time.Duration(i) * m.opts.Interval)
+		wanted = append(wanted, span{from, from.Add(m.opts.Interval)})
+	}
+	// The intervals the default partition holds rows of, aligned as
+	// floor aligns (time.Time's zero is 0001-01-01 UTC).
+	stray, err := c.Query(ctx, `SELECT DISTINCT date_bin($1::bigint * interval '1 microsecond', "timestamp", '0001-01-01 00:00:00+00')
+FROM system_logs_default ORDER BY 1`, m.opts.Interval.Microseconds())
+	if err != nil {
+		return fmt.Errorf("read the default partition: %w", err)
+	}
+	strays, err := pgx.CollectRows(stray, pgx.RowTo[time.Time])
+	if err != nil {
+		return fmt.Errorf("read the default partition: %w", err)
+	}
+	for _, t := range strays {
+		from := m.floor(t)
+		if s := (span{from, from.Add(m.opts.Interval)}); len(wanted) == 0 || !wanted[len(wanted)-1].from.Equal(s.from) {
+			wanted = append(wanted, s)
+		}
+	}
+	known := append([]Partition(nil), rep.Partitions...)
+	for _, w := range wanted {
+		for _, s := range uncovered(w, known) {
+			p := Partition{Name: partitionName(s.from), From: s.from, To: s.to}
+			var moved int64
+			if dryRun {
+				if err := c.QueryRow(ctx, `SELECT count(*) FROM system_logs_default WHERE "timestamp" >= $1 AND "timestamp" < $2`,
+					s.from, s.to).Scan(&moved); err != nil {
+					return fmt.Errorf("count rows for %s: %w", p.Name, err)
+				}
+			} else if moved, err = createPartition(ctx, c, p); err != nil {
+				return err
+			}
+			known = append(known, p)
+			rep.Created = append(rep.Created, p)
+			rep.Moved += moved
+		}
+	}
+	return nil
+}
+
+// createPartition creates p as a table of its own, moves into it the rows
+// of the default partition it covers, and attaches it, in one transaction:
+// a row is always in exactly one partition. It returns how many rows moved.
+func createPartition(ctx context.Context, c *pgx.Conn, p Partition) (int64, error) {
+	var moved int64
+	err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+		name := pgx.Identifier{p.Name}.Sanitize()
+		if _, err := tx.Exec(ctx, "CREATE TABLE "+name+" (LIKE system_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM system_logs_default WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING *)
+INSERT INTO `+name+` SELECT * FROM moved`, p.From, p.To)
+		if err != nil {
+			return err
+		}
+		moved = tag.RowsAffected()
+		return attach(ctx, tx, p)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("create partition %s: %w", p.Name, err)
+	}
+	return moved, nil
+}
+
+// attach attaches the table p.Name as the partition [p.From, p.To) and
+// gives it the statistics every partition has (the planner reads a
+// partition's own; see migrations 00013 and 00060).
+func attach(ctx context.Context, tx pgx.Tx, p Partition) error {
+	name := pgx.Identifier{p.Name}.Sanitize()
+	// Bounds as literals: DDL takes no parameters. RFC 3339 with the
+	// offset reads the same in any session time zone.
+	if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE system_logs ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')",
+		name, p.From.Format(time.RFC3339Nano), p.To.Format(time.RFC3339Nano))); err != nil {
+		return err
+	}
+	for suffix, cols := range map[string]string{"_cl_stats": "category, level", "_cu_stats": "category, user_id", "_ul_stats": "user_id, level"} {
+		stats := pgx.Identifier{p.Name + suffix}.Sanitize()
+		if _, err := tx.Exec(ctx, "CREATE STATISTICS IF NOT EXISTS "+stats+" (mcv, dependencies) ON "+cols+" FROM "+name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// heldCondition is true for a row s of system_logs that an active legal
+// hold matches: every criterion the hold sets.
+const heldCondition = `EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL
+  AND (h.category IS NULL OR h.category = s.category)
+  AND (h.user_id IS NULL OR h.user_id = s.user_id)
+  AND (h.since IS NULL OR s."timestamp" >= h.since)
+  AND (h.until IS NULL OR s."timestamp" < h.until))`
+
+// retire drops every partition (the default never) whose range ends at or
+// before the cutoff.
+func (m *Maintainer) retire(ctx context.Context, c *pgx.Conn, parts []Partition, dryRun bool, rep *Report) error {
+	for _, p := range parts {
+		if p.Default || p.To.After(rep.Cutoff) {
+			continue
+		}
+		d, err := m.drop(ctx, c, p, dryRun, rep.Cutoff)
+		if err != nil {
+			return err
+		}
+		if d.unchanged {
+			continue
+		}
+		rep.Drops = append(rep.Drops, d)
+	}
+	return nil
+}
+
+// drop retires partition p in one transaction: it counts what the holds
+// keep and which sealed entries go, detaches p, copies the held entries
+// into a held partition for the same range, drops p and stores the signed
+// retention record. With dryRun it only counts.
+func (m *Maintainer) drop(ctx context.Context, c *pgx.Conn, p Partition, dryRun bool, cutoff time.Time) (Drop, error) {
+	d := Drop{Partition: p}
+	name := pgx.Identifier{p.Name}.Sanitize()
+	err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+		if !dryRun {
+			// Writes into p wait until the drop commits; none are expected
+			// (p is older than the retention), and reads of it are brief.
+			if _, err := tx.Exec(ctx, "LOCK TABLE "+name+" IN SHARE MODE"); err != nil {
+				return err
+			}
+		}
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_queue q JOIN `+name+` s
+  ON s.id = q.log_id AND s."timestamp" = q.log_timestamp)`).Scan(&d.Waiting); err != nil {
+			return err
+		}
+		if d.Waiting {
+			return nil
+		}
+		// Each count reads the partition once; the hold condition, a
+		// subquery per row, runs only while some hold is active.
+		var total int64
+		var anyHold bool
+		if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+name+`), EXISTS (SELECT 1 FROM legal_holds WHERE released_at IS NULL)`).Scan(&total, &anyHold); err != nil {
+			return err
+		}
+		notHeld := "true"
+		if anyHold {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+name+` s WHERE `+heldCondition).Scan(&d.Held); err != nil {
+				return err
+			}
+			notHeld = "NOT " + heldCondition
+		}
+		rows, err := tx.Query(ctx, `SELECT min(seq), max(seq) FROM (
+  SELECT l.seq, l.seq - row_number() OVER (ORDER BY l.seq) AS island
+  FROM ledger_entries l JOIN `+name+` s ON s.id = l.log_id AND s."timestamp" = l.log_timestamp
+  WHERE `+notHeld+`) AS retired
+GROUP BY island ORDER BY 1`)
+		if err != nil {
+			return err
+		}
+		if d.Seqs, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ledger.SeqRange]); err != nil {
+			return err
+		}
+		for _, s := range d.Seqs {
+			d.Retired += s.To - s.From + 1
+		}
+		d.Unsealed = total - d.Held - d.Retired
+		if p.Held && d.Held > 0 && d.Retired == 0 && d.Unsealed == 0 {
+			d.unchanged = true // its holds still keep everything
+			return nil
+		}
+		if dryRun {
+			return nil
+		}
+		return m.replace(ctx, tx, p, d, cutoff)
+	})
+	if err != nil {
+		return Drop{}, fmt.Errorf("retire partition %s: %w", p.Name, err)
+	}
+	return d, nil
+}
+
+// replace detaches and drops p, keeping its held entries in a held
+// partition for the same range, and stores the signed record of d.
+func (m *Maintainer) replace(ctx context.Context, tx pgx.Tx, p Partition, d Drop, cutoff time.Time) error {
+	if m.opts.Key == nil {
+		return errors.New("no ledger key to sign the retention record")
+	}
+	name := pgx.Identifier{p.Name}.Sanitize()
+	heldName := strings.TrimSuffix(p.Name, heldSuffix) + heldSuffix
+	staging := pgx.Identifier{heldName + "_new"}.Sanitize()
+	// The held entries are copied out first, while p is only share-locked
+	// (reads go on); the detach, drop and attach that follow lock the
+	// table for a moment only.
+	if d.Held > 0 {
+		if _, err := tx.Exec(ctx, "CREATE TABLE "+staging+" (LIKE system_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO "+staging+" SELECT * FROM "+name+" s WHERE "+heldCondition); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(ctx, "ALTER TABLE system_logs DETACH PARTITION "+name); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "DROP TABLE "+name); err != nil {
+		return err
+	}
+	if d.Held > 0 {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+staging+" RENAME TO "+pgx.Identifier{heldName}.Sanitize()); err != nil {
+			return err
+		}
+		if err := attach(ctx, tx, Partition{Name: heldName, From: p.From, To: p.To}); err != nil {
+			return err
+		}
+	}
+	now := m.opts.Now().UTC().Truncate(time.Microsecond)
+	r := ledger.Retirement{
+		Partition: p.Name, From: p.From, To: p.To,
+		Policy:  "retention " + m.opts.Retention.String() + ", cutoff " + cutoff.Format(time.RFC3339),
+		Retired: d.Retired, Held: d.Held, Seqs: d.Seqs, At: now,
+	}
+	note, err := m.opts.Key.SignRetirement(r)
+	if err != nil {
+		return err
+	}
+	return db.New(tx).InsertRetirement(ctx, db.InsertRetirementParams{
+		Partition: r.Partition, RangeFrom: r.From, RangeTo: r.To, Policy: r.Policy,
+		SeqRanges: ledger.FormatSeqRanges(r.Seqs), Retired: r.Retired, Held: r.Held, RetiredAt: r.At, Note: string(note),
+	})
+}
