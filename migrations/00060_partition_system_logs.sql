@@ -18,6 +18,7 @@ DROP INDEX system_logs_category_idx;
 DROP INDEX system_logs_correlation_id_idx;
 DROP INDEX system_logs_user_id_idx;
 DROP INDEX system_logs_trace_id_idx;
+DROP INDEX system_logs_category_level_idx;
 ALTER TABLE system_logs RENAME TO system_logs_unpartitioned;
 ALTER TABLE system_logs_unpartitioned DROP CONSTRAINT system_logs_pkey;
 
@@ -46,6 +47,7 @@ CREATE INDEX system_logs_user_id_idx ON system_logs (user_id, "timestamp" DESC, 
     WHERE user_id IS NOT NULL;
 CREATE INDEX system_logs_trace_id_idx ON system_logs (trace_id, "timestamp" DESC, id DESC)
     WHERE trace_id IS NOT NULL;
+CREATE INDEX system_logs_category_level_idx ON system_logs (category, level, "timestamp" DESC, id DESC);
 
 -- The statistics of 00013, on the whole tree; the maintainer creates the
 -- same on each partition it creates (the planner reads a partition's own).
@@ -121,6 +123,7 @@ CREATE INDEX system_logs_user_id_idx ON system_logs (user_id, "timestamp" DESC, 
     WHERE user_id IS NOT NULL;
 CREATE INDEX system_logs_trace_id_idx ON system_logs (trace_id, "timestamp" DESC, id DESC)
     WHERE trace_id IS NOT NULL;
+CREATE INDEX system_logs_category_level_idx ON system_logs (category, level, "timestamp" DESC, id DESC);
 CREATE STATISTICS system_logs_category_level_stats (mcv, dependencies) ON category, level FROM system_logs;
 CREATE STATISTICS system_logs_category_user_stats (mcv, dependencies) ON category, user_id FROM system_logs;
 CREATE STATISTICS system_logs_user_level_stats (mcv, dependencies) ON user_id, level FROM system_logs;
