@@ -21,6 +21,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/delivery"
 	"github.com/valhalla-platform/valhalla/internal/follow"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/httpapi"
@@ -116,6 +117,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		interval = ledger.DefaultSealInterval
 	}
 	checker.AlsoForHealth(health.Check{Name: "ledger", Run: ledgerReader.HealthCheck(maxSealLag(interval))})
+	// So do failing sinks: a destination that is down is no reason either.
+	checker.AlsoForHealth(health.Check{Name: "sinks", Run: delivery.NewStore(pool).HealthCheck(delivery.DefaultFailuresToOpen)})
+	deliveries := delivery.NewManager(delivery.Options{
+		Pool: pool,
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+		},
+		Store:         store,
+		Encode:        httpapi.EncodeEntry,
+		BatchSize:     cfg.Sinks.BatchSize,
+		Linger:        cfg.Sinks.Linger,
+		Timeout:       cfg.Sinks.Timeout,
+		ProbeInterval: cfg.Sinks.ProbeInterval,
+		Logger:        logger,
+	})
+	m.Register(deliveries.Metrics().Collectors()...)
+	// The deliverers stop with the server, before the pool closes; one
+	// stopped mid-batch leaves its cursor, and whoever delivers next
+	// sends that batch again.
+	deliverCtx, stopDelivering := context.WithCancel(context.WithoutCancel(ctx))
+	delivered := make(chan struct{})
+	go func() { defer close(delivered); deliveries.Run(deliverCtx) }()
+	defer func() { stopDelivering(); <-delivered }()
 	// The live tail's poller runs until the server has drained, before the
 	// pool closes; shutdown ends every stream first (RegisterOnShutdown).
 	hub := follow.New(follow.Options{Store: store, Encode: httpapi.EncodeEntry, MaxStreams: cfg.MaxStreams, Logger: logger})

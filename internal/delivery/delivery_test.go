@@ -24,6 +24,7 @@ import (
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/delivery"
+	"github.com/valhalla-platform/valhalla/internal/delivery/deliverytest"
 	"github.com/valhalla-platform/valhalla/internal/httpapi"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
@@ -140,117 +141,6 @@ func (f *fixture) sink(t *testing.T, name string) delivery.Sink {
 	return delivery.Sink{}
 }
 
-// receiver is a webhook destination that verifies every request with the
-// Standard Webhooks library and keeps the first copy of each webhook-id.
-type receiver struct {
-	t  *testing.T
-	wh *standardwebhooks.Webhook
-	// answer decides, for the nth request (from 0), the delay and the
-	// status; after a delay the request is recorded even when the client
-	// has given up, as a slow destination would.
-	answer func(n int) (time.Duration, int)
-
-	mu       sync.Mutex
-	requests int
-	ids      map[string]int // webhook-id: copies received
-	seqs     []int64        // seqs of the first copy of each batch, in arrival order
-	bad      []string
-	srv      *httptest.Server
-}
-
-func newReceiver(t *testing.T, secret string, answer func(n int) (time.Duration, int)) *receiver {
-	t.Helper()
-	wh, err := standardwebhooks.NewWebhook(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &receiver{t: t, wh: wh, answer: answer, ids: map[string]int{}}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
-	body, err := io.ReadAll(req.Body)
-	r.mu.Lock()
-	n := r.requests
-	r.requests++
-	r.mu.Unlock()
-	delay, status := time.Duration(0), http.StatusNoContent
-	if r.answer != nil {
-		delay, status = r.answer(n)
-	}
-	if delay > 0 {
-		time.Sleep(delay) // the destination is slow; the deliverer may give up meanwhile
-	}
-	if status < 200 || status > 299 {
-		w.WriteHeader(status)
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err != nil {
-		r.bad = append(r.bad, "read body: "+err.Error())
-		return
-	}
-	if err := r.wh.Verify(body, req.Header); err != nil {
-		r.bad = append(r.bad, "signature: "+err.Error())
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	var p delivery.WebhookPayload
-	if err := json.Unmarshal(body, &p); err != nil || p.Type != delivery.WebhookType {
-		r.bad = append(r.bad, fmt.Sprintf("payload %q: %v", body, err))
-		return
-	}
-	id := req.Header.Get("webhook-id")
-	r.ids[id]++
-	if r.ids[id] == 1 {
-		for _, raw := range p.Data.Entries {
-			var e api.SystemLog
-			if err := json.Unmarshal(raw, &e); err != nil || e.Seq == nil {
-				r.bad = append(r.bad, fmt.Sprintf("entry %s: %v", raw, err))
-				continue
-			}
-			r.seqs = append(r.seqs, *e.Seq)
-		}
-	}
-	w.WriteHeader(status)
-}
-
-// got returns the seqs received once duplicates are dropped by webhook-id,
-// and how many batches came more than once.
-func (r *receiver) got() ([]int64, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	repeats := 0
-	for _, n := range r.ids {
-		if n > 1 {
-			repeats++
-		}
-	}
-	return slices.Clone(r.seqs), repeats
-}
-
-// waitAll waits until r holds want (after dropping repeated webhook-ids),
-// failing at once on a gap, a repeat or disorder.
-func (r *receiver) waitAll(t *testing.T, want []int64) {
-	t.Helper()
-	waitFor(t, "every entry received", func() (bool, string) {
-		got, _ := r.got()
-		if len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
-			t.Fatalf("received %v, want a prefix of %v (a gap, a repeat under a new id, or disorder)", got, want)
-		}
-		r.mu.Lock()
-		bad := slices.Clone(r.bad)
-		r.mu.Unlock()
-		if len(bad) > 0 {
-			t.Fatalf("bad requests: %q", bad)
-		}
-		return len(got) == len(want), fmt.Sprintf("%d of %d received", len(got), len(want))
-	})
-}
-
 func (f *fixture) create(t *testing.T, spec delivery.Spec) string {
 	t.Helper()
 	if spec.Format == "" {
@@ -277,7 +167,7 @@ func TestDeliveryFailsThenRecovers(t *testing.T) {
 	var down sync.Mutex
 	failing := true
 	secret := "whsec_" + strings.Repeat("QUJD", 8) // 24 bytes
-	r := newReceiver(t, secret, func(int) (time.Duration, int) {
+	r := deliverytest.NewReceiver(t, secret, func(int) (time.Duration, int) {
 		down.Lock()
 		defer down.Unlock()
 		if failing {
@@ -285,7 +175,7 @@ func TestDeliveryFailsThenRecovers(t *testing.T) {
 		}
 		return 0, http.StatusOK
 	})
-	f.create(t, delivery.Spec{Name: "flaky", URL: r.srv.URL, Secret: secret})
+	f.create(t, delivery.Spec{Name: "flaky", URL: r.URL, Secret: secret})
 	f.deliver(t, fastRetries)
 	health := f.sinks.HealthCheck(delivery.DefaultFailuresToOpen)
 	waitFor(t, "the circuit opens and health names the sink", func() (bool, string) {
@@ -301,7 +191,7 @@ func TestDeliveryFailsThenRecovers(t *testing.T) {
 	down.Lock()
 	failing = false
 	down.Unlock()
-	r.waitAll(t, f.matching(t, logstore.Filter{}))
+	r.WaitAll(t, f.matching(t, logstore.Filter{}))
 	waitFor(t, "health passes again", func() (bool, string) {
 		err := health(t.Context())
 		return err == nil, fmt.Sprint(err)
@@ -322,13 +212,13 @@ func TestDeliverySlowReceiver(t *testing.T) {
 	f := setup(t)
 	f.write(t, 60)
 	secret := "whsec_" + strings.Repeat("U2xv", 8)
-	r := newReceiver(t, secret, func(int) (time.Duration, int) { return 150 * time.Millisecond, http.StatusAccepted })
-	f.create(t, delivery.Spec{Name: "slow", URL: r.srv.URL, Secret: secret})
+	r := deliverytest.NewReceiver(t, secret, func(int) (time.Duration, int) { return 150 * time.Millisecond, http.StatusAccepted })
+	f.create(t, delivery.Spec{Name: "slow", URL: r.URL, Secret: secret})
 	opts := fastRetries
 	opts.BatchSize = 10
 	f.deliver(t, opts)
-	r.waitAll(t, f.matching(t, logstore.Filter{}))
-	if _, repeats := r.got(); repeats != 0 {
+	r.WaitAll(t, f.matching(t, logstore.Filter{}))
+	if _, repeats := r.Got(); repeats != 0 {
 		t.Errorf("%d batches repeated, though every answer came within the timeout", repeats)
 	}
 }
@@ -341,19 +231,19 @@ func TestDeliveryLateAcknowledgement(t *testing.T) {
 	f := setup(t)
 	f.write(t, 45)
 	secret := "whsec_" + strings.Repeat("WFla", 10)
-	r := newReceiver(t, secret, func(n int) (time.Duration, int) {
+	r := deliverytest.NewReceiver(t, secret, func(n int) (time.Duration, int) {
 		if n%3 == 0 {
 			return 600 * time.Millisecond, http.StatusOK // after the 200 ms timeout
 		}
 		return 0, http.StatusOK
 	})
-	f.create(t, delivery.Spec{Name: "late", URL: r.srv.URL, Secret: secret})
+	f.create(t, delivery.Spec{Name: "late", URL: r.URL, Secret: secret})
 	opts := fastRetries
 	opts.BatchSize, opts.Timeout = 10, 200*time.Millisecond
 	f.deliver(t, opts)
-	r.waitAll(t, f.matching(t, logstore.Filter{}))
+	r.WaitAll(t, f.matching(t, logstore.Filter{}))
 	waitFor(t, "a late answer recorded as a repeat", func() (bool, string) {
-		_, repeats := r.got()
+		_, repeats := r.Got()
 		return repeats > 0, fmt.Sprintf("%d repeats", repeats)
 	})
 }
@@ -365,16 +255,16 @@ func TestDeliveryFilterAndReplay(t *testing.T) {
 	f := setup(t)
 	f.write(t, 48)
 	secret := "whsec_" + strings.Repeat("RmlsdGVy", 4)
-	r := newReceiver(t, secret, nil)
+	r := deliverytest.NewReceiver(t, secret, nil)
 	billing := "billing"
 	filter := logstore.Filter{Category: &billing, MinLevel: "WARNING"}
-	f.create(t, delivery.Spec{Name: "billing-errors", URL: r.srv.URL, Secret: secret, Filter: filter})
+	f.create(t, delivery.Spec{Name: "billing-errors", URL: r.URL, Secret: secret, Filter: filter})
 	f.deliver(t, fastRetries)
 	want := f.matching(t, filter)
 	if len(want) == 0 || len(want) >= 48 {
 		t.Fatalf("the filter matches %d of 48 entries; the test needs some", len(want))
 	}
-	r.waitAll(t, want)
+	r.WaitAll(t, want)
 	waitFor(t, "the cursor passes the entries the filter drops", func() (bool, string) {
 		s := f.sink(t, "billing-errors")
 		return s.Cursor == 48, fmt.Sprintf("cursor %d", s.Cursor)
@@ -382,7 +272,7 @@ func TestDeliveryFilterAndReplay(t *testing.T) {
 	if err := f.sinks.Replay(t.Context(), "billing-errors", want[1]); err != nil {
 		t.Fatal(err)
 	}
-	r.waitAll(t, append(slices.Clone(want), want[1:]...))
+	r.WaitAll(t, append(slices.Clone(want), want[1:]...))
 	if err := f.sinks.Replay(t.Context(), "nope", 1); !errors.Is(err, delivery.ErrNotFound) {
 		t.Errorf("replay of a missing sink: %v, want ErrNotFound", err)
 	}
