@@ -270,9 +270,9 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 	}
 	for _, d := range []struct {
 		name  string
-		value time.Duration
-	}{{"sink timeout", cfg.Sinks.Timeout}, {"sink probe interval", cfg.Sinks.ProbeInterval}} {
-		if d.value == 0 {
+		value string
+	}{{"sink timeout", sinkTimeout}, {"sink probe interval", sinkProbe}} {
+		if v, err := time.ParseDuration(strings.TrimSpace(d.value)); err == nil && v == 0 {
 			errs = append(errs, fmt.Errorf("%s: want more than 0s", d.name))
 		}
 	}

@@ -272,3 +272,20 @@ func TestSinkDelivererKilled(t *testing.T) {
 	t.Logf("sink deliverer killed mid-batch: takeover in %s; %d entries received once each, in order, after dropping %d repeated batches",
 		takeover.Round(time.Millisecond), size, func() int { _, n := r.Got(); return n }())
 }
+
+// TestSinkServeFlagsRefuseNonsense: serve refuses delivery settings that
+// cannot work, naming the flag, before it opens anything.
+func TestSinkServeFlagsRefuseNonsense(t *testing.T) {
+	t.Parallel()
+	for _, tc := range [][]string{
+		{"--sink-batch-size", "0"}, {"--sink-batch-size", "10001"}, {"--sink-timeout", "0s"},
+		{"--sink-probe-interval", "0s"}, {"--sink-linger", "soon"},
+	} {
+		var out syncBuffer
+		err := run(ctx(t), append([]string{"serve"}, tc...), func(string) string { return "" }, &out, &out)
+		name := strings.ReplaceAll(strings.TrimPrefix(tc[0], "--"), "-", " ")
+		if err == nil || !strings.Contains(err.Error(), name) || strings.Count(err.Error(), name) != 1 {
+			t.Errorf("serve %q: %v, want one error naming %s", tc, err, name)
+		}
+	}
+}

@@ -241,9 +241,13 @@ func (d *deliverer) run(ctx context.Context) error {
 			continue
 		}
 		items, next := page.Items, page.NextAfter
-		if p := sink.PendingTo; p != nil && *p > sink.Cursor {
+		full := len(page.Items) == opts.BatchSize
+		if p := sink.PendingTo; p != nil && *p > sink.Cursor && (!full || page.NextAfter >= *p) {
 			// A batch was being sent when the last deliverer stopped:
 			// send that same batch again, under the same webhook-id.
+			// (Unless this server's batches are smaller and the page
+			// does not reach it: then the page goes as a batch of its
+			// own, and nothing is skipped.)
 			for len(items) > 0 && items[len(items)-1].Seq > *p {
 				items = items[:len(items)-1]
 			}
