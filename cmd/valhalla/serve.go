@@ -368,6 +368,22 @@ func openDatabase(ctx context.Context, cfg config, getenv func(string) string, l
 	return pool, func() { pool.Close(); stopCluster() }, nil
 }
 
+// openMigrated opens the database as a command other than serve does
+// (attached to a local cluster serve may run, warnings on stderr) and
+// applies pending migrations. The returned func closes it.
+func openMigrated(ctx context.Context, cfg config, getenv func(string) string, stderr io.Writer) (*pgxpool.Pool, func(), error) {
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))
+	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := database.Migrate(ctx, pool); err != nil {
+		closeDB()
+		return nil, nil, err
+	}
+	return pool, closeDB, nil
+}
+
 // openReadPool opens the reads' own pool: the main pool's settings with
 // l.DBReadConns connections (0: a quarter of the main pool's, at least
 // one) and statement timeout l.DBReadTimeout, so that reads cannot take

@@ -6,13 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/delivery"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 )
@@ -76,15 +74,11 @@ func sinksCommand(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("sinks: unexpected arguments %q", args)
 	}
 
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))
-	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, true)
+	pool, closeDB, err := openMigrated(ctx, cfg, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
-	if _, err := database.Migrate(ctx, pool); err != nil {
-		return err
-	}
 	sinks := delivery.NewStore(pool)
 	switch sub {
 	case "create":
