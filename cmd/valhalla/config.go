@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/valhalla-platform/valhalla/internal/delivery"
 	"github.com/valhalla-platform/valhalla/internal/httpapi"
 	"github.com/valhalla-platform/valhalla/internal/logging"
 	"github.com/valhalla-platform/valhalla/internal/pages"
@@ -37,6 +38,8 @@ type config struct {
 	// LedgerKeyFile holds the ledger's signing key (default
 	// <DataDir>/ledger.key).
 	LedgerKeyFile string
+	// Sinks configure the delivery of the trail to sinks (docs/delivery.md).
+	Sinks sinkConfig
 	// MaxStreams bounds the live tails (GET /system/logs/stream) one
 	// server holds at once.
 	MaxStreams int
@@ -57,6 +60,17 @@ type config struct {
 	PartitionInterval time.Duration
 	Retention         time.Duration
 	MaintainInterval  time.Duration
+}
+
+// sinkConfig is how this server delivers to sinks.
+type sinkConfig struct {
+	// BatchSize is the most entries one delivery carries; Linger how long
+	// a batch that is not full waits for more; Timeout bounds a request;
+	// ProbeInterval is how often an open circuit lets a probe through.
+	BatchSize     int
+	Linger        time.Duration
+	Timeout       time.Duration
+	ProbeInterval time.Duration
 }
 
 // limits are the http.Server timeouts and header size limit, and what
@@ -122,6 +136,10 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 	sealInterval := envOr(getenv, "VALHALLA_SEAL_INTERVAL", "250ms")
 	frameAncestors := getenv("VALHALLA_UI_FRAME_ANCESTORS")
 	maxStreams := envOr(getenv, "VALHALLA_MAX_STREAMS", "256")
+	sinkBatch := envOr(getenv, "VALHALLA_SINK_BATCH_SIZE", strconv.Itoa(delivery.DefaultBatchSize))
+	sinkLinger := envOr(getenv, "VALHALLA_SINK_LINGER", delivery.DefaultLinger.String())
+	sinkTimeout := envOr(getenv, "VALHALLA_SINK_TIMEOUT", delivery.DefaultTimeout.String())
+	sinkProbe := envOr(getenv, "VALHALLA_SINK_PROBE_INTERVAL", delivery.DefaultProbeInterval.String())
 	cfg.MetricsAddr = getenv("VALHALLA_METRICS_ADDR")
 	bodyBudget := envOr(getenv, "VALHALLA_BODY_BUDGET", strconv.Itoa(httpapi.DefaultBodyBudget))
 	def := httpapi.DefaultLimits()
@@ -159,6 +177,14 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 			"origins allowed to embed the log viewer and API reference in a frame, separated by commas, e.g. https://portal.example.com; none when empty (VALHALLA_UI_FRAME_ANCESTORS)")
 		fs.StringVar(&maxStreams, "max-streams", maxStreams,
 			"most live tails (GET /system/logs/stream) this server holds at once; one more gets a 503 (VALHALLA_MAX_STREAMS)")
+		fs.StringVar(&sinkBatch, "sink-batch-size", sinkBatch,
+			"most entries one delivery to a sink carries (VALHALLA_SINK_BATCH_SIZE)")
+		fs.StringVar(&sinkLinger, "sink-linger", sinkLinger,
+			"how long a delivery that is not full waits for more entries; 0s sends at once (VALHALLA_SINK_LINGER)")
+		fs.StringVar(&sinkTimeout, "sink-timeout", sinkTimeout,
+			"how long a sink's destination may take to answer a delivery before it is retried (VALHALLA_SINK_TIMEOUT)")
+		fs.StringVar(&sinkProbe, "sink-probe-interval", sinkProbe,
+			"how often a sink whose circuit opened after a run of failures is probed again, and the longest retry backoff (VALHALLA_SINK_PROBE_INTERVAL)")
 		fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on (VALHALLA_ADDR)")
 		fs.StringVar(&format, "log-format", format,
 			"log format: json, text, or auto for text on a terminal and JSON otherwise (VALHALLA_LOG_FORMAT)")
@@ -226,6 +252,9 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 		{"db wait", *dbWait, &cfg.DBWait},
 		{"ready timeout", readyTimeout, &cfg.ReadyTimeout},
 		{"seal interval", sealInterval, &cfg.SealInterval},
+		{"sink linger", sinkLinger, &cfg.Sinks.Linger},
+		{"sink timeout", sinkTimeout, &cfg.Sinks.Timeout},
+		{"sink probe interval", sinkProbe, &cfg.Sinks.ProbeInterval},
 		{"read header timeout", readHeader, &cfg.Limits.ReadHeaderTimeout},
 		{"read timeout", readTimeout, &cfg.Limits.ReadTimeout},
 		{"write timeout", writeTimeout, &cfg.Limits.WriteTimeout},
@@ -272,6 +301,19 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 		errs = append(errs, fmt.Errorf("max streams %q: want a number, at least 1", maxStreams))
 	} else {
 		cfg.MaxStreams = n
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(sinkBatch)); err != nil || n < 1 || n > 10_000 {
+		errs = append(errs, fmt.Errorf("sink batch size %q: want a number from 1 to 10000", sinkBatch))
+	} else {
+		cfg.Sinks.BatchSize = n
+	}
+	for _, d := range []struct {
+		name  string
+		value string
+	}{{"sink timeout", sinkTimeout}, {"sink probe interval", sinkProbe}} {
+		if v, err := time.ParseDuration(strings.TrimSpace(d.value)); err == nil && v == 0 {
+			errs = append(errs, fmt.Errorf("%s: want more than 0s", d.name))
+		}
 	}
 	for _, n := range []struct {
 		name  string

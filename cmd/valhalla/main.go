@@ -6,6 +6,7 @@
 //	valhalla migrate status   list migrations and whether they are applied
 //	valhalla tokens ...       create, list and revoke bearer tokens
 //	valhalla logs ...         write, get and list entries on a running server
+//	valhalla sinks ...        manage the sinks the trail is pushed to
 //	valhalla ledger key       print the ledger's verifier key
 //	valhalla verify ...       verify a server's sealed trail against its signed checkpoints
 //	valhalla version          print the build version
@@ -48,6 +49,8 @@ commands:
   migrate status   list migrations and whether they are applied
   tokens create|list|revoke
                    manage bearer tokens (valhalla tokens -h)
+  sinks create|list|pause|resume|delete|replay
+                   manage the sinks the trail is pushed to (valhalla sinks -h)
   logs write|get|list|tail|export
                    talk to a running server (valhalla logs -h)
   ledger key       print the ledger's verifier key (valhalla ledger -h)
@@ -81,6 +84,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return migrate(ctx, args[1:], getenv, stdout, stderr)
 	case "tokens":
 		return tokensCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "sinks":
+		return sinksCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "logs":
 		return logsCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "ledger":

@@ -21,6 +21,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/delivery"
 	"github.com/valhalla-platform/valhalla/internal/follow"
 	"github.com/valhalla-platform/valhalla/internal/health"
 	"github.com/valhalla-platform/valhalla/internal/httpapi"
@@ -117,6 +118,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		interval = ledger.DefaultSealInterval
 	}
 	checker.AlsoForHealth(health.Check{Name: "ledger", Run: ledgerReader.HealthCheck(maxSealLag(interval))})
+	// So do failing sinks: a destination that is down is no reason either.
+	checker.AlsoForHealth(health.Check{Name: "sinks", Run: delivery.NewStore(pool).HealthCheck(delivery.DefaultFailuresToOpen)})
+	deliveries := delivery.NewManager(delivery.Options{
+		Pool: pool,
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+		},
+		Store:         store,
+		Encode:        httpapi.EncodeEntry,
+		BatchSize:     cfg.Sinks.BatchSize,
+		Linger:        cfg.Sinks.Linger,
+		Timeout:       cfg.Sinks.Timeout,
+		ProbeInterval: cfg.Sinks.ProbeInterval,
+		Logger:        logger,
+	})
+	m.Register(deliveries.Metrics().Collectors()...)
+	// The deliverers stop with the server, before the pool closes; one
+	// stopped mid-batch leaves its cursor, and whoever delivers next
+	// sends that batch again.
+	deliverCtx, stopDelivering := context.WithCancel(context.WithoutCancel(ctx))
+	delivered := make(chan struct{})
+	go func() { defer close(delivered); deliveries.Run(deliverCtx) }()
+	defer func() { stopDelivering(); <-delivered }()
 	// The live tail's poller runs until the server has drained, before the
 	// pool closes; shutdown ends every stream first (RegisterOnShutdown).
 	hub := follow.New(follow.Options{Store: store, Encode: httpapi.EncodeEntry, MaxStreams: cfg.MaxStreams, Logger: logger})
@@ -352,6 +376,22 @@ func openDatabase(ctx context.Context, cfg config, getenv func(string) string, l
 		return nil, nil, err
 	}
 	return pool, func() { pool.Close(); stopCluster() }, nil
+}
+
+// openMigrated opens the database as a command other than serve does
+// (attached to a local cluster serve may run, warnings on stderr) and
+// applies pending migrations. The returned func closes it.
+func openMigrated(ctx context.Context, cfg config, getenv func(string) string, stderr io.Writer) (*pgxpool.Pool, func(), error) {
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))
+	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := database.Migrate(ctx, pool); err != nil {
+		closeDB()
+		return nil, nil, err
+	}
+	return pool, closeDB, nil
 }
 
 // openReadPool opens the reads' own pool: the main pool's settings with

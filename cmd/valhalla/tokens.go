@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/contract"
-	"github.com/valhalla-platform/valhalla/internal/database"
 )
 
 var tokensUsage = `usage:
@@ -81,15 +79,11 @@ func tokensCommand(ctx context.Context, args []string, getenv func(string) strin
 		return fmt.Errorf("tokens: unexpected arguments %q", args)
 	}
 
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))
-	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, true)
+	pool, closeDB, err := openMigrated(ctx, cfg, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
-	if _, err := database.Migrate(ctx, pool); err != nil {
-		return err
-	}
 	tokens := auth.NewStore(pool)
 
 	switch sub {

@@ -76,6 +76,25 @@ type LegalHold struct {
 	ReleasedAt *time.Time
 }
 
+type Sink struct {
+	ID              int64
+	Name            string
+	Url             string
+	Format          string
+	Secret          string
+	FilterCategory  *string
+	FilterMinLevel  *string
+	Paused          bool
+	Cursor          int64
+	Generation      int64
+	PendingTo       *int64
+	Failures        int32
+	LastError       *string
+	LastErrorAt     *time.Time
+	LastDeliveredAt *time.Time
+	CreatedAt       time.Time
+}
+
 type SystemLog struct {
 	ID            uuid.UUID
 	Timestamp     time.Time

@@ -143,6 +143,10 @@ func New(build BuildInfo) *Metrics {
 	return m
 }
 
+// Register adds collectors of another package (such as the sinks'
+// deliverers) to the metrics served; call it before serving.
+func (m *Metrics) Register(cs ...prometheus.Collector) { m.registry.MustRegister(cs...) }
+
 // WriteText writes every metric to w in the text exposition format
 // (ContentType). It returns an error when a collector fails or w does.
 func (m *Metrics) WriteText(w io.Writer) error {
