@@ -68,16 +68,19 @@ func TestAbandonedRequestsAreNotServerErrors(t *testing.T) {
 		}()
 		return cancel, done
 	}
-	// blocked hangs up the request once a backend waits for the test's lock.
-	blocked := func(cancel context.CancelFunc, done <-chan error) {
+	// blocked hangs up the request once its own statement (query LIKE one
+	// of like) waits for the test's lock: not the sequencer's seal pass or
+	// the partition maintainer, which may wait for it too, before the
+	// request's statement has arrived.
+	blocked := func(cancel context.CancelFunc, done <-chan error, like ...string) {
 		t.Helper()
-		waitFor(t, 30*time.Second, "a statement waiting for the lock", func() (bool, string) {
+		waitFor(t, 30*time.Second, "the request's statement waiting for the lock", func() (bool, string) {
 			var n int
-			// Not the sequencer's seal pass, which waits for the lock too
-			// and may do so before the request's statement arrives.
-			err := watcher.QueryRow(ctx(t), `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND wait_event_type = 'Lock' AND query NOT LIKE '%seal_queue%'`).Scan(&n)
-			return err == nil && n > 0, fmt.Sprint(n, " waiting, ", err)
+			var waiting []string
+			err := watcher.QueryRow(ctx(t), `SELECT count(*) FILTER (WHERE query ILIKE ANY ($1)),
+				coalesce(array_agg(left(query, 60)), '{}') FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock'`, like).Scan(&n, &waiting)
+			return err == nil && n > 0, fmt.Sprintf("%d of ours waiting (%v); all waiting for a lock: %q", n, err, waiting)
 		})
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) {
@@ -94,7 +97,7 @@ func TestAbandonedRequestsAreNotServerErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel, done := send("POST", "/system/logs", `{"message":"abandoned in the queue"}`, "abandoned-write")
-	blocked(cancel, done)
+	blocked(cancel, done, "-- name: Insert%", "copy%system_logs%")
 	wantAbandoned(t, srv, "abandoned-write")
 	if err := tx.Rollback(ctx(t)); err != nil {
 		t.Fatal(err)
@@ -113,7 +116,7 @@ func TestAbandonedRequestsAreNotServerErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel, done = send("GET", "/system/logs", "", "abandoned-list")
-	blocked(cancel, done)
+	blocked(cancel, done, "-- name: ListLogs%")
 	wantAbandoned(t, srv, "abandoned-list")
 	if err := tx.Rollback(ctx(t)); err != nil {
 		t.Fatal(err)
