@@ -114,6 +114,7 @@ func TestViewerSignInFilterPage(t *testing.T) {
 	if got := browsertest.Get(b, chromedp.Evaluate[string](`sessionStorage.getItem('valhalla.token')`)); got != in.Token {
 		t.Errorf("sessionStorage holds %q, want the token", got)
 	}
+	wantLabelledControls(t, b, "the list")
 	level := browsertest.Get(b, chromedp.Text(chromedp.CSS("#entries tbody tr:first-child .level")))
 	color := browsertest.Get(b, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('#entries tbody tr:first-child .level')).color`))
 	infoColor := browsertest.Get(b, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('#entries tbody tr:nth-child(2) .level')).color`))
@@ -207,6 +208,7 @@ func TestViewerEntry(t *testing.T) {
 			t.Errorf("entry shows fields %q, missing %s", fields, f)
 		}
 	}
+	wantLabelledControls(t, b, "an entry")
 	b.Screenshot("entry")
 
 	b.Do(chromedp.Click(chromedp.Search(`//a[text()="same correlation id"]`)))
@@ -271,4 +273,28 @@ func TestViewerNarrow(t *testing.T) {
 		t.Error("entry is wider than 360 px")
 	}
 	b.Screenshot("entry-360")
+}
+
+// unlabelled lists the page's visible controls that a screen reader cannot
+// name (no label, aria-label, aria-labelledby, title or text) or that the
+// keyboard cannot reach (a negative tabindex).
+const unlabelled = `[...document.querySelectorAll('input, select, textarea, button, a[href], summary')]
+  .filter(e => e.type !== 'hidden' && e.getClientRects().length > 0)
+  .filter(e => {
+    const by = e.getAttribute('aria-labelledby');
+    const name = [...(e.labels || [])].map(l => l.textContent).join('') || e.getAttribute('aria-label') ||
+      (by && document.getElementById(by)?.textContent) || e.title ||
+      (['BUTTON', 'A', 'SUMMARY'].includes(e.tagName) ? e.textContent : '') ||
+      (['submit', 'button', 'reset'].includes(e.type) ? e.value : '');
+    return !(name || '').trim() || e.tabIndex < 0;
+  })
+  .map(e => e.outerHTML.slice(0, 120))`
+
+// wantLabelledControls fails the test for every control on the page that
+// has no accessible name or is out of the keyboard's reach.
+func wantLabelledControls(t *testing.T, b *browsertest.Browser, page string) {
+	t.Helper()
+	for _, c := range browsertest.Get(b, chromedp.Evaluate[[]string](unlabelled)) {
+		t.Errorf("%s: a control without a name or out of the keyboard's reach: %s", page, c)
+	}
 }
