@@ -115,6 +115,11 @@ func TestViewerSignInFilterPage(t *testing.T) {
 		t.Errorf("sessionStorage holds %q, want the token", got)
 	}
 	wantLabelledControls(t, b, "the list")
+	// The strip shows readiness, with its checks, and the ledger's health.
+	strip := browsertest.Get(b, chromedp.Poll[string](`(t => t.includes('Ledger') && t)(document.querySelector('#health').textContent)`))
+	if !strings.Contains(strip, "Ready: database ok") || !strings.Contains(strip, "Ledger ok") {
+		t.Errorf("the health strip shows %q, want readiness with its checks and the ledger's health", strip)
+	}
 	level := browsertest.Get(b, chromedp.Text(chromedp.CSS("#entries tbody tr:first-child .level")))
 	color := browsertest.Get(b, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('#entries tbody tr:first-child .level')).color`))
 	infoColor := browsertest.Get(b, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('#entries tbody tr:nth-child(2) .level')).color`))
