@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/lifecycle"
 )
@@ -54,15 +52,12 @@ func retentionCommand(ctx context.Context, args []string, getenv func(string) st
 	if len(rest) > 0 {
 		return fmt.Errorf("retention run: unexpected arguments %q", rest)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))
-	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, true)
+	pool, closeDB, err := openMigrated(ctx, cfg, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
-	if _, err := database.Migrate(ctx, pool); err != nil {
-		return err
-	}
+	logger := cliLogger(cfg, stderr)
 	var key *ledger.Key
 	if cfg.Retention > 0 && !dryRun {
 		if key, err = ledgerKey(ctx, pool, cfg.LedgerKeyFile); err != nil {
@@ -227,15 +222,11 @@ func holdsCommand(ctx context.Context, args []string, getenv func(string) string
 		fmt.Fprint(stderr, holdsUsage)
 		return fmt.Errorf("holds: unexpected arguments %q", args)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))
-	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, true)
+	pool, closeDB, err := openMigrated(ctx, cfg, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
-	if _, err := database.Migrate(ctx, pool); err != nil {
-		return err
-	}
 	holds := lifecycle.NewHolds(pool)
 	switch sub {
 	case "create":

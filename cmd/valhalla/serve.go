@@ -378,12 +378,17 @@ func openDatabase(ctx context.Context, cfg config, getenv func(string) string, l
 	return pool, func() { pool.Close(); stopCluster() }, nil
 }
 
+// cliLogger is the logger of a command that is not serve: warnings and
+// errors (or the configured level, if higher) as text on stderr.
+func cliLogger(cfg config, stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))
+}
+
 // openMigrated opens the database as a command other than serve does
 // (attached to a local cluster serve may run, warnings on stderr) and
 // applies pending migrations. The returned func closes it.
 func openMigrated(ctx context.Context, cfg config, getenv func(string) string, stderr io.Writer) (*pgxpool.Pool, func(), error) {
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))
-	pool, closeDB, err := openDatabase(ctx, cfg, getenv, logger, true)
+	pool, closeDB, err := openDatabase(ctx, cfg, getenv, cliLogger(cfg, stderr), true)
 	if err != nil {
 		return nil, nil, err
 	}
