@@ -2,11 +2,8 @@ package logstore_test
 
 import (
 	"testing"
-	"time"
 
-	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
-	"github.com/valhalla-platform/valhalla/internal/pgtest"
 )
 
 // TestNoMatchFilterReadsNothing: a category whose entries are all below
@@ -15,21 +12,7 @@ import (
 func TestNoMatchFilterReadsNothing(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	cfg, err := database.Config(pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &queryRecorder{}
-	cfg.ConnConfig.Tracer = rec
-	pool, err := database.OpenConfig(ctx, cfg, 10*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := database.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	loadPlanRows(t, pool, planRows)
+	pool, rec := planDatabase(t)
 	// A quiet category: only DEBUG entries, spread over the same days.
 	if _, err := pool.Exec(ctx, `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, context, actor)
 		SELECT gen_random_uuid(), $1::timestamptz + i * interval '4 s', 'DEBUG', 'quiet', 'm', 'c', '{}', 'planner'

@@ -44,21 +44,7 @@ const (
 func TestListPlansUseMatchingIndex(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	cfg, err := database.Config(pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &queryRecorder{}
-	cfg.ConnConfig.Tracer = rec
-	pool, err := database.OpenConfig(ctx, cfg, 10*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := database.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	loadPlanRows(t, pool, planRows)
+	pool, rec := planDatabase(t)
 	parts := loadPartitions(t, pool)
 	store := logstore.New(pool)
 
@@ -524,4 +510,26 @@ func (n *planNode) String() string {
 	}
 	write(n, 0)
 	return b.String()
+}
+
+// planDatabase is a migrated database holding planRows, with a pool whose
+// queries rec records for their plans.
+func planDatabase(t *testing.T) (*pgxpool.Pool, *queryRecorder) {
+	t.Helper()
+	cfg, err := database.Config(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &queryRecorder{}
+	cfg.ConnConfig.Tracer = rec
+	pool, err := database.OpenConfig(t.Context(), cfg, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := database.Migrate(t.Context(), pool); err != nil {
+		t.Fatal(err)
+	}
+	loadPlanRows(t, pool, planRows)
+	return pool, rec
 }
