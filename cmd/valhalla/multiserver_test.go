@@ -21,6 +21,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/auth"
 	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
+	"github.com/valhalla-platform/valhalla/internal/lifecycle"
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
 )
 
@@ -34,13 +35,13 @@ type duty struct {
 	lock  int64
 }
 
-// duties are the jobs one server at a time does. The partition maintainer
-// and the retention runner (issue 15, sections 1 and 2) join this table
-// when they land, each with its gauge and its lock; the three-server test
-// then checks them as it checks the sequencer: exactly one holder at any
-// time, and another server takes the duty over when its holder is killed.
+// duties are the jobs one server at a time does; the three-server test
+// checks each: exactly one holder at any time, and another server takes
+// the duty over when its holder is killed.
 var duties = []duty{
 	{name: "ledger sequencer", gauge: "valhalla_ledger_sequencer", lock: ledger.SequencerLock},
+	{name: "partition maintainer", gauge: "valhalla_lifecycle_maintainer", lock: lifecycle.MaintainerLock},
+	{name: "retention runner", gauge: "valhalla_lifecycle_retention_runner", lock: lifecycle.RetentionLock},
 }
 
 // balancer is a round-robin load balancer as an http.RoundTripper: each
@@ -128,7 +129,9 @@ type cluster struct {
 }
 
 // startCluster builds the binary and starts n servers on a fresh database,
-// sealing every 100 ms, with one bootstrap token and one ledger key.
+// sealing every 100 ms and keeping entries ten years, with one bootstrap
+// token and one ledger key. The first server takes every duty (duties)
+// before the others start.
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	built := time.Now()
@@ -138,27 +141,31 @@ func startCluster(t *testing.T, n int) *cluster {
 	token := auth.Mint()
 	c := &cluster{keyFile: filepath.Join(t.TempDir(), "ledger.key")}
 	env := map[string]string{"DATABASE_URL": dbURL, "VALHALLA_BOOTSTRAP_TOKEN": token,
-		"VALHALLA_LEDGER_KEY_FILE": c.keyFile, "VALHALLA_SEAL_INTERVAL": "100ms", "VALHALLA_DB_READ_TIMEOUT": "60s"}
+		"VALHALLA_LEDGER_KEY_FILE": c.keyFile, "VALHALLA_SEAL_INTERVAL": "100ms", "VALHALLA_DB_READ_TIMEOUT": "60s",
+		"VALHALLA_RETENTION": "3650d"}
 	var envList []string
 	for k, v := range env {
 		envList = append(envList, k+"="+v)
 	}
-	var urls []string
-	for range n {
-		p := startServeProcess(t, bin, envList)
-		in := &instance{URL: p.url, Token: token, Output: p.out, env: env}
-		in.connect(t, http.DefaultTransport)
-		c.procs, c.servers, c.alive = append(c.procs, p), append(c.servers, in), append(c.alive, true)
-		urls = append(urls, p.url)
-	}
-	c.lb = &instance{URL: lbURL, Token: token, env: env}
-	c.lb.connect(t, newBalancer(t, urls...))
 	pool, err := database.Open(ctx(t), dbURL, 10*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
 	c.pool = pool
+	var urls []string
+	for i := range n {
+		p := startServeProcess(t, bin, envList)
+		in := &instance{URL: p.url, Token: token, Output: p.out, env: env}
+		in.connect(t, http.DefaultTransport)
+		c.procs, c.servers, c.alive = append(c.procs, p), append(c.servers, in), append(c.alive, true)
+		urls = append(urls, p.url)
+		if i == 0 {
+			c.waitDuties(t, 30*time.Second)
+		}
+	}
+	c.lb = &instance{URL: lbURL, Token: token, env: env}
+	c.lb.connect(t, newBalancer(t, urls...))
 	return c
 }
 
@@ -361,6 +368,11 @@ func TestSeveralServersOneDatabase(t *testing.T) {
 	t.Run("kill -9 of the sequencer mid-load", func(t *testing.T) {
 		held := c.waitDuties(t, 30*time.Second)
 		sequencer := held["ledger sequencer"]
+		for _, d := range duties {
+			if held[d.name] != sequencer {
+				t.Fatalf("the %s is server %d, the sequencer server %d: the first server up should hold every duty", d.name, held[d.name], sequencer)
+			}
+		}
 
 		l := newLoad(t, c.lb.Token)
 		l.client = &http.Client{Transport: c.lb.Anon.Transport, Timeout: 20 * time.Second}
@@ -438,10 +450,10 @@ func TestSeveralServersOneDatabase(t *testing.T) {
 				}
 			}
 		}
-		t.Logf("kill -9 of the sequencer (server %d) under %d writers through the balancer: taken over in %v; "+
+		t.Logf("kill -9 of the server holding every duty (server %d) under %d writers through the balancer: taken over in %v (now %v); "+
 			"writes attempted %d, acknowledged %d, all found and in the feed; unanswered %d (%d with a key, retried on the survivors, "+
 			"%d of them had been committed); duplicates %d; tree %d entries, seq 1..%d with no gap; %d+%d samples with one holder per duty",
-			sequencer, writers, takeover.Round(time.Millisecond), f.attempted, f.acknowledged, f.pending, f.pending-f.keylessPending,
+			sequencer, writers, takeover.Round(time.Millisecond), heldAfter, f.attempted, f.acknowledged, f.pending, f.pending-f.keylessPending,
 			f.committedUnacked, f.duplicates, size, size, before, after)
 	})
 

@@ -220,14 +220,30 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		close(sealed)
 		logger.Info("ledger: this server never seals (seal interval 0)")
 	}
-	// The partition maintainer (one server at a time: see
-	// internal/lifecycle) stops with the server, before the pool closes.
+	// The partition maintainer and the retention runner (one server at a
+	// time each: see internal/lifecycle) stop with the server, before the
+	// pool closes.
 	maintainer := lifecycle.New(pool, lifecycle.Options{
 		Interval: cfg.PartitionInterval, Retention: cfg.Retention, Key: key, Logger: logger,
 	})
 	maintainCtx, stopMaintaining := context.WithCancel(context.WithoutCancel(ctx))
 	maintained := make(chan struct{})
-	go func() { defer close(maintained); maintainer.Loop(maintainCtx, cfg.MaintainInterval) }()
+	go func() {
+		defer close(maintained)
+		maintainer.Serve(maintainCtx, lifecycle.ServeOptions{
+			Connect: func(ctx context.Context) (*pgx.Conn, error) {
+				return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+			},
+			Every: cfg.MaintainInterval,
+			Leading: func(d lifecycle.Duty, leading bool) {
+				if d == lifecycle.Retaining {
+					m.Retaining(leading)
+				} else {
+					m.Maintaining(leading)
+				}
+			},
+		})
+	}()
 	defer func() { stopMaintaining(); <-maintained }()
 	base := "http://" + ln.Addr().String()
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version,

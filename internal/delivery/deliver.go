@@ -20,6 +20,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/duty"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 )
 
@@ -139,7 +140,7 @@ func (m *Manager) Run(ctx context.Context) {
 			}
 			m.mu.Unlock()
 		}
-		if !wait(ctx, takeoverPoll) {
+		if !duty.Wait(ctx, takeoverPoll) {
 			return
 		}
 	}
@@ -181,7 +182,7 @@ func (m *Manager) work(ctx context.Context, id int64, name string) {
 		if locked {
 			break
 		}
-		if !wait(ctx, takeoverPoll) {
+		if !duty.Wait(ctx, takeoverPoll) {
 			return
 		}
 	}
@@ -237,7 +238,7 @@ func (d *deliverer) run(ctx context.Context) error {
 				return nil
 			}
 			d.log.Warn("delivery: cannot read the feed", "error", err)
-			wait(ctx, takeoverPoll)
+			duty.Wait(ctx, takeoverPoll)
 			continue
 		}
 		items, next := page.Items, page.NextAfter
@@ -254,7 +255,7 @@ func (d *deliverer) run(ctx context.Context) error {
 			next = *p
 		} else if len(items) > 0 && len(items) < opts.BatchSize && opts.Linger > 0 && !lingered {
 			lingered = true
-			if !wait(ctx, opts.Linger) {
+			if !duty.Wait(ctx, opts.Linger) {
 				return nil
 			}
 			continue
@@ -267,7 +268,7 @@ func (d *deliverer) run(ctx context.Context) error {
 				}
 				continue
 			}
-			if !wait(ctx, idlePoll) {
+			if !duty.Wait(ctx, idlePoll) {
 				return nil
 			}
 			continue
@@ -315,7 +316,7 @@ func (d *deliverer) deliver(ctx context.Context, sink db.Sink, items []logstore.
 		}
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			// Open: wait for the breaker to let a probe through.
-			if !wait(ctx, jitter(opts.ProbeInterval/4)) {
+			if !duty.Wait(ctx, jitter(opts.ProbeInterval/4)) {
 				return nil
 			}
 			continue
@@ -328,7 +329,7 @@ func (d *deliverer) deliver(ctx context.Context, sink db.Sink, items []logstore.
 		backoff := min(minBackoff<<min(attempt, 20), opts.ProbeInterval)
 		d.log.Warn("delivery: attempt failed; retrying", "error", err, "attempt", attempt+1,
 			"first_seq", items[0].Seq, "last_seq", items[len(items)-1].Seq, "retry_in", backoff)
-		if !wait(ctx, jitter(backoff)) {
+		if !duty.Wait(ctx, jitter(backoff)) {
 			return nil
 		}
 	}
@@ -460,16 +461,4 @@ func (d *deliverer) send(ctx context.Context, sink db.Sink, msgID string, body [
 		return fmt.Errorf("destination answered %s", resp.Status)
 	}
 	return nil
-}
-
-// wait waits d or until ctx is done; it reports whether d passed.
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

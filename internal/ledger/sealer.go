@@ -12,6 +12,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/duty"
 )
 
 // DefaultSealInterval is how often the sequencer seals by default.
@@ -68,51 +69,15 @@ func NewSealer(opts SealerOptions) *Sealer {
 // every interval, until ctx is done. A lost connection makes it compete
 // again; errors are logged.
 func (s *Sealer) Run(ctx context.Context) {
-	log := s.opts.Logger
-	for ctx.Err() == nil {
-		conn, err := s.opts.Connect(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Warn("ledger: cannot connect to compete for the sequencer", "error", err)
-			}
-			wait(ctx, takeoverPoll)
-			continue
-		}
-		err = s.compete(ctx, conn)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("ledger: sequencer connection lost", "error", err)
-		}
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = conn.Close(closeCtx) // releases the lock
-		cancel()
-		wait(ctx, takeoverPoll)
-	}
-}
-
-// compete tries for the lock every takeoverPoll and, once it has it, leads
-// until ctx is done or the connection fails.
-func (s *Sealer) compete(ctx context.Context, conn *pgx.Conn) error {
-	for {
-		var locked bool
-		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", SequencerLock).Scan(&locked); err != nil {
-			return fmt.Errorf("try the sequencer lock: %w", err)
-		}
-		if locked {
-			return s.lead(ctx, conn)
-		}
-		if !wait(ctx, takeoverPoll) {
-			return nil
-		}
-	}
+	duty.Run(ctx, duty.Options{
+		Name: "ledger sequencer", Lock: SequencerLock, Connect: s.opts.Connect,
+		Poll: takeoverPoll, Leading: s.opts.Leading, Logger: s.opts.Logger,
+	}, s.lead)
 }
 
 // lead seals every interval on conn, which holds the lock.
 func (s *Sealer) lead(ctx context.Context, conn *pgx.Conn) error {
 	log := s.opts.Logger
-	if s.opts.Leading != nil {
-		s.opts.Leading(true)
-		defer s.opts.Leading(false)
-	}
 	var commitTS bool
 	if err := conn.QueryRow(ctx, "SELECT current_setting('track_commit_timestamp') = 'on'").Scan(&commitTS); err != nil {
 		return fmt.Errorf("read track_commit_timestamp: %w", err)
@@ -423,16 +388,4 @@ func concat(hs []tlog.Hash) []byte {
 		b = append(b, h[:]...)
 	}
 	return b
-}
-
-// wait waits d or until ctx is done; it reports whether d passed.
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -139,27 +139,34 @@ func (m *Maintainer) Run(ctx context.Context, dryRun bool) (Report, error) {
 		return Report{}, fmt.Errorf("maintain partitions: %w", err)
 	}
 	defer conn.Release()
+	return m.run(ctx, conn.Conn(), dryRun, true, m.opts.Retention > 0)
+}
+
+// run does Run's part on c: creating partitions (create), applying
+// retention (retire), or both.
+func (m *Maintainer) run(ctx context.Context, c *pgx.Conn, dryRun, create, retire bool) (Report, error) {
 	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&locked); err != nil {
+	if err := c.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&locked); err != nil {
 		return Report{}, fmt.Errorf("maintain partitions: take the lock: %w", err)
 	}
 	if !locked {
 		return Report{}, ErrBusy
 	}
 	defer func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey)
+		_, _ = c.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey)
 	}()
-	c := conn.Conn()
 	parts, err := listPartitions(ctx, c)
 	if err != nil {
 		return Report{}, err
 	}
 	rep := Report{Partitions: parts}
 	now := m.opts.Now().UTC()
-	if err := m.create(ctx, c, now, dryRun, &rep); err != nil {
-		return rep, err
+	if create {
+		if err := m.create(ctx, c, now, dryRun, &rep); err != nil {
+			return rep, err
+		}
 	}
-	if m.opts.Retention > 0 {
+	if retire {
 		rep.Cutoff = now.Add(-m.opts.Retention)
 		current := parts
 		if len(rep.Created) > 0 && !dryRun {
@@ -174,41 +181,6 @@ func (m *Maintainer) Run(ctx context.Context, dryRun bool) (Report, error) {
 		}
 	}
 	return rep, nil
-}
-
-// Loop runs Run every every (DefaultEvery when 0), first at once, until
-// ctx is done; another server maintaining is not an error. Errors are
-// logged.
-func (m *Maintainer) Loop(ctx context.Context, every time.Duration) {
-	if every <= 0 {
-		every = DefaultEvery
-	}
-	log := m.opts.Logger
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		rep, err := m.Run(ctx, false)
-		switch {
-		case errors.Is(err, ErrBusy):
-		case err != nil && ctx.Err() == nil:
-			log.Error("lifecycle: maintenance failed; retrying at the next run", "error", err)
-		case err == nil:
-			for _, p := range rep.Created {
-				log.Info("lifecycle: partition created", "partition", p.Name, "from", p.From, "to", p.To)
-			}
-			for _, d := range rep.Drops {
-				if !d.Waiting {
-					log.Info("lifecycle: partition dropped by retention", "partition", d.Partition.Name,
-						"retired", d.Retired, "held", d.Held, "unsealed", d.Unsealed)
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // List returns system_logs' partitions, oldest first, the default last.

@@ -56,6 +56,8 @@ type Metrics struct {
 	sealLag            prometheus.Histogram
 	sealedEntries      prometheus.Counter
 	sequencer          prometheus.Gauge
+	maintainer         prometheus.Gauge
+	retentionRunner    prometheus.Gauge
 
 	ledger atomic.Pointer[func(context.Context) (treeSize, unsealed int64, err error)]
 
@@ -123,6 +125,14 @@ func New(build BuildInfo) *Metrics {
 			Namespace: namespace, Subsystem: "ledger", Name: "sequencer",
 			Help: "1 while this server is the ledger's sequencer, else 0.",
 		}),
+		maintainer: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "lifecycle", Name: "maintainer",
+			Help: "1 while this server is the partition maintainer, else 0.",
+		}),
+		retentionRunner: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "lifecycle", Name: "retention_runner",
+			Help: "1 while this server is the retention runner, else 0 (always 0 without a retention).",
+		}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -135,7 +145,7 @@ func New(build BuildInfo) *Metrics {
 	m.registry.MustRegister(
 		m.requests, m.requestDuration, m.inFlight, m.logsWritten, m.validationFailures,
 		m.checkUp, m.checkDuration, m.acquireDuration, m.acquiresWaiting, m.writeGroups, buildInfo,
-		m.sealLag, m.sealedEntries, m.sequencer, ledgerCollector{m: m},
+		m.sealLag, m.sealedEntries, m.sequencer, m.maintainer, m.retentionRunner, ledgerCollector{m: m},
 		poolCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -192,12 +202,21 @@ func (m *Metrics) Sealed(entries int, _ int64, lags []time.Duration) {
 
 // Sequencing records whether this server is the sequencer
 // (ledger.SealerOptions.Leading).
-func (m *Metrics) Sequencing(leading bool) {
-	v := 0.0
-	if leading {
-		v = 1
+func (m *Metrics) Sequencing(leading bool) { m.sequencer.Set(gaugeValue(leading)) }
+
+// Maintaining records whether this server is the partition maintainer,
+// Retaining whether it is the retention runner (lifecycle.ServeOptions).
+func (m *Metrics) Maintaining(leading bool) { m.maintainer.Set(gaugeValue(leading)) }
+
+// Retaining: see Maintaining.
+func (m *Metrics) Retaining(leading bool) { m.retentionRunner.Set(gaugeValue(leading)) }
+
+// gaugeValue is 1 for true, 0 for false.
+func gaugeValue(b bool) float64 {
+	if b {
+		return 1
 	}
-	m.sequencer.Set(v)
+	return 0
 }
 
 // ObserveLedger reports the ledger's tree size and unsealed entries from
