@@ -7,7 +7,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_FILES = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: help run build test test-go test-ts durability conformance api-diff generate check-generated lint lint-spec postgres chromium bench hangup
+.PHONY: help run build test test-go test-ts durability conformance api-diff generate check-generated lint lint-spec postgres chromium bench bench-scale hangup
 
 # API_DIFF_BASE is the git ref whose openapi.yaml `make api-diff` compares against.
 API_DIFF_BASE ?= HEAD~1
@@ -56,6 +56,10 @@ api-diff: ## Fail on breaking changes to openapi.yaml since API_DIFF_BASE (defau
 bench: postgres build ## Measure the stack against its floors (BENCH_DURATION, BENCH_CONCURRENCY, BENCH_ROWS)
 	cd bench && go build -o ../bin/valhalla-bench .
 	bin/valhalla-bench
+
+bench-scale: postgres build ## The cost curve: the same runs at 1M, 10M and (disk allowing) 30M rows (BENCH_SCALE_SIZES; docs/scaling.md)
+	cd bench && go build -o ../bin/valhalla-bench .
+	bin/valhalla-bench -only scale
 
 hangup: postgres build ## The abandoned-request drill: 10 s of load whose clients hang up; fails on any ERROR the server logs
 	cd bench && go run ./hangup -bin ../bin/valhalla

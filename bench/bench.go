@@ -38,6 +38,7 @@ type results struct {
 	Plans      planResult
 	Validation []goBenchmark
 	Ledger     ledgerResults
+	Scale      scaleResults
 }
 
 // benchmark runs every part cfg asks for and prints the report to stdout;
@@ -50,7 +51,7 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) error 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	if cfg.runs("write") || cfg.runs("batch") || cfg.runs("list") || cfg.runs("ledger") {
+	if cfg.runs("write") || cfg.runs("batch") || cfg.runs("list") || cfg.runs("ledger") || cfg.runs("scale") {
 		if _, err := os.Stat(cfg.Server); err != nil {
 			return fmt.Errorf("server binary: %w (build it with make build)", err)
 		}
@@ -61,7 +62,7 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) error 
 	env.progress("watching the idle machine for %s", noiseWindow)
 	res.Machine = describeMachine(ctx, env.meter, noiseWindow)
 
-	if cfg.runs("write") || cfg.runs("batch") || cfg.runs("list") || cfg.runs("ledger") {
+	if cfg.runs("write") || cfg.runs("batch") || cfg.runs("list") || cfg.runs("ledger") || cfg.runs("scale") {
 		env.progress("starting PostgreSQL (fsync on) in %s", dir)
 		cluster, err := pgcluster.Start(ctx, pgcluster.Options{
 			Dir:    dir,
@@ -98,6 +99,11 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) error 
 	if cfg.runs("ledger") {
 		if res.Ledger, err = runLedger(ctx, cfg, env); err != nil {
 			return fmt.Errorf("ledger: %w", err)
+		}
+	}
+	if cfg.runs("scale") {
+		if res.Scale, err = runScale(ctx, cfg, env); err != nil {
+			return fmt.Errorf("scale: %w", err)
 		}
 	}
 	if cfg.runs("plans") {

@@ -33,16 +33,26 @@ type config struct {
 	DataDir string
 	// Server is the valhalla binary under test.
 	Server string
-	// Only restricts the run to some parts (see parts); empty runs all.
+	// Only restricts the run to some parts (see parts); empty runs all
+	// but the cost curve.
 	Only []string
+	// ScaleSizes are the table sizes of the cost curve, growing.
+	ScaleSizes []int
 }
 
 // parts are the pieces of a run, in the order they run.
-var parts = []string{"write", "batch", "list", "plans", "validation", "ledger"}
+var parts = []string{"write", "batch", "list", "plans", "validation", "ledger", "scale"}
+
+// onlyAsked are the parts that run only when asked for by name: the cost
+// curve loads tens of millions of rows (make bench-scale).
+var onlyAsked = []string{"scale"}
 
 // runs reports whether part is part of this run.
 func (c config) runs(part string) bool {
-	return len(c.Only) == 0 || slices.Contains(c.Only, part)
+	if len(c.Only) == 0 {
+		return !slices.Contains(onlyAsked, part)
+	}
+	return slices.Contains(c.Only, part)
 }
 
 // parseConfig parses args with defaults from getenv.
@@ -66,6 +76,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		"the benchmark's PostgreSQL cluster, preload cache and logs (BENCH_DATA_DIR)")
 	fs.StringVar(&cfg.Server, "server", envOr(getenv, "BENCH_SERVER", "./bin/valhalla"),
 		"the valhalla binary to measure (BENCH_SERVER)")
+	scaleSizes := fs.String("scale-sizes", envOr(getenv, "BENCH_SCALE_SIZES", "1M,10M,30M"),
+		"table sizes of the cost curve (scale), growing; a size the disk has no room for is skipped (BENCH_SCALE_SIZES)")
 	only := fs.String("only", getenv("BENCH_ONLY"),
 		"comma-separated parts to run: "+strings.Join(parts, ",")+" (BENCH_ONLY; default all)")
 	if err := fs.Parse(args); err != nil {
@@ -74,7 +86,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	var errs []error
+	var (
+		errs []error
+		err  error
+	)
 	parseDuration := func(name, v string, min time.Duration) time.Duration {
 		d, err := time.ParseDuration(strings.TrimSpace(v))
 		if err != nil || d < min {
@@ -98,6 +113,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	cfg.Concurrency = parseInt("concurrency", *concurrency, 1)
 	cfg.ListConcurrency = parseInt("list concurrency", *listConcurrency, 1)
 	cfg.Rows = parseInt("rows", *rows, minRows)
+	if cfg.ScaleSizes, err = parseSizes(*scaleSizes); err != nil {
+		errs = append(errs, err)
+	}
 	for p := range strings.SplitSeq(*only, ",") {
 		if p = strings.TrimSpace(p); p == "" {
 			continue

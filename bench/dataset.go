@@ -13,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/valhalla-platform/valhalla/internal/lifecycle"
 )
 
 // datasetVersion names the generator below; a cached preload made by
@@ -152,6 +154,13 @@ func ensureDataset(ctx context.Context, pool *pgxpool.Pool, rows int, analyze bo
 	start := time.Now()
 	if _, err := pool.Exec(ctx, "TRUNCATE system_logs, bench_dataset"); err != nil {
 		return false, fmt.Errorf("truncate: %w", err)
+	}
+	// The dataset's days get their partitions first, as a server's
+	// maintainer would have made them, so COPY fills them directly rather
+	// than the default partition.
+	days := lifecycle.New(pool, lifecycle.Options{Now: func() time.Time { return dataStart }, Ahead: int(dataEnd.Sub(dataStart) / lifecycle.DefaultInterval)})
+	if err := retryBusy(ctx, func() error { _, err := days.Run(ctx, false); return err }); err != nil {
+		return false, fmt.Errorf("partitions: %w", err)
 	}
 	n, err := pool.CopyFrom(ctx, pgx.Identifier{"system_logs"},
 		[]string{"id", "timestamp", "level", "category", "message", "correlation_id", "user_id", "context", "actor"},

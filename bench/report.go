@@ -169,6 +169,9 @@ func report(w io.Writer, cfg config, res results) {
 	if cfg.runs("ledger") {
 		targets = append(targets, reportLedger(w, cfg, res.Ledger)...)
 	}
+	if cfg.runs("scale") {
+		targets = append(targets, reportScale(w, cfg, res.Scale)...)
+	}
 	fmt.Fprintln(w)
 	for _, t := range targets {
 		fmt.Fprintln(w, t)
