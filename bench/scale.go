@@ -135,7 +135,9 @@ func runScale(ctx context.Context, cfg config, env *benchEnv) (scaleResults, err
 		}
 	}
 	err = measure("single write", cfg.Concurrency,
-		httpRun(func(s *scaleSize) []vegeta.Target { return []vegeta.Target{post(s.server.Addr, "/system/logs", writeBody)} }, http.StatusCreated),
+		httpRun(func(s *scaleSize) []vegeta.Target {
+			return []vegeta.Target{post(s.server.Addr, "/system/logs", writeBody)}
+		}, http.StatusCreated),
 		func(s *scaleSize) *stats { return &s.Write })
 	if err != nil {
 		return res, err
