@@ -21,8 +21,14 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{"defaults", nil, nil, func(c config) bool {
 			return c.Duration == 10*time.Second && c.Concurrency == 32 && c.ListConcurrency == 4 &&
-				c.Rows == 1_000_000 && c.Rounds == 5 && c.Only == nil && c.runs("list")
+				c.Rows == 1_000_000 && c.Rounds == 5 && c.Only == nil && c.runs("list") &&
+				!c.runs("scale") && slices.Equal(c.ScaleSizes, []int{1_000_000, 10_000_000, 30_000_000})
 		}, false},
+		{"the cost curve only when asked", []string{"-only", "scale", "-scale-sizes", "200_000,2M"}, nil, func(c config) bool {
+			return c.runs("scale") && !c.runs("write") && slices.Equal(c.ScaleSizes, []int{200_000, 2_000_000})
+		}, false},
+		{"scale sizes must grow", nil, map[string]string{"BENCH_SCALE_SIZES": "10M,1M"}, nil, true},
+		{"scale size too small", nil, map[string]string{"BENCH_SCALE_SIZES": "100"}, nil, true},
 		{"environment", nil, map[string]string{"BENCH_DURATION": "3s", "BENCH_CONCURRENCY": "8", "BENCH_ROWS": "200_000", "BENCH_ONLY": "write, list"},
 			func(c config) bool {
 				return c.Duration == 3*time.Second && c.Concurrency == 8 && c.Rows == 200_000 &&

@@ -76,6 +76,9 @@ type ledgerResults struct {
 	// after the export, from a fresh start.
 	Export, Copy throughput
 	ExportRSS    int64
+	// Sink is a webhook sink's delivery of the dataset's backlog to a
+	// local receiver that verifies every signature.
+	Sink throughput
 }
 
 // runLedger measures what sealing costs the writes, the seal lag, the live
@@ -486,6 +489,10 @@ func (res *ledgerResults) readDataset(ctx context.Context, cfg config, env *benc
 	}
 	env.progress("valhalla verify over %d entries", rows)
 	if res.Verify, err = runVerify(ctx, env, srv.Addr, keyFile, rows); err != nil {
+		return err
+	}
+	env.progress("a webhook sink catching up with the %d entries, for %s", rows, 2*cfg.Duration)
+	if res.Sink, err = sinkThroughput(ctx, env, url); err != nil {
 		return err
 	}
 	return srv.Stop()

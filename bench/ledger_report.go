@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/valhalla-platform/valhalla/internal/delivery"
 )
 
 // The sealed trail's goals (issues 12 and 13; docs/ledger.md, docs/follow.md).
@@ -64,6 +66,7 @@ func reportLedger(w io.Writer, cfg config, lr ledgerResults) []target {
 		{"the same feed read, nothing verified", lr.Feed},
 		{"GET /system/logs/export (NDJSON)", lr.Export},
 		{"COPY of the same join, ORDER BY seq", lr.Copy},
+		{fmt.Sprintf("webhook sink catching up (batches of %d, receiver verifies each)", delivery.DefaultBatchSize), lr.Sink},
 	} {
 		fmt.Fprintf(tw, "  %s\t%s\t%.1f\t%s\t\n", r.name, thousands(r.t.Entries), r.t.Elapsed.Seconds(), rate(r.t.PerSecond()))
 	}
@@ -72,6 +75,7 @@ func reportLedger(w io.Writer, cfg config, lr ledgerResults) []target {
 	export := ratio(lr.Export.PerSecond(), lr.Copy.PerSecond())
 	fmt.Fprintf(w, "  verify ÷ feed read: %.2f (goal ≥ %g); export ÷ COPY: %.2f (goal ≥ %g); server peak RSS after the export, fresh process: %.1f MiB (goal < %d)\n",
 		verify, goalVerifyRatio, export, goalExportRatio, mib(lr.ExportRSS), goalPeakRSSMiB)
+	fmt.Fprintf(w, "  sink delivery ÷ feed read: %.2f (reported; no goal)\n", ratio(lr.Sink.PerSecond(), lr.Feed.PerSecond()))
 
 	return append(targets,
 		atLeast("sealed_single_write_ratio", single, goalSealedRatio),
