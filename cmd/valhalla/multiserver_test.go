@@ -372,6 +372,15 @@ func TestSeveralServersOneDatabase(t *testing.T) {
 			if held[d.name] != sequencer {
 				t.Fatalf("the %s is server %d, the sequencer server %d: the first server up should hold every duty", d.name, held[d.name], sequencer)
 			}
+			// pg_stat_activity names the server holding the lock.
+			var app string
+			err := c.pool.QueryRow(ctx(t), `SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+				WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ($1::bigint >> 32)::oid
+				AND l.objid = ($1::bigint & 4294967295)::oid AND l.objsubid = 1`, d.lock).Scan(&app)
+			if pid := c.procs[sequencer].cmd.Process.Pid; err != nil || !strings.HasPrefix(app, "valhalla ") ||
+				!strings.HasSuffix(app, fmt.Sprintf(" pid %d", pid)) {
+				t.Errorf("the session holding the %s lock is named %q (%v), want valhalla … pid %d", d.name, app, err, pid)
+			}
 		}
 
 		l := newLoad(t, c.lb.Token)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -121,10 +122,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// So do failing sinks: a destination that is down is no reason either.
 	checker.AlsoForHealth(health.Check{Name: "sinks", Run: delivery.NewStore(pool).HealthCheck(delivery.DefaultFailuresToOpen)})
 	deliveries := delivery.NewManager(delivery.Options{
-		Pool: pool,
-		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
-		},
+		Pool:          pool,
+		Connect:       dedicatedConn(pool, "sink deliverer"),
 		Store:         store,
 		Encode:        httpapi.EncodeEntry,
 		BatchSize:     cfg.Sinks.BatchSize,
@@ -204,9 +203,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.SealInterval > 0 {
 		// The sequencer stops with the server, before the pool closes.
 		sealer := ledger.NewSealer(ledger.SealerOptions{
-			Connect: func(ctx context.Context) (*pgx.Conn, error) {
-				return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
-			},
+			Connect:  dedicatedConn(pool, "ledger sequencer"),
 			Key:      key,
 			Interval: cfg.SealInterval,
 			Logger:   logger,
@@ -231,10 +228,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	go func() {
 		defer close(maintained)
 		maintainer.Serve(maintainCtx, lifecycle.ServeOptions{
-			Connect: func(ctx context.Context) (*pgx.Conn, error) {
-				return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
-			},
-			Every: cfg.MaintainInterval,
+			Connect: dedicatedConn(pool, "lifecycle"),
+			Every:   cfg.MaintainInterval,
 			Leading: func(d lifecycle.Duty, leading bool) {
 				if d == lifecycle.Retaining {
 					m.Retaining(leading)
@@ -467,4 +462,22 @@ func apiLimits(l limits) httpapi.Limits {
 	api := l.API
 	api.MaxHeaderBytes = l.MaxHeaderBytes
 	return api
+}
+
+// dedicatedConn opens connections of their own for a job of this server
+// (a duty, a sink's deliverer), configured as the pool's and named in
+// pg_stat_activity.application_name "valhalla <job> <host> pid <pid>", so
+// that pg_locks joined to it shows which server holds a duty
+// (docs/scaling.md).
+func dedicatedConn(pool *pgxpool.Pool, job string) func(ctx context.Context) (*pgx.Conn, error) {
+	host, _ := os.Hostname()
+	name := fmt.Sprintf("valhalla %s %s pid %d", job, host, os.Getpid())
+	if len(name) > 63 { // PostgreSQL's NAMEDATALEN - 1
+		name = name[:63]
+	}
+	return func(ctx context.Context) (*pgx.Conn, error) {
+		cfg := pool.Config().ConnConfig.Copy()
+		cfg.RuntimeParams["application_name"] = name
+		return pgx.ConnectConfig(ctx, cfg)
+	}
 }
