@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/valhalla-platform/valhalla/internal/database"
@@ -84,6 +85,10 @@ type scaleResults struct {
 	Sizes []*scaleSize
 	// Skipped names sizes left out for want of disk.
 	Skipped []string
+	// WALPerWrite and WALPerBatchRow are the WAL the cluster wrote per
+	// entry during the single-write and batch runs (every size together):
+	// what a replica must replay (docs/scaling.md).
+	WALPerWrite, WALPerBatchRow float64
 }
 
 // runScale loads every size (or reuses the cached ones), starts a server
@@ -134,6 +139,26 @@ func runScale(ctx context.Context, cfg config, env *benchEnv) (scaleResults, err
 			return func(l load) stats { return l.httpTargets(ctx, ts, want) }
 		}
 	}
+	wal, err := newWALMeter(ctx, env)
+	if err != nil {
+		return res, err
+	}
+	defer wal.close()
+	// The entries written since since, warm-ups included, as the WAL is.
+	written := func(since time.Time) int64 {
+		var total int64
+		for _, s := range res.Sizes {
+			var n int64
+			if conn, err := pgx.Connect(ctx, s.url); err == nil {
+				_ = conn.QueryRow(ctx, `SELECT count(*) FROM system_logs WHERE "timestamp" >= $1`, since).Scan(&n)
+				_ = conn.Close(ctx)
+			}
+			total += n
+		}
+		return total
+	}
+	since := time.Now()
+	wal.start(ctx)
 	err = measure("single write", cfg.Concurrency,
 		httpRun(func(s *scaleSize) []vegeta.Target {
 			return []vegeta.Target{post(s.server.Addr, "/system/logs", writeBody)}
@@ -142,6 +167,9 @@ func runScale(ctx context.Context, cfg config, env *benchEnv) (scaleResults, err
 	if err != nil {
 		return res, err
 	}
+	res.WALPerWrite = wal.per(ctx, written(since))
+	since = time.Now()
+	wal.start(ctx)
 	err = measure(fmt.Sprintf("batch of %d", batchSize), cfg.Concurrency,
 		httpRun(func(s *scaleSize) []vegeta.Target {
 			return []vegeta.Target{post(s.server.Addr, "/system/logs/batch", batchBody())}
@@ -150,6 +178,7 @@ func runScale(ctx context.Context, cfg config, env *benchEnv) (scaleResults, err
 	if err != nil {
 		return res, err
 	}
+	res.WALPerBatchRow = wal.per(ctx, written(since))
 	for _, sc := range listScenarios() {
 		if !sc.Goals {
 			continue // the exact count grows with the table by design
@@ -444,4 +473,35 @@ func parseSizes(v string) ([]int, error) {
 		return nil, errors.New("scale sizes: none given")
 	}
 	return out, nil
+}
+
+// walMeter reads the cluster's WAL position.
+type walMeter struct {
+	conn *pgx.Conn
+	from string
+}
+
+func newWALMeter(ctx context.Context, env *benchEnv) (*walMeter, error) {
+	conn, err := pgx.Connect(ctx, env.cluster.ConnString("postgres"))
+	if err != nil {
+		return nil, fmt.Errorf("wal meter: %w", err)
+	}
+	return &walMeter{conn: conn}, nil
+}
+
+func (m *walMeter) close() { _ = m.conn.Close(context.Background()) }
+
+// start remembers the WAL position now.
+func (m *walMeter) start(ctx context.Context) {
+	_ = m.conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&m.from)
+}
+
+// per is the WAL written since start per entry of entries (0 when unknown).
+func (m *walMeter) per(ctx context.Context, entries int64) float64 {
+	var bytes float64
+	if m.from == "" || entries <= 0 ||
+		m.conn.QueryRow(ctx, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8", m.from).Scan(&bytes) != nil {
+		return 0
+	}
+	return bytes / float64(entries)
 }

@@ -74,6 +74,8 @@ func reportScale(w io.Writer, cfg config, sr scaleResults) []target {
 	}
 	fmt.Fprintf(w, "  writes at concurrency %d, reads at %d; the ledger's rows of each dataset carry stand-in hashes (bench/scale.go)\n",
 		cfg.Concurrency, cfg.ListConcurrency)
+	fmt.Fprintf(w, "  WAL written per entry: %.0f bytes in the single-write runs, %.0f in the batch runs (what a replica replays)\n",
+		sr.WALPerWrite, sr.WALPerBatchRow)
 	fmt.Fprintf(w, "  failed requests: %d\n", errs)
 
 	base := sr.Sizes[0]
