@@ -29,7 +29,50 @@ func site() *httptest.Server {
 		w.Header().Set("Content-Type", "text/javascript")
 		_, _ = w.Write([]byte(`console.error("boom"); throw new Error("uncaught here");`))
 	})
+	// A page that reads a failing health probe, then another failing URL.
+	mux.HandleFunc("/probe", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(`<!doctype html><title>probe</title><link rel="icon" href="/pixel.svg"><script src="/probe.js"></script>`))
+	})
+	mux.HandleFunc("/probe.js", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript")
+		_, _ = w.Write([]byte(`(async () => { await fetch("/system-health"); await fetch("/broken"); })();`))
+	})
+	mux.HandleFunc("/system-health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	mux.HandleFunc("/broken", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
 	return httptest.NewServer(mux)
+}
+
+// TestFailingHealthProbeIsNotAFault: a 503 from /system-health is what the
+// viewer's health strip shows, so it fails no test; a 503 from anything
+// else the page loads still does.
+func TestFailingHealthProbeIsNotAFault(t *testing.T) {
+	srv := site()
+	t.Cleanup(srv.Close)
+	b := New(t, srv.URL, 0)
+	if err := chromedp.Do(b.ctx, chromedp.Navigate(b.URL("/probe"))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(Timeout)
+	for {
+		b.mu.Lock()
+		got := append([]string(nil), b.failures...)
+		b.mu.Unlock()
+		if containsAll(got, []string{"/broken"}) {
+			if containsAll(got, []string{"/system-health"}) {
+				t.Errorf("the failing health probe was reported: %q", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("failures %q, want one for /broken", got)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, bounded by deadline
+	}
+	b.AllowFailedLoad(".*")
+	b.mu.Lock()
+	b.failures = nil
+	b.mu.Unlock()
 }
 
 func TestCleanPagePasses(t *testing.T) {
