@@ -375,7 +375,8 @@ func TestSeveralServersOneDatabase(t *testing.T) {
 			// pg_stat_activity names the server holding the lock.
 			var app string
 			err := c.pool.QueryRow(ctx(t), `SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-				WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ($1::bigint >> 32)::oid
+				WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+				AND l.classid = ($1::bigint >> 32)::oid
 				AND l.objid = ($1::bigint & 4294967295)::oid AND l.objsubid = 1`, d.lock).Scan(&app)
 			if pid := c.procs[sequencer].cmd.Process.Pid; err != nil || !strings.HasPrefix(app, "valhalla ") ||
 				!strings.HasSuffix(app, fmt.Sprintf(" pid %d", pid)) {

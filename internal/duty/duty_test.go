@@ -153,7 +153,7 @@ func TestOneLeaderAndTakeover(t *testing.T) {
 	waitLeader(t, others(first)...)
 	var holders int
 	if err := admin.QueryRow(t.Context(), fmt.Sprintf(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-		AND classid = (%d >> 32)::oid AND objid = (%d & 4294967295)::oid AND objsubid = 1`, testLock, testLock)).Scan(&holders); err != nil {
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = (%d >> 32)::oid AND objid = (%d & 4294967295)::oid AND objsubid = 1`, testLock, testLock)).Scan(&holders); err != nil {
 		t.Fatal(err)
 	}
 	if holders != 1 {
