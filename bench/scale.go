@@ -361,8 +361,16 @@ FROM system_logs WHERE "timestamp" >= $1 AND "timestamp" < $2`, dataStart, dataS
 		return d, fmt.Errorf("fill the partition to drop: %w", err)
 	}
 	d.Rows = tag.RowsAffected()
-	if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) system_logs"); err != nil {
-		return d, fmt.Errorf("vacuum analyze: %w", err)
+	parts, err := lifecycle.List(ctx, pool)
+	if err != nil {
+		return d, err
+	}
+	for _, p := range parts {
+		if p.From.Equal(dataStart.Add(-day)) { // only the new partition: the others are analyzed
+			if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) "+pgx.Identifier{p.Name}.Sanitize()); err != nil {
+				return d, fmt.Errorf("vacuum analyze: %w", err)
+			}
+		}
 	}
 	// Retention whose cutoff is half a day into the dataset: it drops the
 	// day before the dataset and nothing else.
