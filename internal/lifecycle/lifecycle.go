@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/valhalla-platform/valhalla/gen/db"
+	"github.com/valhalla-platform/valhalla/internal/duty"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
 )
 
@@ -480,7 +482,7 @@ func (m *Maintainer) replace(ctx context.Context, tx pgx.Tx, p Partition, d Drop
 			return err
 		}
 	}
-	if _, err := tx.Exec(ctx, "ALTER TABLE system_logs DETACH PARTITION "+name); err != nil {
+	if err := detach(ctx, tx, name); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, "DROP TABLE "+name); err != nil {
@@ -508,4 +510,54 @@ func (m *Maintainer) replace(ctx context.Context, tx pgx.Tx, p Partition, d Drop
 		Partition: r.Partition, RangeFrom: r.From, RangeTo: r.To, Policy: r.Policy,
 		SeqRanges: ledger.FormatSeqRanges(r.Seqs), Retired: r.Retired, Held: r.Held, RetiredAt: r.At, Note: string(note),
 	})
+}
+
+// How detach waits for system_logs.
+const (
+	// detachLockWait is the longest a drop waits for system_logs' lock,
+	// and so the longest the writes queued behind it wait, per attempt.
+	detachLockWait = 50 * time.Millisecond
+	// detachPause is the time between attempts, which the writes get.
+	detachPause = 100 * time.Millisecond
+	// detachAttempts bounds the attempts; past them the drop fails and is
+	// tried again at the next run.
+	detachAttempts = 200
+)
+
+// detach detaches partition name from system_logs in tx. DETACH PARTITION
+// takes an ACCESS EXCLUSIVE lock on system_logs (CONCURRENTLY would not,
+// but cannot run inside the drop's transaction, which keeps the drop and
+// its signed record together). While it waits for the statements already
+// running on the table (a seal pass, a listing), every new write queues
+// behind it. So each attempt waits at most detachLockWait and, when that
+// is not enough, gives up, lets the writes through for detachPause and
+// tries again; once it holds the lock, the drop commits within
+// milliseconds.
+func detach(ctx context.Context, tx pgx.Tx, name string) error {
+	for attempt := 1; ; attempt++ {
+		if _, err := tx.Exec(ctx, "SAVEPOINT detach"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", detachLockWait.Milliseconds())); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "ALTER TABLE system_logs DETACH PARTITION "+name)
+		if err == nil {
+			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = DEFAULT"); err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, "RELEASE SAVEPOINT detach")
+			return err
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "55P03" || attempt == detachAttempts { // 55P03: lock_not_available
+			return fmt.Errorf("detach (attempt %d): %w", attempt, err)
+		}
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT detach"); err != nil {
+			return err
+		}
+		if !duty.Wait(ctx, detachPause) {
+			return ctx.Err()
+		}
+	}
 }

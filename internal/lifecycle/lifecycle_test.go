@@ -393,3 +393,99 @@ func storeCount(t *testing.T, pool *pgxpool.Pool) int {
 	}
 	return n
 }
+
+// TestDropWaitingForTheTableLetsWritesThrough: a drop must lock
+// system_logs to detach a partition, and a transaction that has read the
+// table (a seal pass, a listing) keeps it waiting. Meanwhile writes go on,
+// each delayed by one short attempt at most, and the drop finishes once
+// the reader is done.
+func TestDropWaitingForTheTableLetsWritesThrough(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	ctx := t.Context()
+	skey, err := ledger.GenerateKey("valhalla-ledger-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ledger.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().UTC().Add(-40 * 24 * time.Hour)
+	storeAt(t, pool, []time.Time{old, old, old}, []string{"a", "b", "c"})
+	sealAll(t, pool, key)
+	// The partitions first, so that the run below only drops.
+	if _, err := lifecycle.New(pool, lifecycle.Options{}).Run(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+
+	reader, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Rollback(context.Background())
+	if _, err := reader.Exec(ctx, "SELECT count(*) FROM system_logs"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		rep lifecycle.Report
+		err error
+	}
+	dropped := make(chan result, 1)
+	go func() {
+		rep, err := lifecycle.New(pool, lifecycle.Options{Retention: 30 * 24 * time.Hour, Key: key}).Run(ctx, false)
+		dropped <- result{rep, err}
+	}()
+
+	// Writes while the reader holds the table for 2 s.
+	const held = 2 * time.Second
+	type writes struct {
+		n     int
+		worst time.Duration
+		err   error
+	}
+	wrote := make(chan writes, 1)
+	go func() {
+		var w writes
+		for end := time.Now().Add(held); time.Now().Before(end) && w.err == nil; w.n++ {
+			start := time.Now()
+			_, w.err = pool.Exec(ctx, `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, context, actor)
+				VALUES ($1, now(), 'INFO', 'live', 'write', 'r', '{}', 'a')`, uuid.Must(uuid.NewV7()))
+			w.worst = max(w.worst, time.Since(start))
+		}
+		wrote <- w
+	}()
+	// The writes run for held while the reader holds the table; writes
+	// stuck behind the drop would keep them from ending.
+	var w writes
+	select {
+	case w = <-wrote:
+	case <-time.After(held + 10*time.Second):
+		_ = reader.Commit(ctx)
+		t.Fatalf("writes still blocked %v after they began, behind the drop waiting for the table", held+10*time.Second)
+	}
+	select {
+	case r := <-dropped:
+		t.Fatalf("the drop finished while a reader held the table: %+v", r)
+	default:
+	}
+	if err := reader.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	select {
+	case r = <-dropped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the drop did not finish within 30s of the reader committing")
+	}
+	if r.err != nil || len(r.rep.Drops) != 1 || r.rep.Drops[0].Retired != 3 {
+		t.Fatalf("drop: %+v, %v; want one partition of 3 retired entries", r.rep.Drops, r.err)
+	}
+	if w.err != nil {
+		t.Fatalf("write %d: %v", w.n, w.err)
+	}
+	if w.worst > time.Second {
+		t.Errorf("the slowest of %d writes took %v while the drop waited for the table", w.n, w.worst)
+	}
+	t.Logf("%d writes while the drop waited %v for the table, the slowest %v", w.n, held, w.worst.Round(time.Millisecond))
+}
