@@ -21,6 +21,7 @@ import (
 
 	"github.com/valhalla-platform/valhalla/gen/api"
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/duty"
 )
 
 // tailSubscribers is the number of live-tail clients in the tail run.
@@ -247,21 +248,9 @@ func waitDrained(ctx context.Context, pool *pgxpool.Pool) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("ledger: %d entries still unsealed after %s", waiting, drainTimeout)
 		}
-		if !sleep(ctx, 50*time.Millisecond) {
+		if !duty.Wait(ctx, 50*time.Millisecond) {
 			return ctx.Err()
 		}
-	}
-}
-
-// sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

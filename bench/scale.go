@@ -17,6 +17,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/duty"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/lifecycle"
 )
@@ -385,7 +386,7 @@ FROM system_logs WHERE "timestamp" >= $1 AND "timestamp" < $2`, dataStart, dataS
 	dropped := make(chan struct{})
 	go func() {
 		defer close(dropped)
-		if !sleep(ctx, cfg.Duration/3) {
+		if !duty.Wait(ctx, cfg.Duration/3) {
 			return
 		}
 		from = time.Now()
@@ -428,7 +429,7 @@ func retryBusy(ctx context.Context, run func() error) error {
 		if !errors.Is(err, lifecycle.ErrBusy) || time.Now().After(deadline) {
 			return err
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !duty.Wait(ctx, 100*time.Millisecond) {
 			return ctx.Err()
 		}
 	}

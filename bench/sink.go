@@ -16,6 +16,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/valhalla-platform/valhalla/internal/delivery"
+	"github.com/valhalla-platform/valhalla/internal/duty"
 )
 
 // sinkSecret signs the benchmark sink's webhooks.
@@ -101,13 +102,13 @@ func sinkThroughput(ctx context.Context, env *benchEnv, dbURL string) (throughpu
 		if time.Now().After(deadline) {
 			return throughput{}, fmt.Errorf("sink: no delivery within a minute of creating it")
 		}
-		if !sleep(ctx, 20*time.Millisecond) {
+		if !duty.Wait(ctx, 20*time.Millisecond) {
 			return throughput{}, ctx.Err()
 		}
 	}
 	window := 2 * env.cfg.Duration
 	before, _, _ := r.count()
-	sleep(ctx, window)
+	duty.Wait(ctx, window)
 	after, _, bad := r.count()
 	if bad > 0 {
 		return throughput{}, fmt.Errorf("sink: %d deliveries failed verification", bad)
