@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -31,7 +32,18 @@ var (
 	commit  = ""
 )
 
+// serveMemoryLimit is the Go runtime's soft memory limit for valhalla
+// serve unless GOMEMLIMIT sets another: the garbage collector works harder
+// as the heap nears it, so the memory that --body-budget and the page caps
+// bound by design is returned before the heap doubles, also when the
+// collector is short of CPU (docs/security.md). It is set in main, not in
+// serve, so that tests running serve in their own process keep theirs.
+const serveMemoryLimit = 160 << 20
+
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(serveMemoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()

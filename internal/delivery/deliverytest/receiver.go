@@ -126,7 +126,13 @@ func (r *Receiver) Got() ([]int64, int) {
 // failing at once on a gap, a repeat or disorder.
 func (r *Receiver) WaitAll(t testing.TB, want []int64) {
 	t.Helper()
-	poll(t, "every entry received", func() (bool, string) {
+	r.WaitAllWithin(t, want, 60*time.Second)
+}
+
+// WaitAllWithin is WaitAll with the bound within.
+func (r *Receiver) WaitAllWithin(t testing.TB, want []int64, within time.Duration) {
+	t.Helper()
+	poll(t, within, "every entry received", func() (bool, string) {
 		got, _ := r.Got()
 		if len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
 			t.Fatalf("received %v, want a prefix of %v (a gap, a repeat under a new id, or disorder)", got, want)
@@ -141,17 +147,17 @@ func (r *Receiver) WaitAll(t testing.TB, want []int64) {
 	})
 }
 
-// poll checks cond every 10 ms, failing t after 60 s with what it last said.
-func poll(t testing.TB, what string, cond func() (bool, string)) {
+// poll checks cond every 10 ms, failing t after within with what it last said.
+func poll(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		ok, last := cond()
 		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 60s: %s", what, last)
+			t.Fatalf("%s: not within %v: %s", what, within, last)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
