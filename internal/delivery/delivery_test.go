@@ -378,23 +378,7 @@ func TestCreateRefusesBadSinks(t *testing.T) {
 // waitFor polls cond every 10 ms, failing after 30 s with what last said.
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	waitWithin(t, 30*time.Second, what, cond)
-}
-
-// waitWithin is waitFor with the bound within.
-func waitWithin(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %s", what, within, last)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	deliverytest.Poll(t, 30*time.Second, what, cond)
 }
 
 // lockedBuffer is a bytes.Buffer safe for concurrent use.
@@ -437,7 +421,7 @@ func TestDeliveryBacklog(t *testing.T) {
 	// The bounds are for a busy machine: under go test -race -count=10
 	// beside other packages, sealing and delivering 10,000 entries took
 	// more than 30 and 60 s.
-	waitWithin(t, backlogBound, "backlog sealed", func() (bool, string) {
+	deliverytest.Poll(t, backlogBound, "backlog sealed", func() (bool, string) {
 		size, err := f.store.TreeSize(t.Context())
 		return err == nil && size == n, fmt.Sprintf("tree size %d, err %v", size, err)
 	})

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/lifecycle"
 )
 
@@ -43,14 +42,7 @@ func copyDay(b *testing.B, pool *pgxpool.Pool, start time.Time, n int) {
 func BenchmarkDropVersusDelete(b *testing.B) {
 	pool := setup(b)
 	ctx := b.Context()
-	skey, err := ledger.GenerateKey("valhalla-ledger-bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	key, err := ledger.ParseKey(skey)
-	if err != nil {
-		b.Fatal(err)
-	}
+	key := testKey(b)
 	var drop, del time.Duration
 	for i := range b.N {
 		now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * 10 * 24 * time.Hour)

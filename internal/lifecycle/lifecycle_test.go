@@ -155,6 +155,20 @@ func TestPartitionsAhead(t *testing.T) {
 	}
 }
 
+// testKey returns a fresh ledger key.
+func testKey(t testing.TB) *ledger.Key {
+	t.Helper()
+	skey, err := ledger.GenerateKey("valhalla-ledger-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ledger.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 // sealAll runs a sequencer until nothing waits to be sealed.
 func sealAll(t *testing.T, pool *pgxpool.Pool, key *ledger.Key) {
 	t.Helper()
@@ -262,14 +276,7 @@ func TestRetentionKeepsHeldEntries(t *testing.T) {
 	t.Parallel()
 	pool := setup(t)
 	ctx := t.Context()
-	skey, err := ledger.GenerateKey("valhalla-ledger-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ledger.ParseKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testKey(t)
 	now := time.Now().UTC()
 	old1, old2 := now.Add(-40*24*time.Hour), now.Add(-39*24*time.Hour)
 	oldIDs := storeAt(t, pool, []time.Time{old1, old1, old1, old2, old2}, []string{"legal", "other", "other", "other", "legal"})
@@ -403,14 +410,7 @@ func TestDropWaitingForTheTableLetsWritesThrough(t *testing.T) {
 	t.Parallel()
 	pool := setup(t)
 	ctx := t.Context()
-	skey, err := ledger.GenerateKey("valhalla-ledger-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ledger.ParseKey(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testKey(t)
 	old := time.Now().UTC().Add(-40 * 24 * time.Hour)
 	storeAt(t, pool, []time.Time{old, old, old}, []string{"a", "b", "c"})
 	sealAll(t, pool, key)

@@ -132,7 +132,7 @@ func (r *Receiver) WaitAll(t testing.TB, want []int64) {
 // WaitAllWithin is WaitAll with the bound within.
 func (r *Receiver) WaitAllWithin(t testing.TB, want []int64, within time.Duration) {
 	t.Helper()
-	poll(t, within, "every entry received", func() (bool, string) {
+	Poll(t, within, "every entry received", func() (bool, string) {
 		got, _ := r.Got()
 		if len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
 			t.Fatalf("received %v, want a prefix of %v (a gap, a repeat under a new id, or disorder)", got, want)
@@ -147,8 +147,9 @@ func (r *Receiver) WaitAllWithin(t testing.TB, want []int64, within time.Duratio
 	})
 }
 
-// poll checks cond every 10 ms, failing t after within with what it last said.
-func poll(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
+// Poll checks cond every 10 ms, failing t after within with what it last
+// said.
+func Poll(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
