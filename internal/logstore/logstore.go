@@ -447,15 +447,78 @@ func rowsSize(rows []db.SystemLog) int {
 	return n
 }
 
+// listWindow is the first span of time one list query reads, and
+// listWindowGrowth how much each next span grows, until one would pass
+// listWindowMax and the last query reads everything older. See listBounded.
+const (
+	listWindow       = 24 * time.Hour
+	listWindowGrowth = 4
+	listWindowMax    = 64 * 24 * time.Hour
+)
+
+// window is the span of time one list query reads: since inclusive, until
+// exclusive, nil for no bound. last says it reaches the filter's own since
+// (or the oldest entry), so nothing older is left to read.
+type window struct {
+	since, until *time.Time
+	span         time.Duration
+	last         bool
+}
+
+// firstWindow is the newest span of params' range: listWindow back from
+// the keyset position, else from the filter's until, else from now, with
+// nothing newer left out (an entry stamped ahead of this server's clock
+// is in it too).
+func firstWindow(params db.ListLogsParams) window {
+	anchor := time.Now()
+	switch {
+	case params.AfterTs != nil && (params.Until == nil || params.AfterTs.Before(*params.Until)):
+		anchor = *params.AfterTs
+	case params.Until != nil:
+		anchor = *params.Until
+	}
+	return window{until: params.Until}.from(anchor, listWindow, params.Since)
+}
+
+// next is the span just older than w, listWindowGrowth times as long.
+func (w window) next(since *time.Time) window {
+	return window{until: w.since}.from(*w.since, w.span*listWindowGrowth, since)
+}
+
+// from sets w to start span before end, or at since (the filter's) when
+// that is later; past listWindowMax, w reaches since, however old.
+func (w window) from(end time.Time, span time.Duration, since *time.Time) window {
+	w.span = span
+	start := end.Add(-span)
+	if span > listWindowMax || (since != nil && !start.After(*since)) {
+		w.since, w.last = since, true
+		return w
+	}
+	w.since = &start
+	return w
+}
+
 // listBounded reads up to limit+1 rows after params' keyset position,
 // listChunk at a time, and stops early once the rows read reach
 // MaxPageBytes (the last row read may end past it).
+//
+// It reads one window of time at a time, newest first: a day back from the
+// keyset position (or now), then four days before that, then sixteen, and
+// so on, until the page is full. The windows are contiguous and each query
+// reads its window in keyset order, so the rows are those of one query over
+// the whole range. PostgreSQL plans a query over every partition it cannot
+// prune, and over a month of daily partitions planning cost ten times the
+// execution of a page (60 ms against 6 on 10M rows); bounded by time, a
+// page's query is planned over the partition or two its window covers.
 func (s *Store) listBounded(ctx context.Context, params db.ListLogsParams, limit int32) ([]db.SystemLog, error) {
 	var out []db.SystemLog
 	size := 0
+	filterSince := params.Since
+	w := firstWindow(params)
 	for {
 		want := limit + 1 - int32(len(out))
 		params.RowLimit = min(want, listChunk)
+		params.Since, params.Until = w.since, w.until
 		var rows []db.SystemLog
 		if params.Levels == nil {
 			listed, err := s.read.ListLogs(ctx, params)
@@ -480,11 +543,17 @@ func (s *Store) listBounded(ctx context.Context, params db.ListLogsParams, limit
 				return out, nil
 			}
 		}
-		if int32(len(rows)) < params.RowLimit || int32(len(out)) > limit {
+		switch {
+		case int32(len(out)) > limit:
 			return out, nil
+		case int32(len(rows)) == params.RowLimit: // more may be in this window
+			last := rows[len(rows)-1]
+			params.AfterTs, params.AfterID = &last.Timestamp, &last.ID
+		case w.last:
+			return out, nil
+		default:
+			w = w.next(filterSince)
 		}
-		last := rows[len(rows)-1]
-		params.AfterTs, params.AfterID = &last.Timestamp, &last.ID
 	}
 }
 

@@ -112,10 +112,10 @@ func TestListPlansUseMatchingIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 			queries := rec.stop()
-			if len(queries) != 2 {
-				t.Fatalf("want a list and a count query, got %d", len(queries))
+			if len(queries) < 2 {
+				t.Fatalf("want list queries and a count query, got %d", len(queries))
 			}
-			count := explain(t, pool, queries[1])
+			count := explain(t, pool, queries[len(queries)-1])
 			count.walk(func(n *planNode) {
 				if n.NodeType == "Seq Scan" && parts.rows[n.RelationName] > smallBranch {
 					t.Errorf("the count reads the whole table:\n%s", count)
@@ -126,7 +126,10 @@ func TestListPlansUseMatchingIndex(t *testing.T) {
 }
 
 // listAndExplain lists one page through the store and returns the plan of
-// the list query it sent, and the page's next cursor.
+// the last list query it sent that returned rows (else of the last one),
+// and the page's next cursor. The store reads a window of time at a time,
+// newest first, so a page may take a few queries; an older window's query
+// that found nothing is the one that ended the page, not its plan.
 func listAndExplain(t *testing.T, store *logstore.Store, pool *pgxpool.Pool, rec *queryRecorder, f logstore.Filter, cursor string) (*planNode, string) {
 	t.Helper()
 	rec.start()
@@ -135,10 +138,14 @@ func listAndExplain(t *testing.T, store *logstore.Store, pool *pgxpool.Pool, rec
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(queries) != 1 {
-		t.Fatalf("want one query, got %d", len(queries))
+	if len(queries) == 0 {
+		t.Fatal("no query")
 	}
-	return explain(t, pool, queries[0]), page.NextCursor
+	var plan *planNode
+	for i := len(queries) - 1; i >= 0 && (plan == nil || plan.ActualRows == 0); i-- {
+		plan = explain(t, pool, queries[i])
+	}
+	return plan, page.NextCursor
 }
 
 // smallBranch is the most rows a plan may sort: below it, reading the few
