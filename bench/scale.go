@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/valhalla-platform/valhalla/internal/database"
@@ -110,7 +111,7 @@ func runScale(ctx context.Context, cfg config, env *benchEnv) (scaleResults, err
 	}
 	for _, rows := range cfg.ScaleSizes {
 		if len(res.Sizes) > 0 {
-			if need, free := diskNeed(res.Sizes[0], rows), freeDisk(env.dir); free < need {
+			if need, free := diskNeed(res.Sizes[len(res.Sizes)-1], rows), freeDisk(env.dir); free < need {
 				res.Skipped = append(res.Skipped, fmt.Sprintf("%s rows (needs about %.1f GiB, %.1f GiB free)",
 					thousands(int64(rows)), float64(need)/(1<<30), float64(free)/(1<<30)))
 				continue
@@ -256,10 +257,11 @@ func sizeName(rows int) string {
 	return thousands(int64(rows))
 }
 
-// diskNeed estimates the bytes rows would take, from the smallest size's
-// bytes per row, with room for VACUUM and the WAL.
-func diskNeed(smallest *scaleSize, rows int) int64 {
-	perRow := float64(smallest.TableBytes+smallest.IndexBytes+smallest.LedgerBytes) / float64(smallest.Rows)
+// diskNeed estimates the bytes rows would take, from the bytes per row of
+// the largest size so far (whose share of free space is the smallest), with
+// room for VACUUM and the WAL.
+func diskNeed(largest *scaleSize, rows int) int64 {
+	perRow := float64(largest.TableBytes+largest.IndexBytes+largest.LedgerBytes) / float64(largest.Rows)
 	return int64(perRow * float64(rows) * 1.5)
 }
 
@@ -306,6 +308,11 @@ func prepareScale(ctx context.Context, env *benchEnv, rows int) (*scaleSize, err
 	if err != nil {
 		return nil, err
 	}
+	if !loaded {
+		if err := forgetEarlierRuns(ctx, pool, rows, env.progress); err != nil {
+			return nil, err
+		}
+	}
 	var size int64
 	if err := pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM ledger_entries`).Scan(&size); err != nil {
 		return nil, fmt.Errorf("ledger size: %w", err)
@@ -337,6 +344,47 @@ FROM pg_partition_tree('system_logs') WHERE isleaf`).Scan(&s.TableBytes, &s.Inde
 		return nil, fmt.Errorf("sizes: %w", err)
 	}
 	return s, nil
+}
+
+// forgetEarlierRuns deletes what earlier runs wrote into a cached dataset
+// (their writes, stamped after dataEnd, and the ledger rows and checkpoints
+// that sealed them), so that every run measures the same table.
+func forgetEarlierRuns(ctx context.Context, pool *pgxpool.Pool, rows int, progress func(string, ...any)) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("forget earlier runs: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	tag, err := tx.Exec(ctx, `DELETE FROM system_logs WHERE "timestamp" >= $1`, dataEnd)
+	if err != nil {
+		return fmt.Errorf("forget earlier runs: %w", err)
+	}
+	for _, q := range []string{
+		`DELETE FROM ledger_queue`,
+		`DELETE FROM ledger_retirements`, // of the partitions the drop runs made and dropped
+		`DELETE FROM ledger_entries WHERE seq > $1`,
+		`DELETE FROM ledger_checkpoints WHERE tree_size > $1`,
+	} {
+		args := []any{}
+		if strings.Contains(q, "$1") {
+			args = append(args, rows)
+		}
+		if _, err := tx.Exec(ctx, q, args...); err != nil {
+			return fmt.Errorf("forget earlier runs: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("forget earlier runs: %w", err)
+	}
+	if tag.RowsAffected() > 0 {
+		progress("deleted the %s entries earlier runs wrote; vacuum analyze", thousands(tag.RowsAffected()))
+		for _, table := range []string{"system_logs", "ledger_entries"} {
+			if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) "+table); err != nil {
+				return fmt.Errorf("vacuum analyze: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // dropDuringWrites runs single writes against s for the run's duration and,
