@@ -403,10 +403,9 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		countUpTo = min(countUpTo, MaxCount)
 		count := db.CountLogsParams(params) // a conversion, as above
 		count.AfterTs, count.AfterID = nil, nil
-		count.RowLimit = int32(countUpTo + 1) // one more tells whether more match
-		total, err := s.read.CountLogs(ctx, count)
+		total, err := s.countBounded(ctx, count, countUpTo+1) // one more tells whether more match
 		if err != nil {
-			return Page{}, fmt.Errorf("count logs: %w", translateRead(err))
+			return Page{}, err
 		}
 		page.TotalExact = total <= countUpTo
 		total = min(total, countUpTo)
@@ -554,6 +553,28 @@ func (s *Store) listBounded(ctx context.Context, params db.ListLogsParams, limit
 		default:
 			w = w.next(filterSince)
 		}
+	}
+}
+
+// countBounded counts the entries params matches, up to limit, a window of
+// time at a time as listBounded reads them, so that a count the newest
+// windows reach is planned over their partitions only.
+func (s *Store) countBounded(ctx context.Context, params db.CountLogsParams, limit int64) (int64, error) {
+	filterSince := params.Since
+	w := firstWindow(db.ListLogsParams(params))
+	var total int64
+	for {
+		params.Since, params.Until = w.since, w.until
+		params.RowLimit = int32(limit - total)
+		n, err := s.read.CountLogs(ctx, params)
+		if err != nil {
+			return 0, fmt.Errorf("count logs: %w", translateRead(err))
+		}
+		total += n
+		if total >= limit || w.last {
+			return total, nil
+		}
+		w = w.next(filterSince)
 	}
 }
 

@@ -15,7 +15,8 @@ import (
 // time, newest first (a day, then four, sixteen, …, then the rest). Paging
 // through entries spread over a year, some stamped ahead of the clock, some
 // sharing a timestamp, with filters dense and sparse and time bounds, lists
-// exactly what one query over the whole table lists, in the same order.
+// exactly what one query over the whole table lists, in the same order, and
+// counts the same total.
 func TestListAcrossTimeWindows(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -88,6 +89,18 @@ func TestListAcrossTimeWindows(t *testing.T) {
 				}
 				if !slices.Equal(got, want) {
 					t.Errorf("listed %d entries, one query lists %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+				}
+				// The total, counted a window at a time too: exact when
+				// under the limit, the limit and not exact when over.
+				for _, upTo := range []int64{int64(limit), 1000} {
+					page, err := store.List(ctx, tc.f, limit, "", upTo)
+					if err != nil {
+						t.Fatal(err)
+					}
+					wantTotal, wantExact := min(int64(len(want)), upTo), int64(len(want)) <= upTo
+					if page.Total == nil || *page.Total != wantTotal || page.TotalExact != wantExact {
+						t.Errorf("total up to %d: %v (exact %v), want %d (exact %v)", upTo, page.Total, page.TotalExact, wantTotal, wantExact)
+					}
 				}
 			})
 		}
