@@ -514,9 +514,18 @@ func (m *Maintainer) replace(ctx context.Context, tx pgx.Tx, p Partition, d Drop
 
 // How detach waits for system_logs.
 const (
-	// detachLockWait is the longest a drop waits for system_logs' lock,
-	// and so the longest the writes queued behind it wait, per attempt.
-	detachLockWait = 50 * time.Millisecond
+	// detachLockWait is the longest a drop's first attempts wait for the
+	// locks, and so the longest the writes queued behind it wait, per
+	// attempt. Every detachEscalate attempts the wait doubles, up to
+	// detachLockWaitMax: when what holds the table or the partition never
+	// lets go within the wait, a longer one is the only way in, and a
+	// moment's queue of writes the price. The usual such holder is
+	// autovacuum on the partition, which PostgreSQL cancels only for a
+	// request that has waited deadlock_timeout (1 s by default), so the
+	// longest wait is above it.
+	detachLockWait    = 50 * time.Millisecond
+	detachLockWaitMax = 2 * time.Second
+	detachEscalate    = 5
 	// detachPause is the time between attempts, which the writes get.
 	detachPause = 100 * time.Millisecond
 	// detachAttempts bounds the attempts; past them the drop fails and is
@@ -524,21 +533,26 @@ const (
 	detachAttempts = 200
 )
 
+// detachWait is how long attempt (from 1) waits for system_logs' lock.
+func detachWait(attempt int) time.Duration {
+	return min(detachLockWait<<min((attempt-1)/detachEscalate, 16), detachLockWaitMax)
+}
+
 // detach detaches partition name from system_logs in tx. DETACH PARTITION
 // takes an ACCESS EXCLUSIVE lock on system_logs (CONCURRENTLY would not,
 // but cannot run inside the drop's transaction, which keeps the drop and
 // its signed record together). While it waits for the statements already
 // running on the table (a seal pass, a listing), every new write queues
-// behind it. So each attempt waits at most detachLockWait and, when that
-// is not enough, gives up, lets the writes through for detachPause and
-// tries again; once it holds the lock, the drop commits within
-// milliseconds.
+// behind it. So each attempt waits at most detachWait and, when that is
+// not enough, gives up, lets the writes through for detachPause and tries
+// again, waiting longer every detachEscalate attempts; once it holds the
+// lock, the drop commits within milliseconds.
 func detach(ctx context.Context, tx pgx.Tx, name string) error {
 	for attempt := 1; ; attempt++ {
 		if _, err := tx.Exec(ctx, "SAVEPOINT detach"); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", detachLockWait.Milliseconds())); err != nil {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", detachWait(attempt).Milliseconds())); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, "ALTER TABLE system_logs DETACH PARTITION "+name)

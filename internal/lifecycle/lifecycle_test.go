@@ -16,6 +16,7 @@ import (
 
 	"github.com/valhalla-platform/valhalla/gen/db"
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/duty"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/lifecycle"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
@@ -488,4 +489,60 @@ func TestDropWaitingForTheTableLetsWritesThrough(t *testing.T) {
 		t.Errorf("the slowest of %d writes took %v while the drop waited for the table", w.n, w.worst)
 	}
 	t.Logf("%d writes while the drop waited %v for the table, the slowest %v", w.n, held, w.worst.Round(time.Millisecond))
+}
+
+// TestDropGetsInPastAHolderThatYieldsLate: something holds system_logs and
+// lets go only for a lock request that has waited 300 ms (as a statement
+// that always outlasts the drop's first waits does, or autovacuum for one
+// that has waited deadlock_timeout). A drop whose attempts all waited 50 ms
+// would never get in; its waits grow, and it does.
+func TestDropGetsInPastAHolderThatYieldsLate(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	ctx := t.Context()
+	key := testKey(t)
+	old := time.Now().UTC().Add(-40 * 24 * time.Hour)
+	storeAt(t, pool, []time.Time{old, old}, []string{"a", "b"})
+	sealAll(t, pool, key)
+	if _, err := lifecycle.New(pool, lifecycle.Options{}).Run(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(context.Background())
+	if _, err := holder.Exec(ctx, "LOCK TABLE system_logs IN ACCESS SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	yielded := make(chan time.Duration, 1)
+	go func() {
+		// Let go once a request for the table has waited 300 ms.
+		start := time.Now()
+		for ctx.Err() == nil {
+			var waited bool
+			err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'system_logs'::regclass
+				AND NOT granted AND waitstart < now() - interval '300 ms')`).Scan(&waited)
+			if err == nil && waited {
+				_ = holder.Commit(ctx)
+				yielded <- time.Since(start)
+				return
+			}
+			if !duty.Wait(ctx, 20*time.Millisecond) {
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	rep, err := lifecycle.New(pool, lifecycle.Options{Retention: 30 * 24 * time.Hour, Key: key}).Run(ctx, false)
+	took := time.Since(start)
+	if err != nil || len(rep.Drops) != 1 || rep.Drops[0].Retired != 2 {
+		t.Fatalf("drop: %+v, %v after %v; want one partition of 2 retired entries", rep.Drops, err, took)
+	}
+	select {
+	case after := <-yielded:
+		t.Logf("the holder let go after %v; the drop got in after %v", after.Round(time.Millisecond), took.Round(time.Millisecond))
+	default:
+		t.Fatal("the drop finished while the holder held the table")
+	}
 }
