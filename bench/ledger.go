@@ -420,7 +420,7 @@ func (res *ledgerResults) readDataset(ctx context.Context, cfg config, env *benc
 		if _, err := pool.Exec(ctx, `TRUNCATE ledger_entries, ledger_checkpoints, ledger_queue`); err != nil {
 			return fmt.Errorf("dataset ledger: %w", err)
 		}
-		if _, err := pool.Exec(ctx, `INSERT INTO ledger_queue (log_id, queued_at) SELECT id, "timestamp" FROM system_logs`); err != nil {
+		if _, err := pool.Exec(ctx, `INSERT INTO ledger_queue (log_id, queued_at, log_timestamp) SELECT id, "timestamp", "timestamp" FROM system_logs`); err != nil {
 			return fmt.Errorf("dataset ledger: %w", err)
 		}
 		srv, err := startLedgerServer(ctx, env, url, keyFile, sealInterval, "server-ledger-seal.log")
