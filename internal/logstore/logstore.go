@@ -456,12 +456,13 @@ const (
 )
 
 // window is the span of time one list query reads: since inclusive, until
-// exclusive, nil for no bound. last says it reaches the filter's own since
-// (or the oldest entry), so nothing older is left to read.
+// exclusive, nil for no bound. floor is the filter's own since, which no
+// window passes; last says w reaches it (or the oldest entry), so nothing
+// older is left to read.
 type window struct {
-	since, until *time.Time
-	span         time.Duration
-	last         bool
+	since, until, floor *time.Time
+	span                time.Duration
+	last                bool
 }
 
 // firstWindow is the newest span of params' range: listWindow back from
@@ -476,21 +477,21 @@ func firstWindow(params db.ListLogsParams) window {
 	case params.Until != nil:
 		anchor = *params.Until
 	}
-	return window{until: params.Until}.from(anchor, listWindow, params.Since)
+	return window{until: params.Until, floor: params.Since}.from(anchor, listWindow)
 }
 
 // next is the span just older than w, listWindowGrowth times as long.
-func (w window) next(since *time.Time) window {
-	return window{until: w.since}.from(*w.since, w.span*listWindowGrowth, since)
+func (w window) next() window {
+	return window{until: w.since, floor: w.floor}.from(*w.since, w.span*listWindowGrowth)
 }
 
-// from sets w to start span before end, or at since (the filter's) when
-// that is later; past listWindowMax, w reaches since, however old.
-func (w window) from(end time.Time, span time.Duration, since *time.Time) window {
+// from sets w to start span before end, or at the floor when that is
+// later; past listWindowMax, w reaches the floor, however old.
+func (w window) from(end time.Time, span time.Duration) window {
 	w.span = span
 	start := end.Add(-span)
-	if span > listWindowMax || (since != nil && !start.After(*since)) {
-		w.since, w.last = since, true
+	if span > listWindowMax || (w.floor != nil && !start.After(*w.floor)) {
+		w.since, w.last = w.floor, true
 		return w
 	}
 	w.since = &start
@@ -512,7 +513,6 @@ func (w window) from(end time.Time, span time.Duration, since *time.Time) window
 func (s *Store) listBounded(ctx context.Context, params db.ListLogsParams, limit int32) ([]db.SystemLog, error) {
 	var out []db.SystemLog
 	size := 0
-	filterSince := params.Since
 	w := firstWindow(params)
 	for {
 		want := limit + 1 - int32(len(out))
@@ -551,7 +551,7 @@ func (s *Store) listBounded(ctx context.Context, params db.ListLogsParams, limit
 		case w.last:
 			return out, nil
 		default:
-			w = w.next(filterSince)
+			w = w.next()
 		}
 	}
 }
@@ -560,7 +560,6 @@ func (s *Store) listBounded(ctx context.Context, params db.ListLogsParams, limit
 // time at a time as listBounded reads them, so that a count the newest
 // windows reach is planned over their partitions only.
 func (s *Store) countBounded(ctx context.Context, params db.CountLogsParams, limit int64) (int64, error) {
-	filterSince := params.Since
 	w := firstWindow(db.ListLogsParams(params))
 	var total int64
 	for {
@@ -574,7 +573,7 @@ func (s *Store) countBounded(ctx context.Context, params db.CountLogsParams, lim
 		if total >= limit || w.last {
 			return total, nil
 		}
-		w = w.next(filterSince)
+		w = w.next()
 	}
 }
 
