@@ -402,6 +402,27 @@ func storeCount(t *testing.T, pool *pgxpool.Pool) int {
 	return n
 }
 
+// partitionToDrop returns a database holding n sealed entries in a
+// partition 40 days old, which a 30-day retention drops, with the
+// partitions already made, so that the next run only drops; and the key
+// that sealed them.
+func partitionToDrop(t *testing.T, n int) (*pgxpool.Pool, *ledger.Key) {
+	t.Helper()
+	pool := setup(t)
+	key := testKey(t)
+	old := time.Now().UTC().Add(-40 * 24 * time.Hour)
+	stamps, categories := make([]time.Time, n), make([]string, n)
+	for i := range n {
+		stamps[i], categories[i] = old, fmt.Sprint("c", i)
+	}
+	storeAt(t, pool, stamps, categories)
+	sealAll(t, pool, key)
+	if _, err := lifecycle.New(pool, lifecycle.Options{}).Run(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
+	return pool, key
+}
+
 // TestDropWaitingForTheTableLetsWritesThrough: a drop must lock
 // system_logs to detach a partition, and a transaction that has read the
 // table (a seal pass, a listing) keeps it waiting. Meanwhile writes go on,
@@ -409,16 +430,8 @@ func storeCount(t *testing.T, pool *pgxpool.Pool) int {
 // the reader is done.
 func TestDropWaitingForTheTableLetsWritesThrough(t *testing.T) {
 	t.Parallel()
-	pool := setup(t)
 	ctx := t.Context()
-	key := testKey(t)
-	old := time.Now().UTC().Add(-40 * 24 * time.Hour)
-	storeAt(t, pool, []time.Time{old, old, old}, []string{"a", "b", "c"})
-	sealAll(t, pool, key)
-	// The partitions first, so that the run below only drops.
-	if _, err := lifecycle.New(pool, lifecycle.Options{}).Run(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	pool, key := partitionToDrop(t, 3)
 
 	reader, err := pool.Begin(ctx)
 	if err != nil {
@@ -498,15 +511,8 @@ func TestDropWaitingForTheTableLetsWritesThrough(t *testing.T) {
 // would never get in; its waits grow, and it does.
 func TestDropGetsInPastAHolderThatYieldsLate(t *testing.T) {
 	t.Parallel()
-	pool := setup(t)
 	ctx := t.Context()
-	key := testKey(t)
-	old := time.Now().UTC().Add(-40 * 24 * time.Hour)
-	storeAt(t, pool, []time.Time{old, old}, []string{"a", "b"})
-	sealAll(t, pool, key)
-	if _, err := lifecycle.New(pool, lifecycle.Options{}).Run(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	pool, key := partitionToDrop(t, 2)
 	holder, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
