@@ -131,17 +131,29 @@ func uuidV7At(t time.Time, r *rand.Rand) uuid.UUID {
 // rows, reusing the one cached by an earlier run when it matches. analyze
 // forces a fresh VACUUM ANALYZE (after a migration, say). It reports
 // whether it loaded the rows.
+// holdsDataset reports whether the database's marker says it holds the
+// dataset of rows rows, loaded by this version of the generator.
+func holdsDataset(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, rows int) (bool, error) {
+	var have, version int
+	err := q.QueryRow(ctx, `SELECT rows, version FROM bench_dataset`).Scan(&have, &version)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return false, fmt.Errorf("dataset marker: %w", err)
+	}
+	return err == nil && have == rows && version == datasetVersion, nil
+}
+
 func ensureDataset(ctx context.Context, pool *pgxpool.Pool, rows int, analyze bool, progress func(string, ...any)) (bool, error) {
 	if _, err := pool.Exec(ctx,
 		`CREATE TABLE IF NOT EXISTS bench_dataset (rows bigint NOT NULL, version int NOT NULL)`); err != nil {
 		return false, fmt.Errorf("dataset marker: %w", err)
 	}
-	var have, version int
-	err := pool.QueryRow(ctx, `SELECT rows, version FROM bench_dataset`).Scan(&have, &version)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return false, fmt.Errorf("dataset marker: %w", err)
+	cached, err := holdsDataset(ctx, pool, rows)
+	if err != nil {
+		return false, err
 	}
-	if err == nil && have == rows && version == datasetVersion {
+	if cached {
 		if analyze {
 			progress("analyzing the cached dataset after a migration")
 			if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) system_logs"); err != nil {

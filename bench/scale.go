@@ -266,8 +266,7 @@ func datasetCached(ctx context.Context, env *benchEnv, rows int) bool {
 		return false
 	}
 	defer conn.Close(context.Background())
-	var cached bool
-	err = conn.QueryRow(ctx, `SELECT rows = $1 AND version = $2 FROM bench_dataset`, rows, datasetVersion).Scan(&cached)
+	cached, err := holdsDataset(ctx, conn, rows)
 	return err == nil && cached
 }
 
@@ -373,17 +372,16 @@ func forgetEarlierRuns(ctx context.Context, pool *pgxpool.Pool, rows int, progre
 	if err != nil {
 		return fmt.Errorf("forget earlier runs: %w", err)
 	}
-	for _, q := range []string{
-		`DELETE FROM ledger_queue`,
-		`DELETE FROM ledger_retirements`, // of the partitions the drop runs made and dropped
-		`DELETE FROM ledger_entries WHERE seq > $1`,
-		`DELETE FROM ledger_checkpoints WHERE tree_size > $1`,
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`DELETE FROM ledger_queue`, nil},
+		{`DELETE FROM ledger_retirements`, nil}, // of the partitions the drop runs made and dropped
+		{`DELETE FROM ledger_entries WHERE seq > $1`, []any{rows}},
+		{`DELETE FROM ledger_checkpoints WHERE tree_size > $1`, []any{rows}},
 	} {
-		args := []any{}
-		if strings.Contains(q, "$1") {
-			args = append(args, rows)
-		}
-		if _, err := tx.Exec(ctx, q, args...); err != nil {
+		if _, err := tx.Exec(ctx, q.sql, q.args...); err != nil {
 			return fmt.Errorf("forget earlier runs: %w", err)
 		}
 	}
