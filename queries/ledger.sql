@@ -76,12 +76,20 @@ FROM ledger_queue;
 -- match every non-null filter, in seq order, up to row_limit, together with
 -- the tree size in the same snapshot. A leaf whose entry is no longer in
 -- system_logs comes back with a null id (and no filter applies to it), so
--- the reader can tell a missing entry from a filtered one. The join takes
--- the entry's timestamp from the leaf, so it reaches one partition.
+-- the reader can tell a missing entry from a filtered one. Each leaf looks
+-- up its entry by primary key in the one partition the leaf's timestamp
+-- names. The LIMIT keeps the planner from flattening the lookup into a
+-- plain join, which it runs as a hash join over a sequential scan of every
+-- partition: a page would cost the whole table (docs/performance.md, "The
+-- feed's join"). The lookup is a left join from one row so that sqlc types
+-- the entry's columns as nullable, which it does not for a lateral
+-- subquery's.
 SELECT l.seq, l.log_id, substring(l.hashes FROM 1 FOR 32)::bytea AS leaf_hash,
        s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
 FROM ledger_entries l
-LEFT JOIN system_logs s ON s.id = l.log_id AND s."timestamp" = l.log_timestamp
+LEFT JOIN LATERAL (
+    SELECT e.* FROM (VALUES (1)) AS one LEFT JOIN system_logs e ON e.id = l.log_id AND e."timestamp" = l.log_timestamp LIMIT 1
+) s ON true
 WHERE l.seq > sqlc.arg(after)::bigint AND l.seq <= sqlc.arg(after)::bigint + sqlc.arg(scan)::bigint
   AND (s.id IS NULL OR (
         (sqlc.narg('levels')::text[] IS NULL OR s.level = ANY (sqlc.narg('levels')::text[]))

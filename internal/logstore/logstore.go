@@ -76,6 +76,7 @@ type Store struct {
 	// feed, seals, the tree size, unsealed entries): q unless
 	// WithReadPool gave them a pool of their own.
 	read    *db.Queries
+	readDB  *pgxpool.Pool // the pool read runs on
 	grouper *grouper
 }
 
@@ -94,13 +95,13 @@ func WithGroupObserver(observe func(n int)) Option {
 // pool and a tighter statement_timeout. A read that runs past it returns
 // ErrReadTimeout.
 func WithReadPool(pool *pgxpool.Pool) Option {
-	return func(s *Store) { s.read = db.New(pool) }
+	return func(s *Store) { s.read, s.readDB = db.New(pool), pool }
 }
 
 // New returns a store over pool. The schema must be migrated.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	q := db.New(pool)
-	s := &Store{pool: pool, q: q, read: q, grouper: &grouper{q: q}}
+	s := &Store{pool: pool, q: q, read: q, readDB: pool, grouper: &grouper{q: q}}
 	for _, o := range opts {
 		o(s)
 	}

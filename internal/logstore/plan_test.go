@@ -451,6 +451,7 @@ type planNode struct {
 	Filter        string      `json:"Filter"`
 	OneTimeFilter string      `json:"One-Time Filter"`
 	ActualRows    float64     `json:"Actual Rows"`
+	ActualLoops   float64     `json:"Actual Loops"`
 	RowsFiltered  float64     `json:"Rows Removed by Filter"`
 	Plans         []*planNode `json:"Plans"`
 }
