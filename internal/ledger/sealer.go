@@ -24,6 +24,15 @@ const DefaultSealInterval = 250 * time.Millisecond
 // objid its low 32 bits and objsubid 1 (docs/scaling.md).
 const SequencerLock int64 = 0x76_68_6c_5f_6c_65_64 // "vhl_led"
 
+// PassLock is the key of the transaction-level advisory lock a seal pass
+// holds, shared, in the transaction that reads system_logs (the first of
+// the pass). Retention takes it exclusive before it detaches a partition,
+// which needs system_logs' ACCESS EXCLUSIVE lock: it waits for the pass
+// there, where no write waits behind it, and not on system_logs, where
+// every new write would queue behind it for as long as the pass runs
+// (docs/lifecycle.md, "Dropping a partition under load").
+const PassLock int64 = 0x76_68_6c_5f_70_61_73 // "vhl_pas"
+
 // takeoverPoll is how often a server that is not the sequencer tries to
 // become it. A sequencer killed with kill -9 loses its connection, and so
 // the lock, at once, so another server takes over within about this long.
@@ -190,6 +199,9 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded
 		return 0, err
 	}
 	defer p.end(ctx)
+	if _, err := p.tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1)", PassLock); err != nil {
+		return 0, fmt.Errorf("take the pass lock: %w", err)
+	}
 	size, err := p.q.TreeSize(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("read tree size: %w", err)

@@ -287,3 +287,47 @@ func TestBacklogSealsInSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestPassWaitsWhileADropHoldsThePassLock: retention holds the pass lock
+// exclusively while it detaches a partition; a seal pass waits for it
+// before it reads system_logs, and seals once the drop is done.
+func TestPassWaitsWhileADropHoldsThePassLock(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := t.Context()
+	drop, err := f.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drop.Rollback(context.Background())
+	if _, err := drop.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", ledger.PassLock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Insert(ctx, entry("during a drop")); err != nil {
+		t.Fatal(err)
+	}
+	f.startSealer(t, 20*time.Millisecond)
+	passLock := ledger.PassLock // an advisory lock on a bigint shows its halves as classid and objid
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var waiting bool
+		if err := f.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
+  AND NOT granted AND mode = 'ShareLock' AND classid = $1 AND objid = $2 AND objsubid = 1)`,
+			passLock>>32, passLock&0xffff_ffff).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no seal pass came to wait for the pass lock a drop holds")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s, err := f.reader.Stats(ctx); err != nil || s.TreeSize != 0 {
+		t.Fatalf("tree size %d (err %v) while the drop holds the pass lock, want 0", s.TreeSize, err)
+	}
+	if err := drop.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSize(t, 1)
+}

@@ -552,3 +552,81 @@ func TestDropGetsInPastAHolderThatYieldsLate(t *testing.T) {
 		t.Fatal("the drop finished while the holder held the table")
 	}
 }
+
+// TestDropWaitsForASealPassOffTheTable: a seal pass that reads
+// system_logs for a long time (a backlog) holds the pass lock. The drop
+// waits for it on that lock, where no write queues behind it, not on
+// system_logs, where every write would; it gets in once the pass is done.
+func TestDropWaitsForASealPassOffTheTable(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool, key := partitionToDrop(t, 2)
+	pass, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pass.Rollback(context.Background())
+	for _, q := range []string{"SELECT pg_advisory_xact_lock_shared(" + fmt.Sprint(ledger.PassLock) + ")", "SELECT count(*) FROM system_logs"} {
+		if _, err := pass.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped := make(chan error, 1)
+	go func() {
+		rep, err := lifecycle.New(pool, lifecycle.Options{Retention: 30 * 24 * time.Hour, Key: key}).Run(ctx, false)
+		if err == nil && (len(rep.Drops) != 1 || rep.Drops[0].Retired != 2) {
+			err = fmt.Errorf("drops %+v, want one partition of 2 retired entries", rep.Drops)
+		}
+		dropped <- err
+	}()
+
+	// The drop comes to wait for the pass lock, and only for it. (An
+	// advisory lock on a bigint shows its halves as classid and objid.)
+	passLock := ledger.PassLock
+	waits := func() (onPass, onTable bool) {
+		err := pool.QueryRow(ctx, `SELECT
+  EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1 AND objid = $2 AND objsubid = 1),
+  EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'system_logs'::regclass AND NOT granted)`,
+			passLock>>32, passLock&0xffff_ffff).Scan(&onPass, &onTable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return onPass, onTable
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		onPass, onTable := waits()
+		if onTable {
+			t.Fatal("the drop waits for system_logs, with the writes behind it, while a seal pass reads it")
+		}
+		if onPass {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the drop never came to wait for the seal pass")
+		}
+		if !duty.Wait(ctx, 10*time.Millisecond) {
+			t.Fatal(ctx.Err())
+		}
+	}
+	// Writes go on meanwhile.
+	if _, err := pool.Exec(ctx, `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, context, actor)
+		VALUES ($1, now(), 'INFO', 'live', 'write', 'r', '{}', 'a')`, uuid.Must(uuid.NewV7())); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-dropped:
+		t.Fatalf("the drop finished while the pass read the table: %v", err)
+	default:
+	}
+	if err := pass.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-dropped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the drop did not finish within 30s of the pass ending")
+	}
+}
