@@ -522,19 +522,23 @@ func TestDropGetsInPastAHolderThatYieldsLate(t *testing.T) {
 		t.Fatal(err)
 	}
 	yielded := make(chan time.Duration, 1)
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	defer func() { stopWatching(); <-watched }() // before the holder's rollback
 	go func() {
+		defer close(watched)
 		// Let go once a request for the table has waited 300 ms.
 		start := time.Now()
-		for ctx.Err() == nil {
+		for watchCtx.Err() == nil {
 			var waited bool
-			err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'system_logs'::regclass
+			err := pool.QueryRow(watchCtx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'system_logs'::regclass
 				AND NOT granted AND waitstart < now() - interval '300 ms')`).Scan(&waited)
 			if err == nil && waited {
-				_ = holder.Commit(ctx)
-				yielded <- time.Since(start)
+				yielded <- time.Since(start) // before letting go, which may end the drop at once
+				_ = holder.Commit(watchCtx)
 				return
 			}
-			if !duty.Wait(ctx, 20*time.Millisecond) {
+			if !duty.Wait(watchCtx, 20*time.Millisecond) {
 				return
 			}
 		}
