@@ -307,12 +307,12 @@ func TestPassWaitsWhileADropHoldsThePassLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.startSealer(t, 20*time.Millisecond)
-	passLock := ledger.PassLock // an advisory lock on a bigint shows its halves as classid and objid
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var waiting bool
 		if err := f.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
-  AND NOT granted AND mode = 'ShareLock' AND classid = $1 AND objid = $2 AND objsubid = 1)`,
-			passLock>>32, passLock&0xffff_ffff).Scan(&waiting); err != nil {
+  AND NOT granted AND mode = 'ShareLock'
+  AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)`,
+			ledger.PassLock).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting {

@@ -423,6 +423,14 @@ func partitionToDrop(t *testing.T, n int) (*pgxpool.Pool, *ledger.Key) {
 	return pool, key
 }
 
+// writeNow stores one entry in today's partition, as a write does while a
+// drop runs.
+func writeNow(ctx context.Context, pool *pgxpool.Pool) error {
+	_, err := pool.Exec(ctx, `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, context, actor)
+		VALUES ($1, now(), 'INFO', 'live', 'write', 'r', '{}', 'a')`, uuid.Must(uuid.NewV7()))
+	return err
+}
+
 // TestDropWaitingForTheTableLetsWritesThrough: a drop must lock
 // system_logs to detach a partition, and a transaction that has read the
 // table (a seal pass, a listing) keeps it waiting. Meanwhile writes go on,
@@ -463,8 +471,7 @@ func TestDropWaitingForTheTableLetsWritesThrough(t *testing.T) {
 		var w writes
 		for end := time.Now().Add(held); time.Now().Before(end) && w.err == nil; w.n++ {
 			start := time.Now()
-			_, w.err = pool.Exec(ctx, `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, context, actor)
-				VALUES ($1, now(), 'INFO', 'live', 'write', 'r', '{}', 'a')`, uuid.Must(uuid.NewV7()))
+			w.err = writeNow(ctx, pool)
 			w.worst = max(w.worst, time.Since(start))
 		}
 		wrote <- w
@@ -570,10 +577,11 @@ func TestDropWaitsForASealPassOffTheTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pass.Rollback(context.Background())
-	for _, q := range []string{"SELECT pg_advisory_xact_lock_shared(" + fmt.Sprint(ledger.PassLock) + ")", "SELECT count(*) FROM system_logs"} {
-		if _, err := pass.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := pass.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1)", ledger.PassLock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pass.Exec(ctx, "SELECT count(*) FROM system_logs"); err != nil {
+		t.Fatal(err)
 	}
 	dropped := make(chan error, 1)
 	go func() {
@@ -584,14 +592,13 @@ func TestDropWaitsForASealPassOffTheTable(t *testing.T) {
 		dropped <- err
 	}()
 
-	// The drop comes to wait for the pass lock, and only for it. (An
-	// advisory lock on a bigint shows its halves as classid and objid.)
-	passLock := ledger.PassLock
+	// The drop comes to wait for the pass lock, and only for it.
 	waits := func() (onPass, onTable bool) {
 		err := pool.QueryRow(ctx, `SELECT
-  EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1 AND objid = $2 AND objsubid = 1),
+  EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+    AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1),
   EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'system_logs'::regclass AND NOT granted)`,
-			passLock>>32, passLock&0xffff_ffff).Scan(&onPass, &onTable)
+			ledger.PassLock).Scan(&onPass, &onTable)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -613,8 +620,7 @@ func TestDropWaitsForASealPassOffTheTable(t *testing.T) {
 		}
 	}
 	// Writes go on meanwhile.
-	if _, err := pool.Exec(ctx, `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, context, actor)
-		VALUES ($1, now(), 'INFO', 'live', 'write', 'r', '{}', 'a')`, uuid.Must(uuid.NewV7())); err != nil {
+	if err := writeNow(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -72,11 +72,11 @@ type Entry struct {
 type Store struct {
 	pool *pgxpool.Pool
 	q    *db.Queries
-	// read runs the reads clients drive (Get, List and its count, the
-	// feed, seals, the tree size, unsealed entries): q unless
-	// WithReadPool gave them a pool of their own.
+	// readDB runs the reads clients drive (Get, List and its count, the
+	// feed, seals, the tree size, unsealed entries): pool unless
+	// WithReadPool gave them a pool of their own; read is its queries.
+	readDB  *pgxpool.Pool
 	read    *db.Queries
-	readDB  *pgxpool.Pool // the pool read runs on
 	grouper *grouper
 }
 
@@ -95,16 +95,17 @@ func WithGroupObserver(observe func(n int)) Option {
 // pool and a tighter statement_timeout. A read that runs past it returns
 // ErrReadTimeout.
 func WithReadPool(pool *pgxpool.Pool) Option {
-	return func(s *Store) { s.read, s.readDB = db.New(pool), pool }
+	return func(s *Store) { s.readDB = pool }
 }
 
 // New returns a store over pool. The schema must be migrated.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	q := db.New(pool)
-	s := &Store{pool: pool, q: q, read: q, readDB: pool, grouper: &grouper{q: q}}
+	s := &Store{pool: pool, q: q, readDB: pool, grouper: &grouper{q: q}}
 	for _, o := range opts {
 		o(s)
 	}
+	s.read = db.New(s.readDB)
 	return s
 }
 
