@@ -116,6 +116,7 @@ func Config(url string, opts ...Option) (*pgxpool.Config, error) {
 	}
 	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
 		registerUUID(conn.TypeMap())
+		registerJSONB(conn.TypeMap())
 		return nil
 	}
 	return cfg, nil

@@ -1,7 +1,9 @@
 package database_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -60,6 +62,47 @@ func TestUUIDRoundTrip(t *testing.T) {
 
 	if err := pool.QueryRow(ctx, "SELECT $1::uuid", pgx.QueryExecModeSimpleProtocol, id).Scan(&got); err != nil || got != id {
 		t.Errorf("simple protocol: got %s, err=%v", got, err)
+	}
+}
+
+// TestJSONBScansAsStockPgxDoes reads jsonb values into json.RawMessage
+// through the store's pool and through a connection with pgx's own codec,
+// in binary and in text (the simple protocol), and wants the same bytes.
+func TestJSONBScansAsStockPgxDoes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	pool, err := database.Open(ctx, url, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	stock, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stock.Close(ctx) })
+	for _, value := range []string{
+		`'{"ip": "10.0.0.1", "attempt": 1, "nested": {"a": [1, 2.5, null, true]}}'::jsonb`,
+		`'"x<y> & \u2028 é🦄"'::jsonb`, `'null'::jsonb`, `'[]'::jsonb`, `'{}'::jsonb`, `NULL::jsonb`,
+	} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+			var got, want json.RawMessage
+			if err := pool.QueryRow(ctx, "SELECT "+value, mode).Scan(&got); err != nil {
+				t.Fatalf("%s (%v): %v", value, mode, err)
+			}
+			if err := stock.QueryRow(ctx, "SELECT "+value, mode).Scan(&want); err != nil {
+				t.Fatalf("%s (%v) with pgx's codec: %v", value, mode, err)
+			}
+			if !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+				t.Errorf("%s (%v) scanned as %q; pgx's codec scans %q", value, mode, got, want)
+			}
+		}
+	}
+	// Writing is pgx's own: a RawMessage goes in as JSON.
+	var text string
+	if err := pool.QueryRow(ctx, "SELECT $1::jsonb::text", json.RawMessage(`{"b":1,"a":[2]}`)).Scan(&text); err != nil || text != `{"a": [2], "b": 1}` {
+		t.Errorf("json.RawMessage parameter stored as %q, err=%v", text, err)
 	}
 }
 

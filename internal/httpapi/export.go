@@ -22,8 +22,16 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/requestid"
 )
 
-// exportPage is how many sealed entries one read of an export fetches.
+// exportPage is how many leaves of the tree one read of an export covers
+// (so at most how many entries it holds).
 const exportPage = 1000
+
+// exportReaders is how many reads of one export run at once, each on its
+// own connection of the read pool. The ranges are known before they are
+// read (every leaf up to the checkpoint is sealed), so they need not wait
+// for one another: one reader at a time left PostgreSQL idle while the
+// server scanned each page (docs/performance.md, "The export's encoder").
+const exportReaders = 2
 
 // exportInstance is the export's path, for the instance of a problem
 // written into the file.
@@ -119,7 +127,7 @@ func (r exportResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) err
 	if r.csv {
 		sink = newCSVSink(buf)
 	} else {
-		sink = &ndjsonSink{enc: json.NewEncoder(buf)}
+		sink = &ndjsonSink{w: buf, enc: json.NewEncoder(buf)}
 	}
 	err := r.write(sink, buf)
 	if r.ctx.Err() != nil {
@@ -143,13 +151,20 @@ func (r exportResponse) VisitExportSystemLogsResponse(w http.ResponseWriter) err
 func (r exportResponse) write(sink exportSink, buf *bufio.Writer) error {
 	withMissing := r.filter.IsEmpty()
 	var count, last int64
-	// The next page is read while this one is written: the database and
-	// the encoding overlap, and memory holds two pages at most.
+	// The next pages are read while this one is written: the database and
+	// the encoding overlap, and memory holds exportReaders + 1 pages at
+	// most.
 	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
-	pages := make(chan pageOrError, 1)
+	pages := make(chan chan pageOrError, exportReaders-1)
 	go r.readPages(ctx, pages)
-	for next := range pages {
+	for read := range pages {
+		var next pageOrError
+		select {
+		case next = <-read:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		if next.err != nil {
 			return next.err
 		}
@@ -202,27 +217,35 @@ type pageOrError struct {
 	err  error
 }
 
-// readPages sends the feed's pages of the export's range to pages, then
-// closes it; it stops after a failed read or when ctx is done.
-func (r exportResponse) readPages(ctx context.Context, pages chan<- pageOrError) {
+// readPages reads the export's range a page of leaves at a time, up to
+// exportReaders pages at once, and sends each read's result to pages in
+// seq order, then closes it. A read starts once its place in pages is
+// taken, so no more than exportReaders run or wait to be written; it stops
+// when ctx is done.
+func (r exportResponse) readPages(ctx context.Context, pages chan<- chan pageOrError) {
 	defer close(pages)
-	after := r.from - 1
-	for after < r.to {
-		page, err := r.store.Feed(ctx, r.filter, after, exportPage)
+	for after := r.from - 1; after < r.to; after += exportPage {
+		read := make(chan pageOrError, 1)
 		select {
-		case pages <- pageOrError{page: page, err: err}:
+		case pages <- read:
 		case <-ctx.Done():
 			return
 		}
-		if err != nil || page.NextAfter <= after {
-			return
-		}
-		after = page.NextAfter
+		through := min(after+exportPage, r.to)
+		go func() {
+			page, err := r.store.FeedRange(ctx, r.filter, after, through)
+			read <- pageOrError{page: page, err: err}
+		}()
 	}
 }
 
-// ndjsonSink writes one JSON object a line.
-type ndjsonSink struct{ enc *json.Encoder }
+// ndjsonSink writes one JSON object a line: an entry with appendSystemLog,
+// into a line it reuses, the rest with enc.
+type ndjsonSink struct {
+	w    io.Writer
+	enc  *json.Encoder
+	line []byte
+}
 
 func (s *ndjsonSink) entry(e logstore.SealedEntry, proof [][]byte) error {
 	seal := e.Seal
@@ -230,7 +253,9 @@ func (s *ndjsonSink) entry(e logstore.SealedEntry, proof [][]byte) error {
 	if proof != nil {
 		return s.enc.Encode(api.ExportProvenEntry{Entry: entry, Proof: proof})
 	}
-	return s.enc.Encode(entry)
+	s.line = append(appendSystemLog(s.line[:0], &entry), '\n')
+	_, err := s.w.Write(s.line)
+	return err
 }
 
 func (s *ndjsonSink) missing(m logstore.MissingEntry) error {

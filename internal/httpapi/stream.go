@@ -116,5 +116,6 @@ func (f *flushingWriter) Flush() error {
 // on one line. The follow hub is built with it.
 func EncodeEntry(e logstore.SealedEntry) ([]byte, error) {
 	seal := e.Seal
-	return json.Marshal(logToAPI(e.SystemLog, &seal))
+	l := logToAPI(e.SystemLog, &seal)
+	return appendSystemLog(make([]byte, 0, 512), &l), nil
 }

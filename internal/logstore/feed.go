@@ -71,6 +71,40 @@ type FeedPage struct {
 // returns ErrReadTimeout or ErrUnavailable (wrapped).
 func (s *Store) Feed(ctx context.Context, f Filter, after int64, limit int32) (FeedPage, error) {
 	scan := min(int64(FeedScan), math.MaxInt64-after) // after + scan must not overflow
+	page, size, err := s.feed(ctx, f, after, scan, limit, true)
+	if err != nil {
+		return FeedPage{}, err
+	}
+	if len(page.Items)+len(page.Missing) < int(limit) {
+		// The whole window was scanned: skip past it, up to the tree's end.
+		page.NextAfter = max(page.NextAfter, min(after+scan, size))
+	}
+	return page, nil
+}
+
+// FeedRange returns the sealed entries with seq in (after, through] that
+// match f, seq ascending, with the range's leaves whose entry is gone, and
+// NextAfter through. through must be at most a tree size the caller has
+// read (a checkpoint's), so that every leaf of the range is sealed, and at
+// most FeedScan past after. Unlike Feed's pages, the ranges of a span are
+// known before any is read, so an export reads several at once. It returns
+// ErrReadTimeout or ErrUnavailable (wrapped).
+func (s *Store) FeedRange(ctx context.Context, f Filter, after, through int64) (FeedPage, error) {
+	if through <= after {
+		return FeedPage{Items: []SealedEntry{}, NextAfter: after}, nil
+	}
+	scan := min(through-after, int64(FeedScan))
+	page, _, err := s.feed(ctx, f, after, scan, int32(scan), false)
+	if err != nil {
+		return FeedPage{}, err
+	}
+	page.NextAfter = after + scan
+	return page, nil
+}
+
+// feed reads up to limit rows of the leaves in (after, after + scan] that
+// match f, and with withSize the tree size in the same snapshot.
+func (s *Store) feed(ctx context.Context, f Filter, after, scan int64, limit int32, withSize bool) (FeedPage, int64, error) {
 	var size int64
 	var rows []db.FeedRow
 	err := pgx.BeginTxFunc(ctx, s.readDB, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -89,10 +123,13 @@ func (s *Store) Feed(ctx context.Context, f Filter, after int64, limit int32) (F
 		// The size first: every leaf up to it is visible to the query
 		// that follows (passes commit whole, in seq order), so a short
 		// page has seen every match up to it.
-		var err error
-		if size, err = q.TreeSize(ctx); err != nil {
-			return fmt.Errorf("read tree size: %w", err)
+		if withSize {
+			var err error
+			if size, err = q.TreeSize(ctx); err != nil {
+				return fmt.Errorf("read tree size: %w", err)
+			}
 		}
+		var err error
 		rows, err = q.Feed(ctx, db.FeedParams{
 			After:         after,
 			Scan:          scan,
@@ -108,9 +145,9 @@ func (s *Store) Feed(ctx context.Context, f Filter, after int64, limit int32) (F
 		return err
 	})
 	if err != nil {
-		return FeedPage{}, fmt.Errorf("read feed: %w", translateRead(err))
+		return FeedPage{}, 0, fmt.Errorf("read feed: %w", translateRead(err))
 	}
-	page := FeedPage{Items: []SealedEntry{}, NextAfter: after}
+	page := FeedPage{Items: make([]SealedEntry, 0, len(rows)), NextAfter: after}
 	for _, r := range rows {
 		seal := Seal{Seq: r.Seq, LeafHash: r.LeafHash}
 		page.NextAfter = r.Seq
@@ -123,11 +160,7 @@ func (s *Store) Feed(ctx context.Context, f Filter, after int64, limit int32) (F
 			CorrelationID: *r.CorrelationID, UserID: r.UserID, Context: r.Context, TraceID: r.TraceID, Actor: *r.Actor,
 		}})
 	}
-	if len(rows) < int(limit) {
-		// The whole window was scanned: skip past it, up to the tree's end.
-		page.NextAfter = max(page.NextAfter, min(after+scan, size))
-	}
-	return page, nil
+	return page, size, nil
 }
 
 // Unsealed returns up to limit entries stored in system_logs that are
