@@ -207,8 +207,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Key:      key,
 			Interval: cfg.SealInterval,
 			Logger:   logger,
-			Sealed:   m.Sealed,
-			Leading:  m.Sequencing,
+			Sealed: func(entries int, size int64, lags []time.Duration) {
+				m.Sealed(entries, size, lags)
+				hub.Wake() // the streams here get the entries now
+			},
+			Leading: m.Sequencing,
 		})
 		sealCtx, stopSealing := context.WithCancel(context.WithoutCancel(ctx))
 		go func() { defer close(sealed); sealer.Run(sealCtx) }()

@@ -6,3 +6,10 @@ func (h *Hub) Attached() int {
 	defer h.mu.Unlock()
 	return len(h.subs)
 }
+
+// Position is the last seq the poller has dispatched or passed.
+func (h *Hub) Position() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pos
+}

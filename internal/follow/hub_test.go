@@ -25,7 +25,8 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// fixture is a migrated database with a sealer every 20 ms and a hub.
+// fixture is a migrated database with a sealer every 20 ms and a hub that
+// the sealer wakes after each seal, as serve wires them.
 type fixture struct {
 	store *logstore.Store
 	hub   *follow.Hub
@@ -48,15 +49,16 @@ func setup(t *testing.T, opts follow.Options) *fixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
+	store := logstore.New(pool)
+	opts.Store, opts.Encode = store, httpapi.EncodeEntry
+	hub := follow.New(opts)
 	sealer := ledger.NewSealer(ledger.SealerOptions{
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
 			return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
 		},
 		Key: key, Interval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		Sealed: func(int, int64, []time.Duration) { hub.Wake() },
 	})
-	store := logstore.New(pool)
-	opts.Store, opts.Encode = store, httpapi.EncodeEntry
-	hub := follow.New(opts)
 	wg.Add(2)
 	go func() { defer wg.Done(); sealer.Run(ctx) }()
 	go func() { defer wg.Done(); hub.Run(ctx) }()
@@ -220,6 +222,41 @@ func TestSlowSubscriberOverflows(t *testing.T) {
 		if s != end.After+int64(i)+1 {
 			t.Fatalf("resumed entries %v, want %d…%d", rest, end.After+1, total)
 		}
+	}
+}
+
+// TestSealWakesTheHub: on the sequencer's server an entry reaches the
+// streams once it is sealed, not at the hub's next poll, and entries sealed
+// while nobody followed are not dispatched to a stream that starts later.
+func TestSealWakesTheHub(t *testing.T) {
+	f := setup(t, follow.Options{Poll: time.Hour})
+	f.write(t, 5, "unfollowed")
+	waitFor(t, "the hub to pass the unfollowed entries", func() (bool, string) {
+		size, err := f.store.TreeSize(t.Context())
+		return err == nil && size == 5 && f.hub.Position() == 5, fmt.Sprint(size, err, f.hub.Position())
+	})
+	sub, err := f.hub.Reserve(logstore.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &gatedWriter{}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- sub.Stream(ctx, w, nil) }()
+	waitFor(t, "the stream to join the fan-out", func() (bool, string) {
+		return f.hub.Attached() == 1, fmt.Sprint(f.hub.Attached())
+	})
+	f.write(t, 3, "followed")
+	waitFor(t, "the followed entries, an hour before the hub's poll", func() (bool, string) {
+		s := entrySeqs(t, w.events(t))
+		return len(s) == 3, fmt.Sprint(s)
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := entrySeqs(t, w.events(t)); s[0] != 6 || s[2] != 8 {
+		t.Errorf("the stream got seqs %v, want 6, 7, 8", s)
 	}
 }
 
