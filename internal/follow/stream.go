@@ -84,6 +84,7 @@ func (s *Subscription) Stream(ctx context.Context, w Writer, after *int64) error
 	}
 	heartbeat := time.NewTicker(s.hub.opts.Heartbeat)
 	defer heartbeat.Stop()
+	var scratch []byte // the event being written, reused
 	for {
 		select {
 		case <-ctx.Done():
@@ -114,7 +115,8 @@ func (s *Subscription) Stream(ctx context.Context, w Writer, after *int64) error
 					if err != nil {
 						return fmt.Errorf("encode entry %d: %w", ev.seq, err)
 					}
-					if err := WriteEvent(w, EventEntry, strconv.FormatInt(ev.seq, 10), data); err != nil {
+					scratch = appendEvent(scratch[:0], EventEntry, strconv.FormatInt(ev.seq, 10), data)
+					if _, err := w.Write(scratch); err != nil {
 						return nil
 					}
 					last = ev.seq
@@ -189,17 +191,20 @@ func quiet(err error) error {
 // WriteEvent writes one event: its id line when id is not empty, its name
 // and its data, a single line.
 func WriteEvent(w io.Writer, name, id string, data []byte) error {
-	buf := make([]byte, 0, len(data)+len(name)+len(id)+24)
-	if id != "" {
-		buf = append(buf, "id: "...)
-		buf = append(buf, id...)
-		buf = append(buf, '\n')
-	}
-	buf = append(buf, "event: "...)
-	buf = append(buf, name...)
-	buf = append(buf, "\ndata: "...)
-	buf = append(buf, data...)
-	buf = append(buf, "\n\n"...)
-	_, err := w.Write(buf)
+	_, err := w.Write(appendEvent(make([]byte, 0, len(data)+len(name)+len(id)+24), name, id, data))
 	return err
+}
+
+// appendEvent appends the event WriteEvent writes to dst.
+func appendEvent(dst []byte, name, id string, data []byte) []byte {
+	if id != "" {
+		dst = append(dst, "id: "...)
+		dst = append(dst, id...)
+		dst = append(dst, '\n')
+	}
+	dst = append(dst, "event: "...)
+	dst = append(dst, name...)
+	dst = append(dst, "\ndata: "...)
+	dst = append(dst, data...)
+	return append(dst, "\n\n"...)
 }
