@@ -36,8 +36,8 @@ const (
 	// every stream of the bench's 100 overflowed at 5,700 writes a second
 	// though its client kept up. A buffered entry is a pointer to the
 	// event every stream shares.
-	DefaultBuffer = 4096
-	DefaultHeartbeat  = 15 * time.Second
+	DefaultBuffer    = 4096
+	DefaultHeartbeat = 15 * time.Second
 	// pollPage is how many entries one poll of the feed reads at most.
 	pollPage = 1000
 )
