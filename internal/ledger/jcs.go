@@ -2,10 +2,8 @@ package ledger
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -20,60 +18,345 @@ import (
 // prescribes, and numbers as ECMAScript prints an IEEE 754 double. A number
 // that no finite double can hold (such as 1e400, which jsonb accepts) keeps
 // its literal text instead, and of duplicate member names the last wins,
-// as in jsonb: docs/ledger.md says so. It returns an error when in is not
-// one JSON value.
+// as in jsonb: docs/ledger.md says so. Strings are read as encoding/json
+// reads them (an invalid surrogate or byte becomes U+FFFD). It returns an
+// error when in is not one JSON value.
+//
+// It parses in as it writes, without building the value: every leaf hash
+// runs it, in the sequencer and in valhalla verify, and decoding into maps
+// was most of a leaf's cost. FuzzCanonicalJSON holds it to the decoding
+// version it replaced.
 func canonicalJSON(in []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(in))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	c := canonicalizer{in: in, out: make([]byte, 0, len(in))}
+	c.skipSpace()
+	if err := c.value(0); err != nil {
 		return nil, fmt.Errorf("canonical JSON: %w", err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	if c.skipSpace(); c.pos != len(in) {
 		return nil, errors.New("canonical JSON: more than one value")
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, len(in)))
-	writeValue(buf, v)
-	return buf.Bytes(), nil
+	return c.out, nil
 }
 
-// writeValue writes v, as decoded with UseNumber, canonically.
-func writeValue(buf *bytes.Buffer, v any) {
-	switch t := v.(type) {
-	case map[string]any:
-		names := make([]string, 0, len(t))
-		for name := range t {
-			names = append(names, name)
+// maxDepth bounds nesting, as encoding/json does.
+const maxDepth = 10000
+
+// canonicalizer reads in from pos and appends the canonical form to out.
+type canonicalizer struct {
+	in      []byte
+	pos     int
+	out     []byte
+	members []member // the members of the objects being read, innermost last
+	scratch []byte
+}
+
+// member is an object member written to out[start:end] as "name":value.
+type member struct {
+	name       string
+	start, end int
+}
+
+var errSyntax = errors.New("invalid JSON")
+
+func (c *canonicalizer) skipSpace() {
+	for c.pos < len(c.in) {
+		switch c.in[c.pos] {
+		case ' ', '\t', '\n', '\r':
+			c.pos++
+		default:
+			return
 		}
-		slices.SortFunc(names, compareUTF16)
-		buf.WriteByte('{')
-		for i, name := range names {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			writeString(buf, name)
-			buf.WriteByte(':')
-			writeValue(buf, t[name])
-		}
-		buf.WriteByte('}')
-	case []any:
-		buf.WriteByte('[')
-		for i, e := range t {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			writeValue(buf, e)
-		}
-		buf.WriteByte(']')
-	case string:
-		writeString(buf, t)
-	case json.Number:
-		buf.WriteString(formatNumber(t))
-	case bool:
-		buf.WriteString(strconv.FormatBool(t))
-	case nil:
-		buf.WriteString("null")
 	}
+}
+
+// value reads one value and appends its canonical form.
+func (c *canonicalizer) value(depth int) error {
+	if c.pos >= len(c.in) {
+		return errSyntax
+	}
+	switch b := c.in[c.pos]; {
+	case b == '{':
+		return c.object(depth + 1)
+	case b == '[':
+		return c.array(depth + 1)
+	case b == '"':
+		s, err := c.str()
+		if err != nil {
+			return err
+		}
+		c.out = appendCanonicalString(c.out, s)
+		return nil
+	case b == '-' || ('0' <= b && b <= '9'):
+		return c.number()
+	case b == 't':
+		return c.literal("true")
+	case b == 'f':
+		return c.literal("false")
+	case b == 'n':
+		return c.literal("null")
+	}
+	return errSyntax
+}
+
+func (c *canonicalizer) literal(word string) error {
+	if !bytes.HasPrefix(c.in[c.pos:], []byte(word)) {
+		return errSyntax
+	}
+	c.pos += len(word)
+	c.out = append(c.out, word...)
+	return nil
+}
+
+// object reads an object: each member is written to out as it is read,
+// then the members are put in order (the last of duplicate names kept).
+func (c *canonicalizer) object(depth int) error {
+	if depth > maxDepth {
+		return errors.New("nested too deeply")
+	}
+	c.pos++ // {
+	objStart, first := len(c.out), len(c.members)
+	defer func() { c.members = c.members[:first] }()
+	c.skipSpace()
+	if c.pos < len(c.in) && c.in[c.pos] == '}' {
+		c.pos++
+		c.out = append(c.out, "{}"...)
+		return nil
+	}
+	for {
+		c.skipSpace()
+		if c.pos >= len(c.in) || c.in[c.pos] != '"' {
+			return errSyntax
+		}
+		name, err := c.str()
+		if err != nil {
+			return err
+		}
+		c.skipSpace()
+		if c.pos >= len(c.in) || c.in[c.pos] != ':' {
+			return errSyntax
+		}
+		c.pos++
+		c.skipSpace()
+		start := len(c.out)
+		c.out = append(appendCanonicalString(c.out, name), ':')
+		if err := c.value(depth); err != nil {
+			return err
+		}
+		c.members = append(c.members, member{name: name, start: start, end: len(c.out)})
+		c.skipSpace()
+		if c.pos >= len(c.in) {
+			return errSyntax
+		}
+		if c.in[c.pos] == ',' {
+			c.pos++
+			continue
+		}
+		if c.in[c.pos] != '}' {
+			return errSyntax
+		}
+		c.pos++
+		break
+	}
+	ms := c.members[first:]
+	slices.SortStableFunc(ms, func(a, b member) int { return compareUTF16(a.name, b.name) })
+	c.scratch = append(c.scratch[:0], c.out[objStart:]...)
+	c.out = append(c.out[:objStart], '{')
+	for i, m := range ms {
+		if i+1 < len(ms) && ms[i+1].name == m.name {
+			continue // a later member of the same name wins
+		}
+		if len(c.out) > objStart+1 {
+			c.out = append(c.out, ',')
+		}
+		c.out = append(c.out, c.scratch[m.start-objStart:m.end-objStart]...)
+	}
+	c.out = append(c.out, '}')
+	return nil
+}
+
+func (c *canonicalizer) array(depth int) error {
+	if depth > maxDepth {
+		return errors.New("nested too deeply")
+	}
+	c.pos++ // [
+	c.out = append(c.out, '[')
+	c.skipSpace()
+	if c.pos < len(c.in) && c.in[c.pos] == ']' {
+		c.pos++
+		c.out = append(c.out, ']')
+		return nil
+	}
+	for n := 0; ; n++ {
+		if n > 0 {
+			c.out = append(c.out, ',')
+		}
+		c.skipSpace()
+		if err := c.value(depth); err != nil {
+			return err
+		}
+		c.skipSpace()
+		if c.pos >= len(c.in) {
+			return errSyntax
+		}
+		if c.in[c.pos] == ',' {
+			c.pos++
+			continue
+		}
+		if c.in[c.pos] != ']' {
+			return errSyntax
+		}
+		c.pos++
+		c.out = append(c.out, ']')
+		return nil
+	}
+}
+
+// number reads a number (RFC 8259's grammar) and appends formatNumber's.
+func (c *canonicalizer) number() error {
+	in, i := c.in, c.pos
+	digits := func() int {
+		j := i
+		for i < len(in) && '0' <= in[i] && in[i] <= '9' {
+			i++
+		}
+		return i - j
+	}
+	if in[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(in) && in[i] == '0':
+		i++
+	case digits() == 0:
+		return errSyntax
+	}
+	if i < len(in) && in[i] == '.' {
+		i++
+		if digits() == 0 {
+			return errSyntax
+		}
+	}
+	if i < len(in) && (in[i] == 'e' || in[i] == 'E') {
+		i++
+		if i < len(in) && (in[i] == '+' || in[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return errSyntax
+		}
+	}
+	c.out = append(c.out, formatNumber(string(in[c.pos:i]))...)
+	c.pos = i
+	return nil
+}
+
+// str reads a string and returns its value as encoding/json decodes it:
+// escapes resolved, a \u surrogate that does not pair and a byte that is
+// not UTF-8 both as U+FFFD.
+func (c *canonicalizer) str() (string, error) {
+	in := c.in
+	i := c.pos + 1 // past the quote
+	// The common case: nothing to resolve.
+	j := i
+	for j < len(in) {
+		b := in[j]
+		if b == '"' {
+			c.pos = j + 1
+			return string(in[i:j]), nil
+		}
+		if b == '\\' || b < 0x20 || b >= utf8.RuneSelf {
+			break
+		}
+		j++
+	}
+	buf := append([]byte(nil), in[i:j]...)
+	for j < len(in) {
+		b := in[j]
+		switch {
+		case b == '"':
+			c.pos = j + 1
+			return string(buf), nil
+		case b < 0x20:
+			return "", errSyntax
+		case b == '\\':
+			if j+1 >= len(in) {
+				return "", errSyntax
+			}
+			switch e := in[j+1]; e {
+			case '"', '\\', '/':
+				buf = append(buf, e)
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u':
+				r := hex4(in[j+2:])
+				if r < 0 {
+					return "", errSyntax
+				}
+				j += 6
+				if utf16.IsSurrogate(r) {
+					if r2 := hex4u(in[j:]); r2 >= 0 {
+						if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+							buf = utf8.AppendRune(buf, d)
+							j += 6
+							continue
+						}
+					}
+					r = utf8.RuneError
+				}
+				buf = utf8.AppendRune(buf, r)
+				continue
+			default:
+				return "", errSyntax
+			}
+			j += 2
+		case b < utf8.RuneSelf:
+			buf = append(buf, b)
+			j++
+		default:
+			r, size := utf8.DecodeRune(in[j:])
+			buf = utf8.AppendRune(buf, r)
+			j += size
+		}
+	}
+	return "", errSyntax
+}
+
+// hex4 is the value of the four hex digits at the start of b, or -1.
+func hex4(b []byte) rune {
+	if len(b) < 4 {
+		return -1
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
+}
+
+// hex4u is hex4 of a \u escape at the start of b, or -1.
+func hex4u(b []byte) rune {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return -1
+	}
+	return hex4(b[2:])
 }
 
 // compareUTF16 orders a and b by their UTF-16 code units, as RFC 8785
@@ -103,46 +386,50 @@ func utf16Units(r rune) [2]uint16 {
 	return [2]uint16{uint16(r1), uint16(r2)}
 }
 
-// writeString writes s as a JSON string the way RFC 8785 §3.2.2.2 does:
-// '"' and '\' escaped, the control characters U+0000–U+001F as \b \t \n \f
-// \r or \u00xx (lowercase hex), everything else as is, in UTF-8.
-func writeString(buf *bytes.Buffer, s string) {
-	buf.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			buf.WriteString(`\"`)
-		case '\\':
-			buf.WriteString(`\\`)
-		case '\b':
-			buf.WriteString(`\b`)
-		case '\t':
-			buf.WriteString(`\t`)
-		case '\n':
-			buf.WriteString(`\n`)
-		case '\f':
-			buf.WriteString(`\f`)
-		case '\r':
-			buf.WriteString(`\r`)
-		default:
-			if r < 0x20 {
-				fmt.Fprintf(buf, `\u%04x`, r)
-			} else {
-				var b [utf8.UTFMax]byte
-				buf.Write(b[:utf8.EncodeRune(b[:], r)])
-			}
+// appendCanonicalString appends s as a JSON string the way RFC 8785
+// §3.2.2.2 writes it: '"' and '\\' escaped, the control characters
+// U+0000–U+001F as \b \t \n \f \r or \u00xx (lowercase hex), everything
+// else as is, in UTF-8.
+func appendCanonicalString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if b >= 0x20 && b != '"' && b != '\\' {
+			continue
 		}
+		dst = append(dst, s[start:i]...)
+		switch b {
+		case '"':
+			dst = append(dst, `\"`...)
+		case '\\':
+			dst = append(dst, `\\`...)
+		case '\b':
+			dst = append(dst, `\b`...)
+		case '\t':
+			dst = append(dst, `\t`...)
+		case '\n':
+			dst = append(dst, `\n`...)
+		case '\f':
+			dst = append(dst, `\f`...)
+		case '\r':
+			dst = append(dst, `\r`...)
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', "0123456789abcdef"[b>>4], "0123456789abcdef"[b&0xF])
+		}
+		start = i + 1
 	}
-	buf.WriteByte('"')
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // formatNumber prints n as ECMAScript's Number.prototype.toString prints
 // the nearest double (RFC 8785 §3.2.2.3), or n's own text when no finite
 // double holds it.
-func formatNumber(n json.Number) string {
-	f, err := strconv.ParseFloat(string(n), 64)
+func formatNumber(n string) string {
+	f, err := strconv.ParseFloat(n, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return string(n)
+		return n
 	}
 	return formatDouble(f)
 }
