@@ -143,19 +143,13 @@ func (c *canonicalizer) object(depth int) error {
 			return err
 		}
 		c.members = append(c.members, member{name: name, start: start, end: len(c.out)})
-		c.skipSpace()
-		if c.pos >= len(c.in) {
-			return errSyntax
+		more, err := c.next('}')
+		if err != nil {
+			return err
 		}
-		if c.in[c.pos] == ',' {
-			c.pos++
-			continue
+		if !more {
+			break
 		}
-		if c.in[c.pos] != '}' {
-			return errSyntax
-		}
-		c.pos++
-		break
 	}
 	ms := c.members[first:]
 	slices.SortStableFunc(ms, func(a, b member) int { return compareUTF16(a.name, b.name) })
@@ -194,21 +188,32 @@ func (c *canonicalizer) array(depth int) error {
 		if err := c.value(depth); err != nil {
 			return err
 		}
-		c.skipSpace()
-		if c.pos >= len(c.in) {
-			return errSyntax
+		more, err := c.next(']')
+		if err != nil {
+			return err
 		}
-		if c.in[c.pos] == ',' {
-			c.pos++
-			continue
+		if !more {
+			c.out = append(c.out, ']')
+			return nil
 		}
-		if c.in[c.pos] != ']' {
-			return errSyntax
-		}
-		c.pos++
-		c.out = append(c.out, ']')
-		return nil
 	}
+}
+
+// next reads what follows a member or an element: a comma (more follow)
+// or close, which ends the object or array.
+func (c *canonicalizer) next(close byte) (more bool, err error) {
+	c.skipSpace()
+	switch {
+	case c.pos >= len(c.in):
+		return false, errSyntax
+	case c.in[c.pos] == ',':
+		c.pos++
+		return true, nil
+	case c.in[c.pos] == close:
+		c.pos++
+		return false, nil
+	}
+	return false, errSyntax
 }
 
 // number reads a number (RFC 8259's grammar) and appends formatNumber's.
