@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -257,35 +258,67 @@ func (v *verifier) checkState(ctx context.Context, path string, cp ledger.Checkp
 	return nil
 }
 
-// feedPages reads the feed from after up to size in order, a page ahead
-// of the caller, so reading overlaps hashing. The channel closes after the
-// last page; a failure is sent as the last item.
+// verifyReaders is how many pages of the feed verify reads at once.
+const verifyReaders = 2
+
+// feedPages reads the feed from after up to size and sends its pages in
+// order, reading verifyReaders at once and ahead of the caller, so that
+// reading overlaps hashing and the server's time for one page overlaps
+// the next. Every leaf up to size is in the feed (as an entry or a missing
+// entry), so the pages' ranges are known before any is read. The channel
+// closes after the last page; a failure is sent as the last item.
 func (v *verifier) feedPages(ctx context.Context, after, size int64) <-chan pageOrError {
 	out := make(chan pageOrError, 2)
+	reads := make(chan chan pageOrError, verifyReaders-1)
 	go func() {
-		defer close(out)
-		for after < size {
-			resp, err := v.client.GetSystemLogFeedWithResponse(ctx, &api.GetSystemLogFeedParams{After: &after, Limit: ptr(int32(verifyPage))})
-			switch {
-			case err != nil:
-				out <- pageOrError{err: fmt.Errorf("verify: read feed: %w", err)}
-				return
-			case resp.JSON200 == nil:
-				out <- pageOrError{err: fmt.Errorf("verify: read feed: %s", problemLine(resp.HTTPResponse, resp.Body))}
-				return
-			}
+		defer close(reads)
+		for from := after; from < size; from += verifyPage {
+			read := make(chan pageOrError, 1)
 			select {
-			case out <- pageOrError{page: resp.JSON200}:
+			case reads <- read:
 			case <-ctx.Done():
 				return
 			}
-			if resp.JSON200.NextAfter <= after {
+			through := min(from+verifyPage, size)
+			go func() { read <- v.feedRange(ctx, from, through) }()
+		}
+	}()
+	go func() {
+		defer close(out)
+		for read := range reads {
+			var p pageOrError
+			select {
+			case p = <-read:
+			case <-ctx.Done():
 				return
 			}
-			after = resp.JSON200.NextAfter
+			select {
+			case out <- p:
+			case <-ctx.Done():
+				return
+			}
+			if p.err != nil {
+				return
+			}
 		}
 	}()
 	return out
+}
+
+// feedRange reads the page of the feed after from and keeps the leaves up
+// to through: the next range holds what a page reaches past it.
+func (v *verifier) feedRange(ctx context.Context, from, through int64) pageOrError {
+	resp, err := v.client.GetSystemLogFeedWithResponse(ctx, &api.GetSystemLogFeedParams{After: &from, Limit: ptr(int32(through - from))})
+	switch {
+	case err != nil:
+		return pageOrError{err: fmt.Errorf("verify: read feed: %w", err)}
+	case resp.JSON200 == nil:
+		return pageOrError{err: fmt.Errorf("verify: read feed: %s", problemLine(resp.HTTPResponse, resp.Body))}
+	}
+	page := resp.JSON200
+	page.Items = slices.DeleteFunc(page.Items, func(e api.SystemLog) bool { return e.Seq == nil || *e.Seq > through })
+	page.Missing = slices.DeleteFunc(page.Missing, func(m api.MissingEntry) bool { return m.Seq > through })
+	return pageOrError{page: page}
 }
 
 // pageOrError is a feed page or the error that ended the reading.
