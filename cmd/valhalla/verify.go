@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/inorder"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
 )
 
@@ -261,52 +262,10 @@ func (v *verifier) checkState(ctx context.Context, path string, cp ledger.Checkp
 // verifyReaders is how many pages of the feed verify reads at once.
 const verifyReaders = 2
 
-// feedPages reads the feed from after up to size and sends its pages in
-// order, reading verifyReaders at once and ahead of the caller, so that
-// reading overlaps hashing and the server's time for one page overlaps
-// the next. Every leaf up to size is in the feed (as an entry or a missing
-// entry), so the pages' ranges are known before any is read. The channel
-// closes after the last page; a failure is sent as the last item.
-func (v *verifier) feedPages(ctx context.Context, after, size int64) <-chan pageOrError {
-	out := make(chan pageOrError, 2)
-	reads := make(chan chan pageOrError, verifyReaders-1)
-	go func() {
-		defer close(reads)
-		for from := after; from < size; from += verifyPage {
-			read := make(chan pageOrError, 1)
-			select {
-			case reads <- read:
-			case <-ctx.Done():
-				return
-			}
-			through := min(from+verifyPage, size)
-			go func() { read <- v.feedRange(ctx, from, through) }()
-		}
-	}()
-	go func() {
-		defer close(out)
-		for read := range reads {
-			var p pageOrError
-			select {
-			case p = <-read:
-			case <-ctx.Done():
-				return
-			}
-			select {
-			case out <- p:
-			case <-ctx.Done():
-				return
-			}
-			if p.err != nil {
-				return
-			}
-		}
-	}()
-	return out
-}
-
 // feedRange reads the page of the feed after from and keeps the leaves up
-// to through: the next range holds what a page reaches past it.
+// to through: the next range holds what a page reaches past it. Every leaf
+// up to the checkpoint is in the feed (as an entry or a missing entry), so
+// the ranges are known before any is read (inorder.Ranges).
 func (v *verifier) feedRange(ctx context.Context, from, through int64) pageOrError {
 	resp, err := v.client.GetSystemLogFeedWithResponse(ctx, &api.GetSystemLogFeedParams{After: &from, Limit: ptr(int32(through - from))})
 	switch {
@@ -334,14 +293,14 @@ func (v *verifier) verifyAll(ctx context.Context, cp ledger.Checkpoint) (int64, 
 	defer cancel()
 	var stored, recomputed treeBuilder
 	next := int64(1)
-	for p := range v.feedPages(ctx, 0, cp.Size) {
+	// Pages are read verifyReaders at once and ahead of the hashing, so
+	// that reading overlaps hashing and the server's time for one page
+	// overlaps the next.
+	for p := range inorder.Ranges(ctx, 0, cp.Size, verifyPage, verifyReaders, v.feedRange) {
 		if p.err != nil {
 			return 0, p.err
 		}
 		for _, l := range mergeFeed(p.page) {
-			if l.seq > cp.Size {
-				break
-			}
 			for ; next < l.seq; next++ {
 				v.find("missing", next, "", "the tree has no leaf at this seq")
 			}
@@ -364,6 +323,9 @@ func (v *verifier) verifyAll(ctx context.Context, cp ledger.Checkpoint) (int64, 
 				v.find("altered", l.seq, l.id, "the entry does not hash to its leaf in the tree (changed after it was sealed)")
 			}
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err // the pages stopped early
 	}
 	for ; next <= cp.Size; next++ {
 		v.find("missing", next, "", "the tree has no leaf at this seq")

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
+	"github.com/valhalla-platform/valhalla/internal/inorder"
 	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/problem"
@@ -156,15 +157,11 @@ func (r exportResponse) write(sink exportSink, buf *bufio.Writer) error {
 	// most.
 	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
-	pages := make(chan chan pageOrError, exportReaders-1)
-	go r.readPages(ctx, pages)
-	for read := range pages {
-		var next pageOrError
-		select {
-		case next = <-read:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	read := func(ctx context.Context, after, through int64) pageOrError {
+		page, err := r.store.FeedRange(ctx, r.filter, after, through)
+		return pageOrError{page: page, err: err}
+	}
+	for next := range inorder.Ranges(ctx, r.from-1, r.to, exportPage, exportReaders, read) {
 		if next.err != nil {
 			return next.err
 		}
@@ -175,9 +172,6 @@ func (r exportResponse) write(sink exportSink, buf *bufio.Writer) error {
 			if len(missing) == 0 || (len(items) > 0 && items[0].Seq < missing[0].Seq) {
 				e := items[0]
 				items = items[1:]
-				if e.Seq > r.to {
-					continue
-				}
 				var proof [][]byte
 				if r.proofs {
 					p, err := r.ledger.ProveEntry(r.ctx, e.ID, r.checkpoint.Size)
@@ -194,7 +188,7 @@ func (r exportResponse) write(sink exportSink, buf *bufio.Writer) error {
 			}
 			m := missing[0]
 			missing = missing[1:]
-			if !withMissing || m.Seq > r.to {
+			if !withMissing {
 				continue
 			}
 			if err := sink.missing(m); err != nil {
@@ -208,6 +202,9 @@ func (r exportResponse) write(sink exportSink, buf *bufio.Writer) error {
 			}
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return err // the pages stopped early: no trailer
+	}
 	return sink.trailer(count, last, r.checkpoint)
 }
 
@@ -215,28 +212,6 @@ func (r exportResponse) write(sink exportSink, buf *bufio.Writer) error {
 type pageOrError struct {
 	page logstore.FeedPage
 	err  error
-}
-
-// readPages reads the export's range a page of leaves at a time, up to
-// exportReaders pages at once, and sends each read's result to pages in
-// seq order, then closes it. A read starts once its place in pages is
-// taken, so no more than exportReaders run or wait to be written; it stops
-// when ctx is done.
-func (r exportResponse) readPages(ctx context.Context, pages chan<- chan pageOrError) {
-	defer close(pages)
-	for after := r.from - 1; after < r.to; after += exportPage {
-		read := make(chan pageOrError, 1)
-		select {
-		case pages <- read:
-		case <-ctx.Done():
-			return
-		}
-		through := min(after+exportPage, r.to)
-		go func() {
-			page, err := r.store.FeedRange(ctx, r.filter, after, through)
-			read <- pageOrError{page: page, err: err}
-		}()
-	}
 }
 
 // ndjsonSink writes one JSON object a line: an entry with appendSystemLog,
