@@ -181,7 +181,7 @@ func (h *Hub) poll(ctx context.Context) (full bool, err error) {
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if len(h.subs) == 0 && h.pos == after {
+		if len(h.subs) == 0 { // only this goroutine moves pos
 			h.pos = max(h.pos, size)
 		}
 		return false, nil
