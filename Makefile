@@ -7,7 +7,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO_FILES = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: help run build test test-go test-ts durability conformance api-diff generate check-generated lint lint-spec postgres chromium bench bench-scale hangup
+.PHONY: help run build test test-go abuse test-ts durability conformance api-diff generate check-generated lint lint-spec postgres chromium bench bench-scale hangup
 
 # API_DIFF_BASE is the git ref whose openapi.yaml `make api-diff` compares against.
 API_DIFF_BASE ?= HEAD~1
@@ -21,11 +21,14 @@ run: $(if $(DATABASE_URL),,postgres) ## Serve on 127.0.0.1:8080 with a local Pos
 build: ## Build bin/valhalla
 	go build -ldflags "$(LDFLAGS)" -o bin/valhalla ./cmd/valhalla
 
-test: postgres chromium lint test-go test-ts conformance ## Lint, Go tests, the TypeScript client test and Schemathesis
+test: postgres chromium lint test-go abuse test-ts conformance ## Lint, Go tests, the abuse suite, the TypeScript client test and Schemathesis
 
 test-go: postgres chromium ## Go tests (race detector, real PostgreSQL, real Chromium), the service's and the benchmark's
 	go test -race -count=1 -timeout 30m ./...
 	cd bench && go test -race -count=1 ./...
+
+abuse: postgres ## The abuse suite alone (TestAbuse: it measures latency, so nothing else runs beside it)
+	set -o pipefail; VALHALLA_ABUSE=1 go test -count=1 -timeout 15m -v -run '^TestAbuse$$' ./cmd/valhalla | grep -E '^\s*(---|ok|FAIL|PASS)|abuse_test.go'
 
 durability: postgres ## Only the crash tests (kill -9, PostgreSQL restart), printing their figures
 	set -o pipefail; go test -race -count=1 -v -run 'TestDurability' ./cmd/valhalla | grep -E '^(---|ok|FAIL)|durability across|crash [0-9]'

@@ -90,7 +90,10 @@ type limits struct {
 	StatementTimeout time.Duration
 	DBReadTimeout    time.Duration
 	DBReadConns      int
-	API              httpapi.Limits
+	// DBReadConnsPerToken is how many of them one token's reads may hold
+	// at once (0: a quarter of them, at least one).
+	DBReadConnsPerToken int
+	API                 httpapi.Limits
 }
 
 // Which flags a command takes: every command that opens the database takes
@@ -152,6 +155,7 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 	stmtTimeout := envOr(getenv, "VALHALLA_DB_STATEMENT_TIMEOUT", "30s")
 	dbReadTimeout := envOr(getenv, "VALHALLA_DB_READ_TIMEOUT", "2s")
 	dbReadConns := envOr(getenv, "VALHALLA_DB_READ_CONNS", "8")
+	dbReadConnsPerToken := envOr(getenv, "VALHALLA_DB_READ_CONNS_PER_TOKEN", "0")
 	maxConns := envOr(getenv, "VALHALLA_MAX_CONNECTIONS", "1024")
 	maxIdle := envOr(getenv, "VALHALLA_MAX_IDLE_CONNECTIONS", "256")
 	cfg.LedgerKeyFile = getenv("VALHALLA_LEDGER_KEY_FILE")
@@ -224,6 +228,8 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 			"statement timeout of reads and counts; one that runs out is a 503 that says to narrow it (VALHALLA_DB_READ_TIMEOUT)")
 		fs.StringVar(&dbReadConns, "db-read-conns", dbReadConns,
 			"connections reads and counts may use, apart from the pool writes and readiness use (VALHALLA_DB_READ_CONNS)")
+		fs.StringVar(&dbReadConnsPerToken, "db-read-conns-per-token", dbReadConnsPerToken,
+			"of those, how many one token's reads may hold at once, 0 for a quarter; the rest wait their turn (VALHALLA_DB_READ_CONNS_PER_TOKEN)")
 		fs.StringVar(&maxConns, "max-connections", maxConns,
 			"open connections the server accepts at once, 0 for no cap; past it new ones wait (VALHALLA_MAX_CONNECTIONS)")
 		fs.StringVar(&maxIdle, "max-idle-connections", maxIdle,
@@ -353,6 +359,7 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 	}{
 		{"max connections", maxConns, &cfg.Limits.MaxConnections},
 		{"db read conns", dbReadConns, &cfg.Limits.DBReadConns},
+		{"db read conns per token", dbReadConnsPerToken, &cfg.Limits.DBReadConnsPerToken},
 		{"max idle connections", maxIdle, &cfg.Limits.MaxIdleConnections},
 		{"token in flight", tokenInFlight, &cfg.Limits.API.Token.InFlight},
 		{"address in flight", addressInFlight, &cfg.Limits.API.Address.InFlight},

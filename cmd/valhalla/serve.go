@@ -32,6 +32,7 @@ import (
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 	"github.com/valhalla-platform/valhalla/internal/metrics"
 	"github.com/valhalla-platform/valhalla/internal/pgcluster"
+	"github.com/valhalla-platform/valhalla/internal/ratelimit"
 	"github.com/valhalla-platform/valhalla/internal/tracing"
 )
 
@@ -105,7 +106,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	logger.Info("ledger verifier key (give it to auditors: valhalla verify --key)", "key", key.Verifier, "key_file", cfg.LedgerKeyFile)
-	store := logstore.New(pool, logstore.WithGroupObserver(m.WriteGroup), logstore.WithReadPool(readPool))
+	readConns := int(readPool.Config().MaxConns)
+	perToken := cfg.Limits.DBReadConnsPerToken
+	if perToken <= 0 {
+		perToken = max(1, readConns/4)
+	}
+	store := logstore.New(pool, logstore.WithGroupObserver(m.WriteGroup), logstore.WithReadPool(readPool),
+		logstore.WithReadShare(ratelimit.NewShare(readConns, perToken), readClient))
 	ledgerReader := ledger.NewReader(pool)
 	m.ObserveLedger(func(ctx context.Context) (int64, int64, error) {
 		s, err := ledgerReader.Stats(ctx)
@@ -413,6 +420,16 @@ func openMigrated(ctx context.Context, cfg config, getenv func(string) string, s
 	return pool, closeDB, nil
 }
 
+// readClient names the client a read is for, whose share of the read
+// connections it takes: the caller's token, or "" for the server's own
+// reads and callers without one.
+func readClient(ctx context.Context) string {
+	if caller, ok := auth.FromContext(ctx); ok {
+		return "token:" + caller.Name
+	}
+	return ""
+}
+
 // openReadPool opens the reads' own pool: the main pool's settings with
 // l.DBReadConns connections (0: a quarter of the main pool's, at least
 // one) and statement timeout l.DBReadTimeout, so that reads cannot take
@@ -424,6 +441,10 @@ func openReadPool(ctx context.Context, main *pgxpool.Pool, l limits) (*pgxpool.P
 		cfg.MaxConns = max(1, main.Config().MaxConns/4)
 	}
 	cfg.MinConns = 0
+	// A read is one process: parallel workers would let one client's
+	// count take more of the database's cores than its share of the
+	// connections says.
+	cfg.ConnConfig.RuntimeParams["max_parallel_workers_per_gather"] = "0"
 	if l.DBReadTimeout > 0 {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(l.DBReadTimeout.Milliseconds(), 10)
 	}

@@ -49,6 +49,9 @@ type Validator struct {
 	unsecured map[*openapi3.Operation]*openapi3.Operation
 	// budget bounds the request body bytes held at once, server-wide.
 	budget *BodyBudget
+	// largeBody and enterLarge: see WithLargeBodies.
+	largeBody  int64
+	enterLarge func(*http.Request) error
 }
 
 // Option configures a Validator.
@@ -59,6 +62,15 @@ type Option func(*Validator)
 // by their operation's limit.
 func WithBodyBudget(budget *BodyBudget) Option {
 	return func(v *Validator) { v.budget = budget }
+}
+
+// WithLargeBodies has enter called before the body of a request that
+// declares more than threshold bytes (or no length) is read, once the
+// caller is authenticated: it may wait, for a lane such bodies take in turn,
+// and whatever it takes is the caller's to give back when the request has
+// been served. An error it returns fails the request as it is.
+func WithLargeBodies(threshold int64, enter func(*http.Request) error) Option {
+	return func(v *Validator) { v.largeBody, v.enterLarge = threshold, enter }
 }
 
 // BodyBudget bounds the request body bytes that all requests together hold
@@ -347,6 +359,11 @@ func (v *Validator) check(r *http.Request, held *int64) error {
 		}
 		if p := checkContentType(r, op.RequestBody.Value); p != nil {
 			return p
+		}
+		if v.enterLarge != nil && (r.ContentLength < 0 || r.ContentLength > v.largeBody) {
+			if err := v.enterLarge(r); err != nil {
+				return err
+			}
 		}
 		if p := readBody(r, limit, v.budget, held); p != nil {
 			return p

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -19,9 +20,12 @@ import (
 // a stranger's flood could take every server out.
 var probes = map[string]bool{"/system-health/live": true, "/system-health/ready": true}
 
-// limitSlot holds what a request took from the limiter, given back when
-// it has been served.
-type limitSlot struct{ release func() }
+// limitSlot holds what a request took from the limiter, and its lane
+// among heavy requests, given back when it has been served.
+type limitSlot struct {
+	release func()
+	heavy   func()
+}
 
 type limitSlotKey struct{}
 
@@ -37,6 +41,9 @@ func (s *server) limitRequests(next http.Handler) http.Handler {
 		defer func() {
 			if slot.release != nil {
 				slot.release()
+			}
+			if slot.heavy != nil {
+				slot.heavy()
 			}
 		}()
 		if r.Header.Get("Authorization") == "" && !probes[r.URL.Path] {
@@ -71,6 +78,42 @@ func (s *server) authenticate(ctx context.Context, in *openapi3filter.Authentica
 	}
 	slot.release = release
 	return checkErr
+}
+
+// HeavyBytes is how large a request body or a page of entries is before
+// its request is heavy: decoding, validating, storing or encoding it takes
+// a core for some milliseconds (a 16 MiB batch about a second). It is a
+// single entry's largest body: single writes are never heavy.
+const HeavyBytes = MaxBodyBytes
+
+// HeavyLanes is how many heavy requests are served at once: half the
+// cores Go runs on, at least one, so that however many clients send 16 MiB
+// batches or read pages of the largest entries, the other half is left
+// for everyone else's small requests, which would otherwise wait for a
+// core behind them.
+func HeavyLanes() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
+// enterHeavy waits for a lane among the heavy requests (see HeavyLanes),
+// which the clients take in turn, one lane at a time each, and holds it
+// until the request has been served. It is a no-op for a request that
+// holds one already, and returns ctx's error if the client goes first.
+func (s *server) enterHeavy(ctx context.Context) error {
+	slot, _ := ctx.Value(limitSlotKey{}).(*limitSlot)
+	if slot == nil || slot.heavy != nil {
+		return nil
+	}
+	client := ""
+	if caller, ok := auth.FromContext(ctx); ok {
+		client = "token:" + caller.Name
+	} else if r, ok := ctx.Value(requestKey{}).(*http.Request); ok {
+		client = addressKey(r)
+	}
+	release, err := s.heavy.Acquire(ctx, client)
+	if err != nil {
+		return err
+	}
+	slot.heavy = release
+	return nil
 }
 
 // tokenPolicy is the server's token policy with caller's overrides.

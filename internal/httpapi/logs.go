@@ -171,6 +171,12 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 	if err != nil {
 		return nil, err
 	}
+	if logstore.RowsSize(page.Items) > HeavyBytes {
+		// Encoding it takes a core for a while: in turn with the others.
+		if err := s.enterHeavy(ctx); err != nil {
+			return nil, err
+		}
+	}
 	items, err := s.withSeals(ctx, page.Items)
 	if err != nil {
 		return nil, err

@@ -136,6 +136,9 @@ type server struct {
 	openapiJSON []byte
 	pages       *pages.Pages
 	limiter     *ratelimit.Limiter
+	// heavy is the lane of the requests that cost the server's CPU most
+	// (see enterHeavy).
+	heavy *ratelimit.Share
 }
 
 var _ api.StrictServerInterface = (*server)(nil)
@@ -159,10 +162,11 @@ var _ api.StrictServerInterface = (*server)(nil)
 // frame ancestor is not an origin.
 func NewServer(d Deps) (http.Handler, error) {
 	d.Limits = d.Limits.withDefaults()
-	s := &server{Deps: d, limiter: ratelimit.New()}
+	s := &server{Deps: d, limiter: ratelimit.New(), heavy: ratelimit.NewShare(HeavyLanes(), 1)}
 	validator, err := contract.New(MaxBodyBytes, map[string]int64{
 		"createSystemLogBatch": MaxBatchBodyBytes,
-	}, s.authenticate, contract.WithBodyBudget(contract.NewBodyBudget(d.Limits.BodyBudget)))
+	}, s.authenticate, contract.WithBodyBudget(contract.NewBodyBudget(d.Limits.BodyBudget)),
+		contract.WithLargeBodies(HeavyBytes, func(r *http.Request) error { return s.enterHeavy(r.Context()) }))
 	if err != nil {
 		return nil, err
 	}

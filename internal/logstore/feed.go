@@ -24,6 +24,11 @@ func (s *Store) Seals(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]Seal,
 	if len(ids) == 0 {
 		return nil, nil
 	}
+	release, err := s.reading(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	rows, err := s.read.SealsOf(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read seals: %w", translateRead(err))
@@ -105,9 +110,14 @@ func (s *Store) FeedRange(ctx context.Context, f Filter, after, through int64) (
 // feed reads up to limit rows of the leaves in (after, after + scan] that
 // match f, and with withSize the tree size in the same snapshot.
 func (s *Store) feed(ctx context.Context, f Filter, after, scan int64, limit int32, withSize bool) (FeedPage, int64, error) {
+	release, err := s.reading(ctx)
+	if err != nil {
+		return FeedPage{}, 0, err
+	}
+	defer release()
 	var size int64
 	var rows []db.FeedRow
-	err := pgx.BeginTxFunc(ctx, s.readDB, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, s.readDB, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		// The generic plan, made once per connection: a custom one is
 		// planned for every page, across every partition the lookup may
 		// reach, and took longer than the page's execution (6.6 ms
@@ -168,6 +178,11 @@ func (s *Store) feed(ctx context.Context, f Filter, after, scan int64, limit int
 // the whole table, on the read pool. It returns ErrReadTimeout or
 // ErrUnavailable (wrapped).
 func (s *Store) Unsealed(ctx context.Context, limit int32) ([]db.SystemLog, error) {
+	release, err := s.reading(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	rows, err := s.read.UnsealedLogs(ctx, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read unsealed logs: %w", translateRead(err))

@@ -31,6 +31,11 @@ func (f Filter) Matches(e db.SystemLog) bool {
 // It reads on the read pool and returns ErrReadTimeout or ErrUnavailable
 // (wrapped) on failure.
 func (s *Store) TreeSize(ctx context.Context) (int64, error) {
+	release, err := s.reading(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	n, err := s.read.TreeSize(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("read tree size: %w", translateRead(err))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/valhalla-platform/valhalla/gen/db"
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/ratelimit"
 )
 
 // Errors the store returns, wrapped with context; test with errors.Is.
@@ -78,6 +79,10 @@ type Store struct {
 	readDB  *pgxpool.Pool
 	read    *db.Queries
 	grouper *grouper
+	// share, when set, divides readDB's connections among the clients
+	// that client names (see WithReadShare).
+	share  *ratelimit.Share
+	client func(context.Context) string
 }
 
 // Option configures a Store.
@@ -96,6 +101,29 @@ func WithGroupObserver(observe func(n int)) Option {
 // ErrReadTimeout.
 func WithReadPool(pool *pgxpool.Pool) Option {
 	return func(s *Store) { s.readDB = pool }
+}
+
+// WithReadShare has every read take a slot of share, for the client that
+// client names from the read's context, before it asks for a connection:
+// give share as many slots as the read pool has connections, so that one
+// client's expensive reads (counts, scans) queue behind each other while
+// another client's find a connection.
+func WithReadShare(share *ratelimit.Share, client func(context.Context) string) Option {
+	return func(s *Store) { s.share, s.client = share, client }
+}
+
+// reading waits for a slot of the read share for ctx's client (see
+// WithReadShare). The caller must call release once its reads are done,
+// and must not wait for another slot before then.
+func (s *Store) reading(ctx context.Context) (release func(), err error) {
+	if s.share == nil {
+		return func() {}, nil
+	}
+	release, err = s.share.Acquire(ctx, s.client(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("wait for a read connection: %w", err)
+	}
+	return release, nil
 }
 
 // New returns a store over pool. The schema must be migrated.
@@ -293,6 +321,11 @@ const idSlack = time.Hour
 // id of another version, or an entry written behind the API's back with a
 // timestamp of its own) does it probe every partition.
 func (s *Store) Get(ctx context.Context, id uuid.UUID) (db.SystemLog, error) {
+	release, err := s.reading(ctx)
+	if err != nil {
+		return db.SystemLog{}, err
+	}
+	defer release()
 	if t, ok := IDTime(id); ok {
 		stored, err := s.read.GetLogNear(ctx, db.GetLogNearParams{ID: id, From: t.Add(-idSlack), To: t.Add(idSlack)})
 		if err == nil {
@@ -391,12 +424,17 @@ func (s *Store) List(ctx context.Context, f Filter, limit int32, cursor string, 
 		}
 		params.AfterTs, params.AfterID = &ts, &id
 	}
+	release, err := s.reading(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	defer release()
 	rows, err := s.listBounded(ctx, params, limit)
 	if err != nil {
 		return Page{}, err
 	}
 	page := Page{Items: rows}
-	if len(rows) > int(limit) || (len(rows) > 0 && rowsSize(rows) >= MaxPageBytes) {
+	if len(rows) > int(limit) || (len(rows) > 0 && RowsSize(rows) >= MaxPageBytes) {
 		page.Items = rows[:min(len(rows), int(limit))]
 		last := page.Items[len(page.Items)-1]
 		page.NextCursor = EncodeCursor(last.Timestamp, last.ID)
@@ -440,7 +478,8 @@ func rowSize(r db.SystemLog) int {
 	return n
 }
 
-func rowsSize(rows []db.SystemLog) int {
+// RowsSize is about the bytes rows take as JSON (see MaxPageBytes).
+func RowsSize(rows []db.SystemLog) int {
 	n := 0
 	for _, r := range rows {
 		n += rowSize(r)
