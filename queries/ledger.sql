@@ -1,7 +1,8 @@
 -- name: InsertQueuedLogs :execrows
 -- InsertQueuedLogs is InsertLogs (system_logs.sql) that also queues every
--- stored entry for sealing, in the same statement and so the same
--- transaction. An empty user_id or trace_id stands for none.
+-- stored entry for sealing, with its leaf hash (NULL: the sequencer hashes
+-- the stored entry), in the same statement and so the same transaction. An
+-- empty user_id or trace_id stands for none.
 WITH stored AS (
     INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
     SELECT unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(timestamps)::timestamptz[]), unnest(sqlc.arg(levels)::text[]),
@@ -10,14 +11,17 @@ WITH stored AS (
            unnest(sqlc.arg(actors)::text[])
     RETURNING id, "timestamp"
 )
-INSERT INTO ledger_queue (log_id, log_timestamp)
-SELECT id, "timestamp" FROM stored;
+INSERT INTO ledger_queue (log_id, log_timestamp, leaf_hash)
+SELECT s.id, s."timestamp", h.leaf_hash
+FROM stored s
+JOIN (SELECT unnest(sqlc.arg(ids)::uuid[]) AS id, unnest(sqlc.arg(leaf_hashes)::bytea[]) AS leaf_hash) h ON h.id = s.id;
 
 -- name: QueueLogs :exec
 -- QueueLogs queues entries stored in the current transaction for sealing,
--- each with its timestamp (ids and timestamps advance together).
-INSERT INTO ledger_queue (log_id, log_timestamp)
-SELECT unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(timestamps)::timestamptz[]);
+-- each with its timestamp and leaf hash (NULL: the sequencer hashes the
+-- stored entry); ids, timestamps and leaf hashes advance together.
+INSERT INTO ledger_queue (log_id, log_timestamp, leaf_hash)
+SELECT unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(timestamps)::timestamptz[]), unnest(sqlc.arg(leaf_hashes)::bytea[]);
 
 -- name: SealsOf :many
 -- SealsOf returns the seq and leaf hash of each of ids that is sealed.

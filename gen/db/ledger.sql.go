@@ -180,18 +180,21 @@ func (q *Queries) InsertCheckpoint(ctx context.Context, arg InsertCheckpointPara
 const insertQueuedLogs = `-- name: InsertQueuedLogs :execrows
 WITH stored AS (
     INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
-    SELECT unnest($1::uuid[]), unnest($2::timestamptz[]), unnest($3::text[]),
-           unnest($4::text[]), unnest($5::text[]), unnest($6::text[]),
-           NULLIF(unnest($7::text[]), ''), unnest($8::jsonb[]), NULLIF(unnest($9::text[]), ''),
-           unnest($10::text[])
+    SELECT unnest($1::uuid[]), unnest($3::timestamptz[]), unnest($4::text[]),
+           unnest($5::text[]), unnest($6::text[]), unnest($7::text[]),
+           NULLIF(unnest($8::text[]), ''), unnest($9::jsonb[]), NULLIF(unnest($10::text[]), ''),
+           unnest($11::text[])
     RETURNING id, "timestamp"
 )
-INSERT INTO ledger_queue (log_id, log_timestamp)
-SELECT id, "timestamp" FROM stored
+INSERT INTO ledger_queue (log_id, log_timestamp, leaf_hash)
+SELECT s.id, s."timestamp", h.leaf_hash
+FROM stored s
+JOIN (SELECT unnest($1::uuid[]) AS id, unnest($2::bytea[]) AS leaf_hash) h ON h.id = s.id
 `
 
 type InsertQueuedLogsParams struct {
 	Ids            []uuid.UUID
+	LeafHashes     [][]byte
 	Timestamps     []time.Time
 	Levels         []string
 	Categories     []string
@@ -204,11 +207,13 @@ type InsertQueuedLogsParams struct {
 }
 
 // InsertQueuedLogs is InsertLogs (system_logs.sql) that also queues every
-// stored entry for sealing, in the same statement and so the same
-// transaction. An empty user_id or trace_id stands for none.
+// stored entry for sealing, with its leaf hash (NULL: the sequencer hashes
+// the stored entry), in the same statement and so the same transaction. An
+// empty user_id or trace_id stands for none.
 func (q *Queries) InsertQueuedLogs(ctx context.Context, arg InsertQueuedLogsParams) (int64, error) {
 	result, err := q.db.Exec(ctx, insertQueuedLogs,
 		arg.Ids,
+		arg.LeafHashes,
 		arg.Timestamps,
 		arg.Levels,
 		arg.Categories,
@@ -255,19 +260,21 @@ func (q *Queries) LatestCheckpoint(ctx context.Context) (LedgerCheckpoint, error
 }
 
 const queueLogs = `-- name: QueueLogs :exec
-INSERT INTO ledger_queue (log_id, log_timestamp)
-SELECT unnest($1::uuid[]), unnest($2::timestamptz[])
+INSERT INTO ledger_queue (log_id, log_timestamp, leaf_hash)
+SELECT unnest($1::uuid[]), unnest($2::timestamptz[]), unnest($3::bytea[])
 `
 
 type QueueLogsParams struct {
 	Ids        []uuid.UUID
 	Timestamps []time.Time
+	LeafHashes [][]byte
 }
 
 // QueueLogs queues entries stored in the current transaction for sealing,
-// each with its timestamp (ids and timestamps advance together).
+// each with its timestamp and leaf hash (NULL: the sequencer hashes the
+// stored entry); ids, timestamps and leaf hashes advance together.
 func (q *Queries) QueueLogs(ctx context.Context, arg QueueLogsParams) error {
-	_, err := q.db.Exec(ctx, queueLogs, arg.Ids, arg.Timestamps)
+	_, err := q.db.Exec(ctx, queueLogs, arg.Ids, arg.Timestamps, arg.LeafHashes)
 	return err
 }
 

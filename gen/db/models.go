@@ -50,6 +50,7 @@ type LedgerQueue struct {
 	LogID        uuid.UUID
 	QueuedAt     time.Time
 	LogTimestamp *time.Time
+	LeafHash     []byte
 }
 
 type LedgerRetirement struct {

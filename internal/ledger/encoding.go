@@ -42,9 +42,16 @@ type Entry struct {
 // trace_id preceded by 0x00 when absent (and nothing else) or 0x01 when
 // present. It returns an error when the context is not valid JSON.
 func Encode(e Entry) ([]byte, error) {
-	ctx, err := canonicalJSON(e.Context)
+	b, _, err := encode(e)
+	return b, err
+}
+
+// encode is Encode that also reports whether a number of the context kept
+// its literal text (canonicalJSONLiteral).
+func encode(e Entry) ([]byte, bool, error) {
+	ctx, literal, err := canonicalJSONLiteral(e.Context)
 	if err != nil {
-		return nil, fmt.Errorf("encode entry %s: %w", e.ID, err)
+		return nil, false, fmt.Errorf("encode entry %s: %w", e.ID, err)
 	}
 	n := 1 + 16 + 8 + 4*8 + 2 + len(e.Level) + len(e.Category) + len(e.Message) +
 		len(e.CorrelationID) + len(e.Actor) + len(ctx) + 256
@@ -60,7 +67,7 @@ func Encode(e Entry) ([]byte, error) {
 	b = appendOptional(b, e.TraceID)
 	b = appendString(b, e.Actor)
 	b = appendString(b, string(ctx))
-	return b, nil
+	return b, literal, nil
 }
 
 func appendString(b []byte, s string) []byte {
@@ -83,4 +90,22 @@ func LeafHash(e Entry) (tlog.Hash, error) {
 		return tlog.Hash{}, err
 	}
 	return tlog.RecordHash(b), nil
+}
+
+// WriteLeafHash returns the leaf hash e will have once stored, for the
+// writer to queue with it in the transaction that stores it: the sequencer
+// then appends that hash without reading the entry back, and the tree holds
+// the entry as it was acknowledged (docs/ledger.md, "The queue"). e must be
+// what the database stores: its timestamp at the microsecond, its context
+// the object it stores. ok is false when the stored entry's hash cannot be
+// known before it is stored (a context number no double holds keeps its
+// literal text in the encoding, and jsonb rewrites the text: 1e400 is
+// stored as 1 and 400 zeros) or the context is not JSON; the sequencer then
+// hashes the stored entry.
+func WriteLeafHash(e Entry) (h tlog.Hash, ok bool) {
+	b, literal, err := encode(e)
+	if err != nil || literal {
+		return tlog.Hash{}, false
+	}
+	return tlog.RecordHash(b), true
 }

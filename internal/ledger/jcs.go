@@ -27,15 +27,23 @@ import (
 // was most of a leaf's cost. FuzzCanonicalJSON holds it to the decoding
 // version it replaced.
 func canonicalJSON(in []byte) ([]byte, error) {
+	out, _, err := canonicalJSONLiteral(in)
+	return out, err
+}
+
+// canonicalJSONLiteral is canonicalJSON that also reports whether a number
+// kept its literal text. Only such a number's canonical form depends on how
+// it was written (1e400 and jsonb's 1 followed by 400 zeros differ).
+func canonicalJSONLiteral(in []byte) (out []byte, literal bool, err error) {
 	c := canonicalizer{in: in, out: make([]byte, 0, len(in))}
 	c.skipSpace()
 	if err := c.value(0); err != nil {
-		return nil, fmt.Errorf("canonical JSON: %w", err)
+		return nil, false, fmt.Errorf("canonical JSON: %w", err)
 	}
 	if c.skipSpace(); c.pos != len(in) {
-		return nil, errors.New("canonical JSON: more than one value")
+		return nil, false, errors.New("canonical JSON: more than one value")
 	}
-	return c.out, nil
+	return c.out, c.literalNumber, nil
 }
 
 // maxDepth bounds nesting, as encoding/json does.
@@ -43,11 +51,12 @@ const maxDepth = 10000
 
 // canonicalizer reads in from pos and appends the canonical form to out.
 type canonicalizer struct {
-	in      []byte
-	pos     int
-	out     []byte
-	members []member // the members of the objects being read, innermost last
-	scratch []byte
+	in            []byte
+	pos           int
+	out           []byte
+	members       []member // the members of the objects being read, innermost last
+	scratch       []byte
+	literalNumber bool // a number kept its literal text
 }
 
 // member is an object member written to out[start:end] as "name":value.
@@ -250,7 +259,9 @@ func (c *canonicalizer) number() error {
 			return errSyntax
 		}
 	}
-	c.out = append(c.out, formatNumber(string(in[c.pos:i]))...)
+	n, literal := formatNumberLiteral(string(in[c.pos:i]))
+	c.literalNumber = c.literalNumber || literal
+	c.out = append(c.out, n...)
 	c.pos = i
 	return nil
 }
@@ -432,11 +443,18 @@ func appendCanonicalString(dst []byte, s string) []byte {
 // the nearest double (RFC 8785 §3.2.2.3), or n's own text when no finite
 // double holds it.
 func formatNumber(n string) string {
+	s, _ := formatNumberLiteral(n)
+	return s
+}
+
+// formatNumberLiteral is formatNumber that also reports whether n kept its
+// literal text (no finite double holds it).
+func formatNumberLiteral(n string) (string, bool) {
 	f, err := strconv.ParseFloat(n, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return n
+		return n, true
 	}
-	return formatDouble(f)
+	return formatDouble(f), false
 }
 
 // formatDouble is ECMAScript's Number::toString for a finite f.

@@ -91,6 +91,13 @@ func (s *Sealer) lead(ctx context.Context, conn *pgx.Conn) error {
 	if err := conn.QueryRow(ctx, "SELECT current_setting('track_commit_timestamp') = 'on'").Scan(&commitTS); err != nil {
 		return fmt.Errorf("read track_commit_timestamp: %w", err)
 	}
+	// The pass's one query sorts the whole queue: JIT compiling it (its
+	// estimated cost is far above jit_above_cost with a backlog) took
+	// longer than running it, and the default work_mem sent a backlog of
+	// 100,000 to disk.
+	if _, err := conn.Exec(ctx, "SET jit = off; SET work_mem = '32MB'"); err != nil {
+		return fmt.Errorf("configure the sequencer's session: %w", err)
+	}
 	log.Info("ledger: this server is the sequencer", "seal_interval", s.opts.Interval, "commit_timestamps", commitTS)
 	if err := s.firstCheckpoint(ctx, conn); err != nil {
 		return err
@@ -165,17 +172,23 @@ func emptyRoot() tlog.Hash {
 // (track_commit_timestamp), else by transaction id, and within one
 // transaction by ("timestamp", id).
 const (
-	orderByCommitTS = `pg_xact_commit_timestamp(q.xmin) NULLS FIRST, age(q.xmin) DESC, s."timestamp", s.id, q.log_id`
-	orderByXID      = `age(q.xmin) DESC, s."timestamp", s.id, q.log_id`
+	orderByCommitTS = `pg_xact_commit_timestamp(q.xmin) NULLS FIRST, age(q.xmin) DESC, q.log_timestamp, q.log_id`
+	orderByXID      = `age(q.xmin) DESC, q.log_timestamp, q.log_id`
 	// selectQueued reads the queue (WITH HOLD or not, the first %s) with
-	// each entry's commit timestamp (or NULL, the second) and the entry, or
-	// none for an entry that vanished before it was sealed. The queue keeps
-	// each entry's timestamp, so the join reaches the entry's one partition.
-	// (A cursor, which sqlc cannot declare: the pass reads it in chunks from
-	// one snapshot.)
+	// each entry's commit timestamp (or NULL, the second) and the leaf hash
+	// its writer queued. An entry queued without one (see WriteLeafHash) is
+	// read from system_logs, or none for an entry that vanished before it
+	// was sealed; the queue keeps each entry's timestamp, so the lookup
+	// reaches the entry's one partition. LIMIT 1 keeps the lookup a lookup:
+	// without it the planner flattens it into a join that reads every
+	// entry of system_logs. (A cursor, which sqlc cannot declare: the pass reads it in
+	// chunks from one snapshot.)
 	selectQueued = `DECLARE seal_queue NO SCROLL CURSOR%s FOR
-SELECT q.log_id, %s, s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
-FROM ledger_queue q LEFT JOIN system_logs s ON s.id = q.log_id AND s."timestamp" = q.log_timestamp
+SELECT q.log_id, %s, q.log_timestamp, q.leaf_hash,
+       s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
+FROM ledger_queue q LEFT JOIN LATERAL (
+    SELECT * FROM system_logs s WHERE q.leaf_hash IS NULL AND s.id = q.log_id AND s."timestamp" = q.log_timestamp LIMIT 1
+) s ON true
 ORDER BY `
 )
 
@@ -241,13 +254,13 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded
 		dequeue := make([]uuid.UUID, 0, len(chunk))
 		for _, c := range chunk {
 			dequeue = append(dequeue, c.logID)
-			if c.entry == nil {
-				s.opts.Logger.Warn("ledger: a queued entry vanished before it was sealed", "id", c.logID)
-				continue
-			}
-			leaf, err := LeafHash(*c.entry)
+			leaf, ok, err := c.leafHash()
 			if err != nil {
 				return int(stepSize - size), err
+			}
+			if !ok {
+				s.opts.Logger.Warn("ledger: a queued entry vanished before it was sealed", "id", c.logID)
+				continue
 			}
 			stored, err := tlog.StoredHashesForRecordHash(n, leaf, hashes)
 			if err != nil {
@@ -255,7 +268,7 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded
 			}
 			hashes.add(n, stored)
 			n++
-			rows = append(rows, db.CopyLedgerEntriesParams{Seq: n, LogID: c.logID, Hashes: concat(stored), LogTimestamp: &c.entry.Timestamp, SealedAt: now})
+			rows = append(rows, db.CopyLedgerEntriesParams{Seq: n, LogID: c.logID, Hashes: concat(stored), LogTimestamp: c.logTimestamp, SealedAt: now})
 			stamps = append(stamps, c.since())
 		}
 		if len(rows) > 0 {
@@ -345,19 +358,44 @@ func (p *pass) end(ctx context.Context) {
 // queued is one row of the seal cursor.
 type queued struct {
 	logID uuid.UUID
-	entry *Entry // nil when the entry vanished
+	// logTimestamp is the entry's timestamp, as queued.
+	logTimestamp *time.Time
+	// leaf is the leaf hash its writer queued, or nil; then entry is the
+	// stored entry, or nil when it vanished.
+	leaf  []byte
+	entry *Entry
 	// committed is when the entry's transaction committed, when the
 	// database records commit timestamps.
 	committed *time.Time
 }
 
+// leafHash returns the entry's leaf hash: the one queued, else the stored
+// entry's; ok is false when it has neither (the entry vanished).
+func (q queued) leafHash() (h tlog.Hash, ok bool, err error) {
+	switch {
+	case len(q.leaf) == tlog.HashSize:
+		return tlog.Hash(q.leaf), true, nil
+	case q.leaf != nil:
+		return h, false, fmt.Errorf("entry %s: queued leaf hash of %d bytes", q.logID, len(q.leaf))
+	case q.entry == nil:
+		return h, false, nil
+	}
+	h, err = LeafHash(*q.entry)
+	return h, err == nil, err
+}
+
 // since is when the entry's seal lag starts: its commit when known, else
 // its timestamp.
 func (q queued) since() time.Time {
-	if q.committed != nil {
+	switch {
+	case q.committed != nil:
 		return *q.committed
+	case q.logTimestamp != nil:
+		return *q.logTimestamp
+	case q.entry != nil:
+		return q.entry.Timestamp
 	}
-	return q.entry.Timestamp
+	return time.Now()
 }
 
 // fetchQueued reads the next chunk of the seal cursor.
@@ -376,7 +414,8 @@ func fetchQueued(ctx context.Context, conn *pgx.Conn) ([]queued, error) {
 			userID, traceID                              *string
 			context                                      []byte
 		)
-		if err := rows.Scan(&r.logID, &r.committed, &id, &ts, &level, &category, &message, &correlation, &userID, &context, &traceID, &actor); err != nil {
+		if err := rows.Scan(&r.logID, &r.committed, &r.logTimestamp, &r.leaf,
+			&id, &ts, &level, &category, &message, &correlation, &userID, &context, &traceID, &actor); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read queue: %w", err)
 		}

@@ -331,3 +331,135 @@ func TestPassWaitsWhileADropHoldsThePassLock(t *testing.T) {
 	}
 	f.waitSize(t, 1)
 }
+
+// TestQueuedLeafIsTheStoredEntrysHash: the writer queues each entry with
+// the leaf hash of the entry as PostgreSQL stores it, whatever the JSON of
+// its context looked like (jsonb rewrites numbers, escapes, duplicate and
+// unordered names); a context only the stored row can hash (a number no
+// double holds, which jsonb writes out in full) is queued without one and
+// sealed from the stored row. Every sealed leaf is the stored entry's hash.
+func TestQueuedLeafIsTheStoredEntrysHash(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	contexts := map[string]bool{ // the context: whether its writer can hash it
+		`{}`: true,
+		` { "b" : 1.0 , "a" : [ 1E5, -0, 0.1e-5, 1e-400 ] } `:                              true,
+		`{"big":12345678901234567890123456789,"pi":3.14159265358979323846264338327950288}`: true,
+		`{"s":"caf\u00e9 \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t \u001f \u007f \u2028"}`:       true,
+		`{"dup":1,"dup":{"z":[],"a":null},"x":true,"y":false}`:                             true,
+		`{"é":1,"e":2,"\ud83d\ude00":3,"ﬀ":4,"10":5,"9":6}`:                                true,
+		`{"deep":[[[[[[[[{"k":[1,2,{"m":"n"}]}]]]]]]]]}`:                                   true,
+		`{"huge":1e400}`:            false,
+		`{"tiny":-1.5E+309,"ok":1}`: false,
+	}
+	var entries []logstore.Entry
+	user, trace := "user-1", "0af7651916cd43dd8448eb211c80319c"
+	for c := range contexts {
+		e := entry("leaf " + c)
+		e.Context = []byte(c)
+		entries = append(entries, e)
+		e.UserID, e.TraceID = &user, &trace
+		entries = append(entries, e)
+	}
+	want := map[uuid.UUID]bool{}
+	for i, e := range entries {
+		if i%2 == 0 {
+			s, err := f.store.Insert(t.Context(), e)
+			if err != nil {
+				t.Fatalf("insert %s: %v", e.Context, err)
+			}
+			want[s.ID] = contexts[string(e.Context)]
+			continue
+		}
+		stored, _, err := f.store.InsertBatch(t.Context(), nil, []logstore.Entry{e})
+		if err != nil {
+			t.Fatalf("insert batch %s: %v", e.Context, err)
+		}
+		want[stored[0].ID] = contexts[string(e.Context)]
+	}
+	rows, err := f.pool.Query(t.Context(), "SELECT log_id, leaf_hash IS NOT NULL FROM ledger_queue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type queuedRow struct {
+		ID     uuid.UUID
+		Hashed bool
+	}
+	queued, err := pgx.CollectRows(rows, pgx.RowToStructByPos[queuedRow])
+	if err != nil || len(queued) != len(want) {
+		t.Fatalf("%d entries queued (%v), want %d", len(queued), err, len(want))
+	}
+	for _, q := range queued {
+		if q.Hashed != want[q.ID] {
+			t.Errorf("entry %s queued with a leaf hash: %v, want %v", q.ID, q.Hashed, want[q.ID])
+		}
+	}
+	f.startSealer(t, 10*time.Millisecond)
+	f.waitSize(t, int64(len(want)))
+	for id := range want {
+		p, err := f.reader.ProveEntry(t.Context(), id, 0)
+		if err != nil {
+			t.Fatalf("prove %s: %v", id, err)
+		}
+		s, err := f.store.Get(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := ledger.LeafHash(ledger.Entry{ID: s.ID, Timestamp: s.Timestamp, Level: s.Level,
+			Category: s.Category, Message: s.Message, CorrelationID: s.CorrelationID, UserID: s.UserID,
+			TraceID: s.TraceID, Actor: s.Actor, Context: s.Context})
+		if err != nil || leaf != p.LeafHash {
+			t.Errorf("entry %s (context as stored %s): sealed leaf %x, the stored entry hashes to %x (%v)",
+				id, s.Context, p.LeafHash, leaf, err)
+		}
+	}
+}
+
+// TestChangeBeforeSealIsCaught: an entry changed by SQL after its write
+// committed but before it was sealed is sealed as it was acknowledged, so
+// the tree no longer matches the row (valhalla verify names it altered);
+// one deleted before its seal is sealed all the same (verify names it
+// missing).
+func TestChangeBeforeSealIsCaught(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	changed, err := f.store.Insert(t.Context(), entry("as written"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := f.store.Insert(t.Context(), entry("deleted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pool.Exec(t.Context(), "UPDATE system_logs SET message = 'rewritten' WHERE id = $1", changed.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pool.Exec(t.Context(), "DELETE FROM system_logs WHERE id = $1", deleted.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.startSealer(t, 10*time.Millisecond)
+	f.waitSize(t, 2)
+	p, err := f.reader.ProveEntry(t.Context(), changed.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acknowledged, err := ledger.LeafHash(ledger.Entry{ID: changed.ID, Timestamp: changed.Timestamp, Level: changed.Level,
+		Category: changed.Category, Message: changed.Message, CorrelationID: changed.CorrelationID, UserID: changed.UserID,
+		TraceID: changed.TraceID, Actor: changed.Actor, Context: changed.Context})
+	if err != nil || p.LeafHash != acknowledged {
+		t.Errorf("sealed leaf %x, want the acknowledged entry's %x (%v)", p.LeafHash, acknowledged, err)
+	}
+	s, err := f.store.Get(t.Context(), changed.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewritten, _ := ledger.LeafHash(ledger.Entry{ID: s.ID, Timestamp: s.Timestamp, Level: s.Level,
+		Category: s.Category, Message: s.Message, CorrelationID: s.CorrelationID, UserID: s.UserID,
+		TraceID: s.TraceID, Actor: s.Actor, Context: s.Context})
+	if s.Message != "rewritten" || rewritten == p.LeafHash {
+		t.Errorf("the rewritten row (%q) hashes to the sealed leaf", s.Message)
+	}
+	if _, err := f.reader.ProveEntry(t.Context(), deleted.ID, 0); err != nil {
+		t.Errorf("the entry deleted before its seal has no seal: %v", err)
+	}
+}

@@ -43,6 +43,7 @@ var errEmptyID = errors.New("an empty user_id or trace_id cannot go in a group")
 type pendingWrite struct {
 	ctx  context.Context
 	row  db.CopyLogsParams
+	leaf []byte     // the row's leaf hash, or nil (leafHash)
 	done chan error // receives the row's outcome, once
 }
 
@@ -62,7 +63,9 @@ type grouper struct {
 // error when ctx ends first; the row may then still be committed, as a
 // statement interrupted on its way may be.
 func (g *grouper) write(ctx context.Context, row db.CopyLogsParams) error {
-	p := &pendingWrite{ctx: ctx, row: row, done: make(chan error, 1)}
+	// The leaf hash is computed here, in the writer's goroutine, not in
+	// the one writing the group.
+	p := &pendingWrite{ctx: ctx, row: row, leaf: leafHash(row), done: make(chan error, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
 	start := g.writers < maxWriters
@@ -147,9 +150,11 @@ func (g *grouper) insert(ctx context.Context, group []*pendingWrite) error {
 		Contexts:       make([]json.RawMessage, n),
 		TraceIds:       make([]string, n),
 		Actors:         make([]string, n),
+		LeafHashes:     make([][]byte, n),
 	}
 	for i, w := range group {
 		r := w.row
+		p.LeafHashes[i] = w.leaf
 		p.Ids[i], p.Timestamps[i], p.Levels[i], p.Categories[i] = r.ID, r.Timestamp, r.Level, r.Category
 		p.Messages[i], p.CorrelationIds[i], p.Contexts[i], p.Actors[i] = r.Message, r.CorrelationID, r.Context, r.Actor
 		// "" stands for none in the statement; the database refuses an

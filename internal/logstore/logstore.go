@@ -18,6 +18,7 @@ import (
 
 	"github.com/valhalla-platform/valhalla/gen/db"
 	"github.com/valhalla-platform/valhalla/internal/database"
+	"github.com/valhalla-platform/valhalla/internal/ledger"
 	"github.com/valhalla-platform/valhalla/internal/ratelimit"
 )
 
@@ -162,6 +163,19 @@ func row(e Entry, now time.Time) (db.CopyLogsParams, error) {
 	}, nil
 }
 
+// leafHash returns the leaf hash the ledger will seal for r once stored
+// (ledger.WriteLeafHash), or nil when only the stored row can tell it.
+func leafHash(r db.CopyLogsParams) []byte {
+	h, ok := ledger.WriteLeafHash(ledger.Entry{
+		ID: r.ID, Timestamp: r.Timestamp, Level: r.Level, Category: r.Category, Message: r.Message,
+		CorrelationID: r.CorrelationID, UserID: r.UserID, TraceID: r.TraceID, Actor: r.Actor, Context: r.Context,
+	})
+	if !ok {
+		return nil
+	}
+	return h[:]
+}
+
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 // Insert stores e and returns it as stored, once it is committed.
@@ -202,11 +216,12 @@ func copyEntries(ctx context.Context, q *db.Queries, entries []Entry) ([]db.Syst
 	out := make([]db.SystemLog, len(rows))
 	ids := make([]uuid.UUID, len(rows))
 	stamps := make([]time.Time, len(rows))
+	leaves := make([][]byte, len(rows))
 	for i, r := range rows {
 		out[i] = db.SystemLog(r)
-		ids[i], stamps[i] = r.ID, r.Timestamp
+		ids[i], stamps[i], leaves[i] = r.ID, r.Timestamp, leafHash(r)
 	}
-	if err := q.QueueLogs(ctx, db.QueueLogsParams{Ids: ids, Timestamps: stamps}); err != nil {
+	if err := q.QueueLogs(ctx, db.QueueLogsParams{Ids: ids, Timestamps: stamps, LeafHashes: leaves}); err != nil {
 		return nil, fmt.Errorf("queue %d logs for sealing: %w", len(ids), translate(err))
 	}
 	return out, nil
