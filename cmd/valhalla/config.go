@@ -93,7 +93,10 @@ type limits struct {
 	// DBReadConnsPerToken is how many of them one token's reads may hold
 	// at once (0: a quarter of them, at least one).
 	DBReadConnsPerToken int
-	API                 httpapi.Limits
+	// DBBatchConns is how many batch writes may be in PostgreSQL at once
+	// (0: as many as the server has cores, at least 2).
+	DBBatchConns int
+	API          httpapi.Limits
 }
 
 // Which flags a command takes: every command that opens the database takes
@@ -156,6 +159,7 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 	dbReadTimeout := envOr(getenv, "VALHALLA_DB_READ_TIMEOUT", "2s")
 	dbReadConns := envOr(getenv, "VALHALLA_DB_READ_CONNS", "8")
 	dbReadConnsPerToken := envOr(getenv, "VALHALLA_DB_READ_CONNS_PER_TOKEN", "0")
+	dbBatchConns := envOr(getenv, "VALHALLA_DB_BATCH_CONNS", "0")
 	maxConns := envOr(getenv, "VALHALLA_MAX_CONNECTIONS", "1024")
 	maxIdle := envOr(getenv, "VALHALLA_MAX_IDLE_CONNECTIONS", "256")
 	cfg.LedgerKeyFile = getenv("VALHALLA_LEDGER_KEY_FILE")
@@ -230,6 +234,8 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 			"connections reads and counts may use, apart from the pool writes and readiness use (VALHALLA_DB_READ_CONNS)")
 		fs.StringVar(&dbReadConnsPerToken, "db-read-conns-per-token", dbReadConnsPerToken,
 			"of those, how many one token's reads may hold at once, 0 for a quarter; the rest wait their turn (VALHALLA_DB_READ_CONNS_PER_TOKEN)")
+		fs.StringVar(&dbBatchConns, "db-batch-conns", dbBatchConns,
+			"batch writes in PostgreSQL at once, 0 for one per core (at least 2); the rest wait, so the sequencer keeps up (VALHALLA_DB_BATCH_CONNS)")
 		fs.StringVar(&maxConns, "max-connections", maxConns,
 			"open connections the server accepts at once, 0 for no cap; past it new ones wait (VALHALLA_MAX_CONNECTIONS)")
 		fs.StringVar(&maxIdle, "max-idle-connections", maxIdle,
@@ -360,6 +366,7 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 		{"max connections", maxConns, &cfg.Limits.MaxConnections},
 		{"db read conns", dbReadConns, &cfg.Limits.DBReadConns},
 		{"db read conns per token", dbReadConnsPerToken, &cfg.Limits.DBReadConnsPerToken},
+		{"db batch conns", dbBatchConns, &cfg.Limits.DBBatchConns},
 		{"max idle connections", maxIdle, &cfg.Limits.MaxIdleConnections},
 		{"token in flight", tokenInFlight, &cfg.Limits.API.Token.InFlight},
 		{"address in flight", addressInFlight, &cfg.Limits.API.Address.InFlight},

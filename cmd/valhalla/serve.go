@@ -111,8 +111,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if perToken <= 0 {
 		perToken = max(1, readConns/4)
 	}
+	batchConns := cfg.Limits.DBBatchConns
+	if batchConns <= 0 {
+		batchConns = max(2, runtime.GOMAXPROCS(0))
+	}
 	store := logstore.New(pool, logstore.WithGroupObserver(m.WriteGroup), logstore.WithReadPool(readPool),
-		logstore.WithReadShare(ratelimit.NewShare(readConns, perToken), readClient))
+		logstore.WithReadShare(ratelimit.NewShare(readConns, perToken), readClient), logstore.WithBatchWriters(batchConns))
 	ledgerReader := ledger.NewReader(pool)
 	m.ObserveLedger(func(ctx context.Context) (int64, int64, error) {
 		s, err := ledgerReader.Stats(ctx)

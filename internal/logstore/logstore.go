@@ -84,10 +84,27 @@ type Store struct {
 	// that client names (see WithReadShare).
 	share  *ratelimit.Share
 	client func(context.Context) string
+	// batches, when set, holds a slot for each batch write in the
+	// database (see WithBatchWriters).
+	batches chan struct{}
 }
 
 // Option configures a Store.
 type Option func(*Store)
+
+// WithBatchWriters lets at most n batch writes (InsertBatch) run in the
+// database at once; the others wait their turn before they begin. Batches
+// are the heaviest writes: the database's CPU goes to as many COPYs as
+// there are connections, and the sequencer, one connection among them,
+// got too small a share of it to keep up (docs/ledger.md, "Seal lag under
+// batches"). A handful of COPYs keeps the database as busy as sixteen.
+func WithBatchWriters(n int) Option {
+	return func(s *Store) {
+		if n > 0 {
+			s.batches = make(chan struct{}, n)
+		}
+	}
+}
 
 // WithGroupObserver has observe called with the number of single writes
 // each group commit stores (see Insert), for metrics.
@@ -237,6 +254,14 @@ func copyEntries(ctx context.Context, q *db.Queries, entries []Entry) ([]db.Syst
 // was used with another request, or database.ErrUnavailable or
 // ErrInvalidText (wrapped).
 func (s *Store) InsertBatch(ctx context.Context, key *Key, entries []Entry) (stored []db.SystemLog, replayed bool, err error) {
+	if s.batches != nil {
+		select {
+		case s.batches <- struct{}{}:
+			defer func() { <-s.batches }()
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("wait for a batch writer: %w", ctx.Err())
+		}
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("begin write: %w", translate(err))

@@ -1,6 +1,7 @@
 package logstore_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -401,5 +402,61 @@ func TestReadsRunOutOfTimeOnTheirOwnPool(t *testing.T) {
 	}
 	if _, err := store.Insert(t.Context(), logstore.Entry{Level: "INFO", Category: "c", Message: "m", CorrelationID: "c", Actor: "svc"}); err != nil {
 		t.Errorf("a write while reads time out: %v", err)
+	}
+}
+
+// TestBatchWritersTakeTurns: with one batch writer, a batch waits for the
+// one in the database to finish before it begins (it does not queue in
+// PostgreSQL beside it), gives up when its context does, and goes in once
+// the first is done.
+func TestBatchWritersTakeTurns(t *testing.T) {
+	t.Parallel()
+	_, pool := setup(t)
+	store := logstore.New(pool, logstore.WithBatchWriters(1))
+	batch := []logstore.Entry{{Level: "INFO", Category: "c", Message: "batch", CorrelationID: "x"}}
+	// A lock the test holds stops the first batch in the database.
+	lock, err := pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(t.Context()) }()
+	if _, err := lock.Exec(t.Context(), "LOCK TABLE ledger_queue IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { _, _, err := store.InsertBatch(t.Context(), nil, batch); first <- err }()
+	lockWaiters := func() int {
+		var n int
+		if err := pool.QueryRow(t.Context(),
+			"SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); lockWaiters() != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first batch never reached the lock")
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	_, _, err = store.InsertBatch(ctx, nil, batch)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "batch writer") {
+		t.Errorf("second batch while the first is in the database: %v, want it to wait for a batch writer until its context ends", err)
+	}
+	if n := lockWaiters(); n != 1 {
+		t.Errorf("%d sessions wait for the lock, want the first batch's alone", n)
+	}
+	if err := lock.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first batch: %v", err)
+	}
+	if _, _, err := store.InsertBatch(t.Context(), nil, batch); err != nil {
+		t.Fatalf("a batch after the first: %v", err)
+	}
+	if n := count(t, pool); n != 2 {
+		t.Errorf("%d rows stored, want 2", n)
 	}
 }
