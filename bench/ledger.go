@@ -239,7 +239,7 @@ func waitDrained(ctx context.Context, pool *pgxpool.Pool) error {
 	deadline := time.Now().Add(drainTimeout)
 	for {
 		var waiting int64
-		if err := pool.QueryRow(ctx, "SELECT count(*) FROM ledger_queue").Scan(&waiting); err != nil {
+		if err := pool.QueryRow(ctx, "SELECT coalesce(sum(cardinality(log_ids)), 0) FROM ledger_queue").Scan(&waiting); err != nil {
 			return fmt.Errorf("ledger queue: %w", err)
 		}
 		if waiting == 0 {
@@ -420,7 +420,12 @@ func (res *ledgerResults) readDataset(ctx context.Context, cfg config, env *benc
 		if _, err := pool.Exec(ctx, `TRUNCATE ledger_entries, ledger_checkpoints, ledger_queue`); err != nil {
 			return fmt.Errorf("dataset ledger: %w", err)
 		}
-		if _, err := pool.Exec(ctx, `INSERT INTO ledger_queue (log_id, queued_at, log_timestamp) SELECT id, "timestamp", "timestamp" FROM system_logs`); err != nil {
+		// One queue row per 1,000 entries, as batches of the API queue
+		// them; without leaf hashes, so the sequencer hashes the rows.
+		if _, err := pool.Exec(ctx, `INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
+SELECT array_agg(id ORDER BY "timestamp", id), array_agg("timestamp" ORDER BY "timestamp", id), array_agg(NULL::bytea)
+FROM (SELECT id, "timestamp", (row_number() OVER (ORDER BY "timestamp", id) - 1) / 1000 AS part FROM system_logs) s
+GROUP BY part ORDER BY part`); err != nil {
 			return fmt.Errorf("dataset ledger: %w", err)
 		}
 		srv, err := startLedgerServer(ctx, env, url, keyFile, sealInterval, "server-ledger-seal.log")

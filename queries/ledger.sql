@@ -1,27 +1,30 @@
--- name: InsertQueuedLogs :execrows
--- InsertQueuedLogs is InsertLogs (system_logs.sql) that also queues every
--- stored entry for sealing, with its leaf hash (NULL: the sequencer hashes
--- the stored entry), in the same statement and so the same transaction. An
--- empty user_id or trace_id stands for none.
+-- name: InsertQueuedLogs :one
+-- InsertQueuedLogs is InsertLogs (system_logs.sql) that also queues the
+-- stored entries for sealing, as one queue row with their leaf hashes
+-- (NULL, or no array: the sequencer hashes the stored entry), in the same statement and
+-- so the same transaction, and returns how many it stored. An empty
+-- user_id or trace_id stands for none.
 WITH stored AS (
     INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
     SELECT unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(timestamps)::timestamptz[]), unnest(sqlc.arg(levels)::text[]),
            unnest(sqlc.arg(categories)::text[]), unnest(sqlc.arg(messages)::text[]), unnest(sqlc.arg(correlation_ids)::text[]),
            NULLIF(unnest(sqlc.arg(user_ids)::text[]), ''), unnest(sqlc.arg(contexts)::jsonb[]), NULLIF(unnest(sqlc.arg(trace_ids)::text[]), ''),
            unnest(sqlc.arg(actors)::text[])
-    RETURNING id, "timestamp"
+    RETURNING id
+), queued AS (
+    INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
+    VALUES (sqlc.arg(ids)::uuid[], sqlc.arg(timestamps)::timestamptz[],
+            coalesce(sqlc.narg(leaf_hashes)::bytea[], array_fill(NULL::bytea, ARRAY[cardinality(sqlc.arg(ids)::uuid[])])))
 )
-INSERT INTO ledger_queue (log_id, log_timestamp, leaf_hash)
-SELECT s.id, s."timestamp", h.leaf_hash
-FROM stored s
-JOIN (SELECT unnest(sqlc.arg(ids)::uuid[]) AS id, unnest(sqlc.arg(leaf_hashes)::bytea[]) AS leaf_hash) h ON h.id = s.id;
+SELECT count(*) FROM stored;
 
 -- name: QueueLogs :exec
--- QueueLogs queues entries stored in the current transaction for sealing,
--- each with its timestamp and leaf hash (NULL: the sequencer hashes the
--- stored entry); ids, timestamps and leaf hashes advance together.
-INSERT INTO ledger_queue (log_id, log_timestamp, leaf_hash)
-SELECT unnest(sqlc.arg(ids)::uuid[]), unnest(sqlc.arg(timestamps)::timestamptz[]), unnest(sqlc.arg(leaf_hashes)::bytea[]);
+-- QueueLogs queues the entries stored in the current transaction for
+-- sealing, as one queue row: ids, timestamps and leaf hashes (NULL: the
+-- sequencer hashes the stored entry) advance together.
+INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
+VALUES (sqlc.arg(ids)::uuid[], sqlc.arg(timestamps)::timestamptz[],
+        coalesce(sqlc.narg(leaf_hashes)::bytea[], array_fill(NULL::bytea, ARRAY[cardinality(sqlc.arg(ids)::uuid[])])));
 
 -- name: SealsOf :many
 -- SealsOf returns the seq and leaf hash of each of ids that is sealed.
@@ -30,8 +33,9 @@ FROM ledger_entries
 WHERE log_id = ANY (sqlc.arg(ids)::uuid[]);
 
 -- name: IsQueued :one
--- IsQueued reports whether the entry id waits to be sealed.
-SELECT EXISTS (SELECT 1 FROM ledger_queue WHERE log_id = $1);
+-- IsQueued reports whether the entry id waits to be sealed. It reads the
+-- whole queue: what the sequencer has not sealed yet, a pass or two.
+SELECT EXISTS (SELECT 1 FROM ledger_queue WHERE sqlc.arg(id)::uuid = ANY (log_ids));
 
 -- name: TreeSize :one
 -- TreeSize returns the number of sealed entries (the last seq).
@@ -48,8 +52,8 @@ WHERE seq = ANY (sqlc.arg(seqs)::bigint[]);
 INSERT INTO ledger_entries (seq, log_id, hashes, log_timestamp, sealed_at) VALUES ($1, $2, $3, $4, $5);
 
 -- name: DequeueLogs :exec
--- DequeueLogs removes sealed (or vanished) entries from the queue.
-DELETE FROM ledger_queue WHERE log_id = ANY (sqlc.arg(ids)::uuid[]);
+-- DequeueLogs removes the queue rows (transactions) ids, sealed.
+DELETE FROM ledger_queue WHERE id = ANY (sqlc.arg(ids)::bigint[]);
 
 -- name: InsertCheckpoint :exec
 -- InsertCheckpoint stores a signed checkpoint.
@@ -71,7 +75,7 @@ SELECT seq FROM ledger_entries WHERE log_id = $1;
 -- name: QueueStats :one
 -- QueueStats counts the entries waiting to be sealed and says how long ago
 -- the oldest was queued, in seconds (0 when none waits).
-SELECT count(*)::bigint AS waiting,
+SELECT coalesce(sum(cardinality(log_ids)), 0)::bigint AS waiting,
        coalesce(extract(epoch FROM clock_timestamp() - min(queued_at)), 0)::float8 AS oldest_age_seconds
 FROM ledger_queue;
 
@@ -111,6 +115,6 @@ LIMIT sqlc.arg(row_limit);
 -- queued: stored behind the API's back. It reads the whole table.
 SELECT s.* FROM system_logs s
 WHERE NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.log_id = s.id)
-  AND NOT EXISTS (SELECT 1 FROM ledger_queue q WHERE q.log_id = s.id)
+  AND s.id NOT IN (SELECT unnest(q.log_ids) FROM ledger_queue q)
 ORDER BY s."timestamp", s.id
 LIMIT sqlc.arg(row_limit);

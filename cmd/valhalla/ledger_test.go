@@ -103,7 +103,7 @@ func lateWrite(pool *pgxpool.Pool, hold time.Duration, category string) error {
 		VALUES ($1, now(), 'INFO', $2, 'late commit', 'late', 'test')`, id, category); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(c, `INSERT INTO ledger_queue (log_id) VALUES ($1)`, id); err != nil {
+	if _, err := tx.Exec(c, `INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes) VALUES (ARRAY[$1::uuid], ARRAY[now()], ARRAY[NULL::bytea])`, id); err != nil {
 		return err
 	}
 	time.Sleep(hold) // the point: the transaction stays open

@@ -39,11 +39,11 @@ type CopyLedgerEntriesParams struct {
 }
 
 const dequeueLogs = `-- name: DequeueLogs :exec
-DELETE FROM ledger_queue WHERE log_id = ANY ($1::uuid[])
+DELETE FROM ledger_queue WHERE id = ANY ($1::bigint[])
 `
 
-// DequeueLogs removes sealed (or vanished) entries from the queue.
-func (q *Queries) DequeueLogs(ctx context.Context, ids []uuid.UUID) error {
+// DequeueLogs removes the queue rows (transactions) ids, sealed.
+func (q *Queries) DequeueLogs(ctx context.Context, ids []int64) error {
 	_, err := q.db.Exec(ctx, dequeueLogs, ids)
 	return err
 }
@@ -177,24 +177,24 @@ func (q *Queries) InsertCheckpoint(ctx context.Context, arg InsertCheckpointPara
 	return err
 }
 
-const insertQueuedLogs = `-- name: InsertQueuedLogs :execrows
+const insertQueuedLogs = `-- name: InsertQueuedLogs :one
 WITH stored AS (
     INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
-    SELECT unnest($1::uuid[]), unnest($3::timestamptz[]), unnest($4::text[]),
-           unnest($5::text[]), unnest($6::text[]), unnest($7::text[]),
-           NULLIF(unnest($8::text[]), ''), unnest($9::jsonb[]), NULLIF(unnest($10::text[]), ''),
-           unnest($11::text[])
-    RETURNING id, "timestamp"
+    SELECT unnest($1::uuid[]), unnest($2::timestamptz[]), unnest($3::text[]),
+           unnest($4::text[]), unnest($5::text[]), unnest($6::text[]),
+           NULLIF(unnest($7::text[]), ''), unnest($8::jsonb[]), NULLIF(unnest($9::text[]), ''),
+           unnest($10::text[])
+    RETURNING id
+), queued AS (
+    INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
+    VALUES ($1::uuid[], $2::timestamptz[],
+            coalesce($11::bytea[], array_fill(NULL::bytea, ARRAY[cardinality($1::uuid[])])))
 )
-INSERT INTO ledger_queue (log_id, log_timestamp, leaf_hash)
-SELECT s.id, s."timestamp", h.leaf_hash
-FROM stored s
-JOIN (SELECT unnest($1::uuid[]) AS id, unnest($2::bytea[]) AS leaf_hash) h ON h.id = s.id
+SELECT count(*) FROM stored
 `
 
 type InsertQueuedLogsParams struct {
 	Ids            []uuid.UUID
-	LeafHashes     [][]byte
 	Timestamps     []time.Time
 	Levels         []string
 	Categories     []string
@@ -204,16 +204,17 @@ type InsertQueuedLogsParams struct {
 	Contexts       []json.RawMessage
 	TraceIds       []string
 	Actors         []string
+	LeafHashes     [][]byte
 }
 
-// InsertQueuedLogs is InsertLogs (system_logs.sql) that also queues every
-// stored entry for sealing, with its leaf hash (NULL: the sequencer hashes
-// the stored entry), in the same statement and so the same transaction. An
-// empty user_id or trace_id stands for none.
+// InsertQueuedLogs is InsertLogs (system_logs.sql) that also queues the
+// stored entries for sealing, as one queue row with their leaf hashes
+// (NULL, or no array: the sequencer hashes the stored entry), in the same statement and
+// so the same transaction, and returns how many it stored. An empty
+// user_id or trace_id stands for none.
 func (q *Queries) InsertQueuedLogs(ctx context.Context, arg InsertQueuedLogsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, insertQueuedLogs,
+	row := q.db.QueryRow(ctx, insertQueuedLogs,
 		arg.Ids,
-		arg.LeafHashes,
 		arg.Timestamps,
 		arg.Levels,
 		arg.Categories,
@@ -223,20 +224,21 @@ func (q *Queries) InsertQueuedLogs(ctx context.Context, arg InsertQueuedLogsPara
 		arg.Contexts,
 		arg.TraceIds,
 		arg.Actors,
+		arg.LeafHashes,
 	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+	var count int64
+	err := row.Scan(&count)
+	return count, err
 }
 
 const isQueued = `-- name: IsQueued :one
-SELECT EXISTS (SELECT 1 FROM ledger_queue WHERE log_id = $1)
+SELECT EXISTS (SELECT 1 FROM ledger_queue WHERE $1::uuid = ANY (log_ids))
 `
 
-// IsQueued reports whether the entry id waits to be sealed.
-func (q *Queries) IsQueued(ctx context.Context, logID uuid.UUID) (bool, error) {
-	row := q.db.QueryRow(ctx, isQueued, logID)
+// IsQueued reports whether the entry id waits to be sealed. It reads the
+// whole queue: what the sequencer has not sealed yet, a pass or two.
+func (q *Queries) IsQueued(ctx context.Context, id uuid.UUID) (bool, error) {
+	row := q.db.QueryRow(ctx, isQueued, id)
 	var exists bool
 	err := row.Scan(&exists)
 	return exists, err
@@ -260,8 +262,9 @@ func (q *Queries) LatestCheckpoint(ctx context.Context) (LedgerCheckpoint, error
 }
 
 const queueLogs = `-- name: QueueLogs :exec
-INSERT INTO ledger_queue (log_id, log_timestamp, leaf_hash)
-SELECT unnest($1::uuid[]), unnest($2::timestamptz[]), unnest($3::bytea[])
+INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
+VALUES ($1::uuid[], $2::timestamptz[],
+        coalesce($3::bytea[], array_fill(NULL::bytea, ARRAY[cardinality($1::uuid[])])))
 `
 
 type QueueLogsParams struct {
@@ -270,16 +273,16 @@ type QueueLogsParams struct {
 	LeafHashes [][]byte
 }
 
-// QueueLogs queues entries stored in the current transaction for sealing,
-// each with its timestamp and leaf hash (NULL: the sequencer hashes the
-// stored entry); ids, timestamps and leaf hashes advance together.
+// QueueLogs queues the entries stored in the current transaction for
+// sealing, as one queue row: ids, timestamps and leaf hashes (NULL: the
+// sequencer hashes the stored entry) advance together.
 func (q *Queries) QueueLogs(ctx context.Context, arg QueueLogsParams) error {
 	_, err := q.db.Exec(ctx, queueLogs, arg.Ids, arg.Timestamps, arg.LeafHashes)
 	return err
 }
 
 const queueStats = `-- name: QueueStats :one
-SELECT count(*)::bigint AS waiting,
+SELECT coalesce(sum(cardinality(log_ids)), 0)::bigint AS waiting,
        coalesce(extract(epoch FROM clock_timestamp() - min(queued_at)), 0)::float8 AS oldest_age_seconds
 FROM ledger_queue
 `
@@ -389,7 +392,7 @@ func (q *Queries) TreeSize(ctx context.Context) (int64, error) {
 const unsealedLogs = `-- name: UnsealedLogs :many
 SELECT s.id, s.timestamp, s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor FROM system_logs s
 WHERE NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.log_id = s.id)
-  AND NOT EXISTS (SELECT 1 FROM ledger_queue q WHERE q.log_id = s.id)
+  AND s.id NOT IN (SELECT unnest(q.log_ids) FROM ledger_queue q)
 ORDER BY s."timestamp", s.id
 LIMIT $1
 `

@@ -47,10 +47,11 @@ type LedgerEntry struct {
 }
 
 type LedgerQueue struct {
-	LogID        uuid.UUID
-	QueuedAt     time.Time
-	LogTimestamp *time.Time
-	LeafHash     []byte
+	ID            int64
+	LogIds        []uuid.UUID
+	LogTimestamps []time.Time
+	LeafHashes    [][]byte
+	QueuedAt      time.Time
 }
 
 type LedgerRetirement struct {

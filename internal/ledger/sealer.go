@@ -1,10 +1,12 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,8 +40,13 @@ const PassLock int64 = 0x76_68_6c_5f_70_61_73 // "vhl_pas"
 // the lock, at once, so another server takes over within about this long.
 const takeoverPoll = time.Second
 
-// fetchSize is how many queued entries a seal pass reads at once.
-const fetchSize = 2000
+// A seal pass reads the queue in chunks of about fetchEntries entries, and
+// at most fetchTransactions queue rows (write transactions: a batch, a
+// group of single writes) at once.
+const (
+	fetchEntries      = 2000
+	fetchTransactions = 64
+)
 
 // SealerOptions configure a Sealer.
 type SealerOptions struct {
@@ -172,24 +179,25 @@ func emptyRoot() tlog.Hash {
 // (track_commit_timestamp), else by transaction id, and within one
 // transaction by ("timestamp", id).
 const (
-	orderByCommitTS = `pg_xact_commit_timestamp(q.xmin) NULLS FIRST, age(q.xmin) DESC, q.log_timestamp, q.log_id`
-	orderByXID      = `age(q.xmin) DESC, q.log_timestamp, q.log_id`
-	// selectQueued reads the queue (WITH HOLD or not, the first %s) with
-	// each entry's commit timestamp (or NULL, the second) and the leaf hash
-	// its writer queued. An entry queued without one (see WriteLeafHash) is
-	// read from system_logs, or none for an entry that vanished before it
-	// was sealed; the queue keeps each entry's timestamp, so the lookup
-	// reaches the entry's one partition. LIMIT 1 keeps the lookup a lookup:
-	// without it the planner flattens it into a join that reads every
-	// entry of system_logs. (A cursor, which sqlc cannot declare: the pass reads it in
+	orderByCommitTS = `pg_xact_commit_timestamp(q.xmin) NULLS FIRST, age(q.xmin) DESC, q.id`
+	orderByXID      = `age(q.xmin) DESC, q.id`
+	// selectQueued reads the queue (WITH HOLD or not, the first %s): one
+	// row per write transaction, with its commit timestamp (or NULL, the
+	// second) and the ids, timestamps and leaf hashes of the entries it
+	// stored. (A cursor, which sqlc cannot declare: the pass reads it in
 	// chunks from one snapshot.)
 	selectQueued = `DECLARE seal_queue NO SCROLL CURSOR%s FOR
-SELECT q.log_id, %s, q.log_timestamp, q.leaf_hash,
-       s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
-FROM ledger_queue q LEFT JOIN LATERAL (
-    SELECT * FROM system_logs s WHERE q.leaf_hash IS NULL AND s.id = q.log_id AND s."timestamp" = q.log_timestamp LIMIT 1
-) s ON true
+SELECT q.id, %s, q.log_ids, q.log_timestamps, q.leaf_hashes
+FROM ledger_queue q
 ORDER BY `
+	// selectStored reads the entries queued without a leaf hash (see
+	// WriteLeafHash) by id and timestamp, so each lookup reaches the
+	// entry's one partition; LIMIT 1 keeps it a lookup (without it the
+	// planner flattens it into a join that reads every entry). An entry
+	// that vanished before it was sealed is not returned.
+	selectStored = `SELECT s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
+FROM unnest($1::uuid[], $2::timestamptz[]) AS k (id, ts)
+CROSS JOIN LATERAL (SELECT * FROM system_logs s WHERE s.id = k.id AND s."timestamp" = k.ts LIMIT 1) s`
 )
 
 // seal runs one pass on conn: it appends every queued entry to the tree in
@@ -231,6 +239,7 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded
 	n, stepSize := size, size
 	stepStart := time.Now()
 	var stamps []time.Time
+	fetch := 1 // until a chunk tells how many entries a row holds
 	for {
 		if bounded && n > stepSize && time.Since(stepStart) >= s.opts.Interval {
 			if err := p.commit(ctx, hashes, stepSize, n, stamps); err != nil {
@@ -242,33 +251,34 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded
 			hashes.q = p.q
 			stepSize, stepStart, stamps = n, time.Now(), stamps[:0]
 		}
-		chunk, err := fetchQueued(ctx, conn)
+		chunk, err := fetchQueued(ctx, conn, fetch)
 		if err != nil {
 			return int(stepSize - size), err
 		}
 		if len(chunk) == 0 {
 			break
 		}
+		entries, err := expand(ctx, conn, chunk)
+		if err != nil {
+			return int(stepSize - size), err
+		}
+		full := len(chunk) == fetch
+		// The next chunk: as many rows as held about fetchEntries here.
+		fetch = max(1, min(fetchTransactions, fetchEntries*len(chunk)/len(entries)))
 		now := time.Now()
-		rows := make([]db.CopyLedgerEntriesParams, 0, len(chunk))
-		dequeue := make([]uuid.UUID, 0, len(chunk))
-		for _, c := range chunk {
-			dequeue = append(dequeue, c.logID)
-			leaf, ok, err := c.leafHash()
-			if err != nil {
-				return int(stepSize - size), err
-			}
-			if !ok {
+		rows := make([]db.CopyLedgerEntriesParams, 0, len(entries))
+		for _, c := range entries {
+			if c.leaf == nil {
 				s.opts.Logger.Warn("ledger: a queued entry vanished before it was sealed", "id", c.logID)
 				continue
 			}
-			stored, err := tlog.StoredHashesForRecordHash(n, leaf, hashes)
+			stored, err := tlog.StoredHashesForRecordHash(n, *c.leaf, hashes)
 			if err != nil {
 				return int(stepSize - size), fmt.Errorf("append leaf %d: %w", n+1, err)
 			}
 			hashes.add(n, stored)
 			n++
-			rows = append(rows, db.CopyLedgerEntriesParams{Seq: n, LogID: c.logID, Hashes: concat(stored), LogTimestamp: c.logTimestamp, SealedAt: now})
+			rows = append(rows, db.CopyLedgerEntriesParams{Seq: n, LogID: c.logID, Hashes: concat(stored), LogTimestamp: &c.timestamp, SealedAt: now})
 			stamps = append(stamps, c.since())
 		}
 		if len(rows) > 0 {
@@ -276,11 +286,15 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded
 				return int(stepSize - size), fmt.Errorf("store leaves: %w", err)
 			}
 		}
+		dequeue := make([]int64, len(chunk))
+		for i, t := range chunk {
+			dequeue[i] = t.id
+		}
 		if err := p.q.DequeueLogs(ctx, dequeue); err != nil {
 			return int(stepSize - size), fmt.Errorf("dequeue: %w", err)
 		}
 		hashes.keepFrontier(n)
-		if len(chunk) < fetchSize {
+		if !full {
 			break
 		}
 	}
@@ -355,80 +369,124 @@ func (p *pass) end(ctx context.Context) {
 	}
 }
 
-// queued is one row of the seal cursor.
-type queued struct {
-	logID uuid.UUID
-	// logTimestamp is the entry's timestamp, as queued.
-	logTimestamp *time.Time
-	// leaf is the leaf hash its writer queued, or nil; then entry is the
-	// stored entry, or nil when it vanished.
-	leaf  []byte
-	entry *Entry
-	// committed is when the entry's transaction committed, when the
-	// database records commit timestamps.
-	committed *time.Time
+// queuedTx is one row of the seal cursor: the entries one write
+// transaction stored.
+type queuedTx struct {
+	id int64
+	// committed is when the transaction committed, when the database
+	// records commit timestamps.
+	committed  *time.Time
+	ids        []uuid.UUID
+	timestamps []time.Time
+	leaves     [][]byte // each 32 bytes, or nil: hash the stored entry
 }
 
-// leafHash returns the entry's leaf hash: the one queued, else the stored
-// entry's; ok is false when it has neither (the entry vanished).
-func (q queued) leafHash() (h tlog.Hash, ok bool, err error) {
-	switch {
-	case len(q.leaf) == tlog.HashSize:
-		return tlog.Hash(q.leaf), true, nil
-	case q.leaf != nil:
-		return h, false, fmt.Errorf("entry %s: queued leaf hash of %d bytes", q.logID, len(q.leaf))
-	case q.entry == nil:
-		return h, false, nil
-	}
-	h, err = LeafHash(*q.entry)
-	return h, err == nil, err
+// queued is one entry to seal.
+type queued struct {
+	logID     uuid.UUID
+	timestamp time.Time
+	committed *time.Time
+	// leaf is its leaf hash: the one queued, else the stored entry's; nil
+	// when it has neither (the entry vanished).
+	leaf *tlog.Hash
 }
 
 // since is when the entry's seal lag starts: its commit when known, else
 // its timestamp.
 func (q queued) since() time.Time {
-	switch {
-	case q.committed != nil:
+	if q.committed != nil {
 		return *q.committed
-	case q.logTimestamp != nil:
-		return *q.logTimestamp
-	case q.entry != nil:
-		return q.entry.Timestamp
 	}
-	return time.Now()
+	return q.timestamp
 }
 
 // fetchQueued reads the next chunk of the seal cursor.
-func fetchQueued(ctx context.Context, conn *pgx.Conn) ([]queued, error) {
-	rows, err := conn.Query(ctx, fmt.Sprintf("FETCH %d FROM seal_queue", fetchSize))
+func fetchQueued(ctx context.Context, conn *pgx.Conn, n int) ([]queuedTx, error) {
+	rows, err := conn.Query(ctx, fmt.Sprintf("FETCH %d FROM seal_queue", n))
 	if err != nil {
 		return nil, fmt.Errorf("read queue: %w", err)
 	}
-	var out []queued
+	var out []queuedTx
 	for rows.Next() {
-		var (
-			r                                            queued
-			id                                           *uuid.UUID
-			ts                                           *time.Time
-			level, category, message, correlation, actor *string
-			userID, traceID                              *string
-			context                                      []byte
-		)
-		if err := rows.Scan(&r.logID, &r.committed, &r.logTimestamp, &r.leaf,
-			&id, &ts, &level, &category, &message, &correlation, &userID, &context, &traceID, &actor); err != nil {
+		var t queuedTx
+		if err := rows.Scan(&t.id, &t.committed, &t.ids, &t.timestamps, &t.leaves); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read queue: %w", err)
 		}
-		if id != nil {
-			r.entry = &Entry{
-				ID: *id, Timestamp: *ts, Level: *level, Category: *category, Message: *message,
-				CorrelationID: *correlation, UserID: userID, TraceID: traceID, Actor: *actor, Context: context,
-			}
+		if len(t.timestamps) != len(t.ids) || len(t.leaves) != len(t.ids) {
+			rows.Close()
+			return nil, fmt.Errorf("read queue: row %d: %d ids, %d timestamps, %d leaf hashes", t.id, len(t.ids), len(t.timestamps), len(t.leaves))
 		}
-		out = append(out, r)
+		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read queue: %w", err)
+	}
+	return out, nil
+}
+
+// expand returns the entries of chunk in the order they are sealed: the
+// transactions' order, and within one transaction ("timestamp", id). It
+// hashes the entries queued without a leaf hash from system_logs.
+func expand(ctx context.Context, conn *pgx.Conn, chunk []queuedTx) ([]queued, error) {
+	var out []queued
+	missing := 0 // entries queued without a leaf hash
+	for _, t := range chunk {
+		first := len(out)
+		for i, id := range t.ids {
+			q := queued{logID: id, timestamp: t.timestamps[i], committed: t.committed}
+			switch leaf := t.leaves[i]; {
+			case len(leaf) == tlog.HashSize:
+				h := tlog.Hash(leaf)
+				q.leaf = &h
+			case leaf != nil:
+				return nil, fmt.Errorf("entry %s: queued leaf hash of %d bytes", id, len(leaf))
+			default:
+				missing++
+			}
+			out = append(out, q)
+		}
+		slices.SortFunc(out[first:], func(a, b queued) int {
+			if c := a.timestamp.Compare(b.timestamp); c != 0 {
+				return c
+			}
+			return bytes.Compare(a.logID[:], b.logID[:])
+		})
+	}
+	if missing == 0 {
+		return out, nil
+	}
+	// The sort moved entries: find the ones to read again by id.
+	at := make(map[uuid.UUID]int, missing)
+	ids := make([]uuid.UUID, 0, missing)
+	stamps := make([]time.Time, 0, missing)
+	for i, q := range out {
+		if q.leaf == nil {
+			at[q.logID] = i
+			ids, stamps = append(ids, q.logID), append(stamps, q.timestamp)
+		}
+	}
+	rows, err := conn.Query(ctx, selectStored, ids, stamps)
+	if err != nil {
+		return nil, fmt.Errorf("read queued entries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e Entry
+		if err := rows.Scan(&e.ID, &e.Timestamp, &e.Level, &e.Category, &e.Message, &e.CorrelationID,
+			&e.UserID, &e.Context, &e.TraceID, &e.Actor); err != nil {
+			return nil, fmt.Errorf("read queued entries: %w", err)
+		}
+		h, err := LeafHash(e)
+		if err != nil {
+			return nil, err
+		}
+		if i, ok := at[e.ID]; ok {
+			out[i].leaf = &h
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read queued entries: %w", err)
 	}
 	return out, nil
 }

@@ -202,7 +202,7 @@ func TestLateCommitGetsLaterSeq(t *testing.T) {
 		VALUES ($1, now(), 'INFO', 'ledger', 'late', 'c', 'test')`, lateID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := late.Exec(ctx, `INSERT INTO ledger_queue (log_id) VALUES ($1)`, lateID); err != nil {
+	if _, err := late.Exec(ctx, `INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes) VALUES (ARRAY[$1::uuid], ARRAY[now()], ARRAY[NULL::bytea])`, lateID); err != nil {
 		t.Fatal(err)
 	}
 	early, err := f.store.Insert(ctx, entry("early"))
@@ -377,7 +377,7 @@ func TestQueuedLeafIsTheStoredEntrysHash(t *testing.T) {
 		}
 		want[stored[0].ID] = contexts[string(e.Context)]
 	}
-	rows, err := f.pool.Query(t.Context(), "SELECT log_id, leaf_hash IS NOT NULL FROM ledger_queue")
+	rows, err := f.pool.Query(t.Context(), "SELECT u.id, u.leaf IS NOT NULL FROM ledger_queue q CROSS JOIN LATERAL unnest(q.log_ids, q.leaf_hashes) AS u (id, leaf)")
 	if err != nil {
 		t.Fatal(err)
 	}

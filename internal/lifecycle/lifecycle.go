@@ -411,8 +411,9 @@ func (m *Maintainer) drop(ctx context.Context, c *pgx.Conn, p Partition, dryRun 
 				return err
 			}
 		}
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_queue q JOIN `+name+` s
-  ON s.id = q.log_id AND s."timestamp" = q.log_timestamp)`).Scan(&d.Waiting); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_queue q
+  CROSS JOIN LATERAL unnest(q.log_ids, q.log_timestamps) AS u (id, ts)
+  JOIN `+name+` s ON s.id = u.id AND s."timestamp" = u.ts)`).Scan(&d.Waiting); err != nil {
 			return err
 		}
 		if d.Waiting {
