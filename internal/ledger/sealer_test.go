@@ -81,6 +81,13 @@ func (f *fixture) waitSize(t *testing.T, n int64) {
 	}
 }
 
+// leafOf is the leaf hash of the entry s, as the API returned or stored it.
+func leafOf(s db.SystemLog) (tlog.Hash, error) {
+	return ledger.LeafHash(ledger.Entry{ID: s.ID, Timestamp: s.Timestamp, Level: s.Level,
+		Category: s.Category, Message: s.Message, CorrelationID: s.CorrelationID, UserID: s.UserID,
+		TraceID: s.TraceID, Actor: s.Actor, Context: s.Context})
+}
+
 func entry(msg string) logstore.Entry {
 	return logstore.Entry{Level: "INFO", Category: "ledger", Message: msg, CorrelationID: "c", Actor: "test",
 		Context: []byte(`{"b": 2, "a": [1.0, "x"]}`)}
@@ -136,9 +143,7 @@ func TestSealProvesAndSigns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		leaf, err := ledger.LeafHash(ledger.Entry{ID: stored.ID, Timestamp: stored.Timestamp, Level: stored.Level,
-			Category: stored.Category, Message: stored.Message, CorrelationID: stored.CorrelationID, UserID: stored.UserID,
-			TraceID: stored.TraceID, Actor: stored.Actor, Context: stored.Context})
+		leaf, err := leafOf(stored)
 		if err != nil || leaf != p.LeafHash {
 			t.Errorf("entry %s: leaf %x, stored entry hashes to %x (%v)", id, p.LeafHash, leaf, err)
 		}
@@ -405,9 +410,7 @@ func TestQueuedLeafIsTheStoredEntrysHash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		leaf, err := ledger.LeafHash(ledger.Entry{ID: s.ID, Timestamp: s.Timestamp, Level: s.Level,
-			Category: s.Category, Message: s.Message, CorrelationID: s.CorrelationID, UserID: s.UserID,
-			TraceID: s.TraceID, Actor: s.Actor, Context: s.Context})
+		leaf, err := leafOf(s)
 		if err != nil || leaf != p.LeafHash {
 			t.Errorf("entry %s (context as stored %s): sealed leaf %x, the stored entry hashes to %x (%v)",
 				id, s.Context, p.LeafHash, leaf, err)
@@ -443,9 +446,7 @@ func TestChangeBeforeSealIsCaught(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acknowledged, err := ledger.LeafHash(ledger.Entry{ID: changed.ID, Timestamp: changed.Timestamp, Level: changed.Level,
-		Category: changed.Category, Message: changed.Message, CorrelationID: changed.CorrelationID, UserID: changed.UserID,
-		TraceID: changed.TraceID, Actor: changed.Actor, Context: changed.Context})
+	acknowledged, err := leafOf(changed)
 	if err != nil || p.LeafHash != acknowledged {
 		t.Errorf("sealed leaf %x, want the acknowledged entry's %x (%v)", p.LeafHash, acknowledged, err)
 	}
@@ -453,9 +454,7 @@ func TestChangeBeforeSealIsCaught(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rewritten, _ := ledger.LeafHash(ledger.Entry{ID: s.ID, Timestamp: s.Timestamp, Level: s.Level,
-		Category: s.Category, Message: s.Message, CorrelationID: s.CorrelationID, UserID: s.UserID,
-		TraceID: s.TraceID, Actor: s.Actor, Context: s.Context})
+	rewritten, _ := leafOf(s)
 	if s.Message != "rewritten" || rewritten == p.LeafHash {
 		t.Errorf("the rewritten row (%q) hashes to the sealed leaf", s.Message)
 	}
