@@ -435,13 +435,12 @@ func expand(ctx context.Context, conn *pgx.Conn, chunk []queuedTx) ([]queued, er
 		first := len(out)
 		for i, id := range t.ids {
 			q := queued{logID: id, timestamp: t.timestamps[i], committed: t.committed}
-			switch leaf := t.leaves[i]; {
-			case len(leaf) == tlog.HashSize:
+			// A leaf hash that is not one (written by SQL: the API's are)
+			// is ignored rather than stopping every pass after this one.
+			if leaf := t.leaves[i]; len(leaf) == tlog.HashSize {
 				h := tlog.Hash(leaf)
 				q.leaf = &h
-			case leaf != nil:
-				return nil, fmt.Errorf("entry %s: queued leaf hash of %d bytes", id, len(leaf))
-			default:
+			} else {
 				missing++
 			}
 			out = append(out, q)
