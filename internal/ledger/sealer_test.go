@@ -462,3 +462,37 @@ func TestChangeBeforeSealIsCaught(t *testing.T) {
 		t.Errorf("the entry deleted before its seal has no seal: %v", err)
 	}
 }
+
+// TestMalformedQueuedLeafIsHashedFromTheRow: a queue row whose leaf hash
+// is not one (only SQL can write it) does not stop sealing: the entry is
+// hashed from its stored row, and the entries after it are sealed too.
+func TestMalformedQueuedLeafIsHashedFromTheRow(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	id := uuid.Must(uuid.NewV7())
+	if _, err := f.pool.Exec(t.Context(), `WITH s AS (
+		INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, actor)
+		VALUES ($1, now(), 'INFO', 'ledger', 'by SQL', 'c', 'test') RETURNING id, "timestamp")
+		INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes) SELECT ARRAY[id], ARRAY["timestamp"], ARRAY['\x0102'::bytea] FROM s`, id); err != nil {
+		t.Fatal(err)
+	}
+	after, err := f.store.Insert(t.Context(), entry("after it"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.startSealer(t, 10*time.Millisecond)
+	f.waitSize(t, 2)
+	for _, id := range []uuid.UUID{id, after.ID} {
+		p, err := f.reader.ProveEntry(t.Context(), id, 0)
+		if err != nil {
+			t.Fatalf("prove %s: %v", id, err)
+		}
+		s, err := f.store.Get(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leaf, err := leafOf(s); err != nil || leaf != p.LeafHash {
+			t.Errorf("entry %q: sealed leaf %x, the stored entry hashes to %x (%v)", s.Message, p.LeafHash, leaf, err)
+		}
+	}
+}
