@@ -183,21 +183,31 @@ const (
 	orderByXID      = `age(q.xmin) DESC, q.id`
 	// selectQueued reads the queue (WITH HOLD or not, the first %s): one
 	// row per write transaction, with its commit timestamp (or NULL, the
-	// second) and the ids, timestamps and leaf hashes of the entries it
-	// stored. (A cursor, which sqlc cannot declare: the pass reads it in
-	// chunks from one snapshot.)
+	// second), the ids, timestamps and leaf hashes of the entries it
+	// stored, and, of those queued without a leaf hash (see WriteLeafHash),
+	// the stored entries, column by column, to hash. They are read in the
+	// cursor, from its snapshot and the partitions its plan saw: a lookup
+	// in a later statement could miss a row that partition maintenance
+	// moved meanwhile (its new partition visible, its rows not yet), and
+	// take it for one that vanished. Each lookup reaches the entry's one
+	// partition by id and timestamp; LIMIT 1 keeps it a lookup (without it
+	// the planner flattens it into a join that reads every entry). (A
+	// cursor, which sqlc cannot declare: the pass reads it in chunks from
+	// one snapshot.)
 	selectQueued = `DECLARE seal_queue NO SCROLL CURSOR%s FOR
-SELECT q.id, %s, q.log_ids, q.log_timestamps, q.leaf_hashes
+SELECT q.id, %s, q.log_ids, q.log_timestamps, q.leaf_hashes,
+       s.ids, s.stamps, s.levels, s.categories, s.messages, s.correlation_ids, s.user_ids, s.contexts, s.trace_ids, s.actors
 FROM ledger_queue q
+CROSS JOIN LATERAL (
+    SELECT array_agg(e.id) AS ids, array_agg(e."timestamp") AS stamps, array_agg(e.level) AS levels,
+           array_agg(e.category) AS categories, array_agg(e.message) AS messages, array_agg(e.correlation_id) AS correlation_ids,
+           array_agg(e.user_id) AS user_ids, array_agg(e.context::text) AS contexts, array_agg(e.trace_id) AS trace_ids,
+           array_agg(e.actor) AS actors
+    FROM unnest(q.log_ids, q.log_timestamps, q.leaf_hashes) AS k (id, ts, leaf)
+    CROSS JOIN LATERAL (SELECT * FROM system_logs e WHERE e.id = k.id AND e."timestamp" = k.ts LIMIT 1) e
+    WHERE k.leaf IS NULL OR octet_length(k.leaf) <> 32
+) s
 ORDER BY `
-	// selectStored reads the entries queued without a leaf hash (see
-	// WriteLeafHash) by id and timestamp, so each lookup reaches the
-	// entry's one partition; LIMIT 1 keeps it a lookup (without it the
-	// planner flattens it into a join that reads every entry). An entry
-	// that vanished before it was sealed is not returned.
-	selectStored = `SELECT s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
-FROM unnest($1::uuid[], $2::timestamptz[]) AS k (id, ts)
-CROSS JOIN LATERAL (SELECT * FROM system_logs s WHERE s.id = k.id AND s."timestamp" = k.ts LIMIT 1) s`
 )
 
 // seal runs one pass on conn: it appends every queued entry to the tree in
@@ -258,7 +268,7 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded
 		if len(chunk) == 0 {
 			break
 		}
-		entries, err := expand(ctx, conn, chunk)
+		entries, err := expand(chunk)
 		if err != nil {
 			return int(stepSize - size), err
 		}
@@ -379,6 +389,9 @@ type queuedTx struct {
 	ids        []uuid.UUID
 	timestamps []time.Time
 	leaves     [][]byte // each 32 bytes, or nil: hash the stored entry
+	// stored are the stored entries of those without a leaf hash (one
+	// that vanished is absent).
+	stored []Entry
 }
 
 // queued is one entry to seal.
@@ -408,10 +421,23 @@ func fetchQueued(ctx context.Context, conn *pgx.Conn, n int) ([]queuedTx, error)
 	}
 	var out []queuedTx
 	for rows.Next() {
-		var t queuedTx
-		if err := rows.Scan(&t.id, &t.committed, &t.ids, &t.timestamps, &t.leaves); err != nil {
+		var (
+			t                                                    queuedTx
+			ids                                                  []uuid.UUID
+			stamps                                               []time.Time
+			levels, categories, messages, correlations, contexts []string
+			actors                                               []string
+			userIDs, traceIDs                                    []*string
+		)
+		if err := rows.Scan(&t.id, &t.committed, &t.ids, &t.timestamps, &t.leaves,
+			&ids, &stamps, &levels, &categories, &messages, &correlations, &userIDs, &contexts, &traceIDs, &actors); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read queue: %w", err)
+		}
+		for i, id := range ids {
+			t.stored = append(t.stored, Entry{ID: id, Timestamp: stamps[i], Level: levels[i], Category: categories[i],
+				Message: messages[i], CorrelationID: correlations[i], UserID: userIDs[i], TraceID: traceIDs[i],
+				Actor: actors[i], Context: []byte(contexts[i])})
 		}
 		if len(t.timestamps) != len(t.ids) || len(t.leaves) != len(t.ids) {
 			rows.Close()
@@ -426,12 +452,15 @@ func fetchQueued(ctx context.Context, conn *pgx.Conn, n int) ([]queuedTx, error)
 }
 
 // expand returns the entries of chunk in the order they are sealed: the
-// transactions' order, and within one transaction ("timestamp", id). It
-// hashes the entries queued without a leaf hash from system_logs.
-func expand(ctx context.Context, conn *pgx.Conn, chunk []queuedTx) ([]queued, error) {
+// transactions' order, and within one transaction ("timestamp", id), each
+// with its leaf hash: the one queued, else its stored entry's.
+func expand(chunk []queuedTx) ([]queued, error) {
 	var out []queued
-	missing := 0 // entries queued without a leaf hash
 	for _, t := range chunk {
+		stored := make(map[uuid.UUID]Entry, len(t.stored))
+		for _, e := range t.stored {
+			stored[e.ID] = e
+		}
 		first := len(out)
 		for i, id := range t.ids {
 			q := queued{logID: id, timestamp: t.timestamps[i], committed: t.committed}
@@ -440,8 +469,12 @@ func expand(ctx context.Context, conn *pgx.Conn, chunk []queuedTx) ([]queued, er
 			if leaf := t.leaves[i]; len(leaf) == tlog.HashSize {
 				h := tlog.Hash(leaf)
 				q.leaf = &h
-			} else {
-				missing++
+			} else if e, ok := stored[id]; ok {
+				h, err := LeafHash(e)
+				if err != nil {
+					return nil, err
+				}
+				q.leaf = &h
 			}
 			out = append(out, q)
 		}
@@ -451,41 +484,6 @@ func expand(ctx context.Context, conn *pgx.Conn, chunk []queuedTx) ([]queued, er
 			}
 			return bytes.Compare(a.logID[:], b.logID[:])
 		})
-	}
-	if missing == 0 {
-		return out, nil
-	}
-	// The sort moved entries: find the ones to read again by id.
-	at := make(map[uuid.UUID]int, missing)
-	ids := make([]uuid.UUID, 0, missing)
-	stamps := make([]time.Time, 0, missing)
-	for i, q := range out {
-		if q.leaf == nil {
-			at[q.logID] = i
-			ids, stamps = append(ids, q.logID), append(stamps, q.timestamp)
-		}
-	}
-	rows, err := conn.Query(ctx, selectStored, ids, stamps)
-	if err != nil {
-		return nil, fmt.Errorf("read queued entries: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var e Entry
-		if err := rows.Scan(&e.ID, &e.Timestamp, &e.Level, &e.Category, &e.Message, &e.CorrelationID,
-			&e.UserID, &e.Context, &e.TraceID, &e.Actor); err != nil {
-			return nil, fmt.Errorf("read queued entries: %w", err)
-		}
-		h, err := LeafHash(e)
-		if err != nil {
-			return nil, err
-		}
-		if i, ok := at[e.ID]; ok {
-			out[i].leaf = &h
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read queued entries: %w", err)
 	}
 	return out, nil
 }

@@ -327,10 +327,17 @@ FROM system_logs_default ORDER BY 1`, m.opts.Interval.Microseconds())
 
 // createPartition creates p as a table of its own, moves into it the rows
 // of the default partition it covers, and attaches it, in one transaction:
-// a row is always in exactly one partition. It returns how many rows moved.
+// a row is always in exactly one partition. It first waits for a seal pass
+// that is reading system_logs (ledger.PassLock) and holds the next one off:
+// a pass planned before the attach commits but reading after it would look
+// for a moved row in the default partition, find it gone, and take it for
+// an entry that vanished. It returns how many rows moved.
 func createPartition(ctx context.Context, c *pgx.Conn, p Partition) (int64, error) {
 	var moved int64
 	err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", ledger.PassLock); err != nil {
+			return err
+		}
 		name := pgx.Identifier{p.Name}.Sanitize()
 		if _, err := tx.Exec(ctx, "CREATE TABLE "+name+" (LIKE system_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"); err != nil {
 			return err
