@@ -389,9 +389,9 @@ type queuedTx struct {
 	ids        []uuid.UUID
 	timestamps []time.Time
 	leaves     [][]byte // each 32 bytes, or nil: hash the stored entry
-	// stored are the stored entries of those without a leaf hash (one
-	// that vanished is absent).
-	stored []Entry
+	// stored are the stored entries of those without a leaf hash, by id
+	// (one that vanished is absent).
+	stored map[uuid.UUID]Entry
 }
 
 // queued is one entry to seal.
@@ -434,14 +434,15 @@ func fetchQueued(ctx context.Context, conn *pgx.Conn, n int) ([]queuedTx, error)
 			rows.Close()
 			return nil, fmt.Errorf("read queue: %w", err)
 		}
-		for i, id := range ids {
-			t.stored = append(t.stored, Entry{ID: id, Timestamp: stamps[i], Level: levels[i], Category: categories[i],
-				Message: messages[i], CorrelationID: correlations[i], UserID: userIDs[i], TraceID: traceIDs[i],
-				Actor: actors[i], Context: []byte(contexts[i])})
-		}
 		if len(t.timestamps) != len(t.ids) || len(t.leaves) != len(t.ids) {
 			rows.Close()
 			return nil, fmt.Errorf("read queue: row %d: %d ids, %d timestamps, %d leaf hashes", t.id, len(t.ids), len(t.timestamps), len(t.leaves))
+		}
+		t.stored = make(map[uuid.UUID]Entry, len(ids))
+		for i, id := range ids {
+			t.stored[id] = Entry{ID: id, Timestamp: stamps[i], Level: levels[i], Category: categories[i],
+				Message: messages[i], CorrelationID: correlations[i], UserID: userIDs[i], TraceID: traceIDs[i],
+				Actor: actors[i], Context: []byte(contexts[i])}
 		}
 		out = append(out, t)
 	}
@@ -457,10 +458,6 @@ func fetchQueued(ctx context.Context, conn *pgx.Conn, n int) ([]queuedTx, error)
 func expand(chunk []queuedTx) ([]queued, error) {
 	var out []queued
 	for _, t := range chunk {
-		stored := make(map[uuid.UUID]Entry, len(t.stored))
-		for _, e := range t.stored {
-			stored[e.ID] = e
-		}
 		first := len(out)
 		for i, id := range t.ids {
 			q := queued{logID: id, timestamp: t.timestamps[i], committed: t.committed}
@@ -469,7 +466,7 @@ func expand(chunk []queuedTx) ([]queued, error) {
 			if leaf := t.leaves[i]; len(leaf) == tlog.HashSize {
 				h := tlog.Hash(leaf)
 				q.leaf = &h
-			} else if e, ok := stored[id]; ok {
+			} else if e, ok := t.stored[id]; ok {
 				h, err := LeafHash(e)
 				if err != nil {
 					return nil, err

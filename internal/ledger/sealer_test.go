@@ -81,6 +81,26 @@ func (f *fixture) waitSize(t *testing.T, n int64) {
 	}
 }
 
+// sealedAsStored proves the entry id and wants its sealed leaf to be the
+// hash of the entry as stored; it returns the proof and that hash.
+func (f *fixture) sealedAsStored(t *testing.T, id uuid.UUID) (ledger.InclusionProof, tlog.Hash) {
+	t.Helper()
+	p, err := f.reader.ProveEntry(t.Context(), id, 0)
+	if err != nil {
+		t.Fatalf("prove %s: %v", id, err)
+	}
+	s, err := f.store.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := leafOf(s)
+	if err != nil || leaf != p.LeafHash {
+		t.Errorf("entry %s (%q, context as stored %s): sealed leaf %x, the stored entry hashes to %x (%v)",
+			id, s.Message, s.Context, p.LeafHash, leaf, err)
+	}
+	return p, leaf
+}
+
 // leafOf is the leaf hash of the entry s, as the API returned or stored it.
 func leafOf(s db.SystemLog) (tlog.Hash, error) {
 	return ledger.LeafHash(ledger.Entry{ID: s.ID, Timestamp: s.Timestamp, Level: s.Level,
@@ -134,19 +154,8 @@ func TestSealProvesAndSigns(t *testing.T) {
 	seen := map[int64]bool{}
 	q := db.New(f.pool)
 	for _, id := range ids {
-		p, err := f.reader.ProveEntry(t.Context(), id, 0)
-		if err != nil {
-			t.Fatalf("prove %s: %v", id, err)
-		}
+		p, leaf := f.sealedAsStored(t, id)
 		seen[p.Seq] = true
-		stored, err := f.store.Get(t.Context(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, err := leafOf(stored)
-		if err != nil || leaf != p.LeafHash {
-			t.Errorf("entry %s: leaf %x, stored entry hashes to %x (%v)", id, p.LeafHash, leaf, err)
-		}
 		if err := tlog.CheckRecord(p.Proof, cp.Size, cp.Root, p.Seq-1, leaf); err != nil {
 			t.Errorf("entry %s: inclusion proof: %v", id, err)
 		}
@@ -402,19 +411,7 @@ func TestQueuedLeafIsTheStoredEntrysHash(t *testing.T) {
 	f.startSealer(t, 10*time.Millisecond)
 	f.waitSize(t, int64(len(want)))
 	for id := range want {
-		p, err := f.reader.ProveEntry(t.Context(), id, 0)
-		if err != nil {
-			t.Fatalf("prove %s: %v", id, err)
-		}
-		s, err := f.store.Get(t.Context(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, err := leafOf(s)
-		if err != nil || leaf != p.LeafHash {
-			t.Errorf("entry %s (context as stored %s): sealed leaf %x, the stored entry hashes to %x (%v)",
-				id, s.Context, p.LeafHash, leaf, err)
-		}
+		f.sealedAsStored(t, id)
 	}
 }
 
@@ -483,16 +480,6 @@ func TestMalformedQueuedLeafIsHashedFromTheRow(t *testing.T) {
 	f.startSealer(t, 10*time.Millisecond)
 	f.waitSize(t, 2)
 	for _, id := range []uuid.UUID{id, after.ID} {
-		p, err := f.reader.ProveEntry(t.Context(), id, 0)
-		if err != nil {
-			t.Fatalf("prove %s: %v", id, err)
-		}
-		s, err := f.store.Get(t.Context(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if leaf, err := leafOf(s); err != nil || leaf != p.LeafHash {
-			t.Errorf("entry %q: sealed leaf %x, the stored entry hashes to %x (%v)", s.Message, p.LeafHash, leaf, err)
-		}
+		f.sealedAsStored(t, id)
 	}
 }
