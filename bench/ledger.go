@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,11 +62,17 @@ type ledgerResults struct {
 	// WriteStampLag the same from the entry's timestamp (the server's
 	// receipt of the write).
 	WriteLag, WriteStampLag, BatchLag []time.Duration
-	// Tail is every delivery's latency in the tail run, from the entry's
-	// timestamp to the subscriber reading its event; TailMissed counts the
+	// Tail is the latency of the tail run's sampled deliveries (see
+	// latencySample), from the entry's timestamp to the subscriber reading
+	// its event; TailDelivered counts every delivery, TailMissed the
 	// deliveries that never came (an overflow, a dropped stream).
-	Tail       []time.Duration
-	TailMissed int64
+	Tail                      []time.Duration
+	TailDelivered, TailMissed int64
+	// TailParts splits the first subscriber's deliveries in the tail run
+	// into where the time went: the entry's timestamp to its write's
+	// commit, that commit to its seal's, and the seal's commit to the
+	// event read.
+	TailParts tailParts
 	// Rows is the sealed dataset's size; Get and Proof read entries of it.
 	Rows       int64
 	Get, Proof stats
@@ -147,10 +154,12 @@ func runLedger(ctx context.Context, cfg config, env *benchEnv) (ledgerResults, e
 				if path != "/system/logs" {
 					want *= batchSize
 				}
-				got, missed := t.stop(want)
+				got, delivered, missed := t.stop(want)
 				if !warm {
 					res.Tail = append(res.Tail, got...)
+					res.TailDelivered += delivered
 					res.TailMissed += missed
+					fail(res.TailParts.add(ctx, on, t.subs[0].arrivals))
 				}
 				return s
 			}
@@ -290,6 +299,9 @@ type tail struct {
 type subscriber struct {
 	got       atomic.Int64
 	latencies []time.Duration // written by its goroutine only, read after it ends
+	// arrivals are when each event was read, by seq; kept by the first
+	// subscriber only (nil for the others).
+	arrivals map[int64]time.Time
 }
 
 // startTail connects n subscribers to addr's live tail (new entries only)
@@ -297,10 +309,13 @@ type subscriber struct {
 func startTail(ctx context.Context, addr string, n int) (*tail, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	t := &tail{cancel: cancel}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n, ReadBufferSize: 256 << 10}}
 	connected := make(chan error, n)
 	for range n {
 		s := &subscriber{}
+		if len(t.subs) == 0 {
+			s.arrivals = map[int64]time.Time{}
+		}
 		t.subs = append(t.subs, s)
 		t.wg.Go(func() {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/system/logs/stream", nil)
@@ -337,22 +352,69 @@ func startTail(ctx context.Context, addr string, n int) (*tail, error) {
 // timestampField precedes the entry's timestamp in an event's data.
 var timestampField = []byte(`"timestamp":"`)
 
-// read records the latency of every entry event on body until it ends.
+// latencySample is which entries' latency the subscribers time: those
+// whose seq is a multiple of it. Every delivery is counted; timing each
+// one (finding and parsing its timestamp) took the benchmark's 100
+// subscribers a sixth of a core at 5,000 writes a second, on the cores the
+// server being measured runs on.
+const latencySample = 8
+
+// read counts the entry events on body until it ends, and records the
+// latency of those latencySample picks. It reads in large chunks and looks
+// only at the events' id and event lines, and at the timestamp of the
+// sampled ones.
 func (s *subscriber) read(body io.Reader) {
-	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		data, ok := bytes.CutPrefix(line, []byte("data: "))
-		if !ok {
+	buf := make([]byte, 0, 512<<10)
+	for {
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		at := time.Now()
+		// The complete events: up to the last blank line.
+		end := bytes.LastIndex(buf, []byte("\n\n"))
+		if end >= 0 {
+			s.events(buf[:end+2], at)
+			rest := copy(buf, buf[end+2:])
+			buf = buf[:rest]
+		}
+		if err != nil {
+			return
+		}
+		if len(buf) == cap(buf) { // an event larger than the buffer
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
+}
+
+// events handles the complete events in b, read at at.
+func (s *subscriber) events(b []byte, at time.Time) {
+	s.got.Add(int64(bytes.Count(b, []byte("\nevent: entry\n"))))
+	for {
+		i := bytes.Index(b, []byte("id: "))
+		if i < 0 {
+			return
+		}
+		b = b[i+4:]
+		nl := bytes.IndexByte(b, '\n')
+		if nl < 0 {
+			return
+		}
+		seq, err := strconv.ParseInt(string(b[:nl]), 10, 64)
+		if err != nil || seq%latencySample != 0 {
 			continue
 		}
-		at := time.Now()
-		i := bytes.Index(data, timestampField)
-		if i < 0 {
-			continue // not an entry (overflow, shutdown, error)
+		end := bytes.Index(b, []byte("\n\n"))
+		if end < 0 {
+			end = len(b)
 		}
-		rest := data[i+len(timestampField):]
+		ev := b[:end]
+		if !bytes.Contains(ev, []byte("\nevent: entry\n")) {
+			continue
+		}
+		i = bytes.Index(ev, timestampField)
+		if i < 0 {
+			continue
+		}
+		rest := ev[i+len(timestampField):]
 		j := bytes.IndexByte(rest, '"')
 		if j < 0 {
 			continue
@@ -362,14 +424,51 @@ func (s *subscriber) read(body io.Reader) {
 			continue
 		}
 		s.latencies = append(s.latencies, at.Sub(ts))
-		s.got.Add(1)
+		if s.arrivals != nil {
+			s.arrivals[seq] = at
+		}
 	}
+}
+
+// tailParts are the parts of the tail's deliveries (see TailParts).
+type tailParts struct {
+	Commit, Seal, Deliver []time.Duration
+}
+
+// add reads the commit times of the entries arrivals names from pool and
+// adds their parts.
+func (p *tailParts) add(ctx context.Context, pool *pgxpool.Pool, arrivals map[int64]time.Time) error {
+	seqs := make([]int64, 0, len(arrivals))
+	for seq := range arrivals {
+		seqs = append(seqs, seq)
+	}
+	rows, err := pool.Query(ctx, `
+SELECT e.seq, s."timestamp", pg_xact_commit_timestamp(s.xmin), pg_xact_commit_timestamp(c.x)
+FROM ledger_entries e
+JOIN system_logs s ON s.id = e.log_id AND s."timestamp" = e.log_timestamp
+CROSS JOIN LATERAL (SELECT k.xmin AS x FROM ledger_checkpoints k WHERE k.tree_size >= e.seq ORDER BY k.tree_size LIMIT 1) c
+WHERE e.seq = ANY($1)`, seqs)
+	if err != nil {
+		return fmt.Errorf("tail parts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int64
+		var stamp, committed, sealed time.Time
+		if err := rows.Scan(&seq, &stamp, &committed, &sealed); err != nil {
+			return fmt.Errorf("tail parts: %w", err)
+		}
+		p.Commit = append(p.Commit, committed.Sub(stamp))
+		p.Seal = append(p.Seal, sealed.Sub(committed))
+		p.Deliver = append(p.Deliver, arrivals[seq].Sub(sealed))
+	}
+	return rows.Err()
 }
 
 // stop waits (up to 30 s) until every subscriber has received want
 // entries, disconnects them, and returns the latencies and how many
 // deliveries never came.
-func (t *tail) stop(want int64) ([]time.Duration, int64) {
+func (t *tail) stop(want int64) (latencies []time.Duration, delivered, missed int64) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		all := true
@@ -386,13 +485,12 @@ func (t *tail) stop(want int64) ([]time.Duration, int64) {
 	}
 	t.cancel()
 	t.wg.Wait()
-	var out []time.Duration
-	var missed int64
 	for _, s := range t.subs {
-		out = append(out, s.latencies...)
-		missed += max(want-int64(len(s.latencies)), 0)
+		latencies = append(latencies, s.latencies...)
+		delivered += s.got.Load()
+		missed += max(want-s.got.Load(), 0)
 	}
-	return out, missed
+	return latencies, delivered, missed
 }
 
 // readDataset seals the list runs' dataset (once; it stays sealed in the

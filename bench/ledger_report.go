@@ -44,8 +44,13 @@ func reportLedger(w io.Writer, cfg config, lr ledgerResults) []target {
 	tp50, tp99 := percentiles(lr.Tail)
 	tailGoal := sealInterval + goalTailSlack
 	tailRatio := ratio(lr.WriteTail.PerSecond(), lr.Write.PerSecond())
-	fmt.Fprintf(w, "  write → tail, entry timestamp to the event read, %d subscribers: p50 %s p99 %s over %d deliveries, %d missed (goal p99 ≤ %s)\n",
-		tailSubscribers, ms(tp50), ms(tp99), len(lr.Tail), lr.TailMissed, tailGoal)
+	fmt.Fprintf(w, "  write → tail, entry timestamp to the event read, %d subscribers: p50 %s p99 %s over %d deliveries (every %dth seq's of %d), %d missed (goal p99 ≤ %s)\n",
+		tailSubscribers, ms(tp50), ms(tp99), len(lr.Tail), latencySample, lr.TailDelivered, lr.TailMissed, tailGoal)
+	cp50, cp99 := percentiles(lr.TailParts.Commit)
+	lp50, lp99 := percentiles(lr.TailParts.Seal)
+	dp50, dp99 := percentiles(lr.TailParts.Deliver)
+	fmt.Fprintf(w, "    of the first subscriber's %d: timestamp → write's commit p50 %s p99 %s; → seal's commit p50 %s p99 %s; → event read p50 %s p99 %s\n",
+		len(lr.TailParts.Deliver), ms(cp50), ms(cp99), ms(lp50), ms(lp99), ms(dp50), ms(dp99))
 	fmt.Fprintf(w, "  writes with the subscribers ÷ without: %.2f (goal ≥ %g)\n", tailRatio, goalTailWriteRatio)
 
 	section(w, fmt.Sprintf("Sealed trail: reading the list runs' dataset of %s sealed entries", thousands(lr.Rows)))
