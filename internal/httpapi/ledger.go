@@ -46,10 +46,7 @@ func (s *server) GetSystemLogFeed(ctx context.Context, req api.GetSystemLogFeedR
 	for i, m := range page.Missing {
 		body.Missing[i] = api.MissingEntry{Seq: m.Seq, Id: m.ID, LeafHash: m.LeafHash}
 	}
-	return api.GetSystemLogFeed200JSONResponse{
-		Body:    body,
-		Headers: api.GetSystemLogFeed200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
-	}, nil
+	return feedResponse{body: body, requestID: requestid.FromContext(ctx)}, nil
 }
 
 // GetSystemLogProof proves an entry's inclusion in a signed tree.

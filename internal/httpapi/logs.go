@@ -192,10 +192,7 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 	if page.NextCursor != "" {
 		body.NextCursor = &page.NextCursor
 	}
-	return api.ListSystemLogs200JSONResponse{
-		Body:    body,
-		Headers: api.ListSystemLogs200ResponseHeaders{XRequestID: requestid.FromContext(ctx)},
-	}, nil
+	return listResponse{body: body, requestID: requestid.FromContext(ctx)}, nil
 }
 
 // idempotencyKey scopes the client's key to the caller and identifies the
