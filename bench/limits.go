@@ -16,7 +16,7 @@ const goalLimitsRatio = 0.95
 // caps and the database timeouts stay: they bound memory and are not
 // meant to be turned off.
 var limitsOff = []string{
-	"--token-rate", "0", "--token-entry-rate", "0", "--token-in-flight", "0",
+	"--token-rate", "0", "--token-entry-rate", "0", "--token-in-flight", "0", "--token-read-rate", "0",
 	"--address-rate", "0", "--address-in-flight", "0",
 }
 

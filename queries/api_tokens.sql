@@ -1,8 +1,8 @@
 -- name: CreateToken :one
 -- CreateToken stores a new token's name, public id, secret hash, scopes and
 -- limit overrides (NULL for the server's defaults).
-INSERT INTO api_tokens (name, public_id, secret_hash, scopes, rate_limit, entry_rate_limit, max_in_flight)
-VALUES ($1, $2, $3, $4, sqlc.narg('rate_limit'), sqlc.narg('entry_rate_limit'), sqlc.narg('max_in_flight'))
+INSERT INTO api_tokens (name, public_id, secret_hash, scopes, rate_limit, entry_rate_limit, max_in_flight, read_rate_limit)
+VALUES ($1, $2, $3, $4, sqlc.narg('rate_limit'), sqlc.narg('entry_rate_limit'), sqlc.narg('max_in_flight'), sqlc.narg('read_rate_limit'))
 RETURNING *;
 
 -- name: CreateFirstToken :execrows

@@ -153,6 +153,7 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 	tokenRate := envOr(getenv, "VALHALLA_TOKEN_RATE", ftoa(def.Token.Requests))
 	tokenEntryRate := envOr(getenv, "VALHALLA_TOKEN_ENTRY_RATE", ftoa(def.Token.Entries))
 	tokenInFlight := envOr(getenv, "VALHALLA_TOKEN_IN_FLIGHT", strconv.Itoa(def.Token.InFlight))
+	tokenReadRate := envOr(getenv, "VALHALLA_TOKEN_READ_RATE", ftoa(def.Token.Read))
 	addressRate := envOr(getenv, "VALHALLA_ADDRESS_RATE", ftoa(def.Address.Requests))
 	addressInFlight := envOr(getenv, "VALHALLA_ADDRESS_IN_FLIGHT", strconv.Itoa(def.Address.InFlight))
 	stmtTimeout := envOr(getenv, "VALHALLA_DB_STATEMENT_TIMEOUT", "30s")
@@ -222,6 +223,8 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 			"log entries per second each token may write on this server, 0 for no limit (VALHALLA_TOKEN_ENTRY_RATE)")
 		fs.StringVar(&tokenInFlight, "token-in-flight", tokenInFlight,
 			"requests each token may have in flight on this server, 0 for no limit (VALHALLA_TOKEN_IN_FLIGHT)")
+		fs.StringVar(&tokenReadRate, "token-read-rate", tokenReadRate,
+			"bytes of listing and feed pages each token may read per second on this server, 0 for no limit; tokens create --read-rate overrides it per token (VALHALLA_TOKEN_READ_RATE)")
 		fs.StringVar(&addressRate, "address-rate", addressRate,
 			"requests per second each client address may make without a valid token, 0 for no limit (VALHALLA_ADDRESS_RATE)")
 		fs.StringVar(&addressInFlight, "address-in-flight", addressInFlight,
@@ -350,10 +353,11 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 		{"token rate", tokenRate, &cfg.Limits.API.Token.Requests},
 		{"token entry rate", tokenEntryRate, &cfg.Limits.API.Token.Entries},
 		{"address rate", addressRate, &cfg.Limits.API.Address.Requests},
+		{"token read rate", tokenReadRate, &cfg.Limits.API.Token.Read},
 	} {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f.value), 64)
 		if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
-			errs = append(errs, fmt.Errorf("%s %q: want a number of requests per second, 0 for no limit", f.name, f.value))
+			errs = append(errs, fmt.Errorf("%s %q: want a number per second, 0 for no limit", f.name, f.value))
 			continue
 		}
 		*f.into = v

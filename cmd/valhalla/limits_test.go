@@ -229,3 +229,104 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestReadRate: a token's pages are charged by their bytes once read; past
+// its read rate the next page is a 429 saying when to come back (its
+// writes still go through), and the CLI, through apiclient, waits that
+// long and carries on.
+func TestReadRate(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, map[string]string{"DATABASE_URL": pgtest.NewDatabase(t)})
+	var out, errOut strings.Builder
+	getenv := func(k string) string { return srv.env[k] }
+	// 2 MiB/s, bursting to 8 MiB: two pages of the largest entries; each
+	// page past them is two seconds of debt.
+	if err := run(t.Context(), []string{"tokens", "create", "--name", "reader", "--scopes", "logs:read,logs:write",
+		"--read-rate", "2097152"}, getenv, &out, &errOut); err != nil {
+		t.Fatalf("tokens create: %v\n%s", err, errOut.String())
+	}
+	reader := strings.TrimSpace(out.String())
+	pad := strings.Repeat("p", 60<<10)
+	batch := `{"entries":[` + strings.TrimSuffix(strings.Repeat(`{"message":"big","category":"big","context":{"pad":"`+pad+`"}},`, 64), ",") + `]}`
+	for range 4 {
+		if resp, body := srv.do(t, "POST", "/system/logs/batch", "application/json", strings.NewReader(batch)); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("write large entries: %d %.300s", resp.StatusCode, body)
+		}
+	}
+	auth := []string{"Authorization", "Bearer " + reader}
+	first := "/system/logs?category=big&limit=500"
+	path := first
+	var refused *http.Response
+	for deadline := time.Now().Add(30 * time.Second); refused == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("pages of about 4 MiB on a token limited to 2 MiB/s were served for 30 s")
+		}
+		resp, body := srv.do(t, "GET", path, "", nil, auth...)
+		switch resp.StatusCode {
+		case http.StatusOK:
+			path = first // past the last page, from the first again
+			if c := nextCursor(t, body); c != "" {
+				path = first + "&cursor=" + c
+			}
+		case http.StatusTooManyRequests:
+			refused = resp
+			if p := problemOf(t, body); p.Type != problem.TypeRateLimited || !strings.Contains(p.Detail, "bytes of pages read per second") {
+				t.Errorf("429 %+v", p)
+			}
+		default:
+			t.Fatalf("a page: %d %.300s", resp.StatusCode, body)
+		}
+	}
+	if got := refused.Header.Get("RateLimit-Policy"); got != `"read-bytes";q=2097152;w=1;qu="content-bytes"` {
+		t.Errorf("RateLimit-Policy %q", got)
+	}
+	if refused.Header.Get("Retry-After") == "" {
+		t.Error("a 429 without Retry-After")
+	}
+	if resp, body := srv.do(t, "POST", "/system/logs", "application/json", strings.NewReader(`{"message":"still writing"}`), auth...); resp.StatusCode != http.StatusCreated {
+		t.Errorf("a write of a token over its read rate: %d %.300s", resp.StatusCode, body)
+	}
+	// Once the debt is paid a page is served again, and puts the token a
+	// page (about two seconds at 2 MiB/s) into debt.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, body := srv.do(t, "GET", "/system/logs?category=big&limit=500", "", nil, auth...)
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if resp.StatusCode != http.StatusTooManyRequests || time.Now().After(deadline) {
+			t.Fatalf("waiting for the read rate: %d %.300s", resp.StatusCode, body)
+		}
+		time.Sleep(100 * time.Millisecond) // the poll's interval
+	}
+	// The CLI's first page is refused; it waits the Retry-After and reads.
+	out.Reset()
+	errOut.Reset()
+	start := time.Now()
+	err := run(t.Context(), []string{"logs", "list", "--server", srv.URL, "--token", reader, "--category", "big", "--limit", "500", "--json"},
+		getenv, &out, &errOut)
+	if err != nil {
+		t.Fatalf("logs list over the read rate: %v\n%s", err, errOut.String())
+	}
+	if lines := strings.Count(out.String(), "\n"); lines == 0 {
+		t.Errorf("logs list printed nothing")
+	}
+	if waited := time.Since(start); waited < 500*time.Millisecond {
+		t.Errorf("logs list answered in %s with its token a page in debt: it did not wait for its read rate", waited)
+	}
+}
+
+// nextCursor is a listing page's next_cursor, "" on the last page.
+func nextCursor(t *testing.T, body []byte) string {
+	t.Helper()
+	var page struct {
+		NextCursor *string `json:"next_cursor"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatalf("a page that is not one (%v): %.300s", err, body)
+	}
+	if page.NextCursor == nil {
+		return ""
+	}
+	return *page.NextCursor
+}

@@ -39,7 +39,7 @@ func tokensCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	sub := args[0]
 	var name, scopeList string
-	var reqRate, entryRate float64
+	var reqRate, entryRate, readRate float64
 	var inFlight int
 	cfg, rest, err := parseConfig("tokens "+sub, databaseFlags, args[1:], getenv, stdout, stderr, func(fs *flag.FlagSet) {
 		if sub == "create" {
@@ -48,6 +48,7 @@ func tokensCommand(ctx context.Context, args []string, getenv func(string) strin
 			fs.Float64Var(&reqRate, "rate", 0, "requests per second this token may make, on each server (0: the server's --token-rate)")
 			fs.Float64Var(&entryRate, "entry-rate", 0, "log entries per second this token may write, on each server (0: the server's --token-entry-rate)")
 			fs.IntVar(&inFlight, "in-flight", 0, "requests this token may have in flight on each server (0: the server's --token-in-flight)")
+			fs.Float64Var(&readRate, "read-rate", 0, "bytes of listing and feed pages this token may read per second, on each server (0: the server's --token-read-rate)")
 		}
 	})
 	if err != nil {
@@ -99,7 +100,10 @@ func tokensCommand(ctx context.Context, args []string, getenv func(string) strin
 			n := int32(min(inFlight, math.MaxInt32))
 			limits.InFlight = &n
 		}
-		if reqRate < 0 || entryRate < 0 || inFlight < 0 {
+		if readRate > 0 {
+			limits.Read = &readRate
+		}
+		if reqRate < 0 || entryRate < 0 || inFlight < 0 || readRate < 0 {
 			return fmt.Errorf("tokens create: %w", auth.ErrInvalidLimits)
 		}
 		token, err := tokens.CreateLimited(ctx, name, scopes, limits)
@@ -145,6 +149,9 @@ func limitsText(l auth.Limits) string {
 	}
 	if l.InFlight != nil {
 		parts = append(parts, "in-flight="+strconv.Itoa(int(*l.InFlight)))
+	}
+	if l.Read != nil {
+		parts = append(parts, "read-rate="+strconv.FormatFloat(*l.Read, 'f', -1, 64))
 	}
 	if len(parts) == 0 {
 		return "default"

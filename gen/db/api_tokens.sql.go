@@ -39,9 +39,9 @@ func (q *Queries) CreateFirstToken(ctx context.Context, arg CreateFirstTokenPara
 }
 
 const createToken = `-- name: CreateToken :one
-INSERT INTO api_tokens (name, public_id, secret_hash, scopes, rate_limit, entry_rate_limit, max_in_flight)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING name, public_id, secret_hash, scopes, created_at, revoked_at, rate_limit, entry_rate_limit, max_in_flight
+INSERT INTO api_tokens (name, public_id, secret_hash, scopes, rate_limit, entry_rate_limit, max_in_flight, read_rate_limit)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING name, public_id, secret_hash, scopes, created_at, revoked_at, rate_limit, entry_rate_limit, max_in_flight, read_rate_limit
 `
 
 type CreateTokenParams struct {
@@ -52,6 +52,7 @@ type CreateTokenParams struct {
 	RateLimit      *float64
 	EntryRateLimit *float64
 	MaxInFlight    *int32
+	ReadRateLimit  *float64
 }
 
 // CreateToken stores a new token's name, public id, secret hash, scopes and
@@ -65,6 +66,7 @@ func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) (ApiTo
 		arg.RateLimit,
 		arg.EntryRateLimit,
 		arg.MaxInFlight,
+		arg.ReadRateLimit,
 	)
 	var i ApiToken
 	err := row.Scan(
@@ -77,12 +79,13 @@ func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) (ApiTo
 		&i.RateLimit,
 		&i.EntryRateLimit,
 		&i.MaxInFlight,
+		&i.ReadRateLimit,
 	)
 	return i, err
 }
 
 const getActiveToken = `-- name: GetActiveToken :one
-SELECT name, public_id, secret_hash, scopes, created_at, revoked_at, rate_limit, entry_rate_limit, max_in_flight FROM api_tokens
+SELECT name, public_id, secret_hash, scopes, created_at, revoked_at, rate_limit, entry_rate_limit, max_in_flight, read_rate_limit FROM api_tokens
 WHERE public_id = $1 AND revoked_at IS NULL
 `
 
@@ -100,12 +103,13 @@ func (q *Queries) GetActiveToken(ctx context.Context, publicID string) (ApiToken
 		&i.RateLimit,
 		&i.EntryRateLimit,
 		&i.MaxInFlight,
+		&i.ReadRateLimit,
 	)
 	return i, err
 }
 
 const listTokens = `-- name: ListTokens :many
-SELECT name, public_id, secret_hash, scopes, created_at, revoked_at, rate_limit, entry_rate_limit, max_in_flight FROM api_tokens
+SELECT name, public_id, secret_hash, scopes, created_at, revoked_at, rate_limit, entry_rate_limit, max_in_flight, read_rate_limit FROM api_tokens
 ORDER BY created_at, name
 `
 
@@ -129,6 +133,7 @@ func (q *Queries) ListTokens(ctx context.Context) ([]ApiToken, error) {
 			&i.RateLimit,
 			&i.EntryRateLimit,
 			&i.MaxInFlight,
+			&i.ReadRateLimit,
 		); err != nil {
 			return nil, err
 		}

@@ -21,6 +21,7 @@ type ApiToken struct {
 	RateLimit      *float64
 	EntryRateLimit *float64
 	MaxInFlight    *int32
+	ReadRateLimit  *float64
 }
 
 type IdempotencyKey struct {

@@ -1134,8 +1134,10 @@ export interface components {
                 "Retry-After": number;
                 /**
                  * @description The policy that refused the request (IETF RateLimit header
-                 *     fields): its name (`requests`, `entries` or `in-flight`), quota
-                 *     `q` and window `w` in seconds.
+                 *     fields): its name (`requests`, `entries`, `in-flight`, or
+                 *     `read-bytes`: the bytes of listing and feed pages a token reads),
+                 *     quota `q`, window `w` in seconds and, for `read-bytes`, the
+                 *     quota unit (`qu="content-bytes"`).
                  * @example "requests";q=100;w=1
                  */
                 "RateLimit-Policy": string;

@@ -16,10 +16,16 @@ import (
 )
 
 // New returns the generated client for the server at url, with propagate
-// applied to each request before any editor in opts.
+// applied to each request before any editor in opts, and reads answered
+// 429 retried after their Retry-After (see retryTransport) unless opts
+// give an HTTP client of their own.
 // It returns an error when url is not a valid server URL.
 func New(url string, opts ...api.ClientOption) (*api.ClientWithResponses, error) {
-	return api.NewClientWithResponses(url, append([]api.ClientOption{api.WithRequestEditorFn(propagate)}, opts...)...)
+	base := []api.ClientOption{
+		api.WithHTTPClient(&http.Client{Transport: retryTransport{base: http.DefaultTransport}}),
+		api.WithRequestEditorFn(propagate),
+	}
+	return api.NewClientWithResponses(url, append(base, opts...)...)
 }
 
 // propagate writes ctx's span context to req as traceparent and tracestate,

@@ -131,6 +131,9 @@ type Limits struct {
 	Entries *float64
 	// InFlight is how many requests the token may have in flight.
 	InFlight *int32
+	// Read is the bytes of listing and feed pages per second the token
+	// may read.
+	Read *float64
 }
 
 // Store keeps the tokens in the api_tokens table.
@@ -162,13 +165,13 @@ func (s *Store) CreateLimited(ctx context.Context, name string, scopes []string,
 		return "", ErrInvalidName
 	}
 	if (limits.Requests != nil && !(*limits.Requests > 0)) || (limits.Entries != nil && !(*limits.Entries > 0)) ||
-		(limits.InFlight != nil && *limits.InFlight <= 0) {
+		(limits.InFlight != nil && *limits.InFlight <= 0) || (limits.Read != nil && !(*limits.Read > 0)) {
 		return "", ErrInvalidLimits
 	}
 	token := Mint()
 	id, secret, _ := parse(token)
 	_, err := s.q.CreateToken(ctx, db.CreateTokenParams{Name: name, PublicID: id, SecretHash: hash(secret), Scopes: scopes,
-		RateLimit: limits.Requests, EntryRateLimit: limits.Entries, MaxInFlight: limits.InFlight})
+		RateLimit: limits.Requests, EntryRateLimit: limits.Entries, MaxInFlight: limits.InFlight, ReadRateLimit: limits.Read})
 	if err != nil {
 		return "", fmt.Errorf("create token %s: %w", name, translate(err))
 	}
@@ -204,7 +207,7 @@ func (s *Store) List(ctx context.Context) ([]Token, error) {
 	out := make([]Token, len(rows))
 	for i, r := range rows {
 		out[i] = Token{Name: r.Name, PublicID: r.PublicID, Scopes: r.Scopes, CreatedAt: r.CreatedAt, RevokedAt: r.RevokedAt,
-			Limits: Limits{Requests: r.RateLimit, Entries: r.EntryRateLimit, InFlight: r.MaxInFlight}}
+			Limits: Limits{Requests: r.RateLimit, Entries: r.EntryRateLimit, InFlight: r.MaxInFlight, Read: r.ReadRateLimit}}
 	}
 	return out, nil
 }
@@ -258,7 +261,7 @@ func (s *Store) Authenticate(ctx context.Context, authorization string) (Princip
 			return Principal{}, fmt.Errorf("look up token: %w", translate(err))
 		default:
 			known = cachedToken{secretHash: row.SecretHash, principal: Principal{Name: row.Name, Scopes: row.Scopes,
-				Limits: Limits{Requests: row.RateLimit, Entries: row.EntryRateLimit, InFlight: row.MaxInFlight}}}
+				Limits: Limits{Requests: row.RateLimit, Entries: row.EntryRateLimit, InFlight: row.MaxInFlight, Read: row.ReadRateLimit}}}
 			s.cache.put(l, id, known)
 		}
 	}

@@ -30,10 +30,14 @@ func (s *server) GetSystemLogFeed(ctx context.Context, req api.GetSystemLogFeedR
 	if p.Limit != nil {
 		limit = *p.Limit
 	}
+	if err := s.readAllowed(ctx); err != nil {
+		return nil, err
+	}
 	page, err := s.Store.Feed(ctx, filter, after, limit)
 	if err != nil {
 		return nil, err
 	}
+	s.chargeRead(ctx, logstore.SealedSize(page.Items))
 	body := api.SystemLogFeed{
 		Items:     make([]api.SystemLog, len(page.Items)),
 		Missing:   make([]api.MissingEntry, len(page.Missing)),

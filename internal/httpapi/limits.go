@@ -128,7 +128,28 @@ func (s *server) tokenPolicy(caller auth.Principal) ratelimit.Policy {
 	if l := caller.Limits.InFlight; l != nil {
 		p.InFlight = int(*l)
 	}
+	if l := caller.Limits.Read; l != nil {
+		p.Read = *l
+	}
 	return p
+}
+
+// readAllowed returns a *ratelimit.Refusal while the caller's pages have
+// cost more bytes than its read rate has given back since.
+func (s *server) readAllowed(ctx context.Context) error {
+	caller, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	return s.limiter.ReadAllowed("token:"+caller.Name, s.tokenPolicy(caller))
+}
+
+// chargeRead charges a page of about n bytes, read already, to the
+// caller's read rate.
+func (s *server) chargeRead(ctx context.Context, n int) {
+	if caller, ok := auth.FromContext(ctx); ok {
+		s.limiter.Read("token:"+caller.Name, s.tokenPolicy(caller), n)
+	}
 }
 
 // limitEntries takes n entries from caller's entry rate, or returns a

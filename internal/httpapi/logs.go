@@ -167,10 +167,14 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 			countUpTo = *p.TotalLimit
 		}
 	}
+	if err := s.readAllowed(ctx); err != nil {
+		return nil, err
+	}
 	page, err := s.Store.List(ctx, filter, limit, cursor, countUpTo)
 	if err != nil {
 		return nil, err
 	}
+	s.chargeRead(ctx, logstore.RowsSize(page.Items))
 	if logstore.RowsSize(page.Items) > HeavyBytes {
 		// Encoding it takes a core for a while: in turn with the others.
 		if err := s.enterHeavy(ctx); err != nil {

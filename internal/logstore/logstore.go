@@ -518,6 +518,15 @@ func rowSize(r db.SystemLog) int {
 	return n
 }
 
+// SealedSize is about the bytes entries take as JSON (see RowsSize).
+func SealedSize(entries []SealedEntry) int {
+	n := 0
+	for _, e := range entries {
+		n += rowSize(e.SystemLog)
+	}
+	return n
+}
+
 // RowsSize is about the bytes rows take as JSON (see MaxPageBytes).
 func RowsSize(rows []db.SystemLog) int {
 	n := 0

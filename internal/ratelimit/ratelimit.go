@@ -26,10 +26,18 @@ type Policy struct {
 	Entries float64
 	// InFlight is how many requests a client may have in flight at once.
 	InFlight int
+	// Read is the sustained bytes of pages read per second; a client may
+	// burst to one second's worth or MinReadBurst, whichever is more. A
+	// page is charged once it has been read (see Read), so the client's
+	// next page waits for what the last one cost.
+	Read float64
 }
 
 // MinEntryBurst is the smallest entry burst: the largest batch.
 const MinEntryBurst = 1000
+
+// MinReadBurst is the smallest read burst: two of the largest pages.
+const MinReadBurst = 8 << 20
 
 // maxClients bounds the clients remembered; past it, those idle for
 // idleAfter are forgotten (their buckets were full again anyway).
@@ -41,7 +49,7 @@ const (
 // Refusal is the error of a request over its client's limit: which
 // policy refused it, and when to retry.
 type Refusal struct {
-	// Policy is "requests", "entries" or "in-flight".
+	// Policy is "requests", "entries", "in-flight" or "read-bytes".
 	Policy string
 	// Quota is the policy's limit: per second, or at once for in-flight.
 	Quota float64
@@ -50,6 +58,9 @@ type Refusal struct {
 }
 
 func (r *Refusal) Error() string {
+	if r.Policy == "read-bytes" {
+		return fmt.Sprintf("over the limit of %s bytes of pages read per second", strconv.FormatFloat(r.Quota, 'f', -1, 64))
+	}
 	unit := "per second"
 	if r.Policy == "in-flight" {
 		unit = "at once"
@@ -73,7 +84,11 @@ func (r *Refusal) Header() (policy, limit string) {
 		return fmt.Sprintf("%q;q=%.0f", r.Policy, q), fmt.Sprintf("%q;r=0", r.Policy)
 	}
 	w := math.Max(1, math.Round(q/r.Quota))
-	return fmt.Sprintf("%q;q=%.0f;w=%.0f", r.Policy, q, w), fmt.Sprintf("%q;r=0;t=%d", r.Policy, r.RetryAfterSeconds())
+	unit := ""
+	if r.Policy == "read-bytes" {
+		unit = `;qu="content-bytes"`
+	}
+	return fmt.Sprintf("%q;q=%.0f;w=%.0f%s", r.Policy, q, w, unit), fmt.Sprintf("%q;r=0;t=%d", r.Policy, r.RetryAfterSeconds())
 }
 
 // Limiter tracks every client's buckets and requests in flight. The zero
@@ -88,6 +103,7 @@ type client struct {
 	policy   Policy
 	requests *rate.Limiter
 	entries  *rate.Limiter
+	read     *rate.Limiter
 	inFlight int
 	lastSeen time.Time
 }
@@ -112,6 +128,7 @@ func (l *Limiter) get(key string, p Policy, now time.Time) *client {
 		c.policy = p
 		c.requests = bucket(p.Requests, 1)
 		c.entries = bucket(p.Entries, MinEntryBurst)
+		c.read = bucket(p.Read, MinReadBurst)
 	}
 	c.lastSeen = now
 	return c
@@ -175,6 +192,37 @@ func (l *Limiter) Entries(key string, p Policy, n int) error {
 	defer l.mu.Unlock()
 	now := l.now()
 	return take(l.get(key, p, now).entries, "entries", p.Entries, n, now)
+}
+
+// ReadAllowed returns a *Refusal when key's pages under p have cost more
+// than its read rate has given back: the bucket is in debt.
+func (l *Limiter) ReadAllowed(key string, p Policy) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	b := l.get(key, p, now).read
+	if b == nil {
+		return nil
+	}
+	if debt := -b.TokensAt(now); debt > 0 {
+		wait := time.Duration(debt / p.Read * float64(time.Second))
+		return &Refusal{Policy: "read-bytes", Quota: p.Read, RetryAfter: wait}
+	}
+	return nil
+}
+
+// Read charges n bytes read to key's bucket under p, into debt if need
+// be (a page is served once it has been read; ReadAllowed refuses the next
+// one until the debt is paid back).
+func (l *Limiter) Read(key string, p Policy, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	b := l.get(key, p, now).read
+	if b == nil || n <= 0 {
+		return
+	}
+	b.ReserveN(now, min(n, b.Burst())) // never waited for: a debt
 }
 
 // take takes n from b, or returns a *Refusal saying when n will be there.

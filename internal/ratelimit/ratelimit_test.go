@@ -116,3 +116,48 @@ func BenchmarkAdmitWrite(b *testing.B) {
 		}
 	})
 }
+
+// TestReadBytes: pages are charged once read, into debt; the next page is
+// refused until the rate has paid the debt back, for as long as it takes.
+func TestReadBytes(t *testing.T) {
+	t.Parallel()
+	clock := time.Unix(1_700_000_000, 0)
+	l := New()
+	l.now = func() time.Time { return clock }
+	p := Policy{Read: 4 << 20} // 4 MiB/s, bursting to MinReadBurst (8 MiB)
+
+	// The burst: two 4 MiB pages, then a third read in full into debt.
+	for i := range 3 {
+		if err := l.ReadAllowed("a", p); err != nil {
+			t.Fatalf("page %d: %v", i, err)
+		}
+		l.Read("a", p, 4<<20)
+	}
+	err := l.ReadAllowed("a", p)
+	var refusal *Refusal
+	if !errors.As(err, &refusal) || refusal.Policy != "read-bytes" || refusal.RetryAfterSeconds() != 1 {
+		t.Fatalf("fourth page: %v (%+v), want refused by read-bytes for a second", err, refusal)
+	}
+	if pol, lim := refusal.Header(); pol != `"read-bytes";q=4194304;w=1;qu="content-bytes"` || lim != `"read-bytes";r=0;t=1` {
+		t.Errorf("headers %q %q", pol, lim)
+	}
+	if err := l.ReadAllowed("b", p); err != nil {
+		t.Errorf("another client was refused: %v", err)
+	}
+	// A page larger than the burst is charged a burst's worth: with the
+	// page before, three seconds of debt, not forever.
+	l.Read("a", p, 1<<30)
+	clock = clock.Add(2 * time.Second)
+	if err := l.ReadAllowed("a", p); err == nil {
+		t.Fatal("served while a debt was unpaid")
+	}
+	clock = clock.Add(time.Second + time.Millisecond)
+	if err := l.ReadAllowed("a", p); err != nil {
+		t.Fatalf("after the debt was paid: %v", err)
+	}
+	// No limit when Read is zero.
+	l.Read("free", Policy{}, 1<<30)
+	if err := l.ReadAllowed("free", Policy{}); err != nil {
+		t.Fatal(err)
+	}
+}
