@@ -139,13 +139,15 @@ func authHeader() http.Header {
 }
 
 // startServer runs valhalla serve on a free port against url, logging to
-// logName in the data dir. Its token's read rate is off: the list runs
-// read thousands of pages a second on the one token to measure the read
-// path, which the read rate (a fair-use bound per token) would cap.
+// logName in the data dir. Its one token stands for every client of the
+// list runs, which read thousands of pages a second, several at once, to
+// measure the read path: its read rate is off and it may hold every read
+// connection (both are fair-use bounds per token, which would cap them).
 func (e *benchEnv) startServer(ctx context.Context, url, logName string, flags ...string) (*process, error) {
 	return startProcess(ctx, "valhalla serve", e.cfg.Server,
 		append([]string{"serve", "--addr", "127.0.0.1:0", "--database-url", url}, flags...),
-		append(os.Environ(), "VALHALLA_BOOTSTRAP_TOKEN="+benchToken, "VALHALLA_TOKEN_READ_RATE=0"), filepath.Join(e.dir, logName))
+		append(os.Environ(), "VALHALLA_BOOTSTRAP_TOKEN="+benchToken,
+			"VALHALLA_TOKEN_READ_RATE=0", "VALHALLA_DB_READ_CONNS_PER_TOKEN=8"), filepath.Join(e.dir, logName))
 }
 
 // recreateDatabase drops name if it exists and creates it empty.

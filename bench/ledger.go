@@ -239,7 +239,8 @@ func startLedgerServer(ctx context.Context, env *benchEnv, url, keyFile string, 
 		[]string{"serve", "--addr", "127.0.0.1:0", "--database-url", url,
 			"--ledger-key-file", keyFile, "--seal-interval", interval.String()},
 		append(os.Environ(), "VALHALLA_BOOTSTRAP_TOKEN="+benchToken,
-			"VALHALLA_TOKEN_RATE=0", "VALHALLA_TOKEN_ENTRY_RATE=0", "VALHALLA_TOKEN_IN_FLIGHT=0", "VALHALLA_TOKEN_READ_RATE=0"),
+			"VALHALLA_TOKEN_RATE=0", "VALHALLA_TOKEN_ENTRY_RATE=0", "VALHALLA_TOKEN_IN_FLIGHT=0", "VALHALLA_TOKEN_READ_RATE=0",
+			"VALHALLA_DB_READ_CONNS_PER_TOKEN=8"),
 		filepath.Join(env.dir, logName))
 }
 

@@ -91,7 +91,7 @@ type limits struct {
 	DBReadTimeout    time.Duration
 	DBReadConns      int
 	// DBReadConnsPerToken is how many of them one token's reads may hold
-	// at once (0: a quarter of them, at least one).
+	// at once (0: an eighth of them, at least one).
 	DBReadConnsPerToken int
 	// DBBatchConns is how many batch writes may be in PostgreSQL at once
 	// (0: as many as the server has cores, at least 2).
@@ -236,7 +236,7 @@ func parseConfig(name string, which int, args []string, getenv func(string) stri
 		fs.StringVar(&dbReadConns, "db-read-conns", dbReadConns,
 			"connections reads and counts may use, apart from the pool writes and readiness use (VALHALLA_DB_READ_CONNS)")
 		fs.StringVar(&dbReadConnsPerToken, "db-read-conns-per-token", dbReadConnsPerToken,
-			"of those, how many one token's reads may hold at once, 0 for a quarter; the rest wait their turn (VALHALLA_DB_READ_CONNS_PER_TOKEN)")
+			"of those, how many one token's reads may hold at once, 0 for an eighth, at least one; the rest wait their turn (VALHALLA_DB_READ_CONNS_PER_TOKEN)")
 		fs.StringVar(&dbBatchConns, "db-batch-conns", dbBatchConns,
 			"batch writes in PostgreSQL at once, 0 for one per core (at least 2); the rest wait, so the sequencer keeps up (VALHALLA_DB_BATCH_CONNS)")
 		fs.StringVar(&maxConns, "max-connections", maxConns,

@@ -109,7 +109,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	readConns := int(readPool.Config().MaxConns)
 	perToken := cfg.Limits.DBReadConnsPerToken
 	if perToken <= 0 {
-		perToken = max(1, readConns/4)
+		perToken = max(1, readConns/8)
 	}
 	batchConns := cfg.Limits.DBBatchConns
 	if batchConns <= 0 {
