@@ -174,8 +174,9 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 	if err != nil {
 		return nil, err
 	}
-	s.chargeRead(ctx, logstore.RowsSize(page.Items))
-	if logstore.RowsSize(page.Items) > HeavyBytes {
+	size := logstore.RowsSize(page.Items)
+	s.chargeRead(ctx, size)
+	if size > HeavyBytes {
 		// Encoding it takes a core for a while: in turn with the others.
 		if err := s.enterHeavy(ctx); err != nil {
 			return nil, err
