@@ -37,7 +37,8 @@ func (s *server) GetSystemLogFeed(ctx context.Context, req api.GetSystemLogFeedR
 	if err != nil {
 		return nil, err
 	}
-	s.chargeRead(ctx, logstore.SealedSize(page.Items))
+	size := logstore.SealedSize(page.Items)
+	s.chargeRead(ctx, size)
 	body := api.SystemLogFeed{
 		Items:     make([]api.SystemLog, len(page.Items)),
 		Missing:   make([]api.MissingEntry, len(page.Missing)),
@@ -50,7 +51,7 @@ func (s *server) GetSystemLogFeed(ctx context.Context, req api.GetSystemLogFeedR
 	for i, m := range page.Missing {
 		body.Missing[i] = api.MissingEntry{Seq: m.Seq, Id: m.ID, LeafHash: m.LeafHash}
 	}
-	return feedResponse{body: body, requestID: requestid.FromContext(ctx)}, nil
+	return feedResponse{body: body, requestID: requestid.FromContext(ctx), size: size}, nil
 }
 
 // GetSystemLogProof proves an entry's inclusion in a signed tree.

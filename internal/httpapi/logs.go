@@ -197,7 +197,7 @@ func (s *server) ListSystemLogs(ctx context.Context, req api.ListSystemLogsReque
 	if page.NextCursor != "" {
 		body.NextCursor = &page.NextCursor
 	}
-	return listResponse{body: body, requestID: requestid.FromContext(ctx)}, nil
+	return listResponse{body: body, requestID: requestid.FromContext(ctx), size: size}, nil
 }
 
 // idempotencyKey scopes the client's key to the caller and identifies the
