@@ -272,7 +272,7 @@ func sealLags(ctx context.Context, pool *pgxpool.Pool) (commit, stamp []time.Dur
 SELECT extract(epoch FROM pg_xact_commit_timestamp(c.x) - pg_xact_commit_timestamp(s.xmin)),
        extract(epoch FROM pg_xact_commit_timestamp(c.x) - s."timestamp")
 FROM system_logs s
-JOIN ledger_entries e ON e.log_id = s.id
+JOIN ledger_leaves e ON e.log_id = s.id
 CROSS JOIN LATERAL (SELECT k.xmin AS x FROM ledger_checkpoints k WHERE k.tree_size >= e.seq ORDER BY k.tree_size LIMIT 1) c`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("seal lags: %w", err)
@@ -445,7 +445,7 @@ func (p *tailParts) add(ctx context.Context, pool *pgxpool.Pool, arrivals map[in
 	}
 	rows, err := pool.Query(ctx, `
 SELECT e.seq, s."timestamp", pg_xact_commit_timestamp(s.xmin), pg_xact_commit_timestamp(c.x)
-FROM ledger_entries e
+FROM ledger_leaves e
 JOIN system_logs s ON s.id = e.log_id AND s."timestamp" = e.log_timestamp
 CROSS JOIN LATERAL (SELECT k.xmin AS x FROM ledger_checkpoints k WHERE k.tree_size >= e.seq ORDER BY k.tree_size LIMIT 1) c
 WHERE e.seq = ANY($1)`, seqs)
@@ -508,7 +508,7 @@ func (res *ledgerResults) readDataset(ctx context.Context, cfg config, env *benc
 	}
 	defer pool.Close()
 	var rows, size, queued int64
-	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM system_logs), (SELECT coalesce(max(seq), 0) FROM ledger_entries),
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM system_logs), (SELECT coalesce(max(last_seq), 0) FROM ledger_blocks),
 		(SELECT count(*) FROM ledger_queue)`).Scan(&rows, &size, &queued); err != nil {
 		return fmt.Errorf("dataset ledger: %w", err)
 	}
@@ -516,15 +516,18 @@ func (res *ledgerResults) readDataset(ctx context.Context, cfg config, env *benc
 	if rows != size || queued != 0 || keyErr != nil {
 		env.progress("sealing the %d rows of the dataset (once; it stays sealed in the data dir)", rows)
 		start := time.Now()
-		if _, err := pool.Exec(ctx, `TRUNCATE ledger_entries, ledger_checkpoints, ledger_queue`); err != nil {
+		if _, err := pool.Exec(ctx, `TRUNCATE ledger_blocks, ledger_checkpoints, ledger_queue`); err != nil {
 			return fmt.Errorf("dataset ledger: %w", err)
 		}
 		// One queue row per 1,000 entries, as batches of the API queue
 		// them; without leaf hashes, so the sequencer hashes the rows.
-		if _, err := pool.Exec(ctx, `INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
+		if _, err := pool.Exec(ctx, `WITH q AS (
+INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
 SELECT array_agg(id ORDER BY "timestamp", id), array_agg("timestamp" ORDER BY "timestamp", id), array_agg(NULL::bytea)
 FROM (SELECT id, "timestamp", (row_number() OVER (ORDER BY "timestamp", id) - 1) / 1000 AS part FROM system_logs) s
-GROUP BY part ORDER BY part`); err != nil {
+GROUP BY part ORDER BY part
+RETURNING id, log_ids)
+UPDATE system_logs s SET ledger_tx = q.id FROM q CROSS JOIN LATERAL unnest(q.log_ids) AS u (id) WHERE s.id = u.id`); err != nil {
 			return fmt.Errorf("dataset ledger: %w", err)
 		}
 		srv, err := startLedgerServer(ctx, env, url, keyFile, sealInterval, "server-ledger-seal.log")
@@ -540,7 +543,7 @@ GROUP BY part ORDER BY part`); err != nil {
 		}
 		env.progress("sealed in %s (%.0f entries/s, one pass an interval)", time.Since(start).Round(time.Second),
 			float64(rows)/time.Since(start).Seconds())
-		if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) ledger_entries"); err != nil {
+		if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) system_logs, ledger_blocks"); err != nil {
 			return fmt.Errorf("vacuum analyze: %w", err)
 		}
 	}
@@ -599,8 +602,8 @@ type datasetTargets struct{ get, proof []vegeta.Target }
 
 func readTargets(ctx context.Context, pool *pgxpool.Pool, addr string) (datasetTargets, error) {
 	var t datasetTargets
-	rows, err := pool.Query(ctx, `SELECT log_id::text FROM ledger_entries
-		WHERE seq IN (SELECT 1 + floor(random() * (SELECT max(seq) FROM ledger_entries))::bigint FROM generate_series(1, $1))`, readTargetsCount)
+	rows, err := pool.Query(ctx, `SELECT log_id::text FROM ledger_leaves
+		WHERE seq IN (SELECT 1 + floor(random() * (SELECT max(last_seq) FROM ledger_blocks))::bigint FROM generate_series(1, $1))`, readTargetsCount)
 	if err != nil {
 		return t, fmt.Errorf("dataset ids: %w", err)
 	}
@@ -631,8 +634,8 @@ func copyDataset(ctx context.Context, pool *pgxpool.Pool) (throughput, error) {
 	}
 	defer conn.Release()
 	start := time.Now()
-	tag, err := conn.Conn().PgConn().CopyTo(ctx, io.Discard, `COPY (SELECT e.seq, e.hashes, s.* FROM ledger_entries e
-		JOIN system_logs s ON s.id = e.log_id ORDER BY e.seq) TO STDOUT`)
+	tag, err := conn.Conn().PgConn().CopyTo(ctx, io.Discard, `COPY (SELECT e.seq, e.leaf_hash, s.* FROM ledger_leaves e
+		JOIN system_logs s ON s.id = e.log_id AND s."timestamp" = e.log_timestamp ORDER BY e.seq) TO STDOUT`)
 	if err != nil {
 		return throughput{}, fmt.Errorf("copy dataset: %w", err)
 	}

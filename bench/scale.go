@@ -50,7 +50,7 @@ type scaleSize struct {
 	// VACUUM ANALYZE, the ledger's rows), or 0 when they were cached.
 	Build time.Duration
 	// TableBytes and IndexBytes are system_logs' partitions' heap (with
-	// TOAST) and index sizes; LedgerBytes is ledger_entries with its
+	// TOAST) and index sizes; LedgerBytes is ledger_blocks with its
 	// indexes.
 	TableBytes, IndexBytes, LedgerBytes int64
 	Write, Batch                        stats
@@ -327,31 +327,41 @@ func prepareScale(ctx context.Context, env *benchEnv, rows int) (*scaleSize, err
 		}
 	}
 	var size int64
-	if err := pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM ledger_entries`).Scan(&size); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT coalesce(max(last_seq), 0) FROM ledger_blocks`).Scan(&size); err != nil {
 		return nil, fmt.Errorf("ledger size: %w", err)
 	}
 	if loaded || size != int64(rows) {
-		// The feed's cost is reading ledger_entries joined to
+		// The feed's cost is reading ledger_blocks joined to
 		// system_logs; it does not depend on the hashes' values. So the
 		// ledger's rows are written by SQL, in the sequencer's order, with
 		// a stand-in leaf hash (SHA-256 of the id): a valid tree would
 		// take the sequencer 10M/4,700 s, 35 minutes. These databases
 		// are for measuring; valhalla verify fails on them.
 		env.progress("writing the ledger rows of %s entries (stand-in hashes)", thousands(int64(rows)))
-		if _, err := pool.Exec(ctx, `TRUNCATE ledger_entries, ledger_checkpoints, ledger_queue`); err != nil {
+		if _, err := pool.Exec(ctx, `TRUNCATE ledger_blocks, ledger_checkpoints, ledger_queue`); err != nil {
 			return nil, fmt.Errorf("ledger rows: %w", err)
 		}
-		if _, err := pool.Exec(ctx, `INSERT INTO ledger_entries (seq, log_id, hashes, log_timestamp, sealed_at)
-SELECT row_number() OVER (ORDER BY "timestamp", id), id, sha256(id::text::bytea), "timestamp", now() FROM system_logs`); err != nil {
+		// Blocks of 1,000, as batches seal, each entry pointing at its own.
+		if _, err := pool.Exec(ctx, `INSERT INTO ledger_blocks (first_seq, last_seq, first_index, tx, log_ids, log_timestamps, leaf_hashes, hashes, sealed_at)
+SELECT min(seq), max(seq), 2 * (min(seq) - 1) - bit_count((min(seq) - 1)::bit(64)), -((seq - 1) / 1000 + 1),
+       array_agg(id ORDER BY seq), array_agg(ts ORDER BY seq), array_agg(leaf ORDER BY seq), string_agg(leaf, ''::bytea ORDER BY seq), now()
+FROM (SELECT row_number() OVER (ORDER BY "timestamp", id) AS seq, id, "timestamp" AS ts, sha256(id::text::bytea) AS leaf FROM system_logs) r
+GROUP BY (seq - 1) / 1000`); err != nil {
 			return nil, fmt.Errorf("ledger rows: %w", err)
 		}
-		if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) ledger_entries"); err != nil {
-			return nil, fmt.Errorf("vacuum analyze: %w", err)
+		if _, err := pool.Exec(ctx, `UPDATE system_logs s SET ledger_tx = -((r.seq - 1) / 1000 + 1)
+FROM (SELECT row_number() OVER (ORDER BY "timestamp", id) AS seq, id FROM system_logs) r WHERE r.id = s.id`); err != nil {
+			return nil, fmt.Errorf("ledger rows: %w", err)
+		}
+		for _, table := range []string{"system_logs", "ledger_blocks"} {
+			if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) "+table); err != nil {
+				return nil, fmt.Errorf("vacuum analyze: %w", err)
+			}
 		}
 		s.Build = time.Since(start)
 		env.progress("%s rows built in %s", thousands(int64(rows)), s.Build.Round(time.Second))
 	}
-	err = pool.QueryRow(ctx, `SELECT sum(pg_table_size(relid)), sum(pg_indexes_size(relid)), pg_total_relation_size('ledger_entries')
+	err = pool.QueryRow(ctx, `SELECT sum(pg_table_size(relid)), sum(pg_indexes_size(relid)), pg_total_relation_size('ledger_blocks')
 FROM pg_partition_tree('system_logs') WHERE isleaf`).Scan(&s.TableBytes, &s.IndexBytes, &s.LedgerBytes)
 	if err != nil {
 		return nil, fmt.Errorf("sizes: %w", err)
@@ -378,7 +388,7 @@ func forgetEarlierRuns(ctx context.Context, pool *pgxpool.Pool, rows int, progre
 	}{
 		{`DELETE FROM ledger_queue`, nil},
 		{`DELETE FROM ledger_retirements`, nil}, // of the partitions the drop runs made and dropped
-		{`DELETE FROM ledger_entries WHERE seq > $1`, []any{rows}},
+		{`DELETE FROM ledger_blocks WHERE first_seq > $1`, []any{rows}},
 		{`DELETE FROM ledger_checkpoints WHERE tree_size > $1`, []any{rows}},
 	} {
 		if _, err := tx.Exec(ctx, q.sql, q.args...); err != nil {
@@ -393,7 +403,7 @@ func forgetEarlierRuns(ctx context.Context, pool *pgxpool.Pool, rows int, progre
 	}
 	if tag.RowsAffected() > 0 {
 		progress("deleted the %s entries earlier runs wrote; vacuum analyze", thousands(tag.RowsAffected()))
-		for _, table := range []string{"system_logs", "ledger_entries"} {
+		for _, table := range []string{"system_logs", "ledger_blocks"} {
 			if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) "+table); err != nil {
 				return fmt.Errorf("vacuum analyze: %w", err)
 			}

@@ -235,7 +235,9 @@ func (w *writeBench) copyFloor(ctx context.Context) func(load) stats {
 			rows := make([]db.CopyLogsParams, batchSize)
 			trace := traceID() // one request's trace, as the server stores it
 			for i := range rows {
-				rows[i] = db.CopyLogsParams(w.row(trace))
+				r := w.row(trace)
+				rows[i] = db.CopyLogsParams{ID: r.ID, Timestamp: r.Timestamp, Level: r.Level, Category: r.Category, Message: r.Message,
+					CorrelationID: r.CorrelationID, UserID: r.UserID, Context: r.Context, TraceID: r.TraceID, Actor: r.Actor}
 			}
 			n, err := q.CopyLogs(ctx, rows)
 			if err == nil && n != batchSize {

@@ -8,8 +8,9 @@ RETURNING *;
 -- ListSinks returns every sink with the trail's size and how long ago the
 -- first entry it has not acknowledged was sealed (0 when it is caught up).
 SELECT s.*,
-       (SELECT coalesce(max(seq), 0) FROM ledger_entries)::bigint AS tree_size,
-       coalesce(extract(epoch FROM now() - (SELECT e.sealed_at FROM ledger_entries e WHERE e.seq = s.cursor + 1)), 0)::float8 AS lag_seconds
+       coalesce((SELECT b.last_seq FROM ledger_blocks b ORDER BY b.first_seq DESC LIMIT 1), 0)::bigint AS tree_size,
+       coalesce(extract(epoch FROM now() - (SELECT b.sealed_at FROM ledger_blocks b
+           WHERE b.first_seq <= s.cursor + 1 AND b.last_seq >= s.cursor + 1 ORDER BY b.first_seq DESC LIMIT 1)), 0)::float8 AS lag_seconds
 FROM sinks s
 ORDER BY s.name;
 

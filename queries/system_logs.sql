@@ -5,9 +5,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING *;
 
 -- name: CopyLogs :copyfrom
--- CopyLogs stores many entries with the COPY protocol (used for batches).
-INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+-- CopyLogs stores many entries with the COPY protocol (used for batches);
+-- ledger_tx is the queue row that queues them (QueueLogs).
+INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
 
 -- name: InsertLogs :execrows
 -- InsertLogs stores many entries with one statement, one array element per

@@ -266,7 +266,7 @@ func TestExportSpansPages(t *testing.T) {
 		t.Errorf("verify: ok=%v\n%s", ok, out)
 	}
 	var id string
-	if err := pool.QueryRow(ctx(t), `SELECT log_id::text FROM ledger_entries WHERE seq = 1500`).Scan(&id); err != nil {
+	if err := pool.QueryRow(ctx(t), `SELECT log_id::text FROM ledger_leaves WHERE seq = 1500`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
 	sqlExec(t, pool, "DELETE FROM system_logs WHERE id = $1", id)

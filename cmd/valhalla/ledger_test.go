@@ -77,7 +77,7 @@ func waitSealed(t *testing.T, pool *pgxpool.Pool) int64 {
 		err := pool.QueryRow(ctx(t), `SELECT (SELECT count(*) FROM ledger_queue), (SELECT coalesce(max(tree_size), 0) FROM ledger_checkpoints)`).Scan(&waiting, &size)
 		if err == nil && waiting == 0 {
 			var seq int64
-			if err := pool.QueryRow(ctx(t), `SELECT coalesce(max(seq), 0) FROM ledger_entries`).Scan(&seq); err == nil && seq == size {
+			if err := pool.QueryRow(ctx(t), `SELECT coalesce(max(last_seq), 0) FROM ledger_blocks`).Scan(&seq); err == nil && seq == size {
 				return size
 			}
 		}

@@ -106,9 +106,13 @@ func TestVerifyTamperDrills(t *testing.T) {
 			return `FINDING checkpoint signature invalid`
 		}},
 		{"truncate the newest entries with their tree and checkpoints", func(t *testing.T, pool *pgxpool.Pool, es []api.SystemLog) string {
-			cut := *es[len(es)-3].Seq // keep seqs below it
-			sqlExec(t, pool, "DELETE FROM system_logs WHERE id IN (SELECT log_id FROM ledger_entries WHERE seq >= $1)", cut)
-			sqlExec(t, pool, "DELETE FROM ledger_entries WHERE seq >= $1", cut)
+			// Keep the seqs below the block that holds the third newest.
+			var cut int64
+			if err := pool.QueryRow(ctx(t), "SELECT max(first_seq) FROM ledger_blocks WHERE first_seq <= $1", *es[len(es)-3].Seq).Scan(&cut); err != nil {
+				t.Fatal(err)
+			}
+			sqlExec(t, pool, "DELETE FROM system_logs WHERE id IN (SELECT log_id FROM ledger_leaves WHERE seq >= $1)", cut)
+			sqlExec(t, pool, "DELETE FROM ledger_blocks WHERE first_seq >= $1", cut)
 			sqlExec(t, pool, "DELETE FROM ledger_checkpoints WHERE tree_size >= $1", cut)
 			// The sequencer signs the truncated tree once it grows again.
 			return `FINDING inconsistent with saved state: seq \d+ id -: the trail shrank`

@@ -9,13 +9,13 @@ import (
 	"context"
 )
 
-// iteratorForCopyLedgerEntries implements pgx.CopyFromSource.
-type iteratorForCopyLedgerEntries struct {
-	rows                 []CopyLedgerEntriesParams
+// iteratorForCopyLedgerBlocks implements pgx.CopyFromSource.
+type iteratorForCopyLedgerBlocks struct {
+	rows                 []CopyLedgerBlocksParams
 	skippedFirstNextCall bool
 }
 
-func (r *iteratorForCopyLedgerEntries) Next() bool {
+func (r *iteratorForCopyLedgerBlocks) Next() bool {
 	if len(r.rows) == 0 {
 		return false
 	}
@@ -27,24 +27,27 @@ func (r *iteratorForCopyLedgerEntries) Next() bool {
 	return len(r.rows) > 0
 }
 
-func (r iteratorForCopyLedgerEntries) Values() ([]interface{}, error) {
+func (r iteratorForCopyLedgerBlocks) Values() ([]interface{}, error) {
 	return []interface{}{
-		r.rows[0].Seq,
-		r.rows[0].LogID,
+		r.rows[0].FirstSeq,
+		r.rows[0].LastSeq,
+		r.rows[0].FirstIndex,
+		r.rows[0].Tx,
+		r.rows[0].LogIds,
+		r.rows[0].LogTimestamps,
+		r.rows[0].LeafHashes,
 		r.rows[0].Hashes,
-		r.rows[0].LogTimestamp,
 		r.rows[0].SealedAt,
 	}, nil
 }
 
-func (r iteratorForCopyLedgerEntries) Err() error {
+func (r iteratorForCopyLedgerBlocks) Err() error {
 	return nil
 }
 
-// CopyLedgerEntries appends sealed leaves by COPY; log_timestamp is the
-// entry's timestamp (its partition).
-func (q *Queries) CopyLedgerEntries(ctx context.Context, arg []CopyLedgerEntriesParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"ledger_entries"}, []string{"seq", "log_id", "hashes", "log_timestamp", "sealed_at"}, &iteratorForCopyLedgerEntries{rows: arg})
+// CopyLedgerBlocks appends sealed blocks by COPY.
+func (q *Queries) CopyLedgerBlocks(ctx context.Context, arg []CopyLedgerBlocksParams) (int64, error) {
+	return q.db.CopyFrom(ctx, []string{"ledger_blocks"}, []string{"first_seq", "last_seq", "first_index", "tx", "log_ids", "log_timestamps", "leaf_hashes", "hashes", "sealed_at"}, &iteratorForCopyLedgerBlocks{rows: arg})
 }
 
 // iteratorForCopyLogs implements pgx.CopyFromSource.
@@ -77,6 +80,7 @@ func (r iteratorForCopyLogs) Values() ([]interface{}, error) {
 		r.rows[0].Context,
 		r.rows[0].TraceID,
 		r.rows[0].Actor,
+		r.rows[0].LedgerTx,
 	}, nil
 }
 
@@ -84,7 +88,8 @@ func (r iteratorForCopyLogs) Err() error {
 	return nil
 }
 
-// CopyLogs stores many entries with the COPY protocol (used for batches).
+// CopyLogs stores many entries with the COPY protocol (used for batches);
+// ledger_tx is the queue row that queues them (QueueLogs).
 func (q *Queries) CopyLogs(ctx context.Context, arg []CopyLogsParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"system_logs"}, []string{"id", "timestamp", "level", "category", "message", "correlation_id", "user_id", "context", "trace_id", "actor"}, &iteratorForCopyLogs{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"system_logs"}, []string{"id", "timestamp", "level", "category", "message", "correlation_id", "user_id", "context", "trace_id", "actor", "ledger_tx"}, &iteratorForCopyLogs{rows: arg})
 }

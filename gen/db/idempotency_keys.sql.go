@@ -96,7 +96,7 @@ func (q *Queries) GetKey(ctx context.Context, arg GetKeyParams) (IdempotencyKey,
 }
 
 const getLogsByIDs = `-- name: GetLogsByIDs :many
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM system_logs
 WHERE id = ANY ($1::uuid[]) AND "timestamp" >= $2::timestamptz
 `
 
@@ -128,6 +128,7 @@ func (q *Queries) GetLogsByIDs(ctx context.Context, arg GetLogsByIDsParams) ([]S
 			&i.Context,
 			&i.TraceID,
 			&i.Actor,
+			&i.LedgerTx,
 		); err != nil {
 			return nil, err
 		}

@@ -13,6 +13,46 @@ import (
 	"github.com/google/uuid"
 )
 
+const blocksOf = `-- name: BlocksOf :many
+SELECT tx, first_seq, log_ids, leaf_hashes FROM ledger_blocks
+WHERE tx = ANY ($1::bigint[])
+`
+
+type BlocksOfRow struct {
+	Tx         int64
+	FirstSeq   int64
+	LogIds     []uuid.UUID
+	LeafHashes [][]byte
+}
+
+// BlocksOf returns the blocks that sealed the write transactions txs (an
+// entry's ledger_tx): where each begins and the ids and leaf hashes of its
+// entries, in seq order. A transaction not sealed yet has none.
+func (q *Queries) BlocksOf(ctx context.Context, txs []int64) ([]BlocksOfRow, error) {
+	rows, err := q.db.Query(ctx, blocksOf, txs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []BlocksOfRow
+	for rows.Next() {
+		var i BlocksOfRow
+		if err := rows.Scan(
+			&i.Tx,
+			&i.FirstSeq,
+			&i.LogIds,
+			&i.LeafHashes,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const checkpointOfSize = `-- name: CheckpointOfSize :one
 SELECT tree_size, root, note, signed_at FROM ledger_checkpoints WHERE tree_size = $1
 `
@@ -30,12 +70,16 @@ func (q *Queries) CheckpointOfSize(ctx context.Context, treeSize int64) (LedgerC
 	return i, err
 }
 
-type CopyLedgerEntriesParams struct {
-	Seq          int64
-	LogID        uuid.UUID
-	Hashes       []byte
-	LogTimestamp *time.Time
-	SealedAt     time.Time
+type CopyLedgerBlocksParams struct {
+	FirstSeq      int64
+	LastSeq       int64
+	FirstIndex    int64
+	Tx            int64
+	LogIds        []uuid.UUID
+	LogTimestamps []time.Time
+	LeafHashes    [][]byte
+	Hashes        []byte
+	SealedAt      time.Time
 }
 
 const dequeueLogs = `-- name: DequeueLogs :exec
@@ -49,13 +93,16 @@ func (q *Queries) DequeueLogs(ctx context.Context, ids []int64) error {
 }
 
 const feed = `-- name: Feed :many
-SELECT l.seq, l.log_id, substring(l.hashes FROM 1 FOR 32)::bytea AS leaf_hash,
+SELECT (b.first_seq + u.ord - 1)::bigint AS seq, u.log_id::uuid AS log_id, u.leaf_hash::bytea AS leaf_hash,
        s.id, s."timestamp", s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor
-FROM ledger_entries l
+FROM ledger_blocks b
+CROSS JOIN LATERAL ROWS FROM (unnest(b.log_ids), unnest(b.log_timestamps), unnest(b.leaf_hashes)) WITH ORDINALITY AS u (log_id, log_timestamp, leaf_hash, ord)
 LEFT JOIN LATERAL (
-    SELECT e.id, e.timestamp, e.level, e.category, e.message, e.correlation_id, e.user_id, e.context, e.trace_id, e.actor FROM (VALUES (1)) AS one LEFT JOIN system_logs e ON e.id = l.log_id AND e."timestamp" = l.log_timestamp LIMIT 1
+    SELECT e.id, e.timestamp, e.level, e.category, e.message, e.correlation_id, e.user_id, e.context, e.trace_id, e.actor, e.ledger_tx FROM (VALUES (1)) AS one LEFT JOIN system_logs e ON e.id = u.log_id AND e."timestamp" = u.log_timestamp LIMIT 1
 ) s ON true
-WHERE l.seq > $1::bigint AND l.seq <= $1::bigint + $2::bigint
+WHERE b.first_seq >= coalesce((SELECT max(f.first_seq) FROM ledger_blocks f WHERE f.first_seq <= $1::bigint + 1), 1)
+  AND b.first_seq <= $1::bigint + $2::bigint
+  AND b.first_seq + u.ord - 1 > $1::bigint AND b.first_seq + u.ord - 1 <= $1::bigint + $2::bigint
   AND (s.id IS NULL OR (
         ($3::text[] IS NULL OR s.level = ANY ($3::text[]))
     AND ($4::text IS NULL OR s.category = $4::text)
@@ -64,7 +111,7 @@ WHERE l.seq > $1::bigint AND l.seq <= $1::bigint + $2::bigint
     AND ($7::text IS NULL OR s.trace_id = $7::text)
     AND ($8::timestamptz IS NULL OR s."timestamp" >= $8::timestamptz)
     AND ($9::timestamptz IS NULL OR s."timestamp" < $9::timestamptz)))
-ORDER BY l.seq
+ORDER BY 1
 LIMIT $10
 `
 
@@ -98,17 +145,19 @@ type FeedRow struct {
 }
 
 // Feed returns the sealed entries with seq in (after, after + scan] that
-// match every non-null filter, in seq order, up to row_limit, together with
-// the tree size in the same snapshot. A leaf whose entry is no longer in
-// system_logs comes back with a null id (and no filter applies to it), so
-// the reader can tell a missing entry from a filtered one. Each leaf looks
-// up its entry by primary key in the one partition the leaf's timestamp
-// names. The LIMIT keeps the planner from flattening the lookup into a
-// plain join, which it runs as a hash join over a sequential scan of every
-// partition: a page would cost the whole table (docs/performance.md, "The
-// feed's join"). The lookup is a left join from one row so that sqlc types
-// the entry's columns as nullable, which it does not for a lateral
-// subquery's.
+// match every non-null filter, in seq order, up to row_limit. The blocks
+// of the range are read by their primary key, from the one holding
+// after + 1, and their entries unnested in seq order. A leaf whose entry
+// is no longer in system_logs comes back with a null id (and no filter
+// applies to it), so the reader can tell a missing entry from a filtered
+// one. Each leaf looks up its entry by primary key in the one partition
+// the leaf's timestamp names. The LIMIT keeps the planner from flattening
+// the lookup into a plain join, which it runs as a hash join over a
+// sequential scan of every partition: a page would cost the whole table
+// (docs/performance.md, "The feed's join"). The lookup is a left join from
+// one row so that sqlc types the entry's columns as nullable, which it
+// does not for a lateral subquery's. Every leaf of the range is looked up
+// before the sort: the caller keeps scan near what it needs.
 func (q *Queries) Feed(ctx context.Context, arg FeedParams) ([]FeedRow, error) {
 	rows, err := q.db.Query(ctx, feed,
 		arg.After,
@@ -178,24 +227,26 @@ func (q *Queries) InsertCheckpoint(ctx context.Context, arg InsertCheckpointPara
 }
 
 const insertQueuedLogs = `-- name: InsertQueuedLogs :one
-WITH stored AS (
-    INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
-    SELECT unnest($1::uuid[]), unnest($2::timestamptz[]), unnest($3::text[]),
-           unnest($4::text[]), unnest($5::text[]), unnest($6::text[]),
-           NULLIF(unnest($7::text[]), ''), unnest($8::jsonb[]), NULLIF(unnest($9::text[]), ''),
-           unnest($10::text[])
-    RETURNING id
-), queued AS (
+WITH queued AS (
     INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
     VALUES ($1::uuid[], $2::timestamptz[],
-            coalesce($11::bytea[], array_fill(NULL::bytea, ARRAY[cardinality($1::uuid[])])))
+            coalesce($3::bytea[], array_fill(NULL::bytea, ARRAY[cardinality($1::uuid[])])))
+    RETURNING id
+), stored AS (
+    INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx)
+    SELECT unnest($1::uuid[]), unnest($2::timestamptz[]), unnest($4::text[]),
+           unnest($5::text[]), unnest($6::text[]), unnest($7::text[]),
+           NULLIF(unnest($8::text[]), ''), unnest($9::jsonb[]), NULLIF(unnest($10::text[]), ''),
+           unnest($11::text[]), (SELECT id FROM queued)
+    RETURNING id
 )
-SELECT count(*) FROM stored
+SELECT (SELECT id FROM queued)::bigint AS tx, (SELECT count(*) FROM stored)::bigint AS stored
 `
 
 type InsertQueuedLogsParams struct {
 	Ids            []uuid.UUID
 	Timestamps     []time.Time
+	LeafHashes     [][]byte
 	Levels         []string
 	Categories     []string
 	Messages       []string
@@ -204,18 +255,24 @@ type InsertQueuedLogsParams struct {
 	Contexts       []json.RawMessage
 	TraceIds       []string
 	Actors         []string
-	LeafHashes     [][]byte
+}
+
+type InsertQueuedLogsRow struct {
+	Tx     int64
+	Stored int64
 }
 
 // InsertQueuedLogs is InsertLogs (system_logs.sql) that also queues the
 // stored entries for sealing, as one queue row with their leaf hashes
-// (NULL, or no array: the sequencer hashes the stored entry), in the same statement and
-// so the same transaction, and returns how many it stored. An empty
-// user_id or trace_id stands for none.
-func (q *Queries) InsertQueuedLogs(ctx context.Context, arg InsertQueuedLogsParams) (int64, error) {
+// (NULL, or no array: the sequencer hashes the stored entry), in the same
+// statement and so the same transaction; each entry's ledger_tx is that
+// row's id. It returns that id and how many it stored. An empty user_id or trace_id
+// stands for none.
+func (q *Queries) InsertQueuedLogs(ctx context.Context, arg InsertQueuedLogsParams) (InsertQueuedLogsRow, error) {
 	row := q.db.QueryRow(ctx, insertQueuedLogs,
 		arg.Ids,
 		arg.Timestamps,
+		arg.LeafHashes,
 		arg.Levels,
 		arg.Categories,
 		arg.Messages,
@@ -224,11 +281,10 @@ func (q *Queries) InsertQueuedLogs(ctx context.Context, arg InsertQueuedLogsPara
 		arg.Contexts,
 		arg.TraceIds,
 		arg.Actors,
-		arg.LeafHashes,
 	)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
+	var i InsertQueuedLogsRow
+	err := row.Scan(&i.Tx, &i.Stored)
+	return i, err
 }
 
 const isQueued = `-- name: IsQueued :one
@@ -261,10 +317,11 @@ func (q *Queries) LatestCheckpoint(ctx context.Context) (LedgerCheckpoint, error
 	return i, err
 }
 
-const queueLogs = `-- name: QueueLogs :exec
+const queueLogs = `-- name: QueueLogs :one
 INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
 VALUES ($1::uuid[], $2::timestamptz[],
         coalesce($3::bytea[], array_fill(NULL::bytea, ARRAY[cardinality($1::uuid[])])))
+RETURNING id
 `
 
 type QueueLogsParams struct {
@@ -273,12 +330,15 @@ type QueueLogsParams struct {
 	LeafHashes [][]byte
 }
 
-// QueueLogs queues the entries stored in the current transaction for
-// sealing, as one queue row: ids, timestamps and leaf hashes (NULL: the
-// sequencer hashes the stored entry) advance together.
-func (q *Queries) QueueLogs(ctx context.Context, arg QueueLogsParams) error {
-	_, err := q.db.Exec(ctx, queueLogs, arg.Ids, arg.Timestamps, arg.LeafHashes)
-	return err
+// QueueLogs queues entries for sealing, as one queue row: ids, timestamps
+// and leaf hashes (NULL: the sequencer hashes the stored entry) advance
+// together. It returns the row's id, the entries' ledger_tx; the caller
+// stores them in the same transaction.
+func (q *Queries) QueueLogs(ctx context.Context, arg QueueLogsParams) (int64, error) {
+	row := q.db.QueryRow(ctx, queueLogs, arg.Ids, arg.Timestamps, arg.LeafHashes)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
 }
 
 const queueStats = `-- name: QueueStats :one
@@ -301,72 +361,99 @@ func (q *Queries) QueueStats(ctx context.Context) (QueueStatsRow, error) {
 	return i, err
 }
 
-const sealOf = `-- name: SealOf :one
-SELECT seq FROM ledger_entries WHERE log_id = $1
+const sealInRange = `-- name: SealInRange :one
+SELECT (b.first_seq + array_position(b.log_ids, $1::uuid) - 1)::bigint AS seq
+FROM ledger_blocks b
+WHERE b.first_seq >= coalesce((SELECT max(f.first_seq) FROM ledger_blocks f WHERE f.first_seq <= $2::bigint), 1)
+  AND b.first_seq <= $3::bigint
+  AND $1::uuid = ANY (b.log_ids)
+LIMIT 1
 `
 
-// SealOf returns the seq of the entry log_id.
-func (q *Queries) SealOf(ctx context.Context, logID uuid.UUID) (int64, error) {
-	row := q.db.QueryRow(ctx, sealOf, logID)
+type SealInRangeParams struct {
+	ID      uuid.UUID
+	FromSeq int64
+	ToSeq   int64
+}
+
+// SealInRange returns the seq of the entry id if it is a leaf with seq in
+// [from_seq, to_seq], reading that range's blocks: how a proof finds an
+// entry retention has dropped, whose ledger_tx went with it.
+func (q *Queries) SealInRange(ctx context.Context, arg SealInRangeParams) (int64, error) {
+	row := q.db.QueryRow(ctx, sealInRange, arg.ID, arg.FromSeq, arg.ToSeq)
 	var seq int64
 	err := row.Scan(&seq)
 	return seq, err
 }
 
-const sealsOf = `-- name: SealsOf :many
-SELECT log_id, seq, substring(hashes FROM 1 FOR 32)::bytea AS leaf_hash
-FROM ledger_entries
-WHERE log_id = ANY ($1::uuid[])
+const sealOf = `-- name: SealOf :one
+SELECT (b.first_seq + array_position(b.log_ids, e.id) - 1)::bigint AS seq
+FROM system_logs e
+JOIN ledger_blocks b ON b.tx = e.ledger_tx
+WHERE e.id = $1::uuid AND array_position(b.log_ids, e.id) IS NOT NULL
+  AND ($2::timestamptz IS NULL OR e."timestamp" >= $2::timestamptz)
+  AND ($3::timestamptz IS NULL OR e."timestamp" < $3::timestamptz)
+LIMIT 1
 `
 
-type SealsOfRow struct {
-	LogID    uuid.UUID
-	Seq      int64
-	LeafHash []byte
+type SealOfParams struct {
+	ID   uuid.UUID
+	From *time.Time
+	To   *time.Time
 }
 
-// SealsOf returns the seq and leaf hash of each of ids that is sealed.
-func (q *Queries) SealsOf(ctx context.Context, ids []uuid.UUID) ([]SealsOfRow, error) {
-	rows, err := q.db.Query(ctx, sealsOf, ids)
+// SealOf returns the seq of the entry id: found through its ledger_tx, in
+// the partition its timestamp names when from and to bound it (a UUIDv7's
+// time), else in any.
+func (q *Queries) SealOf(ctx context.Context, arg SealOfParams) (int64, error) {
+	row := q.db.QueryRow(ctx, sealOf, arg.ID, arg.From, arg.To)
+	var seq int64
+	err := row.Scan(&seq)
+	return seq, err
+}
+
+const storedHashes = `-- name: StoredHashes :many
+SELECT x.idx::bigint AS idx, x.seq::bigint AS seq, b.last_seq,
+       substring(b.hashes FROM ((x.idx - b.first_index) * 32 + 1)::int FOR 32)::bytea AS hash
+FROM (SELECT i.idx, ($1::bigint[])[i.ord] AS seq
+      FROM unnest($2::bigint[]) WITH ORDINALITY AS i (idx, ord)) x
+CROSS JOIN LATERAL (
+    SELECT l.first_index, l.last_seq, l.hashes FROM ledger_blocks l
+    WHERE l.first_seq <= x.seq ORDER BY l.first_seq DESC LIMIT 1
+) b
+`
+
+type StoredHashesParams struct {
+	Seqs    []int64
+	Indexes []int64
+}
+
+type StoredHashesRow struct {
+	Idx     int64
+	Seq     int64
+	LastSeq int64
+	Hash    []byte
+}
+
+// StoredHashes returns the tree's stored hashes of the given indexes,
+// each looked up in the block of the leaf seq that created it (seqs
+// advance with indexes), 32 bytes sliced out of the block's hashes; a hash
+// the tree lacks comes back shorter or not at all.
+func (q *Queries) StoredHashes(ctx context.Context, arg StoredHashesParams) ([]StoredHashesRow, error) {
+	rows, err := q.db.Query(ctx, storedHashes, arg.Seqs, arg.Indexes)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []SealsOfRow
+	var items []StoredHashesRow
 	for rows.Next() {
-		var i SealsOfRow
-		if err := rows.Scan(&i.LogID, &i.Seq, &i.LeafHash); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const storedHashRows = `-- name: StoredHashRows :many
-SELECT seq, hashes FROM ledger_entries
-WHERE seq = ANY ($1::bigint[])
-`
-
-type StoredHashRowsRow struct {
-	Seq    int64
-	Hashes []byte
-}
-
-// StoredHashRows returns the stored hashes of the leaves seqs.
-func (q *Queries) StoredHashRows(ctx context.Context, seqs []int64) ([]StoredHashRowsRow, error) {
-	rows, err := q.db.Query(ctx, storedHashRows, seqs)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []StoredHashRowsRow
-	for rows.Next() {
-		var i StoredHashRowsRow
-		if err := rows.Scan(&i.Seq, &i.Hashes); err != nil {
+		var i StoredHashesRow
+		if err := rows.Scan(
+			&i.Idx,
+			&i.Seq,
+			&i.LastSeq,
+			&i.Hash,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -378,7 +465,7 @@ func (q *Queries) StoredHashRows(ctx context.Context, seqs []int64) ([]StoredHas
 }
 
 const treeSize = `-- name: TreeSize :one
-SELECT coalesce(max(seq), 0)::bigint FROM ledger_entries
+SELECT coalesce((SELECT last_seq FROM ledger_blocks ORDER BY first_seq DESC LIMIT 1), 0)::bigint
 `
 
 // TreeSize returns the number of sealed entries (the last seq).
@@ -390,15 +477,16 @@ func (q *Queries) TreeSize(ctx context.Context) (int64, error) {
 }
 
 const unsealedLogs = `-- name: UnsealedLogs :many
-SELECT s.id, s.timestamp, s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor FROM system_logs s
-WHERE NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.log_id = s.id)
-  AND s.id NOT IN (SELECT unnest(q.log_ids) FROM ledger_queue q)
+SELECT s.id, s.timestamp, s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor, s.ledger_tx FROM system_logs s
+WHERE NOT EXISTS (SELECT 1 FROM ledger_blocks b WHERE b.tx = s.ledger_tx AND s.id = ANY (b.log_ids))
+  AND NOT EXISTS (SELECT 1 FROM ledger_queue q WHERE q.id = s.ledger_tx AND s.id = ANY (q.log_ids))
 ORDER BY s."timestamp", s.id
 LIMIT $1
 `
 
 // UnsealedLogs returns entries of system_logs that are neither sealed nor
-// queued: stored behind the API's back. It reads the whole table.
+// queued: stored behind the API's back (or pointed, by SQL, at a block or
+// queue row that does not hold them). It reads the whole table.
 func (q *Queries) UnsealedLogs(ctx context.Context, rowLimit int32) ([]SystemLog, error) {
 	rows, err := q.db.Query(ctx, unsealedLogs, rowLimit)
 	if err != nil {
@@ -419,6 +507,7 @@ func (q *Queries) UnsealedLogs(ctx context.Context, rowLimit int32) ([]SystemLog
 			&i.Context,
 			&i.TraceID,
 			&i.Actor,
+			&i.LedgerTx,
 		); err != nil {
 			return nil, err
 		}

@@ -32,6 +32,18 @@ type IdempotencyKey struct {
 	CreatedAt   time.Time
 }
 
+type LedgerBlock struct {
+	FirstSeq      int64
+	LastSeq       int64
+	FirstIndex    int64
+	Tx            int64
+	LogIds        []uuid.UUID
+	LogTimestamps []time.Time
+	LeafHashes    [][]byte
+	Hashes        []byte
+	SealedAt      time.Time
+}
+
 type LedgerCheckpoint struct {
 	TreeSize int64
 	Root     []byte
@@ -39,12 +51,13 @@ type LedgerCheckpoint struct {
 	SignedAt time.Time
 }
 
-type LedgerEntry struct {
-	Seq          int64
-	LogID        uuid.UUID
-	Hashes       []byte
+type LedgerLeafe struct {
+	Seq          int32
+	LogID        interface{}
+	LogTimestamp interface{}
+	LeafHash     interface{}
+	Tx           int64
 	SealedAt     time.Time
-	LogTimestamp *time.Time
 }
 
 type LedgerQueue struct {
@@ -109,6 +122,7 @@ type SystemLog struct {
 	Context       json.RawMessage
 	TraceID       *string
 	Actor         string
+	LedgerTx      *int64
 }
 
 type SystemLogsDefault struct {

@@ -132,8 +132,9 @@ func (q *Queries) GetSink(ctx context.Context, id int64) (Sink, error) {
 
 const listSinks = `-- name: ListSinks :many
 SELECT s.id, s.name, s.url, s.format, s.secret, s.filter_category, s.filter_min_level, s.paused, s.cursor, s.generation, s.pending_to, s.failures, s.last_error, s.last_error_at, s.last_delivered_at, s.created_at,
-       (SELECT coalesce(max(seq), 0) FROM ledger_entries)::bigint AS tree_size,
-       coalesce(extract(epoch FROM now() - (SELECT e.sealed_at FROM ledger_entries e WHERE e.seq = s.cursor + 1)), 0)::float8 AS lag_seconds
+       coalesce((SELECT b.last_seq FROM ledger_blocks b ORDER BY b.first_seq DESC LIMIT 1), 0)::bigint AS tree_size,
+       coalesce(extract(epoch FROM now() - (SELECT b.sealed_at FROM ledger_blocks b
+           WHERE b.first_seq <= s.cursor + 1 AND b.last_seq >= s.cursor + 1 ORDER BY b.first_seq DESC LIMIT 1)), 0)::float8 AS lag_seconds
 FROM sinks s
 ORDER BY s.name
 `

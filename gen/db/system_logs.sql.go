@@ -24,11 +24,12 @@ type CopyLogsParams struct {
 	Context       json.RawMessage
 	TraceID       *string
 	Actor         string
+	LedgerTx      *int64
 }
 
 const countLogs = `-- name: CountLogs :one
 WITH matching AS NOT MATERIALIZED (
-    SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM system_logs
     WHERE ($3::text IS NULL OR category = $3::text)
       AND ($4::text IS NULL OR correlation_id = $4::text)
       AND ($5::text IS NULL OR user_id = $5::text)
@@ -83,7 +84,7 @@ func (q *Queries) CountLogs(ctx context.Context, arg CountLogsParams) (int64, er
 }
 
 const getLog = `-- name: GetLog :one
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM system_logs
 WHERE id = $1
 `
 
@@ -104,12 +105,13 @@ func (q *Queries) GetLog(ctx context.Context, id uuid.UUID) (SystemLog, error) {
 		&i.Context,
 		&i.TraceID,
 		&i.Actor,
+		&i.LedgerTx,
 	)
 	return i, err
 }
 
 const getLogNear = `-- name: GetLogNear :one
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM system_logs
 WHERE id = $1 AND "timestamp" >= $2::timestamptz AND "timestamp" < $3::timestamptz
 `
 
@@ -136,6 +138,7 @@ func (q *Queries) GetLogNear(ctx context.Context, arg GetLogNearParams) (SystemL
 		&i.Context,
 		&i.TraceID,
 		&i.Actor,
+		&i.LedgerTx,
 	)
 	return i, err
 }
@@ -143,7 +146,7 @@ func (q *Queries) GetLogNear(ctx context.Context, arg GetLogNearParams) (SystemL
 const insertLog = `-- name: InsertLog :one
 INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, user_id, context, trace_id, actor)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-RETURNING id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor
+RETURNING id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx
 `
 
 type InsertLogParams struct {
@@ -185,6 +188,7 @@ func (q *Queries) InsertLog(ctx context.Context, arg InsertLogParams) (SystemLog
 		&i.Context,
 		&i.TraceID,
 		&i.Actor,
+		&i.LedgerTx,
 	)
 	return i, err
 }
@@ -236,7 +240,7 @@ func (q *Queries) InsertLogs(ctx context.Context, arg InsertLogsParams) (int64, 
 const listLogs = `-- name: ListLogs :many
 
 WITH matching AS NOT MATERIALIZED (
-    SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM system_logs
     WHERE ($3::text IS NULL OR category = $3::text)
       AND ($4::text IS NULL OR correlation_id = $4::text)
       AND ($5::text IS NULL OR user_id = $5::text)
@@ -247,7 +251,7 @@ WITH matching AS NOT MATERIALIZED (
            OR ("timestamp", id) < ($9::timestamptz, $10::uuid))
       AND ($9::timestamptz IS NULL OR "timestamp" <= $9::timestamptz)
 )
-SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching
+SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM matching
 WHERE ($1::text[] IS NULL OR level = ANY ($1::text[]))
 ORDER BY "timestamp" DESC, id DESC
 LIMIT $2
@@ -277,6 +281,7 @@ type ListLogsRow struct {
 	Context       json.RawMessage
 	TraceID       *string
 	Actor         string
+	LedgerTx      *int64
 }
 
 // The three queries that read entries by filter each open with the same
@@ -324,6 +329,7 @@ func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]ListLogsR
 			&i.Context,
 			&i.TraceID,
 			&i.Actor,
+			&i.LedgerTx,
 		); err != nil {
 			return nil, err
 		}
@@ -337,7 +343,7 @@ func (q *Queries) ListLogs(ctx context.Context, arg ListLogsParams) ([]ListLogsR
 
 const listLogsByLevels = `-- name: ListLogsByLevels :many
 WITH matching AS NOT MATERIALIZED (
-    SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM system_logs
+    SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM system_logs
     WHERE ($3::text IS NULL OR category = $3::text)
       AND ($4::text IS NULL OR correlation_id = $4::text)
       AND ($5::text IS NULL OR user_id = $5::text)
@@ -348,20 +354,20 @@ WITH matching AS NOT MATERIALIZED (
            OR ("timestamp", id) < ($9::timestamptz, $10::uuid))
       AND ($9::timestamptz IS NULL OR "timestamp" <= $9::timestamptz)
 )
-SELECT by_level.id, by_level.timestamp, by_level.level, by_level.category, by_level.message, by_level.correlation_id, by_level.user_id, by_level.context, by_level.trace_id, by_level.actor FROM (
-    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'DEBUG' AND 'DEBUG' = ANY ($1::text[])
+SELECT by_level.id, by_level.timestamp, by_level.level, by_level.category, by_level.message, by_level.correlation_id, by_level.user_id, by_level.context, by_level.trace_id, by_level.actor, by_level.ledger_tx FROM (
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM matching WHERE level = 'DEBUG' AND 'DEBUG' = ANY ($1::text[])
     ORDER BY "timestamp" DESC, id DESC LIMIT $2)
     UNION ALL
-    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'INFO' AND 'INFO' = ANY ($1::text[])
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM matching WHERE level = 'INFO' AND 'INFO' = ANY ($1::text[])
     ORDER BY "timestamp" DESC, id DESC LIMIT $2)
     UNION ALL
-    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'WARNING' AND 'WARNING' = ANY ($1::text[])
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM matching WHERE level = 'WARNING' AND 'WARNING' = ANY ($1::text[])
     ORDER BY "timestamp" DESC, id DESC LIMIT $2)
     UNION ALL
-    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'ERROR' AND 'ERROR' = ANY ($1::text[])
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM matching WHERE level = 'ERROR' AND 'ERROR' = ANY ($1::text[])
     ORDER BY "timestamp" DESC, id DESC LIMIT $2)
     UNION ALL
-    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor FROM matching WHERE level = 'CRITICAL' AND 'CRITICAL' = ANY ($1::text[])
+    (SELECT id, timestamp, level, category, message, correlation_id, user_id, context, trace_id, actor, ledger_tx FROM matching WHERE level = 'CRITICAL' AND 'CRITICAL' = ANY ($1::text[])
     ORDER BY "timestamp" DESC, id DESC LIMIT $2)
 ) AS by_level
 ORDER BY by_level."timestamp" DESC, by_level.id DESC
@@ -392,6 +398,7 @@ type ListLogsByLevelsRow struct {
 	Context       json.RawMessage
 	TraceID       *string
 	Actor         string
+	LedgerTx      *int64
 }
 
 // ListLogsByLevels is ListLogs for entries whose level is one of levels.
@@ -438,6 +445,7 @@ func (q *Queries) ListLogsByLevels(ctx context.Context, arg ListLogsByLevelsPara
 			&i.Context,
 			&i.TraceID,
 			&i.Actor,
+			&i.LedgerTx,
 		); err != nil {
 			return nil, err
 		}

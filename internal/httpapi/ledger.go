@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 
-	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/valhalla-platform/valhalla/gen/api"
@@ -152,11 +151,7 @@ func hashesToAPI(hs []tlog.Hash) [][]byte {
 // withSeals converts rows to the contract's entries, each with its seal
 // if it has one.
 func (s *server) withSeals(ctx context.Context, rows []db.SystemLog) ([]api.SystemLog, error) {
-	ids := make([]uuid.UUID, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
-	}
-	seals, err := s.Store.Seals(ctx, ids)
+	seals, err := s.Store.Seals(ctx, rows)
 	if err != nil {
 		return nil, err
 	}

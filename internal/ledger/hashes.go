@@ -13,10 +13,10 @@ import (
 // ErrTreeDamaged means a stored hash the tree needs is missing or malformed.
 var ErrTreeDamaged = errors.New("the stored tree is damaged")
 
-// hashStore is a tlog.HashReader over ledger_entries: the stored hash
-// (level, k) was written with leaf seq (k+1)<<level, at offset level, since
-// tlog.StoredHashes returns the leaf hash and then one hash per level up.
-// It remembers what it read and what a seal pass added.
+// hashStore is a tlog.HashReader over ledger_blocks: the stored hash
+// (level, k) was written with leaf seq (k+1)<<level, so it is in the block
+// that holds that leaf, at its index's offset from the block's first. It
+// remembers what it read and what a seal pass added.
 type hashStore struct {
 	ctx   context.Context
 	q     *db.Queries
@@ -71,43 +71,46 @@ func frontier(n int64) []int64 {
 // ReadHashes implements tlog.HashReader.
 func (h *hashStore) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
-	var missing []int64
-	seqs := map[int64]bool{}
+	var missing, seqs []int64
+	at := map[int64]int{} // index -> position in missing
 	for i, idx := range indexes {
 		if v, ok := h.cache[idx]; ok {
 			out[i] = v
 			continue
 		}
-		missing = append(missing, int64(i))
-		level, k := tlog.SplitStoredHashIndex(idx)
-		seqs[(k+1)<<level] = true
+		if _, ok := at[idx]; !ok {
+			at[idx] = len(missing)
+			level, k := tlog.SplitStoredHashIndex(idx)
+			missing = append(missing, idx)
+			seqs = append(seqs, (k+1)<<level)
+		}
 	}
 	if len(missing) == 0 {
 		return out, nil
 	}
-	list := make([]int64, 0, len(seqs))
-	for s := range seqs {
-		list = append(list, s)
-	}
-	rows, err := h.q.StoredHashRows(h.ctx, list)
+	rows, err := h.q.StoredHashes(h.ctx, db.StoredHashesParams{Indexes: missing, Seqs: seqs})
 	if err != nil {
 		return nil, fmt.Errorf("read stored hashes: %w", err)
 	}
-	bySeq := make(map[int64][]byte, len(rows))
+	found := make(map[int64]tlog.Hash, len(rows))
 	for _, r := range rows {
-		bySeq[r.Seq] = r.Hashes
-	}
-	for _, i := range missing {
-		idx := indexes[i]
-		level, k := tlog.SplitStoredHashIndex(idx)
-		seq := (k + 1) << level
-		b := bySeq[seq]
-		off := level * tlog.HashSize
-		if len(b) < off+tlog.HashSize {
-			return nil, fmt.Errorf("%w: no hash at level %d for leaf %d", ErrTreeDamaged, level, seq)
+		if r.Seq <= r.LastSeq && len(r.Hash) == tlog.HashSize {
+			found[r.Idx] = tlog.Hash(r.Hash)
 		}
-		out[i] = tlog.Hash(b[off : off+tlog.HashSize])
-		h.cache[idx] = out[i]
+	}
+	for i, idx := range indexes {
+		if _, ok := h.cache[idx]; ok {
+			continue
+		}
+		v, ok := found[idx]
+		if !ok {
+			level, k := tlog.SplitStoredHashIndex(idx)
+			return nil, fmt.Errorf("%w: no hash at level %d for leaf %d", ErrTreeDamaged, level, (k+1)<<level)
+		}
+		out[i] = v
+	}
+	for idx, v := range found {
+		h.cache[idx] = v
 	}
 	return out, nil
 }

@@ -105,7 +105,7 @@ func (r *Reader) ProveEntry(ctx context.Context, id uuid.UUID, treeSize int64) (
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	q := db.New(tx)
-	seq, err := q.SealOf(ctx, id)
+	seq, err := sealOf(ctx, q, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		queued, qerr := q.IsQueued(ctx, id)
 		if qerr != nil {
@@ -230,3 +230,56 @@ func (e lagError) Error() string { return ErrLagging.Error() + ": " + e.summary 
 func (e lagError) Safe() string { return e.summary }
 
 func (e lagError) Unwrap() error { return ErrLagging }
+
+// idSlack bounds how far an entry's timestamp may be from the time its
+// UUIDv7 id carries (as logstore's).
+const idSlack = time.Hour
+
+// idTime returns the time a UUIDv7 id carries, and false for another
+// version.
+func idTime(id uuid.UUID) (time.Time, bool) {
+	if id.Version() != 7 {
+		return time.Time{}, false
+	}
+	ms := int64(id[0])<<40 | int64(id[1])<<32 | int64(id[2])<<24 | int64(id[3])<<16 | int64(id[4])<<8 | int64(id[5])
+	return time.UnixMilli(ms).UTC(), true
+}
+
+// sealOf returns the seq of the entry id, or pgx.ErrNoRows when it has
+// none: found through its stored row (in the partition its id's time names,
+// else in any), else, for an entry retention dropped, among the leaves of
+// the retirement records whose partition its id's time falls in.
+func sealOf(ctx context.Context, q *db.Queries, id uuid.UUID) (int64, error) {
+	t, v7 := idTime(id)
+	if v7 {
+		from, to := t.Add(-idSlack), t.Add(idSlack)
+		seq, err := q.SealOf(ctx, db.SealOfParams{ID: id, From: &from, To: &to})
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return seq, err
+		}
+	}
+	seq, err := q.SealOf(ctx, db.SealOfParams{ID: id})
+	if !errors.Is(err, pgx.ErrNoRows) || !v7 {
+		return seq, err
+	}
+	records, err := q.ListRetirements(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range records {
+		if t.Before(r.RangeFrom.Add(-idSlack)) || !t.Before(r.RangeTo.Add(idSlack)) {
+			continue
+		}
+		ranges, err := ParseSeqRanges(r.SeqRanges)
+		if err != nil {
+			continue // its record is malformed: verify says so
+		}
+		for _, sr := range ranges {
+			seq, err := q.SealInRange(ctx, db.SealInRangeParams{ID: id, FromSeq: sr.From, ToSeq: sr.To})
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return seq, err
+			}
+		}
+	}
+	return 0, pgx.ErrNoRows
+}

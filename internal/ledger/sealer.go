@@ -268,32 +268,48 @@ func (s *Sealer) seal(ctx context.Context, conn *pgx.Conn, order string, bounded
 		if len(chunk) == 0 {
 			break
 		}
-		entries, err := expand(chunk)
+		txs, err := expand(chunk)
 		if err != nil {
 			return int(stepSize - size), err
 		}
+		entries := 0
+		for _, t := range txs {
+			entries += len(t.entries)
+		}
 		full := len(chunk) == fetch
 		// The next chunk: as many rows as held about fetchEntries here.
-		fetch = max(1, min(fetchTransactions, fetchEntries*len(chunk)/len(entries)))
+		fetch = max(1, min(fetchTransactions, fetchEntries*len(chunk)/max(1, entries)))
 		now := time.Now()
-		rows := make([]db.CopyLedgerEntriesParams, 0, len(entries))
-		for _, c := range entries {
-			if c.leaf == nil {
-				s.opts.Logger.Warn("ledger: a queued entry vanished before it was sealed", "id", c.logID)
-				continue
+		blocks := make([]db.CopyLedgerBlocksParams, 0, len(txs))
+		for _, t := range txs {
+			b := db.CopyLedgerBlocksParams{FirstSeq: n + 1, FirstIndex: tlog.StoredHashIndex(0, n), Tx: t.id, SealedAt: now}
+			for _, c := range t.entries {
+				if c.leaf == nil {
+					s.opts.Logger.Warn("ledger: a queued entry vanished before it was sealed", "id", c.logID)
+					continue
+				}
+				stored, err := tlog.StoredHashesForRecordHash(n, *c.leaf, hashes)
+				if err != nil {
+					return int(stepSize - size), fmt.Errorf("append leaf %d: %w", n+1, err)
+				}
+				hashes.add(n, stored)
+				n++
+				b.LogIds = append(b.LogIds, c.logID)
+				b.LogTimestamps = append(b.LogTimestamps, c.timestamp)
+				b.LeafHashes = append(b.LeafHashes, c.leaf[:])
+				for _, h := range stored {
+					b.Hashes = append(b.Hashes, h[:]...)
+				}
+				stamps = append(stamps, c.since())
 			}
-			stored, err := tlog.StoredHashesForRecordHash(n, *c.leaf, hashes)
-			if err != nil {
-				return int(stepSize - size), fmt.Errorf("append leaf %d: %w", n+1, err)
+			if len(b.LogIds) > 0 {
+				b.LastSeq = n
+				blocks = append(blocks, b)
 			}
-			hashes.add(n, stored)
-			n++
-			rows = append(rows, db.CopyLedgerEntriesParams{Seq: n, LogID: c.logID, Hashes: concat(stored), LogTimestamp: &c.timestamp, SealedAt: now})
-			stamps = append(stamps, c.since())
 		}
-		if len(rows) > 0 {
-			if _, err := p.q.CopyLedgerEntries(ctx, rows); err != nil {
-				return int(stepSize - size), fmt.Errorf("store leaves: %w", err)
+		if len(blocks) > 0 {
+			if _, err := p.q.CopyLedgerBlocks(ctx, blocks); err != nil {
+				return int(stepSize - size), fmt.Errorf("store blocks: %w", err)
 			}
 		}
 		dequeue := make([]int64, len(chunk))
@@ -452,13 +468,21 @@ func fetchQueued(ctx context.Context, conn *pgx.Conn, n int) ([]queuedTx, error)
 	return out, nil
 }
 
-// expand returns the entries of chunk in the order they are sealed: the
-// transactions' order, and within one transaction ("timestamp", id), each
-// with its leaf hash: the one queued, else its stored entry's.
-func expand(chunk []queuedTx) ([]queued, error) {
-	var out []queued
+// queuedEntries are the entries one write transaction (queue row id)
+// stored, in the order they are sealed.
+type queuedEntries struct {
+	id      int64
+	entries []queued
+}
+
+// expand returns the entries of chunk by transaction, in the order they
+// are sealed: the transactions' order, and within one transaction
+// ("timestamp", id), each with its leaf hash: the one queued, else its
+// stored entry's.
+func expand(chunk []queuedTx) ([]queuedEntries, error) {
+	out := make([]queuedEntries, 0, len(chunk))
 	for _, t := range chunk {
-		first := len(out)
+		entries := make([]queued, 0, len(t.ids))
 		for i, id := range t.ids {
 			q := queued{logID: id, timestamp: t.timestamps[i], committed: t.committed}
 			// A leaf hash that is not one (written by SQL: the API's are)
@@ -473,22 +497,15 @@ func expand(chunk []queuedTx) ([]queued, error) {
 				}
 				q.leaf = &h
 			}
-			out = append(out, q)
+			entries = append(entries, q)
 		}
-		slices.SortFunc(out[first:], func(a, b queued) int {
+		slices.SortFunc(entries, func(a, b queued) int {
 			if c := a.timestamp.Compare(b.timestamp); c != 0 {
 				return c
 			}
 			return bytes.Compare(a.logID[:], b.logID[:])
 		})
+		out = append(out, queuedEntries{id: t.id, entries: entries})
 	}
 	return out, nil
-}
-
-func concat(hs []tlog.Hash) []byte {
-	b := make([]byte, 0, len(hs)*tlog.HashSize)
-	for _, h := range hs {
-		b = append(b, h[:]...)
-	}
-	return b
 }

@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -212,11 +213,13 @@ func TestLateCommitGetsLaterSeq(t *testing.T) {
 	}
 	defer func() { _ = late.Rollback(context.Background()) }()
 	lateID := uuid.Must(uuid.NewV7())
-	if _, err := late.Exec(ctx, `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, actor)
-		VALUES ($1, now(), 'INFO', 'ledger', 'late', 'c', 'test')`, lateID); err != nil {
+	var lateTx int64
+	if err := late.QueryRow(ctx, `INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
+		VALUES (ARRAY[$1::uuid], ARRAY[now()], ARRAY[NULL::bytea]) RETURNING id`, lateID).Scan(&lateTx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := late.Exec(ctx, `INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes) VALUES (ARRAY[$1::uuid], ARRAY[now()], ARRAY[NULL::bytea])`, lateID); err != nil {
+	if _, err := late.Exec(ctx, `INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, actor, ledger_tx)
+		VALUES ($1, now(), 'INFO', 'ledger', 'late', 'c', 'test', $2)`, lateID, lateTx); err != nil {
 		t.Fatal(err)
 	}
 	early, err := f.store.Insert(ctx, entry("early"))
@@ -228,7 +231,7 @@ func TestLateCommitGetsLaterSeq(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitSize(t, 2)
-	seals, err := f.store.Seals(ctx, []uuid.UUID{early.ID, lateID})
+	seals, err := f.store.Seals(ctx, []db.SystemLog{early, {ID: lateID, LedgerTx: &lateTx}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +262,7 @@ func TestBacklogSealsInSteps(t *testing.T) {
 	}
 	f.startSealer(t, time.Millisecond)
 	f.waitSize(t, int64(len(ids)))
-	rows, err := f.pool.Query(t.Context(), "SELECT log_id FROM ledger_entries ORDER BY seq")
+	rows, err := f.pool.Query(t.Context(), "SELECT u.id FROM ledger_blocks b CROSS JOIN LATERAL unnest(b.log_ids) WITH ORDINALITY AS u (id, ord) ORDER BY b.first_seq, u.ord")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,8 +458,16 @@ func TestChangeBeforeSealIsCaught(t *testing.T) {
 	if s.Message != "rewritten" || rewritten == p.LeafHash {
 		t.Errorf("the rewritten row (%q) hashes to the sealed leaf", s.Message)
 	}
-	if _, err := f.reader.ProveEntry(t.Context(), deleted.ID, 0); err != nil {
-		t.Errorf("the entry deleted before its seal has no seal: %v", err)
+	page, err := f.store.Feed(t.Context(), logstore.Filter{}, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := leafOf(deleted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Missing) != 1 || page.Missing[0].ID != deleted.ID || !bytes.Equal(page.Missing[0].LeafHash, gone[:]) {
+		t.Errorf("the feed's missing leaves %+v, want the deleted entry's, as acknowledged (%x)", page.Missing, gone)
 	}
 }
 
@@ -467,10 +478,11 @@ func TestMalformedQueuedLeafIsHashedFromTheRow(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	id := uuid.Must(uuid.NewV7())
-	if _, err := f.pool.Exec(t.Context(), `WITH s AS (
-		INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, actor)
-		VALUES ($1, now(), 'INFO', 'ledger', 'by SQL', 'c', 'test') RETURNING id, "timestamp")
-		INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes) SELECT ARRAY[id], ARRAY["timestamp"], ARRAY['\x0102'::bytea] FROM s`, id); err != nil {
+	if _, err := f.pool.Exec(t.Context(), `WITH q AS (
+		INSERT INTO ledger_queue (log_ids, log_timestamps, leaf_hashes)
+		VALUES (ARRAY[$1::uuid], ARRAY[now()], ARRAY['\x0102'::bytea]) RETURNING id)
+		INSERT INTO system_logs (id, "timestamp", level, category, message, correlation_id, actor, ledger_tx)
+		SELECT $1, now(), 'INFO', 'ledger', 'by SQL', 'c', 'test', id FROM q`, id); err != nil {
 		t.Fatal(err)
 	}
 	after, err := f.store.Insert(t.Context(), entry("after it"))

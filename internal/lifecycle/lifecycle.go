@@ -440,13 +440,16 @@ func (m *Maintainer) drop(ctx context.Context, c *pgx.Conn, p Partition, dryRun 
 			}
 			notHeld = "NOT " + heldCondition
 		}
-		// Each entry looks up its leaf by log_id: a cost in the partition's
-		// rows. (A join may merge along the whole ledger's log_id index:
-		// 31 s for a partition of 1M rows beside a ledger of 30M.)
+		// The partition's entries find their leaves through the blocks
+		// that sealed their write transactions (ledger_tx), each block
+		// read once: a cost in the partition's rows, not the ledger's.
 		rows, err := tx.Query(ctx, `SELECT min(seq), max(seq) FROM (
   SELECT l.seq, l.seq - row_number() OVER (ORDER BY l.seq) AS island
-  FROM `+name+` s CROSS JOIN LATERAL (SELECT e.seq FROM ledger_entries e
-    WHERE e.log_id = s.id AND e.log_timestamp = s."timestamp" LIMIT 1) l
+  FROM (SELECT DISTINCT ledger_tx FROM `+name+` WHERE ledger_tx IS NOT NULL) t
+  JOIN ledger_blocks b ON b.tx = t.ledger_tx
+  CROSS JOIN LATERAL ROWS FROM (unnest(b.log_ids), unnest(b.log_timestamps)) WITH ORDINALITY AS u (id, ts, ord)
+  CROSS JOIN LATERAL (SELECT b.first_seq + u.ord - 1 AS seq) l
+  JOIN `+name+` s ON s.id = u.id AND s."timestamp" = u.ts
   WHERE `+notHeld+`) AS retired
 GROUP BY island ORDER BY 1`)
 		if err != nil {

@@ -229,7 +229,7 @@ func storeAt(t *testing.T, pool *pgxpool.Pool, stamps []time.Time, categories []
 // seqsOf returns the seqs of ids, ascending.
 func seqsOf(t *testing.T, pool *pgxpool.Pool, ids []uuid.UUID) []int64 {
 	t.Helper()
-	rows, err := pool.Query(t.Context(), "SELECT seq FROM ledger_entries WHERE log_id = ANY ($1) ORDER BY seq", ids)
+	rows, err := pool.Query(t.Context(), "SELECT seq FROM ledger_leaves WHERE log_id = ANY ($1) ORDER BY seq", ids)
 	if err != nil {
 		t.Fatal(err)
 	}

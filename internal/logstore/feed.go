@@ -17,11 +17,21 @@ type Seal struct {
 	LeafHash []byte
 }
 
-// Seals returns the seal of each of ids that is sealed; an unsealed one
-// is absent from the map. It reads on the read pool. It returns
-// ErrReadTimeout or ErrUnavailable (wrapped) on failure.
-func (s *Store) Seals(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]Seal, error) {
-	if len(ids) == 0 {
+// Seals returns the seal of each of rows that is sealed, by id; an
+// unsealed one is absent from the map. An entry's seal is found through
+// its ledger_tx: the block that sealed its write transaction, read once for
+// all its entries. It reads on the read pool. It returns ErrReadTimeout or
+// ErrUnavailable (wrapped) on failure.
+func (s *Store) Seals(ctx context.Context, rows []db.SystemLog) (map[uuid.UUID]Seal, error) {
+	var txs []int64
+	seen := map[int64]bool{}
+	for _, r := range rows {
+		if r.LedgerTx != nil && !seen[*r.LedgerTx] {
+			seen[*r.LedgerTx] = true
+			txs = append(txs, *r.LedgerTx)
+		}
+	}
+	if len(txs) == 0 {
 		return nil, nil
 	}
 	release, err := s.reading(ctx)
@@ -29,13 +39,21 @@ func (s *Store) Seals(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]Seal,
 		return nil, err
 	}
 	defer release()
-	rows, err := s.read.SealsOf(ctx, ids)
+	blocks, err := s.read.BlocksOf(ctx, txs)
 	if err != nil {
 		return nil, fmt.Errorf("read seals: %w", translateRead(err))
 	}
-	out := make(map[uuid.UUID]Seal, len(rows))
+	want := make(map[uuid.UUID]bool, len(rows))
 	for _, r := range rows {
-		out[r.LogID] = Seal{Seq: r.Seq, LeafHash: r.LeafHash}
+		want[r.ID] = true
+	}
+	out := make(map[uuid.UUID]Seal, len(rows))
+	for _, b := range blocks {
+		for i, id := range b.LogIds {
+			if want[id] && i < len(b.LeafHashes) {
+				out[id] = Seal{Seq: b.FirstSeq + int64(i), LeafHash: b.LeafHashes[i]}
+			}
+		}
 	}
 	return out, nil
 }
@@ -43,6 +61,9 @@ func (s *Store) Seals(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]Seal,
 // FeedScan bounds how many sealed entries one feed page reads, whatever
 // its filters match, so a page costs the same however rare the matches.
 const FeedScan = 10_000
+
+// feedWindow is the fewest leaves a feed query reads at once.
+const feedWindow = 256
 
 // SealedEntry is an entry with its seal.
 type SealedEntry struct {
@@ -139,20 +160,34 @@ func (s *Store) feed(ctx context.Context, f Filter, after, scan int64, limit int
 				return fmt.Errorf("read tree size: %w", err)
 			}
 		}
-		var err error
-		rows, err = q.Feed(ctx, db.FeedParams{
-			After:         after,
-			Scan:          scan,
-			Levels:        f.levels(),
-			Category:      f.Category,
-			CorrelationID: f.CorrelationID,
-			UserID:        f.UserID,
-			TraceID:       f.TraceID,
-			Since:         f.Since,
-			Until:         f.Until,
-			RowLimit:      limit,
-		})
-		return err
+		// Windows of the range, each twice the last, until the page is
+		// full: the query looks up every leaf of its window before it
+		// sorts, so a page whose filters match most leaves reads about
+		// limit of them, not the whole scan.
+		pos, end := after, after+scan
+		window := max(int64(limit), feedWindow)
+		for pos < end && len(rows) < int(limit) && (!withSize || pos < size) {
+			w := min(window, end-pos)
+			got, err := q.Feed(ctx, db.FeedParams{
+				After:         pos,
+				Scan:          w,
+				Levels:        f.levels(),
+				Category:      f.Category,
+				CorrelationID: f.CorrelationID,
+				UserID:        f.UserID,
+				TraceID:       f.TraceID,
+				Since:         f.Since,
+				Until:         f.Until,
+				RowLimit:      limit - int32(len(rows)),
+			})
+			if err != nil {
+				return err
+			}
+			rows = append(rows, got...)
+			pos += w
+			window = min(2*window, int64(FeedScan))
+		}
+		return nil
 	})
 	if err != nil {
 		return FeedPage{}, 0, fmt.Errorf("read feed: %w", translateRead(err))

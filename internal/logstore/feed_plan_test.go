@@ -14,10 +14,10 @@ import (
 
 // TestFeedPlanLooksUpEachLeafInItsPartition runs feed pages through the
 // store against planRows sealed entries in daily partitions and checks the
-// plan PostgreSQL makes for them: the leaves come in seq order from
-// ledger_entries' primary key, starting at the page's position, and each
-// leaf's entry is one primary-key lookup in the one partition its
-// timestamp names. The plan PostgreSQL prefers for a plain join (a hash
+// plan PostgreSQL makes for them: the leaves come from the blocks of
+// ledger_blocks' primary key, starting at the block of the page's
+// position, and each leaf's entry is one primary-key lookup in the one
+// partition its timestamp names. The plan PostgreSQL prefers for a plain join (a hash
 // join over a sequential scan of every partition) costs a page the whole
 // table, and so grows with it.
 func TestFeedPlanLooksUpEachLeafInItsPartition(t *testing.T) {
@@ -25,13 +25,17 @@ func TestFeedPlanLooksUpEachLeafInItsPartition(t *testing.T) {
 	ctx := t.Context()
 	pool, rec := planDatabase(t)
 	parts := loadPartitions(t, pool)
-	// Seal every row, in timestamp order, as the sequencer would have.
-	if _, err := pool.Exec(ctx, `INSERT INTO ledger_entries (seq, log_id, log_timestamp, hashes, sealed_at)
-SELECT row_number() OVER (ORDER BY "timestamp", id), id, "timestamp", decode(repeat('00', 32), 'hex'), now()
-FROM system_logs`); err != nil {
+	// Seal every row, in timestamp order, in blocks of 1000, as the
+	// sequencer would have.
+	if _, err := pool.Exec(ctx, `INSERT INTO ledger_blocks (first_seq, last_seq, first_index, tx, log_ids, log_timestamps, leaf_hashes, hashes, sealed_at)
+SELECT min(seq), max(seq), 0, -((seq - 1) / 1000 + 1), array_agg(id ORDER BY seq), array_agg(ts ORDER BY seq),
+       array_agg(zero ORDER BY seq), string_agg(zero, ''::bytea ORDER BY seq), now()
+FROM (SELECT row_number() OVER (ORDER BY "timestamp", id) AS seq, id, "timestamp" AS ts, decode(repeat('00', 32), 'hex') AS zero
+      FROM system_logs) r
+GROUP BY (seq - 1) / 1000`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) ledger_entries"); err != nil {
+	if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) ledger_blocks"); err != nil {
 		t.Fatal(err)
 	}
 	store := logstore.New(pool)
@@ -59,7 +63,7 @@ FROM system_logs`); err != nil {
 			}
 			var feed *recordedQuery
 			for i := range queries {
-				if strings.Contains(queries[i].SQL, "FROM ledger_entries l") {
+				if strings.Contains(queries[i].SQL, "FROM ledger_blocks b") {
 					feed = &queries[i]
 				}
 			}
@@ -74,26 +78,29 @@ FROM system_logs`); err != nil {
 	}
 }
 
-// checkFeedPlan fails t unless plan reads the leaves by ledger_entries'
-// primary key from the page's position and looks up each one's entry by
+// checkFeedPlan fails t unless plan reads the blocks by ledger_blocks'
+// primary key from the page's position and looks up each leaf's entry by
 // primary key in one partition: no sequential scan of a partition bigger
 // than smallBranch, no hash join, and no more partition lookups than leaves.
+// (It sorts the leaves of its window: as many as the page needs.)
 func checkFeedPlan(t *testing.T, parts partitions, plan *planNode) {
 	t.Helper()
 	var leaves, lookups float64
+	var blocks bool
 	plan.walk(func(n *planNode) {
 		switch n.NodeType {
-		case "Hash Join", "Merge Join", "Hash", "Sort":
+		case "Hash Join", "Merge Join", "Hash":
 			t.Errorf("%s in the feed's plan:\n%s", n.NodeType, plan)
 		case "Seq Scan", "Bitmap Heap Scan":
-			if parts.rows[n.RelationName] > smallBranch {
+			if n.RelationName == "ledger_blocks" || parts.rows[n.RelationName] > smallBranch {
 				t.Errorf("reads %s with a %s:\n%s", n.RelationName, n.NodeType, plan)
 			}
+		case "Function Scan":
+			leaves += n.ActualRows * n.ActualLoops
 		case "Index Scan", "Index Only Scan":
-			if n.RelationName == "ledger_entries" {
-				leaves += n.ActualRows * n.ActualLoops
-				if !strings.Contains(n.IndexCond, "seq >") {
-					t.Errorf("the leaves' scan does not start at the page's position (Index Cond %q):\n%s", n.IndexCond, plan)
+			if n.RelationName == "ledger_blocks" {
+				if strings.Contains(n.IndexCond, "first_seq >=") {
+					blocks = true
 				}
 				return
 			}
@@ -102,8 +109,8 @@ func checkFeedPlan(t *testing.T, parts partitions, plan *planNode) {
 			}
 		}
 	})
-	if leaves == 0 {
-		t.Fatalf("no index scan of ledger_entries:\n%s", plan)
+	if !blocks {
+		t.Fatalf("no index scan of ledger_blocks from the page's block:\n%s", plan)
 	}
 	if lookups > leaves {
 		t.Errorf("%.0f partition lookups for %.0f leaves; want one each at most:\n%s", lookups, leaves, plan)

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/valhalla-platform/valhalla/gen/db"
 	"github.com/valhalla-platform/valhalla/internal/database"
 	"github.com/valhalla-platform/valhalla/internal/logstore"
 )
@@ -35,7 +36,7 @@ func smallPools(t *testing.T, pool *pgxpool.Pool, mainConns, readConns int32, re
 	return logstore.New(open(mainConns, 0), logstore.WithReadPool(open(readConns, readTimeout)))
 }
 
-// lockLedger holds an exclusive lock on ledger_entries until the test
+// lockLedger holds an exclusive lock on ledger_blocks until the test
 // ends, so that every read of the ledger waits.
 func lockLedger(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
@@ -44,7 +45,7 @@ func lockLedger(t *testing.T, pool *pgxpool.Pool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	if _, err := tx.Exec(t.Context(), "LOCK TABLE ledger_entries IN ACCESS EXCLUSIVE MODE"); err != nil {
+	if _, err := tx.Exec(t.Context(), "LOCK TABLE ledger_blocks IN ACCESS EXCLUSIVE MODE"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -70,7 +71,8 @@ func TestLedgerReadsRunOutOfTimeOnTheReadPool(t *testing.T) {
 			return err
 		}},
 		{"seals", func(ctx context.Context) error {
-			_, err := store.Seals(ctx, []uuid.UUID{uuid.New()})
+			tx := int64(1)
+			_, err := store.Seals(ctx, []db.SystemLog{{ID: uuid.New(), LedgerTx: &tx}})
 			return err
 		}},
 		{"unsealed", func(ctx context.Context) error {

@@ -44,6 +44,7 @@ type pendingWrite struct {
 	ctx  context.Context
 	row  db.CopyLogsParams
 	leaf []byte     // the row's leaf hash, or nil (leafHash)
+	tx   int64      // once stored, its queue row (ledger_tx)
 	done chan error // receives the row's outcome, once
 }
 
@@ -61,8 +62,9 @@ type grouper struct {
 // write queues row and returns once it is committed, or with the error
 // that kept it out (database.ErrUnavailable or ErrInvalidText, wrapped), or ctx's
 // error when ctx ends first; the row may then still be committed, as a
-// statement interrupted on its way may be.
-func (g *grouper) write(ctx context.Context, row db.CopyLogsParams) error {
+// statement interrupted on its way may be. Stored, it returns the row's
+// ledger_tx.
+func (g *grouper) write(ctx context.Context, row db.CopyLogsParams) (int64, error) {
 	// The leaf hash is computed here, in the writer's goroutine, not in
 	// the one writing the group.
 	p := &pendingWrite{ctx: ctx, row: row, leaf: leafHash(row), done: make(chan error, 1)}
@@ -78,9 +80,9 @@ func (g *grouper) write(ctx context.Context, row db.CopyLogsParams) error {
 	}
 	select {
 	case err := <-p.done:
-		return err
+		return p.tx, err
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
@@ -172,12 +174,15 @@ func (g *grouper) insert(ctx context.Context, group []*pendingWrite) error {
 			p.TraceIds[i] = *r.TraceID
 		}
 	}
-	stored, err := g.q.InsertQueuedLogs(ctx, p)
+	r, err := g.q.InsertQueuedLogs(ctx, p)
 	if err != nil {
 		return fmt.Errorf("insert %d logs: %w", n, translate(err))
 	}
-	if stored != int64(n) {
-		return fmt.Errorf("insert logs: stored %d of %d rows", stored, n)
+	if r.Stored != int64(n) {
+		return fmt.Errorf("insert logs: stored %d of %d rows", r.Stored, n)
+	}
+	for _, w := range group {
+		w.tx = r.Tx
 	}
 	return nil
 }

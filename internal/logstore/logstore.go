@@ -204,9 +204,11 @@ func (s *Store) Insert(ctx context.Context, e Entry) (db.SystemLog, error) {
 	if err != nil {
 		return db.SystemLog{}, err
 	}
-	if err := s.grouper.write(ctx, p); err != nil {
+	tx, err := s.grouper.write(ctx, p)
+	if err != nil {
 		return db.SystemLog{}, err
 	}
+	p.LedgerTx = &tx
 	return db.SystemLog(p), nil
 }
 
@@ -223,23 +225,27 @@ func copyEntries(ctx context.Context, q *db.Queries, entries []Entry) ([]db.Syst
 		}
 		rows[i] = p
 	}
+	ids := make([]uuid.UUID, len(rows))
+	stamps := make([]time.Time, len(rows))
+	leaves := make([][]byte, len(rows))
+	for i, r := range rows {
+		ids[i], stamps[i], leaves[i] = r.ID, r.Timestamp, leafHash(r)
+	}
+	tx, err := q.QueueLogs(ctx, db.QueueLogsParams{Ids: ids, Timestamps: stamps, LeafHashes: leaves})
+	if err != nil {
+		return nil, fmt.Errorf("queue %d logs for sealing: %w", len(ids), translate(err))
+	}
+	out := make([]db.SystemLog, len(rows))
+	for i := range rows {
+		rows[i].LedgerTx = &tx
+		out[i] = db.SystemLog(rows[i])
+	}
 	n, err := q.CopyLogs(ctx, rows)
 	if err != nil {
 		return nil, fmt.Errorf("copy %d logs: %w", len(rows), translate(err))
 	}
 	if n != int64(len(rows)) {
 		return nil, fmt.Errorf("copy logs: stored %d of %d rows", n, len(rows))
-	}
-	out := make([]db.SystemLog, len(rows))
-	ids := make([]uuid.UUID, len(rows))
-	stamps := make([]time.Time, len(rows))
-	leaves := make([][]byte, len(rows))
-	for i, r := range rows {
-		out[i] = db.SystemLog(r)
-		ids[i], stamps[i], leaves[i] = r.ID, r.Timestamp, leafHash(r)
-	}
-	if err := q.QueueLogs(ctx, db.QueueLogsParams{Ids: ids, Timestamps: stamps, LeafHashes: leaves}); err != nil {
-		return nil, fmt.Errorf("queue %d logs for sealing: %w", len(ids), translate(err))
 	}
 	return out, nil
 }
