@@ -506,6 +506,11 @@ func dedicatedConn(pool *pgxpool.Pool, job string) func(ctx context.Context) (*p
 	return func(ctx context.Context) (*pgx.Conn, error) {
 		cfg := pool.Config().ConnConfig.Copy()
 		cfg.RuntimeParams["application_name"] = name
-		return pgx.ConnectConfig(ctx, cfg)
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		database.RegisterTypes(conn.TypeMap())
+		return conn, nil
 	}
 }

@@ -477,16 +477,22 @@ func (q *Queries) TreeSize(ctx context.Context) (int64, error) {
 }
 
 const unsealedLogs = `-- name: UnsealedLogs :many
+WITH known AS MATERIALIZED (
+    SELECT u.id FROM ledger_blocks b CROSS JOIN LATERAL unnest(b.log_ids) AS u (id)
+    UNION ALL
+    SELECT u.id FROM ledger_queue q CROSS JOIN LATERAL unnest(q.log_ids) AS u (id)
+)
 SELECT s.id, s.timestamp, s.level, s.category, s.message, s.correlation_id, s.user_id, s.context, s.trace_id, s.actor, s.ledger_tx FROM system_logs s
-WHERE NOT EXISTS (SELECT 1 FROM ledger_blocks b WHERE b.tx = s.ledger_tx AND s.id = ANY (b.log_ids))
-  AND NOT EXISTS (SELECT 1 FROM ledger_queue q WHERE q.id = s.ledger_tx AND s.id = ANY (q.log_ids))
+WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.id = s.id)
 ORDER BY s."timestamp", s.id
 LIMIT $1
 `
 
 // UnsealedLogs returns entries of system_logs that are neither sealed nor
-// queued: stored behind the API's back (or pointed, by SQL, at a block or
-// queue row that does not hold them). It reads the whole table.
+// queued: stored behind the API's back. It reads the whole table, and
+// every leaf's id once, into one hash (a row's ledger_tx is not trusted
+// here: a row pointed by SQL at another block is still found, and one
+// whose pointer is wrong but whose leaf exists is not reported).
 func (q *Queries) UnsealedLogs(ctx context.Context, rowLimit int32) ([]SystemLog, error) {
 	rows, err := q.db.Query(ctx, unsealedLogs, rowLimit)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -115,11 +116,19 @@ func Config(url string, opts ...Option) (*pgxpool.Config, error) {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
 	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
-		registerUUID(conn.TypeMap())
-		registerJSONB(conn.TypeMap())
+		RegisterTypes(conn.TypeMap())
 		return nil
 	}
 	return cfg, nil
+}
+
+// RegisterTypes teaches m the codecs every connection of the server uses
+// (uuid and uuid[] in binary, jsonb as its text): pool connections get
+// them on connect; a connection opened on its own (pgx.ConnectConfig) must
+// be given them.
+func RegisterTypes(m *pgtype.Map) {
+	registerUUID(m)
+	registerJSONB(m)
 }
 
 // OpenConfig is Open for a configuration from Config that the caller has

@@ -13,9 +13,13 @@ import (
 // single write that was about a tenth of the store's CPU.
 type uuidCodec struct{ pgtype.UUIDCodec }
 
-// registerUUID makes m encode and scan uuid.UUID in binary.
+// registerUUID makes m encode and scan uuid.UUID in binary, alone and as
+// the elements of a uuid[] (whose codec names its element's type: the one
+// registered before, unless registered again).
 func registerUUID(m *pgtype.Map) {
-	m.RegisterType(&pgtype.Type{Name: "uuid", OID: pgtype.UUIDOID, Codec: uuidCodec{}})
+	t := &pgtype.Type{Name: "uuid", OID: pgtype.UUIDOID, Codec: uuidCodec{}}
+	m.RegisterType(t)
+	m.RegisterType(&pgtype.Type{Name: "_uuid", OID: pgtype.UUIDArrayOID, Codec: &pgtype.ArrayCodec{ElementType: t}})
 }
 
 // PlanEncode implements pgtype.Codec.
