@@ -386,36 +386,41 @@ func (s *subscriber) read(body io.Reader) {
 	}
 }
 
-// events handles the complete events in b, read at at.
+// events handles the complete events in b, read at at, in one pass: each
+// event is found by the blank line that ends it (a '\n' is rare in an
+// event, so the search skips through its data), and only an entry event's
+// id line, and a sampled one's timestamp, are looked at.
 func (s *subscriber) events(b []byte, at time.Time) {
-	s.got.Add(int64(bytes.Count(b, []byte("\nevent: entry\n"))))
-	for {
-		i := bytes.Index(b, []byte("id: "))
-		if i < 0 {
-			return
-		}
-		b = b[i+4:]
-		nl := bytes.IndexByte(b, '\n')
-		if nl < 0 {
-			return
-		}
-		seq, err := strconv.ParseInt(string(b[:nl]), 10, 64)
-		if err != nil || seq%latencySample != 0 {
-			continue
-		}
+	var n int64
+	for len(b) > 0 {
 		end := bytes.Index(b, []byte("\n\n"))
 		if end < 0 {
 			end = len(b)
 		}
 		ev := b[:end]
-		if !bytes.Contains(ev, []byte("\nevent: entry\n")) {
+		b = b[min(end+2, len(b)):]
+		id, ok := bytes.CutPrefix(ev, []byte("id: "))
+		if !ok {
 			continue
 		}
-		i = bytes.Index(ev, timestampField)
+		nl := bytes.IndexByte(id, '\n')
+		if nl < 0 {
+			continue
+		}
+		rest, ok := bytes.CutPrefix(id[nl+1:], []byte("event: entry\n"))
+		if !ok {
+			continue
+		}
+		n++
+		seq, err := strconv.ParseInt(string(id[:nl]), 10, 64)
+		if err != nil || seq%latencySample != 0 {
+			continue
+		}
+		i := bytes.Index(rest, timestampField)
 		if i < 0 {
 			continue
 		}
-		rest := ev[i+len(timestampField):]
+		rest = rest[i+len(timestampField):]
 		j := bytes.IndexByte(rest, '"')
 		if j < 0 {
 			continue
@@ -429,6 +434,7 @@ func (s *subscriber) events(b []byte, at time.Time) {
 			s.arrivals[seq] = at
 		}
 	}
+	s.got.Add(n)
 }
 
 // tailParts are the parts of the tail's deliveries (see TailParts).

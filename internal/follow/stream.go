@@ -61,20 +61,25 @@ func (s *Subscription) Stream(ctx context.Context, w Writer, after *int64) error
 			return quiet(err)
 		}
 	}
-	from, err := s.attach(ctx)
-	if err != nil {
-		return nil // ctx is done: the client is gone
-	}
+	var size int64
 	if after == nil {
-		// The end of the trail now: the poller may be a poll behind it,
-		// and what it dispatches up to there is skipped below.
-		size, err := s.hub.opts.Store.TreeSize(ctx)
-		if err != nil {
+		// The end of the trail now, read before joining the fan-out: the
+		// poller may be a poll behind it, and what it dispatches up to
+		// there is skipped below; read after joining, it could already
+		// count entries sealed since, which would be skipped too.
+		var err error
+		if size, err = s.hub.opts.Store.TreeSize(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+	}
+	from, err := s.attach(ctx)
+	if err != nil {
+		return nil // ctx is done: the client is gone
+	}
+	if after == nil {
 		last = max(from, size)
 	} else if from > last {
 		// What was sealed while catching up, up to where the fan-out starts.
