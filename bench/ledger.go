@@ -522,7 +522,7 @@ func (res *ledgerResults) readDataset(ctx context.Context, cfg config, env *benc
 	if rows != size || queued != 0 || keyErr != nil {
 		env.progress("sealing the %d rows of the dataset (once; it stays sealed in the data dir)", rows)
 		start := time.Now()
-		if _, err := pool.Exec(ctx, `TRUNCATE ledger_blocks, ledger_checkpoints, ledger_queue`); err != nil {
+		if _, err := pool.Exec(ctx, `TRUNCATE ledger_blocks, ledger_checkpoints, ledger_queue, ledger_retired_ids`); err != nil {
 			return fmt.Errorf("dataset ledger: %w", err)
 		}
 		// One queue row per 1,000 entries, as batches of the API queue

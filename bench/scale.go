@@ -338,7 +338,7 @@ func prepareScale(ctx context.Context, env *benchEnv, rows int) (*scaleSize, err
 		// take the sequencer 10M/4,700 s, 35 minutes. These databases
 		// are for measuring; valhalla verify fails on them.
 		env.progress("writing the ledger rows of %s entries (stand-in hashes)", thousands(int64(rows)))
-		if _, err := pool.Exec(ctx, `TRUNCATE ledger_blocks, ledger_checkpoints, ledger_queue`); err != nil {
+		if _, err := pool.Exec(ctx, `TRUNCATE ledger_blocks, ledger_checkpoints, ledger_queue, ledger_retired_ids`); err != nil {
 			return nil, fmt.Errorf("ledger rows: %w", err)
 		}
 		// Blocks of 1,000, as batches seal, each entry pointing at its own.
@@ -388,6 +388,7 @@ func forgetEarlierRuns(ctx context.Context, pool *pgxpool.Pool, rows int, progre
 	}{
 		{`DELETE FROM ledger_queue`, nil},
 		{`DELETE FROM ledger_retirements`, nil}, // of the partitions the drop runs made and dropped
+		{`DELETE FROM ledger_retired_ids`, nil},
 		{`DELETE FROM ledger_blocks WHERE first_seq > $1`, []any{rows}},
 		{`DELETE FROM ledger_checkpoints WHERE tree_size > $1`, []any{rows}},
 	} {

@@ -49,16 +49,9 @@ WHERE e.id = sqlc.arg(id)::uuid AND array_position(b.log_ids, e.id) IS NOT NULL
   AND (sqlc.narg('to')::timestamptz IS NULL OR e."timestamp" < sqlc.narg('to')::timestamptz)
 LIMIT 1;
 
--- name: SealInRange :one
--- SealInRange returns the seq of the entry id if it is a leaf with seq in
--- [from_seq, to_seq], reading that range's blocks: how a proof finds an
--- entry retention has dropped, whose ledger_tx went with it.
-SELECT (b.first_seq + array_position(b.log_ids, sqlc.arg(id)::uuid) - 1)::bigint AS seq
-FROM ledger_blocks b
-WHERE b.first_seq >= coalesce((SELECT max(f.first_seq) FROM ledger_blocks f WHERE f.first_seq <= sqlc.arg(from_seq)::bigint), 1)
-  AND b.first_seq <= sqlc.arg(to_seq)::bigint
-  AND sqlc.arg(id)::uuid = ANY (b.log_ids)
-LIMIT 1;
+-- name: RetiredSealOf :one
+-- RetiredSealOf returns the seq of the entry id if retention dropped it.
+SELECT seq FROM ledger_retired_ids WHERE log_id = $1;
 
 -- name: IsQueued :one
 -- IsQueued reports whether the entry id waits to be sealed. It reads the

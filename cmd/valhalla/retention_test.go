@@ -107,8 +107,18 @@ func TestRetentionRunHoldsAndVerify(t *testing.T) {
 		t.Fatalf("the dry run changed the table: %d entries, want 8", n)
 	}
 
+	before, err := srv.Client.GetSystemLogProofWithResponse(ctx(t), old1[1], &api.GetSystemLogProofParams{})
+	if err != nil || before.JSON200 == nil {
+		t.Fatalf("proof before retention: %v %s", err, before.Body)
+	}
 	if out, err = srv.command(t, "retention", "run", "--retention", "30d"); err != nil || !strings.Contains(out, "dropped 2 partitions: 3 entries retired, 2 kept by legal holds") {
 		t.Fatalf("retention run: %v\n%s", err, out)
+	}
+	// The tree stays whole: a retired entry still has its proof.
+	after, err := srv.Client.GetSystemLogProofWithResponse(ctx(t), old1[1], &api.GetSystemLogProofParams{})
+	if err != nil || after.JSON200 == nil || after.JSON200.Seq != before.JSON200.Seq ||
+		string(after.JSON200.LeafHash) != string(before.JSON200.LeafHash) {
+		t.Errorf("proof of a retired entry: %v %d %s, want seq %d", err, after.StatusCode(), after.Body, before.JSON200.Seq)
 	}
 	for _, id := range []uuid.UUID{old1[0], old2[1]} {
 		resp, err := srv.Client.GetSystemLogWithResponse(ctx(t), id, &api.GetSystemLogParams{})

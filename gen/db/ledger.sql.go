@@ -361,26 +361,13 @@ func (q *Queries) QueueStats(ctx context.Context) (QueueStatsRow, error) {
 	return i, err
 }
 
-const sealInRange = `-- name: SealInRange :one
-SELECT (b.first_seq + array_position(b.log_ids, $1::uuid) - 1)::bigint AS seq
-FROM ledger_blocks b
-WHERE b.first_seq >= coalesce((SELECT max(f.first_seq) FROM ledger_blocks f WHERE f.first_seq <= $2::bigint), 1)
-  AND b.first_seq <= $3::bigint
-  AND $1::uuid = ANY (b.log_ids)
-LIMIT 1
+const retiredSealOf = `-- name: RetiredSealOf :one
+SELECT seq FROM ledger_retired_ids WHERE log_id = $1
 `
 
-type SealInRangeParams struct {
-	ID      uuid.UUID
-	FromSeq int64
-	ToSeq   int64
-}
-
-// SealInRange returns the seq of the entry id if it is a leaf with seq in
-// [from_seq, to_seq], reading that range's blocks: how a proof finds an
-// entry retention has dropped, whose ledger_tx went with it.
-func (q *Queries) SealInRange(ctx context.Context, arg SealInRangeParams) (int64, error) {
-	row := q.db.QueryRow(ctx, sealInRange, arg.ID, arg.FromSeq, arg.ToSeq)
+// RetiredSealOf returns the seq of the entry id if retention dropped it.
+func (q *Queries) RetiredSealOf(ctx context.Context, logID uuid.UUID) (int64, error) {
+	row := q.db.QueryRow(ctx, retiredSealOf, logID)
 	var seq int64
 	err := row.Scan(&seq)
 	return seq, err

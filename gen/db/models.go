@@ -68,6 +68,11 @@ type LedgerQueue struct {
 	QueuedAt      time.Time
 }
 
+type LedgerRetiredID struct {
+	LogID uuid.UUID
+	Seq   int64
+}
+
 type LedgerRetirement struct {
 	ID        int64
 	Partition string

@@ -2,6 +2,7 @@ package database
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"time"
 
@@ -135,6 +136,59 @@ func TestLeavesMigrateToBlocks(t *testing.T) {
 	for i, l := range back {
 		if l.Seq != leaves[i].Seq || l.ID != leaves[i].ID || !bytes.Equal(l.Hashes, leaves[i].Hashes) {
 			t.Fatalf("leaf %d after migrating down: %d %s %x, want %d %s %x", i, l.Seq, l.ID, l.Hashes, leaves[i].Seq, leaves[i].ID, leaves[i].Hashes)
+		}
+	}
+}
+
+// TestRetiredIDsBackfill: migration 00081 fills ledger_retired_ids with the
+// leaves of the retention records written before it (and only those), by
+// id, across blocks.
+func TestRetiredIDsBackfill(t *testing.T) {
+	ctx := t.Context()
+	pool, err := Open(ctx, pgtest.NewDatabase(t), 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	p, sqlDB, err := provider(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	if _, err := p.UpTo(ctx, 80); err != nil {
+		t.Fatal(err)
+	}
+	// Leaves 1-3 in one block, 4-6 in another; seqs 2-3 and 5 retired.
+	ids := make([]uuid.UUID, 6)
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7())
+	}
+	now := time.Now().UTC()
+	zero := make([]byte, 32)
+	for i, b := range [][]uuid.UUID{ids[:3], ids[3:]} {
+		first := int64(3*i + 1)
+		if _, err := pool.Exec(ctx, `INSERT INTO ledger_blocks (first_seq, last_seq, first_index, tx, log_ids, log_timestamps, leaf_hashes, hashes, sealed_at)
+			VALUES ($1, $2, 0, $3, $4, ARRAY[$5::timestamptz, $5, $5], ARRAY[$6::bytea, $6, $6], $7, $5)`,
+			first, first+2, -first, b, now, zero, bytes.Repeat(zero, 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO ledger_retirements (partition, range_from, range_to, policy, seq_ranges, retired, held, retired_at, note)
+		VALUES ('p', $1, $1, 'retention 30d', '2-3,5-5', 3, 0, $1, 'n')`, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q := db.New(pool)
+	for i, id := range ids {
+		seq, err := q.RetiredSealOf(ctx, id)
+		retired := i == 1 || i == 2 || i == 4
+		switch {
+		case retired && (err != nil || seq != int64(i+1)):
+			t.Errorf("retired leaf %d: seq %d (%v), want %d", i+1, seq, err, i+1)
+		case !retired && !errors.Is(err, pgx.ErrNoRows):
+			t.Errorf("leaf %d, not retired, is in ledger_retired_ids (seq %d, %v)", i+1, seq, err)
 		}
 	}
 }

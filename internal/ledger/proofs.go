@@ -247,11 +247,10 @@ func idTime(id uuid.UUID) (time.Time, bool) {
 
 // sealOf returns the seq of the entry id, or pgx.ErrNoRows when it has
 // none: found through its stored row (in the partition its id's time names,
-// else in any), else, for an entry retention dropped, among the leaves of
-// the retirement records whose partition its id's time falls in.
+// else in any), else, for an entry retention dropped, in
+// ledger_retired_ids.
 func sealOf(ctx context.Context, q *db.Queries, id uuid.UUID) (int64, error) {
-	t, v7 := idTime(id)
-	if v7 {
+	if t, ok := idTime(id); ok {
 		from, to := t.Add(-idSlack), t.Add(idSlack)
 		seq, err := q.SealOf(ctx, db.SealOfParams{ID: id, From: &from, To: &to})
 		if !errors.Is(err, pgx.ErrNoRows) {
@@ -259,27 +258,8 @@ func sealOf(ctx context.Context, q *db.Queries, id uuid.UUID) (int64, error) {
 		}
 	}
 	seq, err := q.SealOf(ctx, db.SealOfParams{ID: id})
-	if !errors.Is(err, pgx.ErrNoRows) || !v7 {
+	if !errors.Is(err, pgx.ErrNoRows) {
 		return seq, err
 	}
-	records, err := q.ListRetirements(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range records {
-		if t.Before(r.RangeFrom.Add(-idSlack)) || !t.Before(r.RangeTo.Add(idSlack)) {
-			continue
-		}
-		ranges, err := ParseSeqRanges(r.SeqRanges)
-		if err != nil {
-			continue // its record is malformed: verify says so
-		}
-		for _, sr := range ranges {
-			seq, err := q.SealInRange(ctx, db.SealInRangeParams{ID: id, FromSeq: sr.From, ToSeq: sr.To})
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return seq, err
-			}
-		}
-	}
-	return 0, pgx.ErrNoRows
+	return q.RetiredSealOf(ctx, id)
 }

@@ -497,6 +497,18 @@ func (m *Maintainer) replace(ctx context.Context, tx pgx.Tx, p Partition, d Drop
 			return err
 		}
 	}
+	// The retired entries' seqs by id, for their proofs: their rows, and
+	// the ledger_tx that leads to their blocks, go with p.
+	if _, err := tx.Exec(ctx, `INSERT INTO ledger_retired_ids (log_id, seq)
+SELECT u.id, b.first_seq + u.ord - 1
+FROM (SELECT DISTINCT ledger_tx FROM `+name+` WHERE ledger_tx IS NOT NULL) t
+JOIN ledger_blocks b ON b.tx = t.ledger_tx
+CROSS JOIN LATERAL ROWS FROM (unnest(b.log_ids), unnest(b.log_timestamps)) WITH ORDINALITY AS u (id, ts, ord)
+JOIN `+name+` s ON s.id = u.id AND s."timestamp" = u.ts
+WHERE NOT `+heldCondition+`
+ON CONFLICT DO NOTHING`); err != nil {
+		return err
+	}
 	if err := detach(ctx, tx, name); err != nil {
 		return err
 	}
