@@ -30,12 +30,14 @@ VALUES (sqlc.arg(ids)::uuid[], sqlc.arg(timestamps)::timestamptz[],
         coalesce(sqlc.narg(leaf_hashes)::bytea[], array_fill(NULL::bytea, ARRAY[cardinality(sqlc.arg(ids)::uuid[])])))
 RETURNING id;
 
--- name: BlocksOf :many
--- BlocksOf returns the blocks that sealed the write transactions txs (an
--- entry's ledger_tx): where each begins and the ids and leaf hashes of its
--- entries, in seq order. A transaction not sealed yet has none.
-SELECT tx, first_seq, log_ids, leaf_hashes FROM ledger_blocks
-WHERE tx = ANY (sqlc.arg(txs)::bigint[]);
+-- name: SealsOf :many
+-- SealsOf returns the seq and leaf hash of each of ids that is sealed,
+-- found in the blocks that sealed their write transactions txs (their
+-- ledger_tx): each block is unnested once, and only ids come back.
+SELECT u.log_id::uuid AS log_id, (b.first_seq + u.ord - 1)::bigint AS seq, u.leaf_hash::bytea AS leaf_hash
+FROM ledger_blocks b
+CROSS JOIN LATERAL ROWS FROM (unnest(b.log_ids), unnest(b.leaf_hashes)) WITH ORDINALITY AS u (log_id, leaf_hash, ord)
+WHERE b.tx = ANY (sqlc.arg(txs)::bigint[]) AND u.log_id = ANY (sqlc.arg(ids)::uuid[]);
 
 -- name: SealOf :one
 -- SealOf returns the seq of the entry id: found through its ledger_tx, in

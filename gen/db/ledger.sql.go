@@ -13,46 +13,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const blocksOf = `-- name: BlocksOf :many
-SELECT tx, first_seq, log_ids, leaf_hashes FROM ledger_blocks
-WHERE tx = ANY ($1::bigint[])
-`
-
-type BlocksOfRow struct {
-	Tx         int64
-	FirstSeq   int64
-	LogIds     []uuid.UUID
-	LeafHashes [][]byte
-}
-
-// BlocksOf returns the blocks that sealed the write transactions txs (an
-// entry's ledger_tx): where each begins and the ids and leaf hashes of its
-// entries, in seq order. A transaction not sealed yet has none.
-func (q *Queries) BlocksOf(ctx context.Context, txs []int64) ([]BlocksOfRow, error) {
-	rows, err := q.db.Query(ctx, blocksOf, txs)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []BlocksOfRow
-	for rows.Next() {
-		var i BlocksOfRow
-		if err := rows.Scan(
-			&i.Tx,
-			&i.FirstSeq,
-			&i.LogIds,
-			&i.LeafHashes,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const checkpointOfSize = `-- name: CheckpointOfSize :one
 SELECT tree_size, root, note, signed_at FROM ledger_checkpoints WHERE tree_size = $1
 `
@@ -397,6 +357,47 @@ func (q *Queries) SealOf(ctx context.Context, arg SealOfParams) (int64, error) {
 	var seq int64
 	err := row.Scan(&seq)
 	return seq, err
+}
+
+const sealsOf = `-- name: SealsOf :many
+SELECT u.log_id::uuid AS log_id, (b.first_seq + u.ord - 1)::bigint AS seq, u.leaf_hash::bytea AS leaf_hash
+FROM ledger_blocks b
+CROSS JOIN LATERAL ROWS FROM (unnest(b.log_ids), unnest(b.leaf_hashes)) WITH ORDINALITY AS u (log_id, leaf_hash, ord)
+WHERE b.tx = ANY ($1::bigint[]) AND u.log_id = ANY ($2::uuid[])
+`
+
+type SealsOfParams struct {
+	Txs []int64
+	Ids []uuid.UUID
+}
+
+type SealsOfRow struct {
+	LogID    uuid.UUID
+	Seq      int64
+	LeafHash []byte
+}
+
+// SealsOf returns the seq and leaf hash of each of ids that is sealed,
+// found in the blocks that sealed their write transactions txs (their
+// ledger_tx): each block is unnested once, and only ids come back.
+func (q *Queries) SealsOf(ctx context.Context, arg SealsOfParams) ([]SealsOfRow, error) {
+	rows, err := q.db.Query(ctx, sealsOf, arg.Txs, arg.Ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SealsOfRow
+	for rows.Next() {
+		var i SealsOfRow
+		if err := rows.Scan(&i.LogID, &i.Seq, &i.LeafHash); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const storedHashes = `-- name: StoredHashes :many

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/valhalla-platform/valhalla/gen/db"
-	"github.com/valhalla-platform/valhalla/internal/pgtest"
 )
 
 // hashMap is a tlog.HashReader over hashes kept in memory.
@@ -32,19 +31,7 @@ func (m hashMap) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // pointing at its queue row; and back down again, row for row.
 func TestLeavesMigrateToBlocks(t *testing.T) {
 	ctx := t.Context()
-	pool, err := Open(ctx, pgtest.NewDatabase(t), 10*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	p, sqlDB, err := provider(pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	if _, err := p.UpTo(ctx, 72); err != nil {
-		t.Fatal(err)
-	}
+	pool, p := migratedTo(t, 72)
 	// 2,345 sealed leaves: two whole blocks of 1000 and a part of one.
 	const n = 2345
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -145,19 +132,7 @@ func TestLeavesMigrateToBlocks(t *testing.T) {
 // id, across blocks.
 func TestRetiredIDsBackfill(t *testing.T) {
 	ctx := t.Context()
-	pool, err := Open(ctx, pgtest.NewDatabase(t), 10*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	p, sqlDB, err := provider(pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	if _, err := p.UpTo(ctx, 80); err != nil {
-		t.Fatal(err)
-	}
+	pool, p := migratedTo(t, 80)
 	// Leaves 1-3 in one block, 4-6 in another; seqs 2-3 and 5 retired.
 	ids := make([]uuid.UUID, 6)
 	for i := range ids {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pressly/goose/v3"
 
 	"github.com/valhalla-platform/valhalla/internal/pgtest"
 )
@@ -17,19 +19,7 @@ import (
 // the writer queued none; and back down again.
 func TestQueueMigratesInCommitOrder(t *testing.T) {
 	ctx := t.Context()
-	pool, err := Open(ctx, pgtest.NewDatabase(t), 10*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	p, sqlDB, err := provider(pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	if _, err := p.UpTo(ctx, 70); err != nil {
-		t.Fatal(err)
-	}
+	pool, p := migratedTo(t, 70)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	write := func(tx pgx.Tx, ts time.Time, leaf []byte) uuid.UUID {
 		t.Helper()
@@ -93,4 +83,24 @@ func TestQueueMigratesInCommitOrder(t *testing.T) {
 		[]uuid.UUID{alone, earlier, later}).Scan(&n, &hashed); err != nil || n != 3 || hashed != 2 {
 		t.Errorf("after migrating down: %d queued, %d with leaf hashes (%v), want 3 and 2", n, hashed, err)
 	}
+}
+
+// migratedTo returns a pool on a new database migrated up to version, and
+// the migration provider to go on with; both close with the test.
+func migratedTo(t *testing.T, version int64) (*pgxpool.Pool, *goose.Provider) {
+	t.Helper()
+	pool, err := Open(t.Context(), pgtest.NewDatabase(t), 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	p, sqlDB, err := provider(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	if _, err := p.UpTo(t.Context(), version); err != nil {
+		t.Fatal(err)
+	}
+	return pool, p
 }

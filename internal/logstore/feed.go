@@ -19,8 +19,8 @@ type Seal struct {
 
 // Seals returns the seal of each of rows that is sealed, by id; an
 // unsealed one is absent from the map. An entry's seal is found through
-// its ledger_tx: the block that sealed its write transaction, read once for
-// all its entries. It reads on the read pool. It returns ErrReadTimeout or
+// its ledger_tx: the block that sealed its write transaction, unnested once
+// for all its entries, in PostgreSQL. It reads on the read pool. It returns ErrReadTimeout or
 // ErrUnavailable (wrapped) on failure.
 func (s *Store) Seals(ctx context.Context, rows []db.SystemLog) (map[uuid.UUID]Seal, error) {
 	var txs []int64
@@ -39,21 +39,17 @@ func (s *Store) Seals(ctx context.Context, rows []db.SystemLog) (map[uuid.UUID]S
 		return nil, err
 	}
 	defer release()
-	blocks, err := s.read.BlocksOf(ctx, txs)
+	ids := make([]uuid.UUID, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	sealed, err := s.read.SealsOf(ctx, db.SealsOfParams{Txs: txs, Ids: ids})
 	if err != nil {
 		return nil, fmt.Errorf("read seals: %w", translateRead(err))
 	}
-	want := make(map[uuid.UUID]bool, len(rows))
-	for _, r := range rows {
-		want[r.ID] = true
-	}
-	out := make(map[uuid.UUID]Seal, len(rows))
-	for _, b := range blocks {
-		for i, id := range b.LogIds {
-			if want[id] && i < len(b.LeafHashes) {
-				out[id] = Seal{Seq: b.FirstSeq + int64(i), LeafHash: b.LeafHashes[i]}
-			}
-		}
+	out := make(map[uuid.UUID]Seal, len(sealed))
+	for _, r := range sealed {
+		out[r.LogID] = Seal{Seq: r.Seq, LeafHash: r.LeafHash}
 	}
 	return out, nil
 }
