@@ -72,14 +72,14 @@ func frontier(n int64) []int64 {
 func (h *hashStore) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	var missing, seqs []int64
-	at := map[int64]int{} // index -> position in missing
+	asked := map[int64]bool{}
 	for i, idx := range indexes {
 		if v, ok := h.cache[idx]; ok {
 			out[i] = v
 			continue
 		}
-		if _, ok := at[idx]; !ok {
-			at[idx] = len(missing)
+		if !asked[idx] {
+			asked[idx] = true
 			level, k := tlog.SplitStoredHashIndex(idx)
 			missing = append(missing, idx)
 			seqs = append(seqs, (k+1)<<level)

@@ -231,13 +231,16 @@ func (e lagError) Safe() string { return e.summary }
 
 func (e lagError) Unwrap() error { return ErrLagging }
 
-// idSlack bounds how far an entry's timestamp may be from the time its
-// UUIDv7 id carries (as logstore's).
-const idSlack = time.Hour
+// IDSlack bounds how far an entry's timestamp may be from the time its
+// UUIDv7 id carries, for entries the API stored: the id is minted right
+// after the timestamp is taken, and its clock may run a little ahead when
+// many ids share a millisecond. A lookup by id reads the partitions of
+// IDTime ± IDSlack first.
+const IDSlack = time.Hour
 
-// idTime returns the time a UUIDv7 id carries, and false for another
-// version.
-func idTime(id uuid.UUID) (time.Time, bool) {
+// IDTime returns the time a UUIDv7 id carries (its first 48 bits, Unix
+// milliseconds), and false for an id of another version.
+func IDTime(id uuid.UUID) (time.Time, bool) {
 	if id.Version() != 7 {
 		return time.Time{}, false
 	}
@@ -250,8 +253,8 @@ func idTime(id uuid.UUID) (time.Time, bool) {
 // else in any), else, for an entry retention dropped, in
 // ledger_retired_ids.
 func sealOf(ctx context.Context, q *db.Queries, id uuid.UUID) (int64, error) {
-	if t, ok := idTime(id); ok {
-		from, to := t.Add(-idSlack), t.Add(idSlack)
+	if t, ok := IDTime(id); ok {
+		from, to := t.Add(-IDSlack), t.Add(IDSlack)
 		seq, err := q.SealOf(ctx, db.SealOfParams{ID: id, From: &from, To: &to})
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return seq, err

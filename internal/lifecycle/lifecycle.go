@@ -440,17 +440,9 @@ func (m *Maintainer) drop(ctx context.Context, c *pgx.Conn, p Partition, dryRun 
 			}
 			notHeld = "NOT " + heldCondition
 		}
-		// The partition's entries find their leaves through the blocks
-		// that sealed their write transactions (ledger_tx), each block
-		// read once: a cost in the partition's rows, not the ledger's.
 		rows, err := tx.Query(ctx, `SELECT min(seq), max(seq) FROM (
-  SELECT l.seq, l.seq - row_number() OVER (ORDER BY l.seq) AS island
-  FROM (SELECT DISTINCT ledger_tx FROM `+name+` WHERE ledger_tx IS NOT NULL) t
-  JOIN ledger_blocks b ON b.tx = t.ledger_tx
-  CROSS JOIN LATERAL ROWS FROM (unnest(b.log_ids), unnest(b.log_timestamps)) WITH ORDINALITY AS u (id, ts, ord)
-  CROSS JOIN LATERAL (SELECT b.first_seq + u.ord - 1 AS seq) l
-  JOIN `+name+` s ON s.id = u.id AND s."timestamp" = u.ts
-  WHERE `+notHeld+`) AS retired
+  SELECT seq, seq - row_number() OVER (ORDER BY seq) AS island
+  FROM (`+retiredLeaves(name, notHeld)+`) l) AS retired
 GROUP BY island ORDER BY 1`)
 		if err != nil {
 			return err
@@ -469,7 +461,7 @@ GROUP BY island ORDER BY 1`)
 		if dryRun {
 			return nil
 		}
-		return m.replace(ctx, tx, p, d, cutoff)
+		return m.replace(ctx, tx, p, d, notHeld, cutoff)
 	})
 	if err != nil {
 		return Drop{}, fmt.Errorf("retire partition %s: %w", p.Name, err)
@@ -477,9 +469,23 @@ GROUP BY island ORDER BY 1`)
 	return d, nil
 }
 
-// replace detaches and drops p, keeping its held entries in a held
-// partition for the same range, and stores the signed record of d.
-func (m *Maintainer) replace(ctx context.Context, tx pgx.Tx, p Partition, d Drop, cutoff time.Time) error {
+// retiredLeaves is the query of the leaves (id, seq) of partition name's
+// entries that meet notHeld (a condition on its rows, s). They are found
+// through the blocks that sealed their write transactions (ledger_tx), each
+// block read once: a cost in the partition's rows, not the ledger's.
+func retiredLeaves(name, notHeld string) string {
+	return `SELECT u.id, b.first_seq + u.ord - 1 AS seq
+FROM (SELECT DISTINCT ledger_tx FROM ` + name + ` WHERE ledger_tx IS NOT NULL) t
+JOIN ledger_blocks b ON b.tx = t.ledger_tx
+CROSS JOIN LATERAL ROWS FROM (unnest(b.log_ids), unnest(b.log_timestamps)) WITH ORDINALITY AS u (id, ts, ord)
+JOIN ` + name + ` s ON s.id = u.id AND s."timestamp" = u.ts
+WHERE ` + notHeld
+}
+
+// replace detaches and drops p, keeping its held entries (those not
+// meeting notHeld) in a held partition for the same range, and stores the
+// signed record of d.
+func (m *Maintainer) replace(ctx context.Context, tx pgx.Tx, p Partition, d Drop, notHeld string, cutoff time.Time) error {
 	if m.opts.Key == nil {
 		return errors.New("no ledger key to sign the retention record")
 	}
@@ -499,13 +505,7 @@ func (m *Maintainer) replace(ctx context.Context, tx pgx.Tx, p Partition, d Drop
 	}
 	// The retired entries' seqs by id, for their proofs: their rows, and
 	// the ledger_tx that leads to their blocks, go with p.
-	if _, err := tx.Exec(ctx, `INSERT INTO ledger_retired_ids (log_id, seq)
-SELECT u.id, b.first_seq + u.ord - 1
-FROM (SELECT DISTINCT ledger_tx FROM `+name+` WHERE ledger_tx IS NOT NULL) t
-JOIN ledger_blocks b ON b.tx = t.ledger_tx
-CROSS JOIN LATERAL ROWS FROM (unnest(b.log_ids), unnest(b.log_timestamps)) WITH ORDINALITY AS u (id, ts, ord)
-JOIN `+name+` s ON s.id = u.id AND s."timestamp" = u.ts
-WHERE NOT `+heldCondition+`
+	if _, err := tx.Exec(ctx, `INSERT INTO ledger_retired_ids (log_id, seq) `+retiredLeaves(name, notHeld)+`
 ON CONFLICT DO NOTHING`); err != nil {
 		return err
 	}

@@ -355,15 +355,9 @@ func (s *Store) ExpireKeys(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// idSlack bounds how far an entry's timestamp may be from the time its
-// UUIDv7 id carries, for the store's own writes: the id is minted right
-// after the timestamp is taken, and its clock may run a little ahead when
-// many ids share a millisecond.
-const idSlack = time.Hour
-
 // Get returns the entry with id, or ErrNotFound or database.ErrUnavailable
 // (wrapped). A UUIDv7 id carries its time, so Get reads the partition of
-// that time (within idSlack) first; only when the entry is not there (an
+// that time (within ledger.IDSlack) first; only when the entry is not there (an
 // id of another version, or an entry written behind the API's back with a
 // timestamp of its own) does it probe every partition.
 func (s *Store) Get(ctx context.Context, id uuid.UUID) (db.SystemLog, error) {
@@ -372,8 +366,8 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (db.SystemLog, error) {
 		return db.SystemLog{}, err
 	}
 	defer release()
-	if t, ok := IDTime(id); ok {
-		stored, err := s.read.GetLogNear(ctx, db.GetLogNearParams{ID: id, From: t.Add(-idSlack), To: t.Add(idSlack)})
+	if t, ok := ledger.IDTime(id); ok {
+		stored, err := s.read.GetLogNear(ctx, db.GetLogNearParams{ID: id, From: t.Add(-ledger.IDSlack), To: t.Add(ledger.IDSlack)})
 		if err == nil {
 			return db.SystemLog(stored), nil
 		}
@@ -386,16 +380,6 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (db.SystemLog, error) {
 		return db.SystemLog{}, fmt.Errorf("get log %s: %w", id, translateRead(err))
 	}
 	return stored, nil
-}
-
-// IDTime returns the time a UUIDv7 id carries (its first 48 bits, Unix
-// milliseconds), and false for an id of another version.
-func IDTime(id uuid.UUID) (time.Time, bool) {
-	if id.Version() != 7 {
-		return time.Time{}, false
-	}
-	ms := int64(id[0])<<40 | int64(id[1])<<32 | int64(id[2])<<24 | int64(id[3])<<16 | int64(id[4])<<8 | int64(id[5])
-	return time.UnixMilli(ms).UTC(), true
 }
 
 // Filter selects entries; zero fields do not filter. All set fields must match.
